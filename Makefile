@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh Debian 12 machine:
+#   make demo   virtualenv + install + the one-machine demo
+#   make test   + Debian packages and services the tests need, then lint, types and tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DEBS := mosquitto mosquitto-clients postgresql pcscd swig libpcsclite-dev vsmartcard-vpcd socat
+
+.PHONY: demo test venv install install-test debs services lint types unit clean
+
+venv: $(VENV)/.stamp-venv
+$(VENV)/.stamp-venv:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	touch $@
+
+$(VENV)/.stamp-install: pyproject.toml $(VENV)/.stamp-venv
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.stamp-install-test: pyproject.toml $(VENV)/.stamp-install $(VENV)/.stamp-debs
+	$(PIP) install -q -e '.[dev,pcsc]'
+	touch $@
+
+$(VENV)/.stamp-debs: Makefile $(VENV)/.stamp-venv
+	./deploy/install-debs.sh $(DEBS)
+	touch $@
+
+install: $(VENV)/.stamp-install
+install-test: $(VENV)/.stamp-install-test
+
+demo: install
+	$(VENV)/bin/qaqpa demo
+
+services: install-test
+	./deploy/start-services.sh
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check protocol edge
+
+types: install-test
+	$(VENV)/bin/mypy
+
+test: services lint types
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

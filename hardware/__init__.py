@@ -1,0 +1,1 @@
+"""Device drivers: bytes in, typed events out. Drivers decide nothing."""
