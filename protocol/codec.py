@@ -1,0 +1,137 @@
+"""The canonical encoding: deterministic CBOR (RFC 8949 section 4.2.1), in a versioned envelope.
+
+Why CBOR, deterministically encoded:
+- one byte string per message (shortest integers, definite lengths, map keys sorted bytewise), so a
+  signature over the bytes is stable and golden vectors can pin the wire format exactly;
+- compact binary (a batch of 500 events is about half its JSON size), and byte strings travel as
+  they are (signatures, keys) with no base64;
+- a standard with mature libraries in every language (here ``cbor2``), so a ministry system or a
+  third-party terminal can speak it without our code.
+Our schemas contain no floats and no tags; the decoder refuses tags.
+
+Envelope: a CBOR map ``{"v": 1, "t": <type name>, "b": <body: canonical CBOR bytes>, "s": <sig>}``.
+The body is embedded as bytes, so a signature covers exactly the bytes that were sent and no
+re-encoding is needed to verify it; ``"s"`` is present only on signed messages (event batches).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import cbor2
+from pydantic import ValidationError
+
+from protocol.errors import ProtocolError
+from protocol.messages import ALL_MESSAGES, TYPE_NAMES, Message
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+M = TypeVar("M", bound=Message)
+
+
+def canonical(obj: Any) -> bytes:
+    """Deterministic CBOR of plain data (dict / list / str / int / bytes / bool / None)."""
+    return cbor2.dumps(obj, canonical=True)
+
+
+def _refuse_tag(_decoder: Any, tag: Any) -> Any:
+    raise ProtocolError(f"CBOR tag {tag.tag} is not allowed", context="cbor")
+
+
+def loads_plain(buf: bytes, *, context: str) -> Any:
+    if len(buf) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(
+            f"{len(buf)} bytes exceeds the {MAX_MESSAGE_BYTES} limit", context=context
+        )
+    try:
+        return cbor2.loads(buf, tag_hook=_refuse_tag)
+    except ProtocolError:
+        raise
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as err:
+        raise ProtocolError(f"not valid CBOR ({err})", context=context) from err
+
+
+def body_bytes(msg: Message) -> bytes:
+    return canonical(msg.model_dump(mode="json", by_alias=True, exclude_none=False))
+
+
+def signed_bytes(type_name: str, body: bytes, version: int = SCHEMA_VERSION) -> bytes:
+    """What a signature covers: the protocol name, version, message type and body bytes."""
+    return canonical(["qaqpa", version, type_name, body])
+
+
+def encode(msg: Message, *, signature: bytes | None = None) -> bytes:
+    """Envelope bytes for ``msg``; ``signature`` over ``signed_bytes`` of the same body."""
+    env: dict[str, Any] = {"v": SCHEMA_VERSION, "t": TYPE_NAMES[type(msg)], "b": body_bytes(msg)}
+    if signature is not None:
+        env["s"] = signature
+    return canonical(env)
+
+
+class Envelope:
+    """A decoded envelope whose body has not been parsed yet (so a signature can be checked first)."""
+
+    __slots__ = ("body", "signature", "type_name", "version")
+
+    def __init__(self, version: int, type_name: str, body: bytes, signature: bytes | None) -> None:
+        self.version = version
+        self.type_name = type_name
+        self.body = body
+        self.signature = signature
+
+    def signed_bytes(self) -> bytes:
+        return signed_bytes(self.type_name, self.body, self.version)
+
+    def message(self, expected: type[M]) -> M:
+        """Parse the body as ``expected``; a different type or an invalid body raises."""
+        actual = ALL_MESSAGES.get(self.type_name)
+        if actual is not expected:
+            raise ProtocolError(
+                f"expected {TYPE_NAMES[expected]}, got {self.type_name!r}", context="envelope"
+            )
+        plain = loads_plain(self.body, context=self.type_name)
+        try:
+            return expected.model_validate(plain)
+        except ValidationError as err:
+            raise ProtocolError(_describe(err), context=self.type_name) from err
+
+
+def open_envelope(buf: bytes) -> Envelope:
+    """Check the envelope's shape and version; does not parse or trust the body."""
+    env = loads_plain(buf, context="envelope")
+    if not isinstance(env, dict):
+        raise ProtocolError(f"envelope is a {type(env).__name__}, not a map", context="envelope")
+    extra = set(env) - {"v", "t", "b", "s"}
+    if extra:
+        raise ProtocolError(f"unknown envelope field(s) {sorted(extra)}", context="envelope")
+    version, type_name, body, sig = env.get("v"), env.get("t"), env.get("b"), env.get("s")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ProtocolError("missing or non-integer schema version 'v'", context="envelope")
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolError(
+            f"unsupported schema version {version}; this build reads {sorted(SUPPORTED_VERSIONS)}",
+            context="envelope",
+        )
+    if not isinstance(type_name, str) or type_name not in ALL_MESSAGES:
+        raise ProtocolError(f"unknown message type {type_name!r}", context="envelope")
+    if not isinstance(body, bytes):
+        raise ProtocolError("body 'b' must be a byte string", context="envelope")
+    if sig is not None and not isinstance(sig, bytes):
+        raise ProtocolError("signature 's' must be a byte string", context="envelope")
+    return Envelope(version, type_name, body, sig)
+
+
+def decode(buf: bytes, expected: type[M]) -> M:
+    """Decode an unsigned message of type ``expected``."""
+    return open_envelope(buf).message(expected)
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(x) for x in e["loc"]) or "(message)"
+        parts.append(f"{loc}: {e['msg']}")
+    more = err.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

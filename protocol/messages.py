@@ -1,0 +1,499 @@
+"""Typed messages for everything that crosses the wire between an edge and the server.
+
+All times are integer milliseconds since the Unix epoch (UTC), local dates are ``YYYY-MM-DD`` in
+the school's policy timezone, money is integer tiyn. No floats, so the canonical encoding of a
+message is unique (see ``protocol.codec``).
+
+Identification data rules (DESIGN invariant 5) are visible in the types: uplink events name a
+student by the roster id only; a raw card number never appears in an uplink message, and there is
+no field anywhere that could carry a face template.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import itertools
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Seq = Annotated[int, Field(ge=1, le=2**62)]
+Millis = Annotated[int, Field(ge=0, le=2**53)]
+LocalDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+Credential = Annotated[str, Field(min_length=3, max_length=128, pattern=r"^[A-Z0-9]+:[A-Z0-9:]+$")]
+Text = Annotated[str, Field(max_length=500)]
+
+
+class Message(BaseModel):
+    """Base of all wire messages: immutable, strict types, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+# ---------------------------------------------------------------------------------- vocabulary
+
+
+class TerminalKind(enum.StrEnum):
+    TURNSTILE = "turnstile"
+    CANTEEN = "canteen"
+    LIBRARY = "library"
+
+
+class Direction(enum.StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Reason(enum.StrEnum):
+    """Stable reason codes of decisions. Never renumber or rename: reports and replays use them."""
+
+    OK = "ok"
+    UNKNOWN_CARD = "unknown_card"
+    CARD_BLOCKED = "card_blocked"
+    NO_CONSENT = "no_consent"
+    OUTSIDE_HOURS = "outside_hours"
+    PASSBACK = "passback"
+    NOT_ELIGIBLE = "not_eligible"
+    ALREADY_SERVED = "already_served"
+    OUTSIDE_MEAL_PERIOD = "outside_meal_period"
+    NOT_AUTHORISED = "not_authorised"
+    UNKNOWN_STUDENT = "unknown_student"
+    NOT_ALLOWED_HERE = "not_allowed_here"
+
+
+class MealKind(enum.StrEnum):
+    FREE = "free"
+    PAID = "paid"
+    VOUCHER = "voucher"
+
+
+class ConsentKind(enum.StrEnum):
+    DATA = "data"
+    BIOMETRIC = "biometric"
+    NOTIFICATIONS = "notifications"
+
+
+class AntiPassback(enum.StrEnum):
+    OFF = "off"
+    SOFT = "soft"  # grant, but log the violation
+    HARD = "hard"  # deny
+
+
+class OwnerKind(enum.StrEnum):
+    STUDENT = "student"
+    STAFF = "staff"
+
+
+class AlarmCode(enum.StrEnum):
+    READER_OFFLINE = "reader_offline"
+    OUTBOX_HIGH_WATER = "outbox_high_water"
+    SECURE_CHANNEL_REFUSED = "secure_channel_refused"
+    GATE_FAULT = "gate_fault"
+
+
+# Enum fields accept their string value from a decoder even though the models are strict.
+TerminalKindW = Annotated[TerminalKind, Field(strict=False)]
+DirectionW = Annotated[Direction, Field(strict=False)]
+ReasonW = Annotated[Reason, Field(strict=False)]
+MealKindW = Annotated[MealKind, Field(strict=False)]
+ConsentKindW = Annotated[ConsentKind, Field(strict=False)]
+AntiPassbackW = Annotated[AntiPassback, Field(strict=False)]
+OwnerKindW = Annotated[OwnerKind, Field(strict=False)]
+AlarmCodeW = Annotated[AlarmCode, Field(strict=False)]
+
+
+# ------------------------------------------------------------------------------ uplink events
+
+
+class _EventBase(Message):
+    seq: Seq
+    at_ms: Millis
+    terminal: Id
+
+
+class EntryEvent(_EventBase):
+    """A person was let in at a turnstile by a card (or face)."""
+
+    kind: Literal["entry"] = "entry"
+    student_id: Id | None = None
+    staff_id: Id | None = None
+    passback_violation: bool = False  # soft anti-passback: granted, logged
+
+
+class ExitEvent(_EventBase):
+    kind: Literal["exit"] = "exit"
+    student_id: Id | None = None
+    staff_id: Id | None = None
+    passback_violation: bool = False
+
+
+class NotPassedEvent(_EventBase):
+    """A turnstile was released but nobody went through before the timeout."""
+
+    kind: Literal["not_passed"] = "not_passed"
+    granted_seq: Seq
+    student_id: Id | None = None
+    staff_id: Id | None = None
+
+
+class DeniedEvent(_EventBase):
+    kind: Literal["denied"] = "denied"
+    terminal_kind: TerminalKindW
+    direction: DirectionW | None = None
+    reason: ReasonW
+    student_id: Id | None = None  # None when the card is unknown: the raw card stays at the school
+
+
+class MealServedEvent(_EventBase):
+    kind: Literal["meal_served"] = "meal_served"
+    student_id: Id
+    period: Id
+    local_date: LocalDate
+    meal: MealKindW
+    amount_tiyn: Annotated[int, Field(ge=0)] = 0
+
+
+class LibraryVisitEvent(_EventBase):
+    kind: Literal["library_visit"] = "library_visit"
+    student_id: Id
+
+
+class ManualPassEvent(_EventBase):
+    """A staff member let a student through personally (a lost card): who authorised it."""
+
+    kind: Literal["manual_pass"] = "manual_pass"
+    student_id: Id
+    authorised_by: Id
+    direction: DirectionW
+
+
+class AlarmEvent(_EventBase):
+    kind: Literal["alarm"] = "alarm"
+    code: AlarmCodeW
+    active: bool  # True raises, False clears
+    detail: Text = ""
+
+
+Event = Annotated[
+    EntryEvent
+    | ExitEvent
+    | NotPassedEvent
+    | DeniedEvent
+    | MealServedEvent
+    | LibraryVisitEvent
+    | ManualPassEvent
+    | AlarmEvent,
+    Field(discriminator="kind"),
+]
+
+
+class EventBatch(Message):
+    """Uplink: consecutive-or-not events of one device, seq strictly increasing."""
+
+    school: Id
+    device: Id
+    sent_at_ms: Millis
+    events: Annotated[list[Event], Field(min_length=1, max_length=10_000)]
+
+    @model_validator(mode="after")
+    def _increasing(self) -> EventBatch:
+        seqs = [e.seq for e in self.events]
+        if any(b <= a for a, b in itertools.pairwise(seqs)):
+            raise ValueError("event seq must be strictly increasing within a batch")
+        return self
+
+
+class SeqRange(Message):
+    first: Seq
+    last: Seq
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeqRange:
+        if self.last < self.first:
+            raise ValueError("range last < first")
+        return self
+
+
+class EventAck(Message):
+    """Server -> edge: every seq <= ``committed_through`` is stored; ``missing`` are gaps above it."""
+
+    school: Id
+    device: Id
+    committed_through: Annotated[int, Field(ge=0)]
+    missing: list[SeqRange] = []
+
+
+class DeviceStatus(Message):
+    """Edge -> server, retained. The broker publishes the offline form as the last will."""
+
+    school: Id
+    device: Id
+    online: bool
+    at_ms: Millis
+    backlog: Annotated[int, Field(ge=0)] = 0
+    oldest_unsent_ms: Millis | None = None
+    outbox_capacity: Annotated[int, Field(ge=0)] = 0
+    readers_offline: list[Id] = []
+
+
+# --------------------------------------------------------------------------------- downlink
+
+
+class CategoryMembership(Message):
+    """A social category (free meals) with its document and inclusive validity dates."""
+
+    code: Id
+    valid_from: LocalDate
+    valid_to: LocalDate
+    document: Text
+
+    @model_validator(mode="after")
+    def _dates(self) -> CategoryMembership:
+        if dt.date.fromisoformat(self.valid_to) < dt.date.fromisoformat(self.valid_from):
+            raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}")
+        return self
+
+
+class ConsentRecord(Message):
+    kind: ConsentKindW
+    granted: bool
+    given_by: Text  # the parent or legal representative, as written on the document
+    at_ms: Millis
+    document: Text
+
+
+class StudentRecord(Message):
+    id: Id
+    grade: Annotated[int, Field(ge=0, le=12)]
+    class_name: Annotated[str, Field(min_length=1, max_length=16)]
+    shift: Annotated[int, Field(ge=1, le=3)]
+    display_name: Text = ""  # shown to canteen staff at this school only
+    consents: list[ConsentRecord] = []
+    categories: list[CategoryMembership] = []
+
+
+class StaffRecord(Message):
+    id: Id
+    roles: list[Id]
+    classes: list[Annotated[str, Field(min_length=1, max_length=16)]] = []
+    pin_hash: Text = ""  # see edge.core.pin: never the PIN itself
+    display_name: Text = ""
+
+
+class CardBinding(Message):
+    credential: Credential
+    owner_kind: OwnerKindW
+    owner_id: Id
+    blocked_reason: Text | None = None
+
+
+class ShiftDoc(Message):
+    number: Annotated[int, Field(ge=1, le=3)]
+    entry_from: ClockTime
+    entry_to: ClockTime
+    starts_at: ClockTime | None = None  # lessons start: late arrivals are counted against it
+
+    @model_validator(mode="after")
+    def _window(self) -> ShiftDoc:
+        if self.entry_to <= self.entry_from:
+            raise ValueError(
+                f"shift {self.number}: entry_to {self.entry_to} is not after entry_from"
+            )
+        return self
+
+
+class MealPeriodDoc(Message):
+    name: Id
+    shifts: Annotated[list[Annotated[int, Field(ge=1, le=3)]], Field(min_length=1)]
+    from_: Annotated[ClockTime, Field(alias="from")]
+    to: ClockTime
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _window(self) -> MealPeriodDoc:
+        if self.to <= self.from_:
+            raise ValueError(f"meal period {self.name}: 'to' {self.to} is not after 'from'")
+        return self
+
+
+class PolicyDoc(Message):
+    """The school's rules as data (DESIGN invariant 7). Times are local to ``timezone``."""
+
+    timezone: Annotated[str, Field(min_length=1, max_length=64)]
+    free_meal_grades: list[Annotated[int, Field(ge=0, le=12)]] = []
+    free_meal_categories: list[Id] = []
+    anti_passback: AntiPassbackW = AntiPassback.OFF
+    manual_pass_roles: list[Id] = ["class_teacher"]
+    shifts: Annotated[list[ShiftDoc], Field(alias="shift", min_length=1)]
+    meal_periods: Annotated[list[MealPeriodDoc], Field(alias="meal_period")] = []
+    valid_from: LocalDate | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown timezone {value!r}") from err
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicyDoc:
+        numbers = [s.number for s in self.shifts]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"shift numbers repeat: {numbers}")
+        names = [p.name for p in self.meal_periods]
+        if len(set(names)) != len(names):
+            raise ValueError(f"meal period names repeat: {names}")
+        for p in self.meal_periods:
+            unknown = set(p.shifts) - set(numbers)
+            if unknown:
+                raise ValueError(f"meal period {p.name} serves unknown shift(s) {sorted(unknown)}")
+        for i, a in enumerate(self.meal_periods):
+            for b in self.meal_periods[i + 1 :]:
+                common = set(a.shifts) & set(b.shifts)
+                if common and a.from_ < b.to and b.from_ < a.to:
+                    raise ValueError(
+                        f"meal periods {a.name} ({a.from_}-{a.to}) and {b.name} "
+                        f"({b.from_}-{b.to}) overlap for shift(s) {sorted(common)}"
+                    )
+        return self
+
+
+class MenuItem(Message):
+    id: Id
+    name: Text
+    price_tiyn: Annotated[int, Field(ge=0)]
+    allergens: list[Id] = []
+
+
+class StudentUpsert(Message):
+    op: Literal["student_upsert"] = "student_upsert"
+    student: StudentRecord
+
+
+class StudentRemove(Message):
+    op: Literal["student_remove"] = "student_remove"
+    student_id: Id
+
+
+class StaffUpsert(Message):
+    op: Literal["staff_upsert"] = "staff_upsert"
+    staff: StaffRecord
+
+
+class StaffRemove(Message):
+    op: Literal["staff_remove"] = "staff_remove"
+    staff_id: Id
+
+
+class CardBind(Message):
+    op: Literal["card_bind"] = "card_bind"
+    card: CardBinding
+
+
+class CardBlock(Message):
+    op: Literal["card_block"] = "card_block"
+    credential: Credential
+    reason: Text
+
+
+class CardUnbind(Message):
+    op: Literal["card_unbind"] = "card_unbind"
+    credential: Credential
+
+
+class ConsentSet(Message):
+    """A consent given or withdrawn. Withdrawal of biometric consent deletes templates at the school."""
+
+    op: Literal["consent_set"] = "consent_set"
+    student_id: Id
+    consent: ConsentRecord
+
+
+class CategoriesSet(Message):
+    op: Literal["categories_set"] = "categories_set"
+    student_id: Id
+    categories: list[CategoryMembership]
+
+
+class PolicySet(Message):
+    op: Literal["policy_set"] = "policy_set"
+    policy: PolicyDoc
+
+
+class MenuSet(Message):
+    op: Literal["menu_set"] = "menu_set"
+    local_date: LocalDate
+    items: list[MenuItem]
+
+
+Change = Annotated[
+    StudentUpsert
+    | StudentRemove
+    | StaffUpsert
+    | StaffRemove
+    | CardBind
+    | CardBlock
+    | CardUnbind
+    | ConsentSet
+    | CategoriesSet
+    | PolicySet
+    | MenuSet,
+    Field(discriminator="op"),
+]
+
+
+class SyncDelta(Message):
+    """Changes that take an edge from ``base_version`` to ``version``; applied atomically."""
+
+    school: Id
+    version: Annotated[int, Field(ge=1)]
+    base_version: Annotated[int, Field(ge=0)]
+    changes: list[Change]
+
+    @model_validator(mode="after")
+    def _forward(self) -> SyncDelta:
+        if self.version <= self.base_version:
+            raise ValueError("delta version must be greater than its base_version")
+        return self
+
+
+class SyncSnapshot(Message):
+    """Everything a school's edge needs, at ``version``: replaces the edge's roster wholesale."""
+
+    school: Id
+    version: Annotated[int, Field(ge=0)]
+    policy: PolicyDoc | None
+    students: list[StudentRecord]
+    staff: list[StaffRecord]
+    cards: list[CardBinding]
+    menu: list[MenuItem] = []
+
+
+class SyncAck(Message):
+    """Edge -> server: the downlink version now applied."""
+
+    school: Id
+    device: Id
+    applied_version: Annotated[int, Field(ge=0)]
+    need_snapshot: bool = False
+
+
+ALL_MESSAGES: dict[str, type[Message]] = {
+    "event_batch": EventBatch,
+    "event_ack": EventAck,
+    "device_status": DeviceStatus,
+    "sync_delta": SyncDelta,
+    "sync_snapshot": SyncSnapshot,
+    "sync_ack": SyncAck,
+}
+TYPE_NAMES: dict[type[Message], str] = {cls: name for name, cls in ALL_MESSAGES.items()}
