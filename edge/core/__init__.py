@@ -1,0 +1,1 @@
+"""The decision core: pure functions over typed data. No clock, no I/O, no database."""

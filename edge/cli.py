@@ -1,0 +1,138 @@
+"""The ``qaqpa`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from edge.replay import ReplayError, replay
+
+    try:
+        replay(args.roster, args.policy, args.taps, sys.stdout)
+    except ReplayError as err:
+        print(f"qaqpa replay: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.config import ConfigError
+    from edge.daemon import run_daemon
+    from edge.store import StoreError
+
+    try:
+        asyncio.run(run_daemon(args.config))
+    except ConfigError as err:
+        print(f"qaqpa run: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StoreError as err:
+        print(f"qaqpa run: the edge store cannot be used: {err}", file=sys.stderr)
+        print("It was left untouched. Restore it from backup or move it aside.", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _import_roster(args: argparse.Namespace) -> int:
+    from edge.config import ConfigError
+    from edge.daemon import import_roster
+    from edge.replay import ReplayError
+    from edge.roster import RosterError
+    from edge.store import StoreError
+
+    try:
+        n = asyncio.run(import_roster(args.config, args.roster, args.policy))
+    except (ConfigError, RosterError, ReplayError) as err:
+        print(f"qaqpa edge import-roster: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StoreError as err:
+        print(f"qaqpa edge import-roster: {err}", file=sys.stderr)
+        return 3
+    print(f"imported {n} students")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge.demo import run_demo
+
+    summary = asyncio.run(run_demo(duration=args.duration, students=args.students))
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edge.bench import BENCHES
+
+    result = BENCHES[args.what](args)
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qaqpa", description="School pass and meal system")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("replay", help="decisions for a day of taps under a policy (policy audit)")
+    r.add_argument("--roster", type=Path, required=True, help="roster.json")
+    r.add_argument("--policy", type=Path, required=True, help="policy.toml")
+    r.add_argument("--taps", type=Path, required=True, help="taps.jsonl")
+    r.set_defaults(func=_replay)
+
+    run = sub.add_parser("run", help="run a school's edge daemon")
+    run.add_argument("--config", type=Path, required=True, help="edge.toml")
+    run.set_defaults(func=_run)
+
+    edge = sub.add_parser("edge", help="edge administration")
+    edge_sub = edge.add_subparsers(dest="edge_command", required=True)
+    imp = edge_sub.add_parser("import-roster", help="load a roster.json into the edge store")
+    imp.add_argument("--config", type=Path, required=True)
+    imp.add_argument("--roster", type=Path, required=True)
+    imp.add_argument("--policy", type=Path, help="policy.toml to install with it")
+    imp.set_defaults(func=_import_roster)
+
+    d = sub.add_parser("demo", help="one simulated school on this machine")
+    d.add_argument(
+        "--duration", type=float, default=None, help="stop after SECONDS and print a summary"
+    )
+    d.add_argument("--students", type=int, default=300)
+    d.set_defaults(func=_demo)
+
+    b = sub.add_parser("bench", help="benchmarks; print JSON")
+    b.add_argument("what", choices=["edge", "osdp", "ingest", "drain"])
+    b.add_argument("--json", action="store_true", help="one line of JSON")
+    b.add_argument("--seconds", type=float, default=10.0, help="how long to sustain load")
+    b.set_defaults(func=_bench)
+
+    for hook in _extensions():
+        hook(sub, edge_sub)
+    return p
+
+
+def _extensions() -> list[Callable[[argparse._SubParsersAction, argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

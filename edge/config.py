@@ -1,0 +1,89 @@
+"""The edge daemon's configuration: a TOML file, overridable by ``QAQPA_EDGE_*`` variables."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edge.core.reasons import Lang
+from protocol.messages import Direction, TerminalKind
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used: names the file, the field and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LineReaderConfig(_Section):
+    type: Literal["line"] = Field(description="keyboard-wedge style reader: one card per line")
+    path: Path = Field(description="tty, pty or FIFO the reader writes lines to")
+    default_prefix: str = Field("EM", description="prefix for lines without one")
+
+
+class LogGateConfig(_Section):
+    type: Literal["log"] = Field(description="simulated relay: appends actuations to a file")
+    path: Path = Field(description="file that receives one line per actuation")
+
+
+ReaderConfig = Annotated[LineReaderConfig, Field(discriminator="type")]
+GateConfig = Annotated[LogGateConfig, Field(discriminator="type")]
+
+
+class TerminalConfig(_Section):
+    id: str = Field(description="terminal id, unique in the school, e.g. gate-1-in")
+    kind: TerminalKind = Field(description="turnstile, canteen or library")
+    direction: Direction | None = Field(None, description="for a turnstile reader: in or out")
+    reader: ReaderConfig = Field(description="the credential reader, chosen by `type`")
+    gate: GateConfig | None = Field(None, description="relay or turnstile output, chosen by `type`")
+    passage_timeout: float = Field(5.0, gt=0, le=60, description="seconds to wait for passage")
+
+
+class EdgeConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QAQPA_EDGE_", extra="forbid")
+
+    school: str = Field(description="school id as registered at the server")
+    device: str = Field(description="this edge device's id")
+    store: Path = Field(description="path of the edge SQLite store")
+    policy: Path | None = Field(
+        None, description="local policy.toml; when absent the policy comes from the server"
+    )
+    outbox_capacity: int = Field(
+        100_000, ge=1_000, description="events the outbox holds before the 80 % alarm basis"
+    )
+    language: Lang = Field(Lang.KK, description="language of messages on terminals")
+    terminals: list[TerminalConfig] = Field(
+        default_factory=list, alias="terminal", description="[[terminal]] tables"
+    )
+
+
+def load_config(path: Path) -> EdgeConfig:
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    try:
+        cfg = EdgeConfig(**raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "(file)"
+        raise ConfigError(f"{path}: {loc}: {first['msg']}") from err
+    base = path.parent
+    cfg.store = base / cfg.store if not cfg.store.is_absolute() else cfg.store
+    if cfg.policy is not None and not cfg.policy.is_absolute():
+        cfg.policy = base / cfg.policy
+    ids = [t.id for t in cfg.terminals]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{path}: terminal: ids repeat: {ids}")
+    for i, t in enumerate(cfg.terminals):
+        if t.kind is TerminalKind.TURNSTILE and t.direction is None:
+            raise ConfigError(f"{path}: terminal.{i}.direction: a turnstile reader needs in or out")
+    return cfg

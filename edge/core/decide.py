@@ -1,0 +1,174 @@
+"""The decision: a pure function of (policy, state, tap). ``tap.at`` is "now"."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from edge.core.model import (
+    MealKey,
+    MealPeriod,
+    OwnerKind,
+    Policy,
+    Presence,
+    ServedMeal,
+    StateView,
+    Student,
+    Tap,
+)
+from edge.core.pin import verify_pin
+from protocol.messages import AntiPassback, ConsentKind, Direction, MealKind, Reason, TerminalKind
+
+CLASS_TEACHER = "class_teacher"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    granted: bool
+    reason: Reason
+    local_date: dt.date
+    student_id: str | None = None
+    staff_id: str | None = None  # the card's owner when a staff member taps
+    authorised_by: str | None = None  # the staff member who authorised a manual pass
+    meal: MealKind | None = None
+    meal_period: str | None = None
+    presence_after: Presence | None = None  # recorded once the person has actually passed
+    passback_violation: bool = False
+    served_before: ServedMeal | None = None  # for ALREADY_SERVED: when and where
+
+    @property
+    def person_id(self) -> str | None:
+        return self.student_id or self.staff_id
+
+
+def decide(policy: Policy, state: StateView, tap: Tap) -> Decision:
+    local = tap.at.astimezone(policy.timezone)
+    day = local.date()
+    if tap.is_manual:
+        return _manual_pass(policy, state, tap, day)
+
+    def deny(reason: Reason, **kw: object) -> Decision:
+        return Decision(False, reason, day, **kw)  # type: ignore[arg-type]
+
+    card = state.card(tap.credential or "")
+    if card is None:
+        return deny(Reason.UNKNOWN_CARD)
+    if card.blocked_reason is not None:
+        return deny(Reason.CARD_BLOCKED, **_owner(card.owner_kind, card.owner_id))
+    if card.owner_kind is OwnerKind.STAFF:
+        if state.staff(card.owner_id) is None:
+            return deny(Reason.UNKNOWN_CARD)
+        if tap.kind is not TerminalKind.TURNSTILE:
+            return deny(Reason.NOT_ALLOWED_HERE, staff_id=card.owner_id)
+        presence = Presence.INSIDE if tap.direction is Direction.IN else Presence.OUTSIDE
+        return Decision(True, Reason.OK, day, staff_id=card.owner_id, presence_after=presence)
+
+    student = state.student(card.owner_id)
+    if student is None:
+        return deny(Reason.UNKNOWN_CARD)
+    if ConsentKind.DATA not in student.consents:
+        return deny(Reason.NO_CONSENT, student_id=student.id)
+    if tap.kind is TerminalKind.TURNSTILE:
+        return _turnstile(policy, state, tap, student, local)
+    if tap.kind is TerminalKind.CANTEEN:
+        return _canteen(policy, state, tap, student, local)
+    return Decision(True, Reason.OK, day, student_id=student.id)  # library: a visit
+
+
+def _owner(kind: OwnerKind, owner_id: str) -> dict[str, str]:
+    return {"student_id": owner_id} if kind is OwnerKind.STUDENT else {"staff_id": owner_id}
+
+
+def _turnstile(
+    policy: Policy, state: StateView, tap: Tap, student: Student, local: dt.datetime
+) -> Decision:
+    day = local.date()
+    entering = tap.direction is not Direction.OUT
+    if entering:
+        shift = policy.shifts.get(student.shift)
+        if shift is None or not (shift.entry_from <= local.time() <= shift.entry_to):
+            return Decision(False, Reason.OUTSIDE_HOURS, day, student_id=student.id)
+    target = Presence.INSIDE if entering else Presence.OUTSIDE
+    violation = state.presence(student.id, day) is target
+    if violation and policy.anti_passback is AntiPassback.HARD:
+        return Decision(False, Reason.PASSBACK, day, student_id=student.id)
+    return Decision(
+        True,
+        Reason.OK,
+        day,
+        student_id=student.id,
+        presence_after=target,
+        passback_violation=violation and policy.anti_passback is AntiPassback.SOFT,
+    )
+
+
+def meal_period_at(policy: Policy, shift: int, t: dt.time) -> MealPeriod | None:
+    """The meal period serving ``shift`` at local time ``t`` (policies forbid overlaps)."""
+    for period in policy.meal_periods:
+        if shift in period.shifts and period.covers(t):
+            return period
+    return None
+
+
+def free_meal_eligible(policy: Policy, student: Student, day: dt.date) -> bool:
+    if student.grade in policy.free_meal_grades:
+        return True
+    return any(
+        c.code in policy.free_meal_categories and c.valid_on(day) for c in student.categories
+    )
+
+
+def _canteen(
+    policy: Policy, state: StateView, tap: Tap, student: Student, local: dt.datetime
+) -> Decision:
+    day = local.date()
+    period = meal_period_at(policy, student.shift, local.time())
+    if period is None:
+        return Decision(False, Reason.OUTSIDE_MEAL_PERIOD, day, student_id=student.id)
+    if not free_meal_eligible(policy, student, day):
+        return Decision(
+            False, Reason.NOT_ELIGIBLE, day, student_id=student.id, meal_period=period.name
+        )
+    before = state.served(MealKey(student.id, day, period.name))
+    if before is not None:
+        return Decision(
+            False,
+            Reason.ALREADY_SERVED,
+            day,
+            student_id=student.id,
+            meal_period=period.name,
+            served_before=before,
+        )
+    return Decision(
+        True, Reason.OK, day, student_id=student.id, meal=MealKind.FREE, meal_period=period.name
+    )
+
+
+def _manual_pass(policy: Policy, state: StateView, tap: Tap, day: dt.date) -> Decision:
+    card = state.card(tap.staff_credential or "")
+    staff = (
+        state.staff(card.owner_id)
+        if card is not None and card.owner_kind is OwnerKind.STAFF and card.blocked_reason is None
+        else None
+    )
+    if staff is None or not verify_pin(tap.pin or "", staff.pin_hash):
+        return Decision(False, Reason.NOT_AUTHORISED, day)
+    if tap.kind is not TerminalKind.TURNSTILE:
+        return Decision(False, Reason.NOT_ALLOWED_HERE, day, authorised_by=staff.id)
+    student = state.student(tap.manual_student or "")
+    if student is None:
+        return Decision(False, Reason.UNKNOWN_STUDENT, day, authorised_by=staff.id)
+    roles = staff.roles & policy.manual_pass_roles
+    may = any(r != CLASS_TEACHER or student.class_name in staff.classes for r in roles)
+    if not may:
+        return Decision(
+            False, Reason.NOT_AUTHORISED, day, student_id=student.id, authorised_by=staff.id
+        )
+    if ConsentKind.DATA not in student.consents:
+        return Decision(
+            False, Reason.NO_CONSENT, day, student_id=student.id, authorised_by=staff.id
+        )
+    presence = Presence.OUTSIDE if tap.direction is Direction.OUT else Presence.INSIDE
+    return Decision(
+        True, Reason.OK, day, student_id=student.id, authorised_by=staff.id, presence_after=presence
+    )

@@ -1,0 +1,189 @@
+"""Typed state the decision core reads. Built by the shell from the store or a replay roster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from protocol.messages import AntiPassback, ConsentKind, Direction, PolicyDoc, TerminalKind
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    code: str
+    valid_from: dt.date
+    valid_to: dt.date  # inclusive
+    document: str
+
+    def valid_on(self, day: dt.date) -> bool:
+        return self.valid_from <= day <= self.valid_to
+
+
+@dataclass(frozen=True, slots=True)
+class Student:
+    id: str
+    grade: int
+    class_name: str
+    shift: int
+    consents: frozenset[ConsentKind] = frozenset()
+    categories: tuple[Category, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Staff:
+    id: str
+    roles: frozenset[str]
+    classes: frozenset[str] = frozenset()
+    pin_hash: str = ""
+
+
+class OwnerKind(enum.StrEnum):
+    STUDENT = "student"
+    STAFF = "staff"
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    credential: str
+    owner_kind: OwnerKind
+    owner_id: str
+    blocked_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    number: int
+    entry_from: dt.time
+    entry_to: dt.time
+    starts_at: dt.time | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MealPeriod:
+    name: str
+    shifts: frozenset[int]
+    start: dt.time
+    end: dt.time  # exclusive
+
+    def covers(self, t: dt.time) -> bool:
+        return self.start <= t < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    timezone: ZoneInfo
+    free_meal_grades: frozenset[int]
+    free_meal_categories: frozenset[str]
+    anti_passback: AntiPassback
+    manual_pass_roles: frozenset[str]
+    shifts: Mapping[int, Shift]
+    meal_periods: tuple[MealPeriod, ...]
+
+    @classmethod
+    def from_doc(cls, doc: PolicyDoc) -> Policy:
+        def hm(s: str) -> dt.time:
+            return dt.time.fromisoformat(s)
+
+        return cls(
+            timezone=ZoneInfo(doc.timezone),
+            free_meal_grades=frozenset(doc.free_meal_grades),
+            free_meal_categories=frozenset(doc.free_meal_categories),
+            anti_passback=doc.anti_passback,
+            manual_pass_roles=frozenset(doc.manual_pass_roles),
+            shifts={
+                s.number: Shift(
+                    s.number,
+                    hm(s.entry_from),
+                    hm(s.entry_to),
+                    hm(s.starts_at) if s.starts_at else None,
+                )
+                for s in doc.shifts
+            },
+            meal_periods=tuple(
+                MealPeriod(p.name, frozenset(p.shifts), hm(p.from_), hm(p.to))
+                for p in doc.meal_periods
+            ),
+        )
+
+
+class Presence(enum.StrEnum):
+    """Anti-passback state of a person for one local day."""
+
+    INSIDE = "inside"
+    OUTSIDE = "outside"
+
+
+@dataclass(frozen=True, slots=True)
+class Tap:
+    """A credential presented at a terminal (or a manual pass keyed in by staff)."""
+
+    at: dt.datetime  # timezone-aware
+    terminal: str
+    kind: TerminalKind
+    direction: Direction | None = None
+    credential: str | None = None
+    manual_student: str | None = None
+    staff_credential: str | None = None
+    pin: str | None = None
+
+    @property
+    def is_manual(self) -> bool:
+        return self.manual_student is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MealKey:
+    student_id: str
+    local_date: dt.date
+    period: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServedMeal:
+    at: dt.datetime
+    terminal: str
+
+
+class StateView(Protocol):
+    """Read access to what a decision needs."""
+
+    def card(self, credential: str) -> Card | None: ...
+
+    def student(self, student_id: str) -> Student | None: ...
+
+    def staff(self, staff_id: str) -> Staff | None: ...
+
+    def presence(self, person_id: str, day: dt.date) -> Presence | None: ...
+
+    def served(self, key: MealKey) -> ServedMeal | None: ...
+
+
+@dataclass
+class SchoolState:
+    """The whole decision state in memory: roster, cards, today's presence and meal ledger."""
+
+    students: dict[str, Student] = field(default_factory=dict)
+    staff_by_id: dict[str, Staff] = field(default_factory=dict)
+    cards: dict[str, Card] = field(default_factory=dict)
+    presence_by_person: dict[str, tuple[dt.date, Presence]] = field(default_factory=dict)
+    meals: dict[MealKey, ServedMeal] = field(default_factory=dict)
+
+    def card(self, credential: str) -> Card | None:
+        return self.cards.get(credential.upper())
+
+    def student(self, student_id: str) -> Student | None:
+        return self.students.get(student_id)
+
+    def staff(self, staff_id: str) -> Staff | None:
+        return self.staff_by_id.get(staff_id)
+
+    def presence(self, person_id: str, day: dt.date) -> Presence | None:
+        got = self.presence_by_person.get(person_id)
+        return got[1] if got is not None and got[0] == day else None
+
+    def served(self, key: MealKey) -> ServedMeal | None:
+        return self.meals.get(key)

@@ -1,0 +1,77 @@
+"""What each decision reason says to the person at the terminal, in Kazakh, Russian and English."""
+
+from __future__ import annotations
+
+import enum
+
+from protocol.messages import Reason
+
+
+class Lang(enum.StrEnum):
+    KK = "kk"
+    RU = "ru"
+    EN = "en"
+
+
+MESSAGES: dict[Reason, dict[Lang, str]] = {
+    Reason.OK: {Lang.KK: "Рұқсат етілді", Lang.RU: "Разрешено", Lang.EN: "Allowed"},
+    Reason.UNKNOWN_CARD: {
+        Lang.KK: "Карта тіркелмеген",
+        Lang.RU: "Карта не зарегистрирована",
+        Lang.EN: "Card not registered",
+    },
+    Reason.CARD_BLOCKED: {
+        Lang.KK: "Карта бұғатталған",
+        Lang.RU: "Карта заблокирована",
+        Lang.EN: "Card blocked",
+    },
+    Reason.NO_CONSENT: {
+        Lang.KK: "Ата-ананың келісімі тіркелмеген",
+        Lang.RU: "Нет согласия родителей",
+        Lang.EN: "No parental consent on record",
+    },
+    Reason.OUTSIDE_HOURS: {
+        Lang.KK: "Ауысымға кіру уақыты емес",
+        Lang.RU: "Вне времени входа для смены",
+        Lang.EN: "Outside the shift's entry hours",
+    },
+    Reason.PASSBACK: {
+        Lang.KK: "Қайта өтуге болмайды (анти-пасбэк)",
+        Lang.RU: "Повторный проход запрещён (антипассбэк)",
+        Lang.EN: "Repeated pass not allowed (anti-passback)",
+    },
+    Reason.NOT_ELIGIBLE: {
+        Lang.KK: "Тегін тамаққа құқығы жоқ",
+        Lang.RU: "Нет права на бесплатное питание",
+        Lang.EN: "Not eligible for a free meal",
+    },
+    Reason.ALREADY_SERVED: {
+        Lang.KK: "Осы тамақтану уақытында тамақ берілді",
+        Lang.RU: "В этот период питание уже выдано",
+        Lang.EN: "Already served in this meal period",
+    },
+    Reason.OUTSIDE_MEAL_PERIOD: {
+        Lang.KK: "Бұл ауысым үшін тамақтану уақыты емес",
+        Lang.RU: "Сейчас не время питания для этой смены",
+        Lang.EN: "Not a meal period for this shift",
+    },
+    Reason.NOT_AUTHORISED: {
+        Lang.KK: "Өткізуге өкілеттігі жоқ",
+        Lang.RU: "Нет полномочий пропустить ученика",
+        Lang.EN: "Not authorised to let this student through",
+    },
+    Reason.UNKNOWN_STUDENT: {
+        Lang.KK: "Оқушы табылмады",
+        Lang.RU: "Ученик не найден",
+        Lang.EN: "Student not found",
+    },
+    Reason.NOT_ALLOWED_HERE: {
+        Lang.KK: "Бұл терминалда жарамсыз",
+        Lang.RU: "Недействительно на этом терминале",
+        Lang.EN: "Not valid at this terminal",
+    },
+}
+
+
+def message(reason: Reason, lang: Lang = Lang.KK) -> str:
+    return MESSAGES[reason][lang]

@@ -1,0 +1,120 @@
+"""The school daemon: terminals feeding the pipeline, actuation after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from edge.config import EdgeConfig, TerminalConfig, load_config
+from edge.faults import crash_point
+from edge.pipeline import Clock, Pipeline, PipelineError, utc_now
+from edge.replay import ReplayError, load_policy
+from edge.roster import load_roster
+from edge.store import EdgeStore
+from hardware.base import CredentialRead, Misread, ReaderStatus
+from hardware.wedge import LineReader
+from protocol.messages import AlarmCode
+from simulators.log_gate import LogActuator
+
+log = logging.getLogger(__name__)
+
+
+async def open_store(cfg: EdgeConfig) -> EdgeStore:
+    return await EdgeStore.open(
+        cfg.store, school=cfg.school, device=cfg.device, outbox_capacity=cfg.outbox_capacity
+    )
+
+
+async def install_local_policy(cfg: EdgeConfig, store: EdgeStore) -> None:
+    if cfg.policy is None:
+        return
+    try:
+        doc = load_policy(cfg.policy)
+    except ReplayError as err:
+        from edge.config import ConfigError
+
+        raise ConfigError(str(err)) from err
+    if doc != store.policy_doc:
+        await store.install_policy(doc)
+
+
+async def import_roster(config_path: Path, roster_path: Path, policy_path: Path | None) -> int:
+    cfg = load_config(config_path)
+    roster = load_roster(roster_path)
+    policy = load_policy(policy_path) if policy_path else None
+    async with await open_store(cfg) as store:
+        await store.import_roster(roster.students, roster.staff, roster.cards, policy)
+    return len(roster.students)
+
+
+async def run_terminal(
+    term: TerminalConfig, pipeline: Pipeline, store: EdgeStore, clock: Clock = utc_now
+) -> None:
+    """One terminal: its reader's events become taps; actuation only after the commit."""
+    from edge.core.model import Tap
+
+    actuator = LogActuator(term.gate.path, term.id) if term.gate is not None else None
+    reader = LineReader(term.id, term.reader.path, default_prefix=term.reader.default_prefix)
+    offline = False
+    async with reader:
+        async for event in reader.events():
+            if isinstance(event, ReaderStatus):
+                if event.online == offline:  # a change
+                    offline = not event.online
+                    await store.journal_alarm(
+                        term.id, AlarmCode.READER_OFFLINE, offline, event.detail[:200]
+                    )
+                continue
+            if isinstance(event, Misread):
+                log.debug("terminal %s: misread (%s)", term.id, event.detail)
+                continue
+            assert isinstance(event, CredentialRead)
+            tap = Tap(
+                at=clock(),
+                terminal=term.id,
+                kind=term.kind,
+                direction=term.direction,
+                credential=event.credential,
+            )
+            try:
+                outcome = await pipeline.submit(tap)
+            except PipelineError as err:
+                log.error("terminal %s: tap refused: %s", term.id, err)
+                continue
+            if actuator is not None:
+                await actuator.actuate(outcome.event.seq, outcome.decision.granted)
+            crash_point("after_actuate")
+
+
+async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
+    cfg = load_config(config_path)
+    async with await open_store(cfg) as store:
+        await install_local_policy(cfg, store)
+        if store.policy is None:
+            log.warning("no policy yet: taps are refused until the server sends one")
+        log.info(
+            "school %s device %s: %d terminals, journal at seq %d",
+            cfg.school,
+            cfg.device,
+            len(cfg.terminals),
+            store.last_seq,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with Pipeline(store) as pipeline, asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(run_terminal(t, pipeline, store, clock), name=f"terminal-{t.id}")
+                for t in cfg.terminals
+            ]
+            await stop.wait()
+            log.info("stopping")
+            for task in tasks:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

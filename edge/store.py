@@ -1,0 +1,712 @@
+"""The edge store: one SQLite database per school daemon (aiosqlite, WAL, synchronous=FULL).
+
+It holds the roster (students, staff, cards, consents, social categories), the policy, the meal
+ledger, the anti-passback state and the journal of events. The journal is also the outbox: every
+event gets the next ``seq`` of this device in the same transaction as the decision and its side
+effects (DESIGN invariants 1 and 2), and stays unsent until the server acknowledges it.
+
+The decision state is also kept in memory (``SchoolState``): decisions read memory, transactions
+write the database, and memory is changed only after a transaction commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pydantic import TypeAdapter
+
+from edge.core.model import MealKey, Policy, Presence, SchoolState, ServedMeal
+from edge.state import build_state
+from protocol.codec import canonical, loads_plain
+from protocol.messages import (
+    AlarmCode,
+    AlarmEvent,
+    CardBinding,
+    CategoryMembership,
+    ConsentRecord,
+    Event,
+    PolicyDoc,
+    StaffRecord,
+    StudentRecord,
+    SyncDelta,
+    SyncSnapshot,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+HIGH_WATER = 0.8
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE students (
+  id TEXT PRIMARY KEY, grade INTEGER NOT NULL, class_name TEXT NOT NULL,
+  shift INTEGER NOT NULL, display_name TEXT NOT NULL DEFAULT '');
+CREATE TABLE staff (
+  id TEXT PRIMARY KEY, roles TEXT NOT NULL, classes TEXT NOT NULL,
+  pin_hash TEXT NOT NULL DEFAULT '', display_name TEXT NOT NULL DEFAULT '');
+CREATE TABLE cards (
+  credential TEXT PRIMARY KEY, owner_kind TEXT NOT NULL, owner_id TEXT NOT NULL,
+  blocked_reason TEXT);
+CREATE INDEX cards_owner ON cards (owner_id);
+CREATE TABLE consents (
+  student_id TEXT NOT NULL REFERENCES students (id) ON DELETE CASCADE,
+  kind TEXT NOT NULL, granted INTEGER NOT NULL, given_by TEXT NOT NULL,
+  at_ms INTEGER NOT NULL, document TEXT NOT NULL, PRIMARY KEY (student_id, kind));
+CREATE TABLE categories (
+  student_id TEXT NOT NULL REFERENCES students (id) ON DELETE CASCADE,
+  code TEXT NOT NULL, valid_from TEXT NOT NULL, valid_to TEXT NOT NULL,
+  document TEXT NOT NULL, PRIMARY KEY (student_id, code, valid_from));
+CREATE TABLE menu (local_date TEXT PRIMARY KEY, items TEXT NOT NULL);
+CREATE TABLE meal_ledger (
+  student_id TEXT NOT NULL, local_date TEXT NOT NULL, period TEXT NOT NULL,
+  meal TEXT NOT NULL, amount_tiyn INTEGER NOT NULL, terminal TEXT NOT NULL,
+  at_ms INTEGER NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (student_id, local_date, period));
+CREATE TABLE presence (
+  person_id TEXT PRIMARY KEY, local_date TEXT NOT NULL, state TEXT NOT NULL,
+  at_ms INTEGER NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE journal (
+  seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+  terminal TEXT NOT NULL, event BLOB NOT NULL,
+  credential TEXT);  -- the raw credential of a tap: stays at the school, never sent
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be used (damaged, foreign, or a newer schema)."""
+
+
+class SyncGap(StoreError):
+    """A delta's base version is ahead of this edge: it needs a snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    backlog: int
+    oldest_unsent_ms: int | None
+    last_seq: int
+    acked_through: int
+    capacity: int
+    high_water_alarm: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One event to journal in a transaction, with its side effects."""
+
+    event: Event  # its seq is assigned by the store
+    credential: str | None = None
+    meal: tuple[MealKey, str, int] | None = None  # key, meal kind, amount in tiyn
+    presence: tuple[str, dt.date, Presence] | None = None
+
+
+class EdgeStore:
+    def __init__(self, db: aiosqlite.Connection, school: str, device: str, capacity: int) -> None:
+        self._db = db
+        self.school = school
+        self.device = device
+        self.capacity = capacity
+        self.state = SchoolState()
+        self.policy: Policy | None = None
+        self.policy_doc: PolicyDoc | None = None
+        self.write_lock = asyncio.Lock()
+        self._next_seq = 1
+        self._acked = 0
+        self._sync_version = 0
+        self._alarm_high = False
+        self._append_listeners: list[Callable[[int], None]] = []
+        self._change_listeners: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        school: str,
+        device: str,
+        outbox_capacity: int = 100_000,
+        create: bool = True,
+    ) -> EdgeStore:
+        """Open (or create) the store. A damaged or foreign file raises; it is never recreated."""
+        exists = await asyncio.to_thread(lambda: path.exists() and path.stat().st_size > 0)
+        if not exists and not create:
+            raise StoreError(f"{path}: no edge store here")
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            store = cls(db, school, device, outbox_capacity)
+            await store._init(path, fresh=not exists)
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def _init(self, path: Path, *, fresh: bool) -> None:
+        db = self._db
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            if fresh:
+                await db.execute("BEGIN IMMEDIATE")
+                await db.executescript(SCHEMA.replace("\n", " ") + ";")  # executescript commits
+                await db.execute("BEGIN IMMEDIATE")
+                await db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("school", self.school),
+                        ("device", self.device),
+                        ("acked_through", "0"),
+                        ("sync_version", "0"),
+                    ],
+                )
+                await db.execute("COMMIT")
+            async with db.execute("PRAGMA quick_check") as cur:
+                row = await cur.fetchone()
+            if row is None or row[0] != "ok":
+                raise StoreError(f"{path}: integrity check failed: {row[0] if row else '?'}")
+            meta = await self._meta()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{path}: not a usable edge store ({err})") from err
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise StoreError(f"{path}: schema version {meta.get('schema_version')!r} is not ours")
+        if meta.get("school") != self.school or meta.get("device") != self.device:
+            raise StoreError(
+                f"{path}: belongs to school {meta.get('school')!r} device {meta.get('device')!r}, "
+                f"not {self.school!r} {self.device!r}"
+            )
+        self._acked = int(meta["acked_through"])
+        self._sync_version = int(meta["sync_version"])
+        if "policy" in meta:
+            self._set_policy(PolicyDoc.model_validate_json(meta["policy"]))
+        async with db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal") as cur:
+            row = await cur.fetchone()
+        self._next_seq = max(int(row[0]) if row else 0, self._acked) + 1
+        await self._load_state()
+        self._alarm_high = meta.get("outbox_alarm") == "1"
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> EdgeStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _meta(self) -> dict[str, str]:
+        async with self._db.execute("SELECT key, value FROM meta") as cur:
+            return {k: v for k, v in await cur.fetchall()}
+
+    def _set_policy(self, doc: PolicyDoc) -> None:
+        self.policy_doc = doc
+        self.policy = Policy.from_doc(doc)
+
+    async def _load_state(self) -> None:
+        students, staff, cards = await self._roster_records()
+        state = build_state(students, staff, cards)
+        async with self._db.execute("SELECT person_id, local_date, state FROM presence") as cur:
+            for pid, day, st in await cur.fetchall():
+                state.presence_by_person[pid] = (dt.date.fromisoformat(day), Presence(st))
+        horizon = (dt.date.today() - dt.timedelta(days=2)).isoformat()
+        async with self._db.execute(
+            "SELECT student_id, local_date, period, terminal, at_ms FROM meal_ledger "
+            "WHERE local_date >= ?",
+            (horizon,),
+        ) as cur:
+            for sid, day, period, terminal, at_ms in await cur.fetchall():
+                state.meals[MealKey(sid, dt.date.fromisoformat(day), period)] = ServedMeal(
+                    dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC), terminal
+                )
+        self.state = state
+
+    async def _roster_records(
+        self,
+    ) -> tuple[list[StudentRecord], list[StaffRecord], list[CardBinding]]:
+        db = self._db
+        consents: dict[str, list[ConsentRecord]] = {}
+        async with db.execute(
+            "SELECT student_id, kind, granted, given_by, at_ms, document FROM consents"
+        ) as cur:
+            for sid, kind, granted, by, at_ms, doc in await cur.fetchall():
+                consents.setdefault(sid, []).append(
+                    ConsentRecord.model_validate(
+                        {
+                            "kind": kind,
+                            "granted": bool(granted),
+                            "given_by": by,
+                            "at_ms": at_ms,
+                            "document": doc,
+                        }
+                    )
+                )
+        cats: dict[str, list[CategoryMembership]] = {}
+        async with db.execute(
+            "SELECT student_id, code, valid_from, valid_to, document FROM categories"
+        ) as cur:
+            for sid, code, vf, vt, doc in await cur.fetchall():
+                cats.setdefault(sid, []).append(
+                    CategoryMembership(code=code, valid_from=vf, valid_to=vt, document=doc)
+                )
+        async with db.execute(
+            "SELECT id, grade, class_name, shift, display_name FROM students"
+        ) as cur:
+            students = [
+                StudentRecord(
+                    id=i,
+                    grade=g,
+                    class_name=c,
+                    shift=s,
+                    display_name=n,
+                    consents=consents.get(i, []),
+                    categories=cats.get(i, []),
+                )
+                for i, g, c, s, n in await cur.fetchall()
+            ]
+        async with db.execute(
+            "SELECT id, roles, classes, pin_hash, display_name FROM staff"
+        ) as cur:
+            staff = [
+                StaffRecord(
+                    id=i,
+                    roles=json.loads(r),
+                    classes=json.loads(c),
+                    pin_hash=p,
+                    display_name=n,
+                )
+                for i, r, c, p, n in await cur.fetchall()
+            ]
+        async with db.execute(
+            "SELECT credential, owner_kind, owner_id, blocked_reason FROM cards"
+        ) as cur:
+            cards = [
+                CardBinding.model_validate(
+                    {"credential": c, "owner_kind": k, "owner_id": o, "blocked_reason": b}
+                )
+                for c, k, o, b in await cur.fetchall()
+            ]
+        return students, staff, cards
+
+    # -------------------------------------------------------------------------------- journal
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    def add_append_listener(self, cb: Callable[[int], None]) -> None:
+        self._append_listeners.append(cb)
+
+    def add_change_listener(self, cb: Callable[[], None]) -> None:
+        """Called after the roster, cards, consents or policy changed (a delta or a snapshot)."""
+        self._change_listeners.append(cb)
+
+    async def journal(self, entries: Sequence[JournalEntry]) -> list[Event]:
+        """Commit events and their side effects in ONE transaction; returns them with their seq.
+
+        The caller must hold ``write_lock``. Nothing in memory changes unless the commit succeeds;
+        on failure the transaction is rolled back and the sequence is not consumed.
+        """
+        seq = self._next_seq
+        events: list[Event] = []
+        rows: list[tuple[Any, ...]] = []
+        meals: list[tuple[Any, ...]] = []
+        presence: list[tuple[Any, ...]] = []
+        for entry in entries:
+            ev = entry.event.model_copy(update={"seq": seq})
+            events.append(ev)
+            rows.append((seq, ev.at_ms, ev.kind, ev.terminal, _blob(ev), entry.credential))
+            if entry.meal is not None:
+                key, kind, amount = entry.meal
+                meals.append(
+                    (
+                        key.student_id,
+                        key.local_date.isoformat(),
+                        key.period,
+                        kind,
+                        amount,
+                        ev.terminal,
+                        ev.at_ms,
+                        seq,
+                    )
+                )
+            if entry.presence is not None:
+                pid, day, st = entry.presence
+                presence.append((pid, day.isoformat(), st.value, ev.at_ms, seq))
+            seq += 1
+        backlog = seq - 1 - self._acked
+        raise_alarm = not self._alarm_high and backlog >= self.capacity * HIGH_WATER
+        db = self._db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if meals:
+                await db.executemany(
+                    "INSERT INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)", meals
+                )
+            if presence:
+                await db.executemany(
+                    "INSERT INTO presence VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id) DO UPDATE "
+                    "SET local_date = excluded.local_date, state = excluded.state, "
+                    "at_ms = excluded.at_ms, seq = excluded.seq",
+                    presence,
+                )
+            if raise_alarm:
+                alarm = AlarmEvent(
+                    seq=seq,
+                    at_ms=events[-1].at_ms if events else 0,
+                    terminal=self.device,
+                    code=AlarmCode.OUTBOX_HIGH_WATER,
+                    active=True,
+                    detail=f"outbox backlog {backlog} of capacity {self.capacity}",
+                )
+                await db.execute(
+                    "INSERT INTO journal VALUES (?, ?, ?, ?, ?, NULL)",
+                    (seq, alarm.at_ms, alarm.kind, alarm.terminal, _blob(alarm)),
+                )
+                await db.execute("INSERT OR REPLACE INTO meta VALUES ('outbox_alarm', '1')")
+                events.append(alarm)
+                seq += 1
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback(db)
+            raise
+        self._next_seq = seq
+        if raise_alarm:
+            self._alarm_high = True
+            log.warning("outbox at %d of %d events: alarm raised", backlog, self.capacity)
+        for entry, ev in zip(entries, events, strict=False):
+            if entry.meal is not None:
+                key = entry.meal[0]
+                at = dt.datetime.fromtimestamp(ev.at_ms / 1000, dt.UTC)
+                self.state.meals[key] = ServedMeal(at, ev.terminal)
+            if entry.presence is not None:
+                pid, day, st = entry.presence
+                self.state.presence_by_person[pid] = (day, st)
+        for cb in self._append_listeners:
+            cb(self.last_seq)
+        return events
+
+    async def set_presence(self, person_id: str, day: dt.date, state: Presence, at_ms: int) -> None:
+        """Record that a person actually passed a released turnstile. Caller holds write_lock."""
+        db = self._db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.execute(
+                "INSERT INTO presence VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id) DO UPDATE "
+                "SET local_date = excluded.local_date, state = excluded.state, "
+                "at_ms = excluded.at_ms, seq = excluded.seq",
+                (person_id, day.isoformat(), state.value, at_ms, self.last_seq),
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback(db)
+            raise
+        self.state.presence_by_person[person_id] = (day, state)
+
+    async def journal_alarm(self, terminal: str, code: AlarmCode, active: bool, detail: str) -> int:
+        at_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        ev = AlarmEvent(
+            seq=1, at_ms=at_ms, terminal=terminal, code=code, active=active, detail=detail
+        )
+        async with self.write_lock:
+            (done, *_) = await self.journal([JournalEntry(ev)])
+        return done.seq
+
+    async def journal_rows(self, first: int = 1, last: int | None = None) -> list[Event]:
+        """Journaled events in ``[first, last]`` (acknowledged or not), for audits and tests."""
+        async with self._db.execute(
+            "SELECT event FROM journal WHERE seq >= ? AND seq <= ? ORDER BY seq",
+            (first, last if last is not None else 2**62),
+        ) as cur:
+            return [_event(b) for (b,) in await cur.fetchall()]
+
+    # --------------------------------------------------------------------------------- outbox
+
+    async def outbox_batch(self, after_seq: int, limit: int) -> list[Event]:
+        start = max(after_seq, self._acked)
+        async with self._db.execute(
+            "SELECT event FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (start, limit)
+        ) as cur:
+            return [_event(b) for (b,) in await cur.fetchall()]
+
+    async def outbox_ack(self, committed_through: int) -> int:
+        """The server has committed every seq up to ``committed_through``. Idempotent."""
+        target = min(committed_through, self.last_seq)
+        if target <= self._acked:
+            return 0
+        async with self.write_lock:
+            before = self._acked
+            backlog = self.last_seq - target
+            clear = self._alarm_high and backlog < self.capacity * HIGH_WATER
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'acked_through'", (str(target),)
+                )
+                if clear:
+                    await self._db.execute("DELETE FROM meta WHERE key = 'outbox_alarm'")
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await _rollback(self._db)
+                raise
+            self._acked = target
+            if clear:
+                self._alarm_high = False
+        if clear:
+            await self.journal_alarm(
+                self.device, AlarmCode.OUTBOX_HIGH_WATER, False, f"outbox backlog {backlog}"
+            )
+        return target - before
+
+    async def outbox_stats(self) -> OutboxStats:
+        oldest: int | None = None
+        if self.last_seq > self._acked:
+            async with self._db.execute(
+                "SELECT at_ms FROM journal WHERE seq = ?", (self._acked + 1,)
+            ) as cur:
+                row = await cur.fetchone()
+            oldest = int(row[0]) if row else None
+        return OutboxStats(
+            backlog=self.last_seq - self._acked,
+            oldest_unsent_ms=oldest,
+            last_seq=self.last_seq,
+            acked_through=self._acked,
+            capacity=self.capacity,
+            high_water_alarm=self._alarm_high,
+        )
+
+    # ------------------------------------------------------------------------------- downlink
+
+    async def sync_version(self) -> int:
+        return self._sync_version
+
+    async def apply_snapshot(self, snap: SyncSnapshot) -> None:
+        """Replace roster, cards, staff, policy and menu wholesale, atomically."""
+        async with self.write_lock:
+            db = self._db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("consents", "categories", "cards", "staff", "students", "menu"):
+                    await db.execute(f"DELETE FROM {table}")
+                for s in snap.students:
+                    await self._put_student(s)
+                for t in snap.staff:
+                    await self._put_staff(t)
+                await db.executemany(
+                    "INSERT INTO cards VALUES (?, ?, ?, ?)",
+                    [
+                        (c.credential.upper(), c.owner_kind.value, c.owner_id, c.blocked_reason)
+                        for c in snap.cards
+                    ],
+                )
+                if snap.policy is not None:
+                    await self._put_policy(snap.policy)
+                await self._set_version(snap.version)
+                await db.execute("COMMIT")
+            except BaseException:
+                await _rollback(db)
+                raise
+            self._after_downlink(snap.policy, snap.version)
+        await self._reload_roster()
+
+    async def apply_delta(self, delta: SyncDelta) -> bool:
+        """Apply a delta atomically. False for a replay (nothing changes); SyncGap if ahead."""
+        async with self.write_lock:
+            if delta.version <= self._sync_version:
+                return False
+            if delta.base_version != self._sync_version:
+                raise SyncGap(
+                    f"delta {delta.base_version}->{delta.version} does not follow "
+                    f"version {self._sync_version}"
+                )
+            db = self._db
+            policy: PolicyDoc | None = None
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for change in delta.changes:
+                    got = await self._apply_change(change)
+                    policy = got or policy
+                await self._set_version(delta.version)
+                await db.execute("COMMIT")
+            except BaseException:
+                await _rollback(db)
+                raise
+            self._after_downlink(policy, delta.version)
+        await self._reload_roster()
+        return True
+
+    async def import_roster(
+        self,
+        students: Iterable[StudentRecord],
+        staff: Iterable[StaffRecord],
+        cards: Iterable[CardBinding],
+        policy: PolicyDoc | None,
+    ) -> None:
+        """Load a roster file locally (before the school is enrolled with a server)."""
+        await self.apply_snapshot(
+            SyncSnapshot(
+                school=self.school,
+                version=self._sync_version,
+                policy=policy or self.policy_doc,
+                students=list(students),
+                staff=list(staff),
+                cards=list(cards),
+            )
+        )
+
+    async def install_policy(self, doc: PolicyDoc) -> None:
+        """A locally configured policy (a school not yet enrolled with a server)."""
+        async with self.write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._put_policy(doc)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await _rollback(self._db)
+                raise
+            self._set_policy(doc)
+
+    def _after_downlink(self, policy: PolicyDoc | None, version: int) -> None:
+        self._sync_version = version
+        if policy is not None:
+            self._set_policy(policy)
+
+    async def _reload_roster(self) -> None:
+        students, staff, cards = await self._roster_records()
+        fresh = build_state(students, staff, cards)
+        self.state.students = fresh.students
+        self.state.staff_by_id = fresh.staff_by_id
+        self.state.cards = fresh.cards
+        for cb in self._change_listeners:
+            cb()
+
+    async def _set_version(self, version: int) -> None:
+        await self._db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'sync_version'", (str(version),)
+        )
+
+    async def _put_policy(self, doc: PolicyDoc) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('policy', ?)",
+            (doc.model_dump_json(by_alias=True),),
+        )
+
+    async def _put_student(self, s: StudentRecord) -> None:
+        db = self._db
+        await db.execute(
+            "INSERT INTO students VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "grade = excluded.grade, class_name = excluded.class_name, shift = excluded.shift, "
+            "display_name = excluded.display_name",
+            (s.id, s.grade, s.class_name, s.shift, s.display_name),
+        )
+        await db.execute("DELETE FROM consents WHERE student_id = ?", (s.id,))
+        await db.executemany(
+            "INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (s.id, c.kind.value, int(c.granted), c.given_by, c.at_ms, c.document)
+                for c in s.consents
+            ],
+        )
+        await self._put_categories(s.id, s.categories)
+
+    async def _put_categories(self, student_id: str, cats: list[CategoryMembership]) -> None:
+        await self._db.execute("DELETE FROM categories WHERE student_id = ?", (student_id,))
+        await self._db.executemany(
+            "INSERT OR REPLACE INTO categories VALUES (?, ?, ?, ?, ?)",
+            [(student_id, c.code, c.valid_from, c.valid_to, c.document) for c in cats],
+        )
+
+    async def _put_staff(self, t: StaffRecord) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO staff VALUES (?, ?, ?, ?, ?)",
+            (t.id, json.dumps(t.roles), json.dumps(t.classes), t.pin_hash, t.display_name),
+        )
+
+    async def _apply_change(self, change: Any) -> PolicyDoc | None:
+        db = self._db
+        op = change.op
+        if op == "student_upsert":
+            await self._put_student(change.student)
+        elif op == "student_remove":
+            await db.execute(
+                "DELETE FROM cards WHERE owner_id = ? AND owner_kind = 'student'",
+                (change.student_id,),
+            )
+            await db.execute("DELETE FROM students WHERE id = ?", (change.student_id,))
+        elif op == "staff_upsert":
+            await self._put_staff(change.staff)
+        elif op == "staff_remove":
+            await db.execute(
+                "DELETE FROM cards WHERE owner_id = ? AND owner_kind = 'staff'", (change.staff_id,)
+            )
+            await db.execute("DELETE FROM staff WHERE id = ?", (change.staff_id,))
+        elif op == "card_bind":
+            c = change.card
+            await db.execute(
+                "INSERT OR REPLACE INTO cards VALUES (?, ?, ?, ?)",
+                (c.credential.upper(), c.owner_kind.value, c.owner_id, c.blocked_reason),
+            )
+        elif op == "card_block":
+            await db.execute(
+                "UPDATE cards SET blocked_reason = ? WHERE credential = ?",
+                (change.reason, change.credential.upper()),
+            )
+        elif op == "card_unbind":
+            await db.execute("DELETE FROM cards WHERE credential = ?", (change.credential.upper(),))
+        elif op == "consent_set":
+            c = change.consent
+            await db.execute(
+                "INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?, ?)",
+                (change.student_id, c.kind.value, int(c.granted), c.given_by, c.at_ms, c.document),
+            )
+        elif op == "categories_set":
+            await self._put_categories(change.student_id, change.categories)
+        elif op == "policy_set":
+            await self._put_policy(change.policy)
+            return change.policy  # type: ignore[no-any-return]
+        elif op == "menu_set":
+            await db.execute(
+                "INSERT OR REPLACE INTO menu VALUES (?, ?)",
+                (change.local_date, json.dumps([i.model_dump() for i in change.items])),
+            )
+        else:  # pragma: no cover - the protocol's union is closed
+            raise StoreError(f"unknown change {op!r}")
+        return None
+
+    # ------------------------------------------------------------------------ local answers
+
+    async def meal_ledger(self) -> list[tuple[str, str, str, int]]:
+        """(student, local date, period, seq) of every meal served, for audits and tests."""
+        async with self._db.execute(
+            "SELECT student_id, local_date, period, seq FROM meal_ledger ORDER BY seq"
+        ) as cur:
+            return [(a, b, c, int(d)) for a, b, c, d in await cur.fetchall()]
+
+
+def _blob(ev: Event) -> bytes:
+    return canonical(ev.model_dump(mode="json"))
+
+
+def _event(blob: bytes) -> Event:
+    return EVENT_ADAPTER.validate_python(loads_plain(blob, context="journal"))
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    try:
+        await db.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        log.debug("rollback after a failed statement: no transaction was open")
