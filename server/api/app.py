@@ -1,0 +1,82 @@
+"""The FastAPI application: for now the device enrolment endpoint of the sync subsystem."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.db import make_engine, session_factory
+from server.devices import DeviceExists, EnrolmentError, enrol
+from server.settings import ServerSettings
+
+
+class EnrolRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=8, max_length=200, description="One-time enrolment token")
+    device: str = Field(min_length=1, max_length=64, description="Device id the token was made for")
+    public_key: str = Field(description="Ed25519 public key, 32 raw bytes in standard base64")
+
+
+class EnrolResponse(BaseModel):
+    school: str
+    device: str
+    mqtt_username: str
+    mqtt_password: str
+    topic_prefix: str
+
+
+def _sessions(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+def _settings(request: Request) -> ServerSettings:
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[Session, Depends(_sessions)]
+SettingsDep = Annotated[ServerSettings, Depends(_settings)]
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.post("/enrol")
+def enrol_device(body: EnrolRequest, session: SessionDep, settings: SettingsDep) -> EnrolResponse:
+    try:
+        key = base64.b64decode(body.public_key, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise HTTPException(status_code=422, detail="public_key is not base64") from err
+    try:
+        creds = enrol(session, settings, body.token, body.device, key)
+    except EnrolmentError as err:
+        session.rollback()
+        raise HTTPException(status_code=403, detail=str(err)) from err
+    except DeviceExists as err:
+        session.rollback()
+        raise HTTPException(status_code=409, detail=str(err)) from err
+    session.commit()
+    return EnrolResponse(
+        school=creds.school,
+        device=creds.device,
+        mqtt_username=creds.mqtt_username,
+        mqtt_password=creds.mqtt_password,
+        topic_prefix=settings.topic_prefix,
+    )
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings if settings is not None else ServerSettings()
+    app = FastAPI(title="Qaqpa server")
+    app.state.settings = settings
+    app.state.sessions = session_factory(make_engine(settings.database_url))
+    app.include_router(router)
+    return app

@@ -1,0 +1,116 @@
+"""Device identity: creation with a one-time enrolment token, and enrolment (key + MQTT login)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from protocol.signing import load_public_key
+from server.broker_auth import device_username, mosquitto_hash, write_broker_files
+from server.clock import now_ms
+from server.models import Device, IngestProgress, School
+from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+class EnrolmentError(ValueError):
+    """A token that is unknown, used, expired, or for another device; or a bad public key."""
+
+
+class DeviceExists(ValueError):
+    """The device (or its MQTT user name) is already registered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    school: str
+    device: str
+    mqtt_username: str
+    mqtt_password: str
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def ensure_school(session: Session, school: str, name: str = "") -> School:
+    existing = session.get(School, school)
+    if existing is not None:
+        return existing
+    created = School(id=school, name=name, created_at_ms=now_ms(), sync_version=0)
+    session.add(created)
+    session.flush()
+    return created
+
+
+def add_device(
+    session: Session, settings: ServerSettings, school: str, device: str, *, now: int | None = None
+) -> str:
+    """Create the device; return its one-time enrolment token (only the hash is stored)."""
+    at = now if now is not None else now_ms()
+    ensure_school(session, school)
+    token = secrets.token_urlsafe(24)
+    row = Device(
+        school_id=school,
+        device_id=device,
+        created_at_ms=at,
+        enrol_token_hash=token_hash(token),
+        enrol_token_expires_ms=at + settings.enrol_token_ttl_s * 1000,
+        enrol_token_used=False,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as err:
+        raise DeviceExists(f"device {device} of school {school} already exists") from err
+    session.add(IngestProgress(device_pk=row.pk, committed_through=0, gaps=[], updated_at_ms=at))
+    session.flush()
+    log.info("device added school=%s device=%s", school, device)
+    return token
+
+
+def enrol(
+    session: Session,
+    settings: ServerSettings,
+    token: str,
+    device: str,
+    public_key: bytes,
+    *,
+    now: int | None = None,
+) -> Credentials:
+    """Consume the token, store the key, create the MQTT login and update the broker files."""
+    at = now if now is not None else now_ms()
+    try:
+        load_public_key(public_key)
+    except ValueError as err:
+        raise EnrolmentError(f"bad public key: {err}") from err
+    row = session.execute(
+        select(Device).where(Device.enrol_token_hash == token_hash(token)).with_for_update()
+    ).scalar_one_or_none()
+    if row is None or row.device_id != device:
+        raise EnrolmentError("unknown enrolment token for this device")
+    if row.enrol_token_used:
+        raise EnrolmentError("enrolment token already used")
+    if row.enrol_token_expires_ms is None or row.enrol_token_expires_ms < at:
+        raise EnrolmentError("enrolment token expired")
+    password = secrets.token_urlsafe(24)
+    username = device_username(row.school_id, row.device_id)
+    row.public_key = public_key
+    row.mqtt_username = username
+    row.mqtt_password_hash = mosquitto_hash(password)
+    row.enrol_token_used = True
+    row.enrolled_at_ms = at
+    try:
+        session.flush()
+    except IntegrityError as err:
+        raise DeviceExists(f"MQTT user {username} is taken by another device") from err
+    write_broker_files(session, settings)
+    log.info("device enrolled school=%s device=%s", row.school_id, row.device_id)
+    return Credentials(row.school_id, row.device_id, username, password)

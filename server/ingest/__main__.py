@@ -1,0 +1,3 @@
+from server.ingest.worker import main
+
+main()

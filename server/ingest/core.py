@@ -1,0 +1,376 @@
+"""Verification and storage of uplink batches; no MQTT here (the worker owns the client).
+
+One call to ``IngestStore.ingest`` handles the messages that queued up and writes all accepted
+events in one transaction: PostgreSQL loads them with COPY into a temporary staging table and then
+``INSERT ... ON CONFLICT DO NOTHING``; SQLite uses ``INSERT OR IGNORE``. Progress rows are locked
+in device order first, so N workers can run at once without deadlocks or lost updates.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
+from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from protocol import topics
+from protocol.codec import loads_plain, open_envelope
+from protocol.errors import ProtocolError
+from protocol.messages import EventAck, EventBatch, SeqRange
+from protocol.signing import load_public_key, verify
+from server.clock import now_ms
+from server.models import Device, IngestProgress, IngestRejection, ServerAlarm, StoredEvent
+
+log = logging.getLogger(__name__)
+
+MAX_MISSING_RANGES = 100
+PROGRESS_SCAN_LIMIT = 200_000
+DEVICE_CACHE_TTL_S = 30.0
+
+
+class RejectReason(enum.StrEnum):
+    TOPIC = "topic"
+    UNKNOWN_DEVICE = "unknown_device"
+    NOT_ENROLLED = "not_enrolled"
+    MALFORMED = "malformed"
+    SIGNATURE = "signature"
+    WRONG_SCHOOL = "wrong_school"
+    WRONG_DEVICE = "wrong_device"
+    DUPLICATE = "duplicate"  # a (re)sent batch whose events are all stored already: acked, counted
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    school: str
+    device: str
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    acks: list[EventAck] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    events_inserted: int = 0
+    events_received: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownDevice:
+    pk: int
+    school_id: str
+    public_key: Ed25519PublicKey | None
+    fetched_at: float
+
+
+@dataclass(slots=True)
+class _Accepted:
+    device: _KnownDevice
+    device_id: str
+    rows: list[dict[str, Any]]
+    first_seq: int
+    last_seq: int
+
+
+_COLUMNS = (
+    "device_pk",
+    "seq",
+    "school_id",
+    "at_ms",
+    "kind",
+    "terminal",
+    "student_id",
+    "staff_id",
+    "payload",
+    "received_at_ms",
+)
+
+
+class IngestStore:
+    """Database side of ingest. Thread-confined: one instance per worker thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        topic_prefix: str = topics.PREFIX,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._prefix = topic_prefix
+        self._devices: dict[tuple[str, str], _KnownDevice] = {}
+        self._after_commit = after_commit
+        self._pg = engine.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------------ verification
+
+    def _device(self, conn: Connection, school: str, device: str) -> _KnownDevice | None:
+        key = (school, device)
+        cached = self._devices.get(key)
+        if cached is not None and time.monotonic() - cached.fetched_at < DEVICE_CACHE_TTL_S:
+            return cached
+        row = conn.execute(
+            select(Device.pk, Device.school_id, Device.public_key).where(
+                Device.school_id == school, Device.device_id == device
+            )
+        ).first()
+        if row is None:
+            return None
+        pub = load_public_key(row.public_key) if row.public_key else None
+        known = _KnownDevice(row.pk, row.school_id, pub, time.monotonic())
+        self._devices[key] = known
+        return known
+
+    def _check(
+        self, conn: Connection, topic: str, payload: bytes, received_at_ms: int
+    ) -> _Accepted | Rejection:
+        try:
+            school, device, rest = topics.parse_device_topic(topic, self._prefix)
+        except ProtocolError as err:
+            return Rejection("?", "?", RejectReason.TOPIC, str(err)[:200])
+        if rest != "events":
+            return Rejection(school, device, RejectReason.TOPIC, f"not an events topic: {rest}")
+        known = self._device(conn, school, device)
+        if known is None:
+            return Rejection(school, device, RejectReason.UNKNOWN_DEVICE, "no such device")
+        if known.public_key is None:
+            return Rejection(school, device, RejectReason.NOT_ENROLLED, "device has no key")
+        try:
+            env = open_envelope(payload)
+        except ProtocolError as err:
+            return Rejection(school, device, RejectReason.MALFORMED, str(err)[:200])
+        try:
+            verify(env, known.public_key)
+        except ProtocolError as err:
+            return Rejection(school, device, RejectReason.SIGNATURE, str(err)[:200])
+        if env.type_name != "event_batch":
+            return Rejection(school, device, RejectReason.MALFORMED, f"type {env.type_name}")
+        try:
+            plain = loads_plain(env.body, context="event_batch")
+            batch = EventBatch.model_validate(plain)
+        except (ProtocolError, ValidationError) as err:
+            # Signed by the device but invalid: a bug at the edge, not an attacker.
+            return Rejection(school, device, RejectReason.MALFORMED, str(err)[:200])
+        if batch.school != school or known.school_id != school:
+            return Rejection(school, device, RejectReason.WRONG_SCHOOL, "school mismatch")
+        if batch.device != device:
+            return Rejection(school, device, RejectReason.WRONG_DEVICE, "device mismatch")
+        rows = [
+            {
+                "device_pk": known.pk,
+                "seq": ev["seq"],
+                "school_id": school,
+                "at_ms": ev["at_ms"],
+                "kind": ev["kind"],
+                "terminal": ev["terminal"],
+                "student_id": ev.get("student_id"),
+                "staff_id": ev.get("staff_id"),
+                "payload": ev,
+                "received_at_ms": received_at_ms,
+            }
+            for ev in plain["events"]
+        ]
+        return _Accepted(known, device, rows, batch.events[0].seq, batch.events[-1].seq)
+
+    # ------------------------------------------------------------------ storage
+
+    def ingest(self, messages: Sequence[tuple[str, bytes]]) -> IngestOutcome:
+        """Verify, store and compute the acks of ``messages`` (topic, payload) in one transaction."""
+        outcome = IngestOutcome()
+        received = now_ms()
+        accepted: list[_Accepted] = []
+        with self._engine.connect() as conn:
+            for topic, payload in messages:
+                result = self._check(conn, topic, payload, received)
+                if isinstance(result, Rejection):
+                    outcome.rejections.append(result)
+                else:
+                    accepted.append(result)
+            conn.rollback()
+        if accepted:
+            self._store(accepted, outcome)
+            if self._after_commit is not None:
+                self._after_commit()
+        if outcome.rejections:
+            self.record_rejections(outcome.rejections)
+        return outcome
+
+    def _store(self, accepted: list[_Accepted], outcome: IngestOutcome) -> None:
+        by_device: dict[int, list[_Accepted]] = {}
+        for acc in accepted:
+            by_device.setdefault(acc.device.pk, []).append(acc)
+        rows = [r for acc in accepted for r in acc.rows]
+        outcome.events_received = len(rows)
+        with self._engine.begin() as conn:
+            # Lock progress in a fixed order: concurrent workers serialise per device, never deadlock.
+            progress_q = (
+                select(IngestProgress.device_pk, IngestProgress.committed_through)
+                .where(IngestProgress.device_pk.in_(sorted(by_device)))
+                .order_by(IngestProgress.device_pk)
+            )
+            if self._pg:
+                progress_q = progress_q.with_for_update()
+            before = {r.device_pk: r.committed_through for r in conn.execute(progress_q)}
+            for pk in by_device:
+                if pk not in before:
+                    conn.execute(
+                        insert(IngestProgress).values(
+                            device_pk=pk, committed_through=0, gaps=[], updated_at_ms=0
+                        )
+                    )
+                    before[pk] = 0
+            outcome.events_inserted = self._insert(conn, rows)
+            for pk, accs in by_device.items():
+                for acc in accs:
+                    if acc.last_seq <= before[pk]:
+                        outcome.rejections.append(
+                            Rejection(
+                                acc.device.school_id,
+                                acc.device_id,
+                                RejectReason.DUPLICATE,
+                                f"seq {acc.first_seq}-{acc.last_seq} already stored",
+                            )
+                        )
+                through, missing = self._progress(conn, pk, before[pk])
+                conn.execute(
+                    update(IngestProgress)
+                    .where(IngestProgress.device_pk == pk)
+                    .values(
+                        committed_through=through,
+                        gaps=[[m.first, m.last] for m in missing],
+                        updated_at_ms=now_ms(),
+                    )
+                )
+                acc0 = accs[0]
+                outcome.acks.append(
+                    EventAck(
+                        school=acc0.device.school_id,
+                        device=acc0.device_id,
+                        committed_through=through,
+                        missing=missing,
+                    )
+                )
+
+    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        if self._pg:
+            return self._insert_pg(conn, rows)
+        stmt = sqlite_insert(StoredEvent).prefix_with("OR IGNORE")
+        result = conn.execute(stmt, rows)
+        return max(result.rowcount, 0)
+
+    def _insert_pg(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        conn.execute(
+            text(
+                "CREATE TEMP TABLE IF NOT EXISTS ingest_staging "
+                "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+        )
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cols = ", ".join(_COLUMNS)
+        with raw.cursor() as cur, cur.copy(f"COPY ingest_staging ({cols}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(
+                    (
+                        r["device_pk"],
+                        r["seq"],
+                        r["school_id"],
+                        r["at_ms"],
+                        r["kind"],
+                        r["terminal"],
+                        r["student_id"],
+                        r["staff_id"],
+                        json.dumps(r["payload"], separators=(",", ":")),
+                        r["received_at_ms"],
+                    )
+                )
+        result = conn.execute(
+            text(
+                f"INSERT INTO events ({cols}) SELECT {cols} FROM ingest_staging "
+                "ON CONFLICT (device_pk, seq) DO NOTHING"
+            )
+        )
+        conn.execute(text("TRUNCATE ingest_staging"))
+        return max(result.rowcount, 0)
+
+    @staticmethod
+    def _progress(conn: Connection, device_pk: int, through: int) -> tuple[int, list[SeqRange]]:
+        """Advance ``through`` over the contiguous stored seqs; list the gaps above it."""
+        seqs = conn.execute(
+            select(StoredEvent.seq)
+            .where(StoredEvent.device_pk == device_pk, StoredEvent.seq > through)
+            .order_by(StoredEvent.seq)
+            .limit(PROGRESS_SCAN_LIMIT)
+        ).scalars()
+        missing: list[SeqRange] = []
+        contiguous = True
+        expected = through + 1
+        for seq in seqs:
+            if seq == expected and contiguous:
+                through = seq
+            elif seq > expected:
+                contiguous = False
+                if len(missing) < MAX_MISSING_RANGES:
+                    missing.append(SeqRange(first=expected, last=seq - 1))
+            expected = seq + 1
+        return through, missing
+
+    # ------------------------------------------------------------------ rejections
+
+    def record_rejections(self, rejections: Iterable[Rejection]) -> None:
+        """Count and alarm refused batches. Logs carry ids and reasons, never event contents."""
+        at = now_ms()
+        with self._engine.begin() as conn:
+            for rej in rejections:
+                if rej.reason is RejectReason.DUPLICATE:
+                    log.info("duplicate batch school=%s device=%s", rej.school, rej.device)
+                else:
+                    log.warning(
+                        "rejected batch school=%s device=%s reason=%s: %s",
+                        rej.school,
+                        rej.device,
+                        rej.reason.value,
+                        rej.detail,
+                    )
+                    conn.execute(
+                        insert(ServerAlarm).values(
+                            at_ms=at,
+                            school=rej.school,
+                            device=rej.device,
+                            code=f"batch_rejected:{rej.reason.value}",
+                            detail=rej.detail[:500],
+                        )
+                    )
+                values = {
+                    "school": rej.school[:64],
+                    "device": rej.device[:64],
+                    "reason": rej.reason.value,
+                    "count": 1,
+                    "first_at_ms": at,
+                    "last_at_ms": at,
+                }
+                if self._pg:
+                    pg = pg_insert(IngestRejection).values(**values)
+                    conn.execute(
+                        pg.on_conflict_do_update(
+                            index_elements=["school", "device", "reason"],
+                            set_={"count": IngestRejection.count + 1, "last_at_ms": at},
+                        )
+                    )
+                else:
+                    lite = sqlite_insert(IngestRejection).values(**values)
+                    conn.execute(
+                        lite.on_conflict_do_update(
+                            index_elements=["school", "device", "reason"],
+                            set_={"count": IngestRejection.count + 1, "last_at_ms": at},
+                        )
+                    )

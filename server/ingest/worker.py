@@ -1,0 +1,185 @@
+"""The ingest worker: a shared MQTT 5 subscription feeding ``IngestStore`` from a thread.
+
+paho's network loop runs in its own thread and only enqueues messages; one processing thread
+drains whatever has queued up (up to ``ingest_max_messages_per_tx``), writes it in one
+transaction and publishes the acks. Workers keep no state that matters: run as many as needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from protocol import topics
+from protocol.codec import encode
+from server.db import make_engine
+from server.ingest.core import IngestOutcome, IngestStore
+from server.mqtt import connect_and_wait, make_client, reason_failed
+from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+_STOP = ("", b"")
+
+
+class IngestWorker:
+    """Start with ``start()`` (or ``with``/``async with``); ``stop()`` drains and disconnects."""
+
+    def __init__(self, settings: ServerSettings, engine: Engine | None = None) -> None:
+        self._settings = settings
+        self._engine = engine if engine is not None else make_engine(settings.database_url)
+        self._own_engine = engine is None
+        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=2000)
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._commits = 0
+        self._client = make_client(settings, "ingest")
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
+        self._store = IngestStore(
+            self._engine, topic_prefix=settings.topic_prefix, after_commit=self._fault_hook
+        )
+        self.events_inserted = 0
+        self.batches_rejected = 0
+
+    # paho thread ------------------------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason_code: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        if reason_failed(reason_code):
+            log.error("ingest: broker refused the connection: %s", reason_code)
+            return
+        sub = topics.shared_events_subscription(
+            self._settings.ingest_group, self._settings.topic_prefix
+        )
+        client.subscribe(sub, qos=1)
+        log.info("ingest: connected, subscribed to %s", sub)
+        self._connected.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: ReasonCode, _p: Properties | None
+    ) -> None:
+        log.warning("ingest: disconnected from the broker: %s", reason_code)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        # Blocking here when the queue is full pushes back on the broker (which may drop: the
+        # edges re-send what is not acknowledged).
+        self._queue.put((msg.topic, bytes(msg.payload)))
+
+    # processing thread -------------------------------------------------------------
+
+    def _fault_hook(self) -> None:
+        self._commits += 1
+        limit = self._settings.fault_kill_after_insert
+        if limit and self._commits >= limit:
+            log.error("fault injection: SIGKILL after commit %d, before the acks", self._commits)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _run(self) -> None:
+        limit = self._settings.ingest_max_messages_per_tx
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            messages = [first]
+            stop = False
+            while len(messages) < limit:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                messages.append(item)
+            self._process(messages)
+            if stop:
+                return
+
+    def _process(self, messages: list[tuple[str, bytes]]) -> None:
+        try:
+            outcome = self._store.ingest(messages)
+        except SQLAlchemyError:
+            # Nothing acknowledged: the edges re-send after their ack timeout.
+            log.exception("ingest: database error, %d message(s) not stored", len(messages))
+            return
+        self._publish_acks(outcome)
+
+    def _publish_acks(self, outcome: IngestOutcome) -> None:
+        self.events_inserted += outcome.events_inserted
+        self.batches_rejected += sum(1 for r in outcome.rejections if r.reason != "duplicate")
+        for ack in outcome.acks:
+            self._client.publish(
+                topics.ack(ack.school, ack.device, self._settings.topic_prefix), encode(ack), qos=1
+            )
+
+    # lifecycle ---------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self._run, name="ingest-db", daemon=True)
+        self._thread.start()
+        connect_and_wait(self._client, self._settings, self._connected, timeout)
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._own_engine:
+            self._engine.dispose()
+
+    def run_forever(self) -> None:
+        """For ``qaqpa server ingest``: run until SIGTERM / SIGINT."""
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        signal.signal(signal.SIGINT, lambda *_: done.set())
+        self.start()
+        done.wait()
+        self.stop()
+
+    def __enter__(self) -> IngestWorker:
+        self.start()
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> IngestWorker:
+        import asyncio
+
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.stop)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    IngestWorker(ServerSettings()).run_forever()

@@ -1,0 +1,127 @@
+"""Server tables (SQLAlchemy 2 typed models). Schema changes only through Alembic migrations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BIGINT on PostgreSQL; INTEGER on SQLite so that an integer primary key is the rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class School(Base):
+    __tablename__ = "schools"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    # Head of the school's downlink change log (0: nothing published yet).
+    sync_version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("school_id", "device_id", name="uq_devices_school_device"),)
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    created_at_ms: Mapped[int] = mapped_column(BigInteger)
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary(32), default=None)
+    mqtt_username: Mapped[str | None] = mapped_column(String(140), unique=True, default=None)
+    # Mosquitto-compatible hash ($7$ PBKDF2-SHA512), never the password.
+    mqtt_password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    enrol_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    enrol_token_expires_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    enrol_token_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    enrolled_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_status: Mapped[dict[str, Any] | None] = mapped_column(Json, default=None)
+    last_seen_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the device last went online (online=True) or offline (online=False).
+    online_changed_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    applied_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    applied_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class IngestProgress(Base):
+    """Per device: every seq <= committed_through is stored; ``gaps`` are missing ranges above."""
+
+    __tablename__ = "ingest_progress"
+
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.pk"), primary_key=True)
+    committed_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    gaps: Mapped[list[list[int]]] = mapped_column(Json, default=list)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class StoredEvent(Base):
+    """One uplink event, stored exactly once on (device, seq)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_school_at", "school_id", "at_ms"),)
+
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.pk"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    school_id: Mapped[str] = mapped_column(String(64))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    terminal: Mapped[str] = mapped_column(String(64))
+    student_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    staff_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The whole event as sent (typed fields above are copies for queries).
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    received_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class IngestRejection(Base):
+    """Counters of refused uplink messages, by the (unverified) topic they came on and the reason."""
+
+    __tablename__ = "ingest_rejections"
+
+    school: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_at_ms: Mapped[int] = mapped_column(BigInteger)
+    last_at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class ServerAlarm(Base):
+    __tablename__ = "server_alarms"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    school: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(String(500), default="")
+
+
+class ChangeLogEntry(Base):
+    """Downlink change log: version N of a school is the list of changes from N-1 to N."""
+
+    __tablename__ = "change_log"
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(Json)

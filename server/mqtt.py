@@ -1,0 +1,48 @@
+"""Small helpers around paho-mqtt shared by the server's MQTT components."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from server.settings import ServerSettings
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker did not accept the connection within the time allowed."""
+
+
+def make_client(settings: ServerSettings, role: str) -> mqtt.Client:
+    """An MQTT 5 client with paho's automatic reconnect and a unique id."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"qaqpa-server-{role}-{uuid.uuid4().hex[:12]}",
+        protocol=mqtt.MQTTv5,
+    )
+    if settings.mqtt_username is not None:
+        client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    return client
+
+
+def connect_and_wait(
+    client: mqtt.Client, settings: ServerSettings, connected: threading.Event, timeout: float = 10.0
+) -> None:
+    """Start the network thread and wait for the first CONNACK (``connected`` set by on_connect)."""
+    client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+    client.loop_start()
+    if not connected.wait(timeout):
+        client.loop_stop()
+        raise BrokerUnavailable(
+            f"no connection to {settings.mqtt_host}:{settings.mqtt_port} within {timeout} s"
+        )
+
+
+def reason_failed(reason_code: Any) -> bool:
+    return bool(getattr(reason_code, "is_failure", False))

@@ -1,0 +1,53 @@
+"""Server configuration: environment variables ``QAQPA_SERVER_*`` read by pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server processes (ingest, downlink, API, CLI) need to find their peers."""
+
+    model_config = SettingsConfigDict(env_prefix="QAQPA_SERVER_", extra="forbid")
+
+    database_url: str = Field(
+        default="sqlite:///var/qaqpa-server.db",
+        description="SQLAlchemy URL: postgresql+psycopg://... in production, sqlite:///... for the demo",
+    )
+    mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
+    mqtt_username: str | None = Field(
+        default=None, description="The server's own MQTT user (None: anonymous broker)"
+    )
+    mqtt_password: str | None = Field(default=None, description="The server's MQTT password")
+    topic_prefix: str = Field(default="qaqpa/v1", description="MQTT topic prefix (tests vary it)")
+    ingest_group: str = Field(default="ingest", description="Shared-subscription group of workers")
+    ingest_max_messages_per_tx: int = Field(
+        default=200, ge=1, description="MQTT messages written in one database transaction at most"
+    )
+    snapshot_threshold: int = Field(
+        default=50,
+        ge=1,
+        description="An edge more than this many versions behind gets a snapshot, not deltas",
+    )
+    enrol_token_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Lifetime of a one-time enrolment token"
+    )
+    mosquitto_password_file: Path | None = Field(
+        default=None, description="Mosquitto password file the server maintains (None: none)"
+    )
+    mosquitto_acl_file: Path | None = Field(
+        default=None, description="Mosquitto ACL file the server maintains (None: none)"
+    )
+    mosquitto_pid_file: Path | None = Field(
+        default=None, description="PID file of Mosquitto, sent SIGHUP after the files change"
+    )
+    fault_kill_after_insert: int = Field(
+        default=0,
+        ge=0,
+        description="Fault injection for tests: SIGKILL the ingest worker after its Nth "
+        "transaction commits and before the acks are published (0: off)",
+    )

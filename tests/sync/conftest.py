@@ -1,0 +1,143 @@
+"""Fixtures of the sync tests: a fresh PostgreSQL database per test, a private topic prefix per
+test, private Mosquitto brokers on free ports for tests that need their own configuration."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from server.migrate import upgrade
+from server.settings import ServerSettings
+
+PG_ADMIN = os.environ.get("QAQPA_TEST_PG_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres")
+PG_URL_BASE = os.environ.get("QAQPA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+SYSTEM_BROKER = ("127.0.0.1", 1883)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    name = f"qaqpa_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_URL_BASE}/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'server.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"qaqpa-test/{uuid.uuid4().hex[:10]}/v1"
+
+
+@pytest.fixture
+def make_settings(prefix: str) -> Callable[..., ServerSettings]:
+    def make(database_url: str, **kw: object) -> ServerSettings:
+        values: dict[str, object] = {
+            "database_url": database_url,
+            "mqtt_host": SYSTEM_BROKER[0],
+            "mqtt_port": SYSTEM_BROKER[1],
+            "topic_prefix": prefix,
+        }
+        values.update(kw)
+        return ServerSettings.model_validate(values)
+
+    return make
+
+
+@dataclass
+class PrivateBroker:
+    """A Mosquitto of our own, on a free port, that a test may stop and start."""
+
+    directory: Path
+    port: int
+    extra_conf: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+    pid_file: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.directory / "mosquitto.log"
+        self.pid_file = self.directory / "mosquitto.pid"
+
+    def start(self) -> None:
+        conf = self.directory / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"pid_file {self.pid_file}\n"
+            "persistence false\n"
+            f"log_dest file {self.log_path}\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            f"{self.extra_conf}\n"
+        )
+        self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)])
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[Callable[[str], PrivateBroker]]:
+    brokers: list[PrivateBroker] = []
+
+    def start(extra_conf: str = "") -> PrivateBroker:
+        d = tmp_path / f"broker{len(brokers)}"
+        d.mkdir()
+        b = PrivateBroker(d, free_port(), extra_conf)
+        b.start()
+        brokers.append(b)
+        return b
+
+    yield start
+    for b in brokers:
+        b.stop()

@@ -1,0 +1,106 @@
+"""Test helpers: events, signed batches, an MQTT probe client, bounded waiting."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.orm import Session
+
+from protocol.messages import EntryEvent, EventBatch
+from protocol.signing import generate_key, public_key_raw, sign_batch
+from server.devices import add_device, enrol
+from server.settings import ServerSettings
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
+
+
+def entries(first: int, n: int, at_ms: int = 1_700_000_000_000) -> list[EntryEvent]:
+    return [
+        EntryEvent(seq=s, at_ms=at_ms + s, terminal="t1", student_id=f"st{s % 97}")
+        for s in range(first, first + n)
+    ]
+
+
+def signed(school: str, device: str, key: Ed25519PrivateKey, first: int, n: int) -> bytes:
+    batch = EventBatch(
+        school=school, device=device, sent_at_ms=1_700_000_000_000, events=entries(first, n)
+    )
+    return sign_batch(batch, key)
+
+
+def enrolled_device(
+    session: Session, settings: ServerSettings, school: str, device: str
+) -> tuple[Ed25519PrivateKey, str, str]:
+    """Add and enrol a device; returns (key, mqtt username, mqtt password)."""
+    key = generate_key()
+    token = add_device(session, settings, school, device)
+    creds = enrol(session, settings, token, device, public_key_raw(key))
+    session.commit()
+    return key, creds.mqtt_username, creds.mqtt_password
+
+
+class Probe:
+    """A paho client that records what it receives; for publishing and observing in tests."""
+
+    def __init__(self, port: int, username: str | None = None, password: str | None = None) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.refused: Any = None
+        self.suback: list[Any] = []
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"probe-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            self.refused = rc
+        else:
+            self.connected.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, rcs: Any, _p: Any) -> None:
+        self.suback.extend(rcs)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+
+    def subscribe(self, topic: str) -> None:
+        before = len(self.suback)
+        self.client.subscribe(topic, qos=1)
+        wait_until(lambda: len(self.suback) > before, 5)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def received(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [p for t, p in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
