@@ -104,3 +104,43 @@ class Probe:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+async def journal_rush(store: Any, n: int, *, chunk: int = 2000, at_ms: int | None = None) -> int:
+    """Journal ``n`` entry events through the store (the pipeline's path); returns the last seq."""
+    from edge.store import JournalEntry
+
+    base = at_ms if at_ms is not None else time.time_ns() // 1_000_000
+    done = 0
+    last = 0
+    while done < n:
+        k = min(chunk, n - done)
+        entries_ = [
+            JournalEntry(
+                EntryEvent(
+                    seq=1, at_ms=base + done + i, terminal="gate-1", student_id=f"st{i % 500}"
+                )
+            )
+            for i in range(k)
+        ]
+        async with store.write_lock:
+            evs = await store.journal(entries_)
+        last = evs[-1].seq
+        done += k
+    return last
+
+
+def server_seqs(engine: Any, school: str, device: str) -> list[int]:
+    from sqlalchemy import select
+
+    from server.models import Device, StoredEvent
+
+    with engine.connect() as c:
+        return list(
+            c.execute(
+                select(StoredEvent.seq)
+                .join(Device, Device.pk == StoredEvent.device_pk)
+                .where(Device.school_id == school, Device.device_id == device)
+                .order_by(StoredEvent.seq)
+            ).scalars()
+        )

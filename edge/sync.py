@@ -1,0 +1,606 @@
+"""Edge <-> server synchronisation over MQTT (DESIGN invariants 2, 3, 4 and 8).
+
+Uplink: the outbox is published in signed batches (many events per message, QoS 1) within a
+window of unacknowledged events; an event leaves the outbox only when the server's ``EventAck``
+says it is committed. Broker QoS is not trusted: when an ack shows a gap that persists, or no ack
+arrives in time, or the connection drops, sending goes back to ``committed_through + 1``.
+
+Downlink: deltas and snapshots are applied through the store and acknowledged with ``SyncAck``
+(``need_snapshot`` when a delta does not follow the local version). On every connection the edge
+publishes a retained online ``DeviceStatus`` (the broker publishes the offline will on loss) and a
+``SyncAck`` of its version, so the server can catch it up.
+
+paho's network loop runs in its own thread; its callbacks only hop into the event loop with
+``call_soon_threadsafe``. The connection is driven from asyncio (paho's own reconnect is off) so
+that reconnection uses capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol import topics
+from protocol.codec import encode, open_envelope
+from protocol.errors import ProtocolError
+from protocol.messages import (
+    DeviceStatus,
+    Event,
+    EventAck,
+    EventBatch,
+    SyncAck,
+    SyncDelta,
+    SyncSnapshot,
+)
+from protocol.signing import (
+    generate_key,
+    load_private_key,
+    private_key_pem,
+    public_key_raw,
+    sign_batch,
+)
+
+if TYPE_CHECKING:
+    from edge.store import EdgeStore
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "device.key"
+CREDENTIALS_FILE = "mqtt.json"
+
+
+class SyncError(RuntimeError):
+    """Sync cannot start: missing credentials or key, or a refused enrolment."""
+
+
+class SyncSettings(BaseSettings):
+    """How an edge reaches the broker and paces its uplink (env ``QAQPA_EDGE_SYNC_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="QAQPA_EDGE_SYNC_", extra="forbid")
+
+    mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
+    mqtt_username: str | None = Field(default=None, description="This device's MQTT user")
+    mqtt_password: str | None = Field(default=None, description="This device's MQTT password")
+    topic_prefix: str = Field(default=topics.PREFIX, description="MQTT topic prefix")
+    batch_events: int = Field(default=1000, ge=1, le=10_000, description="Events per message")
+    window_events: int = Field(
+        default=20_000, ge=1, description="Events sent and not yet acknowledged, at most"
+    )
+    ack_timeout_s: float = Field(
+        default=5.0, gt=0, description="Re-send from the last ack when no ack progress this long"
+    )
+    gap_grace_s: float = Field(
+        default=1.0, ge=0, description="Re-send when the server reports a gap for this long"
+    )
+    status_interval_s: float = Field(
+        default=30.0, gt=0, description="Period of the retained DeviceStatus updates"
+    )
+    backoff_min_s: float = Field(default=0.5, gt=0, description="First reconnect delay")
+    backoff_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP connect + CONNACK limit")
+    keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive")
+
+
+# ------------------------------------------------------------------------------ pure helpers
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rand: float) -> float:
+    """Capped exponential backoff with "equal jitter": in [d/2, d), d = min(cap, base * 2**n).
+
+    ``rand`` in [0, 1) is passed in so the function stays pure.
+    """
+    d: float = min(cap, base * 2.0 ** min(max(attempt - 1, 0), 30))
+    return d / 2 + rand * d / 2
+
+
+@dataclass(slots=True)
+class UplinkWindow:
+    """What has been sent and acknowledged; decides when to go back to the last ack."""
+
+    acked: int = 0
+    sent_through: int = 0
+    last_progress: float = 0.0
+    gap_since: float | None = None
+
+    def outstanding(self) -> int:
+        return max(self.sent_through - self.acked, 0)
+
+    def on_sent(self, last_seq: int, now: float) -> None:
+        if self.outstanding() == 0:
+            self.last_progress = now  # the ack timeout runs from the first unacked send
+        self.sent_through = max(self.sent_through, last_seq)
+
+    def on_ack(self, committed_through: int, has_gap: bool, now: float) -> None:
+        if committed_through > self.acked:
+            self.acked = committed_through
+            self.last_progress = now
+        self.sent_through = max(self.sent_through, self.acked)
+        if has_gap and committed_through >= self.acked:
+            if self.gap_since is None:
+                self.gap_since = now
+        elif not has_gap:
+            self.gap_since = None
+
+    def should_rewind(self, now: float, *, ack_timeout: float, gap_grace: float) -> bool:
+        if self.outstanding() == 0:
+            return False
+        if self.gap_since is not None and now - self.gap_since >= gap_grace:
+            return True
+        return now - self.last_progress >= ack_timeout
+
+    def rewind(self, now: float) -> None:
+        self.sent_through = self.acked
+        self.gap_since = None
+        self.last_progress = now
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatus:
+    online: bool
+    backlog: int
+    oldest_unsent_ms: int | None
+    committed_through: int
+    last_seq: int
+    applied_version: int
+    high_water_alarm: bool
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# ------------------------------------------------------------------------------------ EdgeSync
+
+
+class EdgeSync:
+    """Owns the device's MQTT connection; use as ``async with EdgeSync(store, settings, key)``."""
+
+    def __init__(self, store: EdgeStore, settings: SyncSettings, key: Ed25519PrivateKey) -> None:
+        self._store = store
+        self._settings = settings
+        self._key = key
+        self._school = store.school
+        self._device = store.device
+        p = settings.topic_prefix
+        self._t_events = topics.events(self._school, self._device, p)
+        self._t_ack = topics.ack(self._school, self._device, p)
+        self._t_sync = topics.sync(self._school, self._device, p)
+        self._t_sync_ack = topics.sync_ack(self._school, self._device, p)
+        self._t_status = topics.status(self._school, self._device, p)
+        self._window = UplinkWindow()
+        self._online = False
+        self._applied_version = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._link_changed = asyncio.Event()
+        self._disconnected = asyncio.Event()
+        self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._applied_listeners: list[Callable[[int], None]] = []
+        self._client = self._make_client()
+        self.batches_sent = 0
+        self.rewinds = 0
+
+    @classmethod
+    def from_key_dir(cls, store: EdgeStore, key_dir: Path, **overrides: Any) -> EdgeSync:
+        """Key and MQTT login from ``qaqpa edge enrol``'s directory; ``overrides`` win."""
+        key, creds = load_enrolment(key_dir)
+        values: dict[str, Any] = {
+            "mqtt_host": creds["mqtt_host"],
+            "mqtt_port": creds["mqtt_port"],
+            "mqtt_username": creds["mqtt_username"],
+            "mqtt_password": creds["mqtt_password"],
+            "topic_prefix": creds["topic_prefix"],
+        }
+        values.update(overrides)
+        return cls(store, SyncSettings.model_validate(values), key)
+
+    # ------------------------------------------------------------------------- public API
+
+    async def status(self) -> SyncStatus:
+        st = await self._store.outbox_stats()
+        return SyncStatus(
+            online=self._online,
+            backlog=st.backlog,
+            oldest_unsent_ms=st.oldest_unsent_ms,
+            committed_through=st.acked_through,
+            last_seq=st.last_seq,
+            applied_version=await self._store.sync_version(),
+            high_water_alarm=st.high_water_alarm,
+        )
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    def add_applied_listener(self, cb: Callable[[int], None]) -> None:
+        """Called in the loop with the new version after a delta or snapshot is applied."""
+        self._applied_listeners.append(cb)
+
+    # -------------------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> EdgeSync:
+        self._loop = asyncio.get_running_loop()
+        self._applied_version = await self._store.sync_version()
+        st = await self._store.outbox_stats()
+        self._window = UplinkWindow(acked=st.acked_through, sent_through=st.acked_through)
+        self._store.add_append_listener(self._on_append)
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._tasks = [
+            self._tg.create_task(self._connection(), name=f"sync-connection-{self._device}"),
+            self._tg.create_task(self._uplink(), name=f"sync-uplink-{self._device}"),
+            self._tg.create_task(self._dispatch(), name=f"sync-dispatch-{self._device}"),
+            self._tg.create_task(self._status_loop(), name=f"sync-status-{self._device}"),
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in self._tasks:
+            task.cancel()
+        assert self._tg is not None
+        try:
+            await self._tg.__aexit__(None, None, None)
+        finally:
+            if self._online:
+                try:
+                    info = self._client.publish(
+                        self._t_status, encode(self._device_status(False)), qos=1, retain=True
+                    )
+                    async with asyncio.timeout(2):
+                        await asyncio.to_thread(info.wait_for_publish, 2)
+                except (TimeoutError, RuntimeError, ValueError) as err:
+                    log.info("offline status not confirmed on exit: %s", err)
+            self._online = False
+            self._client.disconnect()
+            await asyncio.to_thread(self._client.loop_stop)
+
+    # ---------------------------------------------------------------------- paho -> loop
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"qaqpa-edge-{self._school}-{self._device}-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        if self._settings.mqtt_username is not None:
+            client.username_pw_set(self._settings.mqtt_username, self._settings.mqtt_password)
+        client.max_inflight_messages_set(100)
+        client.connect_timeout = self._settings.connect_timeout_s
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _hop(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            self._hop(self._set_link, False)
+            return
+        # Subscribed before anything is published on this connection, so the answers to our
+        # SyncAck and batches cannot be missed.
+        client.subscribe([(self._t_ack, 1), (self._t_sync, 1)])
+        self._hop(self._set_link, True)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+        self._hop(self._set_link, False)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._hop(self._inbox.put_nowait, (msg.topic, bytes(msg.payload)))
+
+    def _on_append(self, _last_seq: int) -> None:
+        self._wake.set()
+
+    def _set_link(self, up: bool) -> None:
+        if up:
+            self._online = True
+            self._disconnected.clear()
+        else:
+            self._online = False
+            self._disconnected.set()
+        self._link_changed.set()
+
+    # ------------------------------------------------------------------------- connection
+
+    def _device_status(self, online: bool, stats: Any = None) -> DeviceStatus:
+        return DeviceStatus(
+            school=self._school,
+            device=self._device,
+            online=online,
+            at_ms=_now_ms(),
+            backlog=stats.backlog if stats is not None else 0,
+            oldest_unsent_ms=stats.oldest_unsent_ms if stats is not None else None,
+            outbox_capacity=stats.capacity if stats is not None else 0,
+        )
+
+    async def _connection(self) -> None:
+        s = self._settings
+        attempt = 0
+        while True:
+            self._link_changed.clear()
+            self._client.will_set(
+                self._t_status, encode(self._device_status(False)), qos=1, retain=True
+            )
+            try:
+                async with asyncio.timeout(s.connect_timeout_s + 1):
+                    await asyncio.to_thread(
+                        self._client.connect, s.mqtt_host, s.mqtt_port, s.keepalive_s
+                    )
+            except (OSError, TimeoutError) as err:
+                if attempt == 0:
+                    log.warning("broker %s:%d unreachable: %s", s.mqtt_host, s.mqtt_port, err)
+            else:
+                self._client.loop_start()
+                try:
+                    async with asyncio.timeout(s.connect_timeout_s):
+                        await self._link_changed.wait()
+                except TimeoutError:
+                    log.warning("no CONNACK within %.1f s", s.connect_timeout_s)
+                if self._online:
+                    if attempt > 0:
+                        log.info("connected to the broker again after %d attempt(s)", attempt)
+                    attempt = 0
+                    await self._on_online()
+                    await self._disconnected.wait()
+                    log.warning("lost the broker connection")
+                self._client.disconnect()
+                await asyncio.to_thread(self._client.loop_stop)
+                self._online = False
+            attempt += 1
+            await asyncio.sleep(
+                backoff_delay(
+                    attempt, base=s.backoff_min_s, cap=s.backoff_max_s, rand=random.random()
+                )
+            )
+
+    async def _on_online(self) -> None:
+        stats = await self._store.outbox_stats()
+        self._publish(self._t_status, encode(self._device_status(True, stats)), retain=True)
+        await self._publish_sync_ack(need_snapshot=False)
+        # What was in flight on the old connection may be lost: start again from the last ack.
+        self._window.rewind(time.monotonic())
+        self._wake.set()
+
+    def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    async def _publish_sync_ack(self, *, need_snapshot: bool) -> None:
+        ack = SyncAck(
+            school=self._school,
+            device=self._device,
+            applied_version=await self._store.sync_version(),
+            need_snapshot=need_snapshot,
+        )
+        self._publish(self._t_sync_ack, encode(ack))
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.status_interval_s)
+            if self._online:
+                stats = await self._store.outbox_stats()
+                self._publish(self._t_status, encode(self._device_status(True, stats)), retain=True)
+
+    # ----------------------------------------------------------------------------- uplink
+
+    def _sign(self, events: list[Event]) -> bytes:
+        batch = EventBatch(
+            school=self._school, device=self._device, sent_at_ms=_now_ms(), events=events
+        )
+        return sign_batch(batch, self._key)
+
+    async def _uplink(self) -> None:
+        s = self._settings
+        w = self._window
+        while True:
+            self._wake.clear()
+            if self._online:
+                now = time.monotonic()
+                if w.should_rewind(now, ack_timeout=s.ack_timeout_s, gap_grace=s.gap_grace_s):
+                    log.info(
+                        "re-sending from seq %d (%d unacknowledged)", w.acked + 1, w.outstanding()
+                    )
+                    w.rewind(now)
+                    self.rewinds += 1
+                room = s.window_events - w.outstanding()
+                if room > 0:
+                    events = await self._store.outbox_batch(
+                        w.sent_through, min(s.batch_events, room)
+                    )
+                    if events:
+                        payload = await asyncio.to_thread(self._sign, events)
+                        if self._publish(self._t_events, payload):
+                            w.on_sent(events[-1].seq, time.monotonic())
+                            self.batches_sent += 1
+                            continue
+            tick = min(s.ack_timeout_s, s.gap_grace_s if w.gap_since is not None else 1e9) / 2
+            try:
+                async with asyncio.timeout(max(tick, 0.05)):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    # --------------------------------------------------------------------------- inbound
+
+    async def _dispatch(self) -> None:
+        while True:
+            topic, payload = await self._inbox.get()
+            try:
+                env = open_envelope(payload)
+                if topic == self._t_ack:
+                    await self._handle_ack(env.message(EventAck))
+                elif topic == self._t_sync and env.type_name == "sync_delta":
+                    await self._handle_delta(env.message(SyncDelta))
+                elif topic == self._t_sync and env.type_name == "sync_snapshot":
+                    await self._handle_snapshot(env.message(SyncSnapshot))
+                else:
+                    log.warning("unexpected %s message on %s", env.type_name, topic)
+            except ProtocolError as err:
+                log.warning("ignored an invalid message on %s: %s", topic, err)
+
+    async def _handle_ack(self, ack: EventAck) -> None:
+        if ack.school != self._school or ack.device != self._device:
+            log.warning("ignored an ack for another device")
+            return
+        self._window.on_ack(ack.committed_through, bool(ack.missing), time.monotonic())
+        await self._store.outbox_ack(ack.committed_through)
+        self._wake.set()
+
+    async def _handle_delta(self, delta: SyncDelta) -> None:
+        from edge.store import SyncGap
+
+        if delta.school != self._school:
+            log.warning("ignored a delta for another school")
+            return
+        try:
+            applied = await self._store.apply_delta(delta)
+        except SyncGap as err:
+            log.info("downlink gap (%s): asking for a snapshot", err)
+            await self._publish_sync_ack(need_snapshot=True)
+            return
+        if applied:
+            self._notify_applied(delta.version)
+        await self._publish_sync_ack(need_snapshot=False)
+
+    async def _handle_snapshot(self, snap: SyncSnapshot) -> None:
+        if snap.school != self._school:
+            log.warning("ignored a snapshot for another school")
+            return
+        if snap.version < await self._store.sync_version():
+            log.info("ignored a stale snapshot at version %d", snap.version)
+        else:
+            await self._store.apply_snapshot(snap)
+            self._notify_applied(snap.version)
+        await self._publish_sync_ack(need_snapshot=False)
+
+    def _notify_applied(self, version: int) -> None:
+        self._applied_version = version
+        for cb in self._applied_listeners:
+            cb(version)
+
+
+# --------------------------------------------------------------------------------- enrolment
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+def load_enrolment(key_dir: Path) -> tuple[Ed25519PrivateKey, dict[str, Any]]:
+    try:
+        key = load_private_key((key_dir / KEY_FILE).read_bytes())
+        creds: dict[str, Any] = json.loads((key_dir / CREDENTIALS_FILE).read_text())
+    except (OSError, ValueError) as err:
+        raise SyncError(f"{key_dir}: no usable enrolment (run `qaqpa edge enrol`): {err}") from err
+    return key, creds
+
+
+def enrol_device(
+    server_url: str,
+    token: str,
+    device: str,
+    key_dir: Path,
+    *,
+    mqtt_host: str | None = None,
+    mqtt_port: int = 1883,
+    timeout_s: float = 15.0,
+) -> dict[str, Any]:
+    """Generate the key pair here, enrol at the server, save key (0600) and MQTT login (0600)."""
+    import httpx
+
+    key_dir.mkdir(parents=True, exist_ok=True)
+    key_path = key_dir / KEY_FILE
+    if key_path.exists():
+        key = load_private_key(key_path.read_bytes())
+    else:
+        key = generate_key()
+        _write_private(key_path, private_key_pem(key))
+    body = {
+        "token": token,
+        "device": device,
+        "public_key": base64.b64encode(public_key_raw(key)).decode(),
+    }
+    try:
+        resp = httpx.post(f"{server_url.rstrip('/')}/api/v1/enrol", json=body, timeout=timeout_s)
+    except httpx.HTTPError as err:
+        raise SyncError(f"cannot reach {server_url}: {err}") from err
+    if resp.status_code != 200:
+        raise SyncError(f"enrolment refused ({resp.status_code}): {resp.text[:200]}")
+    data: dict[str, Any] = resp.json()
+    creds = {
+        "school": data["school"],
+        "device": data["device"],
+        "mqtt_username": data["mqtt_username"],
+        "mqtt_password": data["mqtt_password"],
+        "topic_prefix": data["topic_prefix"],
+        "mqtt_host": mqtt_host or httpx.URL(server_url).host,
+        "mqtt_port": mqtt_port,
+    }
+    _write_private(key_dir / CREDENTIALS_FILE, json.dumps(creds, indent=2).encode())
+    return creds
+
+
+def _enrol_command(args: argparse.Namespace) -> int:
+    try:
+        creds = enrol_device(
+            args.server,
+            args.token,
+            args.device,
+            Path(args.key_dir),
+            mqtt_host=args.mqtt_host,
+            mqtt_port=args.mqtt_port,
+        )
+    except (SyncError, ValidationError, KeyError) as err:
+        print(f"qaqpa edge enrol: {err}")
+        return 2
+    print(
+        f"enrolled device {creds['device']} of school {creds['school']} "
+        f"as MQTT user {creds['mqtt_username']}; key and login in {args.key_dir}"
+    )
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``enrol`` on an argparse subparsers object (under ``qaqpa edge``)."""
+    p = subparsers.add_parser("enrol", help="create this device's key pair and enrol at the server")
+    p.add_argument("--server", required=True, help="server base URL, e.g. https://qaqpa.example.kz")
+    p.add_argument("--token", required=True, help="one-time token from `qaqpa server device add`")
+    p.add_argument("--device", required=True, help="this device's id")
+    p.add_argument("--key-dir", required=True, help="directory for the key and the MQTT login")
+    p.add_argument("--mqtt-host", default=None, help="broker host (default: the server's host)")
+    p.add_argument("--mqtt-port", type=int, default=1883, help="broker port")
+    p.set_defaults(func=_enrol_command)
