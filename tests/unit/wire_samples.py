@@ -1,0 +1,308 @@
+"""Fixed sample wire messages, one per message type, event kind and downlink change op.
+
+The golden vectors in ``protocol/golden`` are the canonical encodings of exactly these samples, so
+never edit a sample without regenerating the goldens on purpose (see ``test_protocol_golden``).
+"""
+
+from __future__ import annotations
+
+import typing
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol.messages import (
+    ALL_MESSAGES,
+    AlarmCode,
+    AlarmEvent,
+    AntiPassback,
+    CardBind,
+    CardBinding,
+    CardBlock,
+    CardUnbind,
+    CategoriesSet,
+    CategoryMembership,
+    Change,
+    ConsentKind,
+    ConsentRecord,
+    ConsentSet,
+    DeniedEvent,
+    DeviceStatus,
+    Direction,
+    EntryEvent,
+    Event,
+    EventAck,
+    EventBatch,
+    ExitEvent,
+    LibraryVisitEvent,
+    ManualPassEvent,
+    MealKind,
+    MealPeriodDoc,
+    MealServedEvent,
+    MenuItem,
+    MenuSet,
+    Message,
+    NotPassedEvent,
+    OwnerKind,
+    PolicyDoc,
+    PolicySet,
+    Reason,
+    SeqRange,
+    ShiftDoc,
+    StaffRecord,
+    StaffRemove,
+    StaffUpsert,
+    StudentRecord,
+    StudentRemove,
+    StudentUpsert,
+    SyncAck,
+    SyncDelta,
+    SyncSnapshot,
+    TerminalKind,
+)
+
+T0 = 1_759_719_300_000  # 2025-10-06T08:55:00+05:00 in ms
+SCHOOL = "S1"
+DEVICE = "edge-1"
+
+# A fixed, public test key: never use it for anything but these vectors.
+SIGNING_SEED = bytes(range(32))
+
+
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(SIGNING_SEED)
+
+
+def _union_members(annotated: object) -> tuple[type[Message], ...]:
+    union = typing.get_args(annotated)[0]
+    return typing.get_args(union)
+
+
+EVENT_CLASSES = _union_members(Event)
+CHANGE_CLASSES = _union_members(Change)
+EVENT_KINDS = {cls.model_fields["kind"].default: cls for cls in EVENT_CLASSES}
+CHANGE_OPS = {cls.model_fields["op"].default: cls for cls in CHANGE_CLASSES}
+
+
+def sample_events() -> dict[str, Message]:
+    return {
+        "entry": EntryEvent(seq=1, at_ms=T0, terminal="gate-1-in", student_id="s1"),
+        "exit": ExitEvent(
+            seq=2, at_ms=T0 + 1_000, terminal="gate-1-out", staff_id="t1", passback_violation=True
+        ),
+        "not_passed": NotPassedEvent(
+            seq=3, at_ms=T0 + 6_000, terminal="gate-1-in", granted_seq=1, student_id="s1"
+        ),
+        "denied": DeniedEvent(
+            seq=4,
+            at_ms=T0 + 7_000,
+            terminal="gate-1-in",
+            terminal_kind=TerminalKind.TURNSTILE,
+            direction=Direction.IN,
+            reason=Reason.PASSBACK,
+            student_id="s2",
+        ),
+        "meal_served": MealServedEvent(
+            seq=5,
+            at_ms=T0 + 60_000,
+            terminal="canteen-1",
+            student_id="s1",
+            period="breakfast",
+            local_date="2025-10-06",
+            meal=MealKind.FREE,
+        ),
+        "library_visit": LibraryVisitEvent(
+            seq=6, at_ms=T0 + 120_000, terminal="lib-1", student_id="s3"
+        ),
+        "manual_pass": ManualPassEvent(
+            seq=7,
+            at_ms=T0 + 180_000,
+            terminal="gate-1-in",
+            student_id="s2",
+            authorised_by="t1",
+            direction=Direction.IN,
+        ),
+        "alarm": AlarmEvent(
+            seq=8,
+            at_ms=T0 + 240_000,
+            terminal="canteen-1",
+            code=AlarmCode.READER_OFFLINE,
+            active=True,
+            detail="Оқу құрылғысы жауап бермейді",  # non-ASCII text on purpose
+        ),
+    }
+
+
+def sample_policy() -> PolicyDoc:
+    return PolicyDoc(
+        timezone="Asia/Almaty",
+        free_meal_grades=[1, 2, 3, 4],
+        free_meal_categories=["orphan", "large_family"],
+        anti_passback=AntiPassback.HARD,
+        manual_pass_roles=["class_teacher", "deputy_director_on_duty"],
+        shifts=[
+            ShiftDoc(number=1, entry_from="07:00", entry_to="13:00", starts_at="08:00"),
+            ShiftDoc(number=2, entry_from="12:30", entry_to="18:30"),
+        ],
+        meal_periods=[
+            MealPeriodDoc(name="breakfast", shifts=[1], from_="09:30", to="10:30"),
+            MealPeriodDoc(name="lunch", shifts=[1, 2], from_="12:00", to="13:30"),
+        ],
+        valid_from="2025-09-01",
+    )
+
+
+def sample_student() -> StudentRecord:
+    return StudentRecord(
+        id="s2",
+        grade=7,
+        class_name="7B",
+        shift=1,
+        display_name="Айгерім С.",
+        consents=[
+            ConsentRecord(
+                kind=ConsentKind.DATA,
+                granted=True,
+                given_by="Сәрсенова Г.",
+                at_ms=T0 - 86_400_000,
+                document="consent-2025-017",
+            )
+        ],
+        categories=[
+            CategoryMembership(
+                code="large_family",
+                valid_from="2025-09-01",
+                valid_to="2026-05-31",
+                document="board-12",
+            )
+        ],
+    )
+
+
+def sample_staff() -> StaffRecord:
+    return StaffRecord(
+        id="t1",
+        roles=["class_teacher"],
+        classes=["3A"],
+        pin_hash="pbkdf2-sha256$10000$00112233$" + "ab" * 32,
+        display_name="Ivanova A.",
+    )
+
+
+def sample_card() -> CardBinding:
+    return CardBinding(credential="EM:0004567891", owner_kind=OwnerKind.STUDENT, owner_id="s1")
+
+
+def sample_menu() -> list[MenuItem]:
+    return [
+        MenuItem(id="m1", name="Ботқа", price_tiyn=35_000, allergens=["milk"]),
+        MenuItem(id="m2", name="Tea", price_tiyn=5_000),
+    ]
+
+
+def sample_changes() -> dict[str, Message]:
+    return {
+        "student_upsert": StudentUpsert(student=sample_student()),
+        "student_remove": StudentRemove(student_id="s9"),
+        "staff_upsert": StaffUpsert(staff=sample_staff()),
+        "staff_remove": StaffRemove(staff_id="t9"),
+        "card_bind": CardBind(card=sample_card()),
+        "card_block": CardBlock(credential="EM:0004567892", reason="lost"),
+        "card_unbind": CardUnbind(credential="EM:0004567893"),
+        "consent_set": ConsentSet(
+            student_id="s4",
+            consent=ConsentRecord(
+                kind=ConsentKind.BIOMETRIC,
+                granted=False,
+                given_by="parent",
+                at_ms=T0,
+                document="withdrawal-3",
+            ),
+        ),
+        "categories_set": CategoriesSet(
+            student_id="s2",
+            categories=[
+                CategoryMembership(
+                    code="orphan", valid_from="2025-09-01", valid_to="2025-12-31", document="d-1"
+                )
+            ],
+        ),
+        "policy_set": PolicySet(policy=sample_policy()),
+        "menu_set": MenuSet(local_date="2025-10-06", items=sample_menu()),
+    }
+
+
+def sample_batch() -> EventBatch:
+    return EventBatch(
+        school=SCHOOL,
+        device=DEVICE,
+        sent_at_ms=T0 + 300_000,
+        events=list(sample_events().values()),  # type: ignore[arg-type]
+    )
+
+
+def sample_messages() -> dict[str, Message]:
+    """One sample per entry of ``ALL_MESSAGES``, keyed by the wire type name."""
+    return {
+        "event_batch": sample_batch(),
+        "event_ack": EventAck(
+            school=SCHOOL,
+            device=DEVICE,
+            committed_through=41,
+            missing=[SeqRange(first=43, last=45), SeqRange(first=50, last=50)],
+        ),
+        "device_status": DeviceStatus(
+            school=SCHOOL,
+            device=DEVICE,
+            online=True,
+            at_ms=T0,
+            backlog=12,
+            oldest_unsent_ms=T0 - 5_000,
+            outbox_capacity=100_000,
+            readers_offline=["canteen-2"],
+        ),
+        "sync_delta": SyncDelta(
+            school=SCHOOL,
+            version=8,
+            base_version=7,
+            changes=list(sample_changes().values()),  # type: ignore[arg-type]
+        ),
+        "sync_snapshot": SyncSnapshot(
+            school=SCHOOL,
+            version=7,
+            policy=sample_policy(),
+            students=[sample_student()],
+            staff=[sample_staff()],
+            cards=[
+                sample_card(),
+                CardBinding(
+                    credential="EM:0000000001",
+                    owner_kind=OwnerKind.STAFF,
+                    owner_id="t1",
+                    blocked_reason="lost",
+                ),
+            ],
+            menu=sample_menu(),
+        ),
+        "sync_ack": SyncAck(school=SCHOOL, device=DEVICE, applied_version=8, need_snapshot=True),
+    }
+
+
+def golden_samples() -> dict[str, Message]:
+    """Every golden vector, by file stem: each message type, each event kind, each change op."""
+    out = dict(sample_messages())
+    for kind, event in sample_events().items():
+        out[f"event_batch.{kind}"] = EventBatch(
+            school=SCHOOL,
+            device=DEVICE,
+            sent_at_ms=T0 + 300_000,
+            events=[event],  # type: ignore[list-item]
+        )
+    for op, change in sample_changes().items():
+        out[f"sync_delta.{op}"] = SyncDelta(
+            school=SCHOOL,
+            version=2,
+            base_version=1,
+            changes=[change],  # type: ignore[list-item]
+        )
+    assert set(ALL_MESSAGES) <= set(out)
+    return out
