@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import os
 import random
+import select
+import threading
+import time
 import tty
 from pathlib import Path
 
 from hardware.magstripe import track2_swipe
+from hardware.relay import parse_lcus
 from hardware.serial_reader import em_frame
 from hardware.wiegand import WiegandFrame
 
@@ -126,3 +130,60 @@ class MagstripeSim(PtyDevice):
         if not good_lrc:
             text = text[:-1] + chr(0x30 + ((ord(text[-1]) - 0x30 + 1) % 16))
         self.write(text.encode() + b"\r\n")
+
+
+class RelayBoardSim(PtyDevice):
+    """An LCUS relay board: a thread decodes each command as it arrives and records it with
+    the time it arrived (:attr:`switches`)."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path)
+        self.switches: list[tuple[float, int, bool]] = []  # (monotonic, channel, on)
+        self.invalid_bytes = 0
+        self._pending = b""
+        self._lock = threading.Condition()
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def plug(self) -> None:
+        super().plug()
+        self._stop.clear()
+        self._listener = threading.Thread(target=self._listen, name="relay-sim", daemon=True)
+        self._listener.start()
+
+    def unplug(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(1.0)
+            self._listener = None
+        super().unplug()
+
+    def _listen(self) -> None:
+        master = self._master
+        assert master is not None
+        while not self._stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                self.poll()
+
+    def poll(self) -> list[tuple[float, int, bool]]:
+        """Decode what the host wrote so far; returns all switches seen."""
+        with self._lock:
+            data = self._pending + self.read_available()
+            now = time.monotonic()
+            head = data.rfind(0xA0)
+            if head >= 0 and len(data) - head < 4:  # a command split across reads
+                body, self._pending = data[:head], data[head:]
+            else:
+                body, self._pending = data, b""
+            commands, skipped = parse_lcus(body)
+            self.invalid_bytes += skipped
+            self.switches.extend((now, channel, on) for channel, on in commands)
+            self._lock.notify_all()
+            return list(self.switches)
+
+    def wait_switches(self, count: int, timeout: float) -> list[tuple[float, int, bool]]:
+        """Block until ``count`` switches were seen (or ``timeout``); returns them."""
+        with self._lock:
+            self._lock.wait_for(lambda: len(self.switches) >= count, timeout)
+            return list(self.switches)
