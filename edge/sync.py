@@ -233,6 +233,11 @@ class EdgeSync:
     def online(self) -> bool:
         return self._online
 
+    @property
+    def applied_version(self) -> int:
+        """The downlink version applied through this sync, once the store has fully applied it."""
+        return self._applied_version
+
     def add_applied_listener(self, cb: Callable[[int], None]) -> None:
         """Called in the loop with the new version after a delta or snapshot is applied."""
         self._applied_listeners.append(cb)

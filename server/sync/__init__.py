@@ -1,0 +1,13 @@
+"""Server downlink: versioned change log per school, deltas, snapshots, device status."""
+
+from server.sync.service import DownlinkService, append_changes, load_state
+from server.sync.state import ChangeRejected, SchoolState, fold
+
+__all__ = [
+    "ChangeRejected",
+    "DownlinkService",
+    "SchoolState",
+    "append_changes",
+    "fold",
+    "load_state",
+]

@@ -1,0 +1,272 @@
+"""Downlink: the per-school change log, deltas to every device of the school, SyncAck handling
+(catch-up deltas, or a snapshot when a device is too far behind or asks), and device status.
+
+Deltas go only to the sync topics of devices registered to the school whose log changed, so
+card bindings never reach another school's edge (DESIGN invariant 5; the broker ACL also stops
+a device from reading another device's topics).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from pydantic import TypeAdapter
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from protocol import topics
+from protocol.codec import encode, open_envelope
+from protocol.errors import ProtocolError
+from protocol.messages import Change, DeviceStatus, SyncAck, SyncDelta
+from server.clock import now_ms
+from server.db import make_engine, session_factory
+from server.devices import ensure_school
+from server.models import ChangeLogEntry, Device, School
+from server.mqtt import connect_and_wait, make_client, reason_failed
+from server.settings import ServerSettings
+from server.sync.state import SchoolState, fold
+
+log = logging.getLogger(__name__)
+
+_CHANGES = TypeAdapter(list[Change])
+_STOP = ("", b"")
+
+
+def _dump(changes: Sequence[Change]) -> list[dict[str, Any]]:
+    return [c.model_dump(mode="json", by_alias=True) for c in changes]
+
+
+def _load(rows: Sequence[list[dict[str, Any]]]) -> list[Change]:
+    out: list[Change] = []
+    for payload in rows:
+        out.extend(_CHANGES.validate_python(payload, strict=False))
+    return out
+
+
+def load_state(session: Session, school: str, through: int | None = None) -> SchoolState:
+    q = select(ChangeLogEntry.changes).where(ChangeLogEntry.school_id == school)
+    if through is not None:
+        q = q.where(ChangeLogEntry.version <= through)
+    return fold(_load(list(session.execute(q.order_by(ChangeLogEntry.version)).scalars())))
+
+
+def append_changes(session: Session, school: str, changes: Sequence[Change]) -> SyncDelta:
+    """Append one version to the school's log (caller commits); returns the delta to publish.
+
+    Raises ``ChangeRejected`` when a change breaks an invariant (nothing is appended).
+    """
+    ensure_school(session, school)
+    row = session.execute(select(School).where(School.id == school).with_for_update()).scalar_one()
+    state = load_state(session, school)
+    for change in changes:
+        state.check(change)
+        state.apply(change)
+    version = row.sync_version + 1
+    session.add(
+        ChangeLogEntry(school_id=school, version=version, at_ms=now_ms(), changes=_dump(changes))
+    )
+    row.sync_version = version
+    session.flush()
+    return SyncDelta(
+        school=school, version=version, base_version=version - 1, changes=list(changes)
+    )
+
+
+class DownlinkService:
+    """Publishes deltas, answers SyncAcks, records DeviceStatus. Thread-safe ``publish_changes``."""
+
+    def __init__(self, settings: ServerSettings, engine: Engine | None = None) -> None:
+        self._settings = settings
+        self._engine = engine if engine is not None else make_engine(settings.database_url)
+        self._own_engine = engine is None
+        self._sessions = session_factory(self._engine)
+        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=10_000)
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = make_client(settings, "downlink")
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self.snapshots_sent = 0
+        self.deltas_sent = 0
+
+    # ------------------------------------------------------------------------ publishing
+
+    def publish_changes(self, school: str, changes: Sequence[Change]) -> int:
+        """Append the changes as a new version and publish the delta; returns the version."""
+        with self._sessions() as session:
+            delta = append_changes(session, school, changes)
+            session.commit()
+            devices = self._school_devices(session, school)
+        payload = encode(delta)
+        for device in devices:
+            self._send(school, device, payload)
+            self.deltas_sent += 1
+        log.info(
+            "school %s at version %d, sent to %d device(s)", school, delta.version, len(devices)
+        )
+        return delta.version
+
+    @staticmethod
+    def _school_devices(session: Session, school: str) -> list[str]:
+        return list(
+            session.execute(
+                select(Device.device_id).where(
+                    Device.school_id == school, Device.public_key.is_not(None)
+                )
+            ).scalars()
+        )
+
+    def _send(self, school: str, device: str, payload: bytes) -> None:
+        self._client.publish(
+            topics.sync(school, device, self._settings.topic_prefix), payload, qos=1
+        )
+
+    # ------------------------------------------------------------------------ inbound
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+        if reason_failed(reason_code):
+            log.error("downlink: broker refused the connection: %s", reason_code)
+            return
+        p = self._settings.topic_prefix
+        client.subscribe(
+            [
+                (f"$share/downlink/{p}/school/+/device/+/sync/ack", 1),
+                (f"$share/downlink/{p}/school/+/device/+/status", 1),
+            ]
+        )
+        self._connected.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put((msg.topic, bytes(msg.payload)))
+
+    def _run(self) -> None:
+        while True:
+            topic, payload = self._queue.get()
+            if (topic, payload) == _STOP:
+                return
+            try:
+                self._handle(topic, payload)
+            except ProtocolError as err:
+                log.warning("downlink: ignored an invalid message on %s: %s", topic, err)
+            except Exception:
+                log.exception("downlink: failed to handle a message on %s", topic)
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        school, device, rest = topics.parse_device_topic(topic, self._settings.topic_prefix)
+        env = open_envelope(payload)
+        if rest == "sync/ack":
+            self._handle_sync_ack(school, device, env.message(SyncAck))
+        elif rest == "status":
+            self._handle_status(school, device, env.message(DeviceStatus))
+
+    def _handle_sync_ack(self, school: str, device: str, ack: SyncAck) -> None:
+        if ack.school != school or ack.device != device:
+            log.warning("downlink: SyncAck for another device on %s/%s", school, device)
+            return
+        with self._sessions() as session:
+            row = session.execute(
+                select(Device).where(Device.school_id == school, Device.device_id == device)
+            ).scalar_one_or_none()
+            if row is None:
+                log.warning("downlink: SyncAck from unknown device %s/%s", school, device)
+                return
+            row.applied_version = ack.applied_version
+            row.applied_at_ms = now_ms()
+            head = (
+                session.execute(
+                    select(School.sync_version).where(School.id == school)
+                ).scalar_one_or_none()
+                or 0
+            )
+            session.commit()
+            behind = head - ack.applied_version
+            if ack.need_snapshot or behind > self._settings.snapshot_threshold or behind < 0:
+                snap = load_state(session, school, head).snapshot(school, head)
+                self._send(school, device, encode(snap))
+                self.snapshots_sent += 1
+                log.info("downlink: snapshot v%d to %s/%s", head, school, device)
+            elif behind > 0:
+                rows = session.execute(
+                    select(ChangeLogEntry.changes)
+                    .where(
+                        ChangeLogEntry.school_id == school,
+                        ChangeLogEntry.version > ack.applied_version,
+                    )
+                    .order_by(ChangeLogEntry.version)
+                ).scalars()
+                delta = SyncDelta(
+                    school=school,
+                    version=head,
+                    base_version=ack.applied_version,
+                    changes=_load(list(rows)),
+                )
+                self._send(school, device, encode(delta))
+                self.deltas_sent += 1
+
+    def _handle_status(self, school: str, device: str, status: DeviceStatus) -> None:
+        if status.school != school or status.device != device:
+            return
+        with self._sessions() as session:
+            row = session.execute(
+                select(Device.online).where(Device.school_id == school, Device.device_id == device)
+            ).first()
+            if row is None:
+                return
+            values: dict[str, Any] = {
+                "last_status": status.model_dump(mode="json"),
+                "last_seen_ms": now_ms(),
+                "online": status.online,
+            }
+            if row.online != status.online:
+                values["online_changed_ms"] = status.at_ms
+            session.execute(
+                update(Device)
+                .where(Device.school_id == school, Device.device_id == device)
+                .values(**values)
+            )
+            session.commit()
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
+        self._thread.start()
+        connect_and_wait(self._client, self._settings, self._connected, timeout)
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._own_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> DownlinkService:
+        self.start()
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> DownlinkService:
+        import asyncio
+
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.stop)

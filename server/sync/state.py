@@ -1,0 +1,107 @@
+"""A school's downlink state as a pure fold over its change log (what a snapshot carries).
+
+The fold mirrors what the edge store does with each change, so that a snapshot at version N
+equals applying deltas 1..N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from protocol.messages import (
+    CardBinding,
+    Change,
+    MenuItem,
+    OwnerKind,
+    PolicyDoc,
+    StaffRecord,
+    StudentRecord,
+    SyncSnapshot,
+)
+
+
+class ChangeRejected(ValueError):
+    """A change that must not be published (e.g. a card bound to another school's student)."""
+
+
+@dataclass(slots=True)
+class SchoolState:
+    students: dict[str, StudentRecord] = field(default_factory=dict)
+    staff: dict[str, StaffRecord] = field(default_factory=dict)
+    cards: dict[str, CardBinding] = field(default_factory=dict)
+    policy: PolicyDoc | None = None
+    menus: dict[str, list[MenuItem]] = field(default_factory=dict)
+
+    def apply(self, change: Change) -> None:
+        match change.op:
+            case "student_upsert":
+                self.students[change.student.id] = change.student
+            case "student_remove":
+                self.students.pop(change.student_id, None)
+                self._drop_cards(OwnerKind.STUDENT, change.student_id)
+            case "staff_upsert":
+                self.staff[change.staff.id] = change.staff
+            case "staff_remove":
+                self.staff.pop(change.staff_id, None)
+                self._drop_cards(OwnerKind.STAFF, change.staff_id)
+            case "card_bind":
+                self.cards[change.card.credential.upper()] = change.card
+            case "card_block":
+                cred = change.credential.upper()
+                card = self.cards.get(cred)
+                if card is not None:
+                    self.cards[cred] = card.model_copy(update={"blocked_reason": change.reason})
+            case "card_unbind":
+                self.cards.pop(change.credential.upper(), None)
+            case "consent_set":
+                st = self.students.get(change.student_id)
+                if st is not None:
+                    kept = [c for c in st.consents if c.kind != change.consent.kind]
+                    self.students[st.id] = st.model_copy(
+                        update={"consents": [*kept, change.consent]}
+                    )
+            case "categories_set":
+                st = self.students.get(change.student_id)
+                if st is not None:
+                    self.students[st.id] = st.model_copy(update={"categories": change.categories})
+            case "policy_set":
+                self.policy = change.policy
+            case "menu_set":
+                self.menus[change.local_date] = change.items
+
+    def _drop_cards(self, kind: OwnerKind, owner: str) -> None:
+        for cred in [
+            c for c, b in self.cards.items() if b.owner_kind == kind and b.owner_id == owner
+        ]:
+            del self.cards[cred]
+
+    def check(self, change: Change) -> None:
+        """Invariant 5: a card is bound only to a person of this school."""
+        if change.op == "card_bind":
+            owner = change.card.owner_id
+            known = self.students if change.card.owner_kind == OwnerKind.STUDENT else self.staff
+            if owner not in known:
+                raise ChangeRejected(
+                    f"card bound to {change.card.owner_kind.value} {owner}, "
+                    "who is not on this school's roster"
+                )
+
+    def snapshot(self, school: str, version: int) -> SyncSnapshot:
+        menu = self.menus[max(self.menus)] if self.menus else []
+        return SyncSnapshot(
+            school=school,
+            version=version,
+            policy=self.policy,
+            students=list(self.students.values()),
+            staff=list(self.staff.values()),
+            cards=list(self.cards.values()),
+            menu=menu,
+        )
+
+
+def fold(changes: Iterable[Change], state: SchoolState | None = None) -> SchoolState:
+    state = state if state is not None else SchoolState()
+    for change in changes:
+        state.apply(change)
+    return state
