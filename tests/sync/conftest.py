@@ -4,6 +4,7 @@ test, private Mosquitto brokers on free ports for tests that need their own conf
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import signal
 import socket
@@ -108,12 +109,18 @@ class PrivateBroker:
             f"listener {self.port} 127.0.0.1\n"
             f"pid_file {self.pid_file}\n"
             "persistence false\n"
+            f"user {getpass.getuser()}\n"  # as root, Mosquitto would switch to 'mosquitto'
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"{self.extra_conf}\n"
         )
         self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)])
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except TimeoutError as err:
+            raise RuntimeError(
+                f"mosquitto did not start: {self.log_path.read_text()[-500:]}"
+            ) from err
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
