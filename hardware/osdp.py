@@ -51,6 +51,7 @@ times denied).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -310,6 +311,10 @@ class OsdpBus:
         self._monitor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._cp_lock = threading.Lock()  # our calls into libosdp, one at a time
+        self._views: dict[str, EventChannel] = {}  # reader_id -> channel of an OsdpPdReader
+        self._users = 0
+        self._runner: asyncio.Task[None] | None = None
+        self._users_lock = asyncio.Lock()
         self.misreads = 0
 
     # ----------------------------------------------------------------- lifecycle
@@ -364,7 +369,59 @@ class OsdpBus:
             state.input_waiters.clear()
 
     def events(self) -> AsyncIterator[ReaderEvent]:
+        """Events of every PD that has no :class:`OsdpPdReader` view of its own."""
         return aiter(self._events)
+
+    def _emit(self, event: ReaderEvent | None) -> None:
+        if event is None:
+            return
+        self._views.get(event.reader_id, self._events).put(event)
+
+    def reader(self, reader_id: str) -> OsdpPdReader:
+        """A :class:`~hardware.base.Reader` for one PD; views share this bus (ref-counted)."""
+        self._by_reader[reader_id]  # KeyError for a PD not on this bus
+        return OsdpPdReader(self, reader_id)
+
+    async def _acquire(self, reader_id: str, channel: EventChannel) -> None:
+        async with self._users_lock:
+            if reader_id in self._views:
+                raise HardwareError(f"reader {reader_id} is already open")
+            self._views[reader_id] = channel
+            if self._users == 0:
+                # The bus's task group lives in a task of its own, so that views entered and
+                # left from different tasks never exit a task group from a foreign task.
+                ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._runner = asyncio.create_task(
+                    self._serve(ready), name=f"osdp-bus-{self.reader_id}"
+                )
+                try:
+                    await ready
+                except BaseException:
+                    del self._views[reader_id]
+                    raise
+            self._users += 1
+
+    async def _release(self, reader_id: str) -> None:
+        async with self._users_lock:
+            self._views.pop(reader_id, None)
+            self._users -= 1
+            if self._users == 0 and self._runner is not None:
+                runner, self._runner = self._runner, None
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+
+    async def _serve(self, ready: asyncio.Future[None]) -> None:
+        try:
+            async with self:
+                ready.set_result(None)
+                await asyncio.Event().wait()  # until the last view cancels us
+        except Exception as err:
+            if not ready.done():
+                ready.set_exception(err)
+                return
+            log.error("OSDP bus %s stopped: %s", self.reader_id, type(err).__name__)
+            raise
 
     def reader_ids(self) -> list[str]:
         return [spec.reader_id for spec in self._specs]
@@ -404,11 +461,9 @@ class OsdpBus:
         except ValueError as err:  # WiegandError is a ValueError
             self.misreads += 1
             log.debug("reader %s misread: %s", reader_id, err)
-            self._events.put(Misread(reader_id, str(err)))
+            self._emit(Misread(reader_id, str(err)))
             return
-        self._events.put(
-            CredentialRead(reader_id, normalise_credential(credential), time.monotonic())
-        )
+        self._emit(CredentialRead(reader_id, normalise_credential(credential), time.monotonic()))
 
     def _inputs(self, state: _PdState, report: bytes) -> None:
         state.inputs = report
@@ -462,12 +517,12 @@ class OsdpBus:
         if lib_online and secure_ok and not silent:
             if state.availability.online is not True:
                 detail = "secure channel up" if spec.scbk is not None else "online (plain text)"
-                self._events.put(state.availability.set(True, detail))
+                self._emit(state.availability.set(True, detail))
             state.backoff.reset()
             return
         in_grace = now - state.attempt_started < self._connect_grace
         if state.availability.online is True or not in_grace:
-            self._events.put(state.availability.set(False, self._why(state, lib_online, now)))
+            self._emit(state.availability.set(False, self._why(state, lib_online, now)))
         if not lib_online and now >= state.next_retry:
             # libosdp would wait 300 s before trying an offline PD again; retry sooner.
             state.next_retry = now + state.backoff.next_delay()
@@ -516,6 +571,32 @@ class OsdpBus:
         return self._states[address].spec
 
 
+class OsdpPdReader:
+    """One PD of a shared :class:`OsdpBus` seen as its own Reader (one per terminal). The
+    first view entered opens the bus, the last one left closes it."""
+
+    def __init__(self, bus: OsdpBus, reader_id: str) -> None:
+        self.reader_id = reader_id
+        self.bus = bus
+        self._events = EventChannel(f"reader {reader_id}")
+
+    async def __aenter__(self) -> OsdpPdReader:
+        await self.bus._acquire(self.reader_id, self._events)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.bus._release(self.reader_id)
+
+    def events(self) -> AsyncIterator[ReaderEvent]:
+        return aiter(self._events)
+
+    def feedback(self) -> OsdpFeedback:
+        return self.bus.feedback(self.reader_id)
+
+    def gate(self) -> OsdpGate:
+        return self.bus.gate(self.reader_id)
+
+
 class OsdpFeedback:
     """LED and buzzer of one OSDP reader."""
 
@@ -561,6 +642,12 @@ class OsdpGate:
     def __init__(self, bus: OsdpBus, address: int) -> None:
         self._bus = bus
         self._address = address
+
+    async def __aenter__(self) -> OsdpGate:
+        return self  # the bus owns the line; nothing to open
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
     async def release(self, passage_timeout: float) -> PassageResult:
         spec = self._bus.spec(self._address)
