@@ -16,6 +16,8 @@ re-encoding is needed to verify it; ``"s"`` is present only on signed messages (
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 import cbor2
@@ -40,17 +42,50 @@ def _refuse_tag(_decoder: Any, tag: Any) -> Any:
     raise ProtocolError(f"CBOR tag {tag.tag} is not allowed", context="cbor")
 
 
+def _refuse_semantic_tag(*_args: Any) -> Any:
+    raise cbor2.CBORDecodeError("CBOR tags are not allowed")
+
+
+class _EveryTag(Mapping[int, Any]):
+    """Overrides cbor2's built-in decoders (bignums, dates, sets, shared references...), which
+    would otherwise turn a tag into a value without calling ``tag_hook``."""
+
+    def __getitem__(self, tag: int) -> Any:
+        return _refuse_semantic_tag
+
+    def __contains__(self, tag: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_EVERY_TAG = _EveryTag()
+
+
 def loads_plain(buf: bytes, *, context: str) -> Any:
     if len(buf) > MAX_MESSAGE_BYTES:
         raise ProtocolError(
             f"{len(buf)} bytes exceeds the {MAX_MESSAGE_BYTES} limit", context=context
         )
+    fp = io.BytesIO(buf)
     try:
-        return cbor2.loads(buf, tag_hook=_refuse_tag)
+        value = cbor2.CBORDecoder(
+            fp, tag_hook=_refuse_tag, semantic_decoders=_EVERY_TAG, allow_duplicate_keys=False
+        ).decode()
     except ProtocolError:
         raise
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as err:
         raise ProtocolError(f"not valid CBOR ({err})", context=context) from err
+    if fp.tell() != len(buf):
+        raise ProtocolError(
+            f"not valid CBOR ({len(buf) - fp.tell()} bytes after the end of the item)",
+            context=context,
+        )
+    return value
 
 
 def body_bytes(msg: Message) -> bytes:
@@ -105,7 +140,9 @@ def open_envelope(buf: bytes) -> Envelope:
         raise ProtocolError(f"envelope is a {type(env).__name__}, not a map", context="envelope")
     extra = set(env) - {"v", "t", "b", "s"}
     if extra:
-        raise ProtocolError(f"unknown envelope field(s) {sorted(extra)}", context="envelope")
+        raise ProtocolError(
+            f"unknown envelope field(s) {sorted(extra, key=repr)}", context="envelope"
+        )
     version, type_name, body, sig = env.get("v"), env.get("t"), env.get("b"), env.get("s")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ProtocolError("missing or non-integer schema version 'v'", context="envelope")

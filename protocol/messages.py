@@ -16,13 +16,29 @@ import enum
 import itertools
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+
+def _real_date(value: str) -> str:
+    dt.date.fromisoformat(value)  # ValueError (e.g. 2025-02-30) becomes a validation error
+    return value
+
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Seq = Annotated[int, Field(ge=1, le=2**62)]
 Millis = Annotated[int, Field(ge=0, le=2**53)]
-LocalDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+# ASCII digits only: the regex engine's \d also matches other scripts' digits.
+LocalDate = Annotated[
+    str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), AfterValidator(_real_date)
+]
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Credential = Annotated[str, Field(min_length=3, max_length=128, pattern=r"^[A-Z0-9]+:[A-Z0-9:]+$")]
 Text = Annotated[str, Field(max_length=500)]
 
