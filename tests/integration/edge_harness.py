@@ -98,8 +98,17 @@ class School:
             ]
         self.config.write_text("\n".join(lines) + "\n")
         subprocess.run(
-            [sys.executable, "-m", "edge.cli", "edge", "import-roster", "--config",
-             str(self.config), "--roster", str(self.root / "roster.json")],
+            [
+                sys.executable,
+                "-m",
+                "edge.cli",
+                "edge",
+                "import-roster",
+                "--config",
+                str(self.config),
+                "--roster",
+                str(self.root / "roster.json"),
+            ],
             check=True,
             capture_output=True,
         )

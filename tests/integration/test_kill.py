@@ -39,7 +39,11 @@ def check_invariants(school: School) -> dict[str, int]:
     assert all(n == 1 for n in meals.values()), f"a meal was served twice: {meals.most_common(3)}"
     ledger = school.ledger()
     assert len(ledger) == len(meals), "meal ledger and meal events disagree"
-    return {"events": len(journal), "meals": len(meals), "actuations": len(school.actuation_lines())}
+    return {
+        "events": len(journal),
+        "meals": len(meals),
+        "actuations": len(school.actuation_lines()),
+    }
 
 
 @pytest.mark.parametrize("point", POINTS)

@@ -1,0 +1,203 @@
+"""The edge store: downlink deltas, outbox acknowledgements, alarms, and a damaged file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from edge.core.model import Presence, Tap
+from edge.pipeline import Pipeline
+from edge.store import EdgeStore, StoreError, SyncGap
+from protocol.messages import (
+    AlarmEvent,
+    AntiPassback,
+    CardBind,
+    CardBinding,
+    CardBlock,
+    ConsentRecord,
+    ConsentSet,
+    Direction,
+    OwnerKind,
+    PolicyDoc,
+    PolicySet,
+    StudentRecord,
+    StudentUpsert,
+    SyncDelta,
+    SyncSnapshot,
+    TerminalKind,
+)
+
+POLICY = PolicyDoc.model_validate(
+    {
+        "timezone": "Asia/Almaty",
+        "free_meal_grades": [1, 2, 3, 4],
+        "anti_passback": "hard",
+        "shift": [{"number": 1, "entry_from": "07:00", "entry_to": "13:00"}],
+        "meal_period": [{"name": "lunch", "shifts": [1], "from": "12:00", "to": "13:00"}],
+    },
+    strict=False,
+)
+MORNING = dt.datetime(2025, 10, 6, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=5)))
+
+
+def consent(kind: str = "data", granted: bool = True) -> ConsentRecord:
+    return ConsentRecord.model_validate(
+        {"kind": kind, "granted": granted, "given_by": "parent", "at_ms": 1, "document": "d-1"}
+    )
+
+
+def snapshot(version: int = 1) -> SyncSnapshot:
+    return SyncSnapshot(
+        school="S1",
+        version=version,
+        policy=POLICY,
+        students=[
+            StudentRecord(id="s1", grade=2, class_name="2A", shift=1, consents=[consent()]),
+            StudentRecord(id="s2", grade=9, class_name="9A", shift=1, consents=[consent()]),
+        ],
+        staff=[],
+        cards=[
+            CardBinding(credential="EM:0000000001", owner_kind=OwnerKind.STUDENT, owner_id="s1"),
+            CardBinding(credential="EM:0000000002", owner_kind=OwnerKind.STUDENT, owner_id="s2"),
+        ],
+    )
+
+
+def tap(card: str, at: dt.datetime = MORNING, direction: Direction = Direction.IN) -> Tap:
+    return Tap(
+        at=at, terminal="gate-1", kind=TerminalKind.TURNSTILE, direction=direction, credential=card
+    )
+
+
+async def open_store(path: Path, capacity: int = 100_000) -> EdgeStore:
+    return await EdgeStore.open(
+        path / "edge.sqlite", school="S1", device="d1", outbox_capacity=capacity
+    )
+
+
+async def test_delta_applies_atomically_and_replay_changes_nothing(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    await store.apply_snapshot(snapshot(version=1))
+    block = SyncDelta(
+        school="S1",
+        version=2,
+        base_version=1,
+        changes=[CardBlock(credential="EM:0000000001", reason="lost")],
+    )
+    assert await store.apply_delta(block) is True
+    assert store.state.card("EM:0000000001").blocked_reason == "lost"  # type: ignore[union-attr]
+    assert await store.apply_delta(block) is False  # a replay
+    assert await store.sync_version() == 2
+    with pytest.raises(SyncGap):
+        await store.apply_delta(SyncDelta(school="S1", version=5, base_version=4, changes=[]))
+    # a delta that fails half-way leaves nothing behind: a card bound to an unknown student is
+    # fine in SQLite, so break it with a consent for a student that does not exist (FK)
+    bad = SyncDelta(
+        school="S1",
+        version=3,
+        base_version=2,
+        changes=[
+            CardBind(
+                card=CardBinding(
+                    credential="EM:0000000009", owner_kind=OwnerKind.STUDENT, owner_id="s1"
+                )
+            ),
+            ConsentSet(student_id="nobody", consent=consent()),
+        ],
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the FK violation, whatever sqlite calls it
+        await store.apply_delta(bad)
+    assert store.state.card("EM:0000000009") is None
+    assert await store.sync_version() == 2
+    await store.close()
+    reopened = await open_store(tmp_path)
+    assert await reopened.sync_version() == 2
+    assert reopened.state.card("EM:0000000009") is None
+    assert reopened.state.card("EM:0000000001").blocked_reason == "lost"  # type: ignore[union-attr]
+    await reopened.close()
+
+
+async def test_consent_withdrawal_and_policy_reach_decisions(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    await store.apply_snapshot(snapshot())
+    async with Pipeline(store) as pipeline:
+        assert (await pipeline.submit(tap("EM:0000000002"))).decision.granted
+        await store.apply_delta(
+            SyncDelta(
+                school="S1",
+                version=2,
+                base_version=1,
+                changes=[
+                    ConsentSet(student_id="s2", consent=consent(granted=False)),
+                    StudentUpsert(
+                        student=StudentRecord(
+                            id="s3", grade=1, class_name="1A", shift=1, consents=[consent()]
+                        )
+                    ),
+                    CardBind(
+                        card=CardBinding(
+                            credential="EM:0000000003", owner_kind=OwnerKind.STUDENT, owner_id="s3"
+                        )
+                    ),
+                    PolicySet(policy=POLICY.model_copy(update={"anti_passback": AntiPassback.OFF})),
+                ],
+            )
+        )
+        later = MORNING + dt.timedelta(minutes=5)
+        out = await pipeline.submit(tap("EM:0000000002", later, Direction.OUT))
+        assert out.decision.reason == "no_consent"
+        assert (await pipeline.submit(tap("EM:0000000003", later))).decision.granted
+        # anti-passback is now off: s1 may enter twice
+        assert (await pipeline.submit(tap("EM:0000000001", later))).decision.granted
+        assert (await pipeline.submit(tap("EM:0000000001", later))).decision.granted
+    assert store.state.presence("s1", MORNING.date()) is Presence.INSIDE
+    await store.close()
+
+
+async def test_outbox_ack_and_high_water_alarm(tmp_path: Path) -> None:
+    store = await open_store(tmp_path, capacity=1_000)
+    await store.apply_snapshot(snapshot())
+    async with Pipeline(store) as pipeline:
+        for i in range(850):
+            at = MORNING + dt.timedelta(seconds=i)
+            await pipeline.submit(tap("EM:0000000009", at))  # unknown card: denied, journaled
+    stats = await store.outbox_stats()
+    assert stats.high_water_alarm
+    alarms = [e for e in await store.journal_rows() if isinstance(e, AlarmEvent)]
+    assert len(alarms) == 1 and alarms[0].active and alarms[0].seq == 801
+    assert stats.backlog == 851 and stats.last_seq == 851
+    batch = await store.outbox_batch(0, 100)
+    assert [e.seq for e in batch] == list(range(1, 101))
+    assert await store.outbox_ack(700) == 700
+    assert await store.outbox_ack(700) == 0  # idempotent
+    assert await store.outbox_ack(10) == 0  # an old ack changes nothing
+    stats = await store.outbox_stats()
+    assert not stats.high_water_alarm and stats.backlog == 152  # + the "cleared" alarm event
+    assert [e.seq for e in await store.outbox_batch(0, 5)] == [701, 702, 703, 704, 705]
+    await store.close()
+    reopened = await open_store(tmp_path, capacity=1_000)
+    assert (await reopened.outbox_stats()).acked_through == 700
+    assert reopened.last_seq == 852
+    await reopened.close()
+
+
+async def test_damaged_store_is_refused_never_recreated(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    await store.apply_snapshot(snapshot())
+    await store.close()
+    db = tmp_path / "edge.sqlite"
+    data = bytearray(db.read_bytes())
+    data[0:16] = b"this is no db!!!"
+    db.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="not a usable edge store"):
+        await open_store(tmp_path)
+    assert db.read_bytes() == bytes(data), "the damaged file must be left as it was"
+
+
+async def test_store_of_another_device_is_refused(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    await store.close()
+    with pytest.raises(StoreError, match="belongs to school"):
+        await EdgeStore.open(tmp_path / "edge.sqlite", school="S2", device="d1")
