@@ -69,6 +69,7 @@ from hardware.base import (
     Misread,
     PassageResult,
     ReaderEvent,
+    ReaderStatus,
     normalise_credential,
 )
 from hardware.support import Availability, Backoff, EventChannel
@@ -310,6 +311,7 @@ class OsdpBus:
         self._tasks: asyncio.TaskGroup | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._status_changed = asyncio.Event()
         self._cp_lock = threading.Lock()  # our calls into libosdp, one at a time
         self._views: dict[str, EventChannel] = {}  # reader_id -> channel of an OsdpPdReader
         self._users = 0
@@ -375,6 +377,8 @@ class OsdpBus:
     def _emit(self, event: ReaderEvent | None) -> None:
         if event is None:
             return
+        if isinstance(event, ReaderStatus):
+            self._status_changed.set()
         self._views.get(event.reader_id, self._events).put(event)
 
     def reader(self, reader_id: str) -> OsdpPdReader:
@@ -428,6 +432,14 @@ class OsdpBus:
 
     def is_online(self, reader_id: str) -> bool:
         return self._states[self._by_reader[reader_id]].availability.online is True
+
+    async def wait_online(self, reader_id: str) -> None:
+        """Return once the PD is online (wrap in ``asyncio.timeout``)."""
+        while True:
+            self._status_changed.clear()
+            if self.is_online(reader_id):
+                return
+            await self._status_changed.wait()
 
     def feedback(self, reader_id: str) -> OsdpFeedback:
         return OsdpFeedback(self, self._by_reader[reader_id])

@@ -231,6 +231,22 @@ class SimulatedPd:
                     return None
                 self._commands_changed.wait(left)
 
+    def wait_command_time(
+        self, predicate: Callable[[dict[str, Any]], bool], since: float, timeout: float
+    ) -> float | None:
+        """``time.monotonic()`` at which the first command matching ``predicate`` and received
+        at or after ``since`` arrived, waiting up to ``timeout`` s; None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._commands_changed:
+            while True:
+                for command, at in zip(self.commands, self.command_times, strict=True):
+                    if at >= since and predicate(command):
+                        return at
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._commands_changed.wait(left)
+
 
 class PtyBus:
     """A simulated RS-485 line on a pty: the CP opens :attr:`port`; PDs attach to the far end."""
