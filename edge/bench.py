@@ -1,0 +1,207 @@
+"""``qaqpa bench ...``: each benchmark prints JSON and compares with a baseline from the same run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import random
+import resource
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge.core.model import Tap
+from edge.pipeline import Pipeline
+from edge.store import EdgeStore
+from protocol.messages import (
+    CardBinding,
+    ConsentKind,
+    ConsentRecord,
+    Direction,
+    OwnerKind,
+    PolicyDoc,
+    StudentRecord,
+    SyncSnapshot,
+    TerminalKind,
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bare_commit_latencies(directory: Path, n: int) -> list[float]:
+    """One row per fsync'd commit, same pragmas and disk as the journal: the floor we compare to."""
+    db = sqlite3.connect(directory / "bare.sqlite", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, at_ms INTEGER, payload BLOB)")
+    out = []
+    blob = os.urandom(120)
+    for i in range(n):
+        t0 = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t VALUES (?, ?, ?)", (i, i, blob))
+        db.execute("COMMIT")
+        out.append(time.perf_counter() - t0)
+    db.close()
+    return out
+
+
+def bench_policy() -> PolicyDoc:
+    return PolicyDoc.model_validate(
+        {
+            "timezone": "Asia/Almaty",
+            "free_meal_grades": [1, 2, 3, 4],
+            "free_meal_categories": ["large_family"],
+            "anti_passback": "soft",
+            "shift": [{"number": 1, "entry_from": "00:00", "entry_to": "23:59"}],
+            "meal_period": [{"name": "lunch", "shifts": [1], "from": "00:00", "to": "23:59"}],
+        },
+        strict=False,
+    )
+
+
+def bench_snapshot(students: int, cards: int) -> SyncSnapshot:
+    consent = ConsentRecord(
+        kind=ConsentKind.DATA, granted=True, given_by="parent", at_ms=0, document="b"
+    )
+    studs = [
+        StudentRecord(
+            id=f"s{i}", grade=1 + i % 11, class_name=f"{1 + i % 11}A", shift=1, consents=[consent]
+        )
+        for i in range(students)
+    ]
+    binds = [
+        CardBinding(
+            credential=f"EM:{i:010d}",
+            owner_kind=OwnerKind.STUDENT,
+            owner_id=f"s{i % students}",
+            blocked_reason="lost" if i >= students and i % 7 == 0 else None,
+        )
+        for i in range(cards)
+    ]
+    return SyncSnapshot(
+        school="S1", version=1, policy=bench_policy(), students=studs, staff=[], cards=binds
+    )
+
+
+async def _edge(
+    seconds: float, rate: int, terminals: int, students: int, cards: int
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("QAQPA_BENCH_DIR")) as tmp:
+        root = Path(tmp)
+        bare = await asyncio.to_thread(bare_commit_latencies, root, 2000)
+        store = await EdgeStore.open(root / "edge.sqlite", school="S1", device="bench")
+        await store.apply_snapshot(bench_snapshot(students, cards))
+        rng = random.Random(1)
+        kinds = [TerminalKind.TURNSTILE, TerminalKind.CANTEEN, TerminalKind.LIBRARY]
+
+        def make_tap(n: int) -> Tap:
+            card = rng.randrange(int(cards * 1.02))  # ~2 % unknown cards
+            return Tap(
+                at=dt.datetime.now(dt.UTC),
+                terminal=f"t{n % terminals}",
+                kind=kinds[n % len(kinds)],
+                direction=Direction.IN if rng.random() < 0.5 else Direction.OUT,
+                credential=f"EM:{card:010d}",
+            )
+
+        latencies: list[float] = []  # open loop at the target rate, from the scheduled time
+        saturated = 0  # closed loop: as fast as the terminals can go
+        async with Pipeline(store) as pipeline:
+
+            async def one(n: int, scheduled: float) -> None:
+                await pipeline.submit(make_tap(n))
+                latencies.append(time.perf_counter() - scheduled)
+
+            t0 = time.perf_counter()
+            async with asyncio.TaskGroup() as tg:
+                for n in range(int(rate * seconds)):
+                    scheduled = t0 + n / rate
+                    delay = scheduled - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tg.create_task(one(n, scheduled))
+            open_elapsed = time.perf_counter() - t0
+
+            stop_at = time.monotonic() + seconds / 2
+
+            async def terminal(n: int) -> None:
+                nonlocal saturated
+                while time.monotonic() < stop_at:
+                    await pipeline.submit(make_tap(n))
+                    saturated += 1
+
+            t1 = time.perf_counter()
+            async with asyncio.TaskGroup() as tg:
+                for n in range(terminals):
+                    tg.create_task(terminal(n), name=f"bench-terminal-{n}")
+            closed_elapsed = time.perf_counter() - t1
+            groups = pipeline.groups
+        stats = await store.outbox_stats()
+        await store.close()
+    elapsed = open_elapsed
+    p99, bare_p99 = percentile(latencies, 99), percentile(bare, 99)
+    return {
+        "bench": "edge",
+        "students": students,
+        "cards": cards,
+        "terminals": terminals,
+        "seconds": round(elapsed, 2),
+        "offered_taps_per_s": rate,
+        "decisions": len(latencies),
+        "decisions_per_s": round(len(latencies) / elapsed, 1),
+        "saturated_decisions_per_s": round(saturated / closed_elapsed, 1),
+        "journaled": stats.last_seq,
+        "mean_group": round((len(latencies) + saturated) / max(groups, 1), 2),
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50) * 1000, 3),
+            "p99": round(p99 * 1000, 3),
+            "max": round(max(latencies) * 1000, 3),
+        },
+        "bare_commit_ms": {
+            "p50": round(statistics.median(bare) * 1000, 3),
+            "p99": round(bare_p99 * 1000, 3),
+        },
+        "p99_ratio_to_bare_commit": round(p99 / bare_p99, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "targets": {"p99_ratio_max": 2.0, "decisions_per_s_min": 1000, "peak_rss_mb_max": 150},
+    }
+
+
+def edge(args: argparse.Namespace) -> dict[str, Any]:
+    return asyncio.run(_edge(args.seconds, rate=1200, terminals=12, students=2000, cards=50_000))
+
+
+def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], dict[str, Any]]:
+    def run(args: argparse.Namespace) -> dict[str, Any]:
+        import importlib
+
+        fn = getattr(importlib.import_module(module), func)
+        result: dict[str, Any] = fn(args)
+        return result
+
+    return run
+
+
+BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "edge": edge,
+    "osdp": _delegate("simulators.bench_osdp", "bench"),
+    "ingest": _delegate("simulators.bench_ingest", "bench"),
+    "drain": _delegate("simulators.bench_drain", "bench"),
+}
