@@ -140,9 +140,7 @@ def event_fields(cls: type[Message]) -> dict[str, st.SearchStrategy[Any]]:
 @st.composite
 def events_with_seq(draw: st.DrawFn, seq: int) -> Message:
     cls = draw(st.sampled_from(ws.EVENT_CLASSES))
-    return draw(
-        st.builds(cls, seq=st.just(seq), at_ms=millis, terminal=ids, **event_fields(cls))  # type: ignore[arg-type]
-    )
+    return draw(st.builds(cls, seq=st.just(seq), at_ms=millis, terminal=ids, **event_fields(cls)))
 
 
 @st.composite
