@@ -4,6 +4,7 @@ pty, secure channel on. Card reads, feedback, turnstile passage, silence, wrong 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import osdp
@@ -36,7 +37,10 @@ def sim_bus() -> AsyncIterator[PtyBus]:  # type: ignore[misc]
     bus.close()
 
 
-async def test_two_secure_readers_cards_feedback_and_passage(sim_bus: PtyBus) -> None:
+async def test_two_secure_readers_cards_feedback_and_passage(
+    sim_bus: PtyBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     pd1 = sim_bus.attach(1, KEY_A)
     pd2 = sim_bus.attach(2, KEY_B, output_no=1, passage_input_no=2)
     driver = OsdpBus(
@@ -103,6 +107,9 @@ async def test_two_secure_readers_cards_feedback_and_passage(sim_bus: PtyBus) ->
         assert relock is not None
         consumer.cancel()
     assert driver.misreads == 1
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any("online" in m for m in loud)
+    assert not any("34567" in m or "A1B2C3" in m.upper() for m in loud)
 
 
 async def test_reader_that_stops_answering_goes_offline_and_comes_back(sim_bus: PtyBus) -> None:

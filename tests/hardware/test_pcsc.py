@@ -125,3 +125,24 @@ async def test_two_readers_insert_remove_and_a_missing_reader() -> None:
     ]
     assert card_a.apdus and all(apdu == bytes.fromhex("FFCA000000") for apdu in card_a.apdus)
     assert monitor.misreads == 0
+
+
+@pytest.mark.pcscd
+@pytest.mark.usefixtures("vpcd_readers")
+async def test_card_already_on_the_reader_at_start_is_not_read() -> None:
+    card = VirtualCard(bytes.fromhex("0102030405060708"))
+    await asyncio.to_thread(card.insert, 0)
+    try:
+        monitor = PcscMonitor("desk", [PcscSlot("desk-1", READER_0)], wait_ms=200)
+        log = EventLog()
+        async with monitor, asyncio.TaskGroup() as tg:
+            consumer = tg.create_task(log.consume(monitor.events()))
+            await log.wait_for(lambda e: isinstance(e, ReaderStatus) and e.online, 5)
+            await asyncio.sleep(0.5)  # a wrong read would arrive within one wait
+            assert not log.of_type(CredentialRead)
+            await asyncio.to_thread(card.remove)
+            await asyncio.to_thread(card.insert, 0)
+            await log.wait_for(_read("desk-1", "UID:0102030405060708"), 5)
+            consumer.cancel()
+    finally:
+        card.remove()

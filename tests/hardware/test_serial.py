@@ -4,12 +4,15 @@ through pyserial: reads, noise, broken frames, unplug and replug."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+import pytest
 
 from hardware import wiegand
 from hardware.base import CredentialRead, Misread, ReaderStatus
-from hardware.magstripe import magstripe_reader
+from hardware.magstripe import KeyboardWedgeMagstripeReader, magstripe_reader, track2_swipe
 from hardware.serial_reader import em_marine_reader, serial_port_factory, wiegand_serial_reader
 from hardware.support import Backoff
 from simulators.serial_sim import EmMarineSim, MagstripeSim, WiegandSerialSim
@@ -163,3 +166,50 @@ async def test_magstripe_bad_lrc_is_a_misread(
         assert "LRC" in misread.detail  # type: ignore[union-attr]
     finally:
         sim.close()
+
+
+async def test_keyboard_wedge_swipes_from_a_line_source() -> None:
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    async def source() -> AsyncIterator[str]:
+        while True:
+            yield await lines.get()
+
+    reader = KeyboardWedgeMagstripeReader("library-1", source)
+    log = EventLog()
+    async with reader, asyncio.TaskGroup() as tg:
+        consumer = tg.create_task(log.consume(reader.events()))
+        for line in (";6001=2512?", "", "%B6001^DOE/J^2512?", track2_swipe("6002")[:-1] + "0"):
+            lines.put_nowait(line)
+        lines.put_nowait(track2_swipe("6003"))
+        await log.wait_for(_is_read("MS:6003"), 5)
+        consumer.cancel()
+    assert [e.credential for e in log.of_type(CredentialRead)] == ["MS:6001", "MS:6003"]  # type: ignore[union-attr]
+    assert reader.misreads == 2  # track 1 text and a wrong LRC
+
+
+async def test_no_card_number_in_logs_at_info_or_above(
+    tmp_path: Path, fast_backoff: Callable[[], Backoff], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sim = EmMarineSim(tmp_path / "em0")
+    sim.plug()
+    try:
+        reader = em_marine_reader(
+            "desk-1", serial_port_factory(str(sim.path)), backoff=fast_backoff()
+        )
+        log = EventLog()
+        async with reader, asyncio.TaskGroup() as tg:
+            consumer = tg.create_task(log.consume(reader.events()))
+            await log.wait_for(_is_status(True), 5)
+            sim.send_bad_checksum(98765)
+            sim.present_card(98765)
+            await log.wait_for(_is_read("EM:0000098765"), 5)
+            sim.unplug()
+            await log.wait_for(_is_status(False), 5)
+            consumer.cancel()
+    finally:
+        sim.close()
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any("offline" in m for m in loud)  # the failure was logged
+    assert not any("98765" in m for m in loud)
