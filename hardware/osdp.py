@@ -37,6 +37,8 @@ libosdp itself declares a silent PD offline only after about 8 s and then waits 
 trying again. The bus watches replies on the line itself (the address byte after each SOM),
 so a PD silent for ``silence_timeout`` (2 s) is reported offline at once, and an offline PD is
 retried with capped jittered backoff (``disable_pd``/``enable_pd``) instead of waiting 300 s.
+If the port itself fails (a USB-RS485 adapter pulled out), every PD on the bus goes offline
+("bus port failed"), the control panel is stopped and the port is reopened with backoff.
 
 Output and input
 ----------------
@@ -104,7 +106,7 @@ class TrackingChannel(osdp.Channel):  # type: ignore[misc]
     def read(self, max_bytes: int) -> bytes:
         try:
             data = self._read_raw(max_bytes)
-        except OSError as err:
+        except Exception as err:  # nothing may propagate into libosdp's C thread
             self.error = type(err).__name__
             return b""
         if data:
@@ -143,7 +145,7 @@ class FdChannel(TrackingChannel):
             return os.write(self._fd, buf)
         except BlockingIOError:
             return 0
-        except OSError as err:
+        except Exception as err:  # nothing may propagate into libosdp's C thread
             self.error = type(err).__name__
             return 0
 
@@ -171,7 +173,7 @@ class SerialChannel(TrackingChannel):
     def write(self, buf: bytes) -> int:
         try:
             written: int | None = self._port.write(buf)
-        except OSError as err:  # serial.SerialException is an OSError
+        except Exception as err:  # OSError, termios.error...: never into libosdp's C thread
             self.error = type(err).__name__
             return 0
         return len(buf) if written is None else written
@@ -179,7 +181,7 @@ class SerialChannel(TrackingChannel):
     def flush(self) -> None:
         try:
             self._port.flush()
-        except OSError as err:
+        except Exception as err:  # termios.error is not an OSError
             self.error = type(err).__name__
 
     def close(self) -> None:
@@ -306,6 +308,7 @@ class OsdpBus:
         }
         self._by_reader = {spec.reader_id: spec.address for spec in readers}
         self._cp: _ControlPanel | None = None
+        self._line_backoff = backoff()
         self._channel: TrackingChannel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -323,9 +326,33 @@ class OsdpBus:
 
     async def __aenter__(self) -> OsdpBus:
         self._loop = asyncio.get_running_loop()
+        try:
+            await self._open_line()
+        except (OSError, TimeoutError) as err:  # the watch task keeps trying
+            self._all_offline(f"cannot open bus port ({type(err).__name__})")
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._monitor = self._tasks.create_task(
+            self._watch(), name=f"osdp-monitor-{self.reader_id}"
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+        if self._tasks is not None:
+            await self._tasks.__aexit__(None, None, None)
+            self._tasks = None
+        await self._close_line()
+        for state in self._states.values():
+            for _, waiter in state.input_waiters:
+                waiter.cancel()
+            state.input_waiters.clear()
+
+    async def _open_line(self) -> None:
+        """Open the port and start libosdp's control panel on it."""
         async with asyncio.timeout(CALL_TIMEOUT * 2):
-            self._channel = await asyncio.to_thread(self._factory)
-        channel = self._channel
+            channel = await asyncio.to_thread(self._factory)
         infos = [
             osdp.PDInfo(
                 spec.address,
@@ -340,35 +367,25 @@ class OsdpBus:
         ]
         cp = _ControlPanel(infos, log_level=self._log_level)
         cp.sink = self._from_cp_thread
-        self._cp = cp
         now = time.monotonic()
         for state in self._states.values():
             state.next_retry = now + self._connect_grace
             state.attempt_started = now
+        self._channel, self._cp = channel, cp
         await asyncio.to_thread(cp.start)
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._monitor = self._tasks.create_task(
-            self._watch(), name=f"osdp-monitor-{self.reader_id}"
-        )
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-        if self._tasks is not None:
-            await self._tasks.__aexit__(None, None, None)
-            self._tasks = None
+    async def _close_line(self) -> None:
         cp, self._cp = self._cp, None
         if cp is not None:
             cp.sink = None
             await asyncio.to_thread(cp.stop)
-        if self._channel is not None:
-            await asyncio.to_thread(self._channel.close)
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await asyncio.to_thread(channel.close)
+
+    def _all_offline(self, detail: str) -> None:
         for state in self._states.values():
-            for _, waiter in state.input_waiters:
-                waiter.cancel()
-            state.input_waiters.clear()
+            self._emit(state.availability.set(False, detail))
 
     def events(self) -> AsyncIterator[ReaderEvent]:
         """Events of every PD that has no :class:`OsdpPdReader` view of its own."""
@@ -506,11 +523,26 @@ class OsdpBus:
 
     async def _watch(self) -> None:
         while True:
+            if self._cp is None:
+                try:
+                    await self._open_line()
+                except (OSError, TimeoutError) as err:
+                    self._all_offline(f"cannot open bus port ({type(err).__name__})")
+                    await asyncio.sleep(self._line_backoff.next_delay())
+                    continue
+            elif self._channel is not None and self._channel.error:
+                # The adapter vanished (USB unplugged): start over on a freshly opened port.
+                self._all_offline(f"bus port failed ({self._channel.error})")
+                await self._close_line()
+                await asyncio.sleep(self._line_backoff.next_delay())
+                continue
             async with asyncio.timeout(CALL_TIMEOUT):
                 status, sc_status = await asyncio.to_thread(self._snapshot)
             now = time.monotonic()
             for state in self._states.values():
                 await self._assess(state, status, sc_status, now)
+            if status:
+                self._line_backoff.reset()
             self._wake.clear()
             try:
                 async with asyncio.timeout(self._monitor_interval):

@@ -31,6 +31,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -249,20 +250,60 @@ class SimulatedPd:
 
 
 class PtyBus:
-    """A simulated RS-485 line on a pty: the CP opens :attr:`port`; PDs attach to the far end."""
+    """A simulated RS-485 line on a pty: the CP opens :attr:`port`; PDs attach to the far end.
 
-    def __init__(self) -> None:
+    With ``link`` the port is published as that path (a symlink, like
+    ``/dev/serial/by-id/...``), and :meth:`unplug` / :meth:`replug` pull the USB-RS485
+    adapter out and put it back: the pty closes (the CP's reads fail) and a new one appears
+    behind the same path. The PDs stay powered throughout.
+    """
+
+    def __init__(self, link: str | os.PathLike[str] | None = None) -> None:
+        self._link = None if link is None else Path(link)
+        self._pds: list[SimulatedPd] = []
+        self._write_lock = threading.Lock()
+        self._master = -1
+        self._slave = -1
+        self.port = ""
+        self._stop = threading.Event()
+        self._hub: threading.Thread | None = None
+        self.replug()
+
+    def replug(self) -> None:
+        """Create the pty (again) and start relaying bytes to the PDs."""
+        self.unplug()
         master, slave = os.openpty()
         tty.setraw(master)
         tty.setraw(slave)
         self._master = master
         self._slave = slave  # kept open so the PD side never sees a hang-up between CP opens
-        self.port = os.ttyname(slave)
-        self._pds: list[SimulatedPd] = []
-        self._write_lock = threading.Lock()
+        name = os.ttyname(slave)
+        if self._link is not None:
+            tmp = self._link.with_name(self._link.name + ".new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(name)
+            tmp.replace(self._link)
+            self.port = str(self._link)
+        else:
+            self.port = name
         self._stop = threading.Event()
         self._hub = threading.Thread(target=self._fan_out, name="osdp-sim-hub", daemon=True)
         self._hub.start()
+
+    def unplug(self) -> None:
+        """Close the pty: the CP's port fails as when a USB adapter is pulled out."""
+        self._stop.set()
+        if self._hub is not None:
+            self._hub.join(1.0)
+            self._hub = None
+        if self._link is not None:
+            self._link.unlink(missing_ok=True)
+        with self._write_lock:
+            for fd in (self._master, self._slave):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self._master = self._slave = -1
 
     def attach(self, address: int, scbk: bytes | None, **kwargs: Any) -> SimulatedPd:
         """Add a PD at ``address`` and start it."""
@@ -273,20 +314,23 @@ class PtyBus:
 
     def write_to_cp(self, data: bytes) -> int:
         with self._write_lock:
+            if self._master < 0:
+                return len(data)  # unplugged: the bytes go nowhere
             try:
                 return os.write(self._master, data)
             except OSError:
                 return 0
 
     def _fan_out(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.05)
+        master, stop = self._master, self._stop
+        while not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.05)
             if not ready:
                 continue
             try:
-                data = os.read(self._master, 4096)
+                data = os.read(master, 4096)
             except OSError:
-                if self._stop.wait(0.05):
+                if stop.wait(0.05):
                     return
                 continue
             for pd in list(self._pds):
@@ -295,11 +339,7 @@ class PtyBus:
     def close(self) -> None:
         for pd in self._pds:
             pd.stop()
-        self._stop.set()
-        self._hub.join(1.0)
-        for fd in (self._master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self.unplug()
 
     def __enter__(self) -> PtyBus:
         return self

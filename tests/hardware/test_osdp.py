@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import osdp
 import pytest
@@ -165,3 +166,32 @@ async def test_wrong_secure_channel_key_is_refused_and_alarmed(sim_bus: PtyBus) 
     assert not impostor.secure_channel_active
     assert [e.reader_id for e in log.of_type(CredentialRead)] == ["good"]  # type: ignore[union-attr]
     assert not any(e.reader_id == "impostor" and e.online for e in log.of_type(ReaderStatus))  # type: ignore[union-attr]
+
+
+async def test_bus_adapter_unplugged_and_replugged(tmp_path: Path) -> None:
+    line = PtyBus(tmp_path / "rs485")
+    try:
+        pd = line.attach(3, KEY_A)
+        driver = OsdpBus(
+            "bus-1",
+            serial_channel_factory(line.port, 115200),
+            [OsdpReaderSpec("turnstile-3", 3, KEY_A)],
+            backoff=_fast,
+        )
+        log = EventLog()
+        async with driver, asyncio.TaskGroup() as tg:
+            consumer = tg.create_task(log.consume(driver.events()))
+            await log.wait_for(_status("turnstile-3", True), 5)
+            line.unplug()
+            offline = await log.wait_for(_status("turnstile-3", False), 5)
+            assert "port failed" in offline.detail  # type: ignore[union-attr]
+            mark = len(log.events)
+            line.replug()
+            await log.wait_for(_status("turnstile-3", True), 20, start=mark)
+            assert pd.present_card(26, 7, 7)
+            await log.wait_for(lambda e: isinstance(e, CredentialRead), 5)
+            consumer.cancel()
+        statuses = [e.online for e in log.of_type(ReaderStatus)]  # type: ignore[union-attr]
+        assert statuses == [True, False, True]
+    finally:
+        line.close()
