@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -57,6 +57,8 @@ def load_policy(path: Path) -> PolicyDoc:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ReplayError(f"{path}: cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ReplayError(f"{path}: not UTF-8 text (byte {err.start})") from err
     except tomllib.TOMLDecodeError as err:
         raise ReplayError(f"{path}: {err}") from err
     try:
@@ -74,11 +76,17 @@ class _Block:
     reason: str
 
 
-def parse_taps(path: Path, stream: TextIO) -> Iterator[tuple[int, Tap | _Block]]:
-    for lineno, line in enumerate(stream, start=1):
+def parse_taps(path: Path, stream: Iterable[str | bytes]) -> Iterator[tuple[int, Tap | _Block]]:
+    for lineno, raw_line in enumerate(stream, start=1):
+        where = f"{path}:{lineno}"
+        try:
+            line = raw_line.decode("utf-8") if isinstance(raw_line, bytes) else raw_line
+        except UnicodeDecodeError as err:
+            raise ReplayError(
+                f"{where}: not UTF-8 text (byte {err.start + 1} of the line)"
+            ) from err
         if not line.strip():
             continue
-        where = f"{path}:{lineno}"
         try:
             raw: Any = json.loads(line)
         except json.JSONDecodeError as err:
@@ -132,7 +140,7 @@ def replay(roster_path: Path, policy_path: Path, taps_path: Path, out: TextIO) -
     state: SchoolState = build_state(roster.students, roster.staff, roster.cards)
     count = 0
     try:
-        stream = taps_path.open(encoding="utf-8")
+        stream = taps_path.open("rb")  # decoded line by line, so an error names its line
     except OSError as err:
         raise ReplayError(f"{taps_path}: cannot read: {err.strerror}") from err
     with stream:

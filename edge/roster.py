@@ -103,6 +103,8 @@ def load_roster(path: Path, *, now: dt.datetime | None = None) -> Roster:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise RosterError(f"{path}: cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise RosterError(f"{path}: not UTF-8 text (byte {err.start})") from err
     except json.JSONDecodeError as err:
         raise RosterError(f"{path}: line {err.lineno}: not valid JSON: {err.msg}") from err
     try:
