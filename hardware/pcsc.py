@@ -137,6 +137,7 @@ class _Watcher:
                 self._present.pop(before, None)
             self._names[slot.reader_id] = after
         watched = [name for name in self._names.values() if name is not None]
+        self._baseline(ctx, [name for name in watched if name not in self._states])
         query = [(name, self._states.get(name, sc.SCARD_STATE_UNAWARE)) for name in watched]
         if self._pnp:
             query.append((PNP_READER, self._pnp_state))
@@ -158,13 +159,33 @@ class _Watcher:
                 self._pnp_state = stable
                 continue
             first_look = name not in self._states
+            previous = self._states.get(name, 0)
             self._states[name] = stable
             present = bool(state & sc.SCARD_STATE_PRESENT) and not state & sc.SCARD_STATE_MUTE
             was_present = self._present.get(name, False)
             self._present[name] = present
-            if present and not was_present and not first_look:
+            # pcsc-lite counts insertions and removals in the upper 16 bits: a card taken off
+            # and put back between two waits is still a new presentation.
+            swapped = was_present and present and (stable >> 16) != (previous >> 16)
+            if present and (swapped or not was_present) and not first_look:
                 events.append(self._read_uid(ctx, name, by_name[name]))
         return events
+
+    def _baseline(self, ctx: int, names: list[str]) -> None:
+        """Record what newly seen readers show now, before they are announced online, so a
+        card already lying there is not taken for a presentation and any card put on after
+        the announcement is."""
+        if not names:
+            return
+        sc = self._sc
+        hresult, results = sc.SCardGetStatusChange(
+            ctx, 0, [(name, sc.SCARD_STATE_UNAWARE) for name in names]
+        )
+        if hresult != sc.SCARD_S_SUCCESS:
+            return  # seen again on the next wait (as a first look)
+        for name, state, _atr in results:
+            self._states[name] = state & ~sc.SCARD_STATE_CHANGED
+            self._present[name] = bool(state & sc.SCARD_STATE_PRESENT)
 
     def _read_uid(self, ctx: int, name: str, reader_id: str) -> ReaderEvent:
         sc = self._sc

@@ -25,6 +25,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +120,29 @@ class VirtualCard:
     @staticmethod
     def _send(sock: socket.socket, payload: bytes) -> None:
         sock.sendall(struct.pack(">H", len(payload)) + payload)
+
+
+def wait_card_state(reader_name: str, present: bool, within: float = 5.0) -> bool:
+    """Block until pcscd reports a card on ``reader_name`` (or none): True, or False after
+    ``within`` s. Lets a test remove and re-insert a card only once pcscd saw the removal."""
+    from smartcard import scard
+
+    hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return False
+    try:
+        state = scard.SCARD_STATE_UNAWARE
+        deadline = time.monotonic() + within
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return False
+            hresult, results = scard.SCardGetStatusChange(ctx, left_ms, [(reader_name, state)])
+            if hresult != scard.SCARD_S_SUCCESS:
+                return False
+            _, state, _ = results[0]
+            if bool(state & scard.SCARD_STATE_PRESENT) == present:
+                return True
+            state &= ~scard.SCARD_STATE_CHANGED
+    finally:
+        scard.SCardReleaseContext(ctx)

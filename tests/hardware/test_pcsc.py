@@ -11,7 +11,7 @@ import pytest
 from hardware.base import CredentialRead, ReaderStatus
 from hardware.pcsc import PcscMonitor, PcscSlot, match_readers, uid_from_response
 from hardware.support import Backoff
-from simulators.vpcd_card import VirtualCard, answer
+from simulators.vpcd_card import VirtualCard, answer, wait_card_state
 from tests.hardware.conftest import EventLog
 
 READER_0 = "Virtual PCD 00 00"
@@ -102,7 +102,6 @@ async def test_two_readers_insert_remove_and_a_missing_reader() -> None:
                 lambda e: isinstance(e, ReaderStatus) and e.reader_id == "desk-9", 5
             )
             assert not missing.online and "not connected" in missing.detail  # type: ignore[union-attr]
-            await asyncio.sleep(0.3)  # let the first status sync settle before presenting
 
             await asyncio.to_thread(card_a.insert, 0)
             await log.wait_for(_read("desk-1", "UID:04A1B2C3D4E5F6"), 5)
@@ -110,6 +109,7 @@ async def test_two_readers_insert_remove_and_a_missing_reader() -> None:
             await log.wait_for(_read("desk-2", "UID:DEADBEEF"), 5)
             # Left on the reader: read once. Taken off and put back: read again.
             await asyncio.to_thread(card_a.remove)
+            assert await asyncio.to_thread(wait_card_state, READER_0, False)
             await asyncio.to_thread(card_a.insert, 0)
             mark = len(log.events)
             await log.wait_for(_read("desk-1", "UID:04A1B2C3D4E5F6"), 5, start=mark)
@@ -141,6 +141,7 @@ async def test_card_already_on_the_reader_at_start_is_not_read() -> None:
             await asyncio.sleep(0.5)  # a wrong read would arrive within one wait
             assert not log.of_type(CredentialRead)
             await asyncio.to_thread(card.remove)
+            assert await asyncio.to_thread(wait_card_state, READER_0, False)
             await asyncio.to_thread(card.insert, 0)
             await log.wait_for(_read("desk-1", "UID:0102030405060708"), 5)
             consumer.cancel()
