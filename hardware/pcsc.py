@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hardware.base import CredentialRead, Misread, ReaderEvent, ReaderStatus
 from hardware.support import Availability, Backoff, EventChannel, ThreadPump
@@ -81,9 +82,11 @@ class _Watcher:
     """The blocking part, run only in the monitor's thread. ``step`` returns the events of one
     wait (possibly none) and raises :class:`PcscError` when the context is unusable."""
 
-    def __init__(self, slots: Sequence[PcscSlot], wait_ms: int) -> None:
-        from smartcard import scard  # pyscard is an optional dependency (extra "pcsc")
+    def __init__(self, slots: Sequence[PcscSlot], wait_ms: int, scard: Any = None) -> None:
+        if scard is None:
+            from smartcard import scard as pyscard  # optional dependency (extra "pcsc")
 
+            scard = pyscard
         self._sc = scard
         self._slots = list(slots)
         self._wait_ms = wait_ms
@@ -221,10 +224,14 @@ class PcscMonitor:
         wait_ms: int = 500,
         stall_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        scard: Any = None,
     ) -> None:
+        """``scard`` replaces pyscard's ``smartcard.scard`` module (a fake PC/SC stack in
+        tests that unplug readers or stop the service); leave it None in production."""
         if not slots:
             raise ValueError("a PC/SC monitor needs at least one reader")
         self.reader_id = monitor_id
+        self._scard = scard
         self._slots = list(slots)
         self._wait_ms = wait_ms
         self._stall_timeout = stall_timeout
@@ -270,7 +277,7 @@ class PcscMonitor:
     async def _run(self) -> None:
         while True:
             try:
-                watcher = _Watcher(self._slots, self._wait_ms)
+                watcher = _Watcher(self._slots, self._wait_ms, self._scard)
             except ImportError:
                 self._all_offline("pyscard is not installed")
                 await asyncio.sleep(self._backoff.next_delay())
