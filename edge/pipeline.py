@@ -34,6 +34,7 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 MAX_GROUP = 256
+CHECKPOINT_EVERY = 1.0  # seconds
 
 
 class PipelineError(Exception):
@@ -154,6 +155,7 @@ class Pipeline:
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._tasks: asyncio.TaskGroup | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None]
         self.decisions = 0
         self.groups = 0
 
@@ -161,11 +163,13 @@ class Pipeline:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         self._writer = self._tasks.create_task(self._write_loop(), name="pipeline-writer")
+        self._checkpointer = self._tasks.create_task(self._checkpoint_loop(), name="checkpoint")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._writer is not None:
             self._writer.cancel()
+            self._checkpointer.cancel()
         if self._tasks is not None:
             await self._tasks.__aexit__(None, None, None)
 
@@ -177,6 +181,14 @@ class Pipeline:
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Work(tap, defer_presence, fut))
         return await fut
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            try:
+                await self.store.checkpoint()
+            except Exception:
+                log.exception("WAL checkpoint failed; will retry")
 
     async def _write_loop(self) -> None:
         while True:
