@@ -74,7 +74,7 @@ from hardware.base import (
     ReaderStatus,
     normalise_credential,
 )
-from hardware.support import Availability, Backoff, EventChannel
+from hardware.support import Availability, Backoff, EventChannel, run_blocking_cleanup
 
 log = logging.getLogger(__name__)
 
@@ -372,16 +372,17 @@ class OsdpBus:
             state.next_retry = now + self._connect_grace
             state.attempt_started = now
         self._channel, self._cp = channel, cp
-        await asyncio.to_thread(cp.start)
+        async with asyncio.timeout(CALL_TIMEOUT):
+            await asyncio.to_thread(cp.start)
 
     async def _close_line(self) -> None:
         cp, self._cp = self._cp, None
         if cp is not None:
             cp.sink = None
-            await asyncio.to_thread(cp.stop)
+            await run_blocking_cleanup(cp.stop, f"OSDP bus {self.reader_id} stop")
         channel, self._channel = self._channel, None
         if channel is not None:
-            await asyncio.to_thread(channel.close)
+            await run_blocking_cleanup(channel.close, f"OSDP bus {self.reader_id} port close")
 
     def _all_offline(self, detail: str) -> None:
         for state in self._states.values():

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hardware.base import CredentialRead, Misread, ReaderEvent, ReaderStatus
-from hardware.support import Availability, Backoff, EventChannel, ThreadPump
+from hardware.support import (
+    Availability,
+    Backoff,
+    EventChannel,
+    ThreadPump,
+    run_blocking_cleanup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -306,4 +312,4 @@ class PcscMonitor:
                     self._emit(event)
         finally:
             await pump.stop(join_timeout=self._wait_ms / 1000 + 2)
-            await asyncio.to_thread(watcher.close)
+            await run_blocking_cleanup(watcher.close, f"PC/SC {self.reader_id} context release")

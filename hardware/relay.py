@@ -27,6 +27,7 @@ from typing import Protocol
 
 from hardware.base import HardwareError, PassageResult, Transport
 from hardware.serial_reader import close_quietly
+from hardware.support import run_blocking_cleanup
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,9 @@ class RelayGate:
     async def _close(self) -> None:
         transport, self._transport = self._transport, None
         if transport is not None:
-            await asyncio.to_thread(close_quietly, transport)
+            await run_blocking_cleanup(
+                lambda: close_quietly(transport), f"relay {self.gate_id} port close"
+            )
 
     def _mark_failed(self, detail: str) -> None:
         if not self._failed:

@@ -26,6 +26,7 @@ capped jittered backoff, and availability flips through ``ReaderStatus`` (logged
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -35,7 +36,13 @@ from typing import Any
 
 from hardware import wiegand
 from hardware.base import CredentialRead, Misread, ReaderEvent, Transport, normalise_credential
-from hardware.support import Availability, Backoff, EventChannel, ThreadPump
+from hardware.support import (
+    Availability,
+    Backoff,
+    EventChannel,
+    ThreadPump,
+    run_blocking_cleanup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +297,10 @@ class SerialLineReader:
             try:
                 reason = await self._pump(transport)
             finally:
-                await asyncio.to_thread(close_quietly, transport)
+                await run_blocking_cleanup(
+                    functools.partial(close_quietly, transport),
+                    f"reader {self.reader_id} port close",
+                )
             self._events.put(self._availability.set(False, reason))
             await asyncio.sleep(self._backoff.next_delay())
 

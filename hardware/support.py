@@ -109,6 +109,16 @@ class EventChannel:
             yield await self._queue.get()
 
 
+async def run_blocking_cleanup(fn: Callable[[], object], what: str, within: float = 5.0) -> None:
+    """Run a blocking clean-up call (close a port, stop a library thread) off the loop, giving
+    up waiting after ``within`` seconds with one warning: shutdown must not hang on a device."""
+    try:
+        async with asyncio.timeout(within):
+            await asyncio.to_thread(fn)
+    except TimeoutError:
+        log.warning("%s did not finish within %.1fs", what, within)
+
+
 class ThreadPump(Generic[T]):
     """Runs ``step()`` over and over in a dedicated thread and delivers each result (or the
     exception it raised) to an asyncio queue through ``loop.call_soon_threadsafe``.
