@@ -8,6 +8,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from server.settings import ServerSettings
 
@@ -35,7 +37,11 @@ def connect_and_wait(
     client: mqtt.Client, settings: ServerSettings, connected: threading.Event, timeout: float = 10.0
 ) -> None:
     """Start the network thread and wait for the first CONNACK (``connected`` set by on_connect)."""
-    client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30)
+    props: Properties | None = None
+    if settings.mqtt_receive_maximum is not None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.ReceiveMaximum = settings.mqtt_receive_maximum
+    client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30, properties=props)
     client.loop_start()
     if not connected.wait(timeout):
         client.loop_stop()

@@ -23,6 +23,12 @@ class ServerSettings(BaseSettings):
         default=None, description="The server's own MQTT user (None: anonymous broker)"
     )
     mqtt_password: str | None = Field(default=None, description="The server's MQTT password")
+    mqtt_receive_maximum: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="MQTT 5 Receive Maximum of the server's clients (None: the broker's default)",
+    )
     topic_prefix: str = Field(default="qaqpa/v1", description="MQTT topic prefix (tests vary it)")
     ingest_group: str = Field(default="ingest", description="Shared-subscription group of workers")
     ingest_max_messages_per_tx: int = Field(

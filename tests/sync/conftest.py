@@ -112,7 +112,8 @@ class PrivateBroker:
             f"user {getpass.getuser()}\n"  # as root, Mosquitto would switch to 'mosquitto'
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
-            f"{self.extra_conf}\n"
+            + ("" if "allow_anonymous" in self.extra_conf else "allow_anonymous true\n")
+            + f"{self.extra_conf}\n"
         )
         self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)])
         try:

@@ -144,3 +144,37 @@ def server_seqs(engine: Any, school: str, device: str) -> list[int]:
                 .order_by(StoredEvent.seq)
             ).scalars()
         )
+
+
+def write_key_dir(
+    key_dir: Any,
+    key: Ed25519PrivateKey,
+    school: str,
+    device: str,
+    port: int,
+    prefix: str,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
+    """What ``qaqpa edge enrol`` leaves behind, for tests that skip the HTTP enrolment."""
+    import json
+    import os
+
+    from protocol.signing import private_key_pem
+
+    key_dir.mkdir(parents=True, exist_ok=True)
+    (key_dir / "device.key").write_bytes(private_key_pem(key))
+    os.chmod(key_dir / "device.key", 0o600)
+    (key_dir / "mqtt.json").write_text(
+        json.dumps(
+            {
+                "school": school,
+                "device": device,
+                "mqtt_username": username,
+                "mqtt_password": password,
+                "topic_prefix": prefix,
+                "mqtt_host": "127.0.0.1",
+                "mqtt_port": port,
+            }
+        )
+    )
