@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session
 
-from protocol.messages import EntryEvent, EventBatch
+from protocol.messages import EntryEvent, Event, EventBatch
 from protocol.signing import generate_key, public_key_raw, sign_batch
 from server.devices import add_device, enrol
 from server.settings import ServerSettings
@@ -28,7 +28,7 @@ def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.05)
     return pred()
 
 
-def entries(first: int, n: int, at_ms: int = 1_700_000_000_000) -> list[EntryEvent]:
+def entries(first: int, n: int, at_ms: int = 1_700_000_000_000) -> list[Event]:
     return [
         EntryEvent(seq=s, at_ms=at_ms + s, terminal="t1", student_id=f"st{s % 97}")
         for s in range(first, first + n)

@@ -120,8 +120,15 @@ async def measure_card_block_latency(
 ) -> dict[str, float]:
     """Time from publish_changes (a card block) to the delta applied at each online edge."""
     applied: dict[tuple[int, int], float] = {}
+
+    def listener(i: int) -> Callable[[int], None]:
+        def on_applied(version: int) -> None:
+            applied.setdefault((i, version), time.perf_counter())
+
+        return on_applied
+
     for i, sync in enumerate(syncs):
-        sync.add_applied_listener(lambda v, i=i: applied.setdefault((i, v), time.perf_counter()))
+        sync.add_applied_listener(listener(i))
     samples: list[float] = []
     for n in range(blocks):
         t0 = time.perf_counter()
