@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -78,6 +78,9 @@ class SyncSettings(BaseSettings):
 
     mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host")
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        default="5", description="MQTT version (3.1.1 for the demo's embedded amqtt broker)"
+    )
     mqtt_username: str | None = Field(default=None, description="This device's MQTT user")
     mqtt_password: str | None = Field(default=None, description="This device's MQTT password")
     topic_prefix: str = Field(default=topics.PREFIX, description="MQTT topic prefix")
@@ -291,7 +294,7 @@ class EdgeSync:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"qaqpa-edge-{self._school}-{self._device}-{uuid.uuid4().hex[:6]}",
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if self._settings.mqtt_protocol == "5" else mqtt.MQTTv311,
             reconnect_on_failure=False,
         )
         if self._settings.mqtt_username is not None:

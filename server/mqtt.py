@@ -23,7 +23,7 @@ def make_client(settings: ServerSettings, role: str) -> mqtt.Client:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"qaqpa-server-{role}-{uuid.uuid4().hex[:12]}",
-        protocol=mqtt.MQTTv5,
+        protocol=mqtt.MQTTv5 if settings.mqtt_protocol == "5" else mqtt.MQTTv311,
     )
     if settings.mqtt_username is not None:
         client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
@@ -38,7 +38,7 @@ def connect_and_wait(
 ) -> None:
     """Start the network thread and wait for the first CONNACK (``connected`` set by on_connect)."""
     props: Properties | None = None
-    if settings.mqtt_receive_maximum is not None:
+    if settings.mqtt_receive_maximum is not None and settings.mqtt_protocol == "5":
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.ReceiveMaximum = settings.mqtt_receive_maximum
     client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30, properties=props)
@@ -48,6 +48,11 @@ def connect_and_wait(
         raise BrokerUnavailable(
             f"no connection to {settings.mqtt_host}:{settings.mqtt_port} within {timeout} s"
         )
+
+
+def shared(settings: ServerSettings, group: str, topic_filter: str) -> str:
+    """A shared subscription on MQTT 5; the plain filter on 3.1.1 (one consumer only)."""
+    return f"$share/{group}/{topic_filter}" if settings.mqtt_protocol == "5" else topic_filter
 
 
 def reason_failed(reason_code: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,10 @@ class ServerSettings(BaseSettings):
     )
     mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host")
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version; 3.1.1 (no shared subscriptions: ONE ingest worker) for amqtt",
+    )
     mqtt_username: str | None = Field(
         default=None, description="The server's own MQTT user (None: anonymous broker)"
     )

@@ -67,9 +67,12 @@ class IngestWorker:
         if reason_failed(reason_code):
             log.error("ingest: broker refused the connection: %s", reason_code)
             return
-        sub = topics.shared_events_subscription(
-            self._settings.ingest_group, self._settings.topic_prefix
-        )
+        if self._settings.mqtt_protocol == "5":
+            sub = topics.shared_events_subscription(
+                self._settings.ingest_group, self._settings.topic_prefix
+            )
+        else:
+            sub = f"{self._settings.topic_prefix}/school/+/device/+/events"
         client.subscribe(sub, qos=1)
         log.info("ingest: connected, subscribed to %s", sub)
         self._connected.set()

@@ -28,7 +28,7 @@ from server.clock import now_ms
 from server.db import make_engine, session_factory
 from server.devices import ensure_school
 from server.models import ChangeLogEntry, Device, School
-from server.mqtt import connect_and_wait, make_client, reason_failed
+from server.mqtt import connect_and_wait, make_client, reason_failed, shared
 from server.settings import ServerSettings
 from server.sync.state import SchoolState, fold
 
@@ -134,10 +134,11 @@ class DownlinkService:
             log.error("downlink: broker refused the connection: %s", reason_code)
             return
         p = self._settings.topic_prefix
+        st = self._settings
         client.subscribe(
             [
-                (f"$share/downlink/{p}/school/+/device/+/sync/ack", 1),
-                (f"$share/downlink/{p}/school/+/device/+/status", 1),
+                (shared(st, "downlink", f"{p}/school/+/device/+/sync/ack"), 1),
+                (shared(st, "downlink", f"{p}/school/+/device/+/status"), 1),
             ]
         )
         self._connected.set()

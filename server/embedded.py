@@ -1,0 +1,135 @@
+"""The one-machine demo's server side: an in-process amqtt broker, one ingest worker and the
+downlink service, against SQLite. Production uses the same classes against Mosquitto and
+PostgreSQL by configuration only.
+
+amqtt speaks MQTT 3.1.1, so everything here runs with ``mqtt_protocol="3.1.1"`` (no shared
+subscription: exactly one ingest worker, which is what a single machine needs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from amqtt.broker import Broker
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol.signing import generate_key, public_key_raw
+from server.db import make_engine, session_factory
+from server.devices import add_device, enrol
+from server.ingest.worker import IngestWorker
+from server.migrate import upgrade
+from server.settings import ServerSettings
+from server.sync.service import DownlinkService
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedServer:
+    """``async with EmbeddedServer(data_dir) as server:``; then ``server.add_device(...)`` and
+    ``server.edge_sync_settings()`` for the edge, ``server.downlink.publish_changes(...)``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        mqtt_port: int | None = None,
+        database_url: str | None = None,
+        external_broker: bool = False,
+    ) -> None:
+        """``external_broker``: use a broker already listening on ``mqtt_port`` (MQTT 5)."""
+        self._external = external_broker
+        port = mqtt_port if mqtt_port is not None else free_port()
+        self.settings = ServerSettings(
+            database_url=database_url or f"sqlite:///{data_dir / 'server.db'}",
+            mqtt_host="127.0.0.1",
+            mqtt_port=port,
+            mqtt_protocol="5" if external_broker else "3.1.1",
+        )
+        self._data_dir = data_dir
+        self._engine = make_engine(self.settings.database_url)
+        self._broker: Broker | None = None
+        self._ingest: IngestWorker | None = None
+        self._downlink: DownlinkService | None = None
+
+    @property
+    def downlink(self) -> DownlinkService:
+        if self._downlink is None:
+            raise RuntimeError("the embedded server is not running")
+        return self._downlink
+
+    def add_device(self, school: str, device: str) -> tuple[Ed25519PrivateKey, dict[str, Any]]:
+        """Create and enrol a device in one step (the demo has no HTTP enrolment round trip)."""
+        key = generate_key()
+        with session_factory(self._engine)() as session:
+            token = add_device(session, self.settings, school, device)
+            enrol(session, self.settings, token, device, public_key_raw(key))
+            session.commit()
+        return key, self.edge_sync_settings()
+
+    def edge_sync_settings(self) -> dict[str, Any]:
+        """Keyword values for ``edge.sync.SyncSettings`` to reach this server's broker."""
+        return {
+            "mqtt_host": self.settings.mqtt_host,
+            "mqtt_port": self.settings.mqtt_port,
+            "mqtt_protocol": self.settings.mqtt_protocol,
+            "topic_prefix": self.settings.topic_prefix,
+        }
+
+    async def __aenter__(self) -> EmbeddedServer:
+        await asyncio.to_thread(self._data_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(upgrade, self.settings.database_url)
+        if not self._external:
+            self._broker = Broker(
+                {
+                    "listeners": {
+                        "default": {
+                            "type": "tcp",
+                            "bind": f"127.0.0.1:{self.settings.mqtt_port}",
+                        }
+                    },
+                    "plugins": {
+                        "amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                            "allow_anonymous": True
+                        }
+                    },
+                }
+            )
+            async with asyncio.timeout(10):
+                await self._broker.start()
+        self._ingest = IngestWorker(self.settings, self._engine)
+        await self._ingest.__aenter__()
+        self._downlink = DownlinkService(self.settings, self._engine)
+        await self._downlink.__aenter__()
+        log.info("embedded server: MQTT on 127.0.0.1:%d", self.settings.mqtt_port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._downlink is not None:
+            await self._downlink.__aexit__(None, None, None)
+            self._downlink = None
+        if self._ingest is not None:
+            await self._ingest.__aexit__(None, None, None)
+            self._ingest = None
+        if self._broker is not None:
+            with contextlib.suppress(Exception):  # amqtt's shutdown may complain on a dead loop
+                async with asyncio.timeout(10):
+                    await self._broker.shutdown()
+            self._broker = None
+        self._engine.dispose()
