@@ -1,9 +1,11 @@
 """Turnstile readers over OSDP (RS-485), driven by libosdp's ``ControlPanel``.
 
 One :class:`OsdpBus` owns one RS-485 line and every peripheral (PD) on it, each at its own
-address; it is the single owner of libosdp's control panel, whose thread polls the PDs every
-20 ms. Events from that thread are handed to the event loop with ``call_soon_threadsafe``;
-every call into libosdp from the loop runs in ``asyncio.to_thread`` under ``asyncio.timeout``.
+address; it is the single owner of libosdp's control panel. Its refresh thread runs libosdp at
+least every 20 ms and at once when a command is queued or bytes arrive on the line, so a
+release goes out within a few ms of the decision (see :class:`_ControlPanel`). Events from
+that thread are handed to the event loop with ``call_soon_threadsafe``; every call into
+libosdp from the loop runs in ``asyncio.to_thread`` under ``asyncio.timeout``.
 
 Events (all carry the PD's ``reader_id``):
 
@@ -56,6 +58,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -122,6 +125,10 @@ class TrackingChannel(osdp.Channel):  # type: ignore[misc]
             prev = byte
         self._prev = prev
 
+    def fileno(self) -> int | None:
+        """A descriptor that polls readable when bytes arrive, if the port has one."""
+        return None
+
     def close(self) -> None:
         """Release the port (called once libosdp's thread has stopped)."""
 
@@ -133,6 +140,9 @@ class FdChannel(TrackingChannel):
         super().__init__()
         self._fd = fd
         os.set_blocking(fd, False)
+
+    def fileno(self) -> int | None:
+        return self._fd
 
     def _read_raw(self, size: int) -> bytes:
         try:
@@ -165,6 +175,13 @@ class SerialChannel(TrackingChannel):
     def __init__(self, port: Any) -> None:
         super().__init__()
         self._port = port
+
+    def fileno(self) -> int | None:
+        try:
+            fd: int = self._port.fileno()
+        except (AttributeError, OSError, ValueError):  # not a POSIX port, or closed
+            return None
+        return fd
 
     def _read_raw(self, size: int) -> bytes:
         data: bytes = self._port.read(size)
@@ -237,10 +254,43 @@ class _PdState:
 
 
 class _ControlPanel(osdp.ControlPanel):  # type: ignore[misc]
-    """libosdp's ControlPanel, minus its per-PD event queue (it grows without bound when
-    nobody calls ``get_event``): events go straight to ``sink``."""
+    """libosdp's ControlPanel with two changes.
+
+    * No per-PD event queue (it grows without bound when nobody calls ``get_event``): events
+      go straight to ``sink``.
+    * Its own refresh thread. libosdp's Python thread calls ``refresh()`` and then sleeps a
+      fixed 20 ms, so a command submitted from the event loop waits for the next tick, and the
+      state machine needs one more refresh after a reply before it sends a queued command:
+      ~40 ms between a card event and the output command reaching the wire. This thread still
+      refreshes at least every ``interval``, but also at once when :meth:`wake` is called
+      (a command was queued) or bytes arrive on the line, and once more ``follow_up`` later
+      (the second step of libosdp's state machine). ``min_gap`` bounds the rate if the line
+      stays readable while libosdp does not read it (a port that hung up).
+    """
 
     sink: Callable[[int, dict[str, Any]], None] | None = None
+
+    def __init__(
+        self,
+        infos: list[osdp.PDInfo],
+        *,
+        log_level: int,
+        channel: TrackingChannel,
+        interval: float = 0.020,
+        follow_up: float = 0.002,
+        min_gap: float = 0.001,
+    ) -> None:
+        super().__init__(infos, log_level=log_level)
+        self.lock = threading.Lock()  # the base class creates it only in start()
+        self._channel = channel
+        self._interval = interval
+        self._follow_up = follow_up
+        self._min_gap = min_gap
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._refresher: threading.Thread | None = None
 
     def _internal_event_handler(self, pd: int, event: dict[str, Any]) -> int:
         sink = self.sink
@@ -250,6 +300,57 @@ class _ControlPanel(osdp.ControlPanel):  # type: ignore[misc]
             except Exception:  # never let an exception cross into libosdp's C thread
                 log.exception("OSDP event handler failed")
         return 0
+
+    def wake(self) -> None:
+        """Refresh now (a command was just queued), not at the next tick."""
+        with contextlib.suppress(OSError):  # already woken (pipe full: EAGAIN) or closed
+            os.write(self._wake_w, b"\0")
+
+    def start(self) -> None:
+        if self._refresher is not None:
+            raise RuntimeError("control panel already running")
+        self._refresher = threading.Thread(target=self._run, name="osdp-cp", daemon=True)
+        self._refresher.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wake()
+        thread, self._refresher = self._refresher, None
+        if thread is not None:
+            thread.join(CALL_TIMEOUT)
+            if thread.is_alive():
+                log.warning("OSDP control panel thread did not stop")
+                return  # leave the pipe open: the thread may still select on it
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _run(self) -> None:
+        line_fd = self._channel.fileno()
+        timeout = self._interval
+        last = 0.0
+        while not self._stopping.is_set():
+            gap = time.monotonic() - last
+            if gap < self._min_gap:
+                time.sleep(self._min_gap - gap)
+            last = time.monotonic()
+            with self.lock:
+                self.ctx.refresh()
+            watch = [self._wake_r]
+            if line_fd is not None and self._channel.error is None:
+                watch.append(line_fd)
+            try:
+                ready, _, _ = select.select(watch, [], [], timeout)
+            except (OSError, ValueError):  # the port vanished: the bus watch reopens it
+                ready = []
+                line_fd = None
+                time.sleep(timeout)
+            if self._wake_r in ready:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(self._wake_r, 512)
+            # After activity, look again shortly: libosdp sends a queued command one refresh
+            # after it has finished the previous exchange.
+            timeout = self._follow_up if ready else self._interval
 
 
 def decode_card_event(event: dict[str, Any]) -> str:
@@ -365,7 +466,7 @@ class OsdpBus:
             )
             for spec in self._specs
         ]
-        cp = _ControlPanel(infos, log_level=self._log_level)
+        cp = _ControlPanel(infos, log_level=self._log_level, channel=channel)
         cp.sink = self._from_cp_thread
         now = time.monotonic()
         for state in self._states.values():
@@ -600,7 +701,10 @@ class OsdpBus:
             if cp is None:
                 return False
             with self._cp_lock:
-                return bool(cp.submit_command(address, command))
+                accepted = bool(cp.submit_command(address, command))
+            if accepted:
+                cp.wake()
+            return accepted
 
         async with asyncio.timeout(CALL_TIMEOUT):
             accepted = await asyncio.to_thread(call)
