@@ -690,8 +690,9 @@ class OsdpBus:
 
     # --------------------------------------------------------------- commands
 
-    async def submit(self, address: int, command: dict[str, Any]) -> None:
-        """Queue a command for a PD; raises :class:`HardwareError` if libosdp refuses it."""
+    async def submit(self, address: int, *commands: dict[str, Any]) -> None:
+        """Queue commands for a PD, in order, in one call into libosdp; raises
+        :class:`HardwareError` if the PD is offline or libosdp refuses one of them."""
         state = self._states[address]
         if state.availability.online is not True:
             raise HardwareError(f"reader {state.spec.reader_id} is offline")
@@ -701,9 +702,8 @@ class OsdpBus:
             if cp is None:
                 return False
             with self._cp_lock:
-                accepted = bool(cp.submit_command(address, command))
-            if accepted:
-                cp.wake()
+                accepted = all(cp.submit_command(address, command) for command in commands)
+            cp.wake()  # send now, not at the next refresh tick
             return accepted
 
         async with asyncio.timeout(CALL_TIMEOUT):
@@ -755,6 +755,8 @@ class OsdpFeedback:
         self._units = max(1, min(255, show_ms // 100))
 
     async def show(self, granted: bool) -> None:
+        """LED and buzzer in one call. Show it after the gate's release command has been
+        queued: libosdp sends a PD's commands in order, one exchange each."""
         spec = self._bus.spec(self._address)
         colour = osdp.CommandLEDColor.Green if granted else osdp.CommandLEDColor.Red
         await self._bus.submit(
@@ -771,9 +773,6 @@ class OsdpFeedback:
                 "off_count": 0,
                 "timer_count": self._units,
             },
-        )
-        await self._bus.submit(
-            self._address,
             {
                 "command": osdp.Command.Buzzer,
                 "reader": spec.reader_no,

@@ -31,21 +31,34 @@ Measured here (2 shared cores): bare median ~85 ms, driver median ~125 ms (ratio
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import datetime as dt
+import gc
 import os
+import random
 import statistics
+import tempfile
 import threading
 import time
 import tty
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import osdp
 
+from edge.bench import bench_snapshot, percentile
+from edge.core.model import Tap
+from edge.pipeline import Pipeline
+from edge.store import EdgeStore
 from hardware import wiegand
-from hardware.base import PassageResult
+from hardware.base import CredentialRead, PassageResult
 from hardware.osdp import OsdpBus, OsdpFeedback, OsdpGate, OsdpPdReader, OsdpReaderSpec
 from hardware.osdp import serial_channel_factory as _serial_channel_factory
+from protocol.messages import CardBinding, Direction, OwnerKind, SyncSnapshot, TerminalKind
 from simulators.osdp_pd import PtyBus, SimulatedPd
 
 BENCH_KEY = bytes.fromhex("5a1c0e93b2f4d6a8c0e2f4a6b8d0c2e4")
@@ -76,33 +89,49 @@ class _FdChannel(osdp.Channel):  # type: ignore[misc]
         pass
 
 
-def bare_round_trip(n: int, *, gap: float = 0.3, timeout: float = 5.0) -> list[float]:
-    """``n`` card -> output round trips (seconds) with bare libosdp over a pty, SC on."""
-    master, slave = os.openpty()
-    tty.setraw(master)
-    tty.setraw(slave)
-    received = threading.Event()
-    arrival = [0.0]
+class BarePair:
+    """A bare libosdp ``ControlPanel`` + ``PeripheralDevice`` on a pty, SC on, no Qaqpa code.
 
-    def pd_command(command: dict[str, Any]) -> tuple[int, None]:
+    Kept running between round trips so that they can alternate with Qaqpa's. The CP's event
+    callback submits the output command directly from libosdp's thread (its lock is held by
+    ``refresh()``, so it calls the C context). Blocking: run it in a thread from async code.
+    """
+
+    def __init__(self) -> None:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._master)
+        tty.setraw(self._slave)
+        self._received = threading.Event()
+        self._arrival = 0.0
+        caps = osdp.PDCapabilities([(osdp.Capability.OutputControl, 1, 1)])
+        self._pd = osdp.PeripheralDevice(
+            osdp.PDInfo(
+                1, _FdChannel(self._slave), scbk=BENCH_KEY, flags=[osdp.LibFlag.EnforceSecure]
+            ),
+            caps,
+            log_level=osdp.LogLevel.Error,
+            command_handler=self._pd_command,
+        )
+        self._cp = osdp.ControlPanel(
+            [
+                osdp.PDInfo(
+                    1, _FdChannel(self._master), scbk=BENCH_KEY, flags=[osdp.LibFlag.EnforceSecure]
+                )
+            ],
+            log_level=osdp.LogLevel.Error,
+            event_handler=self._cp_event,
+        )
+        self._started = False
+
+    def _pd_command(self, command: dict[str, Any]) -> tuple[int, None]:
         if command.get("command") == osdp.Command.Output:
-            arrival[0] = time.monotonic()
-            received.set()
+            self._arrival = time.monotonic()
+            self._received.set()
         return 0, None
 
-    caps = osdp.PDCapabilities([(osdp.Capability.OutputControl, 1, 1)])
-    pd = osdp.PeripheralDevice(
-        osdp.PDInfo(1, _FdChannel(slave), scbk=BENCH_KEY, flags=[osdp.LibFlag.EnforceSecure]),
-        caps,
-        log_level=osdp.LogLevel.Error,
-        command_handler=pd_command,
-    )
-    cp: osdp.ControlPanel | None = None
-
-    def cp_event(_pd: int, event: dict[str, Any]) -> int:
-        if event.get("event") == osdp.Event.CardRead and cp is not None:
-            # In libosdp's own thread, lock held by refresh(): call the C context directly.
-            cp.ctx.submit_command(
+    def _cp_event(self, _pd: int, event: dict[str, Any]) -> int:
+        if event.get("event") == osdp.Event.CardRead:
+            self._cp.ctx.submit_command(
                 0,
                 {
                     "command": osdp.Command.Output,
@@ -113,42 +142,58 @@ def bare_round_trip(n: int, *, gap: float = 0.3, timeout: float = 5.0) -> list[f
             )
         return 0
 
-    cp = osdp.ControlPanel(
-        [osdp.PDInfo(1, _FdChannel(master), scbk=BENCH_KEY, flags=[osdp.LibFlag.EnforceSecure])],
-        log_level=osdp.LogLevel.Error,
-        event_handler=cp_event,
-    )
-    times: list[float] = []
-    pd.start()
-    cp.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not (cp.is_online(1) and cp.is_sc_active(1)):
+    def start(self, within: float = 10.0) -> None:
+        self._pd.start()
+        self._cp.start()
+        self._started = True
+        deadline = time.monotonic() + within
+        while not (self._cp.is_online(1) and self._cp.is_sc_active(1)):
             if time.monotonic() > deadline:
                 raise RuntimeError("bare libosdp pair did not come online")
             time.sleep(0.05)
+
+    def round_trip(self, timeout: float = 5.0) -> float:
+        """Present a card at the PD; seconds until the PD received the output command."""
+        self._received.clear()
+        start = time.monotonic()
+        self._pd.submit_event(
+            {
+                "event": osdp.Event.CardRead,
+                "reader_no": 0,
+                "direction": 0,
+                "format": osdp.CardFormat.Wiegand,
+                "length": _CARD.bits,
+                "data": wiegand.frame_to_bytes(_CARD),
+            }
+        )
+        if not self._received.wait(timeout):
+            raise RuntimeError("no output command within the timeout")
+        return self._arrival - start
+
+    def close(self) -> None:
+        if self._started:
+            self._cp.teardown()
+            self._pd.teardown()
+            self._started = False
+        for fd in (self._master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> BarePair:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def bare_round_trip(n: int, *, gap: float = 0.3, timeout: float = 5.0) -> list[float]:
+    """``n`` card -> output round trips (seconds) with bare libosdp over a pty, SC on."""
+    with BarePair() as pair:
+        times = []
         for _ in range(n):
-            received.clear()
-            start = time.monotonic()
-            pd.submit_event(
-                {
-                    "event": osdp.Event.CardRead,
-                    "reader_no": 0,
-                    "direction": 0,
-                    "format": osdp.CardFormat.Wiegand,
-                    "length": _CARD.bits,
-                    "data": wiegand.frame_to_bytes(_CARD),
-                }
-            )
-            if not received.wait(timeout):
-                raise RuntimeError("no output command within the timeout")
-            times.append(arrival[0] - start)
+            times.append(pair.round_trip(timeout))
             time.sleep(gap)
-    finally:
-        cp.teardown()
-        pd.teardown()
-        os.close(master)
-        os.close(slave)
     return times
 
 
@@ -245,6 +290,183 @@ async def driver_round_trip(n: int, *, gap: float = 0.3) -> list[float]:
                 times.append(await rig.output_received(start, 5.0) - start)
                 await asyncio.sleep(gap)
     return times
+
+
+# ---------------------------------------------------------------- qaqpa bench osdp
+
+BENCH_FACILITY = 12
+TARGET_ADDED_P99_MS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class QaqpaCard:
+    """One card through the full Qaqpa path, as the terminal loop saw it."""
+
+    credential: str
+    seq: int  # the journal event that records the decision
+    granted: bool
+    released: bool  # the gate's release was sent (OsdpGate.release returned)
+    read_to_release: float  # s from CredentialRead (decoded) to gate.release being called
+
+
+def bench_roster(cards: int) -> SyncSnapshot:
+    """:func:`edge.bench.bench_snapshot` plus one W26 card per bench card, each its own student
+    (so that anti-passback never interferes)."""
+    snap = bench_snapshot(max(2000, cards), 5000)
+    ours = [
+        CardBinding(
+            credential=OsdpRig.card_credential(BENCH_FACILITY, _bench_card(i)),
+            owner_kind=OwnerKind.STUDENT,
+            owner_id=f"s{i}",
+        )
+        for i in range(cards)
+    ]
+    return snap.model_copy(update={"cards": [*snap.cards, *ours]})
+
+
+def _bench_card(i: int) -> int:
+    return 1000 + i
+
+
+async def _terminal(
+    rig: OsdpRig, pipeline: Pipeline, done: asyncio.Queue[QaqpaCard], passage_timeout: float
+) -> None:
+    """What ``edge.daemon.run_terminal`` does for an OSDP turnstile with an ``osdp_output``
+    gate: read -> Tap -> decide + commit -> release (output command first) -> feedback."""
+    assert rig.reader is not None and rig.gate is not None and rig.feedback is not None
+    async for event in rig.reader.events():
+        if not isinstance(event, CredentialRead):
+            continue
+        tap = Tap(
+            at=dt.datetime.now(dt.UTC),
+            terminal=rig.reader_id,
+            kind=TerminalKind.TURNSTILE,
+            direction=Direction.IN,
+            credential=event.credential,
+        )
+        outcome = await pipeline.submit(tap, defer_presence=True)
+        granted = outcome.decision.granted
+        read_to_release = time.monotonic() - event.monotonic
+        released = False
+        if granted:
+            result = await rig.gate.release(passage_timeout)
+            released = True
+            passed = result is not PassageResult.NOT_PASSED
+            await pipeline.passage(outcome, passed, dt.datetime.now(dt.UTC))
+        await rig.feedback.show(granted)
+        done.put_nowait(
+            QaqpaCard(event.credential, outcome.event.seq, granted, released, read_to_release)
+        )
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(percentile(values, 50) * 1000, 2),
+        "p99": round(percentile(values, 99) * 1000, 2),
+        "max": round(max(values) * 1000, 2),
+    }
+
+
+async def _alternate(
+    rig: OsdpRig,
+    pipeline: Pipeline,
+    bare: BarePair,
+    cards: int,
+    gap: float,
+    jitter: float,
+    rng: random.Random,
+    times: dict[str, list[float]],
+    seen: list[QaqpaCard],
+) -> None:
+    assert rig.reader is not None
+    done: asyncio.Queue[QaqpaCard] = asyncio.Queue()
+    async with rig.reader:
+        await rig.wait_online()
+        terminal = asyncio.create_task(
+            _terminal(rig, pipeline, done, passage_timeout=2.0), name="bench-osdp-terminal"
+        )
+        try:
+            for i in range(cards):
+                for path in ("bare", "qaqpa") if i % 2 == 0 else ("qaqpa", "bare"):
+                    if path == "bare":
+                        times["bare"].append(await asyncio.to_thread(bare.round_trip))
+                    else:
+                        start = rig.present(BENCH_FACILITY, _bench_card(i))
+                        at = await rig.output_received(start, 5.0)
+                        times["qaqpa"].append(at - start)
+                        async with asyncio.timeout(5.0):  # the terminal finished this card
+                            seen.append(await done.get())
+                    await asyncio.sleep(gap + rng.uniform(0, jitter))
+        finally:
+            terminal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await terminal
+            if terminal.done() and not terminal.cancelled() and terminal.exception():
+                raise RuntimeError("the bench terminal failed") from terminal.exception()
+
+
+async def run_bench(
+    cards: int,
+    *,
+    gap: float = 0.25,
+    jitter: float = 0.1,
+    seed: int = 1,
+    freeze_gc: bool = False,
+) -> dict[str, Any]:
+    """``cards`` round trips through bare libosdp and as many through Qaqpa's full path,
+    alternating one of each (the order flips every card) so machine noise hits both alike.
+
+    The pause after each card is ``gap`` plus a random ``[0, jitter)`` s: libosdp polls an idle
+    PD on a fixed period, and a fixed pause would present every card at the same phase of it.
+    """
+    rng = random.Random(seed)
+    times: dict[str, list[float]] = {"bare": [], "qaqpa": []}
+    seen: list[QaqpaCard] = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("QAQPA_BENCH_DIR")) as tmp:
+        store = await EdgeStore.open(Path(tmp) / "edge.sqlite", school="S1", device="bench-osdp")
+        try:
+            await store.apply_snapshot(bench_roster(cards))
+            if freeze_gc:  # as the daemon does once its roster is loaded
+                gc.collect()
+                gc.freeze()
+            bare = BarePair()
+            try:
+                await asyncio.to_thread(bare.start)
+                async with OsdpRig() as rig, Pipeline(store) as pipeline:
+                    await _alternate(rig, pipeline, bare, cards, gap, jitter, rng, times, seen)
+            finally:
+                await asyncio.to_thread(bare.close)
+            journal = {ev.seq: ev for ev in await store.journal_rows()}
+        finally:
+            await store.close()
+    bare_times, qaqpa_times = times["bare"], times["qaqpa"]
+    committed = sum(1 for card in seen if card.seq in journal and journal[card.seq].kind == "entry")
+    added_p99 = (percentile(qaqpa_times, 99) - percentile(bare_times, 99)) * 1000
+    added_p50 = (percentile(qaqpa_times, 50) - percentile(bare_times, 50)) * 1000
+    return {
+        "bench": "osdp",
+        "cards": cards,
+        "secure_channel": True,
+        "round_trip": "card presented at the PD -> output (relay) command received by the PD",
+        "bare_libosdp_ms": _ms(bare_times),
+        "qaqpa_ms": _ms(qaqpa_times),
+        "qaqpa_added_ms": {"p50": round(added_p50, 2), "p99": round(added_p99, 2)},
+        "ratio_to_bare": {
+            "p50": round(percentile(qaqpa_times, 50) / percentile(bare_times, 50), 2),
+            "p99": round(percentile(qaqpa_times, 99) / percentile(bare_times, 99), 2),
+        },
+        "qaqpa_read_to_release_ms": _ms([card.read_to_release for card in seen]),
+        "committed": committed,
+        "granted": sum(card.granted for card in seen),
+        "released": sum(card.released for card in seen),
+        "target": {"qaqpa_added_p99_ms_max": TARGET_ADDED_P99_MS},
+        "pass": added_p99 <= TARGET_ADDED_P99_MS and committed == cards == len(qaqpa_times),
+    }
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    """``qaqpa bench osdp``: about ``10 * seconds`` cards on each path (a run takes ~that many s)."""
+    return asyncio.run(run_bench(max(10, round(args.seconds * 10)), freeze_gc=True))
 
 
 def summary(times: list[float]) -> str:
