@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.reasons import Lang
+from hardware.config import GateConfigUnion, ReaderConfigUnion
 from protocol.messages import Direction, TerminalKind
 
 
@@ -32,8 +33,8 @@ class LogGateConfig(_Section):
     path: Path = Field(description="file that receives one line per actuation")
 
 
-ReaderConfig = Annotated[LineReaderConfig, Field(discriminator="type")]
-GateConfig = Annotated[LogGateConfig, Field(discriminator="type")]
+ReaderConfig = Annotated[LineReaderConfig | ReaderConfigUnion, Field(discriminator="type")]
+GateConfig = Annotated[LogGateConfig | GateConfigUnion, Field(discriminator="type")]
 
 
 class TerminalConfig(_Section):

@@ -8,13 +8,15 @@ import logging
 import signal
 from pathlib import Path
 
-from edge.config import EdgeConfig, TerminalConfig, load_config
+from edge.config import EdgeConfig, LineReaderConfig, LogGateConfig, TerminalConfig, load_config
+from edge.core.model import Tap
 from edge.faults import crash_point
 from edge.pipeline import Clock, Pipeline, PipelineError, utc_now
 from edge.replay import ReplayError, load_policy
 from edge.roster import load_roster
 from edge.store import EdgeStore
-from hardware.base import CredentialRead, Misread, ReaderStatus
+from hardware.base import Feedback, Gate, Misread, PassageResult, Reader, ReaderStatus
+from hardware.config import OsdpBuses, open_feedback, open_gate, open_reader
 from hardware.wedge import LineReader
 from protocol.messages import AlarmCode
 from simulators.log_gate import LogActuator
@@ -50,16 +52,36 @@ async def import_roster(config_path: Path, roster_path: Path, policy_path: Path 
     return len(roster.students)
 
 
-async def run_terminal(
-    term: TerminalConfig, pipeline: Pipeline, store: EdgeStore, clock: Clock = utc_now
-) -> None:
-    """One terminal: its reader's events become taps; actuation only after the commit."""
-    from edge.core.model import Tap
+def _open_reader(cfg: TerminalConfig, buses: OsdpBuses) -> Reader:
+    if isinstance(cfg.reader, LineReaderConfig):
+        return LineReader(cfg.id, cfg.reader.path, default_prefix=cfg.reader.default_prefix)
+    return open_reader(cfg.reader, buses)
 
-    actuator = LogActuator(term.gate.path, term.id) if term.gate is not None else None
-    reader = LineReader(term.id, term.reader.path, default_prefix=term.reader.default_prefix)
-    offline = False
-    async with reader:
+
+async def run_terminal(
+    term: TerminalConfig,
+    pipeline: Pipeline,
+    store: EdgeStore,
+    clock: Clock = utc_now,
+    buses: OsdpBuses | None = None,
+) -> None:
+    """One terminal: its reader's events become taps; actuation only after the commit.
+
+    With a hardware gate the anti-passback state is written once the gate reports the passage
+    (or, for a gate without a sensor, once it has been released): a student who turns back, or a
+    crash between commit and release, never leaves the student marked inside.
+    """
+    reader = _open_reader(term, buses or OsdpBuses())
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(reader)
+        log_gate: LogActuator | None = None
+        gate: Gate | None = None
+        if isinstance(term.gate, LogGateConfig):
+            log_gate = LogActuator(term.gate.path, term.id)
+        elif term.gate is not None:
+            gate = await stack.enter_async_context(open_gate(term.gate, reader))
+        feedback: Feedback | None = open_feedback(reader)
+        offline = False
         async for event in reader.events():
             if isinstance(event, ReaderStatus):
                 if event.online == offline:  # a change
@@ -71,7 +93,6 @@ async def run_terminal(
             if isinstance(event, Misread):
                 log.debug("terminal %s: misread (%s)", term.id, event.detail)
                 continue
-            assert isinstance(event, CredentialRead)
             tap = Tap(
                 at=clock(),
                 terminal=term.id,
@@ -80,12 +101,18 @@ async def run_terminal(
                 credential=event.credential,
             )
             try:
-                outcome = await pipeline.submit(tap)
+                outcome = await pipeline.submit(tap, defer_presence=gate is not None)
             except PipelineError as err:
                 log.error("terminal %s: tap refused: %s", term.id, err)
                 continue
-            if actuator is not None:
-                await actuator.actuate(outcome.event.seq, outcome.decision.granted)
+            granted = outcome.decision.granted
+            if log_gate is not None:
+                await log_gate.actuate(outcome.event.seq, granted)
+            if gate is not None and granted:
+                result = await gate.release(term.passage_timeout)
+                await pipeline.passage(outcome, result is not PassageResult.NOT_PASSED, clock())
+            if feedback is not None:
+                await feedback.show(granted)
             crash_point("after_actuate")
 
 
@@ -106,9 +133,15 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        buses = OsdpBuses()
+        for t in cfg.terminals:  # every OSDP reader of a bus is known before the bus opens
+            if t.reader.type == "osdp":
+                buses.add(t.reader)
         async with Pipeline(store) as pipeline, asyncio.TaskGroup() as tg:
             tasks = [
-                tg.create_task(run_terminal(t, pipeline, store, clock), name=f"terminal-{t.id}")
+                tg.create_task(
+                    run_terminal(t, pipeline, store, clock, buses), name=f"terminal-{t.id}"
+                )
                 for t in cfg.terminals
             ]
             await stop.wait()

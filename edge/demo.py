@@ -1,7 +1,9 @@
 """``qaqpa demo``: one simulated school on this machine, through the real daemon path.
 
-Readers are FIFOs read by the line-reader driver, the gates are simulated relays, the store and
-pipeline are the real ones; a scenario (``simulators.school``) plays a school day on a fast clock.
+Every terminal's reader is a simulated 125 kHz EM-Marine module on a pty, read by the real
+serial driver (STX/ETX frames with checksums); every turnstile is released through a simulated
+LCUS relay board by the real relay driver; the store and the pipeline are the real ones. A
+scenario (``simulators.school``) plays a school day on a fast clock.
 """
 
 from __future__ import annotations
@@ -10,22 +12,23 @@ import asyncio
 import collections
 import datetime as dt
 import logging
-import os
 import sys
 import time
 import zoneinfo
 from pathlib import Path
 from typing import Any
 
-from edge.config import LineReaderConfig, LogGateConfig, TerminalConfig
+from edge.config import TerminalConfig
 from edge.core.model import Tap
 from edge.daemon import run_terminal
 from edge.pipeline import Pipeline
 from edge.replay import load_policy
 from edge.roster import roster_records
 from edge.store import EdgeStore
+from hardware.config import EmMarineConfig, RelaySerialGateConfig
 from protocol.messages import DeniedEvent, Direction, MealServedEvent, TerminalKind
 from simulators.school import Action, make_roster, school_day
+from simulators.serial_sim import EmMarineSim, RelayBoardSim
 
 log = logging.getLogger(__name__)
 ZONE = zoneinfo.ZoneInfo("Asia/Almaty")
@@ -66,14 +69,14 @@ class SimClock:
 
 
 async def _play(
-    actions: list[Action], clock: SimClock, fifos: dict[str, int], pipeline: Pipeline
+    actions: list[Action], clock: SimClock, readers: dict[str, EmMarineSim], pipeline: Pipeline
 ) -> None:
     for act in actions:
         delay = clock.real_delay(act.at)
         if delay > 0:
             await asyncio.sleep(delay)
         if act.credential is not None:
-            os.write(fifos[act.terminal], (act.credential + "\n").encode())
+            readers[act.terminal].present_card(int(act.credential.removeprefix("EM:")))
         else:  # a manual pass keyed in at the turnstile's keypad
             kind, direction = TERMINALS[act.terminal]
             await pipeline.submit(
@@ -113,23 +116,31 @@ async def run_demo(
         f"in {day_seconds:.0f} s (store {directory / 'edge.sqlite'})",
         file=sys.stderr,
     )
-    fifos: dict[str, int] = {}
+    readers: dict[str, EmMarineSim] = {}
+    boards: list[RelayBoardSim] = []
     terminals = []
     for tid, (kind, direction) in TERMINALS.items():
-        path = directory / f"{tid}.fifo"
-        if not path.exists():
-            os.mkfifo(path)
-        fifos[tid] = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        sim = EmMarineSim(directory / f"{tid}.reader")
+        sim.plug()
+        readers[tid] = sim
+        gate = None
+        if kind is TerminalKind.TURNSTILE:
+            board = RelayBoardSim(directory / f"{tid}.relay")
+            board.plug()
+            boards.append(board)
+            gate = RelaySerialGateConfig(type="relay_serial", port=str(board.path), pulse_ms=20)
         terminals.append(
             TerminalConfig(
                 id=tid,
                 kind=kind,
                 direction=direction,
-                reader=LineReaderConfig(type="line", path=path),
-                gate=LogGateConfig(type="log", path=directory / "actuations.log"),
+                reader=EmMarineConfig(type="em_marine", reader_id=tid, port=str(sim.path)),
+                gate=gate,
             )
         )
     started = time.monotonic()
+    all_decided = asyncio.Event()  # every tap of the day yields exactly one journaled event
+    store.add_append_listener(lambda last: all_decided.set() if last >= len(actions) else None)
     try:
         async with Pipeline(store) as pipeline, asyncio.TaskGroup() as tg:
             running = [
@@ -137,18 +148,24 @@ async def run_demo(
                 for t in terminals
             ]
             running.append(tg.create_task(_progress(clock, store), name="progress"))
-            await _play(actions, clock, fifos, pipeline)
-            await asyncio.sleep(max(0.0, clock.real_delay(DAY_END)) + 0.5)
+            await asyncio.sleep(1.0)  # the readers open their ports before the first card
+            clock.t0 = time.monotonic()
+            await _play(actions, clock, readers, pipeline)
+            await asyncio.sleep(max(0.0, clock.real_delay(DAY_END)))
+            # at this speed the turnstiles queue up: let every presented card be decided
+            async with asyncio.timeout(60):
+                await all_decided.wait()
             for task in running:
                 task.cancel()
-        return await _summary(store, len(actions), time.monotonic() - started)
+        releases = sum(len(b.poll()) // 2 for b in boards)  # each release: on, then off
+        return await _summary(store, len(actions), time.monotonic() - started, releases)
     finally:
-        for fd in fifos.values():
-            os.close(fd)
+        for device in [*readers.values(), *boards]:
+            device.close()
         await store.close()
 
 
-async def _summary(store: EdgeStore, taps: int, seconds: float) -> dict[str, Any]:
+async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -> dict[str, Any]:
     events = await store.journal_rows()
     kinds = collections.Counter(e.kind for e in events)
     denials = collections.Counter(e.reason.value for e in events if isinstance(e, DeniedEvent))
@@ -165,6 +182,7 @@ async def _summary(store: EdgeStore, taps: int, seconds: float) -> dict[str, Any
         "manual_passes": kinds.get("manual_pass", 0),
         "library_visits": kinds.get("library_visit", 0),
         "free_meals": meals.get("free", 0),
+        "gate_releases": releases,
         "events_journaled": stats.last_seq,
         "events_unsent": stats.backlog,
     }

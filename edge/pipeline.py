@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -187,8 +188,8 @@ class Pipeline:
             await asyncio.sleep(CHECKPOINT_EVERY)
             try:
                 await self.store.checkpoint()
-            except Exception:
-                log.exception("WAL checkpoint failed; will retry")
+            except sqlite3.OperationalError as err:  # busy with a reader: next time
+                log.debug("WAL checkpoint postponed: %s", err)
 
     async def _write_loop(self) -> None:
         while True:

@@ -148,7 +148,7 @@ def school_day(roster: RosterFile, *, seed: int = 2) -> list[Action]:
             Action(
                 at(8, 0, 60),
                 "gate-1-in",
-                credential="EM:9999999999",
+                credential="EM:4000000001",
                 note="a card from another school",
             )
         )

@@ -23,4 +23,6 @@ def test_demo_summary(tmp_path: Path) -> None:
     assert summary["manual_passes"] == 3  # three lost cards, each let in by the class teacher
     assert summary["denials_by_reason"]["card_blocked"] >= 3
     assert summary["free_meals"] > 0 and summary["entries"] > 0
+    # each granted card at a turnstile released its relay once, through the real relay driver
+    assert summary["gate_releases"] == summary["entries"] + summary["exits"]
     assert (tmp_path / "var" / "demo" / "edge.sqlite").exists()
