@@ -110,7 +110,7 @@ def windows(draw: st.DrawFn) -> tuple[str, str]:
 
 def event_fields(cls: type[Message]) -> dict[str, st.SearchStrategy[Any]]:
     person = {"student_id": st.none() | ids, "staff_id": st.none() | ids}
-    return {
+    table: dict[type[Message], dict[str, st.SearchStrategy[Any]]] = {
         EntryEvent: {**person, "passback_violation": st.booleans()},
         ExitEvent: {**person, "passback_violation": st.booleans()},
         NotPassedEvent: {**person, "granted_seq": seqs},
@@ -134,7 +134,8 @@ def event_fields(cls: type[Message]) -> dict[str, st.SearchStrategy[Any]]:
             "direction": st.sampled_from(Direction),
         },
         AlarmEvent: {"code": st.sampled_from(AlarmCode), "active": st.booleans(), "detail": texts},
-    }[cls]
+    }
+    return table[cls]
 
 
 @st.composite
@@ -146,7 +147,7 @@ def events_with_seq(draw: st.DrawFn, seq: int) -> Message:
 @st.composite
 def event_batches(draw: st.DrawFn) -> EventBatch:
     gaps = draw(st.lists(st.integers(1, 1000), min_size=1, max_size=6))
-    seq, evs = 0, []
+    seq, evs = 0, list[Any]()
     for g in gaps:
         seq += g
         evs.append(draw(events_with_seq(seq)))
@@ -932,4 +933,4 @@ def test_delta_must_move_forward_and_ranges_be_ordered() -> None:
 def test_messages_are_immutable() -> None:
     msg = ws.sample_messages()["sync_ack"]
     with pytest.raises(ValidationError):
-        msg.school = "S2"  # type: ignore[misc]
+        msg.school = "S2"  # type: ignore[attr-defined]

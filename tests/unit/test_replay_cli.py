@@ -194,7 +194,10 @@ def replay(
     tmp_path: Path, taps: list[dict[str, Any]] | str, run: Any = qaqpa, **kw: Any
 ) -> Result | subprocess.CompletedProcess[str]:
     r, p, tp = write_inputs(tmp_path, taps, **kw)
-    return run("replay", "--roster", r, "--policy", p, "--taps", tp, cwd=tmp_path)
+    done: Result | subprocess.CompletedProcess[str] = run(
+        "replay", "--roster", r, "--policy", p, "--taps", tp, cwd=tmp_path
+    )
+    return done
 
 
 def test_crafted_day_gives_every_contract_reason(tmp_path: Path) -> None:
