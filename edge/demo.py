@@ -157,7 +157,7 @@ async def run_demo(
                 await all_decided.wait()
             for task in running:
                 task.cancel()
-        releases = sum(len(b.poll()) // 2 for b in boards)  # each release: on, then off
+        releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
         return await _summary(store, len(actions), time.monotonic() - started, releases)
     finally:
         for device in [*readers.values(), *boards]:
