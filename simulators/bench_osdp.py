@@ -1,32 +1,36 @@
-"""OSDP card-to-relay round trip: the baseline with bare libosdp, and a rig for Qaqpa's driver.
+"""OSDP card-to-relay round trip: the baseline with bare libosdp, and Qaqpa's driver and pipeline.
 
 The round trip is the time from a PD presenting a card to the same PD receiving the output
 (relay) command the control panel sends in reaction to that card. Both sides run in this
-process over the two ends of a pty with secure channel on, as in production; libosdp polls
-every 20 ms on each side, so that is the floor.
+process over the two ends of a pty with secure channel on, as in production. The simulated
+PDs run libosdp's stock Python thread (refresh, then sleep 20 ms); so does the bare CP.
+Qaqpa's CP refreshes when a command is queued or bytes arrive (see ``hardware.osdp``).
 
-* :func:`bare_round_trip` ``(n) -> list[float]`` — libosdp ``ControlPanel`` and
-  ``PeripheralDevice`` only, no Qaqpa code: the CP's event callback submits the output command
-  directly from libosdp's thread. This is the baseline.
+* :class:`BarePair` / :func:`bare_round_trip` ``(n) -> list[float]`` — libosdp
+  ``ControlPanel`` and ``PeripheralDevice`` only, no Qaqpa code: the CP's event callback
+  submits the output command directly from libosdp's thread. This is the baseline.
 * :func:`driver_round_trip` ``(n) -> list[float]`` (async) — the same through Qaqpa's
   :class:`hardware.osdp.OsdpBus`: card event -> ``CredentialRead`` on the event loop ->
   ``OsdpGate.release`` -> output command.
-* :class:`OsdpRig` — for the full edge pipeline: a simulated PD and Qaqpa's driver, exposing
-  the ``Reader``, ``Gate`` and ``Feedback`` the pipeline uses, and the PD-side clock::
+* :class:`OsdpRig` — a simulated PD and Qaqpa's driver, exposing the ``Reader``, ``Gate`` and
+  ``Feedback`` the pipeline uses, and the PD-side clock::
 
       async with OsdpRig() as rig:
           # give rig.reader / rig.gate / rig.feedback to the pipeline (reader_id rig.reader_id)
           t = await rig.round_trip(facility=12, card=34567)   # seconds, card -> output
           # or by hand: t0 = rig.present(12, 34567); t1 = await rig.output_received(t0, 5.0)
 
-  The rig's reader is an :class:`hardware.osdp.OsdpPdReader` (enter it, or let the pipeline
-  enter it; the rig enters nothing itself except the PD). ``rig.card_credential(f, c)`` gives
-  the credential string (``W26:FFF:CCCCC``) the pipeline will see, to bind it in the roster.
+  ``rig.card_credential(f, c)`` gives the credential (``W26:FFF:CCCCC``) the pipeline sees.
+* :func:`bench` (``qaqpa bench osdp``) / :func:`run_bench` — bare libosdp and Qaqpa's full
+  path (edge store + pipeline: read -> Tap -> decide + commit -> release -> feedback), one
+  card of each alternately, p50 / p99 of both, the difference and ratio, and the pass/fail
+  against the target (Qaqpa adds <= 10 ms at p99).
 
-A benchmark prints ratios to :func:`bare_round_trip` measured in the same run. Keep the gap
-between cards (default 0.3 s) for both: after a release the PD reports the passage input and
-the driver re-locks, and a card presented while that traffic is on the line waits behind it.
-Measured here (2 shared cores): bare median ~85 ms, driver median ~125 ms (ratio ~1.5).
+Phase matters: libosdp polls an idle PD on a fixed period (~100 ms here), and a card waits for
+the next poll. A fixed pause between cards presents every card at the same phase of it, which
+once made the bare baseline look like ~85 ms; the bench adds a random pause. Keep a gap of a
+few hundred ms for both paths: after a release the PD reports the passage input and the driver
+re-locks and shows feedback, and a card presented during that traffic waits behind it.
 """
 
 from __future__ import annotations
@@ -440,7 +444,9 @@ async def run_bench(
         finally:
             await store.close()
     bare_times, qaqpa_times = times["bare"], times["qaqpa"]
-    committed = sum(1 for card in seen if card.seq in journal and journal[card.seq].kind == "entry")
+    committed = len(
+        {card.seq for card in seen if card.seq in journal and journal[card.seq].kind == "entry"}
+    )
     added_p99 = (percentile(qaqpa_times, 99) - percentile(bare_times, 99)) * 1000
     added_p50 = (percentile(qaqpa_times, 50) - percentile(bare_times, 50)) * 1000
     return {
@@ -459,8 +465,9 @@ async def run_bench(
         "committed": committed,
         "granted": sum(card.granted for card in seen),
         "released": sum(card.released for card in seen),
+        "release_commands_received": len(qaqpa_times),  # by the simulated PD, one per card
         "target": {"qaqpa_added_p99_ms_max": TARGET_ADDED_P99_MS},
-        "pass": added_p99 <= TARGET_ADDED_P99_MS and committed == cards == len(qaqpa_times),
+        "pass": added_p99 <= TARGET_ADDED_P99_MS and committed == len(qaqpa_times) == cards,
     }
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from simulators.bench_osdp import OsdpRig, bare_round_trip, driver_round_trip
+import pytest
+
+from simulators.bench_osdp import OsdpRig, bare_round_trip, driver_round_trip, run_bench
 
 
 def test_bare_round_trip_measures_each_card() -> None:
@@ -32,3 +35,20 @@ async def test_driver_round_trip_and_rig() -> None:
             elapsed = await rig.round_trip(1, 2)
             await task
             assert 0 < elapsed < 5
+
+
+async def test_bench_full_path_commits_and_releases_every_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QAQPA_BENCH_DIR", str(tmp_path))
+    result = await run_bench(10, gap=0.1, jitter=0.05)
+    assert result["bench"] == "osdp" and result["cards"] == 10
+    for series in ("bare_libosdp_ms", "qaqpa_ms", "qaqpa_read_to_release_ms"):
+        assert set(result[series]) == {"p50", "p99", "max"}
+        assert 0 < result[series]["p50"] <= result[series]["p99"] <= result[series]["max"]
+    assert set(result["qaqpa_added_ms"]) == set(result["ratio_to_bare"]) == {"p50", "p99"}
+    # every card of the Qaqpa path: a committed journal event and a release command
+    assert result["committed"] == result["granted"] == result["released"] == 10
+    assert result["release_commands_received"] == 10
+    assert isinstance(result["pass"], bool)
+    assert result["target"] == {"qaqpa_added_p99_ms_max": 10.0}

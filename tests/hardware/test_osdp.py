@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -195,3 +197,30 @@ async def test_bus_adapter_unplugged_and_replugged(tmp_path: Path) -> None:
         assert statuses == [True, False, True]
     finally:
         line.close()
+
+
+async def test_control_panel_thread_and_wake_pipe_end_with_the_bus(sim_bus: PtyBus) -> None:
+    pd = sim_bus.attach(1, KEY_A)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    driver = OsdpBus(
+        "bus-1", serial_channel_factory(sim_bus.port, 115200), [OsdpReaderSpec("t1", 1, KEY_A)]
+    )
+    log = EventLog()
+    async with driver, asyncio.TaskGroup() as tg:
+        consumer = tg.create_task(log.consume(driver.events()))
+        await log.wait_for(_status("t1", True), 5)
+        assert [t.name for t in threading.enumerate()].count("osdp-cp") == 1
+        # output first, feedback after: libosdp sends a PD's commands in the order queued
+        await driver.submit(
+            1, {"command": osdp.Command.Output, "output_no": 0, "control_code": 1, "timer_count": 0}
+        )
+        await driver.feedback("t1").show(granted=True)
+        buzz = await asyncio.to_thread(
+            pd.wait_command, lambda c: c["command"] == osdp.Command.Buzzer, 3
+        )
+        assert buzz is not None
+        kinds = [osdp.Command.Output, osdp.Command.LED, osdp.Command.Buzzer]
+        assert [c["command"] for c in pd.commands if c["command"] in kinds] == kinds
+        consumer.cancel()
+    assert "osdp-cp" not in [t.name for t in threading.enumerate()]
+    assert len(os.listdir("/proc/self/fd")) == fds_before
