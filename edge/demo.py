@@ -155,6 +155,7 @@ async def run_demo(
             # at this speed the turnstiles queue up: let every presented card be decided
             async with asyncio.timeout(60):
                 await all_decided.wait()
+            await asyncio.sleep(0.5)  # the last decision's gate finishes its release
             for task in running:
                 task.cancel()
         releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
