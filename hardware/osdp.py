@@ -288,6 +288,8 @@ class _ControlPanel(osdp.ControlPanel):  # type: ignore[misc]
         self._min_gap = min_gap
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
+        self._pipe_lock = threading.Lock()
+        self._pipe_closed = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._refresher: threading.Thread | None = None
@@ -303,8 +305,11 @@ class _ControlPanel(osdp.ControlPanel):  # type: ignore[misc]
 
     def wake(self) -> None:
         """Refresh now (a command was just queued), not at the next tick."""
-        with contextlib.suppress(OSError):  # already woken (pipe full: EAGAIN) or closed
-            os.write(self._wake_w, b"\0")
+        with self._pipe_lock:  # never write to a closed (maybe reused) descriptor
+            if self._pipe_closed:
+                return
+            with contextlib.suppress(OSError):  # already woken: the pipe is full (EAGAIN)
+                os.write(self._wake_w, b"\0")
 
     def start(self) -> None:
         if self._refresher is not None:
@@ -321,11 +326,20 @@ class _ControlPanel(osdp.ControlPanel):  # type: ignore[misc]
             if thread.is_alive():
                 log.warning("OSDP control panel thread did not stop")
                 return  # leave the pipe open: the thread may still select on it
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._pipe_lock:
+            if not self._pipe_closed:
+                self._pipe_closed = True
+                for fd in (self._wake_r, self._wake_w):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
 
     def _run(self) -> None:
+        try:
+            self._refresh_loop()
+        except Exception:  # the PDs now fall silent: the bus watch reports them offline
+            log.exception("OSDP control panel thread failed")
+
+    def _refresh_loop(self) -> None:
         line_fd = self._channel.fileno()
         timeout = self._interval
         last = 0.0
