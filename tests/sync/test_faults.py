@@ -7,6 +7,7 @@ is missing)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -124,6 +125,29 @@ async def test_broker_stopped_during_rush(
     engine.dispose()
 
 
+def worker_env(settings: ServerSettings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "QAQPA_SERVER_DATABASE_URL": settings.database_url,
+        "QAQPA_SERVER_MQTT_PORT": str(settings.mqtt_port),
+        "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
+        **extra,
+    }
+
+
+async def start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.ingest", cwd=ROOT, env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+
+
+async def stop_worker(worker: asyncio.subprocess.Process) -> None:
+    if worker.returncode is None:
+        worker.terminate()
+        async with asyncio.timeout(10):
+            await worker.wait()
+
+
 async def test_broker_dropping_messages_at_queue_limit(
     pg_url: str,
     make_settings: Callable[..., ServerSettings],
@@ -132,7 +156,7 @@ async def test_broker_dropping_messages_at_queue_limit(
     tmp_path: Path,
 ) -> None:
     broker = private_broker("max_queued_messages 10\nmax_inflight_messages 1\n")
-    settings = make_settings(pg_url, mqtt_port=broker.port, mqtt_receive_maximum=1)
+    settings = make_settings(pg_url, mqtt_port=broker.port)
     engine = make_engine(pg_url)
     with session_factory(engine)() as s:
         key, _, _ = enrolled_device(s, settings, "S1", "d1")
@@ -141,16 +165,28 @@ async def test_broker_dropping_messages_at_queue_limit(
         update={"batch_events": 100, "window_events": 5000}
     )
     await journal_rush(store, 20_000)
-    async with IngestWorker(settings, engine), EdgeSync(store, edge_settings, key) as sync:
-        for _ in range(20):
-            await journal_rush(store, 500)
-        assert await drain(sync, 120)
-        last = store.last_seq
-        rewinds = sync.rewinds
+    # A worker that takes one message at a time and, stopped, stops reading: the broker queues
+    # 10 messages for it and drops the rest.
+    worker = await start_worker(worker_env(settings, QAQPA_SERVER_MQTT_RECEIVE_MAXIMUM="1"))
+    await asyncio.sleep(1.5)
+    try:
+        async with EdgeSync(store, edge_settings, key) as sync:
+            for _ in range(3):
+                worker.send_signal(signal.SIGSTOP)
+                await journal_rush(store, 500)
+                await asyncio.sleep(1.5)
+                worker.send_signal(signal.SIGCONT)
+                await asyncio.sleep(1.0)
+            assert await drain(sync, 120)
+            last = store.last_seq
+            rewinds = sync.rewinds
+    finally:
+        worker.send_signal(signal.SIGCONT)
+        await stop_worker(worker)
     await store.close()
     dropped = "Outgoing messages are being dropped" in broker.log_path.read_text()
     print(f"\nbroker dropped messages: {dropped}; edge re-sent from its last ack {rewinds} times")
-    assert rewinds > 0
+    assert dropped and rewinds > 0
     assert_exactly_once(engine, "S1", "d1", last)
     engine.dispose()
 
@@ -162,46 +198,33 @@ async def test_ingest_worker_killed_between_insert_and_ack(
     engine = make_engine(pg_url)
     with session_factory(engine)() as s:
         key, _, _ = enrolled_device(s, settings, "S1", "d1")
-    env = {
-        **os.environ,
-        "QAQPA_SERVER_DATABASE_URL": pg_url,
-        "QAQPA_SERVER_MQTT_PORT": str(SYSTEM_BROKER[1]),
-        "QAQPA_SERVER_TOPIC_PREFIX": prefix,
-    }
     store = await EdgeStore.open(tmp_path / "edge.db", school="S1", device="d1")
     crashes = 0
     async with EdgeSync(store, sync_settings(prefix, SYSTEM_BROKER[1]), key) as sync:
         await journal_rush(store, 3000)
         for n in (1, 2, 3, 1, 5):
-            worker = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "server.ingest",
-                cwd=ROOT,
-                env={**env, "QAQPA_SERVER_FAULT_KILL_AFTER_INSERT": str(n)},
-                stderr=asyncio.subprocess.DEVNULL,
+            worker = await start_worker(
+                worker_env(settings, QAQPA_SERVER_FAULT_KILL_AFTER_INSERT=str(n))
             )
-            await journal_rush(store, 1000)
             async with asyncio.timeout(60):
-                code = await worker.wait()
-            assert code == -signal.SIGKILL
+                while worker.returncode is None:  # keep the rush going until it dies
+                    await journal_rush(store, 200)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.2):
+                            await worker.wait()
+            assert worker.returncode == -signal.SIGKILL
             crashes += 1
         with engine.connect() as c:
-            stored = c.execute(select(func.count()).select_from(StoredEvent)).scalar()
-        assert (await sync.status()).backlog > 0  # stored but never acknowledged
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.ingest", cwd=ROOT, env=env
-        )
+            stored = c.execute(select(func.count()).select_from(StoredEvent)).scalar() or 0
+        assert stored > (await sync.status()).committed_through  # stored, never acknowledged
+        worker = await start_worker(worker_env(settings))
         try:
             assert await drain(sync, 60)
         finally:
-            worker.terminate()
-            async with asyncio.timeout(10):
-                await worker.wait()
+            await stop_worker(worker)
         last = store.last_seq
     await store.close()
-    print(f"\ningest worker killed {crashes} times after commit; {stored} rows stored unacked")
-    assert stored and stored > 0
+    print(f"\ningest worker killed {crashes} times after commit; {stored} rows were stored")
     assert_exactly_once(engine, "S1", "d1", last)
     engine.dispose()
 
