@@ -46,6 +46,7 @@ class IngestWorker:
         self._commits = 0
         self._client = make_client(settings, "ingest")
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         self._store = IngestStore(
@@ -75,12 +76,19 @@ class IngestWorker:
             sub = f"{self._settings.topic_prefix}/school/+/device/+/events"
         client.subscribe(sub, qos=1)
         log.info("ingest: connected, subscribed to %s", sub)
-        self._connected.set()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: ReasonCode, _p: Properties | None
     ) -> None:
         log.warning("ingest: disconnected from the broker: %s", reason_code)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        # Ready only once the broker has the subscription: nothing published after start()
+        # returns can be missed.
+        if any(getattr(c, "is_failure", False) for c in codes):
+            log.error("subscription refused by the broker: %s", codes)
+            return
+        self._connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         # Blocking here when the queue is full pushes back on the broker (which may drop: the

@@ -91,6 +91,7 @@ class DownlinkService:
         self._thread: threading.Thread | None = None
         self._client = make_client(settings, "downlink")
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self.snapshots_sent = 0
         self.deltas_sent = 0
@@ -141,6 +142,13 @@ class DownlinkService:
                 (shared(st, "downlink", f"{p}/school/+/device/+/status"), 1),
             ]
         )
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        # Ready only once the broker has the subscription: nothing published after start()
+        # returns can be missed.
+        if any(getattr(c, "is_failure", False) for c in codes):
+            log.error("subscription refused by the broker: %s", codes)
+            return
         self._connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
