@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from edge.store import EdgeStore
 from edge.sync import EdgeSync
@@ -22,10 +23,11 @@ from protocol.messages import (
     StudentUpsert,
 )
 from server.db import make_engine, session_factory
+from server.models import Device
 from server.settings import ServerSettings
 from server.sync import ChangeRejected, DownlinkService
 from tests.sync.conftest import SYSTEM_BROKER
-from tests.sync.helpers import Probe, enrolled_device
+from tests.sync.helpers import Probe, enrolled_device, wait_until
 from tests.sync.test_uplink import sync_settings
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
@@ -108,6 +110,14 @@ async def test_deltas_catch_up_snapshot_and_school_isolation(
                 assert len(sc.state.students) == 6
             assert downlink.snapshots_sent == snaps_before + 1
             assert await sz.sync_version() == 0
+
+            def online() -> dict[str, bool]:
+                with engine.connect() as c:
+                    rows = c.execute(select(Device.device_id, Device.online)).all()
+                return {r.device_id: r.online for r in rows}
+
+            want = {"a": True, "b": True, "c": False, "z": True}
+            assert await asyncio.to_thread(wait_until, lambda: online() == want, 5), online()
     spy.close()
     # School 2 saw its own status and acks only: no delta, no card binding of school 1.
     assert all(not t.endswith("/sync") for t, _ in spy.messages)
