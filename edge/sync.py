@@ -117,12 +117,17 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rand: float) -> floa
 
 @dataclass(slots=True)
 class UplinkWindow:
-    """What has been sent and acknowledged; decides when to go back to the last ack."""
+    """What has been sent and acknowledged; decides when to go back to the last ack.
+
+    Consecutive ack timeouts double the wait (up to 8x), so an overloaded server is not buried
+    under re-sends; any ack progress resets it.
+    """
 
     acked: int = 0
     sent_through: int = 0
     last_progress: float = 0.0
     gap_since: float | None = None
+    timeouts: int = 0
 
     def outstanding(self) -> int:
         return max(self.sent_through - self.acked, 0)
@@ -136,6 +141,7 @@ class UplinkWindow:
         if committed_through > self.acked:
             self.acked = committed_through
             self.last_progress = now
+            self.timeouts = 0
         self.sent_through = max(self.sent_through, self.acked)
         if has_gap and committed_through >= self.acked:
             if self.gap_since is None:
@@ -143,14 +149,19 @@ class UplinkWindow:
         elif not has_gap:
             self.gap_since = None
 
-    def should_rewind(self, now: float, *, ack_timeout: float, gap_grace: float) -> bool:
+    def rewind_reason(self, now: float, *, ack_timeout: float, gap_grace: float) -> str | None:
+        """ "gap", "timeout", or None when sending can go on."""
         if self.outstanding() == 0:
-            return False
+            return None
         if self.gap_since is not None and now - self.gap_since >= gap_grace:
-            return True
-        return now - self.last_progress >= ack_timeout
+            return "gap"
+        if now - self.last_progress >= ack_timeout * 2 ** min(self.timeouts, 3):
+            return "timeout"
+        return None
 
-    def rewind(self, now: float) -> None:
+    def rewind(self, now: float, reason: str = "reconnect") -> None:
+        if reason == "timeout":
+            self.timeouts += 1
         self.sent_through = self.acked
         self.gap_since = None
         self.last_progress = now
@@ -435,11 +446,15 @@ class EdgeSync:
             self._wake.clear()
             if self._online:
                 now = time.monotonic()
-                if w.should_rewind(now, ack_timeout=s.ack_timeout_s, gap_grace=s.gap_grace_s):
+                reason = w.rewind_reason(now, ack_timeout=s.ack_timeout_s, gap_grace=s.gap_grace_s)
+                if reason is not None:
                     log.info(
-                        "re-sending from seq %d (%d unacknowledged)", w.acked + 1, w.outstanding()
+                        "re-sending from seq %d (%d unacknowledged, %s)",
+                        w.acked + 1,
+                        w.outstanding(),
+                        reason,
                     )
-                    w.rewind(now)
+                    w.rewind(now, reason)
                     self.rewinds += 1
                 room = s.window_events - w.outstanding()
                 if room > 0:

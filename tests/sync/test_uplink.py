@@ -31,16 +31,21 @@ def test_backoff_is_capped_and_jittered(attempt: int, rand: float) -> None:
 
 def test_window_rewinds_on_timeout_and_persistent_gap() -> None:
     w = UplinkWindow()
+    kw = {"ack_timeout": 5.0, "gap_grace": 1.0}
     w.on_sent(1000, now=0.0)
-    assert not w.should_rewind(1.0, ack_timeout=5, gap_grace=1)
-    assert w.should_rewind(5.0, ack_timeout=5, gap_grace=1)
-    w.on_ack(500, has_gap=True, now=5.0)
-    assert w.acked == 500 and w.gap_since == 5.0
-    assert not w.should_rewind(5.5, ack_timeout=5, gap_grace=1)
-    assert w.should_rewind(6.0, ack_timeout=5, gap_grace=1)
-    w.rewind(6.0)
+    assert w.rewind_reason(1.0, **kw) is None
+    assert w.rewind_reason(5.0, **kw) == "timeout"
+    w.rewind(5.0, "timeout")
+    w.on_sent(1000, now=5.0)
+    assert w.rewind_reason(14.0, **kw) is None  # the second timeout waits twice as long
+    assert w.rewind_reason(15.0, **kw) == "timeout"
+    w.on_ack(500, has_gap=True, now=15.0)
+    assert w.acked == 500 and w.gap_since == 15.0 and w.timeouts == 0
+    assert w.rewind_reason(15.5, **kw) is None
+    assert w.rewind_reason(16.0, **kw) == "gap"
+    w.rewind(16.0, "gap")
     assert w.sent_through == 500 and w.outstanding() == 0
-    w.on_ack(400, has_gap=False, now=6.1)  # a stale ack never moves backwards
+    w.on_ack(400, has_gap=False, now=16.1)  # a stale ack never moves backwards
     assert w.acked == 500
 
 
