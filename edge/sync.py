@@ -376,7 +376,7 @@ class EdgeSync:
                     await asyncio.to_thread(
                         self._client.connect, s.mqtt_host, s.mqtt_port, s.keepalive_s
                     )
-            except (OSError, TimeoutError) as err:
+            except (OSError, TimeoutError, ValueError) as err:
                 if attempt == 0:
                     log.warning("broker %s:%d unreachable: %s", s.mqtt_host, s.mqtt_port, err)
             else:
@@ -390,7 +390,11 @@ class EdgeSync:
                     if attempt > 0:
                         log.info("connected to the broker again after %d attempt(s)", attempt)
                     attempt = 0
-                    await self._on_online()
+                    try:
+                        await self._on_online()
+                    except Exception:
+                        log.exception("connection set-up failed; the uplink re-sends anyway")
+                        self._window.rewind(time.monotonic())
                     await self._disconnected.wait()
                     log.warning("lost the broker connection")
                 self._client.disconnect()
@@ -427,9 +431,14 @@ class EdgeSync:
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(self._settings.status_interval_s)
-            if self._online:
+            if not self._online:
+                continue
+            try:
                 stats = await self._store.outbox_stats()
-                self._publish(self._t_status, encode(self._device_status(True, stats)), retain=True)
+            except Exception:
+                log.exception("cannot read the outbox for the status message")
+                continue
+            self._publish(self._t_status, encode(self._device_status(True, stats)), retain=True)
 
     # ----------------------------------------------------------------------------- uplink
 
@@ -440,39 +449,54 @@ class EdgeSync:
         return sign_batch(batch, self._key)
 
     async def _uplink(self) -> None:
-        s = self._settings
-        w = self._window
         while True:
             self._wake.clear()
-            if self._online:
-                now = time.monotonic()
-                reason = w.rewind_reason(now, ack_timeout=s.ack_timeout_s, gap_grace=s.gap_grace_s)
-                if reason is not None:
-                    log.info(
-                        "re-sending from seq %d (%d unacknowledged, %s)",
-                        w.acked + 1,
-                        w.outstanding(),
-                        reason,
-                    )
-                    w.rewind(now, reason)
-                    self.rewinds += 1
-                room = s.window_events - w.outstanding()
-                if room > 0:
-                    events = await self._store.outbox_batch(
-                        w.sent_through, min(s.batch_events, room)
-                    )
-                    if events:
-                        payload = await asyncio.to_thread(self._sign, events)
-                        if self._publish(self._t_events, payload):
-                            w.on_sent(events[-1].seq, time.monotonic())
-                            self.batches_sent += 1
-                            continue
+            try:
+                sent = await self._uplink_step()
+            except Exception:
+                # Sync trouble must never take the daemon (and its turnstiles) down with it.
+                log.exception("uplink step failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            if sent:
+                continue
+            w, s = self._window, self._settings
             tick = min(s.ack_timeout_s, s.gap_grace_s if w.gap_since is not None else 1e9) / 2
             try:
                 async with asyncio.timeout(max(tick, 0.05)):
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+    async def _uplink_step(self) -> bool:
+        """Send the next batch if the window allows; True if one was sent."""
+        s = self._settings
+        w = self._window
+        if not self._online:
+            return False
+        now = time.monotonic()
+        reason = w.rewind_reason(now, ack_timeout=s.ack_timeout_s, gap_grace=s.gap_grace_s)
+        if reason is not None:
+            log.info(
+                "re-sending from seq %d (%d unacknowledged, %s)",
+                w.acked + 1,
+                w.outstanding(),
+                reason,
+            )
+            w.rewind(now, reason)
+            self.rewinds += 1
+        room = s.window_events - w.outstanding()
+        if room <= 0:
+            return False
+        events = await self._store.outbox_batch(w.sent_through, min(s.batch_events, room))
+        if not events:
+            return False
+        payload = await asyncio.to_thread(self._sign, events)
+        if not self._publish(self._t_events, payload):
+            return False
+        w.on_sent(events[-1].seq, time.monotonic())
+        self.batches_sent += 1
+        return True
 
     # --------------------------------------------------------------------------- inbound
 
@@ -491,6 +515,8 @@ class EdgeSync:
                     log.warning("unexpected %s message on %s", env.type_name, topic)
             except ProtocolError as err:
                 log.warning("ignored an invalid message on %s: %s", topic, err)
+            except Exception:
+                log.exception("failed to handle a message on %s", topic)
 
     async def _handle_ack(self, ack: EventAck) -> None:
         if ack.school != self._school or ack.device != self._device:

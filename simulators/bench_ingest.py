@@ -141,7 +141,7 @@ class SimulatedSchools:
                         continue
                     pending = True
                     # go back to the first unacknowledged batch after a silence
-                    if now - s.last_progress > 5.0:
+                    if now - s.last_progress > 10.0:
                         s.next_batch = next(
                             i for i, last in enumerate(s.last_seqs) if last > s.acked
                         )
