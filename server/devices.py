@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from protocol.signing import load_public_key
-from server.broker_auth import device_username, mosquitto_hash, write_broker_files
+from server.broker_auth import device_username, mosquitto_hash
 from server.clock import now_ms
 from server.models import Device, IngestProgress, School
 from server.settings import ServerSettings
@@ -85,7 +85,8 @@ def enrol(
     *,
     now: int | None = None,
 ) -> Credentials:
-    """Consume the token, store the key, create the MQTT login and update the broker files."""
+    """Consume the token, store the key and create the MQTT login (the caller commits, then
+    calls ``server.broker_auth.write_broker_files`` so the broker learns the login)."""
     at = now if now is not None else now_ms()
     try:
         load_public_key(public_key)
@@ -111,6 +112,5 @@ def enrol(
         session.flush()
     except IntegrityError as err:
         raise DeviceExists(f"MQTT user {username} is taken by another device") from err
-    write_broker_files(session, settings)
     log.info("device enrolled school=%s device=%s", row.school_id, row.device_id)
     return Credentials(row.school_id, row.device_id, username, password)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -11,9 +12,12 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.broker_auth import BrokerFilesError, write_broker_files
 from server.db import make_engine, session_factory
 from server.devices import DeviceExists, EnrolmentError, enrol
 from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
 
 
 class EnrolRequest(BaseModel):
@@ -64,6 +68,14 @@ def enrol_device(body: EnrolRequest, session: SessionDep, settings: SettingsDep)
         session.rollback()
         raise HTTPException(status_code=409, detail=str(err)) from err
     session.commit()
+    try:
+        write_broker_files(session, settings)
+    except BrokerFilesError:
+        # The token is spent and the login recorded, so the device must get its credentials;
+        # it keeps retrying the broker until `qaqpa server broker-files` succeeds.
+        log.exception(
+            "enrolled %s/%s but the broker files were not updated", creds.school, creds.device
+        )
     return EnrolResponse(
         school=creds.school,
         device=creds.device,
