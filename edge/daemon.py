@@ -108,11 +108,16 @@ async def run_terminal(
             granted = outcome.decision.granted
             if log_gate is not None:
                 await log_gate.actuate(outcome.event.seq, granted)
-            if gate is not None and granted:
-                result = await gate.release(term.passage_timeout)
-                await pipeline.passage(outcome, result is not PassageResult.NOT_PASSED, clock())
-            if feedback is not None:
+            release = (
+                asyncio.create_task(gate.release(term.passage_timeout), name=f"release-{term.id}")
+                if gate is not None and granted
+                else None
+            )
+            if feedback is not None:  # green or red while the gate opens, not after the passage
                 await feedback.show(granted)
+            if release is not None:
+                result = await release
+                await pipeline.passage(outcome, result is not PassageResult.NOT_PASSED, clock())
             crash_point("after_actuate")
 
 

@@ -38,7 +38,10 @@ class Decision:
 
     @property
     def person_id(self) -> str | None:
-        return self.student_id or self.staff_id
+        """Key of the anti-passback state: students and staff have separate id spaces."""
+        if self.student_id is not None:
+            return self.student_id
+        return f"staff:{self.staff_id}" if self.staff_id is not None else None
 
 
 def decide(policy: Policy, state: StateView, tap: Tap) -> Decision:

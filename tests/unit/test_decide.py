@@ -317,7 +317,7 @@ def test_staff_cards_pass_turnstiles_at_any_hour_without_passback(mode: AntiPass
     ]:
         d = run(state, tap("em:t1", at(5, 0), direction=direction), pol)
         assert d == Decision(True, Reason.OK, DAY, staff_id="t1", presence_after=presence)
-        assert d.person_id == "t1" and d.student_id is None
+        assert d.person_id == "staff:t1" and d.student_id is None  # own id space
 
 
 @pytest.mark.parametrize("kind", [CANTEEN, LIBRARY])
