@@ -221,9 +221,21 @@ def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], dict[str
     return run
 
 
+def ingest(args: argparse.Namespace) -> dict[str, Any]:
+    from simulators.bench_ingest import bench_ingest
+
+    return bench_ingest(workers=args.workers, mqtt_port=args.mqtt_port)
+
+
+def drain(args: argparse.Namespace) -> dict[str, Any]:
+    from simulators.bench_drain import bench_drain
+
+    return bench_drain(mqtt_port=args.mqtt_port)
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "edge": edge,
     "osdp": _delegate("simulators.bench_osdp", "bench"),
-    "ingest": _delegate("simulators.bench_ingest", "bench"),
-    "drain": _delegate("simulators.bench_drain", "bench"),
+    "ingest": ingest,
+    "drain": drain,
 }

@@ -65,7 +65,14 @@ def _import_roster(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from edge.demo import run_demo
 
-    summary = asyncio.run(run_demo(duration=args.duration, students=args.students))
+    summary = asyncio.run(
+        run_demo(
+            duration=args.duration,
+            students=args.students,
+            broker_port=args.broker_port,
+            database_url=args.database_url,
+        )
+    )
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
 
@@ -106,21 +113,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, help="stop after SECONDS and print a summary"
     )
     d.add_argument("--students", type=int, default=300)
+    d.add_argument(
+        "--broker-port",
+        type=int,
+        default=None,
+        help="use the MQTT 5 broker (e.g. Mosquitto) on 127.0.0.1:PORT instead of embedded amqtt",
+    )
+    d.add_argument(
+        "--database-url",
+        default=None,
+        help="server database, e.g. postgresql+psycopg://postgres@127.0.0.1/qaqpa (default SQLite)",
+    )
     d.set_defaults(func=_demo)
 
     b = sub.add_parser("bench", help="benchmarks; print JSON")
     b.add_argument("what", choices=["edge", "osdp", "ingest", "drain"])
+    b.add_argument("--workers", type=int, default=2, help="ingest workers (ingest, drain)")
+    b.add_argument("--mqtt-port", type=int, default=1883, help="Mosquitto port (ingest, drain)")
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--seconds", type=float, default=10.0, help="how long to sustain load")
     b.set_defaults(func=_bench)
 
-    for hook in _extensions():
-        hook(sub, edge_sub)
+    from edge.sync import add_commands as add_edge_sync_commands
+    from server.cli import add_commands as add_server_commands
+
+    add_edge_sync_commands(edge_sub)
+    srv = sub.add_parser("server", help="central server administration and processes")
+    add_server_commands(srv.add_subparsers(dest="server_command", required=True))
     return p
-
-
-def _extensions() -> list[Callable[[argparse._SubParsersAction, argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
-    return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("amqtt", "transitions", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
 

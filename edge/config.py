@@ -59,6 +59,11 @@ class EdgeConfig(BaseSettings):
         100_000, ge=1_000, description="events the outbox holds before the 80 % alarm basis"
     )
     language: Lang = Field(Lang.KK, description="language of messages on terminals")
+    sync_key_dir: Path | None = Field(
+        None,
+        description="directory written by `qaqpa edge enrol` (key + MQTT login); "
+        "when absent the school runs stand-alone, journaling for a later sync",
+    )
     terminals: list[TerminalConfig] = Field(
         default_factory=list, alias="terminal", description="[[terminal]] tables"
     )
@@ -95,6 +100,8 @@ def load_config(path: Path) -> EdgeConfig:
     cfg.store = base / cfg.store if not cfg.store.is_absolute() else cfg.store
     if cfg.policy is not None and not cfg.policy.is_absolute():
         cfg.policy = base / cfg.policy
+    if cfg.sync_key_dir is not None and not cfg.sync_key_dir.is_absolute():
+        cfg.sync_key_dir = base / cfg.sync_key_dir
     ids = [t.id for t in cfg.terminals]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: terminal: ids repeat: {ids}")

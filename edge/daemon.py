@@ -142,7 +142,15 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
         for t in cfg.terminals:  # every OSDP reader of a bus is known before the bus opens
             if t.reader.type == "osdp":
                 buses.add(t.reader)
-        async with Pipeline(store) as pipeline, asyncio.TaskGroup() as tg:
+        async with contextlib.AsyncExitStack() as stack:
+            if cfg.sync_key_dir is not None:
+                from edge.sync import EdgeSync
+
+                await stack.enter_async_context(EdgeSync.from_key_dir(store, cfg.sync_key_dir))
+            else:
+                log.info("no sync_key_dir: running stand-alone; events wait in the outbox")
+            pipeline = await stack.enter_async_context(Pipeline(store))
+            tg = await stack.enter_async_context(asyncio.TaskGroup())
             tasks = [
                 tg.create_task(
                     run_terminal(t, pipeline, store, clock, buses), name=f"terminal-{t.id}"

@@ -48,7 +48,7 @@ POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.toml"
 
 def _fresh_dir(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("edge.sqlite*"):
+    for stale in [*directory.glob("edge.sqlite*"), *directory.glob("server.db*")]:
         stale.unlink()
 
 
@@ -99,13 +99,41 @@ async def _progress(clock: SimClock, store: EdgeStore) -> None:
 
 
 async def run_demo(
-    *, duration: float | None, students: int = 300, directory: Path = Path("var/demo")
+    *,
+    duration: float | None,
+    students: int = 300,
+    directory: Path = Path("var/demo"),
+    broker_port: int | None = None,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
+    """One school and the server on this machine. By default the server uses SQLite and an
+    embedded amqtt broker; ``broker_port`` (a running MQTT 5 broker such as Mosquitto on
+    127.0.0.1) and ``database_url`` (e.g. PostgreSQL) switch them by configuration only."""
+    from server.embedded import EmbeddedServer
+
+    await asyncio.to_thread(_fresh_dir, directory / "server")
+    server = EmbeddedServer(
+        directory / "server",
+        mqtt_port=broker_port,
+        database_url=database_url,
+        external_broker=broker_port is not None,
+    )
+    async with server:
+        return await _school(server, duration, students, directory)
+
+
+async def _school(
+    server: Any, duration: float | None, students: int, directory: Path
+) -> dict[str, Any]:
+    from edge.sync import EdgeSync, SyncSettings
+
     await asyncio.to_thread(_fresh_dir, directory)
     today = dt.datetime.now(ZONE).date()
     roster_file = make_roster(students, today=today)
     roster = roster_records(roster_file, source="demo", now=None)
     store = await EdgeStore.open(directory / "edge.sqlite", school="DEMO", device="demo-edge")
+    key, sync_settings = await asyncio.to_thread(server.add_device, "DEMO", "demo-edge")
+    sync = EdgeSync(store, SyncSettings(**sync_settings), key)
     await store.import_roster(roster.students, roster.staff, roster.cards, load_policy(POLICY))
     day_seconds = duration or 120.0
     span = dt.datetime.combine(today, DAY_END) - dt.datetime.combine(today, DAY_START)
@@ -142,7 +170,7 @@ async def run_demo(
     all_decided = asyncio.Event()  # every tap of the day yields exactly one journaled event
     store.add_append_listener(lambda last: all_decided.set() if last >= len(actions) else None)
     try:
-        async with Pipeline(store) as pipeline, asyncio.TaskGroup() as tg:
+        async with sync, Pipeline(store) as pipeline, asyncio.TaskGroup() as tg:
             running = [
                 tg.create_task(run_terminal(t, pipeline, store, clock), name=f"terminal-{t.id}")
                 for t in terminals
@@ -158,8 +186,14 @@ async def run_demo(
             await asyncio.sleep(0.5)  # the last decision's gate finishes its release
             for task in running:
                 task.cancel()
+            # the day is over: let the outbox drain to the server
+            async with asyncio.timeout(60):
+                while (await sync.status()).backlog > 0:  # noqa: ASYNC110 - acks arrive via paho's thread
+                    await asyncio.sleep(0.2)
         releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
-        return await _summary(store, len(actions), time.monotonic() - started, releases)
+        summary = await _summary(store, len(actions), time.monotonic() - started, releases)
+        summary["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
+        return summary
     finally:
         for device in [*readers.values(), *boards]:
             device.close()
@@ -185,5 +219,6 @@ async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -
         "free_meals": meals.get("free", 0),
         "gate_releases": releases,
         "events_journaled": stats.last_seq,
+        "events_acknowledged_by_server": stats.acked_through,
         "events_unsent": stats.backlog,
     }

@@ -212,6 +212,12 @@ class EdgeStore:
         self._writer_thread.shutdown(wait=True)
         await self._db.close()
 
+    async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """One write transaction on the writer connection, in its thread. Every write of the
+        store goes through here or ``journal``, so reads never hold up a writer."""
+        assert self._writer is not None, "store is closed"
+        return await self._in_writer(_in_transaction, self._writer, fn, *args)
+
     async def _in_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, fn, *args)
 
@@ -375,10 +381,7 @@ class EdgeStore:
             alarm_row = (seq, alarm.at_ms, alarm.kind, alarm.terminal, _blob(alarm), None)
             events.append(alarm)
             seq += 1
-        assert self._writer is not None, "store is closed"
-        txn = asyncio.ensure_future(
-            self._in_writer(_journal_transaction, self._writer, rows, meals, presence, alarm_row)
-        )
+        txn = asyncio.ensure_future(self._write(_journal_rows, rows, meals, presence, alarm_row))
         try:
             await asyncio.shield(txn)
         finally:
@@ -410,19 +413,8 @@ class EdgeStore:
 
     async def set_presence(self, person_id: str, day: dt.date, state: Presence, at_ms: int) -> None:
         """Record that a person actually passed a released turnstile. Caller holds write_lock."""
-        db = self._db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.execute(
-                "INSERT INTO presence VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id) DO UPDATE "
-                "SET local_date = excluded.local_date, state = excluded.state, "
-                "at_ms = excluded.at_ms, seq = excluded.seq",
-                (person_id, day.isoformat(), state.value, at_ms, self.last_seq),
-            )
-            await db.execute("COMMIT")
-        except BaseException:
-            await _rollback(db)
-            raise
+        row = (person_id, day.isoformat(), state.value, at_ms, self.last_seq)
+        await self._write(_upsert_presence, [row])
         self.state.presence_by_person[person_id] = (day, state)
 
     async def journal_alarm(self, terminal: str, code: AlarmCode, active: bool, detail: str) -> int:
@@ -460,17 +452,7 @@ class EdgeStore:
             before = self._acked
             backlog = self.last_seq - target
             clear = self._alarm_high and backlog < self.capacity * HIGH_WATER
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                await self._db.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'acked_through'", (str(target),)
-                )
-                if clear:
-                    await self._db.execute("DELETE FROM meta WHERE key = 'outbox_alarm'")
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await _rollback(self._db)
-                raise
+            await self._write(_set_acked, target, clear)
             self._acked = target
             if clear:
                 self._alarm_high = False
@@ -505,29 +487,7 @@ class EdgeStore:
     async def apply_snapshot(self, snap: SyncSnapshot) -> None:
         """Replace roster, cards, staff, policy and menu wholesale, atomically."""
         async with self.write_lock:
-            db = self._db
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for table in ("consents", "categories", "cards", "staff", "students", "menu"):
-                    await db.execute(f"DELETE FROM {table}")
-                for s in snap.students:
-                    await self._put_student(s)
-                for t in snap.staff:
-                    await self._put_staff(t)
-                await db.executemany(
-                    "INSERT INTO cards VALUES (?, ?, ?, ?)",
-                    [
-                        (c.credential.upper(), c.owner_kind.value, c.owner_id, c.blocked_reason)
-                        for c in snap.cards
-                    ],
-                )
-                if snap.policy is not None:
-                    await self._put_policy(snap.policy)
-                await self._set_version(snap.version)
-                await db.execute("COMMIT")
-            except BaseException:
-                await _rollback(db)
-                raise
+            await self._write(_replace_all, snap)
             self._after_downlink(snap.policy, snap.version)
         await self._reload_roster()
 
@@ -541,18 +501,7 @@ class EdgeStore:
                     f"delta {delta.base_version}->{delta.version} does not follow "
                     f"version {self._sync_version}"
                 )
-            db = self._db
-            policy: PolicyDoc | None = None
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for change in delta.changes:
-                    got = await self._apply_change(change)
-                    policy = got or policy
-                await self._set_version(delta.version)
-                await db.execute("COMMIT")
-            except BaseException:
-                await _rollback(db)
-                raise
+            policy = await self._write(_apply_delta, delta)
             self._after_downlink(policy, delta.version)
         await self._reload_roster()
         return True
@@ -579,13 +528,7 @@ class EdgeStore:
     async def install_policy(self, doc: PolicyDoc) -> None:
         """A locally configured policy (a school not yet enrolled with a server)."""
         async with self.write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                await self._put_policy(doc)
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await _rollback(self._db)
-                raise
+            await self._write(_put_policy, doc)
             self._set_policy(doc)
 
     def _after_downlink(self, policy: PolicyDoc | None, version: int) -> None:
@@ -601,99 +544,6 @@ class EdgeStore:
         self.state.cards = fresh.cards
         for cb in self._change_listeners:
             cb()
-
-    async def _set_version(self, version: int) -> None:
-        await self._db.execute(
-            "UPDATE meta SET value = ? WHERE key = 'sync_version'", (str(version),)
-        )
-
-    async def _put_policy(self, doc: PolicyDoc) -> None:
-        await self._db.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('policy', ?)",
-            (doc.model_dump_json(by_alias=True),),
-        )
-
-    async def _put_student(self, s: StudentRecord) -> None:
-        db = self._db
-        await db.execute(
-            "INSERT INTO students VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-            "grade = excluded.grade, class_name = excluded.class_name, shift = excluded.shift, "
-            "display_name = excluded.display_name",
-            (s.id, s.grade, s.class_name, s.shift, s.display_name),
-        )
-        await db.execute("DELETE FROM consents WHERE student_id = ?", (s.id,))
-        await db.executemany(
-            "INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (s.id, c.kind.value, int(c.granted), c.given_by, c.at_ms, c.document)
-                for c in s.consents
-            ],
-        )
-        await self._put_categories(s.id, s.categories)
-
-    async def _put_categories(self, student_id: str, cats: list[CategoryMembership]) -> None:
-        await self._db.execute("DELETE FROM categories WHERE student_id = ?", (student_id,))
-        await self._db.executemany(
-            "INSERT OR REPLACE INTO categories VALUES (?, ?, ?, ?, ?)",
-            [(student_id, c.code, c.valid_from, c.valid_to, c.document) for c in cats],
-        )
-
-    async def _put_staff(self, t: StaffRecord) -> None:
-        await self._db.execute(
-            "INSERT OR REPLACE INTO staff VALUES (?, ?, ?, ?, ?)",
-            (t.id, json.dumps(t.roles), json.dumps(t.classes), t.pin_hash, t.display_name),
-        )
-
-    async def _apply_change(self, change: Any) -> PolicyDoc | None:
-        db = self._db
-        op = change.op
-        if op == "student_upsert":
-            await self._put_student(change.student)
-        elif op == "student_remove":
-            await db.execute(
-                "DELETE FROM cards WHERE owner_id = ? AND owner_kind = 'student'",
-                (change.student_id,),
-            )
-            await db.execute("DELETE FROM students WHERE id = ?", (change.student_id,))
-        elif op == "staff_upsert":
-            await self._put_staff(change.staff)
-        elif op == "staff_remove":
-            await db.execute(
-                "DELETE FROM cards WHERE owner_id = ? AND owner_kind = 'staff'", (change.staff_id,)
-            )
-            await db.execute("DELETE FROM staff WHERE id = ?", (change.staff_id,))
-        elif op == "card_bind":
-            c = change.card
-            await db.execute(
-                "INSERT OR REPLACE INTO cards VALUES (?, ?, ?, ?)",
-                (c.credential.upper(), c.owner_kind.value, c.owner_id, c.blocked_reason),
-            )
-        elif op == "card_block":
-            await db.execute(
-                "UPDATE cards SET blocked_reason = ? WHERE credential = ?",
-                (change.reason, change.credential.upper()),
-            )
-        elif op == "card_unbind":
-            await db.execute("DELETE FROM cards WHERE credential = ?", (change.credential.upper(),))
-        elif op == "consent_set":
-            c = change.consent
-            await db.execute(
-                "INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?, ?)",
-                (change.student_id, c.kind.value, int(c.granted), c.given_by, c.at_ms, c.document),
-            )
-        elif op == "categories_set":
-            await self._put_categories(change.student_id, change.categories)
-        elif op == "policy_set":
-            await self._put_policy(change.policy)
-            return change.policy  # type: ignore[no-any-return]
-        elif op == "menu_set":
-            await db.execute(
-                "INSERT OR REPLACE INTO menu VALUES (?, ?)",
-                (change.local_date, json.dumps([i.model_dump() for i in change.items])),
-            )
-        else:  # pragma: no cover - the protocol's union is closed
-            raise StoreError(f"unknown change {op!r}")
-        return None
 
     # ------------------------------------------------------------------------ local answers
 
@@ -719,34 +569,171 @@ def _writer_connection(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _journal_transaction(
+def _journal_rows(
     db: sqlite3.Connection,
     rows: list[tuple[Any, ...]],
     meals: list[tuple[Any, ...]],
     presence: list[tuple[Any, ...]],
     alarm_row: tuple[Any, ...] | None,
 ) -> None:
-    """One transaction, in the journal thread: events, side effects, and the alarm if any."""
+    """Events, their side effects, and the high-water alarm if it fires (one transaction)."""
+    db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", rows)
+    if meals:
+        db.executemany("INSERT INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)", meals)
+    if presence:
+        _upsert_presence(db, presence)
+    if alarm_row is not None:
+        db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", alarm_row)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('outbox_alarm', '1')")
+
+
+def _set_version(db: sqlite3.Connection, version: int) -> None:
+    db.execute("UPDATE meta SET value = ? WHERE key = 'sync_version'", (str(version),))
+
+
+def _put_policy(db: sqlite3.Connection, doc: PolicyDoc) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO meta VALUES ('policy', ?)",
+        (doc.model_dump_json(by_alias=True),),
+    )
+
+
+def _put_student(db: sqlite3.Connection, s: StudentRecord) -> None:
+    db.execute(
+        "INSERT INTO students VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "grade = excluded.grade, class_name = excluded.class_name, shift = excluded.shift, "
+        "display_name = excluded.display_name",
+        (s.id, s.grade, s.class_name, s.shift, s.display_name),
+    )
+    db.execute("DELETE FROM consents WHERE student_id = ?", (s.id,))
+    db.executemany(
+        "INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?)",
+        [(s.id, c.kind.value, int(c.granted), c.given_by, c.at_ms, c.document) for c in s.consents],
+    )
+    _put_categories(db, s.id, s.categories)
+
+
+def _put_categories(
+    db: sqlite3.Connection, student_id: str, cats: list[CategoryMembership]
+) -> None:
+    db.execute("DELETE FROM categories WHERE student_id = ?", (student_id,))
+    db.executemany(
+        "INSERT OR REPLACE INTO categories VALUES (?, ?, ?, ?, ?)",
+        [(student_id, c.code, c.valid_from, c.valid_to, c.document) for c in cats],
+    )
+
+
+def _put_staff(db: sqlite3.Connection, t: StaffRecord) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO staff VALUES (?, ?, ?, ?, ?)",
+        (t.id, json.dumps(t.roles), json.dumps(t.classes), t.pin_hash, t.display_name),
+    )
+
+
+def _apply_change(db: sqlite3.Connection, change: Any) -> PolicyDoc | None:
+    op = change.op
+    if op == "student_upsert":
+        _put_student(db, change.student)
+    elif op == "student_remove":
+        db.execute(
+            "DELETE FROM cards WHERE owner_id = ? AND owner_kind = 'student'",
+            (change.student_id,),
+        )
+        db.execute("DELETE FROM students WHERE id = ?", (change.student_id,))
+    elif op == "staff_upsert":
+        _put_staff(db, change.staff)
+    elif op == "staff_remove":
+        db.execute(
+            "DELETE FROM cards WHERE owner_id = ? AND owner_kind = 'staff'", (change.staff_id,)
+        )
+        db.execute("DELETE FROM staff WHERE id = ?", (change.staff_id,))
+    elif op == "card_bind":
+        c = change.card
+        db.execute(
+            "INSERT OR REPLACE INTO cards VALUES (?, ?, ?, ?)",
+            (c.credential.upper(), c.owner_kind.value, c.owner_id, c.blocked_reason),
+        )
+    elif op == "card_block":
+        db.execute(
+            "UPDATE cards SET blocked_reason = ? WHERE credential = ?",
+            (change.reason, change.credential.upper()),
+        )
+    elif op == "card_unbind":
+        db.execute("DELETE FROM cards WHERE credential = ?", (change.credential.upper(),))
+    elif op == "consent_set":
+        c = change.consent
+        db.execute(
+            "INSERT OR REPLACE INTO consents VALUES (?, ?, ?, ?, ?, ?)",
+            (change.student_id, c.kind.value, int(c.granted), c.given_by, c.at_ms, c.document),
+        )
+    elif op == "categories_set":
+        _put_categories(db, change.student_id, change.categories)
+    elif op == "policy_set":
+        _put_policy(db, change.policy)
+        return change.policy  # type: ignore[no-any-return]
+    elif op == "menu_set":
+        db.execute(
+            "INSERT OR REPLACE INTO menu VALUES (?, ?)",
+            (change.local_date, json.dumps([i.model_dump() for i in change.items])),
+        )
+    else:  # pragma: no cover - the protocol's union is closed
+        raise StoreError(f"unknown change {op!r}")
+    return None
+
+
+def _upsert_presence(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    db.executemany(
+        "INSERT INTO presence VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id) DO UPDATE "
+        "SET local_date = excluded.local_date, state = excluded.state, "
+        "at_ms = excluded.at_ms, seq = excluded.seq",
+        rows,
+    )
+
+
+def _set_acked(db: sqlite3.Connection, target: int, clear_alarm: bool) -> None:
+    db.execute("UPDATE meta SET value = ? WHERE key = 'acked_through'", (str(target),))
+    if clear_alarm:
+        db.execute("DELETE FROM meta WHERE key = 'outbox_alarm'")
+
+
+def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot) -> None:
+    for table in ("consents", "categories", "cards", "staff", "students", "menu"):
+        db.execute(f"DELETE FROM {table}")
+    for s in snap.students:
+        _put_student(db, s)
+    for t in snap.staff:
+        _put_staff(db, t)
+    db.executemany(
+        "INSERT INTO cards VALUES (?, ?, ?, ?)",
+        [
+            (c.credential.upper(), c.owner_kind.value, c.owner_id, c.blocked_reason)
+            for c in snap.cards
+        ],
+    )
+    if snap.policy is not None:
+        _put_policy(db, snap.policy)
+    _set_version(db, snap.version)
+
+
+def _apply_delta(db: sqlite3.Connection, delta: SyncDelta) -> PolicyDoc | None:
+    policy: PolicyDoc | None = None
+    for change in delta.changes:
+        policy = _apply_change(db, change) or policy
+    _set_version(db, delta.version)
+    return policy
+
+
+def _in_transaction(db: sqlite3.Connection, fn: Callable[..., _T], *args: Any) -> _T:
+    """Run ``fn(db, *args)`` as one transaction (in the journal thread)."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", rows)
-        if meals:
-            db.executemany("INSERT INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)", meals)
-        if presence:
-            db.executemany(
-                "INSERT INTO presence VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id) DO UPDATE "
-                "SET local_date = excluded.local_date, state = excluded.state, "
-                "at_ms = excluded.at_ms, seq = excluded.seq",
-                presence,
-            )
-        if alarm_row is not None:
-            db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", alarm_row)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('outbox_alarm', '1')")
+        result = fn(db, *args)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    return result
 
 
 def _blob(ev: Event) -> bytes:

@@ -78,6 +78,18 @@ class EmbeddedServer:
             session.commit()
         return key, self.edge_sync_settings()
 
+    def stored_events(self, school: str) -> int:
+        """How many events of ``school`` the server holds (each exactly once)."""
+        from sqlalchemy import func, select
+
+        from server.models import StoredEvent
+
+        with session_factory(self._engine)() as session:
+            count = session.execute(
+                select(func.count()).select_from(StoredEvent).where(StoredEvent.school_id == school)
+            ).scalar_one()
+        return int(count)
+
     def edge_sync_settings(self) -> dict[str, Any]:
         """Keyword values for ``edge.sync.SyncSettings`` to reach this server's broker."""
         return {

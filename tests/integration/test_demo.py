@@ -26,3 +26,6 @@ def test_demo_summary(tmp_path: Path) -> None:
     # each granted card at a turnstile released its relay once, through the real relay driver
     assert summary["gate_releases"] == summary["entries"] + summary["exits"]
     assert (tmp_path / "var" / "demo" / "edge.sqlite").exists()
+    # synced through the embedded broker into the server's database, each event once
+    assert summary["events_unsent"] == 0
+    assert summary["events_stored_at_server"] == summary["events_journaled"]
