@@ -21,7 +21,8 @@ $(VENV)/.stamp-install: pyproject.toml $(VENV)/.stamp-venv
 	touch $@
 
 $(VENV)/.stamp-install-test: pyproject.toml $(VENV)/.stamp-install $(VENV)/.stamp-debs
-	$(PIP) install -q -e '.[dev,pcsc]'
+	$(PIP) install -q -e '.[dev,pcsc,faces]'
+	$(PIP) install -q --no-deps face-recognition==1.3.0
 	touch $@
 
 $(VENV)/.stamp-debs: Makefile $(VENV)/.stamp-venv
