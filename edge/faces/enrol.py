@@ -9,6 +9,7 @@ nothing but the encrypted template remains.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ async def enrol_student(
             "too_many_templates", f"already {existing} templates: delete some before adding"
         )
     if isinstance(image, Path):
-        pixels = read_image(image)
+        pixels = await asyncio.to_thread(read_image, image)
         source = "file"
     else:
         pixels = np.asarray(image)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ async def test_enrolment_needs_consent_and_exactly_one_face(
     assert [r.source for r in rows] == ["camera", "file"]
     assert np.linalg.norm(rows[0].encoding - rows[1].encoding) < 0.1  # PNG is lossless
     # Nothing but the store, its key and the photo we wrote ourselves: no image kept anywhere.
-    names = {p.name for p in tmp_path.iterdir()}
+    names = set(await asyncio.to_thread(os.listdir, tmp_path))
     assert names <= {"edge.sqlite", "edge.sqlite-wal", "edge.sqlite-shm", "face.key", "photo.png"}
 
 

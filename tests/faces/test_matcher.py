@@ -56,7 +56,7 @@ def test_identify_respects_tolerance_and_margin(
 @given(
     st.integers(0, 10_000),
     st.floats(0.0, 0.2),
-    st.floats(0.0, 0.1),
+    st.floats(0.0, 0.09),  # strictly inside the 0.1 margin (float rounding at the edge)
     st.floats(0.25, 0.7),
 )
 def test_two_students_within_the_margin_is_no_match(
