@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import statistics
 import tempfile
 import time
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge.faces.crypto import TemplateCipher
-from edge.faces.encoder import DetectorParams, FaceEncoder, detect_and_encode
+from edge.faces.encoder import DetectorParams, FaceEncoder, detect_and_encode, peak_rss_kb
 from edge.faces.lawful import TRANSFORMS, astronaut, synthetic_templates
 from edge.faces.matcher import Gallery, MatchParams, identify
 from edge.faces.store import FaceTemplateStore
@@ -111,7 +110,7 @@ async def _run(frames_n: int, templates: int, params: MatchParams) -> dict[str, 
         matches.append(time.perf_counter() - t1)
     p_stats, b_stats, m_stats = _stats(pipeline), _stats(bare), _stats(matches)
     overhead = (p_stats["p50_ms"] - b_stats["p50_ms"]) / b_stats["p50_ms"]
-    self_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    self_rss_kb = peak_rss_kb()
     return {
         "bench": "face",
         "frames": frames_n,

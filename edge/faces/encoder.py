@@ -106,8 +106,22 @@ def _worker_run(
     return [(o.box, o.encoding.tobytes()) for o in detect_and_encode(img, params)]
 
 
-def _worker_peak_rss_kb() -> int:
+def peak_rss_kb() -> int:
+    """This process's peak resident memory in KiB. Linux's VmHWM belongs to the address space,
+    so a spawned worker does not inherit its parent's peak (getrusage's ru_maxrss survives exec
+    and reported the parent's figure for the worker)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _worker_peak_rss_kb() -> int:
+    return peak_rss_kb()
 
 
 class FaceEncoder:
