@@ -236,6 +236,7 @@ def drain(args: argparse.Namespace) -> dict[str, Any]:
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "edge": edge,
     "osdp": _delegate("simulators.bench_osdp", "bench"),
+    "face": _delegate("simulators.bench_face", "bench"),
     "ingest": ingest,
     "drain": drain,
 }

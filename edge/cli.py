@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
 
     b = sub.add_parser("bench", help="benchmarks; print JSON")
-    b.add_argument("what", choices=["edge", "osdp", "ingest", "drain"])
+    b.add_argument("what", choices=["edge", "osdp", "ingest", "drain", "face"])
+    b.add_argument("--frames", type=int, default=60, help="camera frames (face)")
+    b.add_argument("--templates", type=int, default=5000, help="enrolled templates (face)")
     b.add_argument("--workers", type=int, default=2, help="ingest workers (ingest, drain)")
     b.add_argument("--mqtt-port", type=int, default=1883, help="Mosquitto port (ingest, drain)")
     b.add_argument("--json", action="store_true", help="one line of JSON")
