@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.reasons import Lang
+from edge.validation import first_problem
 from hardware.config import GateConfigUnion, ReaderConfigUnion
 from protocol.messages import Direction, TerminalKind
 
@@ -93,9 +94,7 @@ def load_config(path: Path) -> EdgeConfig:
     try:
         cfg = EdgeConfig(**raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(file)"
-        raise ConfigError(f"{path}: {loc}: {first['msg']}") from err
+        raise ConfigError(f"{path}: {first_problem(err, whole='(file)')}") from err
     base = path.parent
     cfg.store = base / cfg.store if not cfg.store.is_absolute() else cfg.store
     if cfg.policy is not None and not cfg.policy.is_absolute():

@@ -20,6 +20,7 @@ from edge.core.decide import decide
 from edge.core.model import Card, MealKey, Policy, SchoolState, ServedMeal, Tap
 from edge.roster import RosterError, load_roster
 from edge.state import build_state
+from edge.validation import first_problem
 from protocol.messages import Direction, PolicyDoc, TerminalKind
 
 
@@ -64,9 +65,7 @@ def load_policy(path: Path) -> PolicyDoc:
     try:
         return PolicyDoc.model_validate(raw, strict=False)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(policy)"
-        raise ReplayError(f"{path}: {loc}: {first['msg']}") from err
+        raise ReplayError(f"{path}: {first_problem(err, whole='(policy)')}") from err
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +100,7 @@ def parse_taps(path: Path, stream: Iterable[str | bytes]) -> Iterator[tuple[int,
                 continue
             t = TapLine.model_validate(raw)
         except ValidationError as err:
-            first = err.errors()[0]
-            loc = ".".join(str(x) for x in first["loc"]) or "(line)"
-            raise ReplayError(f"{where}: {loc}: {first['msg']}") from err
+            raise ReplayError(f"{where}: {first_problem(err, whole='(line)')}") from err
         _aware(t.at, where)
         if (t.credential is None) == (t.manual_pass is None):
             raise ReplayError(f"{where}: give exactly one of 'credential' or 'manual_pass'")

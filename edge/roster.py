@@ -25,6 +25,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.core.pin import hash_pin
+from edge.validation import first_problem
 from protocol.messages import (
     CardBinding,
     CategoryMembership,
@@ -111,9 +112,7 @@ def load_roster(path: Path, *, now: dt.datetime | None = None) -> Roster:
         parsed = RosterFile.model_validate(raw)
         return roster_records(parsed, source=path.name, now=now)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise RosterError(f"{path}: {loc}: {first['msg']}") from err
+        raise RosterError(f"{path}: {first_problem(err, whole='(roster)')}") from err
     except ValueError as err:
         raise RosterError(f"{path}: {err}") from err
 
