@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from edge.core.decide import decide
 from edge.core.model import Card, MealKey, Policy, SchoolState, ServedMeal, Tap
@@ -38,8 +38,19 @@ class ManualPassIn(_Strict):
     pin: str
 
 
+def _iso_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError(
+            "must be an ISO 8601 time with a UTC offset, e.g. 2025-10-06T08:01:12+05:00"
+        )
+    return value
+
+
+IsoTime = Annotated[dt.datetime, BeforeValidator(_iso_text)]
+
+
 class TapLine(_Strict):
-    at: dt.datetime
+    at: IsoTime
     terminal: Annotated[str, Field(min_length=1)]
     kind: TerminalKind
     direction: Direction | None = None
@@ -48,7 +59,7 @@ class TapLine(_Strict):
 
 
 class BlockLine(_Strict):
-    at: dt.datetime
+    at: IsoTime
     block_card: str
     reason: str = "blocked"
 

@@ -437,3 +437,14 @@ def test_crlf_line_endings_are_fine(tmp_path: Path, cli: InProcess) -> None:
     done = replay(tmp_path, _lines(GOOD1, GOOD2).replace("\n", "\r\n"), run=cli)
     assert done.returncode == 0, done.stderr
     assert [json.loads(x)["reason"] for x in done.stdout.splitlines()] == ["ok", "no_consent"]
+
+
+def test_a_bare_number_is_not_a_time(tmp_path: Path) -> None:
+    """`at` must say its UTC offset; an epoch number would be silently read as UTC."""
+    from edge.replay import ReplayError, parse_taps
+
+    taps = tmp_path / "taps.jsonl"
+    line = '{"at": 1759719300, "terminal": "gate-1", "kind": "library", "credential": "EM:1"}\n'
+    taps.write_text(line)
+    with taps.open() as stream, pytest.raises(ReplayError, match=r"taps.jsonl:1: at: .*ISO 8601"):
+        list(parse_taps(taps, stream))
