@@ -78,6 +78,8 @@ class Reason(enum.StrEnum):
     NOT_AUTHORISED = "not_authorised"
     UNKNOWN_STUDENT = "unknown_student"
     NOT_ALLOWED_HERE = "not_allowed_here"
+    FACE_MISMATCH = "face_mismatch"  # card + face: the face is not the card owner's
+    NO_BIOMETRIC_CONSENT = "no_biometric_consent"  # face only: no biometric consent on record
 
 
 class MealKind(enum.StrEnum):

@@ -53,6 +53,9 @@ def decide(policy: Policy, state: StateView, tap: Tap) -> Decision:
     def deny(reason: Reason, **kw: object) -> Decision:
         return Decision(False, reason, day, **kw)  # type: ignore[arg-type]
 
+    if tap.is_face_only:
+        return _face_only(policy, state, tap, local)
+
     card = state.card(tap.credential or "")
     if card is None:
         return deny(Reason.UNKNOWN_CARD)
@@ -71,11 +74,36 @@ def decide(policy: Policy, state: StateView, tap: Tap) -> Decision:
         return deny(Reason.UNKNOWN_CARD)
     if ConsentKind.DATA not in student.consents:
         return deny(Reason.NO_CONSENT, student_id=student.id)
+    # Card + face: a face that is not the card owner's refuses the card (card sharing). A face
+    # result is used only for a student with biometric consent: a child whose parents refused
+    # biometrics passes with the card alone, with the same access (consent gates everything).
+    if tap.face_verified is False and ConsentKind.BIOMETRIC in student.consents:
+        return deny(Reason.FACE_MISMATCH, student_id=student.id)
+    return _student_at(policy, state, tap, student, local)
+
+
+def _student_at(
+    policy: Policy, state: StateView, tap: Tap, student: Student, local: dt.datetime
+) -> Decision:
+    """The decision for an identified student with data consent, by terminal kind."""
     if tap.kind is TerminalKind.TURNSTILE:
         return _turnstile(policy, state, tap, student, local)
     if tap.kind is TerminalKind.CANTEEN:
         return _canteen(policy, state, tap, student, local)
-    return Decision(True, Reason.OK, day, student_id=student.id)  # library: a visit
+    return Decision(True, Reason.OK, local.date(), student_id=student.id)  # library: a visit
+
+
+def _face_only(policy: Policy, state: StateView, tap: Tap, local: dt.datetime) -> Decision:
+    """A face-only terminal identified ``tap.face_student``: it needs data AND biometric consent."""
+    day = local.date()
+    student = state.student(tap.face_student or "")
+    if student is None:
+        return Decision(False, Reason.UNKNOWN_STUDENT, day)
+    if ConsentKind.DATA not in student.consents:
+        return Decision(False, Reason.NO_CONSENT, day, student_id=student.id)
+    if ConsentKind.BIOMETRIC not in student.consents:
+        return Decision(False, Reason.NO_BIOMETRIC_CONSENT, day, student_id=student.id)
+    return _student_at(policy, state, tap, student, local)
 
 
 def _owner(kind: OwnerKind, owner_id: str) -> dict[str, str]:

@@ -119,7 +119,12 @@ class Presence(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Tap:
-    """A credential presented at a terminal (or a manual pass keyed in by staff)."""
+    """A credential presented at a terminal (or a manual pass keyed in by staff, or a face).
+
+    ``face_student``: the student a face-only terminal identified (1:N, computed by the shell).
+    ``face_verified``: at a card + face terminal, whether the face matched the card's student
+    (None when no face check applies: card-only terminal, staff card, no biometric consent).
+    """
 
     at: dt.datetime  # timezone-aware
     terminal: str
@@ -129,10 +134,16 @@ class Tap:
     manual_student: str | None = None
     staff_credential: str | None = None
     pin: str | None = None
+    face_student: str | None = None
+    face_verified: bool | None = None
 
     @property
     def is_manual(self) -> bool:
         return self.manual_student is not None
+
+    @property
+    def is_face_only(self) -> bool:
+        return self.credential is None and self.face_student is not None and not self.is_manual
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,16 @@ MESSAGES: dict[Reason, dict[Lang, str]] = {
         Lang.RU: "Недействительно на этом терминале",
         Lang.EN: "Not valid at this terminal",
     },
+    Reason.FACE_MISMATCH: {
+        Lang.KK: "Бет картаның иесіне сәйкес келмейді",
+        Lang.RU: "Лицо не совпадает с владельцем карты",
+        Lang.EN: "Face does not match the card's owner",
+    },
+    Reason.NO_BIOMETRIC_CONSENT: {
+        Lang.KK: "Биометрияға келісім жоқ: картаны пайдаланыңыз",
+        Lang.RU: "Нет согласия на биометрию: используйте карту",
+        Lang.EN: "No biometric consent: please use your card",
+    },
 }
 
 
