@@ -1,9 +1,12 @@
 """read -> identify -> decide -> commit -> actuate.
 
 One writer task makes decisions in arrival order and commits them in groups: every tap that
-arrives while a transaction is committing goes into the next transaction (group commit). A tap's
-future resolves only after the transaction holding its decision, event and side effects has
-committed, so nothing is actuated without a durable record (DESIGN invariant 1).
+arrives while a transaction is committing goes into the next transaction (group commit), and that
+next group is decided while the previous one is still being written, on top of its effects, so
+deciding never waits for an fsync. A tap's future resolves only after the transaction holding its
+decision, event and side effects has committed, so nothing is actuated without a durable record
+(DESIGN invariant 1). A group queued behind one that fails is refused too: its decisions may rest
+on the failed group's effects.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from edge.core.decide import Decision, decide
 from edge.core.model import MealKey, Presence, SchoolState, ServedMeal, Tap
 from edge.faults import crash_point
-from edge.store import EdgeStore, JournalEntry
+from edge.store import EdgeStore, JournalEntry, PreparedJournal
 from protocol.messages import (
     DeniedEvent,
     Direction,
@@ -35,6 +38,7 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 MAX_GROUP = 256
+MAX_IN_FLIGHT = 2  # groups committing or queued for the journal thread
 CHECKPOINT_EVERY = 1.0  # seconds
 
 
@@ -55,25 +59,40 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class _Overlay:
-    """The state as the decisions earlier in the same group left it (not yet committed)."""
+class _Layer:
+    """Effects of one group of decisions that is not committed yet."""
 
-    def __init__(self, base: SchoolState) -> None:
-        self.base = base
+    __slots__ = ("meals", "presence_by_person")
+
+    def __init__(self) -> None:
         self.presence_by_person: dict[str, tuple[dt.date, Presence]] = {}
         self.meals: dict[MealKey, ServedMeal] = {}
+
+
+class _View:
+    """The state as committed, overlaid with the effects of groups still committing (oldest
+    first) and of the decisions earlier in the group being decided (the last layer)."""
+
+    def __init__(self, base: SchoolState, layers: list[_Layer]) -> None:
+        self.base = base
+        self.layers = layers
         self.card = base.card
         self.student = base.student
         self.staff = base.staff
 
     def presence(self, person_id: str, day: dt.date) -> Presence | None:
-        got = self.presence_by_person.get(person_id)
-        if got is not None:
-            return got[1] if got[0] == day else None
+        for layer in reversed(self.layers):
+            got = layer.presence_by_person.get(person_id)
+            if got is not None:
+                return got[1] if got[0] == day else None
         return self.base.presence(person_id, day)
 
     def served(self, key: MealKey) -> ServedMeal | None:
-        return self.meals.get(key) or self.base.served(key)
+        for layer in reversed(self.layers):
+            got = layer.meals.get(key)
+            if got is not None:
+                return got
+        return self.base.served(key)
 
 
 def to_ms(at: dt.datetime) -> int:
@@ -157,6 +176,8 @@ class Pipeline:
         self._tasks: asyncio.TaskGroup | None = None
         self._writer: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None]
+        self._layers: list[_Layer] = []  # effects of groups decided, not yet committed
+        self._committing: set[asyncio.Task[None]] = set()
         self.decisions = 0
         self.groups = 0
 
@@ -192,53 +213,68 @@ class Pipeline:
                 log.debug("WAL checkpoint postponed: %s", err)
 
     async def _write_loop(self) -> None:
+        """Decide groups in arrival order; while one group's commit is in the journal thread,
+        the next group is decided on top of its (uncommitted) effects and queued behind it."""
+        assert self._tasks is not None
         while True:
-            group = [await self._queue.get()]
+            first = await self._queue.get()
+            if len(self._committing) >= MAX_IN_FLIGHT:
+                await asyncio.wait(self._committing, return_when=asyncio.FIRST_COMPLETED)
+            group = [first]
             while len(group) < MAX_GROUP and not self._queue.empty():
                 group.append(self._queue.get_nowait())
-            try:
-                outcomes = await self._commit_group(group)
-            except Exception as err:  # the store failed: no tap of this group is actuated
-                log.exception("journal commit failed; %d taps refused", len(group))
-                for work in group:
-                    if not work.future.done():
-                        work.future.set_exception(PipelineError(f"journal commit failed: {err}"))
-                continue
-            for work, outcome in zip(group, outcomes, strict=True):
-                if not work.future.done():
-                    work.future.set_result(outcome)
+            layer, decisions, prep = self._decide_group(group)
+            task = self._tasks.create_task(
+                self._finish_group(group, layer, decisions, prep), name="pipeline-commit"
+            )
+            self._committing.add(task)
+            task.add_done_callback(self._committing.discard)
 
-    async def _commit_group(self, group: list[_Work]) -> list[Outcome]:
+    def _decide_group(self, group: list[_Work]) -> tuple[_Layer, list[Decision], PreparedJournal]:
         store = self.store
         policy = store.policy
         assert policy is not None
-        async with store.write_lock:
-            view = _Overlay(store.state)
-            entries: list[JournalEntry] = []
-            decisions: list[Decision] = []
+        layer = _Layer()
+        self._layers.append(layer)
+        view = _View(store.state, self._layers)
+        entries: list[JournalEntry] = []
+        decisions: list[Decision] = []
+        for work in group:
+            tap = work.tap
+            if not tap.is_manual:
+                view.card(tap.credential or "")  # identify
+            crash_point("after_identify")
+            decision = decide(policy, view, tap)
+            crash_point("after_decide")
+            entry = plan(tap, decision, defer_presence=work.defer_presence)
+            if entry.presence is not None:
+                pid, day, state = entry.presence
+                layer.presence_by_person[pid] = (day, state)
+            if entry.meal is not None:
+                layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
+            entries.append(entry)
+            decisions.append(decision)
+        return layer, decisions, store.prepare_journal(entries)
+
+    async def _finish_group(
+        self, group: list[_Work], layer: _Layer, decisions: list[Decision], prep: PreparedJournal
+    ) -> None:
+        try:
+            events = await self.store.commit_journal(prep)
+        except Exception as err:  # the store failed: no tap of this group is actuated
+            log.exception("journal commit failed; %d taps refused", len(group))
             for work in group:
-                tap = work.tap
-                if not tap.is_manual:
-                    view.card(tap.credential or "")  # identify
-                crash_point("after_identify")
-                decision = decide(policy, view, tap)
-                crash_point("after_decide")
-                entry = plan(tap, decision, defer_presence=work.defer_presence)
-                if entry.presence is not None:
-                    pid, day, state = entry.presence
-                    view.presence_by_person[pid] = (day, state)
-                if entry.meal is not None:
-                    view.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
-                entries.append(entry)
-                decisions.append(decision)
-            events = await store.journal(entries)
+                if not work.future.done():
+                    work.future.set_exception(PipelineError(f"journal commit failed: {err}"))
+            return
+        finally:
+            self._layers.remove(layer)  # committed: its effects are in the store's state now
         crash_point("after_commit")
         self.decisions += len(group)
         self.groups += 1
-        return [
-            Outcome(w.tap, d, e)
-            for w, d, e in zip(group, decisions, events[: len(group)], strict=True)
-        ]
+        for work, d, e in zip(group, decisions, events[: len(group)], strict=True):
+            if not work.future.done():
+                work.future.set_result(Outcome(work.tap, d, e))
 
     async def passage(self, outcome: Outcome, passed: bool, at: dt.datetime) -> None:
         """The turnstile reported whether the person went through a released gate."""

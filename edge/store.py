@@ -112,6 +112,19 @@ class JournalEntry:
     presence: tuple[str, dt.date, Presence] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedJournal:
+    """A group of journal entries with their sequence numbers, ready to commit."""
+
+    entries: list[JournalEntry]
+    events: list[Event]
+    first_seq: int
+    next_seq: int
+    rows: tuple[
+        list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[Any, ...] | None
+    ]
+
+
 class EdgeStore:
     def __init__(self, db: aiosqlite.Connection, school: str, device: str, capacity: int) -> None:
         self._db = db
@@ -126,7 +139,9 @@ class EdgeStore:
         self.policy: Policy | None = None
         self.policy_doc: PolicyDoc | None = None
         self.write_lock = asyncio.Lock()
-        self._next_seq = 1
+        self._next_seq = 1  # the next seq after the last committed event
+        self._reserved = 1  # the next seq to give a prepared group
+        self._thread_next_seq = 1  # the journal thread's own view of _next_seq
         self._acked = 0
         self._sync_version = 0
         self._alarm_high = False
@@ -201,6 +216,7 @@ class EdgeStore:
         async with db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal") as cur:
             row = await cur.fetchone()
         self._next_seq = max(int(row[0]) if row else 0, self._acked) + 1
+        self._reserved = self._thread_next_seq = self._next_seq
         await self._load_state()
         self._alarm_high = meta.get("outbox_alarm") == "1"
         self._writer = await self._in_writer(_writer_connection, path)
@@ -336,10 +352,19 @@ class EdgeStore:
     async def journal(self, entries: Sequence[JournalEntry]) -> list[Event]:
         """Commit events and their side effects in ONE transaction; returns them with their seq.
 
-        The caller must hold ``write_lock``. Nothing in memory changes unless the commit succeeds;
-        on failure the transaction is rolled back and the sequence is not consumed.
+        Nothing in memory changes unless the commit succeeds; on failure the transaction is
+        rolled back and its sequence numbers are given out again.
         """
-        seq = self._next_seq
+        return await self.commit_journal(self.prepare_journal(entries))
+
+    def prepare_journal(self, entries: Sequence[JournalEntry]) -> PreparedJournal:
+        """Give the entries the next sequence numbers and build their rows (no I/O).
+
+        Several prepared groups may wait for the journal thread at once: they commit in the
+        order they were prepared, and a group queued behind one that failed fails too (its
+        decisions may rest on the failed group's effects).
+        """
+        first = seq = self._reserved
         events: list[Event] = []
         rows: list[tuple[Any, ...]] = []
         meals: list[tuple[Any, ...]] = []
@@ -367,9 +392,8 @@ class EdgeStore:
                 presence.append((pid, day.isoformat(), st.value, ev.at_ms, seq))
             seq += 1
         backlog = seq - 1 - self._acked
-        raise_alarm = not self._alarm_high and backlog >= self.capacity * HIGH_WATER
         alarm_row: tuple[Any, ...] | None = None
-        if raise_alarm:
+        if not self._alarm_high and backlog >= self.capacity * HIGH_WATER:
             alarm = AlarmEvent(
                 seq=seq,
                 at_ms=events[-1].at_ms if events else 0,
@@ -381,20 +405,28 @@ class EdgeStore:
             alarm_row = (seq, alarm.at_ms, alarm.kind, alarm.terminal, _blob(alarm), None)
             events.append(alarm)
             seq += 1
-        txn = asyncio.ensure_future(self._write(_journal_rows, rows, meals, presence, alarm_row))
+            self._alarm_high = True  # raised once, by the group that crossed the mark
+            log.warning("outbox at %d of %d events: alarm raised", backlog, self.capacity)
+        self._reserved = seq
+        return PreparedJournal(
+            list(entries), events, first, seq, (rows, meals, presence, alarm_row)
+        )
+
+    async def commit_journal(self, prep: PreparedJournal) -> list[Event]:
+        """Commit a prepared group (in the journal thread); memory changes only after it."""
+        txn = asyncio.ensure_future(self._write(self._journal_rows_in_order, prep))
         try:
             await asyncio.shield(txn)
-        finally:
-            # even if our caller was cancelled, the thread finishes the transaction: keep the
-            # sequence in step with what was committed
-            if not txn.done():
+        except BaseException:
+            if not txn.done():  # our caller was cancelled: the thread finishes regardless
                 await asyncio.wait([txn])
-            if not txn.cancelled() and txn.exception() is None:
-                self._next_seq = seq
-        if raise_alarm:
-            self._alarm_high = True
-            log.warning("outbox at %d of %d events: alarm raised", backlog, self.capacity)
-        for entry, ev in zip(entries, events, strict=False):
+            if txn.cancelled() or txn.exception() is not None:
+                self._reserved = self._next_seq  # give the numbers out again
+                if any(ev.kind == "alarm" for ev in prep.events[len(prep.entries) :]):
+                    self._alarm_high = False
+                raise
+        self._next_seq = prep.next_seq
+        for entry, ev in zip(prep.entries, prep.events, strict=False):
             if entry.meal is not None:
                 key = entry.meal[0]
                 at = dt.datetime.fromtimestamp(ev.at_ms / 1000, dt.UTC)
@@ -404,7 +436,18 @@ class EdgeStore:
                 self.state.presence_by_person[pid] = (day, st)
         for cb in self._append_listeners:
             cb(self.last_seq)
-        return events
+        return prep.events
+
+    def _journal_rows_in_order(self, db: sqlite3.Connection, prep: PreparedJournal) -> None:
+        """In the journal thread: refuse a group that does not follow the last committed one."""
+        expected = self._thread_next_seq
+        if prep.first_seq != expected:
+            raise StoreError(
+                f"journal group starting at seq {prep.first_seq} does not follow seq "
+                f"{expected - 1}: an earlier group failed"
+            )
+        _journal_rows(db, *prep.rows)
+        self._thread_next_seq = prep.next_seq
 
     async def checkpoint(self) -> None:
         """Fold the WAL into the database without blocking the journal (PASSIVE)."""

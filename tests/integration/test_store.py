@@ -201,3 +201,55 @@ async def test_store_of_another_device_is_refused(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StoreError, match="belongs to school"):
         await EdgeStore.open(tmp_path / "edge.sqlite", school="S2", device="d1")
+
+
+async def test_failed_commit_refuses_its_group_and_the_group_queued_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk error in one group's commit: its taps and those decided on top of it are refused
+    (never actuated), nothing of them is journaled, and the next taps go on without a gap."""
+    import asyncio
+    import sqlite3
+    import time
+
+    import edge.store as store_module
+    from edge.pipeline import PipelineError
+
+    store = await open_store(tmp_path)
+    await store.apply_snapshot(snapshot())
+    real = store_module._journal_rows
+    calls = {"n": 0}
+
+    def failing_second_commit(db: sqlite3.Connection, *rows: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            time.sleep(0.2)  # the next group is decided and queued meanwhile
+            raise sqlite3.OperationalError("disk I/O error")
+        real(db, *rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_module, "_journal_rows", failing_second_commit)
+    lunch = MORNING.replace(hour=12, minute=10)
+
+    def canteen(card: str, minute: int) -> Tap:
+        return Tap(
+            at=lunch + dt.timedelta(minutes=minute),
+            terminal="canteen-1",
+            kind=TerminalKind.CANTEEN,
+            credential=card,
+        )
+
+    async with Pipeline(store) as pipeline:
+        first = await pipeline.submit(tap("EM:0000000002"))
+        assert first.event.seq == 1
+        doomed = asyncio.ensure_future(pipeline.submit(canteen("EM:0000000001", 0)))
+        await asyncio.sleep(0.05)  # its group is in the journal thread now
+        behind = asyncio.ensure_future(pipeline.submit(canteen("EM:0000000001", 1)))
+        for fut in (doomed, behind):
+            with pytest.raises(PipelineError, match="journal commit failed"):
+                await fut
+        after = await pipeline.submit(canteen("EM:0000000001", 2))
+    # the failed meal never happened, so the student is served now, once
+    assert after.decision.granted and after.event.seq == 2
+    assert [e.seq for e in await store.journal_rows()] == [1, 2]
+    assert len(await store.meal_ledger()) == 1
+    await store.close()
