@@ -195,6 +195,19 @@ class AlarmEvent(_EventBase):
     detail: Text = ""
 
 
+class FaceTemplatesDeletedEvent(_EventBase):
+    """The school deleted a student's face templates (consent withdrawn or student removed).
+
+    A count and a reason only: no template, encoding, distance or image, ever (invariant 5).
+    ``terminal`` names the edge component that deleted them, not a door.
+    """
+
+    kind: Literal["face_templates_deleted"] = "face_templates_deleted"
+    student_id: Id
+    templates: Annotated[int, Field(ge=0)]
+    reason: Literal["consent_withdrawn", "student_removed"]
+
+
 Event = Annotated[
     EntryEvent
     | ExitEvent
@@ -203,7 +216,8 @@ Event = Annotated[
     | MealServedEvent
     | LibraryVisitEvent
     | ManualPassEvent
-    | AlarmEvent,
+    | AlarmEvent
+    | FaceTemplatesDeletedEvent,
     Field(discriminator="kind"),
 ]
 

@@ -46,6 +46,7 @@ from protocol.messages import (
     EventAck,
     EventBatch,
     ExitEvent,
+    FaceTemplatesDeletedEvent,
     LibraryVisitEvent,
     ManualPassEvent,
     MealKind,
@@ -134,6 +135,11 @@ def event_fields(cls: type[Message]) -> dict[str, st.SearchStrategy[Any]]:
             "direction": st.sampled_from(Direction),
         },
         AlarmEvent: {"code": st.sampled_from(AlarmCode), "active": st.booleans(), "detail": texts},
+        FaceTemplatesDeletedEvent: {
+            "student_id": ids,
+            "templates": st.integers(0, 2**31),
+            "reason": st.sampled_from(["consent_withdrawn", "student_removed"]),
+        },
     }
     return table[cls]
 

@@ -33,6 +33,7 @@ from protocol.messages import (
     EventAck,
     EventBatch,
     ExitEvent,
+    FaceTemplatesDeletedEvent,
     LibraryVisitEvent,
     ManualPassEvent,
     MealKind,
@@ -129,7 +130,20 @@ def sample_events() -> dict[str, Message]:
             active=True,
             detail="Оқу құрылғысы жауап бермейді",  # non-ASCII text on purpose
         ),
+        "face_templates_deleted": FaceTemplatesDeletedEvent(
+            seq=9,
+            at_ms=T0 + 270_000,
+            terminal="faces",
+            student_id="s1",
+            templates=2,
+            reason="consent_withdrawn",
+        ),
     }
+
+
+# Event kinds added after the combined batch vector was frozen: they get their own
+# ``event_batch.<kind>`` vector, and ``event_batch`` (and its signed twin) keep their bytes.
+NOT_IN_SAMPLE_BATCH = frozenset({"face_templates_deleted"})
 
 
 def sample_policy() -> PolicyDoc:
@@ -236,7 +250,7 @@ def sample_batch() -> EventBatch:
         school=SCHOOL,
         device=DEVICE,
         sent_at_ms=T0 + 300_000,
-        events=list(sample_events().values()),  # type: ignore[arg-type]
+        events=[e for k, e in sample_events().items() if k not in NOT_IN_SAMPLE_BATCH],  # type: ignore[misc]
     )
 
 
