@@ -42,9 +42,37 @@ class TerminalConfig(_Section):
     id: str = Field(description="terminal id, unique in the school, e.g. gate-1-in")
     kind: TerminalKind = Field(description="turnstile, canteen or library")
     direction: Direction | None = Field(None, description="for a turnstile reader: in or out")
-    reader: ReaderConfig = Field(description="the credential reader, chosen by `type`")
+    reader: ReaderConfig | None = Field(
+        None, description="the credential reader, chosen by `type` (none for face_only)"
+    )
     gate: GateConfig | None = Field(None, description="relay or turnstile output, chosen by `type`")
     passage_timeout: float = Field(5.0, gt=0, le=60, description="seconds to wait for passage")
+    face_mode: Literal["card_only", "card_and_face", "face_only"] = Field(
+        "card_only",
+        description="card_only; card_and_face (the face must be the card owner's); "
+        "face_only (students with biometric consent, identified 1:N)",
+    )
+    camera: str | None = Field(
+        None,
+        description="camera of a face terminal: a device index (0), a stream URL (rtsp://...) "
+        "or a folder of frames (the simulator); required unless face_mode is card_only",
+    )
+    face_tolerance: float = Field(
+        0.5, gt=0, lt=2, description="largest face distance that can match (stricter than 0.6)"
+    )
+    face_margin: float = Field(
+        0.06, ge=0, lt=1, description="a second student this close to the best is no match"
+    )
+    face_debounce: float = Field(
+        3.0, ge=0, le=600, description="seconds during which the same face is not a new tap"
+    )
+    face_window: float = Field(
+        2.0, gt=0, le=10, description="card_and_face: seconds to find the card owner's face"
+    )
+
+    @property
+    def uses_faces(self) -> bool:
+        return self.face_mode != "card_only"
 
 
 class EdgeConfig(BaseSettings):
@@ -64,6 +92,11 @@ class EdgeConfig(BaseSettings):
         None,
         description="directory written by `qaqpa edge enrol` (key + MQTT login); "
         "when absent the school runs stand-alone, journaling for a later sync",
+    )
+    face_key_file: Path | None = Field(
+        None,
+        description="AES key of the face templates (created 0600 when absent); "
+        "required when a terminal uses faces",
     )
     terminals: list[TerminalConfig] = Field(
         default_factory=list, alias="terminal", description="[[terminal]] tables"
@@ -101,10 +134,24 @@ def load_config(path: Path) -> EdgeConfig:
         cfg.policy = base / cfg.policy
     if cfg.sync_key_dir is not None and not cfg.sync_key_dir.is_absolute():
         cfg.sync_key_dir = base / cfg.sync_key_dir
+    if cfg.face_key_file is not None and not cfg.face_key_file.is_absolute():
+        cfg.face_key_file = base / cfg.face_key_file
     ids = [t.id for t in cfg.terminals]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: terminal: ids repeat: {ids}")
     for i, t in enumerate(cfg.terminals):
         if t.kind is TerminalKind.TURNSTILE and t.direction is None:
             raise ConfigError(f"{path}: terminal.{i}.direction: a turnstile reader needs in or out")
+        if t.reader is None and t.face_mode != "face_only":
+            raise ConfigError(f"{path}: terminal.{i}.reader: a {t.face_mode} terminal needs one")
+        if t.uses_faces and not t.camera:
+            raise ConfigError(f"{path}: terminal.{i}.camera: required for face_mode {t.face_mode}")
+        if t.uses_faces and cfg.face_key_file is None:
+            raise ConfigError(
+                f"{path}: face_key_file: required because terminal {t.id!r} uses faces "
+                f"(face_mode {t.face_mode}): templates are encrypted with it"
+            )
+        if t.camera and "://" not in t.camera and not t.camera.isdigit():
+            cam = Path(t.camera)
+            t.camera = str(cam if cam.is_absolute() else base / cam)
     return cfg

@@ -6,19 +6,32 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from edge.config import EdgeConfig, LineReaderConfig, LogGateConfig, TerminalConfig, load_config
-from edge.core.model import Tap
+from edge.config import (
+    ConfigError,
+    EdgeConfig,
+    LineReaderConfig,
+    LogGateConfig,
+    TerminalConfig,
+    load_config,
+)
+from edge.core.model import OwnerKind, Tap
+from edge.faces.camera import Camera, CameraError, open_source
+from edge.faces.encoder import EncoderError
+from edge.faces.matcher import MatchParams
+from edge.faces.service import FaceService, FaceSetupError
 from edge.faults import crash_point
-from edge.pipeline import Clock, Pipeline, PipelineError, utc_now
+from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, utc_now
 from edge.replay import ReplayError, load_policy
 from edge.roster import load_roster
 from edge.store import EdgeStore
 from hardware.base import Feedback, Gate, Misread, PassageResult, Reader, ReaderStatus
 from hardware.config import OsdpBuses, open_feedback, open_gate, open_reader
 from hardware.wedge import LineReader
-from protocol.messages import AlarmCode
+from protocol.messages import AlarmCode, ConsentKind
 from simulators.log_gate import LogActuator
 
 log = logging.getLogger(__name__)
@@ -36,8 +49,6 @@ async def install_local_policy(cfg: EdgeConfig, store: EdgeStore) -> None:
     try:
         doc = load_policy(cfg.policy)
     except ReplayError as err:
-        from edge.config import ConfigError
-
         raise ConfigError(str(err)) from err
     if doc != store.policy_doc:
         await store.install_policy(doc)
@@ -53,9 +64,105 @@ async def import_roster(config_path: Path, roster_path: Path, policy_path: Path 
 
 
 def _open_reader(cfg: TerminalConfig, buses: OsdpBuses) -> Reader:
+    assert cfg.reader is not None
     if isinstance(cfg.reader, LineReaderConfig):
         return LineReader(cfg.id, cfg.reader.path, default_prefix=cfg.reader.default_prefix)
     return open_reader(cfg.reader, buses)
+
+
+@dataclass
+class Actuation:
+    """Submit a tap (card or face) and actuate after the commit: the one path for both."""
+
+    term: TerminalConfig
+    pipeline: Pipeline
+    clock: Clock
+    log_gate: LogActuator | None = None
+    gate: Gate | None = None
+    feedback: Feedback | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        stack: contextlib.AsyncExitStack,
+        term: TerminalConfig,
+        pipeline: Pipeline,
+        clock: Clock,
+        reader: Reader | None,
+    ) -> Actuation:
+        act = cls(term, pipeline, clock)
+        if isinstance(term.gate, LogGateConfig):
+            act.log_gate = LogActuator(term.gate.path, term.id)
+        elif term.gate is not None:
+            act.gate = await stack.enter_async_context(open_gate(term.gate, reader))
+        act.feedback = open_feedback(reader) if reader is not None else None
+        return act
+
+    async def tap(self, tap: Tap) -> Outcome | None:
+        """Decide and record ``tap``, then open (or not) the gate; None when refused."""
+        gate = self.gate
+        try:
+            outcome = await self.pipeline.submit(tap, defer_presence=gate is not None)
+        except PipelineError as err:
+            log.error("terminal %s: tap refused: %s", self.term.id, err)
+            return None
+        granted = outcome.decision.granted
+        if self.log_gate is not None:
+            await self.log_gate.actuate(outcome.event.seq, granted)
+        release = (
+            asyncio.create_task(
+                gate.release(self.term.passage_timeout), name=f"release-{self.term.id}"
+            )
+            if gate is not None and granted
+            else None
+        )
+        if self.feedback is not None:  # green or red while the gate opens, not after the passage
+            await self.feedback.show(granted)
+        if release is not None:
+            result = await release
+            await self.pipeline.passage(
+                outcome, result is not PassageResult.NOT_PASSED, self.clock()
+            )
+        crash_point("after_actuate")
+        return outcome
+
+
+def _params(term: TerminalConfig) -> MatchParams:
+    return MatchParams(term.face_tolerance, term.face_margin)
+
+
+async def verify_card_face(
+    term: TerminalConfig, store: EdgeStore, faces: FaceService, camera: Camera, credential: str
+) -> bool | None:
+    """Card + face: is the card's student in front of the camera within ``face_window``?
+
+    None (no face check) for a staff card, an unknown card, a student without biometric consent
+    (their card alone gives the same access) or without an enrolled template.
+    """
+    card = store.state.card(credential)
+    if card is None or card.owner_kind is not OwnerKind.STUDENT:
+        return None
+    student = store.state.student(card.owner_id)
+    if student is None or ConsentKind.BIOMETRIC not in student.consents:
+        return None
+    if not faces.is_enrolled(student.id):
+        log.info("terminal %s: card + face without an enrolled template: card only", term.id)
+        return None
+    params = _params(term)
+    try:
+        async with asyncio.timeout(term.face_window):
+            while True:
+                frame = await camera.frame()
+                if frame is None:
+                    return False
+                for obs in await faces.encoder.encode(frame):
+                    if faces.verify(student.id, obs.encoding, params).matched:
+                        return True
+    except TimeoutError:
+        return False
+    except (CameraError, EncoderError) as err:
+        log.error("terminal %s: face check failed: %s", term.id, err)
+        return False
 
 
 async def run_terminal(
@@ -64,23 +171,27 @@ async def run_terminal(
     store: EdgeStore,
     clock: Clock = utc_now,
     buses: OsdpBuses | None = None,
+    faces: FaceService | None = None,
 ) -> None:
-    """One terminal: its reader's events become taps; actuation only after the commit.
+    """One terminal: its reader's events (or its camera's faces) become taps; actuation only
+    after the commit.
 
     With a hardware gate the anti-passback state is written once the gate reports the passage
     (or, for a gate without a sensor, once it has been released): a student who turns back, or a
     crash between commit and release, never leaves the student marked inside.
     """
+    if term.face_mode == "face_only":
+        assert faces is not None, "a face terminal needs the daemon's FaceService"
+        await run_face_terminal(term, pipeline, store, faces, clock)
+        return
     reader = _open_reader(term, buses or OsdpBuses())
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(reader)
-        log_gate: LogActuator | None = None
-        gate: Gate | None = None
-        if isinstance(term.gate, LogGateConfig):
-            log_gate = LogActuator(term.gate.path, term.id)
-        elif term.gate is not None:
-            gate = await stack.enter_async_context(open_gate(term.gate, reader))
-        feedback: Feedback | None = open_feedback(reader)
+        act = await Actuation.open(stack, term, pipeline, clock, reader)
+        camera: Camera | None = None
+        if term.face_mode == "card_and_face":
+            assert faces is not None and term.camera is not None
+            camera = await stack.enter_async_context(Camera(open_source(term.camera)))
         offline = False
         async for event in reader.events():
             if isinstance(event, ReaderStatus):
@@ -93,32 +204,81 @@ async def run_terminal(
             if isinstance(event, Misread):
                 log.debug("terminal %s: misread (%s)", term.id, event.detail)
                 continue
+            verified = None
+            if camera is not None and faces is not None:
+                verified = await verify_card_face(term, store, faces, camera, event.credential)
             tap = Tap(
                 at=clock(),
                 terminal=term.id,
                 kind=term.kind,
                 direction=term.direction,
                 credential=event.credential,
+                face_verified=verified,
             )
+            await act.tap(tap)
+
+
+CAMERA_RETRY_S = 5.0
+
+
+async def run_face_terminal(
+    term: TerminalConfig,
+    pipeline: Pipeline,
+    store: EdgeStore,
+    faces: FaceService,
+    clock: Clock = utc_now,
+    *,
+    loop_source: bool = True,
+) -> None:
+    """Face only: frame -> encoder (worker process) -> 1:N identify -> Tap(face_student) ->
+    the same pipeline and actuation as a card. A face that matches nobody (or two students
+    within the margin) is no tap. The same student again within ``face_debounce`` seconds is
+    the same tap. Ends when a finite source (a folder without ``loop_source``) runs out."""
+    assert term.camera is not None
+    params = _params(term)
+    last_seen: dict[str, float] = {}
+    offline = False
+    async with contextlib.AsyncExitStack() as stack:
+        act = await Actuation.open(stack, term, pipeline, clock, None)
+        while True:
             try:
-                outcome = await pipeline.submit(tap, defer_presence=gate is not None)
-            except PipelineError as err:
-                log.error("terminal %s: tap refused: %s", term.id, err)
-                continue
-            granted = outcome.decision.granted
-            if log_gate is not None:
-                await log_gate.actuate(outcome.event.seq, granted)
-            release = (
-                asyncio.create_task(gate.release(term.passage_timeout), name=f"release-{term.id}")
-                if gate is not None and granted
-                else None
-            )
-            if feedback is not None:  # green or red while the gate opens, not after the passage
-                await feedback.show(granted)
-            if release is not None:
-                result = await release
-                await pipeline.passage(outcome, result is not PassageResult.NOT_PASSED, clock())
-            crash_point("after_actuate")
+                source = await asyncio.to_thread(open_source, term.camera, loop=loop_source)
+                async with Camera(source) as camera:
+                    if offline:
+                        offline = False
+                        await store.journal_alarm(
+                            term.id, AlarmCode.READER_OFFLINE, False, "camera"
+                        )
+                    while (frame := await camera.frame()) is not None:
+                        observations = await faces.encoder.encode(frame)
+                        del frame
+                        for obs in observations:
+                            result = faces.identify(obs.encoding, params)
+                            if not result.matched or result.student_id is None:
+                                log.debug(
+                                    "terminal %s: face not matched (%s)", term.id, result.reason
+                                )
+                                continue
+                            now = time.monotonic()
+                            seen = last_seen.get(result.student_id)
+                            last_seen[result.student_id] = now
+                            if seen is not None and now - seen < term.face_debounce:
+                                continue
+                            tap = Tap(
+                                at=clock(),
+                                terminal=term.id,
+                                kind=term.kind,
+                                direction=term.direction,
+                                face_student=result.student_id,
+                            )
+                            await act.tap(tap)
+                    return  # a finite source ended
+            except (CameraError, EncoderError, TimeoutError) as err:
+                log.error("terminal %s: camera or encoder failed: %s", term.id, err)
+                if not offline:
+                    offline = True
+                    await store.journal_alarm(term.id, AlarmCode.READER_OFFLINE, True, "camera")
+                await asyncio.sleep(CAMERA_RETRY_S)
 
 
 async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
@@ -140,7 +300,7 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
             loop.add_signal_handler(sig, stop.set)
         buses = OsdpBuses()
         for t in cfg.terminals:  # every OSDP reader of a bus is known before the bus opens
-            if t.reader.type == "osdp":
+            if t.reader is not None and t.reader.type == "osdp":
                 buses.add(t.reader)
         async with contextlib.AsyncExitStack() as stack:
             if cfg.sync_key_dir is not None:
@@ -149,11 +309,21 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
                 await stack.enter_async_context(EdgeSync.from_key_dir(store, cfg.sync_key_dir))
             else:
                 log.info("no sync_key_dir: running stand-alone; events wait in the outbox")
+            faces: FaceService | None = None
+            if any(t.uses_faces for t in cfg.terminals):
+                assert cfg.face_key_file is not None  # load_config refuses otherwise
+                try:
+                    faces = await stack.enter_async_context(
+                        FaceService.open(store, cfg.store, cfg.face_key_file)
+                    )
+                except FaceSetupError as err:
+                    raise ConfigError(f"face_key_file: {err}") from err
+                log.info("face matching on: %d templates loaded", len(faces.gallery))
             pipeline = await stack.enter_async_context(Pipeline(store))
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             tasks = [
                 tg.create_task(
-                    run_terminal(t, pipeline, store, clock, buses), name=f"terminal-{t.id}"
+                    run_terminal(t, pipeline, store, clock, buses, faces), name=f"terminal-{t.id}"
                 )
                 for t in cfg.terminals
             ]

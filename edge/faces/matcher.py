@@ -75,7 +75,7 @@ class Gallery:
     """
 
     student_ids: tuple[str, ...]
-    matrix: npt.NDArray[np.float64]  # (N, 128)
+    matrix: npt.NDArray[np.float64] = field(repr=False)  # (N, 128): never in a log line
     _codes: npt.NDArray[np.int64] = field(repr=False)
     _students: tuple[str, ...] = field(repr=False)
     _sq_norms: npt.NDArray[np.float64] = field(repr=False)
