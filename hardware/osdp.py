@@ -54,6 +54,7 @@ times denied).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -103,8 +104,9 @@ class TrackingChannel(osdp.Channel):  # type: ignore[misc]
         self.error: str | None = None
         self._prev = -1  # the last byte of the previous read, for a SOM split across reads
 
+    @abc.abstractmethod
     def _read_raw(self, size: int) -> bytes:
-        raise NotImplementedError
+        """Up to ``size`` bytes from the line, without blocking."""
 
     def read(self, max_bytes: int) -> bytes:
         try:
