@@ -72,17 +72,10 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _downlink(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     from server.sync.service import DownlinkService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    with DownlinkService(_settings(args)):
-        done.wait()
+    DownlinkService(_settings(args)).run_forever()
     return 0
 
 

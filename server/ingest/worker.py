@@ -12,7 +12,6 @@ import os
 import queue
 import signal
 import threading
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,6 +25,7 @@ from protocol.codec import encode
 from server.db import make_engine
 from server.ingest.core import IngestOutcome, IngestStore
 from server.mqtt import connect_and_wait, make_client, reason_failed
+from server.service import ThreadedService
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 _STOP = ("", b"")
 
 
-class IngestWorker:
+class IngestWorker(ThreadedService):
     """Start with ``start()`` (or ``with``/``async with``); ``stop()`` drains and disconnects."""
 
     def __init__(self, settings: ServerSettings, engine: Engine | None = None) -> None:
@@ -158,37 +158,6 @@ class IngestWorker:
             self._thread = None
         if self._own_engine:
             self._engine.dispose()
-
-    def run_forever(self) -> None:
-        """For ``qaqpa server ingest``: run until SIGTERM / SIGINT."""
-        done = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
-        signal.signal(signal.SIGINT, lambda *_: done.set())
-        self.start()
-        done.wait()
-        self.stop()
-
-    def __enter__(self) -> IngestWorker:
-        self.start()
-        return self
-
-    def __exit__(
-        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> IngestWorker:
-        import asyncio
-
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
-    ) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.stop)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import logging
 import queue
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -29,6 +28,7 @@ from server.db import make_engine, session_factory
 from server.devices import ensure_school
 from server.models import ChangeLogEntry, Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
+from server.service import ThreadedService
 from server.settings import ServerSettings
 from server.sync.state import SchoolState, fold
 
@@ -78,7 +78,7 @@ def append_changes(session: Session, school: str, changes: Sequence[Change]) -> 
     )
 
 
-class DownlinkService:
+class DownlinkService(ThreadedService):
     """Publishes deltas, answers SyncAcks, records DeviceStatus. Thread-safe ``publish_changes``."""
 
     def __init__(self, settings: ServerSettings, engine: Engine | None = None) -> None:
@@ -257,25 +257,3 @@ class DownlinkService:
             self._thread = None
         if self._own_engine:
             self._engine.dispose()
-
-    def __enter__(self) -> DownlinkService:
-        self.start()
-        return self
-
-    def __exit__(
-        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> DownlinkService:
-        import asyncio
-
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
-    ) -> None:
-        import asyncio
-
-        await asyncio.to_thread(self.stop)
