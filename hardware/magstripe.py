@@ -26,9 +26,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from hardware.base import CredentialRead, Misread, ReaderEvent, normalise_credential
+from hardware.base import CredentialRead, Misread, normalise_credential
 from hardware.serial_reader import FrameError, SerialLineReader, TransportFactory
-from hardware.support import EventChannel
+from hardware.support import EventChannel, OneTaskDevice
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ def magstripe_reader(
 LineSource = Callable[[], AsyncIterator[str]]
 
 
-class KeyboardWedgeMagstripeReader:
+class KeyboardWedgeMagstripeReader(OneTaskDevice):
+    _task_prefix = "wedge-reader"
+
     """A keyboard-wedge magstripe reader: each text line from ``line_source()`` is one swipe.
 
     ``line_source`` is called again (after ``restart_delay``) if its iterator ends or fails, so
@@ -118,26 +120,8 @@ class KeyboardWedgeMagstripeReader:
         self._require_lrc = require_lrc
         self._restart_delay = restart_delay
         self._events = EventChannel(f"reader {reader_id}")
-        self._tasks: asyncio.TaskGroup | None = None
-        self._main: asyncio.Task[None] | None = None
         self.misreads = 0
         self.reads = 0
-
-    async def __aenter__(self) -> KeyboardWedgeMagstripeReader:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._main = self._tasks.create_task(self._run(), name=f"wedge-reader-{self.reader_id}")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._main is not None:
-            self._main.cancel()
-        if self._tasks is not None:
-            await self._tasks.__aexit__(None, None, None)
-        self._tasks = None
-
-    def events(self) -> AsyncIterator[ReaderEvent]:
-        return aiter(self._events)
 
     def handle_line(self, line: str) -> None:
         """Decode one swipe line and emit its event."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from hardware.support import (
     Availability,
     Backoff,
     EventChannel,
+    OneTaskDevice,
     ThreadPump,
     run_blocking_cleanup,
 )
@@ -218,7 +219,9 @@ class _Watcher:
         return CredentialRead(reader_id, credential, time.monotonic())
 
 
-class PcscMonitor:
+class PcscMonitor(OneTaskDevice):
+    _task_prefix = "pcsc"
+
     """Several PC/SC readers, one thread. A :class:`~hardware.base.Reader` whose events carry
     each configured reader's own ``reader_id``."""
 
@@ -244,25 +247,7 @@ class PcscMonitor:
         self._backoff = backoff or Backoff()
         self._availability = {slot.reader_id: Availability(slot.reader_id) for slot in slots}
         self._events = EventChannel(f"PC/SC {monitor_id}")
-        self._tasks: asyncio.TaskGroup | None = None
-        self._main: asyncio.Task[None] | None = None
         self.misreads = 0
-
-    async def __aenter__(self) -> PcscMonitor:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._main = self._tasks.create_task(self._run(), name=f"pcsc-{self.reader_id}")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._main is not None:
-            self._main.cancel()
-        if self._tasks is not None:
-            await self._tasks.__aexit__(None, None, None)
-        self._tasks = None
-
-    def events(self) -> AsyncIterator[ReaderEvent]:
-        return aiter(self._events)
 
     def is_online(self, reader_id: str) -> bool:
         return self._availability[reader_id].online is True

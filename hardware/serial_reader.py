@@ -30,16 +30,17 @@ import functools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from hardware import wiegand
-from hardware.base import CredentialRead, Misread, ReaderEvent, Transport, normalise_credential
+from hardware.base import CredentialRead, Misread, Transport, normalise_credential
 from hardware.support import (
     Availability,
     Backoff,
     EventChannel,
+    OneTaskDevice,
     ThreadPump,
     run_blocking_cleanup,
 )
@@ -222,7 +223,9 @@ def close_quietly(transport: Any) -> None:
         log.debug("close failed", exc_info=True)
 
 
-class SerialLineReader:
+class SerialLineReader(OneTaskDevice):
+    _task_prefix = "serial-reader"
+
     """One serial reader that sends text frames; owner of its port.
 
     ``transport_factory`` opens the port (pyserial ``Serial`` or anything with read / write /
@@ -251,27 +254,9 @@ class SerialLineReader:
         self._backoff = backoff or Backoff()
         self._availability = Availability(reader_id)
         self._events = EventChannel(f"reader {reader_id}")
-        self._tasks: asyncio.TaskGroup | None = None
-        self._main: asyncio.Task[None] | None = None
         self.misreads = 0  # frames dropped as invalid since start
         self.reads = 0  # credentials decoded since start
         self.reopens = 0  # successful port openings after the first
-
-    async def __aenter__(self) -> SerialLineReader:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._main = self._tasks.create_task(self._run(), name=f"serial-reader-{self.reader_id}")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._main is not None:
-            self._main.cancel()
-        if self._tasks is not None:
-            await self._tasks.__aexit__(None, None, None)
-        self._tasks = None
-
-    def events(self) -> AsyncIterator[ReaderEvent]:
-        return aiter(self._events)
 
     async def _open(self) -> Transport | None:
         try:

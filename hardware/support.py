@@ -6,13 +6,14 @@ Nothing here knows about a particular device.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 from hardware.base import ReaderEvent, ReaderStatus
 
@@ -107,6 +108,39 @@ class EventChannel:
     async def __aiter__(self) -> AsyncIterator[ReaderEvent]:
         while True:
             yield await self._queue.get()
+
+
+class OneTaskDevice(abc.ABC):
+    """The owner of one device: ``async with`` starts its ``_run`` task in a TaskGroup, leaving
+    cancels and awaits it; ``events()`` iterates what the task emits on ``_events``."""
+
+    _events: EventChannel
+    _tasks: asyncio.TaskGroup | None = None
+    _main: asyncio.Task[None] | None = None
+    _task_prefix = "device"
+    reader_id: str
+
+    @abc.abstractmethod
+    async def _run(self) -> None:
+        """The device's loop: read, decode, emit on ``_events``, reopen after failures."""
+
+    async def __aenter__(self) -> Self:
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        self._main = self._tasks.create_task(
+            self._run(), name=f"{self._task_prefix}-{self.reader_id}"
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._main is not None:
+            self._main.cancel()
+        if self._tasks is not None:
+            await self._tasks.__aexit__(None, None, None)
+        self._tasks = None
+
+    def events(self) -> AsyncIterator[ReaderEvent]:
+        return aiter(self._events)
 
 
 async def run_blocking_cleanup(fn: Callable[[], object], what: str, within: float = 5.0) -> None:
