@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from edge.core.reasons import Lang
 from edge.validation import first_problem
 from hardware.config import GateConfigUnion, ReaderConfigUnion
-from protocol.messages import Direction, TerminalKind
+from protocol.messages import Direction, Id, TerminalKind
 
 
 class ConfigError(ValueError):
@@ -39,7 +39,10 @@ GateConfig = Annotated[LogGateConfig | GateConfigUnion, Field(discriminator="typ
 
 
 class TerminalConfig(_Section):
-    id: str = Field(description="terminal id, unique in the school, e.g. gate-1-in")
+    id: Id = Field(
+        description="terminal id, unique in the school, e.g. gate-1-in (it travels in events: "
+        "1-64 of A-Z a-z 0-9 _ . : -)"
+    )
     kind: TerminalKind = Field(description="turnstile, canteen or library")
     direction: Direction | None = Field(None, description="for a turnstile reader: in or out")
     reader: ReaderConfig | None = Field(

@@ -247,3 +247,16 @@ def test_run_and_import_roster_report_config_errors(
 def test_run_with_a_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml: cannot read: No such file or directory" in capsys.readouterr().err
+
+
+def test_terminal_id_must_fit_the_wire(tmp_path: Path) -> None:
+    """A terminal id travels in every event: one the wire refuses is a config error at start,
+    not a crash at the first tap."""
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(
+        'school = "S1"\ndevice = "d1"\nstore = "edge.sqlite"\n'
+        '[[terminal]]\nid = "асхана 1"\nkind = "library"\n'
+        f'reader = {{ type = "line", path = "{tmp_path / "r"}" }}\n'
+    )
+    with pytest.raises(ConfigError, match=r"edge.toml: terminal.0.id: String should match"):
+        load_config(cfg)
