@@ -103,6 +103,61 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _school_add(args: argparse.Namespace) -> int:
+    from server.db import make_engine, session_factory
+    from server.people.service import add_school
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            add_school(session, args.id, args.name, region=args.region, region_name=args.region_name)
+            session.commit()
+    finally:
+        engine.dispose()
+    print(f"school {args.id} saved" + (f" in region {args.region}" if args.region else ""))
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    """The first operator of a new installation; everyone else is invited from the console."""
+    from server.accounts.access import Grant, Role
+    from server.accounts.service import AccountError, create_user, invite
+    from server.db import make_engine, session_factory
+
+    settings = _settings(args)
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    try:
+        role = Role(args.role)
+    except ValueError:
+        print(f"qaqpa server user add: unknown role {args.role!r}; one of: "
+              + ", ".join(r.value for r in Role), file=sys.stderr)
+        return 2
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            try:
+                user = create_user(
+                    session,
+                    args.login,
+                    args.name,
+                    [Grant(role, region_id=args.region, school_id=args.school)],
+                    email=args.email or "",
+                    password=password,
+                )
+                token = None if password else invite(session, user, None, settings.console_invite_ttl_s)
+                session.commit()
+            except (AccountError, ValueError) as err:
+                print(f"qaqpa server user add: {err}", file=sys.stderr)
+                return 2
+    finally:
+        engine.dispose()
+    print(f"user {args.login} ({role.value}) created.")
+    if token:
+        print(f"invitation link (shown once): {settings.console_base_url.rstrip('/')}/invite/{token}")
+    return 0
+
+
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -140,7 +195,34 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--school", required=True)
     p.add_argument("--changes", required=True, help="JSON file: a list of downlink changes")
     p.set_defaults(func=_publish)
-    p = subparsers.add_parser("api", parents=[common], help="run the HTTP API (enrolment)")
+    sch = subparsers.add_parser("school", help="schools")
+    sch_sub = sch.add_subparsers(dest="school_command", required=True)
+    p = sch_sub.add_parser("add", parents=[common], help="create or rename a school")
+    p.add_argument("--id", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--region", default=None, help="region id (created if new)")
+    p.add_argument("--region-name", default="")
+    p.set_defaults(func=_school_add)
+
+    usr = subparsers.add_parser("user", help="console users")
+    usr_sub = usr.add_subparsers(dest="user_command", required=True)
+    p = usr_sub.add_parser(
+        "add", parents=[common], help="create a console user and print a one-time invitation link"
+    )
+    p.add_argument("--login", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", required=True, help="operator, regional_operator, school_admin, ...")
+    p.add_argument("--school", default=None)
+    p.add_argument("--region", default=None)
+    p.add_argument("--email", default=None)
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read a password from stdin instead of printing an invitation link",
+    )
+    p.set_defaults(func=_user_add)
+
+    p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=_api)

@@ -27,6 +27,15 @@ class Base(DeclarativeBase):
     pass
 
 
+class Region(Base):
+    """A region (oblys) or a city of republican significance: regional operators are scoped to it."""
+
+    __tablename__ = "regions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+
 class School(Base):
     __tablename__ = "schools"
 
@@ -35,6 +44,12 @@ class School(Base):
     created_at_ms: Mapped[int] = mapped_column(BigInteger)
     # Head of the school's downlink change log (0: nothing published yet).
     sync_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    region_id: Mapped[str | None] = mapped_column(
+        ForeignKey("regions.id"), default=None, index=True
+    )
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Almaty")
+    # A replacement card's price (the first card is free); 50-200 tenge in the seed.
+    card_price_tiyn: Mapped[int] = mapped_column(BigInteger, default=10_000)
 
 
 class Device(Base):

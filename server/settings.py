@@ -44,6 +44,25 @@ class ServerSettings(BaseSettings):
         ge=1,
         description="An edge more than this many versions behind gets a snapshot, not deltas",
     )
+    downlink_poll_s: float = Field(
+        default=0.3,
+        gt=0,
+        le=60,
+        description="How often the downlink service looks for versions the console appended",
+    )
+    console_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The console's public URL, used in invitation links",
+    )
+    console_secure_cookies: bool = Field(
+        default=False, description="Mark session cookies Secure (set True behind HTTPS)"
+    )
+    console_session_ttl_s: int = Field(
+        default=12 * 3600, ge=60, description="A console session's lifetime"
+    )
+    console_invite_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="An invitation link's lifetime"
+    )
     enrol_token_ttl_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="Lifetime of a one-time enrolment token"
     )

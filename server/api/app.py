@@ -1,4 +1,4 @@
-"""The FastAPI application: for now the device enrolment endpoint of the sync subsystem."""
+"""The FastAPI application: the device enrolment endpoint and the console."""
 
 from __future__ import annotations
 
@@ -91,4 +91,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sessions = session_factory(make_engine(settings.database_url))
     app.include_router(router)
+    from server.console.app import install_console
+
+    install_console(app)
     return app

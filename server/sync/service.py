@@ -95,23 +95,61 @@ class DownlinkService(ThreadedService):
         self._client.on_message = self._on_message
         self.snapshots_sent = 0
         self.deltas_sent = 0
+        # school -> the newest version already sent to its devices. Versions appended by another
+        # process (the console) are found by _watch and sent from here.
+        self._sent: dict[str, int] = {}
+        self._sent_lock = threading.Lock()
+        self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # ------------------------------------------------------------------------ publishing
 
     def publish_changes(self, school: str, changes: Sequence[Change]) -> int:
         """Append the changes as a new version and publish the delta; returns the version."""
-        with self._sessions() as session:
+        with self._sent_lock, self._sessions() as session:
             delta = append_changes(session, school, changes)
             session.commit()
-            devices = self._school_devices(session, school)
+            self._send_delta(session, school, delta)
+        return delta.version
+
+    def _send_delta(self, session: Session, school: str, delta: SyncDelta) -> None:
+        devices = self._school_devices(session, school)
         payload = encode(delta)
         for device in devices:
             self._send(school, device, payload)
             self.deltas_sent += 1
+        self._sent[school] = max(self._sent.get(school, 0), delta.version)
         log.info(
             "school %s at version %d, sent to %d device(s)", school, delta.version, len(devices)
         )
-        return delta.version
+
+    def _school_heads(self, session: Session) -> dict[str, int]:
+        return {sid: v for sid, v in session.execute(select(School.id, School.sync_version))}
+
+    def _watch(self) -> None:
+        """Send the versions other processes appended (console edits) to the school's devices."""
+        interval = self._settings.downlink_poll_s
+        while not self._stop_watch.wait(interval):
+            try:
+                self._send_new_versions()
+            except Exception:
+                log.exception("downlink: failed to send new versions")
+
+    def _send_new_versions(self) -> None:
+        with self._sent_lock, self._sessions() as session:
+            for school, head in self._school_heads(session).items():
+                sent = self._sent.get(school, 0)
+                if head <= sent:
+                    continue
+                rows = session.execute(
+                    select(ChangeLogEntry.changes)
+                    .where(ChangeLogEntry.school_id == school, ChangeLogEntry.version > sent)
+                    .order_by(ChangeLogEntry.version)
+                ).scalars()
+                delta = SyncDelta(
+                    school=school, version=head, base_version=sent, changes=_load(list(rows))
+                )
+                self._send_delta(session, school, delta)
 
     @staticmethod
     def _school_devices(session: Session, school: str) -> list[str]:
@@ -246,9 +284,18 @@ class DownlinkService(ThreadedService):
     def start(self, timeout: float = 10.0) -> None:
         self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
         self._thread.start()
+        with self._sessions() as session:
+            self._sent = self._school_heads(session)
         connect_and_wait(self._client, self._settings, self._connected, timeout)
+        self._stop_watch.clear()
+        self._watcher = threading.Thread(target=self._watch, name="downlink-watch", daemon=True)
+        self._watcher.start()
 
     def stop(self) -> None:
+        self._stop_watch.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
+            self._watcher = None
         self._client.disconnect()
         self._client.loop_stop()
         if self._thread is not None:

@@ -1,0 +1,1 @@
+"""Console accounts: users, role grants scoped to a region / school / class, sessions, invitations."""

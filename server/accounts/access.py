@@ -1,0 +1,186 @@
+"""Who may do what, where: roles as data, scopes from grants, one check for every page.
+
+A permission is granted by a role; a grant scopes the role to everything (operator), a region,
+a school, one class (class teacher), or a parent's own children. ``Principal.can`` is the only
+access check the console uses, so the role matrix test exercises exactly what users get.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+class Role(enum.StrEnum):
+    OPERATOR = "operator"
+    REGIONAL_OPERATOR = "regional_operator"
+    SCHOOL_ADMIN = "school_admin"
+    DUTY_DEPUTY = "duty_deputy"  # deputy director on duty for a shift (responsible for the system)
+    CLASS_TEACHER = "class_teacher"
+    SOCIAL_PEDAGOGUE = "social_pedagogue"
+    CANTEEN_MANAGER = "canteen_manager"
+    PARENT = "parent"
+
+
+R = Role
+_SCHOOL_STAFF = {R.SCHOOL_ADMIN, R.DUTY_DEPUTY, R.CLASS_TEACHER, R.SOCIAL_PEDAGOGUE, R.CANTEEN_MANAGER}
+_ADMINS = {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN}
+
+# permission -> roles that have it (their scope still applies)
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    k: frozenset(v)
+    for k, v in {
+        "schools.view": {R.OPERATOR, R.REGIONAL_OPERATOR},
+        "schools.manage": {R.OPERATOR, R.REGIONAL_OPERATOR},
+        "users.manage": _ADMINS,
+        "audit.view": {R.OPERATOR, R.SCHOOL_ADMIN},
+        "students.view": {R.OPERATOR, R.REGIONAL_OPERATOR} | _SCHOOL_STAFF,
+        "students.edit": {R.OPERATOR, R.SCHOOL_ADMIN},
+        "roster.import": {R.OPERATOR, R.SCHOOL_ADMIN},
+        "staff.edit": {R.OPERATOR, R.SCHOOL_ADMIN},
+        "consents.edit": {R.OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER},
+        "cards.issue": {R.OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER},
+        "cards.block": {R.OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER, R.DUTY_DEPUTY},
+        "categories.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.SOCIAL_PEDAGOGUE, R.CANTEEN_MANAGER},
+        "categories.edit": {R.OPERATOR, R.SOCIAL_PEDAGOGUE},
+        "policy.view": {R.OPERATOR, R.REGIONAL_OPERATOR} | _SCHOOL_STAFF,
+        "policy.edit": _ADMINS,
+        "reports.attendance": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY, R.CLASS_TEACHER},
+        "reports.meals": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.SOCIAL_PEDAGOGUE, R.CANTEEN_MANAGER},
+        "reports.library": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER},
+        "reports.evacuation": {R.OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY, R.CLASS_TEACHER},
+        "status.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY},
+        "notifications.view": {R.OPERATOR, R.SCHOOL_ADMIN},
+        "parent.view": {R.PARENT},
+    }.items()
+}
+
+# Which scope each role's grant must carry.
+SCOPE_OF_ROLE: dict[Role, str] = {
+    R.OPERATOR: "all",
+    R.REGIONAL_OPERATOR: "region",
+    R.SCHOOL_ADMIN: "school",
+    R.DUTY_DEPUTY: "school",
+    R.CLASS_TEACHER: "class",
+    R.SOCIAL_PEDAGOGUE: "school",
+    R.CANTEEN_MANAGER: "school",
+    R.PARENT: "children",
+}
+
+
+class UnknownPermission(KeyError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    role: Role
+    region_id: str | None = None
+    school_id: str | None = None
+    class_pk: int | None = None
+
+
+@dataclass(slots=True)
+class Principal:
+    """The signed-in user with everything needed to answer "may they?" without more queries."""
+
+    user_pk: int
+    login: str
+    full_name: str
+    lang: str
+    csrf_token: str
+    grants: list[Grant]
+    # school id -> region id, for the schools of the regions this user is granted
+    region_schools: dict[str, str | None] = field(default_factory=dict)
+    # (student pk, school id, class pk) of a parent's own children
+    children: list[tuple[int, str, int]] = field(default_factory=list)
+
+    @property
+    def roles(self) -> set[Role]:
+        return {g.role for g in self.grants}
+
+    def _grants_for(self, perm: str) -> Iterable[Grant]:
+        try:
+            roles = PERMISSIONS[perm]
+        except KeyError as err:
+            raise UnknownPermission(perm) from err
+        return (g for g in self.grants if g.role in roles)
+
+    def can(
+        self,
+        perm: str,
+        *,
+        school_id: str | None = None,
+        class_pk: int | None = None,
+        student_pk: int | None = None,
+    ) -> bool:
+        """May this user use ``perm`` on the target? With no target: anywhere at all.
+
+        A target is a school, a class of a school, or a student (with its school and class).
+        A class teacher's grant covers only their class's students and class, never the whole
+        school; a parent's covers only their own children.
+        """
+        for g in self._grants_for(perm):
+            if school_id is None and student_pk is None:
+                return True
+            if self._covers(g, school_id, class_pk, student_pk):
+                return True
+        return False
+
+    def _covers(
+        self, g: Grant, school_id: str | None, class_pk: int | None, student_pk: int | None
+    ) -> bool:
+        scope = SCOPE_OF_ROLE[g.role]
+        if scope == "all":
+            return True
+        if scope == "region":
+            return school_id is not None and self.region_schools.get(school_id) == g.region_id
+        if scope == "school":
+            return school_id is not None and school_id == g.school_id
+        if scope == "class":
+            return (
+                school_id is not None
+                and school_id == g.school_id
+                and class_pk is not None
+                and class_pk == g.class_pk
+            )
+        if scope == "children":
+            return student_pk is not None and any(c[0] == student_pk for c in self.children)
+        return False
+
+    def schools(self, perm: str) -> set[str] | None:
+        """School ids where ``perm`` applies (at least in part); None means every school."""
+        out: set[str] = set()
+        for g in self._grants_for(perm):
+            scope = SCOPE_OF_ROLE[g.role]
+            if scope == "all":
+                return None
+            if scope == "region":
+                out |= {s for s, r in self.region_schools.items() if r == g.region_id}
+            elif scope in ("school", "class") and g.school_id is not None:
+                out.add(g.school_id)
+            elif scope == "children":
+                out |= {c[1] for c in self.children}
+        return out
+
+    def classes(self, perm: str, school_id: str) -> set[int] | None:
+        """Class pks of ``school_id`` where ``perm`` applies; None means all of its classes."""
+        out: set[int] = set()
+        for g in self._grants_for(perm):
+            scope = SCOPE_OF_ROLE[g.role]
+            if scope == "class":
+                if g.school_id == school_id and g.class_pk is not None:
+                    out.add(g.class_pk)
+            elif scope == "children":
+                out |= {c[2] for c in self.children if c[1] == school_id}
+            elif self._covers(g, school_id, None, None):
+                return None
+        return out
+
+    def whole_school(self, perm: str, school_id: str) -> bool:
+        """True when ``perm`` covers the whole school (not only some classes or children)."""
+        return any(
+            SCOPE_OF_ROLE[g.role] not in ("class", "children") and self._covers(g, school_id, None, None)
+            for g in self._grants_for(perm)
+        )

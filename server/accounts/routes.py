@@ -1,0 +1,369 @@
+"""Sign-in, sign-out, invitations, password change, language, the home page, user management."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from server.accounts.access import SCOPE_OF_ROLE, Grant, Principal, Role
+from server.accounts.models import RoleGrant, User
+from server.accounts.passwords import WeakPassword
+from server.accounts.service import (
+    AccountError,
+    accept_invitation,
+    authenticate,
+    change_password,
+    close_session,
+    create_user,
+    invitation_user,
+    invite,
+    open_session,
+)
+from server.console import i18n
+from server.console.web import (
+    LANG_COOKIE,
+    PRELOGIN_COOKIE,
+    SESSION_COOKIE,
+    Db,
+    Forbidden,
+    Settings,
+    any_user,
+    nav_item,
+    redirect,
+    render,
+    request_lang,
+    require,
+    signed_in,
+    tr,
+)
+from server.models import School
+from server.people.models import SchoolClass
+
+router = APIRouter()
+nav_item("users.manage", "/users", "Users", 90)
+
+# Roles a user of each role may grant (scope still applies: only within their own region/school).
+GRANTABLE: dict[Role, set[Role]] = {
+    Role.OPERATOR: set(Role),
+    Role.REGIONAL_OPERATOR: {
+        Role.SCHOOL_ADMIN,
+        Role.DUTY_DEPUTY,
+        Role.CLASS_TEACHER,
+        Role.SOCIAL_PEDAGOGUE,
+        Role.CANTEEN_MANAGER,
+    },
+    Role.SCHOOL_ADMIN: {
+        Role.DUTY_DEPUTY,
+        Role.CLASS_TEACHER,
+        Role.SOCIAL_PEDAGOGUE,
+        Role.CANTEEN_MANAGER,
+    },
+}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a local path: an open redirect would let a phishing link land on a copy of us."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+def _set_session(response: Response, token: str, settings: Settings) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.console_session_ttl_s,
+        httponly=True,
+        samesite="lax",
+        secure=settings.console_secure_cookies,
+    )
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> Response:
+    pre = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
+    request.cookies[PRELOGIN_COOKIE] = pre
+    response = render(request, "accounts/login.html", {"next": _safe_next(next), "error": None})
+    response.set_cookie(PRELOGIN_COOKIE, pre, httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    db: Db,
+    settings: Settings,
+    login: Annotated[str, Form(max_length=100)],
+    password: Annotated[str, Form(max_length=200)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/",
+) -> Response:
+    pre = request.cookies.get(PRELOGIN_COOKIE, "")
+    if not pre or not secrets.compare_digest(pre, csrf):
+        return render(
+            request,
+            "accounts/login.html",
+            {"next": _safe_next(next), "error": tr(request, "The form has expired. Try again.")},
+            403,
+        )
+    user = authenticate(db, login, password)
+    if user is None:
+        db.commit()  # the failed-attempt counter
+        return render(
+            request,
+            "accounts/login.html",
+            {"next": _safe_next(next), "error": tr(request, "Wrong login or password.")},
+            401,
+        )
+    token = open_session(db, user, settings.console_session_ttl_s)
+    db.commit()
+    response = redirect("/account/password" if user.must_change_password else _safe_next(next))
+    _set_session(response, token, settings)
+    response.delete_cookie(PRELOGIN_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request, db: Db, _who: Annotated[Principal, Depends(signed_in)]
+) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        close_session(db, token)
+        db.commit()
+    response = redirect("/login")
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/invite/{token}")
+def invitation_page(request: Request, db: Db, token: str) -> Response:
+    try:
+        _inv, user = invitation_user(db, token)
+    except AccountError:
+        return render(
+            request,
+            "error.html",
+            {"code": 410, "message": "This invitation link is not valid (used or expired)."},
+            410,
+        )
+    pre = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
+    request.cookies[PRELOGIN_COOKIE] = pre
+    response = render(request, "accounts/invite.html", {"user": user, "error": None})
+    response.set_cookie(PRELOGIN_COOKIE, pre, httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/invite/{token}")
+def accept(
+    request: Request,
+    db: Db,
+    settings: Settings,
+    token: str,
+    password: Annotated[str, Form(max_length=200)],
+    password2: Annotated[str, Form(max_length=200)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    pre = request.cookies.get(PRELOGIN_COOKIE, "")
+    try:
+        _inv, user = invitation_user(db, token)
+    except AccountError:
+        return render(
+            request,
+            "error.html",
+            {"code": 410, "message": "This invitation link is not valid (used or expired)."},
+            410,
+        )
+    error = None
+    if not pre or not secrets.compare_digest(pre, csrf):
+        error = tr(request, "The form has expired. Try again.")
+    elif password != password2:
+        error = tr(request, "The two passwords differ.")
+    else:
+        try:
+            user = accept_invitation(db, token, password)
+        except WeakPassword:
+            error = tr(request, "The password is too weak: at least 10 characters, letters and digits.")
+    if error is not None:
+        return render(request, "accounts/invite.html", {"user": user, "error": error}, 400)
+    session_token = open_session(db, user, settings.console_session_ttl_s)
+    db.commit()
+    response = redirect("/")
+    _set_session(response, session_token, settings)
+    return response
+
+
+@router.get("/account/password")
+def password_page(request: Request, who: Annotated[Principal, Depends(signed_in)]) -> Response:
+    return render(request, "accounts/password.html", {"error": None}, who=who)
+
+
+@router.post("/account/password")
+def password_change(
+    request: Request,
+    db: Db,
+    settings: Settings,
+    who: Annotated[Principal, Depends(signed_in)],
+    current: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=200)],
+    password2: Annotated[str, Form(max_length=200)],
+) -> Response:
+    from server.accounts.passwords import verify_password
+
+    user = db.get_one(User, who.user_pk)
+    error = None
+    if not verify_password(user.password_hash, current):
+        error = tr(request, "The current password is wrong.")
+    elif password != password2:
+        error = tr(request, "The two passwords differ.")
+    elif password == current:
+        error = tr(request, "Choose a new password, not the current one.")
+    else:
+        try:
+            change_password(db, user, password)
+        except WeakPassword:
+            error = tr(request, "The password is too weak: at least 10 characters, letters and digits.")
+    if error is not None:
+        return render(request, "accounts/password.html", {"error": error}, 400, who=who)
+    token = open_session(db, user, settings.console_session_ttl_s)
+    db.commit()
+    response = redirect("/")
+    _set_session(response, token, settings)
+    return response
+
+
+@router.post("/lang")
+def set_lang(
+    request: Request,
+    db: Db,
+    lang: Annotated[str, Form(max_length=2)],
+    next: Annotated[str, Form(max_length=500)] = "/",
+) -> Response:
+    """Anyone may choose the language (the sign-in page too); a signed-in user keeps it."""
+    if lang not in i18n.LANGS:
+        lang = i18n.DEFAULT_LANG
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        from server.accounts.service import load_principal
+
+        found = load_principal(db, token)
+        if found is not None:
+            found[1].lang = lang
+            db.commit()
+    response = redirect(_safe_next(next))
+    response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.get("/")
+def home(request: Request, who: Annotated[Principal, any_user()]) -> Response:
+    return render(request, "accounts/home.html", {"roles": sorted(r.value for r in who.roles)})
+
+
+# ---------------------------------------------------------------------------------- users
+
+
+def _grantable(who: Principal) -> set[Role]:
+    out: set[Role] = set()
+    for r in who.roles:
+        out |= GRANTABLE.get(r, set())
+    return out
+
+
+def _visible_schools(db: Db, who: Principal) -> list[School]:
+    allowed = who.schools("users.manage")
+    q = select(School).order_by(School.id)
+    if allowed is not None:
+        q = q.where(School.id.in_(allowed))
+    return list(db.execute(q).scalars())
+
+
+@router.get("/users")
+def users_page(
+    request: Request, db: Db, who: Annotated[Principal, require("users.manage")]
+) -> Response:
+    ctx = _users_context(db, who, _visible_schools(db, who))
+    return render(request, "accounts/users.html", {**ctx, "invite_url": None, "error": None})
+
+
+@router.post("/users")
+def users_invite(
+    request: Request,
+    db: Db,
+    settings: Settings,
+    who: Annotated[Principal, require("users.manage")],
+    login: Annotated[str, Form(min_length=1, max_length=100)],
+    full_name: Annotated[str, Form(min_length=1, max_length=200)],
+    role: Annotated[str, Form(max_length=32)],
+    school_id: Annotated[str, Form(max_length=64)] = "",
+    class_pk: Annotated[str, Form(max_length=20)] = "",
+    region_id: Annotated[str, Form(max_length=64)] = "",
+    email: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    error = None
+    invite_url = None
+    try:
+        r = Role(role)
+    except ValueError:
+        r = None
+    if r is None or r not in _grantable(who):
+        raise Forbidden()
+    scope = SCOPE_OF_ROLE[r]
+    cls = db.get(SchoolClass, int(class_pk)) if class_pk.isdigit() else None
+    if scope == "class" and cls is not None:
+        school_id = cls.school_id
+    grant = Grant(
+        r,
+        region_id=region_id or None if scope == "region" else None,
+        school_id=school_id or None if scope in ("school", "class") else None,
+        class_pk=cls.pk if scope == "class" and cls is not None else None,
+    )
+    if grant.school_id is not None and not who.can("users.manage", school_id=grant.school_id):
+        raise Forbidden()
+    if scope == "region" and Role.OPERATOR not in who.roles:
+        raise Forbidden()
+    try:
+        user = create_user(
+            db, login, full_name, [grant], email=email, lang=request_lang(request)
+        )
+        token = invite(db, user, who.user_pk, settings.console_invite_ttl_s)
+        db.commit()
+        invite_url = f"{settings.console_base_url.rstrip('/')}/invite/{token}"
+    except AccountError as err:
+        db.rollback()
+        error = str(err)
+    ctx = _users_context(db, who, _visible_schools(db, who))
+    return render(
+        request,
+        "accounts/users.html",
+        {**ctx, "invite_url": invite_url, "error": error},
+        400 if error else 200,
+    )
+
+
+def _users_context(db: Db, who: Principal, schools: list[School]) -> dict[str, object]:
+    school_ids = [s.id for s in schools]
+    q = select(User, RoleGrant).join(RoleGrant, RoleGrant.user_pk == User.pk).order_by(User.login)
+    if who.schools("users.manage") is not None:
+        q = q.where(RoleGrant.school_id.in_(school_ids))
+    classes = list(
+        db.execute(
+            select(SchoolClass)
+            .where(SchoolClass.school_id.in_(school_ids))
+            .order_by(SchoolClass.school_id, SchoolClass.name)
+        ).scalars()
+    )
+    return {
+        "rows": db.execute(q).all(),
+        "schools": schools,
+        "classes": classes,
+        "roles": sorted(r.value for r in _grantable(who)),
+    }

@@ -1,0 +1,35 @@
+"""Record who viewed or changed a child's personal data. Call in the same transaction as the
+change (or the read), so an audited change cannot commit without its entry."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from server.accounts.access import Principal
+from server.audit.models import AuditEntry
+from server.clock import now_ms
+
+
+def audit(
+    session: Session,
+    who: Principal | None,
+    action: str,
+    subject: str,
+    *,
+    student_pk: int | None = None,
+    school_id: str | None = None,
+    summary: str = "",
+) -> None:
+    """``summary`` names what was touched (fields, counts, document numbers), never the values
+    of personal fields such as names or birth dates."""
+    session.add(
+        AuditEntry(
+            at_ms=now_ms(),
+            user_pk=who.user_pk if who is not None else None,
+            action=action,
+            subject=subject,
+            student_pk=student_pk,
+            school_id=school_id,
+            summary=summary[:500],
+        )
+    )

@@ -1,0 +1,260 @@
+"""What every console page shares: the database session, the signed-in principal with CSRF
+checking on every write, rendering in the user's language, and the navigation.
+
+Routes stay thin: ``def page(who: Annotated[Principal, require("reports.meals")], db: Db)``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session, sessionmaker
+
+from server.accounts.access import Principal
+from server.accounts.models import User
+from server.accounts.service import load_principal
+from server.console import i18n
+from server.settings import ServerSettings
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+SESSION_COOKIE = "qaqpa_session"
+PRELOGIN_COOKIE = "qaqpa_prelogin"
+LANG_COOKIE = "qaqpa_lang"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class LoginRequired(Exception):
+    """No valid session: the console redirects to the sign-in page."""
+
+
+class PasswordChangeRequired(Exception):
+    """First sign-in (or a reset): the user must choose a password before anything else."""
+
+
+class Forbidden(Exception):
+    """Signed in, but this role / scope may not see or do this."""
+
+
+class CsrfFailed(Exception):
+    """A write without the session's CSRF token (another site's form, or a stale page)."""
+
+
+class NotFound(Exception):
+    """A record that does not exist, or that this user may not know exists."""
+
+
+# ------------------------------------------------------------------------------------- nav
+
+
+@dataclass(frozen=True, slots=True)
+class NavItem:
+    perm: str
+    url: str
+    label: str  # an English msgid, translated at render time
+    order: int
+
+
+NAV: list[NavItem] = []
+
+
+def nav_item(perm: str, url: str, label: str, order: int = 50) -> None:
+    """Modules add their pages to the menu; the menu shows an item only to who may open it."""
+    if all(n.url != url for n in NAV):
+        NAV.append(NavItem(perm, url, label, order))
+        NAV.sort(key=lambda n: n.order)
+
+
+# -------------------------------------------------------------------------------- templates
+
+env = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    autoescape=select_autoescape(["html"]),
+    extensions=["jinja2.ext.i18n"],
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+env.install_gettext_callables(  # type: ignore[attr-defined]
+    lambda m: i18n.gettext(m), lambda s, p, n: i18n.ngettext(s, p, n), newstyle=True
+)
+
+
+def tr(request: Request, message: str) -> str:
+    """Translate a message outside a template (errors shown to the user)."""
+    return i18n.gettext(message, request_lang(request))
+
+
+def request_lang(request: Request) -> str:
+    lang = getattr(request.state, "lang", None)
+    if isinstance(lang, str):
+        return lang
+    accept = request.headers.get("accept-language", "")
+    return i18n.pick_lang(request.cookies.get(LANG_COOKIE), *(a.split(";")[0].strip() for a in accept.split(",")[:1] if accept))
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+    who: Principal | None = None,
+) -> HTMLResponse:
+    lang = request_lang(request)
+    token = i18n.current_lang.set(lang)
+    try:
+        who = who if who is not None else getattr(request.state, "principal", None)
+        nav = [n for n in NAV if who is not None and who.can(n.perm)]
+        html = env.get_template(template).render(
+            request=request,
+            who=who,
+            nav=nav,
+            lang=lang,
+            langs=i18n.LANG_NAMES,
+            csrf=who.csrf_token if who is not None else request.cookies.get(PRELOGIN_COOKIE, ""),
+            **(context or {}),
+        )
+    finally:
+        i18n.current_lang.reset(token)
+    return HTMLResponse(html, status_code=status_code)
+
+
+# ------------------------------------------------------------------------------ dependencies
+
+
+def _db(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+Db = Annotated[Session, Depends(_db)]
+
+
+def _settings(request: Request) -> ServerSettings:
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
+Settings = Annotated[ServerSettings, Depends(_settings)]
+
+
+async def _sent_csrf(request: Request) -> str | None:
+    """The CSRF token the client sent: ``X-CSRF-Token`` header (scripts) or a ``csrf`` form field."""
+    if request.method not in UNSAFE:
+        return None
+    header = request.headers.get("x-csrf-token")
+    if header:
+        return header
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()  # cached on the request: the route reads it again
+        value = form.get("csrf")
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _principal(request: Request, db: Db) -> tuple[Principal, User]:
+    token = request.cookies.get(SESSION_COOKIE)
+    found = load_principal(db, token) if token else None
+    if found is None:
+        raise LoginRequired()
+    principal, user = found
+    request.state.principal = principal
+    request.state.lang = principal.lang
+    return principal, user
+
+
+def signed_in(
+    request: Request, db: Db, sent: Annotated[str | None, Depends(_sent_csrf)]
+) -> Principal:
+    """Any signed-in user (writes CSRF-checked), before the first-login password change."""
+    principal, _user = _principal(request, db)
+    check_csrf(request, principal, sent)
+    return principal
+
+
+def check_csrf(request: Request, principal: Principal, sent: str | None) -> None:
+    if request.method in UNSAFE and (
+        sent is None or not hmac.compare_digest(sent, principal.csrf_token)
+    ):
+        raise CsrfFailed()
+
+
+def require(perm: str) -> Any:
+    """A dependency: the signed-in principal if they hold ``perm`` somewhere; scope checks on a
+    particular school, class or student are the route's (``who.can(perm, school_id=...)``)."""
+
+    def dep(
+        request: Request, db: Db, sent: Annotated[str | None, Depends(_sent_csrf)]
+    ) -> Principal:
+        principal, user = _principal(request, db)
+        if user.must_change_password:
+            raise PasswordChangeRequired()
+        check_csrf(request, principal, sent)
+        if not principal.can(perm):
+            raise Forbidden()
+        return principal
+
+    dep.__name__ = f"require_{perm.replace('.', '_')}"
+    return Depends(dep)
+
+
+def any_user() -> Any:
+    """A dependency: any signed-in user who has set their password."""
+
+    def dep(
+        request: Request, db: Db, sent: Annotated[str | None, Depends(_sent_csrf)]
+    ) -> Principal:
+        principal, user = _principal(request, db)
+        if user.must_change_password:
+            raise PasswordChangeRequired()
+        check_csrf(request, principal, sent)
+        return principal
+
+    return Depends(dep)
+
+
+def ensure(condition: bool) -> None:
+    """Scope check inside a route: 404 rather than 403, so ids of other schools leak nothing."""
+    if not condition:
+        raise NotFound()
+
+
+def redirect(url: str) -> Response:
+    return Response(status_code=303, headers={"location": url})
+
+
+Check = Callable[[Principal], bool]
+
+
+# --------------------------------------------------------------------------------- filters
+
+DEFAULT_ZONE = "Asia/Almaty"
+
+
+def _datetime(ms: int | None, zone: str = DEFAULT_ZONE, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    import datetime as dt
+    import zoneinfo
+
+    if ms is None:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, zoneinfo.ZoneInfo(zone)).strftime(fmt)
+
+
+def _money(tiyn: int | None) -> str:
+    """1234550 tiyn -> "12 345,50 ₸" (Kazakh and Russian both group with spaces)."""
+    if tiyn is None:
+        return ""
+    sign = "-" if tiyn < 0 else ""
+    tenge, rest = divmod(abs(tiyn), 100)
+    return f"{sign}{tenge:,}".replace(",", "\u00a0") + f",{rest:02d}\u00a0₸"
+
+
+env.filters["datetime"] = _datetime
+env.filters["money"] = _money

@@ -1,0 +1,1 @@
+"""A school's people: classes, students, their parents (guardians), staff, and consents."""

@@ -1,0 +1,12 @@
+"""Every table of the server, for Alembic and for tests: importing this registers all models."""
+
+from __future__ import annotations
+
+from server import models
+from server.accounts import models as accounts_models
+from server.audit import models as audit_models
+from server.people import models as people_models
+
+Base = models.Base
+
+__all__ = ["Base", "accounts_models", "audit_models", "models", "people_models"]
