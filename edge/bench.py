@@ -239,4 +239,6 @@ BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "face": _delegate("simulators.bench_face", "bench"),
     "ingest": ingest,
     "drain": drain,
+    "notify": _delegate("simulators.bench_notify", "bench"),
+    "canteen": _delegate("simulators.bench_canteen", "bench"),
 }
