@@ -32,8 +32,11 @@ MODULES = (
     "server.audit.routes",
     "server.roster.routes",
     "server.consents.routes",
+    "server.cards.routes",
+    "server.policy.routes",
     "server.reports.routes",
     "server.notify.routes",
+    "server.parent.routes",
     "server.canteen.routes",
 )
 
