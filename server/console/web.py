@@ -94,8 +94,8 @@ def request_lang(request: Request) -> str:
     lang = getattr(request.state, "lang", None)
     if isinstance(lang, str):
         return lang
-    accept = request.headers.get("accept-language", "")
-    return i18n.pick_lang(request.cookies.get(LANG_COOKIE), *(a.split(";")[0].strip() for a in accept.split(",")[:1] if accept))
+    # Kazakh unless the user chose otherwise (the browser's Accept-Language is not a choice).
+    return i18n.pick_lang(request.cookies.get(LANG_COOKIE))
 
 
 def render(
