@@ -19,9 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.core.decide import Decision, decide
-from edge.core.model import MealKey, Presence, SchoolState, ServedMeal, Tap
+from edge.core.model import (
+    Dish,
+    MealKey,
+    ParentLimits,
+    Presence,
+    Purchase,
+    SchoolState,
+    ServedMeal,
+    Tap,
+)
+from edge.core.money import PurchaseDecision, decide_purchase
 from edge.faults import crash_point
-from edge.store import EdgeStore, JournalEntry, PreparedJournal
+from edge.store import EdgeStore, JournalEntry, PreparedJournal, Sale
 from protocol.messages import (
     DeniedEvent,
     Direction,
@@ -55,6 +65,15 @@ class Outcome:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class Sold:
+    """A committed purchase decision (granted: debit + receipt at ``event.seq``) and its event."""
+
+    purchase: Purchase
+    decision: PurchaseDecision
+    event: Event
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -62,11 +81,13 @@ def utc_now() -> dt.datetime:
 class _Layer:
     """Effects of one group of decisions that is not committed yet."""
 
-    __slots__ = ("meals", "presence_by_person")
+    __slots__ = ("debits", "meals", "presence_by_person", "spending")
 
     def __init__(self) -> None:
         self.presence_by_person: dict[str, tuple[dt.date, Presence]] = {}
         self.meals: dict[MealKey, ServedMeal] = {}
+        self.debits: dict[str, int] = {}  # tiyn per student
+        self.spending: dict[tuple[str, dt.date], int] = {}
 
 
 class _View:
@@ -79,6 +100,17 @@ class _View:
         self.card = base.card
         self.student = base.student
         self.staff = base.staff
+        self.limits: Callable[[str], ParentLimits] = base.limits
+        self.menu: Callable[[dt.date], tuple[Dish, ...]] = base.menu
+
+    def balance(self, student_id: str) -> int:
+        pending = sum(layer.debits.get(student_id, 0) for layer in self.layers)
+        return self.base.balance(student_id) - pending
+
+    def spent(self, student_id: str, day: dt.date) -> int:
+        key = (student_id, day)
+        pending = sum(layer.spending.get(key, 0) for layer in self.layers)
+        return self.base.spent(student_id, day) + pending
 
     def presence(self, person_id: str, day: dt.date) -> Presence | None:
         for layer in reversed(self.layers):
@@ -160,11 +192,50 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
     )
 
 
+def plan_purchase(
+    purchase: Purchase, decision: PurchaseDecision, menu: tuple[Dish, ...]
+) -> JournalEntry:
+    """The event, debit, receipt and meal ledger row that record a purchase decision."""
+    at_ms = to_ms(purchase.at)
+    if not decision.granted:
+        return JournalEntry(
+            DeniedEvent(
+                seq=1,
+                at_ms=at_ms,
+                terminal=purchase.terminal,
+                terminal_kind=TerminalKind.CANTEEN,
+                reason=decision.reason,
+                student_id=decision.student_id,
+            )
+        )
+    assert decision.meal is not None and decision.meal_period is not None
+    dishes = {d.id: d for d in menu}
+    portions: dict[str, int] = {}
+    for item in decision.items:
+        portions[item] = portions.get(item, 0) + 1
+    lines = tuple((i, dishes[i].name, dishes[i].price_tiyn, n) for i, n in portions.items())
+    key = MealKey(decision.student_id, decision.local_date, decision.meal_period)
+    ev = MealServedEvent(
+        seq=1,
+        at_ms=at_ms,
+        terminal=purchase.terminal,
+        student_id=decision.student_id,
+        period=decision.meal_period,
+        local_date=decision.local_date.isoformat(),
+        meal=decision.meal,
+        amount_tiyn=decision.amount_tiyn,
+        items=list(decision.items),
+        balance_after_tiyn=decision.balance_after_tiyn,
+    )
+    sale = Sale(decision.student_id, decision.amount_tiyn, decision.balance_after_tiyn, lines)
+    return JournalEntry(ev, meal=(key, decision.meal.value, decision.amount_tiyn), sale=sale)
+
+
 @dataclass
 class _Work:
-    tap: Tap
+    tap: Tap | Purchase
     defer_presence: bool
-    future: asyncio.Future[Outcome]
+    future: asyncio.Future[Outcome | Sold]
 
 
 class Pipeline:
@@ -200,9 +271,22 @@ class Pipeline:
         if self.store.policy is None:
             raise PipelineError("no policy loaded: the school has not received its policy yet")
         crash_point("after_read")
-        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Outcome | Sold] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Work(tap, defer_presence, fut))
-        return await fut
+        done = await fut
+        assert isinstance(done, Outcome)
+        return done
+
+    async def sell(self, purchase: Purchase) -> Sold:
+        """Decide and durably record a purchase (debit, receipt, meal ledger row and event in
+        one transaction, in order with every tap of the school); returns once committed."""
+        if self.store.policy is None:
+            raise PipelineError("no policy loaded: the school has not received its policy yet")
+        fut: asyncio.Future[Outcome | Sold] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Work(purchase, False, fut))
+        done = await fut
+        assert isinstance(done, Sold)
+        return done
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -220,6 +304,7 @@ class Pipeline:
             first = await self._queue.get()
             if len(self._committing) >= MAX_IN_FLIGHT:
                 await asyncio.wait(self._committing, return_when=asyncio.FIRST_COMPLETED)
+            await self.store.money_settled()  # a downlink credit is committing: wait for it
             group = [first]
             while len(group) < MAX_GROUP and not self._queue.empty():
                 group.append(self._queue.get_nowait())
@@ -230,7 +315,9 @@ class Pipeline:
             self._committing.add(task)
             task.add_done_callback(self._committing.discard)
 
-    def _decide_group(self, group: list[_Work]) -> tuple[_Layer, list[Decision], PreparedJournal]:
+    def _decide_group(
+        self, group: list[_Work]
+    ) -> tuple[_Layer, list[Decision | PurchaseDecision], PreparedJournal]:
         store = self.store
         policy = store.policy
         assert policy is not None
@@ -238,9 +325,23 @@ class Pipeline:
         self._layers.append(layer)
         view = _View(store.state, self._layers)
         entries: list[JournalEntry] = []
-        decisions: list[Decision] = []
+        decisions: list[Decision | PurchaseDecision] = []
         for work in group:
             tap = work.tap
+            if isinstance(tap, Purchase):
+                sale = decide_purchase(policy, view, tap)
+                crash_point("after_decide")
+                entry = plan_purchase(tap, sale, view.menu(sale.local_date))
+                if entry.sale is not None and entry.meal is not None:
+                    sid, amount = sale.student_id, sale.amount_tiyn
+                    layer.debits[sid] = layer.debits.get(sid, 0) + amount
+                    key = (sid, sale.local_date)
+                    layer.spending[key] = layer.spending.get(key, 0) + amount
+                    if view.served(entry.meal[0]) is None:
+                        layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
+                entries.append(entry)
+                decisions.append(sale)
+                continue
             if not tap.is_manual:
                 view.card(tap.credential or "")  # identify
             crash_point("after_identify")
@@ -257,7 +358,11 @@ class Pipeline:
         return layer, decisions, store.prepare_journal(entries)
 
     async def _finish_group(
-        self, group: list[_Work], layer: _Layer, decisions: list[Decision], prep: PreparedJournal
+        self,
+        group: list[_Work],
+        layer: _Layer,
+        decisions: list[Decision | PurchaseDecision],
+        prep: PreparedJournal,
     ) -> None:
         try:
             events = await self.store.commit_journal(prep)
@@ -273,7 +378,13 @@ class Pipeline:
         self.decisions += len(group)
         self.groups += 1
         for work, d, e in zip(group, decisions, events[: len(group)], strict=True):
-            if not work.future.done():
+            if work.future.done():
+                continue
+            if isinstance(work.tap, Purchase):
+                assert isinstance(d, PurchaseDecision)
+                work.future.set_result(Sold(work.tap, d, e))
+            else:
+                assert isinstance(d, Decision)
                 work.future.set_result(Outcome(work.tap, d, e))
 
     async def passage(self, outcome: Outcome, passed: bool, at: dt.datetime) -> None:

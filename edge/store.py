@@ -25,7 +25,15 @@ from typing import Any, TypeVar
 import aiosqlite
 from pydantic import TypeAdapter
 
-from edge.core.model import MealKey, Policy, Presence, SchoolState, ServedMeal
+from edge.core.model import (
+    Dish,
+    MealKey,
+    ParentLimits,
+    Policy,
+    Presence,
+    SchoolState,
+    ServedMeal,
+)
 from edge.state import build_state
 from protocol.codec import canonical, loads_plain
 from protocol.messages import (
@@ -83,6 +91,27 @@ CREATE TABLE journal (
   credential TEXT);  -- the raw credential of a tap: stays at the school, never sent
 """
 
+# Canteen money (added without a schema version bump: created on open when missing). The balance
+# is held at the school for spending; every change of it is a row: a credit from the server's
+# ledger (idempotent on ledger_id) or a debit by a sale (with its receipt, same transaction).
+CANTEEN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS balances (
+  student_id TEXT PRIMARY KEY, balance_tiyn INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS balance_credits (
+  ledger_id TEXT PRIMARY KEY, student_id TEXT NOT NULL, amount_tiyn INTEGER NOT NULL,
+  sync_version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS debits (
+  seq INTEGER PRIMARY KEY, student_id TEXT NOT NULL, amount_tiyn INTEGER NOT NULL,
+  balance_after_tiyn INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS receipts (
+  seq INTEGER PRIMARY KEY, student_id TEXT NOT NULL, local_date TEXT NOT NULL,
+  period TEXT NOT NULL, terminal TEXT NOT NULL, at_ms INTEGER NOT NULL, lines TEXT NOT NULL,
+  amount_tiyn INTEGER NOT NULL, balance_after_tiyn INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS receipts_day ON receipts (student_id, local_date);
+CREATE TABLE IF NOT EXISTS parent_limits (
+  student_id TEXT PRIMARY KEY, allergen_blocks TEXT NOT NULL, daily_cap_tiyn INTEGER);
+"""
+
 
 class StoreError(Exception):
     """The store cannot be used (damaged, foreign, or a newer schema)."""
@@ -103,6 +132,16 @@ class OutboxStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Sale:
+    """A paid meal's money: the debit and the receipt that commit with its event."""
+
+    student_id: str
+    amount_tiyn: int
+    balance_after_tiyn: int
+    lines: tuple[tuple[str, str, int, int], ...]  # item id, name, unit price, portions
+
+
+@dataclass(frozen=True, slots=True)
 class JournalEntry:
     """One event to journal in a transaction, with its side effects."""
 
@@ -110,6 +149,14 @@ class JournalEntry:
     credential: str | None = None
     meal: tuple[MealKey, str, int] | None = None  # key, meal kind, amount in tiyn
     presence: tuple[str, dt.date, Presence] | None = None
+    sale: Sale | None = None  # a paid meal: debit + receipt (with ``meal``)
+
+
+@dataclass
+class _DownlinkEffects:
+    """What a downlink transaction changed that memory must follow once it commits."""
+
+    credits: list[tuple[str, int]]  # (student, amount) of credits applied for the first time
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +168,11 @@ class PreparedJournal:
     first_seq: int
     next_seq: int
     rows: tuple[
-        list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[Any, ...] | None
+        list[tuple[Any, ...]],
+        list[tuple[Any, ...]],
+        list[tuple[Any, ...]],
+        tuple[Any, ...] | None,
+        list[tuple[Any, ...]],
     ]
 
 
@@ -147,6 +198,13 @@ class EdgeStore:
         self._alarm_high = False
         self._append_listeners: list[Callable[[int], None]] = []
         self._change_listeners: list[Callable[[], None]] = []
+        self.overdraft_tiyn = 0  # the edge config's canteen overdraft, folded into ``policy``
+        # Set while a downlink credit commits: the pipeline decides no group meanwhile, so the
+        # balance a sale's event states is exactly the one its debit leaves.
+        self._money_settled = asyncio.Event()
+        self._money_settled.set()
+        self._journal_idle = asyncio.Event()  # set when every prepared group has committed
+        self._journal_idle.set()
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -199,6 +257,8 @@ class EdgeStore:
                 row = await cur.fetchone()
             if row is None or row[0] != "ok":
                 raise StoreError(f"{path}: integrity check failed: {row[0] if row else '?'}")
+            await db.execute("BEGIN IMMEDIATE")
+            await db.executescript(CANTEEN_SCHEMA.replace("\n", " ") + ";")  # commits
             meta = await self._meta()
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path}: not a usable edge store ({err})") from err
@@ -249,7 +309,17 @@ class EdgeStore:
 
     def _set_policy(self, doc: PolicyDoc) -> None:
         self.policy_doc = doc
-        self.policy = Policy.from_doc(doc)
+        self.policy = Policy.from_doc(doc, overdraft_tiyn=self.overdraft_tiyn)
+
+    def set_overdraft(self, tiyn: int) -> None:
+        """The canteen overdraft from the edge config (0: a balance never goes below zero)."""
+        self.overdraft_tiyn = tiyn
+        if self.policy_doc is not None:
+            self._set_policy(self.policy_doc)
+
+    async def money_settled(self) -> None:
+        """Returns when no downlink credit is being applied (the pipeline waits here)."""
+        await self._money_settled.wait()
 
     async def _load_state(self) -> None:
         students, staff, cards = await self._roster_records()
@@ -267,7 +337,35 @@ class EdgeStore:
                 state.meals[MealKey(sid, dt.date.fromisoformat(day), period)] = ServedMeal(
                     dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC), terminal
                 )
+        async with self._db.execute("SELECT student_id, balance_tiyn FROM balances") as cur:
+            state.balances = {sid: int(b) for sid, b in await cur.fetchall()}
+        async with self._db.execute(
+            "SELECT student_id, local_date, SUM(amount_tiyn) FROM receipts WHERE local_date >= ? "
+            "GROUP BY student_id, local_date",
+            (horizon,),
+        ) as cur:
+            for sid, day, total in await cur.fetchall():
+                state.spending[(sid, dt.date.fromisoformat(day))] = int(total)
         self.state = state
+        await self._load_canteen_setup()
+
+    async def _load_canteen_setup(self) -> None:
+        """Menus and parents' limits (changed by the downlink only, never by the journal)."""
+        menus: dict[dt.date, tuple[Dish, ...]] = {}
+        async with self._db.execute("SELECT local_date, items FROM menu") as cur:
+            for day, items in await cur.fetchall():
+                menus[dt.date.fromisoformat(day)] = tuple(
+                    Dish(i["id"], i["name"], int(i["price_tiyn"]), frozenset(i["allergens"]))
+                    for i in json.loads(items)
+                )
+        limits: dict[str, ParentLimits] = {}
+        async with self._db.execute(
+            "SELECT student_id, allergen_blocks, daily_cap_tiyn FROM parent_limits"
+        ) as cur:
+            for sid, blocks, cap in await cur.fetchall():
+                limits[sid] = ParentLimits(frozenset(json.loads(blocks)), cap)
+        self.state.menus = menus
+        self.state.parent_limits = limits
 
     async def _roster_records(
         self,
@@ -369,6 +467,7 @@ class EdgeStore:
         rows: list[tuple[Any, ...]] = []
         meals: list[tuple[Any, ...]] = []
         presence: list[tuple[Any, ...]] = []
+        sales: list[tuple[Any, ...]] = []
         for entry in entries:
             ev = entry.event.model_copy(update={"seq": seq})
             events.append(ev)
@@ -390,6 +489,28 @@ class EdgeStore:
             if entry.presence is not None:
                 pid, day, st = entry.presence
                 presence.append((pid, day.isoformat(), st.value, ev.at_ms, seq))
+            if entry.sale is not None and entry.meal is not None:
+                sale, key = entry.sale, entry.meal[0]
+                lines = json.dumps(
+                    [
+                        {"id": i, "name": n, "price_tiyn": p, "portions": k}
+                        for i, n, p, k in sale.lines
+                    ],
+                    ensure_ascii=False,
+                )
+                sales.append(
+                    (
+                        seq,
+                        sale.student_id,
+                        key.local_date.isoformat(),
+                        key.period,
+                        ev.terminal,
+                        ev.at_ms,
+                        lines,
+                        sale.amount_tiyn,
+                        sale.balance_after_tiyn,
+                    )
+                )
             seq += 1
         backlog = seq - 1 - self._acked
         alarm_row: tuple[Any, ...] | None = None
@@ -408,8 +529,9 @@ class EdgeStore:
             self._alarm_high = True  # raised once, by the group that crossed the mark
             log.warning("outbox at %d of %d events: alarm raised", backlog, self.capacity)
         self._reserved = seq
+        self._journal_idle.clear()
         return PreparedJournal(
-            list(entries), events, first, seq, (rows, meals, presence, alarm_row)
+            list(entries), events, first, seq, (rows, meals, presence, alarm_row, sales)
         )
 
     async def commit_journal(self, prep: PreparedJournal) -> list[Event]:
@@ -422,15 +544,24 @@ class EdgeStore:
                 await asyncio.wait([txn])
             if txn.cancelled() or txn.exception() is not None:
                 self._reserved = self._next_seq  # give the numbers out again
+                self._journal_idle.set()
                 if any(ev.kind == "alarm" for ev in prep.events[len(prep.entries) :]):
                     self._alarm_high = False
                 raise
         self._next_seq = prep.next_seq
+        if self._reserved == self._next_seq:
+            self._journal_idle.set()
         for entry, ev in zip(prep.entries, prep.events, strict=False):
             if entry.meal is not None:
                 key = entry.meal[0]
                 at = dt.datetime.fromtimestamp(ev.at_ms / 1000, dt.UTC)
-                self.state.meals[key] = ServedMeal(at, ev.terminal)
+                self.state.meals.setdefault(key, ServedMeal(at, ev.terminal))
+            if entry.sale is not None and entry.meal is not None:
+                sale, day = entry.sale, entry.meal[0].local_date
+                balances, spending = self.state.balances, self.state.spending
+                balances[sale.student_id] = balances.get(sale.student_id, 0) - sale.amount_tiyn
+                spent = spending.get((sale.student_id, day), 0)
+                spending[(sale.student_id, day)] = spent + sale.amount_tiyn
             if entry.presence is not None:
                 pid, day, st = entry.presence
                 self.state.presence_by_person[pid] = (day, st)
@@ -544,7 +675,18 @@ class EdgeStore:
                     f"delta {delta.base_version}->{delta.version} does not follow "
                     f"version {self._sync_version}"
                 )
-            policy = await self._write(_apply_delta, delta)
+            effects = _DownlinkEffects(credits=[])
+            money = any(c.op == "balance_credit" for c in delta.changes)
+            if money:  # no sale is decided while the credit commits (see _money_settled)
+                self._money_settled.clear()
+            try:
+                if money:
+                    await self._journal_idle.wait()  # groups decided, not yet committed
+                policy = await self._write(_apply_delta, delta, effects)
+                for sid, amount in effects.credits:
+                    self.state.balances[sid] = self.state.balances.get(sid, 0) + amount
+            finally:
+                self._money_settled.set()
             self._after_downlink(policy, delta.version)
         await self._reload_roster()
         return True
@@ -585,10 +727,47 @@ class EdgeStore:
         self.state.students = fresh.students
         self.state.staff_by_id = fresh.staff_by_id
         self.state.cards = fresh.cards
+        await self._load_canteen_setup()
         for cb in self._change_listeners:
             cb()
 
     # ------------------------------------------------------------------------ local answers
+
+    async def money_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Balances, credits, debits and receipts as stored, for audits and tests."""
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for table, order in (
+            ("balances", "student_id"),
+            ("balance_credits", "ledger_id"),
+            ("debits", "seq"),
+            ("receipts", "seq"),
+        ):
+            async with self._db.execute(f"SELECT * FROM {table} ORDER BY {order}") as cur:
+                out[table] = [tuple(r) for r in await cur.fetchall()]
+        return out
+
+    async def receipt(self, seq: int) -> dict[str, Any] | None:
+        """The receipt of the sale journaled at ``seq``."""
+        async with self._db.execute(
+            "SELECT student_id, local_date, period, terminal, at_ms, lines, amount_tiyn, "
+            "balance_after_tiyn FROM receipts WHERE seq = ?",
+            (seq,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        sid, day, period, terminal, at_ms, lines, amount, after = row
+        return {
+            "seq": seq,
+            "student_id": sid,
+            "local_date": day,
+            "period": period,
+            "terminal": terminal,
+            "at_ms": at_ms,
+            "lines": json.loads(lines),
+            "amount_tiyn": amount,
+            "balance_after_tiyn": after,
+        }
 
     async def meal_ledger(self) -> list[tuple[str, str, str, int]]:
         """(student, local date, period, seq) of every meal served, for audits and tests."""
@@ -618,16 +797,38 @@ def _journal_rows(
     meals: list[tuple[Any, ...]],
     presence: list[tuple[Any, ...]],
     alarm_row: tuple[Any, ...] | None,
+    sales: list[tuple[Any, ...]],
 ) -> None:
     """Events, their side effects, and the high-water alarm if it fires (one transaction)."""
     db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", rows)
-    if meals:
-        db.executemany("INSERT INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)", meals)
+    free = [m for m in meals if m[3] != "paid"]
+    if free:
+        db.executemany("INSERT INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)", free)
+    if len(free) < len(meals):
+        # a paying student may buy again in the same period: the ledger keeps the period's first
+        db.executemany(
+            "INSERT OR IGNORE INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [m for m in meals if m[3] == "paid"],
+        )
+    if sales:
+        _sales(db, sales)
     if presence:
         _upsert_presence(db, presence)
     if alarm_row is not None:
         db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", alarm_row)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('outbox_alarm', '1')")
+
+
+def _sales(db: sqlite3.Connection, sales: list[tuple[Any, ...]]) -> None:
+    """Debit, balance and receipt of each sale (inside the journal's transaction)."""
+    for seq, sid, _day, _period, _term, _at, _lines, amount, after in sales:
+        db.execute("INSERT INTO debits VALUES (?, ?, ?, ?)", (seq, sid, amount, after))
+        db.execute(
+            "INSERT INTO balances VALUES (?, ?) ON CONFLICT (student_id) DO UPDATE "
+            "SET balance_tiyn = balance_tiyn + excluded.balance_tiyn",
+            (sid, -amount),
+        )
+    db.executemany("INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", sales)
 
 
 def _set_version(db: sqlite3.Connection, version: int) -> None:
@@ -673,7 +874,9 @@ def _put_staff(db: sqlite3.Connection, t: StaffRecord) -> None:
     )
 
 
-def _apply_change(db: sqlite3.Connection, change: Any) -> PolicyDoc | None:
+def _apply_change(
+    db: sqlite3.Connection, change: Any, effects: _DownlinkEffects, version: int
+) -> PolicyDoc | None:
     op = change.op
     if op == "student_upsert":
         _put_student(db, change.student)
@@ -719,6 +922,23 @@ def _apply_change(db: sqlite3.Connection, change: Any) -> PolicyDoc | None:
             "INSERT OR REPLACE INTO menu VALUES (?, ?)",
             (change.local_date, json.dumps([i.model_dump() for i in change.items])),
         )
+    elif op == "balance_credit":
+        cur = db.execute(
+            "INSERT OR IGNORE INTO balance_credits VALUES (?, ?, ?, ?)",
+            (change.ledger_id, change.student_id, change.amount_tiyn, version),
+        )
+        if cur.rowcount == 1:  # the same ledger entry again credits nothing
+            db.execute(
+                "INSERT INTO balances VALUES (?, ?) ON CONFLICT (student_id) DO UPDATE "
+                "SET balance_tiyn = balance_tiyn + excluded.balance_tiyn",
+                (change.student_id, change.amount_tiyn),
+            )
+            effects.credits.append((change.student_id, change.amount_tiyn))
+    elif op == "parent_limits_set":
+        db.execute(
+            "INSERT OR REPLACE INTO parent_limits VALUES (?, ?, ?)",
+            (change.student_id, json.dumps(sorted(change.allergen_blocks)), change.daily_cap_tiyn),
+        )
     else:  # pragma: no cover - the protocol's union is closed
         raise StoreError(f"unknown change {op!r}")
     return None
@@ -758,10 +978,12 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot) -> None:
     _set_version(db, snap.version)
 
 
-def _apply_delta(db: sqlite3.Connection, delta: SyncDelta) -> PolicyDoc | None:
+def _apply_delta(
+    db: sqlite3.Connection, delta: SyncDelta, effects: _DownlinkEffects
+) -> PolicyDoc | None:
     policy: PolicyDoc | None = None
     for change in delta.changes:
-        policy = _apply_change(db, change) or policy
+        policy = _apply_change(db, change, effects, delta.version) or policy
     _set_version(db, delta.version)
     return policy
 

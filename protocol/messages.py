@@ -80,6 +80,12 @@ class Reason(enum.StrEnum):
     NOT_ALLOWED_HERE = "not_allowed_here"
     FACE_MISMATCH = "face_mismatch"  # card + face: the face is not the card owner's
     NO_BIOMETRIC_CONSENT = "no_biometric_consent"  # face only: no biometric consent on record
+    # canteen money (a student who does not eat free pays from the balance held at the school)
+    PAY = "pay"  # not a free meal: choose from the day's menu and pay (records the tap)
+    INSUFFICIENT_BALANCE = "insufficient_balance"  # balance + overdraft below the price
+    ALLERGEN_BLOCKED = "allergen_blocked"  # an item holds an allergen the parent blocked
+    DAILY_CAP_EXCEEDED = "daily_cap_exceeded"  # over the parent's daily spending cap
+    NOT_ON_MENU = "not_on_menu"  # an item not on today's menu (or no menu today)
 
 
 class MealKind(enum.StrEnum):
@@ -172,6 +178,10 @@ class MealServedEvent(_EventBase):
     local_date: LocalDate
     meal: MealKindW
     amount_tiyn: Annotated[int, Field(ge=0)] = 0
+    # a paid meal: the menu item ids bought (one entry per portion) and the student's balance
+    # at the school right after the debit (negative only within the configured overdraft)
+    items: Annotated[list[Id], Field(max_length=50)] = []
+    balance_after_tiyn: int | None = None
 
 
 class LibraryVisitEvent(_EventBase):
@@ -468,6 +478,27 @@ class MenuSet(Message):
     items: list[MenuItem]
 
 
+class BalanceCredit(Message):
+    """Money put on a student's canteen balance at the school (a parent's top-up, a refund, a
+    voucher), named by the server's ledger entry: applying the same ``ledger_id`` twice credits
+    once."""
+
+    op: Literal["balance_credit"] = "balance_credit"
+    ledger_id: Id
+    student_id: Id
+    amount_tiyn: Annotated[int, Field(ge=1, le=10**9)]
+
+
+class ParentLimitsSet(Message):
+    """A parent's canteen limits for their child: allergens never sold to them and a daily
+    spending cap (None: no cap). Replaces the previous limits."""
+
+    op: Literal["parent_limits_set"] = "parent_limits_set"
+    student_id: Id
+    allergen_blocks: Annotated[list[Id], Field(max_length=50)] = []
+    daily_cap_tiyn: Annotated[int, Field(ge=0, le=10**9)] | None = None
+
+
 Change = Annotated[
     StudentUpsert
     | StudentRemove
@@ -479,7 +510,9 @@ Change = Annotated[
     | ConsentSet
     | CategoriesSet
     | PolicySet
-    | MenuSet,
+    | MenuSet
+    | BalanceCredit
+    | ParentLimitsSet,
     Field(discriminator="op"),
 ]
 

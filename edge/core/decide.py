@@ -16,6 +16,7 @@ from edge.core.model import (
     Student,
     Tap,
 )
+from edge.core.money import offer, pay_reason
 from edge.core.pin import verify_pin
 from protocol.messages import AntiPassback, ConsentKind, Direction, MealKind, Reason, TerminalKind
 
@@ -35,6 +36,7 @@ class Decision:
     presence_after: Presence | None = None  # recorded once the person has actually passed
     passback_violation: bool = False
     served_before: ServedMeal | None = None  # for ALREADY_SERVED: when and where
+    balance_tiyn: int | None = None  # canteen, paying student: the balance at the school
 
     @property
     def person_id(self) -> str | None:
@@ -157,8 +159,18 @@ def _canteen(
     if period is None:
         return Decision(False, Reason.OUTSIDE_MEAL_PERIOD, day, student_id=student.id)
     if not free_meal_eligible(policy, student, day):
+        if not state.menu(day):  # nothing on sale today: as before the canteen sold anything
+            return Decision(
+                False, Reason.NOT_ELIGIBLE, day, student_id=student.id, meal_period=period.name
+            )
+        o = offer(policy, state, student.id, day)
         return Decision(
-            False, Reason.NOT_ELIGIBLE, day, student_id=student.id, meal_period=period.name
+            False,
+            pay_reason(o),
+            day,
+            student_id=student.id,
+            meal_period=period.name,
+            balance_tiyn=o.balance_tiyn,
         )
     before = state.served(MealKey(student.id, day, period.name))
     if before is not None:

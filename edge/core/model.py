@@ -82,9 +82,11 @@ class Policy:
     manual_pass_roles: frozenset[str]
     shifts: Mapping[int, Shift]
     meal_periods: tuple[MealPeriod, ...]
+    # how far below zero a paying student's balance may go (tiyn); 0: no overdraft
+    overdraft_tiyn: int = 0
 
     @classmethod
-    def from_doc(cls, doc: PolicyDoc) -> Policy:
+    def from_doc(cls, doc: PolicyDoc, *, overdraft_tiyn: int = 0) -> Policy:
         def hm(s: str) -> dt.time:
             return dt.time.fromisoformat(s)
 
@@ -107,6 +109,7 @@ class Policy:
                 MealPeriod(p.name, frozenset(p.shifts), hm(p.from_), hm(p.to))
                 for p in doc.meal_periods
             ),
+            overdraft_tiyn=overdraft_tiyn,
         )
 
 
@@ -159,6 +162,39 @@ class ServedMeal:
     terminal: str
 
 
+@dataclass(frozen=True, slots=True)
+class Dish:
+    """One item of a day's menu."""
+
+    id: str
+    name: str
+    price_tiyn: int
+    allergens: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ParentLimits:
+    """What a parent set for their child at the canteen."""
+
+    allergen_blocks: frozenset[str] = frozenset()
+    daily_cap_tiyn: int | None = None  # None: no cap
+
+
+NO_LIMITS = ParentLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """Canteen staff confirm the items a paying student chose (after a PAY decision).
+
+    ``items`` holds one menu item id per portion (an id twice: two portions)."""
+
+    at: dt.datetime  # timezone-aware: "now"
+    terminal: str
+    student_id: str
+    items: tuple[str, ...]
+
+
 class StateView(Protocol):
     """Read access to what a decision needs."""
 
@@ -172,6 +208,14 @@ class StateView(Protocol):
 
     def served(self, key: MealKey) -> ServedMeal | None: ...
 
+    def balance(self, student_id: str) -> int: ...
+
+    def spent(self, student_id: str, day: dt.date) -> int: ...
+
+    def limits(self, student_id: str) -> ParentLimits: ...
+
+    def menu(self, day: dt.date) -> tuple[Dish, ...]: ...
+
 
 @dataclass
 class SchoolState:
@@ -182,6 +226,10 @@ class SchoolState:
     cards: dict[str, Card] = field(default_factory=dict)
     presence_by_person: dict[str, tuple[dt.date, Presence]] = field(default_factory=dict)
     meals: dict[MealKey, ServedMeal] = field(default_factory=dict)
+    balances: dict[str, int] = field(default_factory=dict)  # tiyn, authoritative for spending
+    spending: dict[tuple[str, dt.date], int] = field(default_factory=dict)  # paid per local day
+    parent_limits: dict[str, ParentLimits] = field(default_factory=dict)
+    menus: dict[dt.date, tuple[Dish, ...]] = field(default_factory=dict)
 
     def card(self, credential: str) -> Card | None:
         return self.cards.get(credential.upper())
@@ -198,3 +246,15 @@ class SchoolState:
 
     def served(self, key: MealKey) -> ServedMeal | None:
         return self.meals.get(key)
+
+    def balance(self, student_id: str) -> int:
+        return self.balances.get(student_id, 0)
+
+    def spent(self, student_id: str, day: dt.date) -> int:
+        return self.spending.get((student_id, day), 0)
+
+    def limits(self, student_id: str) -> ParentLimits:
+        return self.parent_limits.get(student_id, NO_LIMITS)
+
+    def menu(self, day: dt.date) -> tuple[Dish, ...]:
+        return self.menus.get(day, ())

@@ -80,6 +80,66 @@ MESSAGES: dict[Reason, dict[Lang, str]] = {
         Lang.RU: "Нет согласия на биометрию: используйте карту",
         Lang.EN: "No biometric consent: please use your card",
     },
+    Reason.PAY: {
+        Lang.KK: "Тегін тамақ емес: мәзірден таңдап, балансымен төлеңіз",
+        Lang.RU: "Не бесплатное питание: выберите из меню и оплатите с баланса",
+        Lang.EN: "Not a free meal: choose from the menu and pay from the balance",
+    },
+    Reason.INSUFFICIENT_BALANCE: {
+        Lang.KK: "Балансында қаражат жеткіліксіз",
+        Lang.RU: "Недостаточно средств на балансе",
+        Lang.EN: "Not enough money on the balance",
+    },
+    Reason.ALLERGEN_BLOCKED: {
+        Lang.KK: "Ата-ана бұл аллергенді тыйым салған",
+        Lang.RU: "Родители запретили этот аллерген",
+        Lang.EN: "A parent blocked this allergen",
+    },
+    Reason.DAILY_CAP_EXCEEDED: {
+        Lang.KK: "Ата-ана белгілеген күндік шектен асады",
+        Lang.RU: "Превышен дневной лимит, установленный родителями",
+        Lang.EN: "Over the daily limit set by a parent",
+    },
+    Reason.NOT_ON_MENU: {
+        Lang.KK: "Бүгінгі мәзірде жоқ",
+        Lang.RU: "Нет в сегодняшнем меню",
+        Lang.EN: "Not on today's menu",
+    },
+}
+
+
+class Screen(enum.StrEnum):
+    """What the canteen kiosk shows in large type, by colour."""
+
+    FREE_MEAL = "free_meal"  # green
+    SERVED = "served"  # green: a paid meal, debited
+    ALREADY_SERVED = "already_served"  # amber, with when and where
+    PAY = "pay"  # blue: the menu
+    INSUFFICIENT_BALANCE = "insufficient_balance"  # red
+    BLOCKED_CARD = "blocked_card"  # red
+    DENIED = "denied"  # red: any other reason
+
+
+HEADLINES: dict[Screen, dict[Lang, str]] = {
+    Screen.FREE_MEAL: {Lang.KK: "ТЕГІН ТАМАҚ", Lang.RU: "БЕСПЛАТНОЕ ПИТАНИЕ", Lang.EN: "FREE MEAL"},
+    Screen.SERVED: {Lang.KK: "ТӨЛЕНДІ", Lang.RU: "ОПЛАЧЕНО", Lang.EN: "PAID"},
+    Screen.ALREADY_SERVED: {
+        Lang.KK: "ТАМАҚ БЕРІЛДІ",
+        Lang.RU: "УЖЕ ВЫДАНО",
+        Lang.EN: "ALREADY SERVED",
+    },
+    Screen.PAY: {Lang.KK: "ТӨЛЕМ", Lang.RU: "ОПЛАТА", Lang.EN: "PAY"},
+    Screen.INSUFFICIENT_BALANCE: {
+        Lang.KK: "ҚАРАЖАТ ЖЕТКІЛІКСІЗ",
+        Lang.RU: "НЕДОСТАТОЧНО СРЕДСТВ",
+        Lang.EN: "INSUFFICIENT BALANCE",
+    },
+    Screen.BLOCKED_CARD: {
+        Lang.KK: "КАРТА БҰҒАТТАЛҒАН",
+        Lang.RU: "КАРТА ЗАБЛОКИРОВАНА",
+        Lang.EN: "BLOCKED CARD",
+    },
+    Screen.DENIED: {Lang.KK: "БАС ТАРТЫЛДЫ", Lang.RU: "ОТКАЗ", Lang.EN: "REFUSED"},
 }
 
 

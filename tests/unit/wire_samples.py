@@ -15,6 +15,7 @@ from protocol.messages import (
     AlarmCode,
     AlarmEvent,
     AntiPassback,
+    BalanceCredit,
     CardBind,
     CardBinding,
     CardBlock,
@@ -44,6 +45,7 @@ from protocol.messages import (
     Message,
     NotPassedEvent,
     OwnerKind,
+    ParentLimitsSet,
     PolicyDoc,
     PolicySet,
     Reason,
@@ -109,7 +111,10 @@ def sample_events() -> dict[str, Message]:
             student_id="s1",
             period="breakfast",
             local_date="2025-10-06",
-            meal=MealKind.FREE,
+            meal=MealKind.PAID,
+            amount_tiyn=40_000,
+            items=["m1", "m2"],
+            balance_after_tiyn=-2_500,
         ),
         "library_visit": LibraryVisitEvent(
             seq=6, at_ms=T0 + 120_000, terminal="lib-1", student_id="s3"
@@ -242,6 +247,12 @@ def sample_changes() -> dict[str, Message]:
         ),
         "policy_set": PolicySet(policy=sample_policy()),
         "menu_set": MenuSet(local_date="2025-10-06", items=sample_menu()),
+        "balance_credit": BalanceCredit(
+            ledger_id="L-2025-000123", student_id="s5", amount_tiyn=500_000
+        ),
+        "parent_limits_set": ParentLimitsSet(
+            student_id="s5", allergen_blocks=["milk", "nuts"], daily_cap_tiyn=150_000
+        ),
     }
 
 

@@ -1,0 +1,152 @@
+"""A small school for the canteen tests: a policy with lunch all day, free and paying students,
+today's menu, balances credited and parents' limits set through the real downlink ops."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+from edge.store import EdgeStore
+from protocol.messages import (
+    BalanceCredit,
+    CardBinding,
+    ConsentKind,
+    ConsentRecord,
+    MenuItem,
+    MenuSet,
+    OwnerKind,
+    ParentLimitsSet,
+    PolicyDoc,
+    StudentRecord,
+    SyncDelta,
+    SyncSnapshot,
+)
+
+ZONE = zoneinfo.ZoneInfo("Asia/Almaty")
+SCHOOL = "S1"
+MENU = [
+    MenuItem(id="soup", name="Сорпа", price_tiyn=30_000),
+    MenuItem(id="porridge", name="Сүт ботқасы", price_tiyn=35_000, allergens=["milk"]),
+    MenuItem(id="bun", name="Бәліш", price_tiyn=15_000, allergens=["gluten", "nuts"]),
+    MenuItem(id="tea", name="Шай", price_tiyn=5_000),
+]
+PRICES = {m.id: m.price_tiyn for m in MENU}
+
+
+def today() -> dt.date:
+    return dt.datetime.now(ZONE).date()
+
+
+def policy() -> PolicyDoc:
+    return PolicyDoc.model_validate(
+        {
+            "timezone": "Asia/Almaty",
+            "free_meal_grades": [1, 2, 3, 4],
+            "shift": [{"number": 1, "entry_from": "00:00", "entry_to": "23:59"}],
+            "meal_period": [{"name": "lunch", "shifts": [1], "from": "00:00", "to": "23:59"}],
+        },
+        strict=False,
+    )
+
+
+def consent() -> list[ConsentRecord]:
+    return [
+        ConsentRecord(kind=ConsentKind.DATA, granted=True, given_by="parent", at_ms=0, document="d")
+    ]
+
+
+def student(sid: str, grade: int, name: str, *, biometric: bool = False) -> StudentRecord:
+    consents = consent()
+    if biometric:
+        consents.append(
+            ConsentRecord(
+                kind=ConsentKind.BIOMETRIC, granted=True, given_by="parent", at_ms=0, document="b"
+            )
+        )
+    return StudentRecord(
+        id=sid,
+        grade=grade,
+        class_name=f"{grade}A",
+        shift=1,
+        display_name=name,
+        consents=consents,
+    )
+
+
+def snapshot(extra_students: int = 0) -> SyncSnapshot:
+    students = [
+        student("s-free", 2, "Айгерім Сейітова", biometric=True),
+        student("s-pay", 8, "Нұрлан Әбенов"),
+        student("s-poor", 9, "Данияр Қасымов"),
+        student("s-allergy", 7, "Мадина Оспанова"),
+        *[student(f"p{i}", 5 + i % 7, f"Оқушы {i}") for i in range(extra_students)],
+    ]
+    cards = [
+        CardBinding(credential="UID:04A1B2C3", owner_kind=OwnerKind.STUDENT, owner_id="s-free"),
+        CardBinding(credential="UID:04D4E5F6", owner_kind=OwnerKind.STUDENT, owner_id="s-pay"),
+        CardBinding(credential="UID:0411AA22", owner_kind=OwnerKind.STUDENT, owner_id="s-poor"),
+        CardBinding(credential="UID:0433BB44", owner_kind=OwnerKind.STUDENT, owner_id="s-allergy"),
+        CardBinding(
+            credential="UID:04DEAD00",
+            owner_kind=OwnerKind.STUDENT,
+            owner_id="s-pay",
+            blocked_reason="lost",
+        ),
+        *[
+            CardBinding(credential=f"EM:{i:010d}", owner_kind=OwnerKind.STUDENT, owner_id=f"p{i}")
+            for i in range(extra_students)
+        ],
+    ]
+    return SyncSnapshot(
+        school=SCHOOL, version=1, policy=policy(), students=students, staff=[], cards=cards
+    )
+
+
+def money_delta(version: int = 2, credits: dict[str, int] | None = None) -> SyncDelta:
+    credits = (
+        {"s-pay": 100_000, "s-poor": 3_000, "s-allergy": 100_000} if credits is None else credits
+    )
+    changes: list[Any] = [MenuSet(local_date=today().isoformat(), items=MENU)]
+    changes += [
+        BalanceCredit(ledger_id=f"L-{sid}-{version}", student_id=sid, amount_tiyn=amount)
+        for sid, amount in credits.items()
+    ]
+    changes.append(
+        ParentLimitsSet(student_id="s-allergy", allergen_blocks=["milk"], daily_cap_tiyn=50_000)
+    )
+    return SyncDelta(school=SCHOOL, version=version, base_version=version - 1, changes=changes)
+
+
+async def open_school(path: Path, *, extra_students: int = 0, **credits: int) -> EdgeStore:
+    store = await EdgeStore.open(path, school=SCHOOL, device="edge-1")
+    await store.apply_snapshot(snapshot(extra_students))
+    await store.apply_delta(money_delta(credits=credits or None))
+    return store
+
+
+async def money_invariants(store: EdgeStore) -> dict[str, int]:
+    """Counts that must agree after anything: every debit has its receipt and its paid-meal
+    event (same seq, same amount), and each balance is its credits minus its debits."""
+    from protocol.messages import MealServedEvent
+
+    rows = await store.money_rows()
+    debits = {r[0]: (r[1], r[2]) for r in rows["debits"]}
+    receipts = {r[0]: (r[1], r[7]) for r in rows["receipts"]}
+    events = {
+        e.seq: (e.student_id, e.amount_tiyn)
+        for e in await store.journal_rows()
+        if isinstance(e, MealServedEvent) and e.meal == "paid"
+    }
+    assert debits == receipts == events, (debits, receipts, events)
+    credited: dict[str, int] = {}
+    for _lid, sid, amount, _v in rows["balance_credits"]:
+        credited[sid] = credited.get(sid, 0) + amount
+    for sid, amount in debits.values():
+        credited[sid] = credited.get(sid, 0) - amount
+    stored = {sid: b for sid, b in rows["balances"]}
+    assert stored == {sid: b for sid, b in credited.items() if sid in stored}
+    assert set(stored) == set(credited)
+    assert {s: b for s, b in store.state.balances.items()} == stored  # memory follows the disk
+    return {"debits": len(debits), "debited_tiyn": sum(a for _, a in debits.values())}
