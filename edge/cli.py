@@ -71,6 +71,7 @@ def _demo(args: argparse.Namespace) -> int:
             students=args.students,
             broker_port=args.broker_port,
             database_url=args.database_url,
+            console_port=None if args.no_console else args.console_port,
         )
     )
     print(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -128,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="server database, e.g. postgresql+psycopg://postgres@127.0.0.1/qaqpa (default SQLite)",
     )
+    d.add_argument(
+        "--console-port",
+        type=int,
+        default=8000,
+        help="serve the console on 127.0.0.1:PORT (another free port if taken)",
+    )
+    d.add_argument("--no-console", action="store_true", help="do not serve the console")
     d.set_defaults(func=_demo)
 
     b = sub.add_parser("bench", help="benchmarks; print JSON")

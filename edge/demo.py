@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import json
 import logging
 import sys
 import time
@@ -105,6 +106,7 @@ async def run_demo(
     directory: Path = Path("var/demo"),
     broker_port: int | None = None,
     database_url: str | None = None,
+    console_port: int | None = None,
 ) -> dict[str, Any]:
     """One school and the server on this machine. By default the server uses SQLite and an
     embedded amqtt broker; ``broker_port`` (a running MQTT 5 broker such as Mosquitto on
@@ -117,9 +119,39 @@ async def run_demo(
         mqtt_port=broker_port,
         database_url=database_url,
         external_broker=broker_port is not None,
+        console_port=console_port,
     )
     async with server:
         return await _school(server, duration, students, directory)
+
+
+async def _stay_open(server: Any, store: EdgeStore, taps: int) -> None:
+    """``make demo``: after the day, keep the school connected and the console up."""
+    stored = await asyncio.to_thread(server.stored_events, "DEMO")
+    done = {"taps": taps, "events_journaled": store.last_seq, "events_stored_at_server": stored}
+    print(json.dumps(done), file=sys.stderr)
+    print(
+        f"The school day is over; the console stays at {server.console_url} until Ctrl-C.",
+        file=sys.stderr,
+    )
+    await asyncio.Event().wait()
+
+
+async def _console_banner(server: Any, roster: Any) -> None:
+    """Seed the console with the demo school and print where it is and who may sign in."""
+    from server.demo_seed import DEMO_PASSWORD
+
+    accounts = await asyncio.to_thread(
+        server.seed_demo, roster.school, roster.students, roster.staff
+    )
+    if server.console_url is None:
+        return
+    print(
+        f"Qaqpa console: {server.console_url}  (password of every demo account: {DEMO_PASSWORD})",
+        file=sys.stderr,
+    )
+    for acc in accounts:
+        print(f"  {acc.login:<9} {acc.what}", file=sys.stderr)
 
 
 async def _school(
@@ -135,6 +167,7 @@ async def _school(
     key, sync_settings = await asyncio.to_thread(server.add_device, "DEMO", "demo-edge")
     sync = EdgeSync(store, SyncSettings(**sync_settings), key)
     await store.import_roster(roster.students, roster.staff, roster.cards, load_policy(POLICY))
+    await _console_banner(server, roster)
     day_seconds = duration or 120.0
     span = dt.datetime.combine(today, DAY_END) - dt.datetime.combine(today, DAY_START)
     clock = SimClock(today, span.total_seconds() / day_seconds)
@@ -190,6 +223,8 @@ async def _school(
             async with asyncio.timeout(60):
                 while (await sync.status()).backlog > 0:  # noqa: ASYNC110 - acks arrive via paho's thread
                     await asyncio.sleep(0.2)
+            if duration is None and server.console_url is not None:
+                await _stay_open(server, store, len(actions))
         releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
         summary = await _summary(store, len(actions), time.monotonic() - started, releases)
         summary["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")

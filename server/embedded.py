@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +29,15 @@ from server.settings import ServerSettings
 from server.sync.service import DownlinkService
 
 log = logging.getLogger(__name__)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -47,9 +57,15 @@ class EmbeddedServer:
         mqtt_port: int | None = None,
         database_url: str | None = None,
         external_broker: bool = False,
+        console_port: int | None = None,
     ) -> None:
-        """``external_broker``: use a broker already listening on ``mqtt_port`` (MQTT 5)."""
+        """``external_broker``: use a broker already listening on ``mqtt_port`` (MQTT 5);
+        ``console_port``: also serve the console on 127.0.0.1 (0: any free port)."""
         self._external = external_broker
+        self._console_port = console_port
+        self._console: Any = None
+        self._console_thread: threading.Thread | None = None
+        self.console_url: str | None = None
         port = mqtt_port if mqtt_port is not None else free_port()
         self.settings = ServerSettings(
             database_url=database_url or f"sqlite:///{data_dir / 'server.db'}",
@@ -125,7 +141,46 @@ class EmbeddedServer:
         self._downlink = DownlinkService(self.settings, self._engine)
         await self._downlink.__aenter__()
         log.info("embedded server: MQTT on 127.0.0.1:%d", self.settings.mqtt_port)
+        if self._console_port is not None:
+            await asyncio.to_thread(self._start_console, self._console_port)
         return self
+
+    def _start_console(self, port: int) -> None:
+        """uvicorn in its own thread, so the console's work never delays the school's loop."""
+        import time
+
+        import uvicorn
+
+        from server.api import create_app
+
+        if port == 0 or not _port_free(port):
+            port = free_port()
+        self.settings = self.settings.model_copy(
+            update={"console_base_url": f"http://127.0.0.1:{port}"}
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self.settings), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
+        self._console = server
+        self._console_thread = threading.Thread(target=server.run, name="console", daemon=True)
+        self._console_thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if time.monotonic() > deadline or not self._console_thread.is_alive():
+                raise RuntimeError(f"the console did not start on 127.0.0.1:{port}")
+            time.sleep(0.05)
+        self.console_url = f"http://127.0.0.1:{port}"
+
+    def seed_demo(self, school: str, students: Any, staff: Any) -> list[Any]:
+        """The demo school's people and one account per role in the server's tables."""
+        from server.demo_seed import seed_demo
+
+        with session_factory(self._engine)() as session:
+            accounts = seed_demo(session, school, students, staff)
+            session.commit()
+        return accounts
 
     async def __aexit__(
         self,
@@ -133,6 +188,11 @@ class EmbeddedServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._console is not None:
+            self._console.should_exit = True
+            if self._console_thread is not None:
+                await asyncio.to_thread(self._console_thread.join, 10)
+            self._console = None
         if self._downlink is not None:
             await self._downlink.__aexit__(None, None, None)
             self._downlink = None
