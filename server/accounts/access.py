@@ -53,6 +53,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
         "status.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY},
         "notifications.view": {R.OPERATOR, R.SCHOOL_ADMIN},
         "parent.view": {R.PARENT},
+        "canteen.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.CANTEEN_MANAGER, R.SOCIAL_PEDAGOGUE},
+        "canteen.manage": {R.OPERATOR, R.SCHOOL_ADMIN, R.CANTEEN_MANAGER},
     }.items()
 }
 
