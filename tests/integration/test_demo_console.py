@@ -1,0 +1,66 @@
+"""`qaqpa demo` opens the console with the simulated school alive in it: the printed URL and
+demo accounts work, and the school's taps reach the server while the console is up."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from server.demo_seed import DEMO_PASSWORD
+
+CSRF = re.compile(r'name="csrf" value="([^"]*)"')
+
+
+def _sign_in(client: httpx.Client, login: str) -> None:
+    page = client.get("/login")
+    token = CSRF.search(page.text)
+    assert token is not None
+    r = client.post(
+        "/login", data={"login": login, "password": DEMO_PASSWORD, "csrf": token.group(1)}
+    )
+    assert r.status_code == 303, r.text
+
+
+def test_demo_console_shows_the_living_school(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "demo", "--duration", "25", "--students", "80",
+         "--console-port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = None
+        lines = []
+        deadline = time.monotonic() + 60
+        assert proc.stderr is not None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            m = re.search(r"Qaqpa console: (http://127\.0\.0\.1:\d+)", line)
+            if m:
+                url = m.group(1)
+        assert url is not None, "".join(lines[-30:])
+        with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as admin:
+            _sign_in(admin, "admin")
+            home = admin.get("/")
+            assert home.status_code == 200 and "Demo admin" in home.text
+            assert admin.get("/users").status_code == 200
+        with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as parent:
+            _sign_in(parent, "parent")
+            assert parent.get("/users").status_code == 403
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(out)
+    assert summary["events_stored_at_server"] == summary["events_journaled"] > 0
