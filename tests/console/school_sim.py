@@ -1,0 +1,157 @@
+"""A simulated school for end-to-end tests of the console: the real edge (store, pipeline, the
+EM-Marine serial driver reading a simulated reader on a pty, EdgeSync over Mosquitto) on its own
+event loop in a thread, and the server's ingest worker and downlink service on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from edge.config import TerminalConfig
+from edge.daemon import run_terminal
+from edge.pipeline import Pipeline
+from edge.store import EdgeStore
+from edge.sync import EdgeSync, SyncSettings
+from hardware.config import EmMarineConfig
+from protocol.messages import Direction, TerminalKind
+from protocol.signing import generate_key, public_key_raw
+from server.db import make_engine, session_factory
+from server.devices import add_device, enrol
+from server.ingest.worker import IngestWorker
+from server.models import School
+from server.settings import ServerSettings
+from server.sync.service import DownlinkService
+from simulators.serial_sim import EmMarineSim
+
+
+class SimSchool:
+    def __init__(self, settings: ServerSettings, school: str, directory: Path) -> None:
+        self.settings = settings
+        self.school = school
+        self.device = "edge-1"
+        self.directory = directory
+        self._engine = make_engine(settings.database_url)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.store: EdgeStore | None = None
+        self.reader: EmMarineSim | None = None
+        self._services: list[Any] = []
+
+    # --------------------------------------------------------------------------- control
+
+    def __enter__(self) -> SimSchool:
+        ingest = IngestWorker(self.settings, self._engine)
+        ingest.start()
+        self._services.append(ingest)
+        downlink = DownlinkService(self.settings, self._engine)
+        downlink.start()
+        self._services.append(downlink)
+        key = generate_key()
+        with session_factory(self._engine)() as session:
+            token = add_device(session, self.settings, self.school, self.device)
+            enrol(session, self.settings, token, self.device, public_key_raw(key))
+            session.commit()
+        self._thread = threading.Thread(target=self._run, args=(key,), daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30) or self._error is not None:
+            raise RuntimeError(f"the simulated school did not start: {self._error!r}")
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(30)
+        for service in reversed(self._services):
+            service.stop()
+        self._engine.dispose()
+
+    def call(self, coro: Any, timeout: float = 10.0) -> Any:
+        assert self._loop is not None
+        fut: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result(timeout)
+
+    def tap(self, credential: str) -> None:
+        """A card held to the turnstile's reader (an EM-Marine credential "EM:0123456789")."""
+        assert self._loop is not None and self.reader is not None
+        number = int(credential.removeprefix("EM:"))
+        self._loop.call_soon_threadsafe(self.reader.present_card, number)
+
+    def edge_version(self) -> int:
+        assert self.store is not None
+        return int(self.call(self.store.sync_version()))
+
+    def server_version(self) -> int:
+        with session_factory(self._engine)() as session:
+            return int(session.get_one(School, self.school).sync_version)
+
+    def wait_synced(self, timeout: float = 20.0) -> None:
+        """Until the edge has applied every version the server has."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.edge_version() >= self.server_version():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(
+            f"edge at version {self.edge_version()}, server at {self.server_version()}"
+        )
+
+    def journaled(self) -> int:
+        assert self.store is not None
+        return int(self.store.last_seq)
+
+    # ------------------------------------------------------------------------------ edge
+
+    def _run(self, key: Any) -> None:
+        try:
+            asyncio.run(self._main(key))
+        except BaseException as err:  # reported to the test through __enter__
+            self._error = err
+            self._ready.set()
+
+    async def _main(self, key: Any) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        store = await EdgeStore.open(
+            self.directory / "edge.sqlite", school=self.school, device=self.device
+        )
+        self.store = store
+        reader = EmMarineSim(self.directory / "gate-in.reader")
+        reader.plug()
+        self.reader = reader
+        term = TerminalConfig(
+            id="gate-in",
+            kind=TerminalKind.TURNSTILE,
+            direction=Direction.IN,
+            reader=EmMarineConfig(type="em_marine", reader_id="gate-in", port=str(reader.path)),
+        )
+        sync_settings = SyncSettings(
+            mqtt_host=self.settings.mqtt_host,
+            mqtt_port=self.settings.mqtt_port,
+            topic_prefix=self.settings.topic_prefix,
+            ack_timeout_s=2.0,
+            backoff_max_s=2.0,
+        )
+        try:
+            async with EdgeSync(store, sync_settings, key), Pipeline(store) as pipeline:
+                task = asyncio.create_task(run_terminal(term, pipeline, store), name="gate-in")
+                await asyncio.sleep(0.5)  # the reader's port is open before the first card
+                self._ready.set()
+                await self._stop.wait()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        finally:
+            reader.close()
+            await store.close()
