@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.reasons import Lang
@@ -78,6 +78,64 @@ class TerminalConfig(_Section):
         return self.face_mode != "card_only"
 
 
+TRIVIAL_TOKENS = frozenset({"changeme", "change-me", "password", "kiosk", "qaqpa", "secret"})
+
+
+class KioskConfig(_Section):
+    listen: str = Field(
+        "127.0.0.1:8080",
+        description="host:port of the canteen kiosk page; 127.0.0.1 by default, 0.0.0.0:8080 to "
+        "serve the school network (the page works with the internet down)",
+    )
+    token: SecretStr = Field(
+        description="what canteen staff type once on the kiosk PC or tablet (at least 8 "
+        "characters, not a default); the page keeps a cookie afterwards",
+    )
+    terminals: list[Id] = Field(
+        default_factory=list,
+        description="canteen terminals the page can show; empty: every canteen terminal",
+    )
+    language: Lang | None = Field(
+        None, description="the page's first language (kk, ru, en); default: the edge's language"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _real_token(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if len(secret) < 8:
+            raise ValueError("the kiosk token must have at least 8 characters")
+        if secret.lower() in TRIVIAL_TOKENS or len(set(secret)) < 3:
+            raise ValueError("the kiosk token is a default or trivial value: choose another")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class CanteenConfig(_Section):
+    overdraft_tiyn: int = Field(
+        0,
+        ge=0,
+        le=200_000,
+        description="how far below zero a paying student's balance may go, in tiyn (0: never; "
+        "at most 2,000 tenge)",
+    )
+
+
 class EdgeConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QAQPA_EDGE_", extra="forbid")
 
@@ -104,6 +162,19 @@ class EdgeConfig(BaseSettings):
     terminals: list[TerminalConfig] = Field(
         default_factory=list, alias="terminal", description="[[terminal]] tables"
     )
+    kiosk: KioskConfig | None = Field(
+        None, description="[kiosk]: the canteen staff's page served by this daemon"
+    )
+    canteen: CanteenConfig = Field(
+        default_factory=CanteenConfig, description="[canteen]: money rules at the terminal"
+    )
+
+    @property
+    def kiosk_terminals(self) -> list[str]:
+        canteens = [t.id for t in self.terminals if t.kind is TerminalKind.CANTEEN]
+        if self.kiosk is None:
+            return []
+        return list(self.kiosk.terminals) or canteens
 
     @classmethod
     def settings_customise_sources(
@@ -142,6 +213,13 @@ def load_config(path: Path) -> EdgeConfig:
     ids = [t.id for t in cfg.terminals]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: terminal: ids repeat: {ids}")
+    if cfg.kiosk is not None:
+        canteens = {t.id for t in cfg.terminals if t.kind is TerminalKind.CANTEEN}
+        for j, tid in enumerate(cfg.kiosk.terminals):
+            if tid not in canteens:
+                raise ConfigError(
+                    f"{path}: kiosk.terminals.{j}: {tid!r} is not a canteen terminal of this file"
+                )
     for i, t in enumerate(cfg.terminals):
         if t.kind is TerminalKind.TURNSTILE and t.direction is None:
             raise ConfigError(f"{path}: terminal.{i}.direction: a turnstile reader needs in or out")

@@ -24,6 +24,7 @@ from edge.faces.encoder import EncoderError
 from edge.faces.matcher import MatchParams
 from edge.faces.service import FaceService, FaceSetupError
 from edge.faults import crash_point
+from edge.kiosk.hub import KioskHub
 from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, utc_now
 from edge.replay import ReplayError, load_policy
 from edge.roster import load_roster
@@ -80,6 +81,7 @@ class Actuation:
     log_gate: LogActuator | None = None
     gate: Gate | None = None
     feedback: Feedback | None = None
+    kiosk: KioskHub | None = None  # a canteen terminal's screen on the staff's kiosk page
 
     @classmethod
     async def open(
@@ -89,8 +91,11 @@ class Actuation:
         pipeline: Pipeline,
         clock: Clock,
         reader: Reader | None,
+        kiosk: KioskHub | None = None,
     ) -> Actuation:
         act = cls(term, pipeline, clock)
+        if kiosk is not None and term.id in kiosk.terminals:
+            act.kiosk = kiosk
         if isinstance(term.gate, LogGateConfig):
             act.log_gate = LogActuator(term.gate.path, term.id)
         elif term.gate is not None:
@@ -109,6 +114,8 @@ class Actuation:
         granted = outcome.decision.granted
         if self.log_gate is not None:
             await self.log_gate.actuate(outcome.event.seq, granted)
+        if self.kiosk is not None:  # committed: the canteen screen may say FREE MEAL now
+            self.kiosk.show_tap(outcome)
         release = (
             asyncio.create_task(
                 gate.release(self.term.passage_timeout), name=f"release-{self.term.id}"
@@ -172,6 +179,7 @@ async def run_terminal(
     clock: Clock = utc_now,
     buses: OsdpBuses | None = None,
     faces: FaceService | None = None,
+    kiosk: KioskHub | None = None,
 ) -> None:
     """One terminal: its reader's events (or its camera's faces) become taps; actuation only
     after the commit.
@@ -182,12 +190,12 @@ async def run_terminal(
     """
     if term.face_mode == "face_only":
         assert faces is not None, "a face terminal needs the daemon's FaceService"
-        await run_face_terminal(term, pipeline, store, faces, clock)
+        await run_face_terminal(term, pipeline, store, faces, clock, kiosk=kiosk)
         return
     reader = _open_reader(term, buses or OsdpBuses())
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(reader)
-        act = await Actuation.open(stack, term, pipeline, clock, reader)
+        act = await Actuation.open(stack, term, pipeline, clock, reader, kiosk)
         camera: Camera | None = None
         if term.face_mode == "card_and_face":
             assert faces is not None and term.camera is not None
@@ -229,6 +237,7 @@ async def run_face_terminal(
     clock: Clock = utc_now,
     *,
     loop_source: bool = True,
+    kiosk: KioskHub | None = None,
 ) -> None:
     """Face only: frame -> encoder (worker process) -> 1:N identify -> Tap(face_student) ->
     the same pipeline and actuation as a card. A face that matches nobody (or two students
@@ -239,7 +248,7 @@ async def run_face_terminal(
     last_seen: dict[str, float] = {}
     offline = False
     async with contextlib.AsyncExitStack() as stack:
-        act = await Actuation.open(stack, term, pipeline, clock, None)
+        act = await Actuation.open(stack, term, pipeline, clock, None, kiosk)
         while True:
             try:
                 source = await asyncio.to_thread(open_source, term.camera, loop=loop_source)
@@ -281,9 +290,33 @@ async def run_face_terminal(
                 await asyncio.sleep(CAMERA_RETRY_S)
 
 
+async def open_kiosk(
+    stack: contextlib.AsyncExitStack, cfg: EdgeConfig, store: EdgeStore, pipeline: Pipeline
+) -> KioskHub | None:
+    """The canteen staff's page, served from this loop; None when not configured."""
+    if cfg.kiosk is None:
+        return None
+    from edge.kiosk.server import KioskServer
+
+    hub = KioskHub(store, pipeline, cfg.kiosk_terminals)
+    server = KioskServer(
+        hub,
+        cfg.kiosk.host,
+        cfg.kiosk.port,
+        cfg.kiosk.token.get_secret_value(),
+        cfg.kiosk.language or cfg.language,
+    )
+    try:
+        await stack.enter_async_context(server)
+    except OSError as err:
+        raise ConfigError(f"kiosk.listen: cannot listen on {cfg.kiosk.listen}: {err}") from err
+    return hub
+
+
 async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
     cfg = load_config(config_path)
     async with await open_store(cfg) as store:
+        store.set_overdraft(cfg.canteen.overdraft_tiyn)
         await install_local_policy(cfg, store)
         if store.policy is None:
             log.warning("no policy yet: taps are refused until the server sends one")
@@ -320,10 +353,12 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
                     raise ConfigError(f"face_key_file: {err}") from err
                 log.info("face matching on: %d templates loaded", len(faces.gallery))
             pipeline = await stack.enter_async_context(Pipeline(store))
+            kiosk = await open_kiosk(stack, cfg, store, pipeline)
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             tasks = [
                 tg.create_task(
-                    run_terminal(t, pipeline, store, clock, buses, faces), name=f"terminal-{t.id}"
+                    run_terminal(t, pipeline, store, clock, buses, faces, kiosk),
+                    name=f"terminal-{t.id}",
                 )
                 for t in cfg.terminals
             ]

@@ -187,6 +187,7 @@ class EdgeStore:
         self.device = device
         self.capacity = capacity
         self.state = SchoolState()
+        self.display_names: dict[str, str] = {}  # shown on the canteen kiosk only, never logged
         self.policy: Policy | None = None
         self.policy_doc: PolicyDoc | None = None
         self.write_lock = asyncio.Lock()
@@ -324,6 +325,7 @@ class EdgeStore:
     async def _load_state(self) -> None:
         students, staff, cards = await self._roster_records()
         state = build_state(students, staff, cards)
+        self.display_names = {s.id: s.display_name for s in students}
         async with self._db.execute("SELECT person_id, local_date, state FROM presence") as cur:
             for pid, day, st in await cur.fetchall():
                 state.presence_by_person[pid] = (dt.date.fromisoformat(day), Presence(st))
@@ -724,6 +726,7 @@ class EdgeStore:
     async def _reload_roster(self) -> None:
         students, staff, cards = await self._roster_records()
         fresh = build_state(students, staff, cards)
+        self.display_names = {s.id: s.display_name for s in students}
         self.state.students = fresh.students
         self.state.staff_by_id = fresh.staff_by_id
         self.state.cards = fresh.cards

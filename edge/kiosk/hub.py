@@ -1,0 +1,269 @@
+"""What the canteen kiosk shows: screens built from committed decisions, pushed to the pages.
+
+A screen is built only from an outcome the pipeline has committed (record before act: the page
+says FREE MEAL or PAID only once the meal, the debit and the receipt are durable). Each open page
+subscribes to one terminal and receives every new screen of it (server-sent events); a page that
+connects late gets the terminal's current screen first.
+
+Personal data (name, class) goes to the authenticated kiosk page only, never to a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from edge.core.decide import Decision
+from edge.core.model import Purchase, Student
+from edge.core.money import Offer, offer
+from edge.core.reasons import HEADLINES, MESSAGES, Screen
+from edge.pipeline import Outcome, Pipeline, PipelineError, Sold
+from edge.store import EdgeStore
+from protocol.messages import ConsentKind, MealKind, Reason
+
+log = logging.getLogger(__name__)
+
+PAY_WINDOW_S = 180.0  # a PAY screen's menu can be confirmed this long after the tap
+SUBSCRIBER_BACKLOG = 64  # screens queued for a slow page before it is dropped
+
+
+class KioskError(Exception):
+    """A kiosk request that cannot be served (unknown tap, expired, not this terminal)."""
+
+
+COLOURS = {
+    Screen.FREE_MEAL: "green",
+    Screen.SERVED: "green",
+    Screen.ALREADY_SERVED: "amber",
+    Screen.PAY: "blue",
+    Screen.INSUFFICIENT_BALANCE: "red",
+    Screen.BLOCKED_CARD: "red",
+    Screen.DENIED: "red",
+}
+
+
+def screen_of(reason: Reason, granted: bool, meal: MealKind | None) -> Screen:
+    if granted:
+        return Screen.SERVED if meal is MealKind.PAID else Screen.FREE_MEAL
+    return {
+        Reason.ALREADY_SERVED: Screen.ALREADY_SERVED,
+        Reason.PAY: Screen.PAY,
+        Reason.INSUFFICIENT_BALANCE: Screen.INSUFFICIENT_BALANCE,
+        Reason.CARD_BLOCKED: Screen.BLOCKED_CARD,
+    }.get(reason, Screen.DENIED)
+
+
+def initials(name: str) -> str:
+    return "".join(part[0] for part in name.split()[:2] if part).upper()
+
+
+@dataclass
+class _PendingPay:
+    terminal: str
+    student_id: str
+    created: float
+
+
+class KioskHub:
+    """Screens per canteen terminal and the pages subscribed to them."""
+
+    def __init__(self, store: EdgeStore, pipeline: Pipeline, terminals: Iterable[str]) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.terminals = list(terminals)
+        self._current: dict[str, dict[str, Any]] = {}
+        self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {
+            t: set() for t in self.terminals
+        }
+        self._pending: dict[str, _PendingPay] = {}
+        self._ids = itertools.count(1)
+
+    # ----------------------------------------------------------------------------- pages
+
+    def subscribe(self, terminal: str) -> asyncio.Queue[dict[str, Any]]:
+        if terminal not in self._subscribers:
+            raise KioskError(f"terminal {terminal!r} is not shown on this kiosk")
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        self._subscribers[terminal].add(queue)
+        current = self._current.get(terminal)
+        queue.put_nowait(current if current is not None else self._idle(terminal))
+        return queue
+
+    def unsubscribe(self, terminal: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.get(terminal, set()).discard(queue)
+
+    def publish(self, terminal: str, screen: dict[str, Any]) -> None:
+        self._current[terminal] = screen
+        for queue in list(self._subscribers.get(terminal, ())):
+            try:
+                queue.put_nowait(screen)
+            except asyncio.QueueFull:  # a page that stopped reading: it reconnects and resyncs
+                self._subscribers[terminal].discard(queue)
+                log.warning("kiosk page of %s fell behind; dropped", terminal)
+
+    def current(self, terminal: str) -> dict[str, Any]:
+        return self._current.get(terminal) or self._idle(terminal)
+
+    # ------------------------------------------------------------------------- decisions
+
+    def show_tap(self, outcome: Outcome) -> dict[str, Any]:
+        """The screen of a committed tap at a canteen terminal."""
+        d = outcome.decision
+        terminal = outcome.tap.terminal
+        screen = self._base(terminal, screen_of(d.reason, d.granted, d.meal), d.reason)
+        screen["seq"] = outcome.event.seq
+        screen["student"] = self._student(d.student_id)
+        screen["meal_period"] = d.meal_period
+        if d.served_before is not None:
+            screen["served_before"] = {
+                "at": self._local_hhmm(d.served_before.at),
+                "terminal": d.served_before.terminal,
+            }
+        if d.student_id is not None and d.reason in (
+            Reason.PAY,
+            Reason.INSUFFICIENT_BALANCE,
+            Reason.DAILY_CAP_EXCEEDED,
+            Reason.ALLERGEN_BLOCKED,
+        ):
+            screen.update(self._offer(d))
+            if d.reason is Reason.PAY:
+                screen["tap_id"] = self._remember(terminal, d.student_id)
+        self.publish(terminal, screen)
+        return screen
+
+    async def purchase(self, terminal: str, tap_id: str, items: list[str]) -> dict[str, Any]:
+        """Staff confirmed the chosen items: sell (debit + receipt + event in one transaction),
+        then show PAID, or the menu again with the reason it was refused."""
+        pending = self._pending.get(tap_id)
+        if pending is None or time.monotonic() - pending.created > PAY_WINDOW_S:
+            self._pending.pop(tap_id, None)
+            raise KioskError("this tap has expired or was already paid: tap the card again")
+        if pending.terminal != terminal:
+            raise KioskError("this tap belongs to another terminal")
+        purchase = Purchase(
+            at=dt.datetime.now(dt.UTC),
+            terminal=terminal,
+            student_id=pending.student_id,
+            items=tuple(items),
+        )
+        try:
+            sold = await self.pipeline.sell(purchase)
+        except PipelineError as err:
+            log.error("terminal %s: sale refused: %s", terminal, err)
+            raise KioskError("the sale could not be recorded; nothing was debited") from err
+        if sold.decision.granted:
+            del self._pending[tap_id]
+        return await self.show_sale(sold, tap_id)
+
+    async def show_sale(self, sold: Sold, tap_id: str | None = None) -> dict[str, Any]:
+        d = sold.decision
+        terminal = sold.purchase.terminal
+        if d.granted:
+            screen = self._base(terminal, Screen.SERVED, Reason.OK)
+            screen["receipt"] = await self.store.receipt(sold.event.seq)
+            screen["balance_tiyn"] = d.balance_after_tiyn
+        else:  # the menu again, with why the choice was refused
+            screen = self._base(terminal, Screen.PAY, Reason.PAY)
+            screen["error"] = {"reason": d.reason.value, "message": _messages(d.reason)}
+            screen.update(self._offer_for(d.student_id, d.local_date))
+            screen["tap_id"] = tap_id
+        screen["seq"] = sold.event.seq
+        screen["student"] = self._student(d.student_id)
+        screen["meal_period"] = d.meal_period
+        self.publish(terminal, screen)
+        return screen
+
+    def cancel(self, terminal: str, tap_id: str) -> dict[str, Any]:
+        pending = self._pending.get(tap_id)
+        if pending is not None and pending.terminal == terminal:
+            del self._pending[tap_id]
+        screen = self._idle(terminal)
+        self.publish(terminal, screen)
+        return screen
+
+    # ---------------------------------------------------------------------------- helpers
+
+    def _base(self, terminal: str, screen: Screen, reason: Reason) -> dict[str, Any]:
+        return {
+            "id": next(self._ids),
+            "terminal": terminal,
+            "screen": screen.value,
+            "colour": COLOURS[screen],
+            "headline": {lang.value: text for lang, text in HEADLINES[screen].items()},
+            "reason": reason.value,
+            "message": _messages(reason),
+            "t_ms": int(time.time() * 1000),
+        }
+
+    def _idle(self, terminal: str) -> dict[str, Any]:
+        return {"id": 0, "terminal": terminal, "screen": "idle", "colour": "grey"}
+
+    def _student(self, student_id: str | None) -> dict[str, Any] | None:
+        if student_id is None:
+            return None
+        st: Student | None = self.store.state.student(student_id)
+        if st is None:
+            return None
+        name = self.store.display_names.get(student_id, "")
+        # Photos are not stored yet: with a consent that covers the photo, initials stand in.
+        consented = ConsentKind.BIOMETRIC in st.consents
+        return {
+            "name": name,
+            "class": st.class_name,
+            "photo": initials(name) if consented and name else None,
+        }
+
+    def _offer(self, d: Decision) -> dict[str, Any]:
+        assert d.student_id is not None
+        return self._offer_for(d.student_id, d.local_date)
+
+    def _offer_for(self, student_id: str, day: dt.date) -> dict[str, Any]:
+        policy = self.store.policy
+        assert policy is not None
+        o: Offer = offer(policy, self.store.state, student_id, day)
+        return {
+            "balance_tiyn": o.balance_tiyn,
+            "offer": {
+                "spendable_tiyn": o.spendable_tiyn,
+                "cap_left_tiyn": o.cap_left_tiyn,
+                "overdraft_tiyn": o.overdraft_tiyn,
+                "dishes": [
+                    {
+                        "id": x.dish.id,
+                        "name": x.dish.name,
+                        "price_tiyn": x.dish.price_tiyn,
+                        "allergens": sorted(x.dish.allergens),
+                        "blocked_allergens": sorted(x.blocked_allergens),
+                        "allowed": x.allowed,
+                    }
+                    for x in o.dishes
+                ],
+            },
+        }
+
+    def _remember(self, terminal: str, student_id: str) -> str:
+        now = time.monotonic()
+        for key in [k for k, p in self._pending.items() if now - p.created > PAY_WINDOW_S]:
+            del self._pending[key]
+        # one open PAY per terminal: a new tap replaces the previous student's menu
+        for key in [k for k, p in self._pending.items() if p.terminal == terminal]:
+            del self._pending[key]
+        tap_id = secrets.token_urlsafe(12)
+        self._pending[tap_id] = _PendingPay(terminal, student_id, now)
+        return tap_id
+
+    def _local_hhmm(self, at: dt.datetime) -> str:
+        policy = self.store.policy
+        zone = policy.timezone if policy is not None else dt.UTC
+        return at.astimezone(zone).strftime("%H:%M")
+
+
+def _messages(reason: Reason) -> dict[str, str]:
+    return {lang.value: text for lang, text in MESSAGES[reason].items()}
