@@ -23,8 +23,10 @@ from protocol.messages import (
     SyncDelta,
     SyncSnapshot,
 )
+from tests.integration.edge_harness import midday_zone
 
-ZONE = zoneinfo.ZoneInfo("Asia/Almaty")
+ZONE_NAME = midday_zone()  # lunch "all day" never straddles midnight during a test
+ZONE = zoneinfo.ZoneInfo(ZONE_NAME)
 SCHOOL = "S1"
 MENU = [
     MenuItem(id="soup", name="Сорпа", price_tiyn=30_000),
@@ -42,7 +44,7 @@ def today() -> dt.date:
 def policy() -> PolicyDoc:
     return PolicyDoc.model_validate(
         {
-            "timezone": "Asia/Almaty",
+            "timezone": ZONE_NAME,
             "free_meal_grades": [1, 2, 3, 4],
             "shift": [{"number": 1, "entry_from": "00:00", "entry_to": "23:59"}],
             "meal_period": [{"name": "lunch", "shifts": [1], "from": "00:00", "to": "23:59"}],
