@@ -1,1 +1,1 @@
-"""consents"""
+"""consents: a student's consent records (data, biometric, notifications) and social categories."""

@@ -1,0 +1,1 @@
+"""cards: issue, bind, block, replace and unbind a student's card credential."""

@@ -1,0 +1,50 @@
+"""A student's card credentials as the console issued them (the edge gets CardBinding)."""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.models import Base, BigId
+
+
+class CardStatus(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"  # still bound at the edge, refused there (lost, damaged)
+    UNBOUND = "unbound"  # gone from the edge; the credential may be bound again
+
+
+class BlockReason(enum.StrEnum):
+    LOST = "lost"
+    DAMAGED = "damaged"
+
+
+class Card(Base):
+    __tablename__ = "cards"
+    __table_args__ = (
+        # One bound (active or blocked) card per credential at a school: the edge's binding key.
+        Index(
+            "uq_cards_bound_credential",
+            "school_id",
+            "credential",
+            unique=True,
+            postgresql_where=text("status <> 'unbound'"),
+            sqlite_where=text("status <> 'unbound'"),
+        ),
+    )
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    credential: Mapped[str] = mapped_column(String(128))
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.pk"), index=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"))
+    status: Mapped[str] = mapped_column(String(16), default=CardStatus.ACTIVE.value)
+    block_reason: Mapped[str | None] = mapped_column(String(16), default=None)
+    issued_at_ms: Mapped[int] = mapped_column(BigInteger)
+    issued_by: Mapped[int | None] = mapped_column(ForeignKey("users.pk"), default=None)
+    # The first card of a student is free; later ones cost the school's card price.
+    fee_tiyn: Mapped[int] = mapped_column(BigInteger, default=0)
+    replaces_card_pk: Mapped[int | None] = mapped_column(ForeignKey("cards.pk"), default=None)
+    blocked_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    unbound_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -1,0 +1,249 @@
+"""Cards of a student (/students/{pk}/cards): issue, block, replace, unbind; the school's card
+list (/cards, find a card by its number) and the card fees list (/cards/fees)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import Select, select
+
+from server.accounts.access import Principal
+from server.audit.service import audit
+from server.cards.models import BlockReason, Card, CardStatus
+from server.cards.service import (
+    CardError,
+    block_card,
+    issue_card,
+    next_fee,
+    normalise_credential,
+    parse_reason,
+    replace_card,
+    student_cards,
+    unbind_card,
+)
+from server.consents.scope import class_of, scoped_student, visible_schools
+from server.console.web import Db, ensure, nav_item, render, require
+from server.models import School
+from server.people.models import ConsentKind, SchoolClass, Student
+from server.people.service import has_consent
+
+router = APIRouter()
+nav_item("cards.block", "/cards", "Cards", 30)
+
+N_ = str
+REASON_LABELS = {BlockReason.LOST.value: N_("lost"), BlockReason.DAMAGED.value: N_("damaged")}
+STATUS_LABELS = {
+    CardStatus.ACTIVE.value: N_("active"),
+    CardStatus.BLOCKED.value: N_("blocked"),
+    CardStatus.UNBOUND.value: N_("unbound"),
+}
+
+
+def _page(
+    request: Request,
+    db: Db,
+    who: Principal,
+    student: Student,
+    *,
+    error: CardError | None = None,
+    done: str | None = None,
+    issued: Card | None = None,
+    status: int = 200,
+) -> Response:
+    school = db.get_one(School, student.school_id)
+    return render(
+        request,
+        "cards/student.html",
+        {
+            "student": student,
+            "cls": class_of(db, student),
+            "cards": student_cards(db, student.pk),
+            "next_fee": next_fee(db, student),
+            "has_data_consent": has_consent(db, student.pk, ConsentKind.DATA),
+            "can_issue": who.can(
+                "cards.issue",
+                school_id=student.school_id,
+                class_pk=student.class_pk,
+                student_pk=student.pk,
+            ),
+            "reasons": REASON_LABELS,
+            "statuses": STATUS_LABELS,
+            "error": error,
+            "done": done,
+            "issued": issued,
+            "zone": school.timezone,
+        },
+        status,
+    )
+
+
+def _card(db: Db, student: Student, card_pk: int) -> Card:
+    card = db.get(Card, card_pk)
+    ensure(card is not None and card.student_pk == student.pk)
+    assert card is not None
+    return card
+
+
+@router.get("/students/{pk}/cards")
+def cards_page(
+    request: Request, db: Db, who: Annotated[Principal, require("cards.block")], pk: int
+) -> Response:
+    student = scoped_student(db, who, "cards.block", pk)
+    audit(db, who, "view", "card", student_pk=student.pk, school_id=student.school_id,
+          summary="card numbers and history")
+    db.commit()
+    return _page(request, db, who, student)
+
+
+@router.post("/students/{pk}/cards")
+def cards_issue(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("cards.issue")],
+    pk: int,
+    credential: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    student = scoped_student(db, who, "cards.issue", pk)
+    try:
+        card = issue_card(db, who, student, credential)
+    except CardError as err:
+        db.rollback()
+        return _page(request, db, who, student, error=err, status=400)
+    db.commit()
+    return _page(request, db, who, student, done=N_("The card is issued and sent to the school."), issued=card)
+
+
+@router.post("/students/{pk}/cards/{card_pk}/block")
+def cards_block(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("cards.block")],
+    pk: int,
+    card_pk: int,
+    reason: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    student = scoped_student(db, who, "cards.block", pk)
+    card = _card(db, student, card_pk)
+    try:
+        block_card(db, who, card, parse_reason(reason))
+    except CardError as err:
+        db.rollback()
+        return _page(request, db, who, student, error=err, status=400)
+    db.commit()
+    return _page(request, db, who, student, done=N_("The card is blocked at the school's terminals."))
+
+
+@router.post("/students/{pk}/cards/{card_pk}/replace")
+def cards_replace(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("cards.issue")],
+    pk: int,
+    card_pk: int,
+    reason: Annotated[str, Form(max_length=20)] = "",
+    credential: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    student = scoped_student(db, who, "cards.issue", pk)
+    card = _card(db, student, card_pk)
+    try:
+        new = replace_card(db, who, student, card, parse_reason(reason), credential)
+    except CardError as err:
+        db.rollback()
+        return _page(request, db, who, student, error=err, status=400)
+    db.commit()
+    return _page(request, db, who, student, done=N_("The card is replaced."), issued=new)
+
+
+@router.post("/students/{pk}/cards/{card_pk}/unbind")
+def cards_unbind(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("cards.issue")],
+    pk: int,
+    card_pk: int,
+) -> Response:
+    student = scoped_student(db, who, "cards.issue", pk)
+    card = _card(db, student, card_pk)
+    try:
+        unbind_card(db, who, card)
+    except CardError as err:
+        db.rollback()
+        return _page(request, db, who, student, error=err, status=400)
+    db.commit()
+    return _page(request, db, who, student, done=N_("The card is unbound."))
+
+
+def _scoped_cards(
+    who: Principal, perm: str, school: School
+) -> Select[Card, Student, SchoolClass]:
+    q = (
+        select(Card, Student, SchoolClass)
+        .join(Student, Student.pk == Card.student_pk)
+        .join(SchoolClass, SchoolClass.pk == Student.class_pk)
+        .where(Card.school_id == school.id)
+    )
+    classes = who.classes(perm, school.id)
+    if classes is not None:
+        q = q.where(Student.class_pk.in_(classes))
+    return q
+
+
+@router.get("/cards")
+def cards_list(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("cards.block")],
+    school: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    schools = visible_schools(db, who, "cards.block")
+    ensure(bool(schools))
+    chosen = next((s for s in schools if s.id == school), None) if school else schools[0]
+    ensure(chosen is not None)
+    assert chosen is not None
+    query = _scoped_cards(who, "cards.block", chosen)
+    error = None
+    if q.strip():
+        try:
+            query = query.where(Card.credential == normalise_credential(q))
+        except CardError as err:
+            error = err
+    rows = db.execute(query.order_by(Card.pk.desc()).limit(500)).all() if error is None else []
+    audit(db, who, "view", "card", school_id=chosen.id,
+          summary=f"card list{' (search by number)' if q.strip() else ''}: {len(rows)} row(s)")
+    db.commit()
+    return render(
+        request,
+        "cards/list.html",
+        {"schools": schools, "school": chosen, "rows": rows, "q": q, "error": error,
+         "statuses": STATUS_LABELS, "reasons": REASON_LABELS},
+    )
+
+
+@router.get("/cards/fees")
+def cards_fees(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("cards.issue")],
+    school: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    schools = visible_schools(db, who, "cards.issue")
+    ensure(bool(schools))
+    chosen = next((s for s in schools if s.id == school), None) if school else schools[0]
+    ensure(chosen is not None)
+    assert chosen is not None
+    rows = db.execute(
+        _scoped_cards(who, "cards.issue", chosen)
+        .where(Card.fee_tiyn > 0)
+        .order_by(Card.issued_at_ms.desc())
+    ).all()
+    audit(db, who, "view", "card", school_id=chosen.id, summary=f"card fees: {len(rows)} row(s)")
+    db.commit()
+    return render(
+        request,
+        "cards/fees.html",
+        {"schools": schools, "school": chosen, "rows": rows,
+         "total": sum(c.fee_tiyn for c, _s, _k in rows)},
+    )

@@ -1,0 +1,242 @@
+"""Consent pages of a student (/students/{pk}/consents) and social categories
+(/students/{pk}/categories, /categories)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from server.accounts.access import Principal
+from server.audit.service import audit
+from server.consents.categories import (
+    CATEGORY_LABELS,
+    CategoryError,
+    add_membership,
+    memberships,
+    parse_category_form,
+    remove_membership,
+    valid_on,
+)
+from server.consents.models import StudentCategory
+from server.consents.scope import class_of, scoped_student, visible_schools
+from server.consents.service import (
+    ConsentError,
+    consent_history,
+    current_consents,
+    parse_consent_form,
+    record_consent,
+    templates_deleted_event,
+)
+from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
+from server.models import School
+from server.people.models import ConsentKind, SchoolClass, Student
+from server.policy.service import school_today
+
+router = APIRouter()
+nav_item("categories.view", "/categories", "Social categories", 40)
+
+N_ = str
+KIND_LABELS = {
+    ConsentKind.DATA.value: N_("Personal data"),
+    ConsentKind.BIOMETRIC.value: N_("Biometrics (face)"),
+    ConsentKind.NOTIFICATIONS.value: N_("Notifications to parents"),
+}
+
+
+def _consent_page(
+    request: Request,
+    db: Db,
+    who: Principal,
+    student: Student,
+    *,
+    error: ConsentError | None = None,
+    effects: list[str] | None = None,
+    form: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    school = db.get_one(School, student.school_id)
+    ctx = {
+        "student": student,
+        "cls": class_of(db, student),
+        "current": current_consents(db, student.pk),
+        "history": consent_history(db, student.pk),
+        "deleted": templates_deleted_event(db, student),
+        "kinds": KIND_LABELS,
+        "error": error,
+        "effects": effects,
+        "form": form or {"signed_on": school_today(school).isoformat()},
+        "zone": school.timezone,
+        "can_cards": who.can(
+            "cards.block", school_id=student.school_id, class_pk=student.class_pk, student_pk=student.pk
+        ),
+        "can_categories": who.can(
+            "categories.view", school_id=student.school_id, class_pk=student.class_pk, student_pk=student.pk
+        ),
+    }
+    return render(request, "consents/student.html", ctx, status)
+
+
+@router.get("/students/{pk}/consents")
+def consents_page(
+    request: Request, db: Db, who: Annotated[Principal, require("consents.edit")], pk: int
+) -> Response:
+    student = scoped_student(db, who, "consents.edit", pk)
+    audit(db, who, "view", "consent", student_pk=student.pk, school_id=student.school_id,
+          summary="consent records and history")
+    db.commit()
+    return _consent_page(request, db, who, student)
+
+
+@router.post("/students/{pk}/consents")
+def consents_record(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("consents.edit")],
+    pk: int,
+    kind: Annotated[str, Form(max_length=20)],
+    decision: Annotated[str, Form(max_length=20)],
+    given_by: Annotated[str, Form(max_length=300)] = "",
+    document: Annotated[str, Form(max_length=300)] = "",
+    signed_on: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    student = scoped_student(db, who, "consents.edit", pk)
+    school = db.get_one(School, student.school_id)
+    form = {"kind": kind, "decision": decision, "given_by": given_by,
+            "document": document, "signed_on": signed_on}
+    try:
+        parsed = parse_consent_form(kind, decision, given_by, document, signed_on, school_today(school))
+        effects = record_consent(db, who, student, parsed)
+    except ConsentError as err:
+        db.rollback()
+        return _consent_page(request, db, who, student, error=err, form=form, status=400)
+    db.commit()
+    return _consent_page(request, db, who, student, effects=effects)
+
+
+# ----------------------------------------------------------------------------- categories
+
+
+def _categories_page(
+    request: Request,
+    db: Db,
+    who: Principal,
+    student: Student,
+    *,
+    error: CategoryError | None = None,
+    form: dict[str, str] | None = None,
+    saved: bool = False,
+    status: int = 200,
+) -> Response:
+    school = db.get_one(School, student.school_id)
+    today = school_today(school)
+    return render(
+        request,
+        "consents/categories_student.html",
+        {
+            "student": student,
+            "cls": class_of(db, student),
+            "rows": memberships(db, student.pk),
+            "labels": CATEGORY_LABELS,
+            "today": today,
+            "error": error,
+            "saved": saved,
+            "form": form or {"valid_from": today.isoformat()},
+            "can_edit": who.can(
+                "categories.edit", school_id=student.school_id, class_pk=student.class_pk, student_pk=student.pk
+            ),
+        },
+        status,
+    )
+
+
+@router.get("/students/{pk}/categories")
+def categories_student(
+    request: Request, db: Db, who: Annotated[Principal, require("categories.view")], pk: int
+) -> Response:
+    student = scoped_student(db, who, "categories.view", pk)
+    audit(db, who, "view", "category", student_pk=student.pk, school_id=student.school_id,
+          summary="social categories")
+    db.commit()
+    return _categories_page(request, db, who, student)
+
+
+@router.post("/students/{pk}/categories")
+def categories_add(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("categories.edit")],
+    pk: int,
+    code: Annotated[str, Form(max_length=40)],
+    document: Annotated[str, Form(max_length=300)] = "",
+    valid_from: Annotated[str, Form(max_length=20)] = "",
+    valid_to: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    student = scoped_student(db, who, "categories.edit", pk)
+    school = db.get_one(School, student.school_id)
+    form = {"code": code, "document": document, "valid_from": valid_from, "valid_to": valid_to}
+    try:
+        parsed = parse_category_form(code, document, valid_from, valid_to)
+        add_membership(db, who, student, parsed, school_today(school))
+    except CategoryError as err:
+        db.rollback()
+        return _categories_page(request, db, who, student, error=err, form=form, status=400)
+    db.commit()
+    return _categories_page(request, db, who, student, saved=True)
+
+
+@router.post("/students/{pk}/categories/{membership_pk}/remove")
+def categories_remove(
+    db: Db,
+    who: Annotated[Principal, require("categories.edit")],
+    pk: int,
+    membership_pk: int,
+) -> Response:
+    student = scoped_student(db, who, "categories.edit", pk)
+    row = db.get(StudentCategory, membership_pk)
+    ensure(row is not None and row.student_pk == student.pk)
+    assert row is not None
+    school = db.get_one(School, student.school_id)
+    remove_membership(db, who, student, row, school_today(school))
+    db.commit()
+    return redirect(f"/students/{student.pk}/categories")
+
+
+@router.get("/categories")
+def categories_list(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("categories.view")],
+    school: Annotated[str | None, Query(max_length=64)] = None,
+    day: Annotated[str | None, Query(max_length=10)] = None,
+) -> Response:
+    schools = visible_schools(db, who, "categories.view")
+    ensure(bool(schools))
+    chosen = next((s for s in schools if s.id == school), None) if school else schools[0]
+    ensure(chosen is not None)
+    assert chosen is not None
+    try:
+        on = dt.date.fromisoformat(day) if day else school_today(chosen)
+    except ValueError:
+        on = school_today(chosen)
+    rows = valid_on(db, chosen.id, on, who.classes("categories.view", chosen.id))
+    audit(db, who, "view", "category", school_id=chosen.id,
+          summary=f"students with social categories on {on.isoformat()}: {len(rows)} row(s)")
+    db.commit()
+    classes = {c.pk: c.name for c in _classes(db, chosen.id)}
+    return render(
+        request,
+        "consents/categories_list.html",
+        {"schools": schools, "school": chosen, "day": on, "rows": rows,
+         "labels": CATEGORY_LABELS, "classes": classes,
+         "error": tr(request, "Not a date; today is shown.") if day and on.isoformat() != day else None},
+    )
+
+
+def _classes(db: Db, school_id: str) -> list[SchoolClass]:
+    return list(
+        db.execute(select(SchoolClass).where(SchoolClass.school_id == school_id)).scalars()
+    )

@@ -1,0 +1,230 @@
+"""Record a consent decision and carry out what it means, in the caller's transaction.
+
+Giving data consent puts the student on the school's edges; withdrawing a consent removes what
+it covered (DESIGN invariant 6, DOMAIN "no data without consent"):
+
+- data: every card of the student is unbound, the student is removed from the edges and
+  deactivated here;
+- biometric: consent_set granted=False reaches the edge, which deletes the face templates and
+  journals face_templates_deleted (stored by ingest; shown on the consent page);
+- notifications: recorded; the notification module checks ``has_consent`` before each send.
+
+Every effect gets its own audit entry, so the audit log shows the withdrawal and what went.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from protocol.messages import (
+    CardUnbind,
+    CategoriesSet,
+    Change,
+    ConsentRecord,
+    ConsentSet,
+    StudentRemove,
+    StudentUpsert,
+)
+from server.accounts.access import Principal
+from server.audit.service import audit
+from server.cards.models import Card, CardStatus
+from server.clock import now_ms
+from server.consents.categories import published_memberships
+from server.models import StoredEvent
+from server.people.models import Consent, ConsentKind, Student
+from server.people.service import current_consent, has_consent, student_record
+from server.policy.service import local_today
+from server.sync.service import append_changes, load_state
+from server.sync.state import SchoolState
+
+N_ = str  # marks a message for the catalogue test; translated where shown
+
+
+class ConsentError(ValueError):
+    """A consent form that cannot be recorded: ``field`` names the form field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentInput:
+    kind: ConsentKind
+    granted: bool
+    given_by: str
+    document: str
+    signed_on: dt.date
+
+
+def parse_consent_form(
+    kind: str, decision: str, given_by: str, document: str, signed_on: str, today: dt.date
+) -> ConsentInput:
+    """Check a consent form; a bad field raises ConsentError naming it. Pure."""
+    try:
+        k = ConsentKind(kind)
+    except ValueError as err:
+        raise ConsentError("kind", N_("Unknown consent kind.")) from err
+    if decision not in ("given", "withdrawn"):
+        raise ConsentError("decision", N_("Choose: given or withdrawn."))
+    who = " ".join(given_by.split())
+    if not who:
+        raise ConsentError(
+            "given_by", N_("Write who signed: the parent or legal representative.")
+        )
+    if len(who) > 200:
+        raise ConsentError("given_by", N_("At most 200 characters."))
+    doc = " ".join(document.split())
+    if not doc:
+        raise ConsentError("document", N_("Write the document (number and date or title)."))
+    if len(doc) > 200:
+        raise ConsentError("document", N_("At most 200 characters."))
+    try:
+        day = dt.date.fromisoformat(signed_on.strip())
+    except ValueError as err:
+        raise ConsentError("signed_on", N_("A date as YYYY-MM-DD.")) from err
+    if day > today:
+        raise ConsentError("signed_on", N_("The signing date cannot be in the future."))
+    if day < dt.date(2000, 1, 1):
+        raise ConsentError("signed_on", N_("The signing date is too far in the past."))
+    return ConsentInput(k, decision == "given", who, doc, day)
+
+
+def edge_presence(session: Session, student: Student, state: SchoolState) -> list[Change]:
+    """The changes that put an active, consented student on the edges if they are not there yet
+    (a card bound to someone not on the roster is refused by the change log)."""
+    if student.ref in state.students or not student.active:
+        return []
+    if not has_consent(session, student.pk, ConsentKind.DATA):
+        return []
+    changes: list[Change] = [StudentUpsert(student=student_record(session, student))]
+    memberships = published_memberships(session, student.pk, local_today())
+    if memberships:
+        changes.append(CategoriesSet(student_id=student.ref, categories=memberships))
+    return changes
+
+
+def _record(c: Consent) -> ConsentRecord:
+    return ConsentRecord.model_validate(
+        {
+            "kind": c.kind,
+            "granted": c.granted,
+            "given_by": c.given_by[:500],
+            "at_ms": c.recorded_at_ms,
+            "document": c.document[:500],
+        },
+        strict=False,
+    )
+
+
+def record_consent(
+    session: Session, who: Principal, student: Student, form: ConsentInput
+) -> list[str]:
+    """Record the decision and its effects; returns the effects (English msgids). Caller commits."""
+    if not form.granted and not has_consent(session, student.pk, form.kind):
+        raise ConsentError("decision", N_("There is no given consent of this kind to withdraw."))
+    now = now_ms()
+    row = Consent(
+        student_pk=student.pk,
+        kind=form.kind.value,
+        granted=form.granted,
+        given_by=form.given_by,
+        document=form.document,
+        signed_on=form.signed_on,
+        recorded_by=who.user_pk,
+        recorded_at_ms=now,
+    )
+    session.add(row)
+    session.flush()
+    state = load_state(session, student.school_id)
+    changes: list[Change] = []
+    effects: list[str] = []
+
+    def effect(action: str, subject: str, summary: str, shown: str) -> None:
+        audit(
+            session, who, action, subject,
+            student_pk=student.pk, school_id=student.school_id, summary=summary,
+        )
+        effects.append(shown)
+
+    verb = "given" if form.granted else "withdrawn"
+    audit(
+        session, who, "change", "consent",
+        student_pk=student.pk, school_id=student.school_id,
+        summary=f"{form.kind.value} consent {verb}; document {form.document}; "
+        f"signed_on {form.signed_on.isoformat()}",
+    )
+    if form.granted:
+        if form.kind is ConsentKind.DATA and not student.active:
+            student.active = True
+            student.updated_at_ms = now
+            effect("change", "student", "student reactivated: data consent given",
+                   N_("The student is active again."))
+        presence = edge_presence(session, student, state)
+        if presence:
+            changes.extend(presence)
+            effect("change", "student", "student sent to the school's edges (student_upsert)",
+                   N_("The student is now on the school's terminals."))
+        else:
+            changes.append(ConsentSet(student_id=student.ref, consent=_record(row)))
+    else:
+        changes.append(ConsentSet(student_id=student.ref, consent=_record(row)))
+        if form.kind is ConsentKind.DATA:
+            cards = session.execute(
+                select(Card).where(
+                    Card.student_pk == student.pk, Card.status != CardStatus.UNBOUND.value
+                )
+            ).scalars().all()
+            for card in cards:
+                card.status = CardStatus.UNBOUND.value
+                card.unbound_at_ms = now
+                changes.append(CardUnbind(credential=card.credential))
+                effect("change", "card", f"card #{card.pk} unbound (card_unbind): data consent withdrawn",
+                       N_("A card was unbound."))
+            changes.append(StudentRemove(student_id=student.ref))
+            effect("change", "student", "student removed from the school's edges (student_remove)",
+                   N_("The student was removed from the school's terminals."))
+            student.active = False
+            student.updated_at_ms = now
+            effect("change", "student", "student deactivated: data consent withdrawn",
+                   N_("The student was deactivated."))
+        elif form.kind is ConsentKind.BIOMETRIC:
+            effect("change", "biometric",
+                   "face templates to be deleted at the school (consent_set granted=false)",
+                   N_("The school's terminals delete the face templates."))
+        else:
+            effect("change", "notifications", "parent notifications stopped",
+                   N_("Notifications to the parents stopped."))
+    append_changes(session, student.school_id, changes)
+    return effects
+
+
+def consent_history(session: Session, student_pk: int) -> list[Consent]:
+    return list(
+        session.execute(
+            select(Consent).where(Consent.student_pk == student_pk).order_by(Consent.pk.desc())
+        ).scalars()
+    )
+
+
+def current_consents(session: Session, student_pk: int) -> dict[str, Consent | None]:
+    return {k.value: current_consent(session, student_pk, k) for k in ConsentKind}
+
+
+def templates_deleted_event(session: Session, student: Student) -> StoredEvent | None:
+    """The school's latest confirmation that it deleted this student's face templates."""
+    return session.execute(
+        select(StoredEvent)
+        .where(
+            StoredEvent.school_id == student.school_id,
+            StoredEvent.student_id == student.ref,
+            StoredEvent.kind == "face_templates_deleted",
+        )
+        .order_by(StoredEvent.at_ms.desc())
+        .limit(1)
+    ).scalar_one_or_none()
