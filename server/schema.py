@@ -10,3 +10,6 @@ from server.people import models as people_models
 Base = models.Base
 
 __all__ = ["Base", "accounts_models", "audit_models", "models", "people_models"]
+from server.cards import models as cards_models  # noqa: E402,F401
+from server.consents import models as consents_models  # noqa: E402,F401
+from server.policy import models as policy_models  # noqa: E402,F401
