@@ -1,0 +1,778 @@
+"""Console pages of the roster: students (list, card, edit, guardians), classes, staff, and the
+roster import (upload -> preview with every error -> confirm, all rows or none)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from server.accounts.access import Grant, Principal, Role
+from server.accounts.service import AccountError, create_user, invite
+from server.audit.service import audit
+from server.clock import now_ms
+from server.console.web import (
+    Db,
+    Settings,
+    ensure,
+    nav_item,
+    redirect,
+    render,
+    request_lang,
+    require,
+    tr,
+)
+from server.models import School
+from server.people.models import (
+    ConsentKind,
+    Guardian,
+    SchoolClass,
+    StaffMember,
+    Student,
+    StudentGuardian,
+)
+from server.people.service import current_consent
+from server.roster import rules, service
+from server.roster.models import ImportPreview, StaffClass
+from server.roster.rules import RawRow, RowError
+from server.roster.service import RosterError
+
+router = APIRouter()
+nav_item("students.view", "/students", "Students", 20)
+nav_item("students.view", "/classes", "Classes", 21)
+nav_item("staff.edit", "/staff", "Staff", 22)
+nav_item("roster.import", "/roster/import", "Import roster", 23)
+
+PREVIEW_TTL_MS = 60 * 60_000
+PAGE = 200
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _schools(db: Session, who: Principal, perm: str) -> list[School]:
+    allowed = who.schools(perm)
+    q = select(School).order_by(School.id)
+    if allowed is not None:
+        q = q.where(School.id.in_(allowed))
+    return list(db.execute(q).scalars())
+
+
+def _pick_school(schools: list[School], wanted: str | None) -> School | None:
+    for s in schools:
+        if s.id == wanted:
+            return s
+    if wanted:
+        return None
+    return schools[0] if schools else None
+
+
+def _classes(db: Session, who: Principal, perm: str, school_id: str) -> list[SchoolClass]:
+    q = (
+        select(SchoolClass)
+        .where(SchoolClass.school_id == school_id)
+        .order_by(SchoolClass.grade, SchoolClass.name)
+    )
+    allowed = who.classes(perm, school_id)
+    if allowed is not None:
+        q = q.where(SchoolClass.pk.in_(allowed))
+    return list(db.execute(q).scalars())
+
+
+def _student_in_scope(db: Session, who: Principal, pk: int, perm: str = "students.view") -> Student:
+    st = db.get(Student, pk)
+    ensure(st is not None)
+    assert st is not None
+    ensure(who.can(perm, school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk))
+    return st
+
+
+def _localize(request: Request, e: RowError) -> str:
+    return e.localized(lambda m: tr(request, m))
+
+
+def _date(text: str) -> dt.date | None:
+    return rules.parse_date(text) if text.strip() else None
+
+
+# ----------------------------------------------------------------------------------- students
+
+
+@router.get("/students")
+def students_page(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("students.view")],
+    school: Annotated[str | None, Query(max_length=64)] = None,
+    class_pk: Annotated[str | None, Query(max_length=20)] = None,
+    q: Annotated[str, Query(max_length=100)] = "",
+    inactive: Annotated[str, Query(max_length=3)] = "",
+) -> Response:
+    schools = _schools(db, who, "students.view")
+    current = _pick_school(schools, school)
+    ensure(current is not None or not school)
+    rows: list[Any] = []
+    classes: list[SchoolClass] = []
+    cls_pk = int(class_pk) if class_pk and class_pk.isdigit() else None
+    if current is not None:
+        classes = _classes(db, who, "students.view", current.id)
+        visible = [c.pk for c in classes]
+        if cls_pk is not None:
+            ensure(cls_pk in visible)
+        query = (
+            select(Student, SchoolClass)
+            .join(SchoolClass, SchoolClass.pk == Student.class_pk)
+            .where(
+                Student.school_id == current.id,
+                Student.class_pk.in_([cls_pk] if cls_pk else visible),
+            )
+            .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
+            .limit(PAGE + 1)
+        )
+        if not inactive:
+            query = query.where(Student.active.is_(True))
+        if q.strip():
+            like = f"%{q.strip().lower()}%"
+            query = query.where(
+                or_(
+                    func.lower(Student.surname).like(like),
+                    func.lower(Student.given_name).like(like),
+                    func.lower(Student.ref) == q.strip().lower(),
+                )
+            )
+        rows = list(db.execute(query).all())
+    can_edit = current is not None and who.can("students.edit", school_id=current.id)
+    return render(
+        request,
+        "roster/students.html",
+        {
+            "schools": schools,
+            "school": current,
+            "classes": classes,
+            "class_pk": cls_pk,
+            "q": q,
+            "inactive": bool(inactive),
+            "rows": rows[:PAGE],
+            "more": len(rows) > PAGE,
+            "can_edit": can_edit,
+            "can_import": current is not None and who.can("roster.import", school_id=current.id),
+        },
+    )
+
+
+def _card_context(db: Session, who: Principal, st: Student) -> dict[str, Any]:
+    cls = db.get_one(SchoolClass, st.class_pk)
+    guardians = list(
+        db.execute(
+            select(Guardian, StudentGuardian.relation)
+            .join(StudentGuardian, StudentGuardian.guardian_pk == Guardian.pk)
+            .where(StudentGuardian.student_pk == st.pk)
+            .order_by(Guardian.pk)
+        ).all()
+    )
+    consents = [(kind.value, current_consent(db, st.pk, kind)) for kind in ConsentKind]
+    can_edit = who.can(
+        "students.edit", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
+    )
+    return {
+        "st": st,
+        "cls": cls,
+        "school": db.get(School, st.school_id),
+        "guardians": guardians,
+        "consents": consents,
+        "can_edit": can_edit,
+        "classes": _classes(db, who, "students.edit", st.school_id) if can_edit else [],
+        "can_consents": who.can(
+            "consents.edit", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
+        ),
+        "error": None,
+        "notice": None,
+        "invite_url": None,
+    }
+
+
+@router.get("/students/{pk}")
+def student_card(
+    request: Request, db: Db, who: Annotated[Principal, require("students.view")], pk: int
+) -> Response:
+    st = _student_in_scope(db, who, pk)
+    ctx = _card_context(db, who, st)
+    audit(
+        db, who, "view", "student", student_pk=st.pk, school_id=st.school_id, summary="student card"
+    )
+    db.commit()
+    return render(request, "roster/student.html", ctx)
+
+
+def _card_after(
+    request: Request,
+    db: Session,
+    who: Principal,
+    st: Student,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    invite_url: str | None = None,
+) -> Response:
+    ctx = _card_context(db, who, st)
+    ctx.update(error=error, notice=notice, invite_url=invite_url)
+    return render(request, "roster/student.html", ctx, 400 if error else 200)
+
+
+@router.post("/students/{pk}")
+def student_edit(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("students.edit")],
+    pk: int,
+    surname: Annotated[str, Form(max_length=100)],
+    given_name: Annotated[str, Form(max_length=100)],
+    class_pk: Annotated[int, Form()],
+    patronymic: Annotated[str, Form(max_length=100)] = "",
+    birth_date: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    st = _student_in_scope(db, who, pk, "students.edit")
+    birth = _date(birth_date)
+    if birth_date.strip() and birth is None:
+        return _card_after(request, db, who, st, error=tr(request, rules.E_DATE))
+    cls = db.get(SchoolClass, class_pk)
+    ensure(cls is not None and who.can("students.edit", school_id=cls.school_id, class_pk=cls.pk))
+    try:
+        changed = service.edit_student(
+            db,
+            who,
+            st,
+            surname=surname,
+            given_name=given_name,
+            patronymic=patronymic,
+            birth_date=birth,
+            class_pk=class_pk,
+        )
+    except RosterError as err:
+        db.rollback()
+        return _card_after(request, db, who, st, error=tr(request, str(err)))
+    db.commit()
+    return _card_after(
+        request,
+        db,
+        who,
+        st,
+        notice=tr(request, "Saved.") if changed else tr(request, "Nothing changed."),
+    )
+
+
+@router.post("/students/{pk}/active")
+def student_active(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("students.edit")],
+    pk: int,
+    active: Annotated[str, Form(max_length=3)],
+) -> Response:
+    st = _student_in_scope(db, who, pk, "students.edit")
+    service.set_active(db, who, st, active == "1")
+    db.commit()
+    return redirect(f"/students/{st.pk}")
+
+
+@router.post("/students/{pk}/guardians")
+def guardian_add(
+    request: Request,
+    db: Db,
+    settings: Settings,
+    who: Annotated[Principal, require("students.edit")],
+    pk: int,
+    full_name: Annotated[str, Form(max_length=200)],
+    phone: Annotated[str, Form(max_length=40)] = "",
+    email: Annotated[str, Form(max_length=200)] = "",
+    relation: Annotated[str, Form(max_length=32)] = "parent",
+    login: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    st = _student_in_scope(db, who, pk, "students.edit")
+    try:
+        g = service.add_guardian(
+            db, who, st, full_name=full_name, phone=phone, email=email, relation=relation
+        )
+        url = _invite_parent(request, db, settings, who, st, g, login) if login.strip() else None
+    except (RosterError, AccountError) as err:
+        db.rollback()
+        return _card_after(request, db, who, st, error=tr(request, str(err)))
+    db.commit()
+    return _card_after(request, db, who, st, notice=tr(request, "Guardian added."), invite_url=url)
+
+
+def _invite_parent(
+    request: Request,
+    db: Session,
+    settings: Any,
+    who: Principal,
+    st: Student,
+    g: Guardian,
+    login: str,
+) -> str:
+    """A parent console account for the guardian, and a one-time link to set its password."""
+    if g.user_pk is not None:
+        raise RosterError(rules.N_("This guardian has a console account already."))
+    user = create_user(
+        db,
+        login,
+        g.full_name,
+        [Grant(Role.PARENT)],
+        email=g.email,
+        phone=g.phone,
+        lang=request_lang(request),
+    )
+    g.user_pk = user.pk
+    token = invite(db, user, who.user_pk, settings.console_invite_ttl_s)
+    audit(
+        db,
+        who,
+        "change",
+        "guardian",
+        student_pk=st.pk,
+        school_id=st.school_id,
+        summary="parent account invited",
+    )
+    return f"{settings.console_base_url.rstrip('/')}/invite/{token}"
+
+
+@router.post("/students/{pk}/guardians/{gpk}/invite")
+def guardian_invite(
+    request: Request,
+    db: Db,
+    settings: Settings,
+    who: Annotated[Principal, require("students.edit")],
+    pk: int,
+    gpk: int,
+    login: Annotated[str, Form(min_length=1, max_length=100)],
+) -> Response:
+    st = _student_in_scope(db, who, pk, "students.edit")
+    ensure(db.get(StudentGuardian, (st.pk, gpk)) is not None)
+    g = db.get_one(Guardian, gpk)
+    try:
+        url = _invite_parent(request, db, settings, who, st, g, login)
+    except (RosterError, AccountError) as err:
+        db.rollback()
+        return _card_after(request, db, who, st, error=tr(request, str(err)))
+    db.commit()
+    return _card_after(request, db, who, st, invite_url=url)
+
+
+@router.post("/students/{pk}/guardians/{gpk}/remove")
+def guardian_remove(
+    request: Request, db: Db, who: Annotated[Principal, require("students.edit")], pk: int, gpk: int
+) -> Response:
+    st = _student_in_scope(db, who, pk, "students.edit")
+    try:
+        service.remove_guardian(db, who, st, gpk)
+    except RosterError:
+        db.rollback()
+        ensure(False)
+    db.commit()
+    return redirect(f"/students/{st.pk}")
+
+
+@router.post("/students")
+def student_new(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("students.edit")],
+    school: Annotated[str, Form(max_length=64)],
+    surname: Annotated[str, Form(max_length=200)] = "",
+    given_name: Annotated[str, Form(max_length=200)] = "",
+    patronymic: Annotated[str, Form(max_length=200)] = "",
+    birth_date: Annotated[str, Form(max_length=20)] = "",
+    class_name: Annotated[str, Form(max_length=32)] = "",
+    guardian_name: Annotated[str, Form(max_length=200)] = "",
+    guardian_phone: Annotated[str, Form(max_length=40)] = "",
+    guardian_email: Annotated[str, Form(max_length=200)] = "",
+    consent_given_by: Annotated[str, Form(max_length=200)] = "",
+    consent_document: Annotated[str, Form(max_length=200)] = "",
+    consent_date: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """One new student: checked exactly like one row of an import (consent first)."""
+    ensure(who.can("students.edit", school_id=school) and who.whole_school("students.edit", school))
+    cells = {
+        "surname": surname,
+        "given_name": given_name,
+        "patronymic": patronymic,
+        "birth_date": birth_date,
+        "class": class_name,
+        "guardian_name": guardian_name,
+        "guardian_phone": guardian_phone,
+        "guardian_email": guardian_email,
+        "consent_given_by": consent_given_by,
+        "consent_document": consent_document,
+        "consent_date": consent_date,
+    }
+    _checked, plan = service.check(db, school, [RawRow(1, cells)], dt.date.today())
+    if plan.errors or not plan.rows or plan.rows[0].action != "create":
+        errors = [f"{e.column}: {_localize(request, e)}" for e in plan.errors] or [
+            tr(request, "This student is on the roster already.")
+        ]
+        return render(
+            request,
+            "roster/new_student.html",
+            {"school_id": school, "errors": errors, "form": cells},
+            400,
+        )
+    result = service.apply_plan(db, plan, who, summary="one student added; ")
+    db.commit()
+    return redirect(f"/students/{result.student_pks[0]}")
+
+
+@router.get("/students/new/{school}")
+def student_new_page(
+    request: Request, who: Annotated[Principal, require("students.edit")], school: str
+) -> Response:
+    ensure(who.whole_school("students.edit", school))
+    return render(
+        request, "roster/new_student.html", {"school_id": school, "errors": [], "form": {}}
+    )
+
+
+# ----------------------------------------------------------------------------------- classes
+
+
+def _classes_page(
+    request: Request,
+    db: Session,
+    who: Principal,
+    school: School | None,
+    schools: list[School],
+    error: str | None = None,
+) -> Response:
+    rows: list[Any] = []
+    if school is not None:
+        counts = dict(
+            db.execute(
+                select(Student.class_pk, func.count())
+                .where(Student.school_id == school.id, Student.active.is_(True))
+                .group_by(Student.class_pk)
+            ).all()
+        )
+        rows = [(c, counts.get(c.pk, 0)) for c in _classes(db, who, "students.view", school.id)]
+    return render(
+        request,
+        "roster/classes.html",
+        {
+            "schools": schools,
+            "school": school,
+            "rows": rows,
+            "can_edit": school is not None and who.whole_school("students.edit", school.id),
+            "error": error,
+        },
+        400 if error else 200,
+    )
+
+
+@router.get("/classes")
+def classes_page(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("students.view")],
+    school: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    schools = _schools(db, who, "students.view")
+    current = _pick_school(schools, school)
+    ensure(current is not None or not school)
+    return _classes_page(request, db, who, current, schools)
+
+
+@router.post("/classes")
+def classes_save(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("students.edit")],
+    school: Annotated[str, Form(max_length=64)],
+    name: Annotated[str, Form(max_length=32)],
+    grade: Annotated[int, Form()],
+    shift: Annotated[int, Form()],
+    pk: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    ensure(who.whole_school("students.edit", school))
+    cls_pk = int(pk) if pk.isdigit() else None
+    if cls_pk is not None:
+        cls = db.get(SchoolClass, cls_pk)
+        ensure(cls is not None and cls.school_id == school)
+    try:
+        service.save_class(db, school, name=name, grade=grade, shift=shift, pk=cls_pk)
+    except RosterError as err:
+        db.rollback()
+        schools = _schools(db, who, "students.view")
+        return _classes_page(
+            request, db, who, _pick_school(schools, school), schools, tr(request, str(err))
+        )
+    db.commit()
+    return redirect(f"/classes?school={school}")
+
+
+# ------------------------------------------------------------------------------------- staff
+
+
+def _staff_page(
+    request: Request,
+    db: Session,
+    who: Principal,
+    school: School | None,
+    schools: list[School],
+    error: str | None = None,
+) -> Response:
+    rows: list[Any] = []
+    classes: list[SchoolClass] = []
+    if school is not None:
+        classes = _classes(db, who, "staff.edit", school.id)
+        names = {c.pk: c.name for c in classes}
+        links: dict[int, list[int]] = {}
+        for s_pk, c_pk in db.execute(
+            select(StaffClass.staff_pk, StaffClass.class_pk)
+            .join(StaffMember, StaffMember.pk == StaffClass.staff_pk)
+            .where(StaffMember.school_id == school.id)
+        ):
+            links.setdefault(s_pk, []).append(c_pk)
+        members = db.execute(
+            select(StaffMember)
+            .where(StaffMember.school_id == school.id)
+            .order_by(StaffMember.full_name)
+        ).scalars()
+        rows = [
+            (
+                m,
+                [r for r in m.edge_roles.split(",") if r],
+                links.get(m.pk, []),
+                [names.get(c, "") for c in links.get(m.pk, [])],
+            )
+            for m in members
+        ]
+    return render(
+        request,
+        "roster/staff.html",
+        {
+            "schools": schools,
+            "school": school,
+            "rows": rows,
+            "classes": classes,
+            "roles": service.EDGE_ROLES,
+            "error": error,
+        },
+        400 if error else 200,
+    )
+
+
+@router.get("/staff")
+def staff_page(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("staff.edit")],
+    school: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    schools = _schools(db, who, "staff.edit")
+    current = _pick_school(schools, school)
+    ensure(current is not None or not school)
+    return _staff_page(request, db, who, current, schools)
+
+
+@router.post("/staff")
+def staff_save(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("staff.edit")],
+    school: Annotated[str, Form(max_length=64)],
+    ref: Annotated[str, Form(max_length=64)],
+    full_name: Annotated[str, Form(max_length=200)],
+    position: Annotated[str, Form(max_length=100)] = "",
+    roles: Annotated[list[str] | None, Form(max_length=20)] = None,
+    classes: Annotated[list[int] | None, Form(max_length=50)] = None,
+    active: Annotated[str, Form(max_length=3)] = "1",
+    pk: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    ensure(who.can("staff.edit", school_id=school))
+    member_pk = int(pk) if pk.isdigit() else None
+    if member_pk is not None:
+        member = db.get(StaffMember, member_pk)
+        ensure(member is not None and member.school_id == school)
+    try:
+        service.save_staff(
+            db,
+            school,
+            ref=ref,
+            full_name=full_name,
+            position=position,
+            roles=roles or [],
+            class_pks=classes or [],
+            active=active == "1",
+            pk=member_pk,
+        )
+    except RosterError as err:
+        db.rollback()
+        schools = _schools(db, who, "staff.edit")
+        return _staff_page(
+            request, db, who, _pick_school(schools, school), schools, tr(request, str(err))
+        )
+    db.commit()
+    return redirect(f"/staff?school={school}")
+
+
+# ------------------------------------------------------------------------------------ import
+
+
+@router.get("/roster/import")
+def import_page(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("roster.import")],
+    school: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    schools = [
+        s for s in _schools(db, who, "roster.import") if who.whole_school("roster.import", s.id)
+    ]
+    return render(
+        request,
+        "roster/import.html",
+        {
+            "schools": schools,
+            "school_id": school,
+            "columns": rules.COLUMNS,
+            "required": rules.REQUIRED,
+            "errors": [],
+        },
+    )
+
+
+@router.get("/roster/import/template.csv")
+def template_csv(_who: Annotated[Principal, require("roster.import")]) -> Response:
+    return Response(
+        rules.template_csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": 'attachment; filename="roster-template.csv"'},
+    )
+
+
+@router.get("/roster/import/template.xlsx")
+def template_xlsx(_who: Annotated[Principal, require("roster.import")]) -> Response:
+    return Response(
+        rules.template_xlsx(),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"content-disposition": 'attachment; filename="roster-template.xlsx"'},
+    )
+
+
+@router.post("/roster/import")
+def import_upload(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("roster.import")],
+    school: Annotated[str, Form(max_length=64)],
+    file: Annotated[UploadFile, File()],
+) -> Response:
+    ensure(who.whole_school("roster.import", school) and db.get(School, school) is not None)
+    data = file.file.read(rules.MAX_BYTES + 1)
+    parsed = rules.parse_file((file.filename or "")[:200], data)
+    if parsed.refused:
+        checked_errors = parsed.errors
+        plan = None
+    else:
+        _checked, plan = service.check(db, school, parsed.rows, dt.date.today())
+        checked_errors = sorted(
+            [*parsed.errors, *plan.errors],
+            key=lambda e: (
+                e.line,
+                rules.COLUMNS.index(e.column) if e.column in rules.COLUMNS else -1,
+            ),
+        )
+    now = now_ms()
+    db.execute(delete(ImportPreview).where(ImportPreview.created_at_ms < now - PREVIEW_TTL_MS))
+    token = ""
+    if plan is not None:
+        # Stored even with errors (without its rows), so that a confirmation of it is refused
+        # by what it is rather than by not being found.
+        token = secrets.token_urlsafe(24)
+        db.add(
+            ImportPreview(
+                token=token,
+                user_pk=who.user_pk,
+                school_id=school,
+                file_name=parsed.name,
+                file_sha256=parsed.sha256,
+                encoding=parsed.encoding,
+                rows=[]
+                if checked_errors
+                else [{"line": r.line, "cells": dict(r.cells)} for r in parsed.rows],
+                plan_digest=plan.digest,
+                error_count=len(checked_errors),
+                created_at_ms=now,
+            )
+        )
+    db.commit()
+    return render(
+        request,
+        "roster/preview.html",
+        {
+            "school_id": school,
+            "parsed": parsed,
+            "plan": plan,
+            "errors": [(e.line, e.column, _localize(request, e)) for e in checked_errors],
+            "token": token,
+        },
+        400 if checked_errors else 200,
+    )
+
+
+@router.post("/roster/import/confirm")
+def import_confirm(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("roster.import")],
+    token: Annotated[str, Form(max_length=64)],
+    sha256: Annotated[str, Form(max_length=64)],
+) -> Response:
+    preview = db.get(ImportPreview, token) if token else None
+    if (
+        preview is None
+        or preview.user_pk != who.user_pk
+        or preview.created_at_ms < now_ms() - PREVIEW_TTL_MS
+        or not secrets.compare_digest(preview.file_sha256, sha256)
+    ):
+        return _refuse(
+            request,
+            tr(
+                request,
+                "This preview is not valid (expired, applied or not yours): upload the file again.",
+            ),
+        )
+    ensure(who.whole_school("roster.import", preview.school_id))
+    if preview.error_count:
+        return _refuse(
+            request,
+            tr(request, "A file with errors cannot be imported: fix it and upload it again."),
+        )
+    raws = [
+        RawRow(int(r["line"]), {str(k): str(v) for k, v in r["cells"].items()})
+        for r in preview.rows
+    ]
+    _checked, plan = service.check(db, preview.school_id, raws, dt.date.today())
+    if plan.errors:
+        return _refuse(
+            request,
+            tr(request, "A file with errors cannot be imported: fix it and upload it again."),
+        )
+    if plan.digest != preview.plan_digest:
+        return _refuse(
+            request, tr(request, "The roster changed since the preview: upload the file again.")
+        )
+    result = service.apply_plan(db, plan, who, summary=f"file sha256 {preview.file_sha256[:16]}; ")
+    school_id, name = preview.school_id, preview.file_name
+    db.delete(preview)
+    db.commit()
+    return render(
+        request, "roster/done.html", {"result": result, "school_id": school_id, "file_name": name}
+    )
+
+
+def _refuse(request: Request, message: str) -> Response:
+    return render(request, "roster/refused.html", {"message": message}, 409)

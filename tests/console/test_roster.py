@@ -1,0 +1,559 @@
+"""The roster through the console: import (preview, errors, confirm, idempotence, encodings,
+scope), students (list scope, card with audit, edit / transfer / deactivate), guardians, classes
+and staff, each reaching the school's edges through the downlink change log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+
+import openpyxl
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from server.audit.models import AuditEntry
+from server.clock import now_ms
+from server.models import ChangeLogEntry
+from server.people.models import Consent, Guardian, SchoolClass, StaffMember, Student
+from server.roster import rules
+from server.roster.models import ImportPreview
+from server.roster.service import import_rows
+from server.sync.service import load_state
+from tests.console.conftest import Browser, World
+
+GOOD = [
+    {
+        "student_ref": "s1-new-1",
+        "surname": "Ахметов",
+        "given_name": "Айдос",
+        "patronymic": "Серікұлы",
+        "birth_date": "2016-04-12",
+        "class": "3A",
+        "grade": "3",
+        "shift": "1",
+        "guardian_name": "Ахметова Гүлнар",
+        "guardian_phone": "+7 701 234 56 78",
+        "guardian_email": "gulnar@example.kz",
+        "consent_given_by": "Ахметова Гүлнар",
+        "consent_document": "Өтініш №12",
+        "consent_date": "2025-09-01",
+    },
+    {
+        "student_ref": "",
+        "surname": "Смагулова",
+        "given_name": "Дана",
+        "patronymic": "",
+        "birth_date": "12.03.2014",
+        "class": "5C",
+        "grade": "5",
+        "shift": "2",
+        "guardian_name": "",
+        "guardian_phone": "",
+        "guardian_email": "",
+        "consent_given_by": "Смагулов Ерлан",
+        "consent_document": "Өтініш №13",
+        "consent_date": "02.09.2025",
+    },
+]
+
+
+def csv_of(rows: list[dict[str, str]], encoding: str = "utf-8", sep: str = ",") -> bytes:
+    lines = [sep.join(rules.COLUMNS)] + [sep.join(r[c] for c in rules.COLUMNS) for r in rows]
+    return ("\r\n".join(lines) + "\r\n").encode(encoding)
+
+
+def xlsx_of(rows: list[dict[str, str]]) -> bytes:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(list(rules.COLUMNS))
+    for r in rows:
+        ws.append([r[c] for c in rules.COLUMNS])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def upload(b: Browser, school: str, name: str, data: bytes):  # type: ignore[no-untyped-def]
+    b.get(f"/roster/import?school={school}")
+    return b.post(
+        "/roster/import",
+        {"school": school},
+        files={"file": (name, data, "application/octet-stream")},
+    )
+
+
+def confirm(b: Browser, preview_html: str):  # type: ignore[no-untyped-def]
+    token = re.search(r'name="token" value="([^"]+)"', preview_html)
+    sha = re.search(r'name="sha256" value="([^"]+)"', preview_html)
+    assert token and sha, preview_html
+    return b.post("/roster/import/confirm", {"token": token.group(1), "sha256": sha.group(1)})
+
+
+def error_rows(html: str) -> list[tuple[str, str, str]]:
+    table = html.split('id="errors"')[1].split("</table>")[0]
+    cells = re.findall(
+        r"<tr><td class=\"num\">([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", table
+    )
+    return [(a, b, c.replace("&#39;", "'")) for a, b, c in cells]
+
+
+def n_students(db: Session) -> int:
+    return db.execute(select(func.count()).select_from(Student)).scalar_one()
+
+
+def test_csv_import_preview_confirm_publish_audit_and_idempotence(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    admin.post("/lang", {"lang": "en", "next": "/"})
+    data = csv_of(GOOD)
+    r = upload(admin, "S1", "roster.csv", data)
+    assert r.status_code == 200, r.text
+    assert 'id="encoding">UTF-8<' in r.text
+    assert "New: <strong>2</strong>" in r.text and "5C" in r.text
+    assert n_students(db) == 12  # nothing written by the preview
+    r = confirm(admin, r.text)
+    assert r.status_code == 200, r.text
+    db.expire_all()
+    new = {
+        s.surname: s for s in db.execute(select(Student).where(Student.school_id == "S1")).scalars()
+    }
+    a, d = new["Ахметов"], new["Смагулова"]
+    assert a.ref == "s1-new-1" and a.birth_date == dt.date(2016, 4, 12)
+    assert d.ref.startswith("st-") and d.birth_date == dt.date(2014, 3, 12)
+    cls = db.get_one(SchoolClass, d.class_pk)
+    assert (cls.name, cls.grade, cls.shift) == ("5C", 5, 2)
+    consents = list(
+        db.execute(select(Consent).where(Consent.student_pk.in_([a.pk, d.pk]))).scalars()
+    )
+    assert {(c.kind, c.granted, c.document, c.recorded_by) for c in consents} == {
+        ("data", True, "Өтініш №12", world.users["admin1"]),
+        ("data", True, "Өтініш №13", world.users["admin1"]),
+    }
+    g = db.execute(select(Guardian).where(Guardian.email == "gulnar@example.kz")).scalar_one()
+    assert g.phone == "+77012345678"
+    state = load_state(db, "S1")
+    assert state.students["s1-new-1"].class_name == "3A"
+    assert state.students[d.ref].grade == 5 and state.students[d.ref].shift == 2
+    assert [c.kind for c in state.students[d.ref].consents] == ["data"]
+    versions = db.execute(
+        select(func.count()).select_from(ChangeLogEntry).where(ChangeLogEntry.school_id == "S1")
+    ).scalar_one()
+    assert versions == 1  # one append for the whole import
+    audits = list(db.execute(select(AuditEntry).where(AuditEntry.school_id == "S1")).scalars())
+    assert next(e.summary for e in audits if e.action == "import").endswith(
+        "created 2, updated 0, unchanged 0, classes created 1"
+    )
+    assert {e.student_pk for e in audits if e.action == "change"} == {a.pk, d.pk}
+    assert all("Ахмет" not in e.summary for e in audits)
+
+    # The same file again changes nothing (matched on student_ref, else name and birth date).
+    r = upload(admin, "S1", "roster.csv", data)
+    assert "New: <strong>0</strong>" in r.text and "Unchanged: <strong>2</strong>" in r.text
+    r = confirm(admin, r.text)
+    assert r.status_code == 200
+    db.expire_all()
+    assert n_students(db) == 14
+    assert db.execute(select(func.count()).select_from(Consent)).scalar_one() == 2
+    versions2 = db.execute(
+        select(func.count()).select_from(ChangeLogEntry).where(ChangeLogEntry.school_id == "S1")
+    ).scalar_one()
+    assert versions2 == versions
+
+    # A changed line is an update; an applied preview cannot be confirmed twice.
+    changed = [GOOD[0] | {"class": "7B", "grade": "", "shift": ""}, GOOD[1]]
+    r = upload(admin, "S1", "roster.csv", csv_of(changed))
+    assert "Changed: <strong>1</strong>" in r.text
+    html = r.text
+    assert confirm(admin, html).status_code == 200
+    assert confirm(admin, html).status_code == 409
+    db.expire_all()
+    assert load_state(db, "S1").students["s1-new-1"].class_name == "7B"
+
+
+def test_xlsx_import(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    r = upload(admin, "S1", "roster.xlsx", xlsx_of(GOOD))
+    assert r.status_code == 200, r.text
+    assert confirm(admin, r.text).status_code == 200
+    db.expire_all()
+    assert n_students(db) == 14
+    ops = [c["op"] for e in db.execute(select(ChangeLogEntry.changes)).scalars() for c in e]
+    assert ops == ["student_upsert", "student_upsert"]
+
+
+def test_windows_1251_csv_with_semicolons(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    russian = GOOD[1] | {
+        "surname": "Иванова",
+        "consent_given_by": "Иванов Пётр",
+        "consent_document": "Заявление 7",
+    }
+    r = upload(admin, "S1", "roster.csv", csv_of([russian], "cp1251", ";"))
+    assert r.status_code == 200 and 'id="encoding">Windows-1251<' in r.text
+    assert confirm(admin, r.text).status_code == 200
+    db.expire_all()
+    st = db.execute(select(Student).where(Student.surname == "Иванова")).scalar_one()
+    assert (
+        db.execute(select(Consent.given_by).where(Consent.student_pk == st.pk)).scalar_one()
+        == "Иванов Пётр"
+    )
+
+
+def test_a_broken_file_lists_every_error_and_cannot_be_confirmed(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    admin.post("/lang", {"lang": "en", "next": "/"})
+    rows = [
+        GOOD[0],
+        GOOD[1] | {"class": "9Z", "grade": "", "shift": ""},
+        GOOD[1] | {"given_name": "Б", "birth_date": "2016-13-01", "consent_document": ""},
+        GOOD[0] | {"student_ref": "", "given_name": "В", "grade": "4", "guardian_phone": "12"},
+        GOOD[0] | {"given_name": "Г", "student_ref": "s3-3a-1"},
+    ]
+    r = upload(admin, "S1", "broken.csv", csv_of(rows))
+    assert r.status_code == 400
+    assert error_rows(r.text) == [
+        (
+            "3",
+            "class",
+            "class 9Z does not exist: create it on the Classes page or fill grade and shift",
+        ),
+        ("4", "birth_date", "not a date (write YYYY-MM-DD or DD.MM.YYYY)"),
+        (
+            "4",
+            "consent_document",
+            "no written data consent: a student's data enters the system only with a parent's consent",
+        ),
+        ("5", "grade", "grade 4 does not match class 3A (grade 3)"),
+        ("5", "guardian_phone", "not a Kazakhstan phone number (+7 and 10 digits)"),
+        ("6", "student_ref", "student_ref s3-3a-1 is used by a student of another school"),
+    ]
+    assert 'name="token"' not in r.text  # no confirm button
+    preview = db.execute(select(ImportPreview)).scalar_one()
+    assert preview.error_count == 6 and preview.rows == []
+    r = admin.post(
+        "/roster/import/confirm", {"token": preview.token, "sha256": preview.file_sha256}
+    )
+    assert r.status_code == 409
+    db.expire_all()
+    assert n_students(db) == 12
+    assert db.execute(select(func.count()).select_from(ChangeLogEntry)).scalar_one() == 0
+    assert db.execute(select(func.count()).select_from(SchoolClass)).scalar_one() == 6
+
+    for name, data, reason in (
+        ("roster.pdf", b"%PDF-1.4 ...", "Not a CSV or XLSX file."),
+        (
+            "roster.xls",
+            b"\xd0\xcf\x11\xe0....",
+            "An old Excel .xls file: save it as .xlsx or as CSV.",
+        ),
+        (
+            "big.csv",
+            b"a" * (rules.MAX_BYTES + 10),
+            "The file is larger than 5 MB: split it or remove unused sheets.",
+        ),
+    ):
+        r = upload(admin, "S1", name, data)
+        assert r.status_code == 400 and error_rows(r.text) == [("", "", reason)], name
+
+
+def test_confirm_is_bound_to_the_uploaded_file_and_its_user(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    r = upload(admin, "S1", "roster.csv", csv_of(GOOD))
+    token = re.search(r'name="token" value="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    assert (
+        admin.post("/roster/import/confirm", {"token": token, "sha256": "0" * 64}).status_code
+        == 409
+    )
+    operator = make_browser("operator")
+    sha = re.search(r'name="sha256" value="([^"]+)"', r.text).group(1)  # type: ignore[union-attr]
+    operator.get("/roster/import")
+    assert (
+        operator.post("/roster/import/confirm", {"token": token, "sha256": sha}).status_code == 409
+    )
+    # The roster changed after the preview: the plan shown is no longer what would happen.
+    db.add(SchoolClass(school_id="S1", name="5C", grade=5, shift=1))
+    db.commit()
+    assert admin.post("/roster/import/confirm", {"token": token, "sha256": sha}).status_code == 409
+    db.expire_all()
+    assert n_students(db) == 12
+
+
+def test_import_scope(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    r = upload(admin, "S3", "roster.csv", csv_of(GOOD))
+    assert r.status_code == 404
+    teacher = make_browser("teacher1")
+    assert teacher.get("/roster/import").status_code == 403
+    r = teacher.client.post(
+        "/roster/import",
+        data={"school": "S1", "csrf": teacher.csrf},
+        files={"file": ("r.csv", csv_of(GOOD), "text/csv")},
+    )
+    assert r.status_code == 403
+    db.expire_all()
+    assert n_students(db) == 12
+
+
+def test_students_list_and_card_scope_and_audit(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    teacher = make_browser("teacher1")
+    r = teacher.get("/students")
+    assert r.status_code == 200
+    refs = set(re.findall(r"<code>([a-z0-9-]+)</code>", r.text))
+    assert refs == {"s1-3a-1", "s1-3a-2"}
+    assert teacher.get(f"/students?school=S1&class_pk={world.classes['S1/7B']}").status_code == 404
+    assert teacher.get("/students?school=S3").status_code == 404
+    assert teacher.get(f"/students/{world.students['s1-7b-1']}").status_code == 404
+    assert teacher.get(f"/students/{world.students['s3-3a-1']}").status_code == 404
+    r = teacher.get(f"/students/{world.students['s1-3a-1']}")
+    assert r.status_code == 200 and "Parent One" in r.text
+    assert f'action="/students/{world.students["s1-3a-1"]}"' not in r.text  # no edit form
+    views = list(db.execute(select(AuditEntry).where(AuditEntry.action == "view")).scalars())
+    assert [(v.user_pk, v.student_pk) for v in views] == [
+        (world.users["teacher1"], world.students["s1-3a-1"])
+    ]
+    # A class teacher may not edit.
+    r = teacher.post(
+        f"/students/{world.students['s1-3a-1']}",
+        {"surname": "X", "given_name": "Y", "class_pk": world.classes["S1/3A"]},
+    )
+    assert r.status_code == 403
+
+    parent = make_browser("parent1")
+    assert parent.get("/students").status_code == 403
+    assert parent.get(f"/students/{world.students['s1-3a-1']}").status_code == 403
+
+    regional = make_browser("regional")
+    r = regional.get("/students?school=S2")
+    assert r.status_code == 200 and "s2-7b-2" in r.text
+    assert regional.get("/students?school=S3").status_code == 404
+    admin = make_browser("admin1")
+    r = admin.get("/students")
+    assert {"s1-3a-1", "s1-7b-2"} <= set(re.findall(r"<code>([a-z0-9-]+)</code>", r.text))
+
+
+def _consent(db: Session, student_pk: int) -> None:
+    db.add(
+        Consent(
+            student_pk=student_pk,
+            kind="data",
+            granted=True,
+            given_by="Parent",
+            document="No. 1",
+            signed_on=dt.date(2025, 9, 1),
+            recorded_at_ms=now_ms(),
+        )
+    )
+    db.commit()
+
+
+def test_edit_transfer_deactivate_publish(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    pk = world.students["s1-3a-1"]
+    _consent(db, pk)
+    admin = make_browser("admin1")
+    admin.get(f"/students/{pk}")
+    r = admin.post(
+        f"/students/{pk}",
+        {
+            "surname": "Новая",
+            "given_name": "Имя",
+            "patronymic": "",
+            "birth_date": "2015-05-01",
+            "class_pk": world.classes["S1/7B"],
+        },
+    )
+    assert r.status_code == 200, r.text
+    db.expire_all()
+    st = db.get_one(Student, pk)
+    assert st.surname == "Новая" and st.class_pk == world.classes["S1/7B"]
+    rec = load_state(db, "S1").students["s1-3a-1"]
+    assert (rec.class_name, rec.grade, rec.shift, rec.display_name) == ("7B", 7, 2, "Новая Имя")
+    # A transfer to another school's class is not possible.
+    r = admin.post(
+        f"/students/{pk}", {"surname": "A", "given_name": "B", "class_pk": world.classes["S3/3A"]}
+    )
+    assert r.status_code == 404
+    # Deactivate: removed from the edges.
+    assert admin.post(f"/students/{pk}/active", {"active": "0"}).status_code == 303
+    db.expire_all()
+    assert "s1-3a-1" not in load_state(db, "S1").students
+    assert admin.post(f"/students/{pk}/active", {"active": "1"}).status_code == 303
+    db.expire_all()
+    assert "s1-3a-1" in load_state(db, "S1").students
+    # Without a data consent nothing about a student is published (consent first).
+    other = world.students["s1-3a-2"]
+    admin.get(f"/students/{other}")
+    admin.post(
+        f"/students/{other}",
+        {"surname": "Z", "given_name": "Z", "class_pk": world.classes["S1/3A"]},
+    )
+    db.expire_all()
+    assert "s1-3a-2" not in load_state(db, "S1").students
+    summaries = [
+        e.summary
+        for e in db.execute(
+            select(AuditEntry).where(AuditEntry.student_pk == pk, AuditEntry.action == "change")
+        ).scalars()
+    ]
+    assert summaries == ["fields surname, given_name, class", "deactivated", "activated"]
+    # Another school's admin cannot touch it.
+    admin3 = make_browser("admin3")
+    assert admin3.get(f"/students/{pk}").status_code == 404
+
+
+def test_guardian_add_and_parent_invitation(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    pk = world.students["s1-3a-2"]
+    admin = make_browser("admin1")
+    admin.get(f"/students/{pk}")
+    r = admin.post(
+        f"/students/{pk}/guardians",
+        {
+            "full_name": "Mother Two",
+            "phone": "8 701 111 22 33",
+            "email": "m2@example.kz",
+            "login": "mother2",
+        },
+    )
+    assert r.status_code == 200, r.text
+    link = r.text.split('id="invite-url">')[1].split("<")[0]
+    db.expire_all()
+    g = db.execute(select(Guardian).where(Guardian.full_name == "Mother Two")).scalar_one()
+    assert g.phone == "+77011112233" and g.user_pk is not None
+    r = admin.post(f"/students/{pk}/guardians", {"full_name": "Bad", "phone": "123"})
+    assert r.status_code == 400
+    invited = make_browser()
+    path = link[link.index("/invite/") :]
+    invited.get(path)
+    assert (
+        invited.post(path, {"password": "Str0ng-enough", "password2": "Str0ng-enough"}).status_code
+        == 303
+    )
+    # The new parent sees their child on the parent pages' terms, never the staff list.
+    assert invited.get("/students").status_code == 403
+
+
+def test_classes_and_staff_reach_the_edges(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    _consent(db, world.students["s1-3a-1"])
+    admin = make_browser("admin1")
+    r = admin.get("/classes")
+    assert r.status_code == 200 and "7B" in r.text
+    assert (
+        admin.post(
+            "/classes", {"school": "S1", "name": "1 a", "grade": "1", "shift": "1"}
+        ).status_code
+        == 303
+    )
+    assert db.execute(select(SchoolClass).where(SchoolClass.name == "1A")).scalar_one().grade == 1
+    r = admin.post("/classes", {"school": "S1", "name": "1A", "grade": "1", "shift": "1"})
+    assert r.status_code == 400
+    # Changing 3A's shift changes its students' records at the edge.
+    assert (
+        admin.post(
+            "/classes",
+            {
+                "school": "S1",
+                "pk": str(world.classes["S1/3A"]),
+                "name": "3A",
+                "grade": "3",
+                "shift": "2",
+            },
+        ).status_code
+        == 303
+    )
+    db.expire_all()
+    assert load_state(db, "S1").students["s1-3a-1"].shift == 2
+    assert (
+        admin.post(
+            "/classes", {"school": "S3", "name": "2B", "grade": "2", "shift": "1"}
+        ).status_code
+        == 404
+    )
+    teacher = make_browser("teacher1")
+    assert (
+        teacher.post(
+            "/classes", {"school": "S1", "name": "2B", "grade": "2", "shift": "1"}
+        ).status_code
+        == 403
+    )
+
+    admin.get("/staff")
+    r = admin.post(
+        "/staff",
+        {
+            "school": "S1",
+            "ref": "t-001",
+            "full_name": "Teacher One",
+            "position": "teacher",
+            "roles": ["class_teacher"],
+            "classes": [str(world.classes["S1/3A"])],
+        },
+    )
+    assert r.status_code == 303, r.text
+    db.expire_all()
+    rec = load_state(db, "S1").staff["t-001"]
+    assert rec.roles == ["class_teacher"] and rec.classes == ["3A"]
+    m = db.execute(select(StaffMember).where(StaffMember.ref == "t-001")).scalar_one()
+    assert (
+        admin.post(
+            "/staff",
+            {
+                "school": "S1",
+                "pk": str(m.pk),
+                "ref": "t-001",
+                "full_name": "Teacher One",
+                "active": "0",
+            },
+        ).status_code
+        == 303
+    )
+    db.expire_all()
+    assert "t-001" not in load_state(db, "S1").staff
+    assert (
+        admin.post("/staff", {"school": "S1", "ref": "bad id", "full_name": "X"}).status_code == 400
+    )
+    assert admin.post("/staff", {"school": "S3", "ref": "x", "full_name": "X"}).status_code == 404
+    assert teacher.get("/staff").status_code == 403
+
+
+def test_import_rows_from_python(world: World, db: Session) -> None:
+    result = import_rows(db, "S2", GOOD, today=dt.date(2026, 11, 22))
+    assert result.ok and (result.created, result.classes_created) == (2, 1)
+    again = import_rows(db, "S2", GOOD, today=dt.date(2026, 11, 22))
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+    bad = import_rows(db, "S2", [GOOD[0] | {"consent_date": ""}], today=dt.date(2026, 11, 22))
+    assert [e.as_tuple()[:2] for e in bad.errors] == [(2, "consent_date")]
+    assert import_rows(db, "S2", [{"colour": "red"}]).errors[0].as_tuple() == (
+        1,
+        "colour",
+        "unknown column",
+    )
+
+
+def test_add_one_student_needs_consent(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    admin.get("/students/new/S1")
+    form = {
+        "school": "S1",
+        "surname": "Жаңа",
+        "given_name": "Оқушы",
+        "class_name": "3A",
+        "birth_date": "2016-01-01",
+    }
+    r = admin.post("/students", form)
+    assert r.status_code == 400
+    assert db.execute(select(Student).where(Student.surname == "Жаңа")).first() is None
+    r = admin.post(
+        "/students",
+        form
+        | {"consent_given_by": "Ата-анасы", "consent_document": "№5", "consent_date": "2025-09-01"},
+    )
+    assert r.status_code == 303
+    db.expire_all()
+    st = db.execute(select(Student).where(Student.surname == "Жаңа")).scalar_one()
+    assert st.ref in load_state(db, "S1").students
