@@ -21,16 +21,15 @@ def translator(lang: str) -> Translate:
     return lambda message: i18n.gettext(message, lang)
 
 
-# Usual social categories (DOMAIN.md section 1); an unknown code is shown as it is.
+# The usual social categories (server.consents' CategoryCode values, DOMAIN.md section 1);
+# an unknown code is shown as it is.
 CATEGORY_NAMES = {
-    "tsa": N_("Targeted social assistance"),
     "targeted_assistance": N_("Targeted social assistance"),
-    "low_income": N_("Below the subsistence minimum"),
+    "below_subsistence": N_("Below the subsistence minimum"),
     "orphan": N_("Orphans and children without parental care"),
     "large_family": N_("Large families"),
     "emergency": N_("Families in emergency situations"),
-    "trustees": N_("Board of trustees decision"),
-    "board": N_("Board of trustees decision"),
+    "board_decision": N_("Board of trustees decision"),
 }
 
 

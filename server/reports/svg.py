@@ -10,13 +10,13 @@ from html import escape
 
 from markupsafe import Markup
 
-WIDTH = 480
-HEIGHT = 220
-LEFT = 34
+WIDTH = 400
+HEIGHT = 200
+LEFT = 36
 RIGHT = 6
 TOP = 10
 BOTTOM = 28
-FONT = 12
+FONT = 13
 
 
 def _nice_max(value: int) -> int:

@@ -493,3 +493,45 @@ def test_student_day_events_for_the_parent_page(s1: Events, db: Session, world: 
     manual = [e for e in passes if e.kind == "manual_pass"]
     assert manual[0].authorised_by == "Teacher Aigerim" and manual[0].direction == "in"
     assert service.student_day_events(db, world.students["s1-7b-2"], DAY, DAY) == []  # not taken
+
+
+def test_report_queries_work_on_the_demo_sqlite_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``qaqpa demo`` runs the server on SQLite: the window query, JSON fields and integer
+    division must work there too."""
+    from server.db import make_engine, session_factory
+    from server.migrate import upgrade
+    from server.people.service import add_school
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as db:
+            add_school(db, "S1", "School No. 1", region="R1")
+            c = SchoolClass(school_id="S1", name="3A", grade=3, shift=1)
+            db.add(c)
+            db.flush()
+            add_student(db, "S1", c.pk, "s1-3a-1", "Surname1", "A")
+            add_student(db, "S1", c.pk, "s1-3a-2", "Surname2", "B")
+            policy(db)
+            ev = Events(db, "S1")
+            now = now_ms()
+            start = calc.day_bounds(calc.local_day(now, "Asia/Almaty"), "Asia/Almaty")[0]
+            t = [start + (now - start) * k // 5 for k in range(1, 5)]
+            ev.add("entry", t[0], student_id="s1-3a-1")
+            g = ev.add("entry", t[1], student_id="s1-3a-2")
+            ev.add("not_passed", t[1], student_id="s1-3a-2", granted_seq=g)
+            ev.add("manual_pass", t[2], student_id="s1-3a-2", authorised_by="t-1", direction="out")
+            ev.meal("s1-3a-1", DAY, "12:10", "free")
+            db.commit()
+            hc = service.headcount(db, "S1", now)
+            assert [p.ref for p in hc.students] == ["s1-3a-1"]
+            today = calc.local_day(now, "Asia/Almaty")
+            rows = service.attendance_day_rows(db, "S1", None, today)
+            assert [r.absent for r in rows] == [False, True]
+            assert service.meal_month(db, "S1", DAY.replace(day=1)).report.free_total() == 1
+            month = service.attendance_month_rows(db, "S1", None, today.replace(day=1))
+            assert month.school_days == [today]
+            assert service.school_status(db, None, now)[0].last_event_ms is not None
+    finally:
+        engine.dispose()
