@@ -79,6 +79,18 @@ def _downlink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notify(args: argparse.Namespace) -> int:
+    from server.notify.service import NotifyService
+    from server.notify.settings import NotifySettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    notify_settings = NotifySettings()
+    if args.workers:
+        notify_settings.workers = args.workers
+    NotifyService(_settings(args).database_url, notify_settings).run_forever()
+    return 0
+
+
 def _publish(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
@@ -189,6 +201,11 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=_ingest)
     p = subparsers.add_parser("downlink", parents=[common], help="run the downlink service")
     p.set_defaults(func=_downlink)
+    p = subparsers.add_parser(
+        "notify", parents=[common], help="run the notification planner and delivery workers"
+    )
+    p.add_argument("--workers", type=int, default=0, help="overrides QAQPA_NOTIFY_WORKERS")
+    p.set_defaults(func=_notify)
     p = subparsers.add_parser(
         "publish", parents=[common], help="append changes (a JSON list of Change) to a school"
     )

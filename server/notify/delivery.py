@@ -1,0 +1,246 @@
+"""Delivery: workers claim due outbox rows, check consent again, send through apprise, and
+record the outcome; failures are retried with capped, jittered backoff.
+
+Crash between the send and its mark: the row stays ``sending``; after ``lease_s`` it is
+recovered. On channels listed in ``resend_interrupted`` (SMS: the gateway drops a repeated
+``Idempotency-Key``, which is the outbox id) it is sent again: at-least-once to the gateway,
+exactly once to the parent. On the others (SMTP has no such key) it is marked failed and not
+repeated: at-most-once, because a parent told twice that their child entered is worse than a
+rare missing message, which the parent page still shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import apprise
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from server.clock import now_ms
+from server.notify.models import OutboxMessage
+from server.notify.planner import NO_CONSENT, address_of
+from server.notify.rules import Channel, Status, after_failure, backoff_ms, scrub
+from server.notify.settings import NotifySettings
+from server.people.models import ConsentKind, Guardian
+from server.people.service import has_consent
+
+log = logging.getLogger(__name__)
+
+HEADER_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
+INTERRUPTED_REPEAT = "interrupted during send; repeated with the same idempotency key"
+INTERRUPTED_DROP = "interrupted during send; not repeated (at-most-once)"
+
+
+_apprise_log = logging.getLogger("apprise")
+_apprise_log.propagate = False  # apprise's lines may carry a gateway URL; the error is recorded
+
+
+def _errors(result: Any) -> str:
+    """apprise (2.x) keeps each attempt's log lines in its result: the warnings say why."""
+    lines: list[str] = []
+    for res in getattr(result, "results", ()):
+        for attempt in getattr(res, "attempts", ()):
+            for entry in getattr(attempt, "logs", ()):
+                level = getattr(entry, "level", 0)
+                if isinstance(level, str):
+                    level = logging.getLevelName(level)
+                if isinstance(level, int) and level >= logging.WARNING:
+                    lines.append(str(getattr(entry, "message", "")))
+    return "; ".join(lines)
+
+
+def _with_params(url: str, params: dict[str, str]) -> str:
+    return url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
+
+
+class Sender:
+    """One gateway call through apprise; ``send`` returns None or the error (address removed)."""
+
+    def __init__(self, settings: NotifySettings) -> None:
+        self.settings = settings
+
+    def url(self, channel: Channel, address: str, outbox_id: int) -> str | None:
+        base = self.settings.channel_url(channel)
+        if base is None:
+            return None
+        t = f"{self.settings.send_timeout_s:g}"
+        params = {"cto": t, "rto": t}
+        if channel is Channel.PUSH:
+            base = base.replace("{user}", urllib.parse.quote(address, safe=""))
+        scheme = base.split("://", 1)[0].lower()
+        if scheme in HEADER_SCHEMES:
+            params["+Idempotency-Key"] = str(outbox_id)
+        if channel is Channel.SMS:
+            params[":to"] = address
+        elif channel is Channel.EMAIL:
+            params["to"] = address
+            params["+X-Qaqpa-Outbox-Id"] = str(outbox_id)
+        return _with_params(base, params)
+
+    def send(self, channel: Channel, address: str, outbox_id: int, body: str) -> str | None:
+        url = self.url(channel, address, outbox_id)
+        if url is None:
+            return f"channel {channel.value} is not configured"
+        a = apprise.Apprise()
+        if not a.add(url):
+            return f"the {channel.value} gateway URL is not valid"
+        try:
+            result = a.notify(body=body, title="Qaqpa")
+        except Exception as err:  # a plugin bug must not kill the worker
+            return scrub(f"{type(err).__name__}: {err}", address)
+        if result:
+            return None
+        return scrub(_errors(result) or "the gateway refused the message", address)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    channel: Channel
+    guardian_pk: int
+    student_pk: int
+    body: str
+    attempts: int
+
+
+class DeliveryWorker:
+    """Claims due rows and delivers them; several workers (threads or processes) share the
+    outbox through ``FOR UPDATE SKIP LOCKED``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: NotifySettings,
+        sender: Sender | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.sender = sender or Sender(settings)
+        self.rand = rand
+        self._sends = 0
+
+    def claim(self, now: int) -> list[Claimed]:
+        with Session(self.engine) as session:
+            due = (
+                select(OutboxMessage.id)
+                .where(OutboxMessage.status == Status.QUEUED.value, OutboxMessage.due_at_ms <= now)
+                .order_by(OutboxMessage.due_at_ms, OutboxMessage.id)
+                .limit(self.settings.claim_batch)
+                .with_for_update(skip_locked=True)
+            )
+            # Two statements: an IN (subquery ... LIMIT n FOR UPDATE SKIP LOCKED) may be
+            # re-evaluated by PostgreSQL and claim more than n rows.
+            ids = list(session.execute(due).scalars())
+            if not ids:
+                return []
+            rows = session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids), OutboxMessage.status == Status.QUEUED.value)
+                .values(
+                    status=Status.SENDING.value,
+                    attempts=OutboxMessage.attempts + 1,
+                    claimed_at_ms=now,
+                )
+                .returning(
+                    OutboxMessage.id,
+                    OutboxMessage.channel,
+                    OutboxMessage.guardian_pk,
+                    OutboxMessage.student_pk,
+                    OutboxMessage.body,
+                    OutboxMessage.attempts,
+                )
+                .execution_options(synchronize_session=False)
+            ).all()
+            session.commit()
+        return [Claimed(r[0], Channel(r[1]), r[2], r[3], r[4], r[5]) for r in sorted(rows)]
+
+    def run_once(self, now: int | None = None) -> int:
+        """Claim and deliver one batch: how many were claimed."""
+        t = now if now is not None else now_ms()
+        claimed = self.claim(t)
+        for c in claimed:
+            self.deliver(c, t if now is not None else None)
+        return len(claimed)
+
+    def deliver(self, c: Claimed, now: int | None = None) -> Status:
+        with Session(self.engine) as session:
+            # Consent again at sending: a withdrawal since planning stops the message.
+            if not has_consent(session, c.student_pk, ConsentKind.NOTIFICATIONS):
+                return self._finish(c, Status.CANCELLED, NO_CONSENT, now)
+            guardian = session.get(Guardian, c.guardian_pk)
+            address = address_of(guardian, c.channel) if guardian is not None else ""
+        if not address:
+            return self._finish(c, Status.CANCELLED, f"the guardian has no {c.channel.value} address", now)
+        error = self.sender.send(c.channel, address, c.id, c.body)
+        self._fault_hook()
+        if error is None:
+            return self._finish(c, Status.SENT, "", now)
+        status = after_failure(c.attempts, self.settings.max_attempts)
+        log.info("outbox %d: attempt %d failed (%s)", c.id, c.attempts, status.value)
+        return self._finish(c, status, error, now)
+
+    def _finish(self, c: Claimed, status: Status, error: str, now: int | None) -> Status:
+        t = now if now is not None else now_ms()
+        values: dict[str, object] = {"status": status.value, "last_error": error[:300]}
+        if status is Status.SENT:
+            values["sent_at_ms"] = t
+        elif status is Status.QUEUED:
+            values["due_at_ms"] = t + backoff_ms(
+                c.attempts,
+                base_s=self.settings.backoff_base_s,
+                cap_s=self.settings.backoff_cap_s,
+                jitter=self.rand(),
+            )
+        with Session(self.engine) as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == c.id,
+                    OutboxMessage.status == Status.SENDING.value,
+                    OutboxMessage.attempts == c.attempts,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        return status
+
+    def _fault_hook(self) -> None:
+        self._sends += 1
+        if self._sends == self.settings.fault_kill_after_send:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def recover_interrupted(engine: Engine, settings: NotifySettings, now: int | None = None) -> int:
+    """Rows left ``sending`` by a crashed worker: repeat or fail them (see the module doc)."""
+    t = now if now is not None else now_ms()
+    stale = t - int(settings.lease_s * 1000)
+    repeat = [c.value for c in settings.resend_interrupted]
+    with Session(engine) as session:
+        base = update(OutboxMessage).where(
+            OutboxMessage.status == Status.SENDING.value, OutboxMessage.claimed_at_ms < stale
+        )
+        n = session.execute(
+            base.where(
+                OutboxMessage.channel.in_(repeat),
+                OutboxMessage.attempts < settings.max_attempts,
+            )
+            .values(status=Status.QUEUED.value, due_at_ms=t, last_error=INTERRUPTED_REPEAT)
+            .execution_options(synchronize_session=False)
+        )
+        m = session.execute(
+            base.values(status=Status.FAILED.value, last_error=INTERRUPTED_DROP).execution_options(
+                synchronize_session=False
+            )
+        )
+        session.commit()
+    return int(getattr(n, "rowcount", 0) or 0) + int(getattr(m, "rowcount", 0) or 0)

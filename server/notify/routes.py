@@ -1,0 +1,186 @@
+"""Console pages of notifications: the outbox with delivery status per school (operator, school
+admin; scoped), and a child's guardians' preferences as the school admin edits them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import func, select
+
+from server.accounts.access import Principal
+from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
+from server.models import School
+from server.notify.models import OutboxMessage
+from server.notify.rules import (
+    CHANNEL_LABELS,
+    KIND_LABELS,
+    STATUS_LABELS,
+    Channel,
+    Kind,
+    PreferenceError,
+    Status,
+    format_clock,
+    parse_preferences,
+)
+from server.notify.service import current_preferences, guardians_of, save_preferences
+from server.notify.settings import NotifySettings
+from server.people.models import Guardian, Student
+
+router = APIRouter()
+nav_item("notifications.view", "/notifications", "Notifications", 70)
+
+PAGE = 200
+
+
+async def form_data(request: Request) -> dict[str, Any]:
+    """The posted form as a dict (checkbox names vary with the kinds and channels)."""
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+Form = Annotated[dict[str, Any], Depends(form_data)]
+
+
+def prefs_context(request: Request, guardian: Guardian, prefs: Any, action: str, error: str | None = None) -> dict[str, Any]:
+    """What ``notify/_prefs.html`` needs for one guardian's form."""
+    configured = NotifySettings().channels()
+    return {
+        "guardian": guardian,
+        "action": action,
+        "kinds": [(k.value, KIND_LABELS[k]) for k in Kind],
+        "channels": [(c.value, CHANNEL_LABELS[c], c in configured) for c in Channel],
+        "on": {f"{k.value}:{c.value}" for k, c in prefs.subscriptions},
+        "quiet_start": format_clock(prefs.quiet.start_min if prefs.quiet else None),
+        "quiet_end": format_clock(prefs.quiet.end_min if prefs.quiet else None),
+        "error": error,
+        "has": {"sms": bool(guardian.phone.strip()), "email": bool(guardian.email.strip()), "push": guardian.user_pk is not None},
+    }
+
+
+def preference_error(request: Request, err: PreferenceError) -> str:
+    field = {"quiet_start": tr(request, "Quiet hours from"), "quiet_end": tr(request, "Quiet hours until")}
+    return f"{field.get(err.field, err.field)}: {tr(request, err.reason)}"
+
+
+def _outbox_query(who: Principal, school: str, status: str) -> Any:
+    q = select(OutboxMessage, Student.ref).join(Student, Student.pk == OutboxMessage.student_pk)
+    allowed = who.schools("notifications.view")
+    if allowed is not None:
+        q = q.where(OutboxMessage.school_id.in_(allowed))
+    if school:
+        q = q.where(OutboxMessage.school_id == school)
+    if status:
+        q = q.where(OutboxMessage.status == status)
+    return q.order_by(OutboxMessage.id.desc()).limit(PAGE)
+
+
+def _outbox_context(db: Db, who: Principal, school: str, status: str) -> dict[str, Any]:
+    allowed = who.schools("notifications.view")
+    if school:
+        ensure(who.can("notifications.view", school_id=school))
+    counts_q = select(OutboxMessage.school_id, OutboxMessage.status, func.count()).group_by(
+        OutboxMessage.school_id, OutboxMessage.status
+    )
+    if allowed is not None:
+        counts_q = counts_q.where(OutboxMessage.school_id.in_(allowed))
+    if school:
+        counts_q = counts_q.where(OutboxMessage.school_id == school)
+    counts: dict[str, dict[str, int]] = {}
+    for sid, st, n in db.execute(counts_q).all():
+        counts.setdefault(sid, {})[st] = n
+    schools_q = select(School).order_by(School.id)
+    if allowed is not None:
+        schools_q = schools_q.where(School.id.in_(allowed))
+    return {
+        "rows": db.execute(_outbox_query(who, school, status)).all(),
+        "counts": sorted(counts.items()),
+        "schools": list(db.execute(schools_q).scalars()),
+        "statuses": [(s.value, STATUS_LABELS[s]) for s in Status],
+        "kind_labels": {k.value: v for k, v in KIND_LABELS.items()},
+        "channel_labels": {c.value: v for c, v in CHANNEL_LABELS.items()},
+        "status_labels": {s.value: v for s, v in STATUS_LABELS.items()},
+        "school": school,
+        "status": status,
+    }
+
+
+@router.get("/notifications")
+def outbox_page(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("notifications.view")],
+    school: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(max_length=12)] = "",
+    student: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    if student:
+        st = db.execute(select(Student).where(Student.ref == student.strip())).scalar_one_or_none()
+        ensure(st is not None and who.can("notifications.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk))
+        assert st is not None
+        return redirect(f"/notifications/student/{st.pk}")
+    ctx = _outbox_context(db, who, school, status)
+    return render(request, "notify/outbox.html", ctx)
+
+
+@router.get("/notifications/rows")
+def outbox_rows(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("notifications.view")],
+    school: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(max_length=12)] = "",
+) -> Response:
+    return render(request, "notify/_rows.html", _outbox_context(db, who, school, status))
+
+
+def _student(db: Db, who: Principal, student_pk: int) -> Student:
+    st = db.get(Student, student_pk)
+    ensure(
+        st is not None
+        and who.can("notifications.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk)
+    )
+    assert st is not None
+    return st
+
+
+@router.get("/notifications/student/{student_pk}")
+def student_prefs_page(
+    request: Request, db: Db, who: Annotated[Principal, require("notifications.view")], student_pk: int
+) -> Response:
+    st = _student(db, who, student_pk)
+    forms = [
+        prefs_context(request, g, current_preferences(db, g, st.pk), f"/notifications/student/{st.pk}/guardian/{g.pk}")
+        for g in guardians_of(db, st.pk)
+    ]
+    return render(request, "notify/student.html", {"student": st, "forms": forms, "saved": request.query_params.get("saved") == "1"})
+
+
+@router.post("/notifications/student/{student_pk}/guardian/{guardian_pk}")
+def student_prefs_save(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("notifications.view")],
+    student_pk: int,
+    guardian_pk: int,
+    form: Form,
+) -> Response:
+    st = _student(db, who, student_pk)
+    guardians = {g.pk: g for g in guardians_of(db, st.pk)}
+    ensure(guardian_pk in guardians)
+    try:
+        prefs = parse_preferences(form)
+    except PreferenceError as err:
+        forms = [
+            prefs_context(
+                request, g, current_preferences(db, g, st.pk),
+                f"/notifications/student/{st.pk}/guardian/{g.pk}",
+                preference_error(request, err) if g.pk == guardian_pk else None,
+            )
+            for g in guardians.values()
+        ]
+        return render(request, "notify/student.html", {"student": st, "forms": forms, "saved": False}, 400)
+    save_preferences(db, who, guardians[guardian_pk], st.pk, st.school_id, prefs)
+    db.commit()
+    return redirect(f"/notifications/student/{st.pk}?saved=1")
