@@ -13,4 +13,5 @@ __all__ = ["Base", "accounts_models", "audit_models", "models", "people_models"]
 from server.cards import models as cards_models  # noqa: E402,F401
 from server.consents import models as consents_models  # noqa: E402,F401
 from server.policy import models as policy_models  # noqa: E402,F401
+from server.roster import models as roster_models  # noqa: E402,F401
 from server.notify import models as notify_models  # noqa: E402,F401
