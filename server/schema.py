@@ -15,3 +15,4 @@ from server.consents import models as consents_models  # noqa: E402,F401
 from server.policy import models as policy_models  # noqa: E402,F401
 from server.roster import models as roster_models  # noqa: E402,F401
 from server.notify import models as notify_models  # noqa: E402,F401
+from server.canteen import models as canteen_models  # noqa: E402,F401

@@ -1,0 +1,43 @@
+"""Canteen settings: environment variables ``QAQPA_CANTEEN_*`` (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CanteenSettings(BaseSettings):
+    """The payment provider's and the social wallet's endpoints and secrets, and money rules."""
+
+    model_config = SettingsConfigDict(env_prefix="QAQPA_CANTEEN_", extra="forbid")
+
+    provider_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key shared with the payment provider for its callbacks; "
+        "None: top-up callbacks are refused (503) rather than accepted unsigned",
+    )
+    wallet_url: str | None = Field(
+        default=None,
+        description="Base URL of the social-wallet service (the simulator, or the adapter of "
+        "the real state service); None: the wallet pages say it is not configured",
+    )
+    wallet_key: SecretStr | None = Field(
+        default=None, description="API key sent to the social wallet as a Bearer token"
+    )
+    wallet_timeout_s: float = Field(default=10.0, gt=0, le=120, description="One wallet call")
+    qr_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key signing the voucher QR codes; None: no QR codes are issued",
+    )
+    qr_ttl_s: int = Field(default=300, ge=30, le=3600, description="A QR code's lifetime")
+    voucher_meal_tiyn: int = Field(
+        default=60_000, ge=1, description="What one voucher meal costs the social wallet (tiyn)"
+    )
+    low_balance_tiyn: int = Field(
+        default=50_000, ge=0, description="A balance below this is low: the parent is told"
+    )
+    post_batch: int = Field(default=500, ge=1, description="Meal events posted per transaction")
+    fault_kill_before_commit: int = Field(
+        default=0, ge=0, description="Fault injection for tests: SIGKILL the meal poster "
+        "before its Nth commit"
+    )
