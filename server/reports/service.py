@@ -79,6 +79,11 @@ def events(
     return [_ev(r) for r in db.execute(q.order_by(E.at_ms, E.seq))]
 
 
+def _refs(ps: Sequence[Pupil], class_pks: Iterable[int] | None) -> list[str] | None:
+    """Filter events by student only for some classes; the whole school needs no list."""
+    return None if class_pks is None else [p.ref for p in ps]
+
+
 def shift_starts(state: SchoolState) -> dict[int, str | None]:
     if state.policy is None:
         return {}
@@ -99,7 +104,7 @@ def attendance_day_rows(
     zone = zone_of(db, school_id)
     ps = pupils(db, school_id, class_pks)
     start, end = calc.day_bounds(day, zone)
-    evs = events(db, school_id, start, end, calc.MOVES, [p.ref for p in ps]) if ps else []
+    evs = events(db, school_id, start, end, calc.MOVES, _refs(ps, class_pks)) if ps else []
     starts = shift_starts(load_state(db, school_id))
     return calc.attendance_day(ps, evs, zone, day, starts, staff_names(db, school_id))
 
@@ -117,7 +122,7 @@ def attendance_month_rows(
     zone = zone_of(db, school_id)
     ps = pupils(db, school_id, class_pks)
     start, end = calc.month_bounds(month, zone)
-    evs = events(db, school_id, start, end, calc.MOVES, [p.ref for p in ps]) if ps else []
+    evs = events(db, school_id, start, end, calc.MOVES, _refs(ps, class_pks)) if ps else []
     open_days = _open_days(db, school_id, start, end, zone)
     starts = shift_starts(load_state(db, school_id))
     days = calc.month_days(month)
@@ -202,7 +207,7 @@ def library_month(
     zone = zone_of(db, school_id)
     ps = pupils(db, school_id, class_pks)
     start, end = calc.month_bounds(month, zone)
-    evs = events(db, school_id, start, end, ("library_visit",), [p.ref for p in ps]) if ps else []
+    evs = events(db, school_id, start, end, ("library_visit",), _refs(ps, class_pks)) if ps else []
     return ps, dict(calc.library_counts(evs))
 
 
