@@ -8,6 +8,8 @@ import io
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from server.reports import calc
@@ -289,3 +291,47 @@ def test_chart_is_accessible_svg() -> None:
     assert '<title id="c1-t">Present &lt;per&gt; day</title>' in svg
     assert svg.count("<rect") == 3 and "2: 5 present" in svg
     assert "style=" not in svg  # the CSP forbids inline styles
+
+
+_MOVE = st.tuples(
+    st.sampled_from(["a", "b", "c"]),
+    st.sampled_from(["entry", "exit", "manual_in", "manual_out"]),
+    st.integers(min_value=-6 * 60, max_value=30 * 60),  # minutes from local midnight of DAY
+)
+
+
+@given(st.lists(_MOVE, max_size=30))
+def test_attendance_day_properties(moves: list[tuple[str, str, int]]) -> None:
+    base = local_ms(2026, 11, 20, 0, 0)
+    evs = []
+    for i, (ref, what, minute) in enumerate(moves):
+        kind = "manual_pass" if what.startswith("manual") else what
+        payload = (
+            {"direction": what.removeprefix("manual_"), "authorised_by": "t"}
+            if kind == "manual_pass"
+            else {}
+        )
+        evs.append(Ev(base + minute * 60_000, kind, ref, payload=payload, seq=i + 1))
+    rows = calc.attendance_day([A, B, C], evs, ALMATY, DAY, STARTS)
+    assert len(rows) == 3
+    start, end = calc.day_bounds(DAY, ALMATY)
+    for r in rows:
+        ins = [
+            e.at_ms
+            for e in evs
+            if e.student_id == r.pupil.ref and calc.direction(e) == "in" and start <= e.at_ms < end
+        ]
+        assert r.absent == (not ins)
+        if ins:
+            assert r.arrival_ms == min(ins)
+            assert r.late == calc.is_late(min(ins), ALMATY, STARTS[r.pupil.shift])
+        if r.departure_ms is not None:
+            # a departure without an arrival stays visible (came in without a pass: absent
+            # by the record, yet seen leaving), but never one from before the arrival
+            assert start <= r.departure_ms < end
+            assert r.arrival_ms is None or r.departure_ms >= r.arrival_ms
+        assert len(r.manual_passes) == sum(
+            1
+            for e in evs
+            if e.student_id == r.pupil.ref and e.kind == "manual_pass" and start <= e.at_ms < end
+        )
