@@ -45,7 +45,8 @@ Form = Annotated[dict[str, Any], Depends(form_data)]
 
 def prefs_context(request: Request, guardian: Guardian, prefs: Any, action: str, error: str | None = None) -> dict[str, Any]:
     """What ``notify/_prefs.html`` needs for one guardian's form."""
-    configured = NotifySettings().channels()
+    # The console may run without the notifier's settings: mark channels only when it knows.
+    configured = NotifySettings().channels() or set(Channel)
     return {
         "guardian": guardian,
         "action": action,

@@ -24,7 +24,7 @@ from server.people.models import Guardian
 from server.service import ThreadedService
 
 log = logging.getLogger(__name__)
-SWEEP_EVERY_S = 1.0
+SWEEP_EVERY_S = 5.0  # consent sweep and crash recovery; workers check consent at sending anyway
 
 
 class NotifyService(ThreadedService):

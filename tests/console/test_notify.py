@@ -351,3 +351,20 @@ def test_low_balance_and_meal(
     [got] = sms.delivered  # one message per event and channel
     assert "balance is low: 300 ₸" in got.message and "meal for 450 ₸" in got.message
     assert outbox(db)[0].kind == "low_balance"
+
+
+def test_push_goes_to_the_parents_account_topic(
+    db: Session, world: World, engine: Engine, sms: SmsSink
+) -> None:
+    """Push through an apprise URL with {user} (here json:// to the sink; ntfy:// etc. alike)."""
+    nset = NotifySettings(push_url=f"json://127.0.0.1:{sms.port}/push/qaqpa-{{user}}")
+    g = db.execute(select(Guardian).where(Guardian.user_pk == world.users["parent1"])).scalar_one()
+    db.add(NotifyPreference(guardian_pk=g.pk, student_pk=world.students[CHILD],
+                            subscriptions=[["exit", "push"]], updated_at_ms=0))
+    db.commit()
+    dev = add_device(db, "S1")
+    consent(db, world.students[CHILD])
+    store(db, dev, "S1", "exit", CHILD)
+    run(engine, nset)
+    [got] = sms.delivered
+    assert got.path == f"/push/qaqpa-{world.users['parent1']}" and "Name3AS1" in got.message
