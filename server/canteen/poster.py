@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+import server.schema  # noqa: F401  (every table, for the foreign keys of the ledger's)
 from server.canteen.service import post_meals
 from server.canteen.settings import CanteenSettings
 from server.db import make_engine, session_factory
