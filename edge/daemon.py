@@ -291,14 +291,18 @@ async def run_face_terminal(
 
 
 async def open_kiosk(
-    stack: contextlib.AsyncExitStack, cfg: EdgeConfig, store: EdgeStore, pipeline: Pipeline
+    stack: contextlib.AsyncExitStack,
+    cfg: EdgeConfig,
+    store: EdgeStore,
+    pipeline: Pipeline,
+    clock: Clock = utc_now,
 ) -> KioskHub | None:
     """The canteen staff's page, served from this loop; None when not configured."""
     if cfg.kiosk is None:
         return None
     from edge.kiosk.server import KioskServer
 
-    hub = KioskHub(store, pipeline, cfg.kiosk_terminals)
+    hub = KioskHub(store, pipeline, cfg.kiosk_terminals, clock)
     server = KioskServer(
         hub,
         cfg.kiosk.host,
@@ -353,7 +357,7 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
                     raise ConfigError(f"face_key_file: {err}") from err
                 log.info("face matching on: %d templates loaded", len(faces.gallery))
             pipeline = await stack.enter_async_context(Pipeline(store))
-            kiosk = await open_kiosk(stack, cfg, store, pipeline)
+            kiosk = await open_kiosk(stack, cfg, store, pipeline, clock)
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             tasks = [
                 tg.create_task(

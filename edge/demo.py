@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import json
 import logging
+import secrets
 import sys
 import time
 import zoneinfo
@@ -22,12 +24,24 @@ from typing import Any
 from edge.config import TerminalConfig
 from edge.core.model import Tap
 from edge.daemon import run_terminal
+from edge.kiosk.hub import KioskError, KioskHub
+from edge.kiosk.server import KioskServer
 from edge.pipeline import Pipeline
 from edge.replay import load_policy
-from edge.roster import roster_records
+from edge.roster import Roster, roster_records
 from edge.store import EdgeStore
 from hardware.config import EmMarineConfig, RelaySerialGateConfig
-from protocol.messages import DeniedEvent, Direction, MealServedEvent, TerminalKind
+from protocol.messages import (
+    BalanceCredit,
+    Change,
+    DeniedEvent,
+    Direction,
+    MealServedEvent,
+    MenuItem,
+    MenuSet,
+    ParentLimitsSet,
+    TerminalKind,
+)
 from simulators.school import Action, make_roster, school_day
 from simulators.serial_sim import EmMarineSim, RelayBoardSim
 
@@ -45,6 +59,17 @@ TERMINALS: dict[str, tuple[TerminalKind, Direction | None]] = {
     "library-1": (TerminalKind.LIBRARY, None),
 }
 POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.toml"
+CANTEENS = [t for t, (kind, _) in TERMINALS.items() if kind is TerminalKind.CANTEEN]
+KIOSK_PORT = 8080  # when free; any free port otherwise
+MENU = [
+    MenuItem(id="plov", name="Палау / Плов", price_tiyn=65_000),
+    MenuItem(id="sorpa", name="Сорпа / Суп", price_tiyn=35_000),
+    MenuItem(id="botqa", name="Сүт ботқасы / Молочная каша", price_tiyn=30_000, allergens=["milk"]),
+    MenuItem(id="balish", name="Бәліш / Пирожок", price_tiyn=15_000, allergens=["gluten"]),
+    MenuItem(id="shai", name="Шай / Чай", price_tiyn=5_000),
+]
+FIRST = ["Айгерім", "Нұрлан", "Мадина", "Данияр", "Аружан", "Ерлан", "Дана", "Әлихан", "Жансая"]
+LAST = ["Сейітов", "Әбенов", "Қасымов", "Оспанов", "Жұмабаев", "Ахметов", "Серіков"]
 
 
 def _fresh_dir(directory: Path) -> None:
@@ -91,6 +116,75 @@ async def _play(
                     pin=act.pin,
                 )
             )
+
+
+def _named(roster: Roster) -> Roster:
+    """Display names for the kiosk (the generated roster has none)."""
+    students = [
+        s.model_copy(update={"display_name": f"{FIRST[i % len(FIRST)]} {LAST[i % len(LAST)]}"})
+        for i, s in enumerate(roster.students)
+    ]
+    return roster.model_copy(update={"students": students})
+
+
+def canteen_day(roster: Roster, today: dt.date) -> list[Change]:
+    """Today's menu, parents' top-ups (a few too small for lunch) and some parents' limits."""
+    changes: list[Change] = [MenuSet(local_date=today.isoformat(), items=MENU)]
+    for i, s in enumerate(roster.students):
+        amount = 2_000 if i % 13 == 5 else 1_500_000
+        changes.append(
+            BalanceCredit(ledger_id=f"demo-topup-{s.id}", student_id=s.id, amount_tiyn=amount)
+        )
+        if i % 9 == 4:
+            changes.append(
+                ParentLimitsSet(student_id=s.id, allergen_blocks=["milk"], daily_cap_tiyn=80_000)
+            )
+    return changes
+
+
+class Cashier:
+    """Simulated canteen staff: on a PAY screen, confirm what the student points at (the first
+    dishes allowed within what they may spend), unless a person at the kiosk does it first."""
+
+    def __init__(self, hub: KioskHub) -> None:
+        self.hub = hub
+        self.attempts = 0  # each attempted sale journals one event (sold or refused)
+
+    async def run(self, terminal: str) -> None:
+        queue = self.hub.subscribe(terminal)
+        try:
+            while True:
+                screen = await queue.get()
+                if screen.get("screen") != "pay" or screen.get("error") or not screen.get("tap_id"):
+                    continue
+                await asyncio.sleep(0.03)  # the student chooses (the demo clock runs fast)
+                if self.hub.current(terminal).get("id") != screen["id"]:
+                    continue  # someone at the kiosk acted, or the next student tapped
+                items: list[str] = []
+                left = screen["offer"]["spendable_tiyn"]
+                for dish in screen["offer"]["dishes"]:
+                    if dish["allowed"] and dish["price_tiyn"] <= left and len(items) < 2:
+                        items.append(dish["id"])
+                        left -= dish["price_tiyn"]
+                if not items:
+                    continue
+                self.attempts += 1
+                try:
+                    await self.hub.purchase(terminal, screen["tap_id"], items)
+                except KioskError:
+                    self.attempts -= 1  # nothing journaled
+        finally:
+            self.hub.unsubscribe(terminal, queue)
+
+
+async def _open_kiosk(hub: KioskHub, token: str) -> KioskServer:
+    for port in (KIOSK_PORT, 0):
+        server = KioskServer(hub, "127.0.0.1", port, token)
+        try:
+            return await server.__aenter__()
+        except OSError:
+            continue
+    raise RuntimeError("no port for the kiosk")
 
 
 async def _progress(clock: SimClock, store: EdgeStore) -> None:
@@ -162,11 +256,12 @@ async def _school(
     await asyncio.to_thread(_fresh_dir, directory)
     today = dt.datetime.now(ZONE).date()
     roster_file = make_roster(students, today=today)
-    roster = roster_records(roster_file, source="demo", now=None)
+    roster = _named(roster_records(roster_file, source="demo", now=None))
     store = await EdgeStore.open(directory / "edge.sqlite", school="DEMO", device="demo-edge")
     key, sync_settings = await asyncio.to_thread(server.add_device, "DEMO", "demo-edge")
     sync = EdgeSync(store, SyncSettings(**sync_settings), key)
     await store.import_roster(roster.students, roster.staff, roster.cards, load_policy(POLICY))
+    await store.apply_local(canteen_day(roster, today))
     await _console_banner(server, roster)
     day_seconds = duration or 120.0
     span = dt.datetime.combine(today, DAY_END) - dt.datetime.combine(today, DAY_START)
@@ -201,14 +296,38 @@ async def _school(
         )
     started = time.monotonic()
     all_decided = asyncio.Event()  # every tap of the day yields exactly one journaled event
-    store.add_append_listener(lambda last: all_decided.set() if last >= len(actions) else None)
+    cashier: Cashier | None = None  # plus one per sale the simulated cashier attempts
+    store.add_append_listener(
+        lambda last: (
+            all_decided.set()
+            if last - (cashier.attempts if cashier else 0) >= len(actions)
+            else None
+        )
+    )
+    kiosk_url = ""
     try:
-        async with sync, Pipeline(store) as pipeline, asyncio.TaskGroup() as tg:
+        async with sync, Pipeline(store) as pipeline, contextlib.AsyncExitStack() as stack:
+            hub = KioskHub(store, pipeline, CANTEENS, clock)
+            token = secrets.token_urlsafe(9)
+            kiosk = await _open_kiosk(hub, token)
+            stack.push_async_exit(kiosk.__aexit__)
+            kiosk_url = kiosk.url
+            print(
+                f"Canteen kiosk (lunch rush at about {clock.real_delay(dt.time(12)):.0f} s): "
+                f"{kiosk.url}?token={token}",
+                file=sys.stderr,
+            )
+            tg = await stack.enter_async_context(asyncio.TaskGroup())
             running = [
-                tg.create_task(run_terminal(t, pipeline, store, clock), name=f"terminal-{t.id}")
+                tg.create_task(
+                    run_terminal(t, pipeline, store, clock, kiosk=hub), name=f"terminal-{t.id}"
+                )
                 for t in terminals
             ]
             running.append(tg.create_task(_progress(clock, store), name="progress"))
+            if duration is None:  # the full demo sells paid lunches too; --duration leaves
+                cashier = Cashier(hub)  # the kiosk's PAY screens to a person
+                running += [tg.create_task(cashier.run(t), name=f"cashier-{t}") for t in CANTEENS]
             await asyncio.sleep(1.0)  # the readers open their ports before the first card
             clock.t0 = time.monotonic()
             await _play(actions, clock, readers, pipeline)
@@ -227,6 +346,8 @@ async def _school(
                 await _stay_open(server, store, len(actions))
         releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
         summary = await _summary(store, len(actions), time.monotonic() - started, releases)
+        summary["kiosk_url"] = kiosk_url
+        summary["canteen_sales_attempted"] = cashier.attempts if cashier else 0
         summary["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
         return summary
     finally:
@@ -241,10 +362,13 @@ async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -
     denials = collections.Counter(e.reason.value for e in events if isinstance(e, DeniedEvent))
     meals = collections.Counter(e.meal.value for e in events if isinstance(e, MealServedEvent))
     stats = await store.outbox_stats()
+    paid = meals.get("paid", 0)
+    money = await store.money_rows()
     return {
         "seconds": round(seconds, 1),
         "taps": taps,
-        "grants": sum(n for k, n in kinds.items() if k not in ("denied", "alarm", "not_passed")),
+        "grants": sum(n for k, n in kinds.items() if k not in ("denied", "alarm", "not_passed"))
+        - paid,
         "denials": sum(denials.values()),
         "denials_by_reason": dict(denials.most_common()),
         "entries": kinds.get("entry", 0),
@@ -252,6 +376,8 @@ async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -
         "manual_passes": kinds.get("manual_pass", 0),
         "library_visits": kinds.get("library_visit", 0),
         "free_meals": meals.get("free", 0),
+        "paid_meals": paid,
+        "canteen_debited_tiyn": sum(r[2] for r in money["debits"]),
         "gate_releases": releases,
         "events_journaled": stats.last_seq,
         "events_acknowledged_by_server": stats.acked_through,

@@ -41,6 +41,7 @@ from protocol.messages import (
     AlarmEvent,
     CardBinding,
     CategoryMembership,
+    Change,
     ConsentRecord,
     Event,
     PolicyDoc,
@@ -677,21 +678,44 @@ class EdgeStore:
                     f"delta {delta.base_version}->{delta.version} does not follow "
                     f"version {self._sync_version}"
                 )
-            effects = _DownlinkEffects(credits=[])
-            money = any(c.op == "balance_credit" for c in delta.changes)
-            if money:  # no sale is decided while the credit commits (see _money_settled)
-                self._money_settled.clear()
-            try:
-                if money:
-                    await self._journal_idle.wait()  # groups decided, not yet committed
-                policy = await self._write(_apply_delta, delta, effects)
-                for sid, amount in effects.credits:
-                    self.state.balances[sid] = self.state.balances.get(sid, 0) + amount
-            finally:
-                self._money_settled.set()
+            policy = await self._apply_changes(delta)
             self._after_downlink(policy, delta.version)
         await self._reload_roster()
         return True
+
+    async def apply_local(self, changes: Sequence[Change]) -> None:
+        """Apply changes made at the school itself (a school not enrolled with a server, the
+        demo): the same code as a delta's, atomically, without a downlink version."""
+        delta = SyncDelta(
+            school=self.school,
+            version=self._sync_version + 1,
+            base_version=self._sync_version,
+            changes=list(changes),
+        )
+        async with self.write_lock:
+            policy = await self._apply_changes(delta, keep_version=True)
+            if policy is not None:
+                self._set_policy(policy)
+        await self._reload_roster()
+
+    async def _apply_changes(
+        self, delta: SyncDelta, *, keep_version: bool = False
+    ) -> PolicyDoc | None:
+        """The delta's transaction; a credit waits for the sales being committed and holds new
+        ones until it is in memory (the balance a sale states is the one its debit leaves)."""
+        effects = _DownlinkEffects(credits=[])
+        money = any(c.op == "balance_credit" for c in delta.changes)
+        if money:
+            self._money_settled.clear()
+        try:
+            if money:
+                await self._journal_idle.wait()  # groups decided, not yet committed
+            policy = await self._write(_apply_delta, delta, effects, keep_version)
+            for sid, amount in effects.credits:
+                self.state.balances[sid] = self.state.balances.get(sid, 0) + amount
+        finally:
+            self._money_settled.set()
+        return policy
 
     async def import_roster(
         self,
@@ -982,12 +1006,13 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot) -> None:
 
 
 def _apply_delta(
-    db: sqlite3.Connection, delta: SyncDelta, effects: _DownlinkEffects
+    db: sqlite3.Connection, delta: SyncDelta, effects: _DownlinkEffects, keep_version: bool
 ) -> PolicyDoc | None:
     policy: PolicyDoc | None = None
     for change in delta.changes:
         policy = _apply_change(db, change, effects, delta.version) or policy
-    _set_version(db, delta.version)
+    if not keep_version:
+        _set_version(db, delta.version)
     return policy
 
 

@@ -24,7 +24,7 @@ from edge.core.decide import Decision
 from edge.core.model import Purchase, Student
 from edge.core.money import Offer, offer
 from edge.core.reasons import HEADLINES, MESSAGES, Screen
-from edge.pipeline import Outcome, Pipeline, PipelineError, Sold
+from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, Sold, utc_now
 from edge.store import EdgeStore
 from protocol.messages import ConsentKind, MealKind, Reason
 
@@ -74,8 +74,15 @@ class _PendingPay:
 class KioskHub:
     """Screens per canteen terminal and the pages subscribed to them."""
 
-    def __init__(self, store: EdgeStore, pipeline: Pipeline, terminals: Iterable[str]) -> None:
+    def __init__(
+        self,
+        store: EdgeStore,
+        pipeline: Pipeline,
+        terminals: Iterable[str],
+        clock: Clock = utc_now,
+    ) -> None:
         self.store = store
+        self.clock = clock  # "now" of a sale (the daemon's clock; the demo's runs fast)
         self.pipeline = pipeline
         self.terminals = list(terminals)
         self._current: dict[str, dict[str, Any]] = {}
@@ -148,7 +155,7 @@ class KioskHub:
         if pending.terminal != terminal:
             raise KioskError("this tap belongs to another terminal")
         purchase = Purchase(
-            at=dt.datetime.now(dt.UTC),
+            at=self.clock(),
             terminal=terminal,
             student_id=pending.student_id,
             items=tuple(items),
