@@ -13,14 +13,16 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
     Change,
+    ConsentRecord,
     StaffRecord,
     StaffRemove,
     StaffUpsert,
+    StudentRecord,
     StudentRemove,
     StudentUpsert,
 )
@@ -36,10 +38,11 @@ from server.people.models import (
     Student,
     StudentGuardian,
 )
-from server.people.service import current_consent, has_consent, student_record
+from server.people.service import student_record
 from server.roster import rules
 from server.roster.models import StaffClass
 from server.roster.rules import N_, ClassInfo, RawRow, RosterRow, RowError, class_key
+from server.roster.rules import parse_file as parse_file  # the Python API: parse, then import
 from server.sync.service import append_changes
 
 
@@ -50,13 +53,66 @@ class RosterError(ValueError):
 # ------------------------------------------------------------------------------- publishing
 
 
-def student_changes(session: Session, students: Iterable[Student]) -> list[Change]:
+def _current_consents(
+    session: Session, student_pks: Sequence[int]
+) -> dict[tuple[int, str], Consent]:
+    """The newest consent row per (student, kind), for many students in a few queries."""
+    out: dict[tuple[int, str], Consent] = {}
+    pks = list(student_pks)
+    for i in range(0, len(pks), 1000):
+        for c in session.execute(
+            select(Consent).where(Consent.student_pk.in_(pks[i : i + 1000])).order_by(Consent.pk)
+        ).scalars():
+            out[(c.student_pk, c.kind)] = c
+    return out
+
+
+def student_records(session: Session, students: Sequence[Student]) -> dict[int, StudentRecord]:
+    """``people.service.student_record`` for many students at once (consents loaded in bulk);
+    a test holds the two equal."""
+    if len(students) <= 5:
+        return {st.pk: student_record(session, st) for st in students}
+    consents = _current_consents(session, [st.pk for st in students])
+    out: dict[int, StudentRecord] = {}
+    for st in students:
+        cls = session.get_one(SchoolClass, st.class_pk)
+        records = []
+        for kind in ConsentKind:
+            c = consents.get((st.pk, kind.value))
+            if c is not None:
+                records.append(
+                    ConsentRecord.model_validate(
+                        {
+                            "kind": kind.value,
+                            "granted": c.granted,
+                            "given_by": c.given_by[:500],
+                            "at_ms": c.recorded_at_ms,
+                            "document": c.document[:500],
+                        },
+                        strict=False,
+                    )
+                )
+        out[st.pk] = StudentRecord(
+            id=st.ref,
+            grade=cls.grade,
+            class_name=cls.name,
+            shift=cls.shift,
+            display_name=f"{st.surname} {st.given_name}"[:500],
+            consents=records,
+        )
+    return out
+
+
+def student_changes(session: Session, students: Sequence[Student]) -> list[Change]:
     """What the edges get for these students: an upsert while active with data consent
     (consent first), else a removal."""
+    records = student_records(session, students)
     out: list[Change] = []
     for st in students:
-        if st.active and has_consent(session, st.pk, ConsentKind.DATA):
-            out.append(StudentUpsert(student=student_record(session, st)))
+        rec = records[st.pk]
+        data = next((c for c in rec.consents if c.kind == ConsentKind.DATA.value), None)
+        if st.active and data is not None and data.granted:
+            out.append(StudentUpsert(student=rec))
         else:
             out.append(StudentRemove(student_id=st.ref))
     return out
@@ -125,104 +181,119 @@ def class_infos(session: Session, school_id: str) -> dict[str, SchoolClass]:
     }
 
 
+def _error_order(e: RowError) -> tuple[int, int]:
+    return (e.line, rules.COLUMNS.index(e.column) if e.column in rules.COLUMNS else -1)
+
+
 def check(
     session: Session, school_id: str, raws: Iterable[RawRow], today: dt.date
 ) -> tuple[rules.CheckedRoster, ImportPlan]:
+    """The rows' own checks, then the plan against the school's roster, with all errors."""
     classes = class_infos(session, school_id)
     checked = rules.check_rows(
         raws, {k: ClassInfo(c.name, c.grade, c.shift) for k, c in classes.items()}, today
     )
     plan = plan_import(session, school_id, checked.rows, list(checked.new_classes.values()))
-    plan.errors = sorted(
-        [*checked.errors, *plan.errors],
-        key=lambda e: (e.line, rules.COLUMNS.index(e.column) if e.column in rules.COLUMNS else -1),
-    )
+    plan.errors = sorted([*checked.errors, *plan.errors], key=_error_order)
     return checked, plan
 
 
-def _find_guardian(
-    session: Session, student_pk: int | None, school_id: str, row: RosterRow
-) -> tuple[Guardian | None, bool]:
-    """The row's guardian among the student's guardians (linked=True), else a sibling's guardian
-    with the same phone in this school (linked=False)."""
-    if student_pk is not None:
-        mine = list(
-            session.execute(
-                select(Guardian)
-                .join(StudentGuardian, StudentGuardian.guardian_pk == Guardian.pk)
-                .where(StudentGuardian.student_pk == student_pk)
-            ).scalars()
+class _SchoolIndex:
+    """The school's students, their data consents and guardians, loaded once per import (an
+    import of 5,000 lines must not cost 20,000 queries)."""
+
+    def __init__(self, session: Session, school_id: str, refs: Iterable[str]) -> None:
+        self.school_id = school_id
+        students = list(
+            session.execute(select(Student).where(Student.school_id == school_id)).scalars()
         )
-        for g in mine:
+        self.by_ref: dict[str, Student] = {st.ref: st for st in students}
+        wanted = [r for r in set(refs) if r and r not in self.by_ref]
+        self.foreign_refs: set[str] = set()
+        for i in range(0, len(wanted), 1000):
+            self.foreign_refs |= set(
+                session.execute(
+                    select(Student.ref).where(Student.ref.in_(wanted[i : i + 1000]))
+                ).scalars()
+            )
+        self.by_name: dict[tuple[str, str], list[Student]] = {}
+        for st in students:
+            self.by_name.setdefault((st.surname.lower(), st.given_name.lower()), []).append(st)
+        consents = _current_consents(session, [st.pk for st in students])
+        self.data_consent: dict[int, Consent] = {
+            pk: c for (pk, kind), c in consents.items() if kind == ConsentKind.DATA.value
+        }
+        self.guardians: dict[int, list[Guardian]] = {}
+        self.by_phone: dict[str, Guardian] = {}
+        for link, g in session.execute(
+            select(StudentGuardian, Guardian)
+            .join(Guardian, Guardian.pk == StudentGuardian.guardian_pk)
+            .join(Student, Student.pk == StudentGuardian.student_pk)
+            .where(Student.school_id == school_id)
+            .order_by(Guardian.pk)
+        ).all():
+            self.guardians.setdefault(link.student_pk, []).append(g)
+            if g.phone:
+                self.by_phone.setdefault(g.phone, g)
+
+    def match(self, row: RosterRow, errors: list[RowError]) -> Student | None:
+        if row.ref:
+            if row.ref in self.foreign_refs:
+                errors.append(
+                    rules.row_error(row.line, "student_ref", rules.E_REF_OTHER_SCHOOL, ref=row.ref)
+                )
+            return self.by_ref.get(row.ref)
+        found = [
+            st
+            for st in self.by_name.get((row.surname.lower(), row.given_name.lower()), [])
+            if (not row.patronymic or st.patronymic.lower() == row.patronymic.lower())
+            and (row.birth_date is None or st.birth_date == row.birth_date)
+        ]
+        if len(found) > 1:
+            errors.append(rules.row_error(row.line, "surname", rules.E_AMBIGUOUS))
+            return None
+        return found[0] if found else None
+
+    def guardian(self, student_pk: int | None, row: RosterRow) -> tuple[Guardian | None, bool]:
+        """The row's guardian among the student's guardians (linked=True), else a sibling's
+        guardian with the same phone in this school (linked=False)."""
+        for g in self.guardians.get(student_pk, []) if student_pk is not None else []:
             if (
                 (row.guardian_phone and g.phone == row.guardian_phone)
                 or (row.guardian_email and g.email.lower() == row.guardian_email)
                 or g.full_name.casefold() == row.guardian_name.casefold()
             ):
                 return g, True
-    if row.guardian_phone:
-        sibling = session.execute(
-            select(Guardian)
-            .join(StudentGuardian, StudentGuardian.guardian_pk == Guardian.pk)
-            .join(Student, Student.pk == StudentGuardian.student_pk)
-            .where(Student.school_id == school_id, Guardian.phone == row.guardian_phone)
-            .limit(1)
-        ).scalar_one_or_none()
-        if sibling is not None:
-            return sibling, False
-    return None, False
+        if row.guardian_phone and row.guardian_phone in self.by_phone:
+            return self.by_phone[row.guardian_phone], False
+        return None, False
 
+    def link(self, student_pk: int, g: Guardian) -> None:
+        self.guardians.setdefault(student_pk, []).append(g)
+        if g.phone:
+            self.by_phone.setdefault(g.phone, g)
 
-def _match(
-    session: Session, school_id: str, row: RosterRow, errors: list[RowError]
-) -> Student | None:
-    if row.ref:
-        st = session.execute(select(Student).where(Student.ref == row.ref)).scalar_one_or_none()
-        if st is not None and st.school_id != school_id:
-            errors.append(
-                rules.row_error(row.line, "student_ref", rules.E_REF_OTHER_SCHOOL, ref=row.ref)
-            )
-            return None
-        return st
-    q = select(Student).where(
-        Student.school_id == school_id,
-        func.lower(Student.surname) == row.surname.lower(),
-        func.lower(Student.given_name) == row.given_name.lower(),
-    )
-    if row.patronymic:
-        q = q.where(func.lower(Student.patronymic) == row.patronymic.lower())
-    if row.birth_date is not None:
-        q = q.where(Student.birth_date == row.birth_date)
-    found = list(session.execute(q.limit(2)).scalars())
-    if len(found) > 1:
-        errors.append(rules.row_error(row.line, "surname", rules.E_AMBIGUOUS))
-        return None
-    return found[0] if found else None
-
-
-def _consent_needed(
-    session: Session, student_pk: int | None, row: RosterRow, errors: list[RowError]
-) -> bool:
-    if student_pk is None:
-        return True
-    c = current_consent(session, student_pk, ConsentKind.DATA)
-    if c is None:
-        return True
-    if not c.granted:
-        if c.signed_on >= row.consent_date:
-            errors.append(
-                rules.row_error(
-                    row.line, "consent_date", rules.E_WITHDRAWN, date=c.signed_on.isoformat()
+    def consent_needed(
+        self, student_pk: int | None, row: RosterRow, errors: list[RowError]
+    ) -> bool:
+        c = self.data_consent.get(student_pk) if student_pk is not None else None
+        if c is None:
+            return True
+        if not c.granted:
+            if c.signed_on >= row.consent_date:
+                errors.append(
+                    rules.row_error(
+                        row.line, "consent_date", rules.E_WITHDRAWN, date=c.signed_on.isoformat()
+                    )
                 )
-            )
-        return True
-    if c.signed_on > row.consent_date:
-        return False  # a newer consent is already on record
-    return (c.given_by, c.document, c.signed_on) != (
-        row.consent_given_by,
-        row.consent_document,
-        row.consent_date,
-    )
+            return True
+        if c.signed_on > row.consent_date:
+            return False  # a newer consent is on record already
+        return (c.given_by, c.document, c.signed_on) != (
+            row.consent_given_by,
+            row.consent_document,
+            row.consent_date,
+        )
 
 
 def plan_import(
@@ -230,17 +301,18 @@ def plan_import(
 ) -> ImportPlan:
     """What applying ``rows`` would do, row by row; errors that only the database shows."""
     classes = class_infos(session, school_id)
+    index = _SchoolIndex(session, school_id, (r.ref for r in rows))
     errors: list[RowError] = []
     planned: list[PlannedRow] = []
     seen_pks: dict[int, int] = {}
     for row in rows:
         n_err = len(errors)
-        st = _match(session, school_id, row, errors)
+        st = index.match(row, errors)
         if st is not None and st.pk in seen_pks:
             errors.append(
                 rules.row_error(row.line, "surname", rules.E_DUP_PERSON, other=seen_pks[st.pk])
             )
-        consent = _consent_needed(session, st.pk if st is not None else None, row, errors)
+        consent = index.consent_needed(st.pk if st is not None else None, row, errors)
         if len(errors) > n_err:
             continue
         if st is None:
@@ -262,7 +334,7 @@ def plan_import(
         if not st.active:
             changes.append("active")
         if row.guardian_name:
-            g, linked = _find_guardian(session, st.pk, school_id, row)
+            g, linked = index.guardian(st.pk, row)
             if (
                 g is None
                 or not linked
@@ -278,16 +350,14 @@ def plan_import(
     return ImportPlan(school_id, planned, errors, list(new_classes))
 
 
-def _new_ref(session: Session, taken: set[str]) -> str:
-    """A stable id for the wire: random, never derived from a name or an IIN."""
-    while True:
-        ref = "st-" + secrets.token_hex(6)
-        if (
-            ref not in taken
-            and session.execute(select(Student.pk).where(Student.ref == ref)).first() is None
-        ):
-            taken.add(ref)
-            return ref
+def _new_refs(session: Session, n: int) -> list[str]:
+    """Stable ids for the wire: random, never derived from a name or an IIN."""
+    out: list[str] = []
+    while len(out) < n:
+        batch = {"st-" + secrets.token_hex(6) for _ in range(n - len(out))} - set(out)
+        taken = set(session.execute(select(Student.ref).where(Student.ref.in_(batch))).scalars())
+        out.extend(sorted(batch - taken))
+    return out
 
 
 def apply_plan(
@@ -299,119 +369,126 @@ def apply_plan(
     school_id = plan.school_id
     now = now_ms()
     result = ImportResult()
-    for info in plan.new_classes:
-        session.add(
-            SchoolClass(school_id=school_id, name=info.name, grade=info.grade, shift=info.shift)
-        )
-        result.classes_created += 1
-    session.flush()
-    classes = class_infos(session, school_id)
-    taken: set[str] = set()
-    touched: list[tuple[Student, PlannedRow]] = []
-    for p in plan.rows:
-        row = p.row
-        if p.action == "unchanged":
-            result.unchanged += 1
-            continue
-        cls = classes[class_key(row.class_name)]
-        if p.action == "create":
-            st = Student(
-                ref=row.ref or _new_ref(session, taken),
-                school_id=school_id,
-                class_pk=cls.pk,
-                surname=row.surname,
-                given_name=row.given_name,
-                patronymic=row.patronymic,
-                birth_date=row.birth_date,
-                active=True,
-                created_at_ms=now,
-                updated_at_ms=now,
-            )
-            session.add(st)
-            session.flush()
-            result.created += 1
-        else:
-            assert p.student_pk is not None
-            st = session.get_one(Student, p.student_pk)
-            st.surname, st.given_name = row.surname, row.given_name
-            if row.patronymic:
-                st.patronymic = row.patronymic
-            if row.birth_date is not None:
-                st.birth_date = row.birth_date
-            st.class_pk = cls.pk
-            st.active = True
-            st.updated_at_ms = now
-            result.updated += 1
-        if row.guardian_name:
-            _upsert_guardian(session, st, school_id, row)
-        if "consent" in p.changes or p.action == "create":
+    with session.no_autoflush:
+        for info in plan.new_classes:
             session.add(
-                Consent(
-                    student_pk=st.pk,
-                    kind=ConsentKind.DATA.value,
-                    granted=True,
-                    given_by=row.consent_given_by,
-                    document=row.consent_document,
-                    signed_on=row.consent_date,
-                    recorded_by=who.user_pk if who is not None else None,
-                    recorded_at_ms=now,
-                )
+                SchoolClass(school_id=school_id, name=info.name, grade=info.grade, shift=info.shift)
             )
-        touched.append((st, p))
-    session.flush()
-    if touched:
-        delta = append_changes(
-            session, school_id, student_changes(session, [st for st, _ in touched])
+            result.classes_created += 1
+        session.flush()
+        classes = class_infos(session, school_id)
+        index = _SchoolIndex(session, school_id, ())
+        fresh = iter(
+            _new_refs(session, sum(1 for p in plan.rows if p.action == "create" and not p.row.ref))
         )
-        result.version = delta.version
-    for st, p in touched:
-        result.student_pks.append(st.pk)
-        what = "created" if p.action == "create" else "fields " + ", ".join(p.changes)
-        doc = (
-            f"; data consent document {p.row.consent_document}"
-            if "consent" in p.changes or p.action == "create"
-            else ""
-        )
+        touched: list[tuple[Student, PlannedRow]] = []
+        for p in plan.rows:
+            row = p.row
+            if p.action == "unchanged":
+                result.unchanged += 1
+                continue
+            cls = classes[class_key(row.class_name)]
+            if p.action == "create":
+                st = Student(
+                    ref=row.ref or next(fresh),
+                    school_id=school_id,
+                    class_pk=cls.pk,
+                    surname=row.surname,
+                    given_name=row.given_name,
+                    patronymic=row.patronymic,
+                    birth_date=row.birth_date,
+                    active=True,
+                    created_at_ms=now,
+                    updated_at_ms=now,
+                )
+                session.add(st)
+                result.created += 1
+            else:
+                assert p.student_pk is not None
+                st = session.get_one(Student, p.student_pk)
+                st.surname, st.given_name = row.surname, row.given_name
+                if row.patronymic:
+                    st.patronymic = row.patronymic
+                if row.birth_date is not None:
+                    st.birth_date = row.birth_date
+                st.class_pk = cls.pk
+                st.active = True
+                st.updated_at_ms = now
+                result.updated += 1
+            touched.append((st, p))
+        session.flush()  # the new students' pks
+        guardians: list[tuple[Student, Guardian]] = []
+        for st, p in touched:
+            row = p.row
+            if row.guardian_name:
+                g, linked = index.guardian(st.pk, row)
+                if g is None:
+                    g = Guardian(
+                        full_name=row.guardian_name,
+                        phone=row.guardian_phone,
+                        email=row.guardian_email,
+                    )
+                    session.add(g)
+                else:
+                    if row.guardian_phone:
+                        g.phone = row.guardian_phone
+                    if row.guardian_email:
+                        g.email = row.guardian_email
+                if not linked:
+                    index.link(st.pk, g)
+                    guardians.append((st, g))
+            if "consent" in p.changes or p.action == "create":
+                session.add(
+                    Consent(
+                        student_pk=st.pk,
+                        kind=ConsentKind.DATA.value,
+                        granted=True,
+                        given_by=row.consent_given_by,
+                        document=row.consent_document,
+                        signed_on=row.consent_date,
+                        recorded_by=who.user_pk if who is not None else None,
+                        recorded_at_ms=now,
+                    )
+                )
+        session.flush()  # the new guardians' pks
+        for st, g in guardians:
+            session.add(StudentGuardian(student_pk=st.pk, guardian_pk=g.pk))
+        session.flush()
+        if touched:
+            delta = append_changes(
+                session, school_id, student_changes(session, [st for st, _ in touched])
+            )
+            result.version = delta.version
+        for st, p in touched:
+            result.student_pks.append(st.pk)
+            what = "created" if p.action == "create" else "fields " + ", ".join(p.changes)
+            doc = (
+                f"; data consent document {p.row.consent_document}"
+                if "consent" in p.changes or p.action == "create"
+                else ""
+            )
+            audit(
+                session,
+                who,
+                "change",
+                "student",
+                student_pk=st.pk,
+                school_id=school_id,
+                summary=f"roster import: {what}{doc}",
+            )
         audit(
             session,
             who,
-            "change",
-            "student",
-            student_pk=st.pk,
+            "import",
+            "roster",
             school_id=school_id,
-            summary=f"roster import: {what}{doc}",
+            summary=(
+                f"{summary}created {result.created}, updated {result.updated}, "
+                f"unchanged {result.unchanged}, classes created {result.classes_created}"
+            ),
         )
-    audit(
-        session,
-        who,
-        "import",
-        "roster",
-        school_id=school_id,
-        summary=(
-            f"{summary}created {result.created}, updated {result.updated}, "
-            f"unchanged {result.unchanged}, classes created {result.classes_created}"
-        ),
-    )
-    session.flush()
+        session.flush()
     return result
-
-
-def _upsert_guardian(session: Session, st: Student, school_id: str, row: RosterRow) -> None:
-    g, linked = _find_guardian(session, st.pk, school_id, row)
-    if g is None:
-        g = Guardian(
-            full_name=row.guardian_name, phone=row.guardian_phone, email=row.guardian_email
-        )
-        session.add(g)
-        session.flush()
-    else:
-        if row.guardian_phone:
-            g.phone = row.guardian_phone
-        if row.guardian_email:
-            g.email = row.guardian_email
-    if not linked:
-        session.add(StudentGuardian(student_pk=st.pk, guardian_pk=g.pk))
-        session.flush()
 
 
 def raw_rows(rows: Iterable[Mapping[str, object]]) -> list[RawRow]:

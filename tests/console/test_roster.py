@@ -557,3 +557,48 @@ def test_add_one_student_needs_consent(make_browser, world: World, db: Session) 
     db.expire_all()
     st = db.execute(select(Student).where(Student.surname == "Жаңа")).scalar_one()
     assert st.ref in load_state(db, "S1").students
+
+
+def test_bulk_student_records_equal_people_student_record(world: World, db: Session) -> None:
+    from server.people.service import student_record
+    from server.roster.service import student_records
+
+    for ref in ("s1-3a-1", "s1-7b-2"):
+        _consent(db, world.students[ref])
+    db.add(
+        Consent(
+            student_pk=world.students["s1-3a-1"],
+            kind="biometric",
+            granted=False,
+            given_by="Parent",
+            document="No. 2",
+            signed_on=dt.date(2025, 10, 1),
+            recorded_at_ms=now_ms(),
+        )
+    )
+    db.commit()
+    students = list(db.execute(select(Student).where(Student.school_id == "S1")).scalars())
+    assert len(students) > 3
+    bulk = student_records(db, students)
+    assert bulk == {st.pk: student_record(db, st) for st in students}
+
+
+def test_import_rows_on_the_demo_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The demo seeds its school through import_rows on SQLite (the one-machine default)."""
+    from server.db import make_engine, session_factory
+    from server.migrate import upgrade
+    from server.people.service import add_school
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as db:
+        add_school(db, "DEMO", "Demo school")
+        db.commit()
+        rows = [GOOD[0] | {"student_ref": f"demo-{i}", "given_name": f"N{i}"} for i in range(20)]
+        result = import_rows(db, "DEMO", rows, today=dt.date(2026, 11, 22))
+        assert result.ok and result.created == 20 and result.classes_created == 1
+        assert len(load_state(db, "DEMO").students) == 20
+        again = import_rows(db, "DEMO", rows, today=dt.date(2026, 11, 22))
+        assert again.unchanged == 20
+    engine.dispose()
