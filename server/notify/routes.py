@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from server.accounts.access import Principal
+from server.audit.service import audit
 from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
 from server.models import School
 from server.notify.models import OutboxMessage
@@ -155,6 +156,9 @@ def student_prefs_page(
         prefs_context(request, g, current_preferences(db, g, st.pk), f"/notifications/student/{st.pk}/guardian/{g.pk}")
         for g in guardians_of(db, st.pk)
     ]
+    audit(db, who, "view", "notify.preferences", student_pk=st.pk, school_id=st.school_id,
+          summary=f"{len(forms)} guardians' notification preferences")
+    db.commit()
     return render(request, "notify/student.html", {"student": st, "forms": forms, "saved": request.query_params.get("saved") == "1"})
 
 

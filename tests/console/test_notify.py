@@ -283,7 +283,7 @@ def test_two_concurrent_workers_send_each_message_once(
         t.join(60)
     for w in workers:
         w.engine.dispose()
-    assert sum(counts) == 40 and all(counts)  # both worked, nothing claimed twice
+    assert sum(counts) == 40  # nothing claimed twice
     assert len(sms.requests) == 40 and len({r.key for r in sms.requests}) == 40
     assert all(m.status == "sent" and m.attempts == 1 for m in outbox(db))
 
@@ -368,3 +368,25 @@ def test_push_goes_to_the_parents_account_topic(
     run(engine, nset)
     [got] = sms.delivered
     assert got.path == f"/push/qaqpa-{world.users['parent1']}" and "Name3AS1" in got.message
+
+
+def test_a_worker_skips_rows_another_worker_has_locked(
+    db: Session, world: World, engine: Engine, nset: NotifySettings, sms: SmsSink
+) -> None:
+    """SKIP LOCKED, deterministically: rows locked by one worker's open claim are not seen by
+    another, which takes the next ones instead of waiting."""
+    from server.notify.models import OutboxMessage
+
+    dev = add_device(db, "S1")
+    consent(db, world.students[CHILD])
+    for _ in range(6):
+        store(db, dev, "S1", "entry", CHILD)
+    assert Planner(engine, nset).run_once() == 6
+    with Session(engine) as holder:
+        held = list(holder.execute(
+            select(OutboxMessage.id).order_by(OutboxMessage.id).limit(3).with_for_update(skip_locked=True)
+        ).scalars())
+        other = DeliveryWorker(engine, nset.model_copy(update={"claim_batch": 10}))
+        got = [c.id for c in other.claim(now_ms())]
+        assert len(held) == 3 and len(got) == 3 and not set(held) & set(got)
+        holder.rollback()
