@@ -51,6 +51,9 @@ class NotifyService(ThreadedService):
         for t in self._threads:
             t.start()
         log.info("notify: planner and %d workers started", len(self.workers))
+        if not self.settings.channels():
+            log.warning("notify: no channel configured (QAQPA_NOTIFY_SMS_URL, _EMAIL_URL, "
+                        "_PUSH_URL): events are planned but nobody is notified")
 
     def stop(self) -> None:
         self._stop.set()
