@@ -3,10 +3,12 @@ workers -> the local SMS gateway and SMTP server (in-process sinks)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 import threading
+import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,11 +163,15 @@ def test_manual_pass_notifies_the_parents_even_in_quiet_hours(
     db: Session, world: World, engine: Engine, nset: NotifySettings, sms: SmsSink
 ) -> None:
     g = db.execute(select(Guardian).where(Guardian.user_pk == world.users["parent1"])).scalar_one()
-    # quiet all day but one minute: an entry waits, a manual pass does not
+    # quiet hours from an hour ago to an hour ahead (school time): an entry waits, a manual
+    # pass does not
     now = now_ms()
+    local = dt.datetime.fromtimestamp(now / 1000, zoneinfo.ZoneInfo("Asia/Almaty"))
+    minute = local.hour * 60 + local.minute
     db.add(NotifyPreference(guardian_pk=g.pk, student_pk=world.students[CHILD],
                             subscriptions=[["entry", "sms"], ["manual_pass", "sms"]],
-                            quiet_start_min=0, quiet_end_min=1439, updated_at_ms=0))
+                            quiet_start_min=(minute - 60) % 1440,
+                            quiet_end_min=(minute + 60) % 1440, updated_at_ms=0))
     db.commit()
     dev = add_device(db, "S1")
     consent(db, world.students[CHILD])
@@ -177,11 +183,14 @@ def test_manual_pass_notifies_the_parents_even_in_quiet_hours(
     assert msgs["manual_pass"].status == "sent"
     [got] = sms.delivered
     assert "картасыз" in got.message and "Name3AS1" in got.message
-    # the entry waits until the quiet hours end (unless this very minute is the open one)
-    if held.due_at_ms > now:
-        assert held.status == "queued" and held.attempts == 0
-        run(engine, nset, held.due_at_ms)
-        assert outbox(db)[0].status == "sent" and len(sms.delivered) == 2
+    # the entry waits until the quiet hours end, then goes
+    assert held.status == "queued" and held.attempts == 0
+    end = local.replace(second=0, microsecond=0) + dt.timedelta(minutes=60)
+    assert held.due_at_ms == int(end.timestamp() * 1000)
+    run(engine, nset, held.due_at_ms - 1)
+    assert outbox(db)[0].status == "queued" and len(sms.delivered) == 1
+    run(engine, nset, held.due_at_ms)
+    assert outbox(db)[0].status == "sent" and len(sms.delivered) == 2
 
 
 def test_no_notification_without_consent_and_withdrawal_cancels(
