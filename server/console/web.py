@@ -257,4 +257,7 @@ def _money(tiyn: int | None) -> str:
 
 
 env.filters["datetime"] = _datetime
+# ``{{ text | t }}``: translate text that may come from a variable. Unlike ``_()``, whose result
+# Jinja marks safe (translations are trusted markup), the result is escaped like any value.
+env.filters["t"] = lambda message: i18n.gettext(str(message))
 env.filters["money"] = _money

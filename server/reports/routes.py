@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -155,9 +154,8 @@ def _format(value: str) -> str:
 
 
 def _bad(request: Request, err: BadInput) -> Response:
-    # error.html passes the message through _() (newstyle gettext marks it safe): escape here,
-    # since it quotes what the user typed.
-    message = str(escape(tr(request, "The filter could not be read") + f": {err}"))
+    # error.html escapes the message (it quotes what the user typed).
+    message = tr(request, "The filter could not be read") + f": {err}"
     return render(request, "error.html", {"code": 400, "message": message}, 400)
 
 
@@ -174,9 +172,7 @@ def _download(
         try:
             data, ctype = to_pdf(sheets_, subject=school.name or school.id), PDF_TYPE
         except FontMissing as err:
-            message = str(
-                escape(tr(request, "PDF export is not available on this server") + f": {err}")
-            )
+            message = tr(request, "PDF export is not available on this server") + f": {err}"
             return render(request, "error.html", {"code": 503, "message": message}, 503)
     return Response(
         data, media_type=ctype, headers={"Content-Disposition": disposition(*name_parts, ext=fmt)}
