@@ -265,3 +265,15 @@ def test_json_callback_body_is_checked_before_anything(world: World, provider: P
     body = json.dumps({"txid": "x y", "student_ref": "s1-3a-1", "amount_tiyn": 5}).encode()
     r = provider.client.post(CALLBACK_PATH, content=body, headers={"x-qaqpa-signature": provider.sign(body)})
     assert r.status_code == 400 and r.json()["error"] == "bad_txid"
+
+
+@pytest.mark.parametrize(
+    ("login", "status"),
+    [("operator", 200), ("regional", 200), ("admin1", 200), ("canteen1", 200), ("social1", 200), ("duty1", 403), ("teacher1", 403), ("parent1", 403)],
+)
+def test_who_sees_the_canteen(world: World, make_browser: Any, login: str, status: int) -> None:
+    b = make_browser(login)
+    for url in ("/canteen", "/canteen/reconcile", "/canteen/reports", "/canteen/wallet"):
+        assert b.get(url).status_code in ((status, 422) if url == "/canteen/wallet" else (status,)), (login, url)
+    if status == 200:
+        assert b.get("/canteen?school=S3").status_code == (200 if login == "operator" else 404)
