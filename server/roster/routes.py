@@ -39,7 +39,7 @@ from server.people.models import (
 from server.people.service import current_consent
 from server.roster import rules, service
 from server.roster.models import ImportPreview, StaffClass
-from server.roster.rules import RawRow, RowError
+from server.roster.rules import N_, RawRow, RowError
 from server.roster.service import RosterError
 
 router = APIRouter()
@@ -187,9 +187,15 @@ def _card_context(db: Session, who: Principal, st: Student) -> dict[str, Any]:
         "consents": consents,
         "can_edit": can_edit,
         "classes": _classes(db, who, "students.edit", st.school_id) if can_edit else [],
-        "can_consents": who.can(
-            "consents.edit", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
-        ),
+        "links": [
+            (url, label)
+            for perm, url, label in (
+                ("consents.edit", f"/students/{st.pk}/consents", N_("Consents")),
+                ("cards.block", f"/students/{st.pk}/cards", N_("Cards")),
+                ("categories.view", f"/students/{st.pk}/categories", N_("Social categories")),
+            )
+            if who.can(perm, school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk)
+        ],
         "error": None,
         "notice": None,
         "invite_url": None,
@@ -396,7 +402,7 @@ def student_new(
     consent_date: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """One new student: checked exactly like one row of an import (consent first)."""
-    ensure(who.can("students.edit", school_id=school) and who.whole_school("students.edit", school))
+    ensure(who.whole_school("students.edit", school) and db.get(School, school) is not None)
     cells = {
         "surname": surname,
         "given_name": given_name,
@@ -418,7 +424,12 @@ def student_new(
         return render(
             request,
             "roster/new_student.html",
-            {"school_id": school, "errors": errors, "form": cells},
+            {
+                "school_id": school,
+                "errors": errors,
+                "form": cells,
+                "classes": _school_classes(db, school),
+            },
             400,
         )
     result = service.apply_plan(db, plan, who, summary="one student added; ")
@@ -428,11 +439,20 @@ def student_new(
 
 @router.get("/students/new/{school}")
 def student_new_page(
-    request: Request, who: Annotated[Principal, require("students.edit")], school: str
+    request: Request, db: Db, who: Annotated[Principal, require("students.edit")], school: str
 ) -> Response:
-    ensure(who.whole_school("students.edit", school))
-    return render(
-        request, "roster/new_student.html", {"school_id": school, "errors": [], "form": {}}
+    ensure(who.whole_school("students.edit", school) and db.get(School, school) is not None)
+    ctx = {"school_id": school, "errors": [], "form": {}, "classes": _school_classes(db, school)}
+    return render(request, "roster/new_student.html", ctx)
+
+
+def _school_classes(db: Session, school: str) -> list[SchoolClass]:
+    return list(
+        db.execute(
+            select(SchoolClass)
+            .where(SchoolClass.school_id == school)
+            .order_by(SchoolClass.grade, SchoolClass.name)
+        ).scalars()
     )
 
 
@@ -495,7 +515,7 @@ def classes_save(
     shift: Annotated[int, Form()],
     pk: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    ensure(who.whole_school("students.edit", school))
+    ensure(who.whole_school("students.edit", school) and db.get(School, school) is not None)
     cls_pk = int(pk) if pk.isdigit() else None
     if cls_pk is not None:
         cls = db.get(SchoolClass, cls_pk)
@@ -591,7 +611,7 @@ def staff_save(
     active: Annotated[str, Form(max_length=3)] = "1",
     pk: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    ensure(who.can("staff.edit", school_id=school))
+    ensure(who.whole_school("staff.edit", school) and db.get(School, school) is not None)
     member_pk = int(pk) if pk.isdigit() else None
     if member_pk is not None:
         member = db.get(StaffMember, member_pk)

@@ -791,7 +791,7 @@ def save_staff(
         member.ref, member.full_name = ref, full_name
     member.position = position.strip()[:100]
     member.edge_roles = ",".join(r for r in EDGE_ROLES if r in roles)
-    was_active = member.active if pk is not None else True
+    was_active = bool(member.active) if pk is not None else False
     member.active = active
     session.flush()
     for link in session.execute(

@@ -334,6 +334,10 @@ def test_students_list_and_card_scope_and_audit(make_browser, world: World, db: 
     assert r.status_code == 200 and "s2-7b-2" in r.text
     assert regional.get("/students?school=S3").status_code == 404
     admin = make_browser("admin1")
+    pk = world.students["s1-3a-1"]
+    card = admin.get(f"/students/{pk}").text
+    assert f"/students/{pk}/consents" in card and f"/students/{pk}/cards" in card
+    assert f'action="/students/{pk}"' in card  # the edit form
     r = admin.get("/students")
     assert {"s1-3a-1", "s1-7b-2"} <= set(re.findall(r"<code>([a-z0-9-]+)</code>", r.text))
 
@@ -537,7 +541,8 @@ def test_import_rows_from_python(world: World, db: Session) -> None:
 
 def test_add_one_student_needs_consent(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
-    admin.get("/students/new/S1")
+    assert '<option value="7B"' in admin.get("/students/new/S1").text
+    assert admin.get("/students/new/S3").status_code == 404
     form = {
         "school": "S1",
         "surname": "Жаңа",
