@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import escape
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.accounts.access import Principal
@@ -80,8 +81,12 @@ env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+# Jinja marks what _() returns as safe markup; escape it first, so that a message built from a
+# variable (an error quoting what the user typed) can never inject HTML. Catalogues hold text only.
 env.install_gettext_callables(  # type: ignore[attr-defined]
-    lambda m: i18n.gettext(m), lambda s, p, n: i18n.ngettext(s, p, n), newstyle=True
+    lambda m: str(escape(i18n.gettext(str(m)))),
+    lambda s, p, n: str(escape(i18n.ngettext(str(s), str(p), n))),
+    newstyle=True,
 )
 
 
