@@ -92,7 +92,12 @@ class StoredEvent(Base):
     """One uplink event, stored exactly once on (device, seq)."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_school_at", "school_id", "at_ms"),)
+    __table_args__ = (
+        Index("ix_events_school_at", "school_id", "at_ms"),
+        # reports by kind (meals, library, alarms) and a child's own events (the parent page)
+        Index("ix_events_school_kind_at", "school_id", "kind", "at_ms"),
+        Index("ix_events_student_at", "student_id", "at_ms"),
+    )
 
     device_pk: Mapped[int] = mapped_column(ForeignKey("devices.pk"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
