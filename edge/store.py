@@ -664,7 +664,7 @@ class EdgeStore:
     async def apply_snapshot(self, snap: SyncSnapshot) -> None:
         """Replace roster, cards, staff, policy and menu wholesale, atomically."""
         async with self.write_lock:
-            await self._write(_replace_all, snap)
+            await self._money_transaction(_replace_all, snap, bool(snap.balance_credits))
             self._after_downlink(snap.policy, snap.version)
         await self._reload_roster()
 
@@ -703,19 +703,29 @@ class EdgeStore:
     ) -> PolicyDoc | None:
         """The delta's transaction; a credit waits for the sales being committed and holds new
         ones until it is in memory (the balance a sale states is the one its debit leaves)."""
-        effects = _DownlinkEffects(credits=[])
         money = any(c.op == "balance_credit" for c in delta.changes)
+        policy: PolicyDoc | None = await self._money_transaction(
+            _apply_delta, delta, money, keep_version
+        )
+        return policy
+
+    async def _money_transaction(
+        self, fn: Callable[..., _T], message: Any, money: bool, *args: Any
+    ) -> _T:
+        """``fn(db, message, effects, *args)`` as one transaction; with credits in it, it waits
+        for the sales being committed and holds new ones until memory has the credits."""
+        effects = _DownlinkEffects(credits=[])
         if money:
             self._money_settled.clear()
         try:
             if money:
                 await self._journal_idle.wait()  # groups decided, not yet committed
-            policy = await self._write(_apply_delta, delta, effects, keep_version)
+            result = await self._write(fn, message, effects, *args)
             for sid, amount in effects.credits:
                 self.state.balances[sid] = self.state.balances.get(sid, 0) + amount
         finally:
             self._money_settled.set()
-        return policy
+        return result
 
     async def import_roster(
         self,
@@ -986,7 +996,7 @@ def _set_acked(db: sqlite3.Connection, target: int, clear_alarm: bool) -> None:
         db.execute("DELETE FROM meta WHERE key = 'outbox_alarm'")
 
 
-def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot) -> None:
+def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkEffects) -> None:
     for table in ("consents", "categories", "cards", "staff", "students", "menu"):
         db.execute(f"DELETE FROM {table}")
     for s in snap.students:
@@ -1002,6 +1012,12 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot) -> None:
     )
     if snap.policy is not None:
         _put_policy(db, snap.policy)
+    for credit in snap.balance_credits:  # each ledger id once, whatever came before
+        _apply_change(db, credit, effects, snap.version)
+    if snap.parent_limits is not None:
+        db.execute("DELETE FROM parent_limits")
+        for limits in snap.parent_limits:
+            _apply_change(db, limits, effects, snap.version)
     _set_version(db, snap.version)
 
 

@@ -542,6 +542,11 @@ class SyncSnapshot(Message):
     staff: list[StaffRecord]
     cards: list[CardBinding]
     menu: list[MenuItem] = []
+    # canteen money: every credit of the current accounts (the edge applies each ledger id once,
+    # so a snapshot never loses a credit of a delta it replaces, nor credits one twice) ...
+    balance_credits: list[BalanceCredit] = []
+    # ... and every student's limits (None: not carried, the edge keeps what it has)
+    parent_limits: list[ParentLimitsSet] | None = None
 
 
 class SyncAck(Message):

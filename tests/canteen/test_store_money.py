@@ -20,11 +20,19 @@ from protocol.messages import (
     BalanceCredit,
     DeniedEvent,
     MealServedEvent,
+    ParentLimitsSet,
     Reason,
     SyncDelta,
     TerminalKind,
 )
-from tests.canteen.school import SCHOOL, money_delta, money_invariants, open_school, today
+from tests.canteen.school import (
+    SCHOOL,
+    money_delta,
+    money_invariants,
+    open_school,
+    snapshot,
+    today,
+)
 
 
 def now() -> dt.datetime:
@@ -216,6 +224,33 @@ async def test_a_credit_arriving_during_a_rush_is_neither_lost_nor_misstated(
         for s in sold:  # the balance the event states is the one its debit left
             assert isinstance(s.event, MealServedEvent)
             assert by_seq[s.event.seq] == s.event.balance_after_tiyn
+        await money_invariants(store)
+    finally:
+        await store.close()
+
+
+async def test_a_snapshot_carries_credits_once_and_limits(tmp_path: Path) -> None:
+    """An edge too far behind gets a snapshot: a credit of a delta it never saw arrives in it,
+    one it already applied is not credited again, and the limits are replaced when carried."""
+    store = await open_school(tmp_path / "edge.sqlite")  # L-s-pay-2 (100_000) applied
+    try:
+        snap = snapshot().model_copy(
+            update={
+                "version": 9,
+                "balance_credits": [
+                    BalanceCredit(ledger_id="L-s-pay-2", student_id="s-pay", amount_tiyn=100_000),
+                    BalanceCredit(ledger_id="L-s-pay-5", student_id="s-pay", amount_tiyn=2_500),
+                ],
+                "parent_limits": [ParentLimitsSet(student_id="s-pay", daily_cap_tiyn=1_000)],
+            }
+        )
+        await store.apply_snapshot(snap)
+        assert store.state.balance("s-pay") == 102_500
+        assert store.state.limits("s-pay").daily_cap_tiyn == 1_000
+        assert store.state.limits("s-allergy").allergen_blocks == frozenset()  # replaced
+        await store.apply_snapshot(snap.model_copy(update={"parent_limits": None}))
+        assert store.state.balance("s-pay") == 102_500
+        assert store.state.limits("s-pay").daily_cap_tiyn == 1_000  # not carried: kept
         await money_invariants(store)
     finally:
         await store.close()

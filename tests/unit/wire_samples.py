@@ -307,6 +307,10 @@ def sample_messages() -> dict[str, Message]:
                 ),
             ],
             menu=sample_menu(),
+            balance_credits=[
+                BalanceCredit(ledger_id="L-2025-000123", student_id="s1", amount_tiyn=500_000)
+            ],
+            parent_limits=[ParentLimitsSet(student_id="s1", allergen_blocks=["nuts"])],
         ),
         "sync_ack": SyncAck(school=SCHOOL, device=DEVICE, applied_version=8, need_snapshot=True),
     }
