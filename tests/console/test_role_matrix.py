@@ -396,6 +396,19 @@ def fingerprint(db: Session) -> dict[str, str]:
     return {str(a): str(b) for a, b in rows}
 
 
+def hidden_names(db: Session, who: Principal) -> set[str]:
+    """Names of the students no permission of this user reaches: no page may show them."""
+    out: set[str] = set()
+    for st in db.query(Student).all():
+        if not any(
+            who.can(p, school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk)
+            for p in PERMISSIONS
+        ):
+            out |= {f"{st.surname} {st.given_name}", f"{st.given_name} {st.surname}"}
+    db.rollback()
+    return out
+
+
 # ---------------------------------------------------------------------------------- walk
 
 
@@ -454,12 +467,17 @@ def test_role_matrix(login: str, make_browser, world: World, db: Session, app) -
     db.rollback()
     today = dt.date.today().isoformat()
     all_cases = cases(app, who, targets, today)
+    hidden = hidden_names(db, who)
+    assert hidden or login == "operator"  # every other role has students it must not see
     failures: list[str] = []
     # Pages first, then refused writes (each must change nothing), then allowed writes.
     for case in [c for c in all_cases if c.method == "GET"]:
         r = b.get(case.url)
         if (msg := check(case, r.status_code, r.headers.get("location", ""))) is not None:
             failures.append(msg)
+        shown = sorted(n for n in hidden if n in r.text)
+        if shown:
+            failures.append(f"GET {case.url}: shows students outside the role's scope: {shown}")
     b.get("/")
     refused = [c for c in all_cases if c.method == "POST" and c.want in ("403", "404")]
     allowed = sorted(
