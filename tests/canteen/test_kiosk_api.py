@@ -3,6 +3,7 @@ menu -> confirm -> debit -> receipt, refusals shown with the menu again."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -119,3 +120,31 @@ async def test_screens_follow_taps_and_a_sale_debits_with_a_receipt(
             assert refused["screen"] == "pay" and refused["error"]["reason"] == "allergen_blocked"
             assert (await stream.next())["error"]["reason"] == "allergen_blocked"
     assert await money_invariants(hub.store) == {"debits": 1, "debited_tiyn": 35_000}
+
+
+async def test_two_kiosk_terminals_confirm_one_balance_at_once(
+    kiosk: tuple[KioskHub, KioskServer],
+) -> None:
+    """The same student at canteen-1 and canteen-2, both confirmed over HTTP at the same
+    moment for more than half the balance each: one sale, one refusal, never both."""
+    hub, server = kiosk
+    first = await tap(hub, "UID:04D4E5F6", "canteen-1")
+    second = await tap(hub, "UID:04D4E5F6", "canteen-2")
+    assert first["screen"] == second["screen"] == "pay"
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        await c.post("/login", data={"token": TOKEN})
+        results = await asyncio.gather(
+            *(
+                c.post(
+                    "/api/purchase",
+                    json={"terminal": s["terminal"], "tap_id": s["tap_id"], "items": ["soup"] * 2},
+                )
+                for s in (first, second)
+            )
+        )
+    screens = sorted(r.json()["screen"] for r in results)
+    assert screens == ["pay", "served"]  # the refused one shows the menu again, with the reason
+    refused = next(r.json() for r in results if r.json()["screen"] == "pay")
+    assert refused["error"]["reason"] == "insufficient_balance"
+    assert refused["balance_tiyn"] == 40_000
+    assert await money_invariants(hub.store) == {"debits": 1, "debited_tiyn": 60_000}
