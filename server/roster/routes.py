@@ -648,6 +648,9 @@ def import_page(
     who: Annotated[Principal, require("roster.import")],
     school: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
+    # Housekeeping: previews hold children's data; none outlives its hour.
+    db.execute(delete(ImportPreview).where(ImportPreview.created_at_ms < now_ms() - PREVIEW_TTL_MS))
+    db.commit()
     schools = [
         s for s in _schools(db, who, "roster.import") if who.whole_school("roster.import", s.id)
     ]
@@ -658,6 +661,7 @@ def import_page(
             "schools": schools,
             "school_id": school,
             "columns": rules.COLUMNS,
+            "aliases": rules.ALIASES,
             "required": rules.REQUIRED,
             "errors": [],
         },

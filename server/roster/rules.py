@@ -76,6 +76,7 @@ E_ENCODING = N_("The text is neither UTF-8 nor Windows-1251 / KZ-1048: save the 
 E_UTF16 = N_("The text is UTF-16: save the file as UTF-8 CSV.")
 E_BAD_XLSX = N_("The XLSX file cannot be read (damaged, encrypted or not a workbook).")
 E_EMPTY = N_("The file is empty: the first line must name the columns.")
+E_NO_ROWS = N_("The file has no student lines under the column names.")
 E_UNKNOWN_COLUMN = N_("unknown column")
 E_MISSING_COLUMN = N_("required column is missing")
 E_DUP_COLUMN = N_("the column appears twice")
@@ -299,8 +300,33 @@ def _cell_text(v: object) -> str:
     return str(v)
 
 
+# Column names a school's own spreadsheet may already use (Russian, Kazakh), besides the
+# template's English ones.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "surname": ("фамилия", "тегі"),
+    "given_name": ("имя", "аты"),
+    "patronymic": ("отчество", "әкесінің аты"),
+    "birth_date": ("дата рождения", "туған күні"),
+    "class": ("класс", "сынып"),
+    "grade": ("параллель", "сынып деңгейі"),
+    "shift": ("смена", "ауысым"),
+    "guardian_name": ("родитель", "ата-ана"),
+    "guardian_phone": ("телефон родителя", "ата-ананың телефоны"),
+    "guardian_email": ("почта родителя", "ата-ананың поштасы"),
+    "consent_given_by": ("согласие дал", "келісім берген"),
+    "consent_document": ("документ согласия", "келісім құжаты"),
+    "consent_date": ("дата согласия", "келісім күні"),
+}
+
+
 def _norm_header(h: str) -> str:
-    return h.strip().lstrip("\ufeff").strip().lower().replace(" ", "_")
+    name = re.sub(r"[\s_]+", "_", h.strip().lstrip("\ufeff").strip().lower())
+    return _ALIAS_OF.get(name, name)
+
+
+_ALIAS_OF = {
+    re.sub(r"[\s_]+", "_", alias): column for column, names in ALIASES.items() for alias in names
+}
 
 
 def _take_table(table: list[tuple[int, list[str]]], out: ParsedRoster) -> None:
@@ -337,6 +363,9 @@ def _take_table(table: list[tuple[int, list[str]]], out: ParsedRoster) -> None:
             out.errors.append(row_error(line, "", E_EXTRA_CELLS))
         row = {n: (cells[i].strip() if i < len(cells) else "") for i, n in enumerate(names)}
         out.rows.append(RawRow(line, row))
+    if not out.rows:
+        _refuse(out, E_NO_ROWS)
+        return
     if len(out.rows) > MAX_ROWS:
         out.errors.clear()
         out.rows = []

@@ -216,3 +216,17 @@ def test_phone_normalisation() -> None:
     assert rules.normalize_phone("7012345678") == "+77012345678"
     assert rules.normalize_phone("+1 555 123 4567") is None
     assert rules.normalize_phone("٨٧٠١٢٣٤٥٦٧٨") is None
+
+
+def test_russian_and_kazakh_column_names_and_a_file_without_lines() -> None:
+    header = (
+        "Фамилия;Имя;Класс;Согласие дал;Документ согласия;Дата согласия;ата-ананың телефоны;Ата-ана"
+    )
+    line = "Иванова;Жанна;3А;Иванов П.;№4;2025-09-01;87011112233;Иванов П."
+    parsed = parse_file("r.csv", f"{header}\r\n{line}\r\n".encode())
+    assert not parsed.errors, parsed.errors
+    assert parsed.columns[:3] == ["surname", "given_name", "class"]
+    checked = check_rows(parsed.rows, CLASSES, TODAY)
+    assert not checked.errors and checked.rows[0].guardian_phone == "+77011112233"
+    empty = parse_file("r.csv", f"{header}\r\n;;\r\n".encode())
+    assert empty.refused and [e.reason for e in empty.errors] == [rules.E_NO_ROWS]
