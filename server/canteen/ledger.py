@@ -332,8 +332,9 @@ def reconcile(
     its debits that never go to the school (negative corrections: there is no debit op on the
     wire), ledger = C − D − N while the school's last balance = (credits applied there by then)
     − (all its sales by then). So ledger − school = (credits not in that balance) + (sales not
-    yet posted) − N. Credits not in it are either not yet acknowledged by the edge (known
-    exactly) or acknowledged after that sale (at most the acknowledged credits); anything else
+    yet posted) − N. Credits not in it are first those not yet acknowledged by the edge (one
+    may be applied already, its ack in flight, so they explain at most what is missing), then
+    acknowledged ones applied after that sale (at most the acknowledged credits); anything else
     is unexplained.
     """
     if school_tiyn is None:
@@ -343,18 +344,23 @@ def reconcile(
         return Reconciliation(ledger_tiyn, None, tuple(diffs))
     diff = ledger_tiyn - school_tiyn
     parts: list[Difference] = []
-    if unacked_credits_tiyn:
-        parts.append(Difference("unacked", "Credits not yet acknowledged by the school", unacked_credits_tiyn))
     if unposted_meals_tiyn:
-        parts.append(Difference("unposted", "Meals sold at the school, not yet posted", -unposted_meals_tiyn))
+        parts.append(Difference("unposted", "Meals sold at the school, not yet posted", unposted_meals_tiyn))
     if unsent_debits_tiyn:
         parts.append(
             Difference("unsent", "Debits kept at the server only (no debit op to the school)", -unsent_debits_tiyn)
         )
-    rest = diff - sum(p.amount_tiyn for p in parts)
-    if 0 < rest <= acked_credits_tiyn:
-        parts.append(Difference("after_sale", "Credits applied at the school after its last sale", rest))
-    elif rest != 0:
+    # credits not in the school's last balance; an unacknowledged credit may already be applied
+    # (its ack in flight), so it explains at most what is missing
+    missing = diff - sum(p.amount_tiyn for p in parts)
+    unacked = min(max(missing, 0), unacked_credits_tiyn)
+    after = min(max(missing - unacked, 0), acked_credits_tiyn)
+    rest = missing - unacked - after
+    if unacked:
+        parts.insert(0, Difference("unacked", "Credits not yet acknowledged by the school", unacked))
+    if after:
+        parts.append(Difference("after_sale", "Credits applied at the school after its last sale", after))
+    if rest:
         parts.append(Difference("unexplained", "Unexplained", rest))
     return Reconciliation(ledger_tiyn, school_tiyn, tuple(parts))
 

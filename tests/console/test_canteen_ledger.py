@@ -87,9 +87,10 @@ def test_menu_errors_are_precise() -> None:
 def test_reconcile_explains_each_difference() -> None:
     r = ledger.reconcile(ledger_tiyn=100, school_tiyn=100, unacked_credits_tiyn=0, acked_credits_tiyn=500, unposted_meals_tiyn=0, unsent_debits_tiyn=0)
     assert r.agrees and r.differences == ()
-    # 300 sent and not yet applied, 50 sold and not yet posted, 20 taken at the server only
-    r = ledger.reconcile(ledger_tiyn=1000 + 300 - 20, school_tiyn=950, unacked_credits_tiyn=300, acked_credits_tiyn=1000, unposted_meals_tiyn=50, unsent_debits_tiyn=20)
-    assert {d.code: d.amount_tiyn for d in r.differences} == {"unacked": 300, "unposted": -50, "unsent": -20, "after_sale": 100}
+    # credits 1000 applied + 100 applied after the last sale + 300 not yet acknowledged; sales
+    # 50 posted + 50 not yet posted; 20 taken at the server only
+    r = ledger.reconcile(ledger_tiyn=1400 - 50 - 20, school_tiyn=1000 - 100, unacked_credits_tiyn=300, acked_credits_tiyn=1100, unposted_meals_tiyn=50, unsent_debits_tiyn=20)
+    assert {d.code: d.amount_tiyn for d in r.differences} == {"unacked": 300, "unposted": 50, "unsent": -20, "after_sale": 100}
     assert r.agrees
     r = ledger.reconcile(ledger_tiyn=100, school_tiyn=250, unacked_credits_tiyn=0, acked_credits_tiyn=0, unposted_meals_tiyn=0, unsent_debits_tiyn=0)
     assert not r.agrees and r.unexplained_tiyn == -150
@@ -115,3 +116,29 @@ def test_qr_token() -> None:
     with pytest.raises(QrError) as e:
         ledger.qr_verify("garbage", key, 0)
     assert e.value.code == "malformed"
+
+
+@given(
+    credits=st.lists(st.tuples(amounts, st.booleans(), st.booleans()), max_size=8),
+    sales=st.lists(st.tuples(st.integers(1, 10**6), st.booleans()), max_size=8),
+    taken=st.lists(st.integers(1, 10**6), max_size=3),
+)
+def test_reconcile_explains_any_honest_history(
+    credits: list[tuple[int, bool, bool]], sales: list[tuple[int, bool]], taken: list[int]
+) -> None:
+    """Credits (amount, applied at the school before its last sale, acknowledged), sales
+    (amount, posted at the server) and server-only debits: every difference is explained."""
+    credits = [(a, before, acked or before) for a, before, acked in credits]  # applied => acked or in flight
+    school = sum(a for a, before, _ in credits if before) - sum(a for a, _ in sales)
+    ledger_total = sum(a for a, _, _ in credits) - sum(a for a, posted in sales if posted) - sum(taken)
+    r = ledger.reconcile(
+        ledger_tiyn=ledger_total,
+        school_tiyn=school if sales else None,
+        unacked_credits_tiyn=sum(a for a, _, acked in credits if not acked),
+        acked_credits_tiyn=sum(a for a, _, acked in credits if acked),
+        unposted_meals_tiyn=sum(a for a, posted in sales if not posted),
+        unsent_debits_tiyn=sum(taken),
+    )
+    assert r.agrees, r
+    if sales:
+        assert sum(d.amount_tiyn for d in r.differences) == ledger_total - school
