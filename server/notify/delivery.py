@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from server.clock import now_ms
 from server.notify.models import OutboxMessage
-from server.notify.planner import NO_CONSENT, address_of
+from server.notify.planner import NO_CONSENT, address_of, consented
 from server.notify.rules import Channel, Status, after_failure, backoff_ms, scrub
 from server.notify.settings import NotifySettings
 from server.people.models import ConsentKind, Guardian
@@ -167,17 +167,35 @@ class DeliveryWorker:
         """Claim and deliver one batch: how many were claimed."""
         t = now if now is not None else now_ms()
         claimed = self.claim(t)
+        if not claimed:
+            return 0
+        # Consent again at sending (a withdrawal since planning stops the message) and the
+        # current address, for the whole batch in one read.
+        with Session(self.engine) as session:
+            ok = consented(session, sorted({c.student_pk for c in claimed}))
+            guardians = {
+                g.pk: g
+                for g in session.execute(
+                    select(Guardian).where(Guardian.pk.in_({c.guardian_pk for c in claimed}))
+                ).scalars()
+            }
         for c in claimed:
-            self.deliver(c, t if now is not None else None)
+            g = guardians.get(c.guardian_pk)
+            address = address_of(g, c.channel) if g is not None else ""
+            self._deliver(c, c.student_pk in ok, address, t if now is not None else None)
         return len(claimed)
 
     def deliver(self, c: Claimed, now: int | None = None) -> Status:
+        """Deliver one claimed message (consent and address read now)."""
         with Session(self.engine) as session:
-            # Consent again at sending: a withdrawal since planning stops the message.
-            if not has_consent(session, c.student_pk, ConsentKind.NOTIFICATIONS):
-                return self._finish(c, Status.CANCELLED, NO_CONSENT, now)
+            allowed = has_consent(session, c.student_pk, ConsentKind.NOTIFICATIONS)
             guardian = session.get(Guardian, c.guardian_pk)
             address = address_of(guardian, c.channel) if guardian is not None else ""
+        return self._deliver(c, allowed, address, now)
+
+    def _deliver(self, c: Claimed, allowed: bool, address: str, now: int | None) -> Status:
+        if not allowed:
+            return self._finish(c, Status.CANCELLED, NO_CONSENT, now)
         if not address:
             return self._finish(c, Status.CANCELLED, f"the guardian has no {c.channel.value} address", now)
         error = self.sender.send(c.channel, address, c.id, c.body)

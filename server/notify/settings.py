@@ -34,11 +34,17 @@ class NotifySettings(BaseSettings):
         "interrupted by a crash is repeated (at-least-once, deduplicated by the gateway); on "
         "the others it is not repeated (at-most-once)",
     )
-    workers: int = Field(default=2, ge=1, le=64, description="Delivery worker threads")
+    workers: int = Field(
+        default=8, ge=1, le=256,
+        description="Delivery worker threads (a gateway call waits on the network: many threads)",
+    )
     planner_poll_s: float = Field(default=0.2, gt=0, le=60, description="Planner poll interval")
     worker_poll_s: float = Field(default=0.2, gt=0, le=60, description="Idle worker poll interval")
     plan_batch: int = Field(default=500, ge=1, description="Events planned per transaction")
-    claim_batch: int = Field(default=10, ge=1, description="Messages one worker claims at once")
+    claim_batch: int = Field(
+        default=2, ge=1,
+        description="Messages one worker claims at once (few: a slow gateway holds the rest up)",
+    )
     max_attempts: int = Field(default=5, ge=1, description="Attempts before a message fails")
     backoff_base_s: float = Field(default=2.0, ge=0, description="First retry delay")
     backoff_cap_s: float = Field(default=300.0, ge=0, description="Longest retry delay")
