@@ -122,8 +122,12 @@ def students_page(
     if current is not None:
         classes = _classes(db, who, "students.view", current.id)
         visible = [c.pk for c in classes]
-        if cls_pk is not None:
-            ensure(cls_pk in visible)
+        if cls_pk is not None and cls_pk not in visible:
+            # A class of the school this user may not see is 404; a class left in the query
+            # from another school (the school was just switched) is simply dropped.
+            other = db.get(SchoolClass, cls_pk)
+            ensure(other is None or other.school_id != current.id)
+            cls_pk = None
         query = (
             select(Student, SchoolClass)
             .join(SchoolClass, SchoolClass.pk == Student.class_pk)
@@ -246,6 +250,8 @@ def student_edit(
     birth = _date(birth_date)
     if birth_date.strip() and birth is None:
         return _card_after(request, db, who, st, error=tr(request, rules.E_DATE))
+    if birth is not None and not rules.birth_date_ok(birth, dt.date.today()):
+        return _card_after(request, db, who, st, error=tr(request, rules.E_BIRTH_RANGE))
     cls = db.get(SchoolClass, class_pk)
     ensure(cls is not None and who.can("students.edit", school_id=cls.school_id, class_pk=cls.pk))
     try:

@@ -553,7 +553,7 @@ def check_row(
         birth = parse_date(c["birth_date"])
         if birth is None:
             errors.append(row_error(line, "birth_date", E_DATE))
-        elif not (_years_before(today, 25) <= birth <= _years_before(today, 3)):
+        elif not birth_date_ok(birth, today):
             errors.append(row_error(line, "birth_date", E_BIRTH_RANGE))
 
     consent_date: dt.date | None = None
@@ -650,6 +650,11 @@ def check_row(
         ),
         [],
     )
+
+
+def birth_date_ok(birth: dt.date, today: dt.date) -> bool:
+    """A school student is 3 to 25 years old (pre-school classes to evening school)."""
+    return _years_before(today, 25) <= birth <= _years_before(today, 3)
 
 
 def _years_before(today: dt.date, years: int) -> dt.date:
