@@ -12,11 +12,13 @@ does: a repeated key is answered 200 and not delivered again (``requests`` count
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email
 import email.policy
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -231,6 +233,19 @@ class SmtpSink:
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def demo_notifications(database_url: str, workers: int = 2) -> Iterator[tuple[SmsSink, SmtpSink]]:
+    """For ``qaqpa demo``: both sinks and the notify service (planner + workers) delivering to
+    them, for as long as the ``with`` lasts."""
+    from server.notify.service import NotifyService
+    from server.notify.settings import NotifySettings
+
+    with SmsSink() as sms, SmtpSink() as smtp:
+        settings = NotifySettings(sms_url=sms.url(), email_url=smtp.url(), workers=workers)
+        with NotifyService(database_url, settings):
+            yield sms, smtp
 
 
 def _free_port(host: str) -> int:
