@@ -3,10 +3,12 @@ admin; scoped), and a child's guardians' preferences as the school admin edits t
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from server.accounts.access import Principal
@@ -44,10 +46,18 @@ async def form_data(request: Request) -> dict[str, Any]:
 Form = Annotated[dict[str, Any], Depends(form_data)]
 
 
+@functools.cache
+def _configured_channels() -> set[Channel]:
+    """The console may run without the notifier's settings: mark channels only when it knows."""
+    try:
+        return NotifySettings().channels() or set(Channel)
+    except ValidationError:
+        return set(Channel)
+
+
 def prefs_context(request: Request, guardian: Guardian, prefs: Any, action: str, error: str | None = None) -> dict[str, Any]:
     """What ``notify/_prefs.html`` needs for one guardian's form."""
-    # The console may run without the notifier's settings: mark channels only when it knows.
-    configured = NotifySettings().channels() or set(Channel)
+    configured = _configured_channels()
     return {
         "guardian": guardian,
         "action": action,
