@@ -1,6 +1,7 @@
 """The meal poster: paid and voucher meals from the school's events into the ledger, each once
 per (device_pk, seq), whatever crashes and reruns (the ledger's unique key is the guard, and each
-batch commits its entries together).
+batch commits its entries together). Several posters may run: one that loses a race on the
+unique key rolls its batch back and takes the next.
 
 ``python -m server.canteen.poster --database-url URL [--loop SECONDS]``
 """
@@ -11,34 +12,86 @@ import argparse
 import logging
 import os
 import signal
-import time
+import threading
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 import server.schema  # noqa: F401  (every table, for the foreign keys of the ledger's)
 from server.canteen.service import post_meals
 from server.canteen.settings import CanteenSettings
 from server.db import make_engine, session_factory
+from server.service import ThreadedService
 
 log = logging.getLogger(__name__)
 
 
-def run_once(database_url: str, settings: CanteenSettings) -> int:
-    """Post every waiting meal; returns how many."""
-    engine = make_engine(database_url)
+def post_all(engine: Engine, settings: CanteenSettings) -> int:
+    """Post every waiting meal, one committed batch after another; returns how many."""
     sessions = session_factory(engine)
-    total = commits = 0
-    try:
-        while True:
-            with sessions() as db:
-                n = post_meals(db, settings)
-                if n == 0:
-                    return total
-                commits += 1
-                if settings.fault_kill_before_commit == commits:
-                    os.kill(os.getpid(), signal.SIGKILL)
+    total = commits = races = 0
+    while True:
+        with sessions() as db:
+            n = post_meals(db, settings)
+            if n == 0:
+                return total
+            commits += 1
+            if settings.fault_kill_before_commit == commits:
+                os.kill(os.getpid(), signal.SIGKILL)
+            try:
                 db.commit()
-                total += n
+            except IntegrityError:  # another poster booked some of these first
+                db.rollback()
+                races += 1
+                if races > 100:
+                    raise
+                continue
+            total += n
+
+
+def run_once(database_url: str, settings: CanteenSettings) -> int:
+    engine = make_engine(database_url)
+    try:
+        return post_all(engine, settings)
     finally:
         engine.dispose()
+
+
+class MealPosterService(ThreadedService):
+    """Polls for new meal events and posts them (``qaqpa server`` can run it beside ingest)."""
+
+    def __init__(self, database_url: str, settings: CanteenSettings, poll_s: float = 1.0) -> None:
+        self.engine = make_engine(database_url)
+        self.settings = settings
+        self.poll_s = poll_s
+        self.posted = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="canteen-poster", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.engine.dispose()
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            try:
+                self.posted += post_all(self.engine, self.settings)
+                if failing:
+                    log.info("canteen poster: database back")
+                failing = False
+            except OperationalError as err:  # the database is away: log once, retry
+                if not failing:
+                    log.warning("canteen poster: %s", type(err).__name__)
+                failing = True
+            self._stop.wait(self.poll_s)
 
 
 def main() -> None:
@@ -48,12 +101,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     settings = CanteenSettings()
-    while True:
-        n = run_once(args.database_url, settings)
-        log.info("posted %d meals", n)
-        if args.loop <= 0:
-            return
-        time.sleep(args.loop)
+    if args.loop <= 0:
+        log.info("posted %d meals", run_once(args.database_url, settings))
+        return
+    MealPosterService(args.database_url, settings, args.loop).run_forever()
 
 
 if __name__ == "__main__":

@@ -277,3 +277,22 @@ def test_who_sees_the_canteen(world: World, make_browser: Any, login: str, statu
         assert b.get(url).status_code in ((status, 422) if url == "/canteen/wallet" else (status,)), (login, url)
     if status == 200:
         assert b.get("/canteen?school=S3").status_code == (200 if login == "operator" else 404)
+
+
+def test_parent_sees_own_child_ledger_only(world: World, db: Session, make_browser: Any, provider: PaymentProviderSimulator) -> None:
+    own, other = world.students["s1-3a-1"], world.students["s1-3a-2"]
+    provider.pay("s1-3a-1", 123_450)
+    canteen = make_browser("canteen1")
+    assert canteen.post(f"/canteen/student/{own}/book", {"kind": "refund", "amount": "10", "reason": "cold soup, staff note"}).status_code == 303
+    p = make_browser("parent1")
+    page = p.get(f"/canteen/student/{own}")
+    assert page.status_code == 200
+    assert "1\u00a0244,50\u00a0₸" in page.text  # 1 234,50 + 10
+    assert "staff note" not in page.text  # the manager's reason is staff-only
+    assert '/book"' not in page.text  # no refund / correction form for a parent
+    assert p.get(f"/canteen/student/{other}").status_code == 404
+    assert p.post(f"/canteen/student/{own}/book", {"kind": "refund", "amount": "1", "reason": "x"}).status_code == 403
+    home = p.get("/canteen/parent")
+    assert home.status_code == 200 and "s1-3a-1" in home.text and "s1-3a-2" not in home.text
+    viewed = db.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.student_pk == own, AuditEntry.action == "canteen.view"))
+    assert viewed and viewed >= 2

@@ -222,3 +222,19 @@ def test_poster_killed_and_rerun_books_nothing_twice(world: World, db: Session, 
         paid = sum(1_000 * s for s in range(1, 11) if PAYING[s % 2] == sid)
         assert service.balance(db, world.students[sid]) == -paid
     assert db.scalar(select(func.sum(Posting.amount_tiyn))) == 0
+
+
+def test_poster_service_posts_what_arrives(world: World, db: Session, settings: ServerSettings, cs: Any) -> None:  # noqa: F811
+    from server.canteen.poster import MealPosterService
+    from tests.sync.helpers import wait_until
+
+    dev = add_device(db, "S1")
+    add_meal(db, dev, 1, PAYING[0], 1_000, 0)
+    db.commit()
+    with MealPosterService(settings.database_url, cs, poll_s=0.05) as poster:
+        assert wait_until(lambda: poster.posted == 1, 30)
+        add_meal(db, dev, 2, PAYING[0], 2_000, 0)
+        db.commit()
+        assert wait_until(lambda: poster.posted == 2, 30)
+    db.expire_all()
+    assert service.balance(db, world.students[PAYING[0]]) == -3_000
