@@ -158,6 +158,8 @@ def plan_events(
     ctx = _context(session, [e for e, _k in wanted])
     channels = settings.channels()
     rows: list[dict[str, Any]] = []
+    # Two guardians sharing a phone (or an e-mail) get one message, not two.
+    reached: set[tuple[int, int, Channel, str]] = set()
     for e, kinds in wanted:
         st = ctx.students.get(e.student_id or "")
         if st is None or st.school_id != e.school_id or st.pk not in ctx.consent:
@@ -169,8 +171,12 @@ def plan_events(
             prefs = ctx.prefs[(g.pk, st.pk)]
             lang = pick_lang(ctx.langs.get(g.user_pk) if g.user_pk is not None else None)
             for channel, ch_kinds in prefs.channels_for(kinds).items():
-                if channel not in channels or not address_of(g, channel):
+                address = address_of(g, channel)
+                if channel not in channels or not address:
                     continue
+                if (e.device_pk, e.seq, channel, address) in reached:
+                    continue
+                reached.add((e.device_pk, e.seq, channel, address))
                 rows.append(
                     {
                         "device_pk": e.device_pk,

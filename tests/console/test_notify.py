@@ -399,3 +399,25 @@ def test_a_worker_skips_rows_another_worker_has_locked(
         got = [c.id for c in other.claim(now_ms())]
         assert len(held) == 3 and len(got) == 3 and not set(held) & set(got)
         holder.rollback()
+
+
+def test_old_events_and_a_shared_phone(
+    db: Session, world: World, engine: Engine, nset: NotifySettings, sms: SmsSink
+) -> None:
+    """An event older than max_event_age_s (an edge back after days offline) notifies nobody;
+    two guardians with one phone get one message."""
+    from server.people.models import StudentGuardian
+
+    g2 = Guardian(full_name="Parent Two", phone=PHONE)
+    db.add(g2)
+    db.flush()
+    db.add(StudentGuardian(student_pk=world.students[CHILD], guardian_pk=g2.pk))
+    db.commit()
+    dev = add_device(db, "S1")
+    consent(db, world.students[CHILD])
+    store(db, dev, "S1", "entry", CHILD, now_ms() - (nset.max_event_age_s + 60) * 1000)
+    store(db, dev, "S1", "exit", CHILD)
+    run(engine, nset)
+    [m] = outbox(db)
+    assert m.kind == "exit"
+    assert len(sms.delivered) == 1
