@@ -620,3 +620,34 @@ def test_import_rows_on_the_demo_database(tmp_path) -> None:  # type: ignore[no-
         again = import_rows(db, "DEMO", rows, today=dt.date(2026, 11, 22))
         assert again.unchanged == 20
     engine.dispose()
+
+
+def test_role_by_page_matrix_of_the_roster(make_browser, world: World) -> None:  # type: ignore[no-untyped-def]
+    mine, other_class = world.students["s1-3a-1"], world.students["s1-7b-1"]
+    pages = [
+        "/students",
+        "/classes",
+        "/staff",
+        "/roster/import",
+        f"/students/{mine}",
+        f"/students/{other_class}",
+    ]
+    expected = {
+        # role: codes of the pages above (students.view, students.view, staff.edit,
+        # roster.import, a 3A card, a 7B card), then of POST /students/{mine}/active
+        "operator": ([200, 200, 200, 200, 200, 200], 303),
+        "regional": ([200, 200, 403, 403, 200, 200], 403),
+        "admin1": ([200, 200, 200, 200, 200, 200], 303),
+        "duty1": ([200, 200, 403, 403, 200, 200], 403),
+        "teacher1": ([200, 200, 403, 403, 200, 404], 403),
+        "social1": ([200, 200, 403, 403, 200, 200], 403),
+        "canteen1": ([200, 200, 403, 403, 200, 200], 403),
+        "parent1": ([403, 403, 403, 403, 403, 403], 403),
+        "admin3": ([200, 200, 200, 200, 404, 404], 404),
+    }
+    for login, (codes, write) in expected.items():
+        b = make_browser(login)
+        got = [b.get(url).status_code for url in pages]
+        assert got == codes, (login, got)
+        b.get("/")
+        assert b.post(f"/students/{mine}/active", {"active": "1"}).status_code == write, login
