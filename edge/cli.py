@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--mqtt-port", type=int, default=1883, help="Mosquitto port (ingest, drain)")
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--seconds", type=float, default=10.0, help="how long to sustain load")
+    b.add_argument("--rate", type=float, default=20.0, help="taps per second offered (notify)")
+    b.add_argument(
+        "--notify-workers", type=int, default=None, help="notification delivery workers (notify)"
+    )
+    b.add_argument(
+        "--gateway-ms", type=float, default=0.0, help="simulated SMS gateway answer time (notify)"
+    )
     b.set_defaults(func=_bench)
 
     from edge.sync import add_commands as add_edge_sync_commands
