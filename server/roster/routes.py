@@ -422,6 +422,7 @@ def student_new(
         "consent_document": consent_document,
         "consent_date": consent_date,
     }
+    service.lock_school(db, school)
     _checked, plan = service.check(db, school, [RawRow(1, cells)], dt.date.today())
     if plan.errors or not plan.rows or plan.rows[0].action != "create":
         errors = [f"{e.column}: {_localize(request, e)}" for e in plan.errors] or [
@@ -761,7 +762,14 @@ def import_confirm(
     token: Annotated[str, Form(max_length=64)],
     sha256: Annotated[str, Form(max_length=64)],
 ) -> Response:
-    preview = db.get(ImportPreview, token) if token else None
+    # Locked: the same preview confirmed twice at once is applied once.
+    preview = (
+        db.execute(
+            select(ImportPreview).where(ImportPreview.token == token).with_for_update()
+        ).scalar_one_or_none()
+        if token
+        else None
+    )
     if (
         preview is None
         or preview.user_pk != who.user_pk
@@ -785,6 +793,7 @@ def import_confirm(
         RawRow(int(r["line"]), {str(k): str(v) for k, v in r["cells"].items()})
         for r in preview.rows
     ]
+    service.lock_school(db, preview.school_id)
     _checked, plan = service.check(db, preview.school_id, raws, dt.date.today())
     if plan.errors:
         return _refuse(

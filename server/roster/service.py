@@ -29,6 +29,7 @@ from protocol.messages import (
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.clock import now_ms
+from server.models import School
 from server.people.models import (
     Consent,
     ConsentKind,
@@ -179,6 +180,13 @@ def class_infos(session: Session, school_id: str) -> dict[str, SchoolClass]:
             select(SchoolClass).where(SchoolClass.school_id == school_id)
         ).scalars()
     }
+
+
+def lock_school(session: Session, school_id: str) -> None:
+    """Imports into one school run one at a time: the plan is made under the lock, so two
+    imports of the same file cannot both create its students. (The same row lock as
+    ``append_changes``; a no-op on SQLite, which has one writer anyway.)"""
+    session.execute(select(School.id).where(School.id == school_id).with_for_update())
 
 
 def _error_order(e: RowError) -> tuple[int, int]:
@@ -522,6 +530,7 @@ def import_rows(
         return ImportResult(
             errors=[rules.row_error(1, k, rules.E_UNKNOWN_COLUMN) for k in sorted(unknown)]
         )
+    lock_school(session, school_id)
     _checked, plan = check(session, school_id, raws, today or dt.date.today())
     if plan.errors:
         return ImportResult(errors=plan.errors)

@@ -651,3 +651,28 @@ def test_role_by_page_matrix_of_the_roster(make_browser, world: World) -> None: 
         assert got == codes, (login, got)
         b.get("/")
         assert b.post(f"/students/{mine}/active", {"active": "1"}).status_code == write, login
+
+
+def test_two_imports_of_one_file_at_once_create_its_students_once(
+    sessions, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    rows = [GOOD[1] | {"given_name": f"Twin{i}"} for i in range(30)]  # no student_ref
+    results: list[object] = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        with sessions() as s:
+            start.wait()
+            results.append(import_rows(s, "S1", rows, today=dt.date(2026, 11, 22)))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created = sorted(r.created for r in results)  # type: ignore[attr-defined]
+    assert created == [0, 30]
+    db.expire_all()
+    assert n_students(db) == 12 + 30
