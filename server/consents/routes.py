@@ -59,12 +59,16 @@ def _consent_page(
     status: int = 200,
 ) -> Response:
     school = db.get_one(School, student.school_id)
+    current = current_consents(db, student.pk)
+    # Deletion is due since the biometric withdrawal or, with data withdrawn, since that.
+    due = [c.recorded_at_ms for c in (current["biometric"], current["data"])
+           if c is not None and not c.granted]
     ctx = {
         "student": student,
         "cls": class_of(db, student),
-        "current": current_consents(db, student.pk),
+        "current": current,
         "history": consent_history(db, student.pk),
-        "deleted": templates_deleted_event(db, student),
+        "deleted": templates_deleted_event(db, student, min(due)) if due else None,
         "kinds": KIND_LABELS,
         "error": error,
         "effects": effects,

@@ -193,6 +193,15 @@ def record_consent(
             student.updated_at_ms = now
             effect("change", "student", "student deactivated: data consent withdrawn",
                    N_("The student was deactivated."))
+            # Removal from the edges deletes any face templates there (reason student_removed),
+            # and nothing is sent for an inactive student.
+            if has_consent(session, student.pk, ConsentKind.BIOMETRIC):
+                effect("change", "biometric",
+                       "face templates to be deleted at the school (student_remove)",
+                       N_("The school's terminals delete the face templates."))
+            if has_consent(session, student.pk, ConsentKind.NOTIFICATIONS):
+                effect("change", "notifications", "parent notifications stopped (student inactive)",
+                       N_("Notifications to the parents stopped."))
         elif form.kind is ConsentKind.BIOMETRIC:
             effect("change", "biometric",
                    "face templates to be deleted at the school (consent_set granted=false)",
@@ -216,14 +225,23 @@ def current_consents(session: Session, student_pk: int) -> dict[str, Consent | N
     return {k.value: current_consent(session, student_pk, k) for k in ConsentKind}
 
 
-def templates_deleted_event(session: Session, student: Student) -> StoredEvent | None:
-    """The school's latest confirmation that it deleted this student's face templates."""
+# Edge clocks may run a little behind the server's: an edge's confirmation counts from this long
+# before the withdrawal was recorded.
+CLOCK_SLACK_MS = 5 * 60 * 1000
+
+
+def templates_deleted_event(
+    session: Session, student: Student, since_ms: int = 0
+) -> StoredEvent | None:
+    """The school's latest confirmation (since ``since_ms``) that it deleted this student's face
+    templates: the face_templates_deleted event its edge journaled."""
     return session.execute(
         select(StoredEvent)
         .where(
             StoredEvent.school_id == student.school_id,
             StoredEvent.student_id == student.ref,
             StoredEvent.kind == "face_templates_deleted",
+            StoredEvent.at_ms >= since_ms - CLOCK_SLACK_MS,
         )
         .order_by(StoredEvent.at_ms.desc())
         .limit(1)

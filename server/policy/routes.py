@@ -91,8 +91,11 @@ def policy_overview(
         })
     regions = [r for r in db.execute(select(Region).order_by(Region.id)).scalars()
                if region_allowed(who, "policy.view", r.id)]
-    return render(request, "policy/overview.html", {"rows": rows, "regions": regions,
-                                                   "labels": CATEGORY_LABELS})
+    return render(
+        request,
+        "policy/overview.html",
+        {"rows": rows, "regions": regions, "labels": CATEGORY_LABELS, "passback": PASSBACK_LABELS},
+    )
 
 
 def _edit_context(

@@ -145,6 +145,7 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(make_b
     admin = make_browser("admin1")
     pk = world.students["s1-3a-1"]
     give(admin, pk)
+    give(admin, pk, kind="biometric")
     admin.get(f"/students/{pk}/cards")
     admin.post(f"/students/{pk}/cards", {"credential": "EM:0000000111"})
     card = db.execute(select(Card).where(Card.student_pk == pk)).scalar_one()
@@ -174,6 +175,9 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(make_b
     assert sum("unbound (card_unbind): data consent withdrawn" in s for s in summaries) == 2
     assert any("student_remove" in s for s in summaries)
     assert any("deactivated" in s for s in summaries)
+    # Removal from the edges deletes the face templates there too (reason student_removed).
+    assert any("face templates to be deleted at the school (student_remove)" in s for s in summaries)
+    assert 'id="face-deletion"' in r.text
     # The audit page shows it to the school admin.
     page = admin.get(f"/audit?student_pk={pk}").text
     assert "Withdrawal letter 9" in page and "student_remove" in page
@@ -206,18 +210,25 @@ def test_biometric_withdrawal_reaches_the_edge_and_the_deletion_is_shown(make_br
     dev = Device(school_id="S1", device_id="edge-1", created_at_ms=now_ms())
     db.add(dev)
     db.flush()
-    at = now_ms()
-    db.add(
-        StoredEvent(
-            device_pk=dev.pk, seq=1, school_id="S1", at_ms=at, kind="face_templates_deleted",
-            terminal="t1", student_id="s1-3a-2", payload={
-                "kind": "face_templates_deleted", "seq": 1, "at_ms": at, "terminal": "t1",
-                "student_id": "s1-3a-2", "templates": 3, "reason": "consent_withdrawn",
-            },
-            received_at_ms=at,
+
+    def deleted_event(seq: int, at: int) -> None:
+        db.add(
+            StoredEvent(
+                device_pk=dev.pk, seq=seq, school_id="S1", at_ms=at, kind="face_templates_deleted",
+                terminal="t1", student_id="s1-3a-2", payload={
+                    "kind": "face_templates_deleted", "seq": seq, "at_ms": at, "terminal": "t1",
+                    "student_id": "s1-3a-2", "templates": 3, "reason": "consent_withdrawn",
+                },
+                received_at_ms=at,
+            )
         )
-    )
-    db.commit()
+        db.commit()
+
+    # A deletion from before this withdrawal (an earlier one) confirms nothing now.
+    deleted_event(1, now_ms() - 3_600_000)
+    page = admin.get(f"/students/{pk}/consents").text
+    assert "badge warn" in page.split('id="face-deletion"')[1][:200]
+    deleted_event(2, now_ms())
     page = admin.get(f"/students/{pk}/consents").text
     part = page.split('id="face-deletion"')[1][:400]
     assert "badge ok" in part and "(3 " in part
