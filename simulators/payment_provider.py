@@ -12,10 +12,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import html
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -70,6 +75,78 @@ class PaymentProviderSimulator:
     def repeat(self, index: int = -1) -> httpx.Response:
         """The provider retries a callback it already sent (same body, same signature)."""
         return self.callback(self.sent[index])
+
+
+class PaymentPage:
+    """The provider's payment page over real HTTP: ``GET /pay?student_ref&amount_tiyn&return``
+    shows what the parent pays, ``POST /pay`` takes the money, calls the server back and sends
+    the parent to ``return`` (303); a refused callback shows the server's answer (502)."""
+
+    def __init__(self, provider: PaymentProviderSimulator, port: int = 0) -> None:
+        self.provider = provider
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, name="payment-page", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> PaymentPage:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        provider = self.provider
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _page(self, status: int, body: str, location: str | None = None) -> None:
+                data = f"<!doctype html><meta charset=utf-8><title>Pay</title>{body}".encode()
+                self.send_response(status)
+                if location:
+                    self.send_header("location", location)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _fields(self, query: str) -> dict[str, str]:
+                return {k: v[0] for k, v in parse_qs(query).items()}
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                f = self._fields(url.query)
+                if url.path != "/pay" or not {"student_ref", "amount_tiyn", "return"} <= set(f):
+                    self._page(404, "<p>not found</p>")
+                    return
+                hidden = "".join(
+                    f'<input type="hidden" name="{k}" value="{html.escape(v)}">' for k, v in f.items()
+                )
+                self._page(200, f'<p>Pay {int(f["amount_tiyn"]) / 100:.2f} KZT for {html.escape(f["student_ref"])}</p>'
+                           f'<form method="post" action="/pay">{hidden}<button>Pay</button></form>')
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                f = self._fields(self.rfile.read(length).decode())
+                try:
+                    r = provider.pay(f["student_ref"], int(f["amount_tiyn"]))
+                except (KeyError, ValueError):
+                    self._page(400, "<p>bad form</p>")
+                    return
+                if r.status_code != 200:
+                    self._page(502, f"<p>The shop refused: {html.escape(r.text)}</p>")
+                    return
+                self._page(303, "<p>paid</p>", location=f["return"])
+
+        return Handler
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from server.canteen.ledger import MoneyError, check_amount
 
@@ -46,6 +47,11 @@ class PaymentProvider(ABC):
     name: str
 
     @abstractmethod
+    def checkout_url(self, student_ref: str, amount_tiyn: int, return_url: str) -> str:
+        """Where to send a parent to pay ``amount_tiyn`` for the child; the provider calls the
+        server back when the money is taken and sends the parent to ``return_url``."""
+
+    @abstractmethod
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> ProviderPayment:
         """The payment a genuine callback reports; ``CallbackError`` otherwise."""
 
@@ -60,8 +66,15 @@ class HmacPaymentProvider(PaymentProvider):
 
     name = "provider"
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, checkout_base: str | None = None) -> None:
         self._secret = secret
+        self._checkout = checkout_base
+
+    def checkout_url(self, student_ref: str, amount_tiyn: int, return_url: str) -> str:
+        if self._checkout is None:
+            raise CallbackError(503, "no_checkout", "No payment page is configured.")
+        query = urlencode({"student_ref": student_ref, "amount_tiyn": amount_tiyn, "return": return_url})
+        return f"{self._checkout.rstrip('/')}/pay?{query}"
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> ProviderPayment:
         sent = headers.get(SIGNATURE_HEADER, "")

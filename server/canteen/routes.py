@@ -52,8 +52,10 @@ def payment_provider(request: Request) -> PaymentProvider | None:
     found = getattr(request.app.state, "canteen_provider", None)
     if isinstance(found, PaymentProvider):
         return found
-    secret = canteen_settings(request).provider_secret
-    return HmacPaymentProvider(secret.get_secret_value().encode()) if secret is not None else None
+    s = canteen_settings(request)
+    if s.provider_secret is None:
+        return None
+    return HmacPaymentProvider(s.provider_secret.get_secret_value().encode(), s.provider_checkout_url)
 
 
 def social_wallet(request: Request) -> SocialWallet | None:
@@ -143,14 +145,39 @@ def index(request: Request, who: View, db: Db, school: str | None = None) -> Res
 
 
 @router.get("/canteen/parent")
-def parent_home(request: Request, who: Annotated[Principal, require("parent.view")], db: Db) -> Response:
+def canteen_parent_home(request: Request, who: Annotated[Principal, require("parent.view")], db: Db) -> Response:
     pks = [c[0] for c in who.children]
     kids = list(db.scalars(select(Student).where(Student.pk.in_(pks)).order_by(Student.given_name))) if pks else []
     money = service.balances(db, [k.pk for k in kids])
     for k in kids:
         audit(db, who, "canteen.view", f"student:{k.pk}", student_pk=k.pk, school_id=k.school_id, summary="balance")
     db.commit()
-    return render(request, "canteen/parent.html", {"rows": [(k, *money[k.pk]) for k in kids]})
+    s = canteen_settings(request)
+    can_pay = s.provider_secret is not None and s.provider_checkout_url is not None
+    return render(request, "canteen/parent.html", {"rows": [(k, *money[k.pk]) for k in kids], "can_pay": can_pay, "error": None})
+
+
+@router.post("/canteen/student/{pk}/topup")
+def topup_start(
+    request: Request, who: Annotated[Principal, require("parent.view")], db: Db, pk: int, amount: Annotated[str, Form(max_length=32)]
+) -> Response:
+    """A parent starts a top-up: off to the provider's payment page; the money is booked only
+    when the provider's signed callback arrives."""
+    st = _student(db, pk)
+    ensure(who.can("parent.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk))
+    provider = payment_provider(request)
+    try:
+        tiyn = ledger.parse_tenge(amount)
+        if provider is None:
+            raise CallbackError(503, "no_checkout", "No payment page is configured.")
+        url = provider.checkout_url(st.ref, tiyn, f"{str(request.base_url).rstrip('/')}/canteen/parent?paid=1")
+    except (MoneyError, CallbackError) as err:
+        pks = [c[0] for c in who.children]
+        kids = list(db.scalars(select(Student).where(Student.pk.in_(pks)).order_by(Student.given_name)))
+        money = service.balances(db, [k.pk for k in kids])
+        ctx = {"rows": [(k, *money[k.pk]) for k in kids], "can_pay": True, "error": tr(request, str(err))}
+        return render(request, "canteen/parent.html", ctx, 422 if isinstance(err, MoneyError) else err.status)
+    return Response(status_code=303, headers={"location": url})
 
 
 def _student_page(

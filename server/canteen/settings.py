@@ -16,6 +16,11 @@ class CanteenSettings(BaseSettings):
         description="HMAC-SHA256 key shared with the payment provider for its callbacks; "
         "None: top-up callbacks are refused (503) rather than accepted unsigned",
     )
+    provider_checkout_url: str | None = Field(
+        default=None,
+        description="Base URL of the provider's payment page (the simulator's, or the real "
+        "provider's); None: parents see no top-up button",
+    )
     wallet_url: str | None = Field(
         default=None,
         description="Base URL of the social-wallet service (the simulator, or the adapter of "

@@ -6,8 +6,10 @@ reports (XLSX) and low-balance conditions."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
 import json
+import re
 import zoneinfo
 from typing import Any
 
@@ -204,7 +206,10 @@ def test_menu_is_validated_and_sent(world: World, db: Session, make_browser: Any
     day = "2026-12-01"
     bad = b.post("/canteen/menu", {"school": "S1", "date": day, "menu": "soup; Сорпа; 300\nbun; Бәліш;\ntea; Шай; -5"})
     assert bad.status_code == 422
-    assert "Line 2" in bad.text or "2," in bad.text
+    # Kazakh by default: "line 2, price: the dish has no price", "line 3, price: must not be negative"
+    assert "Жол 2, бағасы: Тағамның бағасы жоқ." in bad.text
+    assert "Жол 3, бағасы: Баға теріс болмауы керек." in bad.text
+    assert "bun; Бәліш;" in bad.text  # the text comes back as typed
     assert not [c for c in changes(db, "S1") if isinstance(c, MenuSet)]
     ok = b.post("/canteen/menu", {"school": "S1", "date": day, "menu": "soup; Сорпа; 300\nporridge; Сүт ботқасы; 350,50; milk"})
     assert ok.status_code == 200, ok.text
@@ -296,3 +301,29 @@ def test_parent_sees_own_child_ledger_only(world: World, db: Session, make_brows
     assert home.status_code == 200 and "s1-3a-1" in home.text and "s1-3a-2" not in home.text
     viewed = db.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.student_pk == own, AuditEntry.action == "canteen.view"))
     assert viewed and viewed >= 2
+
+
+def test_parent_tops_up_through_the_payment_page(world: World, db: Session, app: Any, make_browser: Any) -> None:
+    import httpx
+
+    from simulators.payment_provider import PaymentPage
+
+    own = world.students["s1-3a-1"]
+    sim = PaymentProviderSimulator(CALLBACK_PATH, SECRET, client=make_browser().client)
+    with PaymentPage(sim) as page:
+        app.state.canteen_settings = canteen_settings(provider_checkout_url=page.url)
+        p = make_browser("parent1")
+        assert 'action="/canteen/student/' in p.get("/canteen/parent").text
+        bad = p.post(f"/canteen/student/{own}/topup", {"amount": "-5"})
+        assert bad.status_code == 422 and 'id="error"' in bad.text
+        assert p.post(f"/canteen/student/{world.students['s1-3a-2']}/topup", {"amount": "5000"}).status_code == 404
+        go = p.post(f"/canteen/student/{own}/topup", {"amount": "5 000"})
+        assert go.status_code == 303 and go.headers["location"].startswith(page.url + "/pay?")
+        with httpx.Client() as parent_browser:
+            shown = parent_browser.get(go.headers["location"])
+            assert shown.status_code == 200 and "Pay 5000.00 KZT for s1-3a-1" in shown.text
+            fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', shown.text))
+            paid = parent_browser.post(page.url + "/pay", data={k: html.unescape(v) for k, v in fields.items()})
+        assert paid.status_code == 303 and paid.headers["location"].endswith("/canteen/parent?paid=1")
+    assert ledger_balance(db, own) == 500_000
+    assert [c.amount_tiyn for c in changes(db, "S1") if isinstance(c, BalanceCredit)] == [500_000]
