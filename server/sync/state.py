@@ -10,10 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from protocol.messages import (
+    BalanceCredit,
     CardBinding,
     Change,
     MenuItem,
     OwnerKind,
+    ParentLimitsSet,
     PolicyDoc,
     StaffRecord,
     StudentRecord,
@@ -32,6 +34,10 @@ class SchoolState:
     cards: dict[str, CardBinding] = field(default_factory=dict)
     policy: PolicyDoc | None = None
     menus: dict[str, list[MenuItem]] = field(default_factory=dict)
+    # canteen money: every credit ever sent (the edge applies a ledger id once) and each
+    # student's current limits, so that a snapshot loses none of the deltas it replaces
+    credits: dict[str, BalanceCredit] = field(default_factory=dict)
+    limits: dict[str, ParentLimitsSet] = field(default_factory=dict)
 
     def apply(self, change: Change) -> None:
         match change.op:
@@ -69,6 +75,10 @@ class SchoolState:
                 self.policy = change.policy
             case "menu_set":
                 self.menus[change.local_date] = change.items
+            case "balance_credit":
+                self.credits.setdefault(change.ledger_id, change)
+            case "parent_limits_set":
+                self.limits[change.student_id] = change
 
     def _drop_cards(self, kind: OwnerKind, owner: str) -> None:
         for cred in [
@@ -97,6 +107,8 @@ class SchoolState:
             staff=list(self.staff.values()),
             cards=list(self.cards.values()),
             menu=menu,
+            balance_credits=list(self.credits.values()),
+            parent_limits=list(self.limits.values()),
         )
 
 

@@ -238,3 +238,35 @@ def test_poster_service_posts_what_arrives(world: World, db: Session, settings: 
         assert wait_until(lambda: poster.posted == 2, 30)
     db.expire_all()
     assert service.balance(db, world.students[PAYING[0]]) == -3_000
+
+
+def test_a_snapshot_carries_every_credit_and_the_limits(tmp_path: Path, world: World, db: Session, settings: ServerSettings, cs: Any, provider: PaymentProviderSimulator, make_browser: Any) -> None:  # noqa: F811
+    """An edge too far behind gets a snapshot instead of the deltas: it must not lose a credit
+    of the deltas it skips, nor apply one twice when it had some of them already."""
+    asyncio.run(_snapshot(tmp_path, world, db, provider, make_browser))
+
+
+async def _snapshot(tmp_path: Path, world: World, db: Session, provider: PaymentProviderSimulator, make_browser: Any) -> None:  # noqa: F811
+    from server.sync.service import load_state
+
+    store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
+    try:
+        await store.apply_snapshot(SyncSnapshot(school="S1", version=0, policy=policy("Asia/Almaty"), students=roster(), staff=[], cards=[]))
+        assert provider.pay("s1-7b-1", 10_000).status_code == 200
+        for d in deltas_since(db, "S1", 0):  # the edge has the first credit already
+            await store.apply_delta(d)
+        assert provider.pay("s1-7b-1", 20_000).status_code == 200
+        assert provider.pay("s1-7b-2", 30_000).status_code == 200
+        parent = make_browser("canteen1")
+        r = parent.post(f"/canteen/student/{world.students['s1-7b-2']}/limits", {"allergens": "milk", "cap": "500"})
+        assert r.status_code == 303
+        db.expire_all()
+        head = db.get(School, "S1").sync_version  # type: ignore[union-attr]
+        snap = load_state(db, "S1").snapshot("S1", head)
+        await store.apply_snapshot(snap.model_copy(update={"policy": policy("Asia/Almaty"), "students": roster()}))
+        for sid in PAYING:
+            assert store.state.balance(sid) == service.balance(db, world.students[sid])
+        assert store.state.balance("s1-7b-1") == 30_000 and store.state.balance("s1-7b-2") == 30_000
+        assert store.state.limits("s1-7b-2").daily_cap_tiyn == 50_000
+    finally:
+        await store.close()
