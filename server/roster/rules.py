@@ -319,6 +319,11 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
+def column_name(h: str) -> str:
+    """A header cell as a column name: case, spaces and the Russian / Kazakh aliases folded."""
+    return _norm_header(h)
+
+
 def _norm_header(h: str) -> str:
     name = re.sub(r"[\s_]+", "_", h.strip().lstrip("\ufeff").strip().lower())
     return _ALIAS_OF.get(name, name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from server.roster.models import StaffClass
 from server.roster.rules import N_, ClassInfo, RawRow, RosterRow, RowError, class_key
 from server.roster.rules import parse_file as parse_file  # the Python API: parse, then import
 from server.sync.service import append_changes
+
+log = logging.getLogger(__name__)
 
 
 class RosterError(ValueError):
@@ -499,16 +502,18 @@ def apply_plan(
     return result
 
 
-def raw_rows(rows: Iterable[Mapping[str, object]]) -> list[RawRow]:
-    """Rows given as {column: value} (line numbers as in a file with a header: 2, 3, ...)."""
+def raw_rows(rows: Iterable[Mapping[str, object] | RawRow]) -> list[RawRow]:
+    """Rows given as {column: value} (numbered as lines of a file with a header: 2, 3, ...;
+    column names as in a file, aliases included), or ``RawRow``s of ``parse_file``."""
     out = []
     for i, r in enumerate(rows, start=2):
+        if isinstance(r, RawRow):
+            out.append(r)
+            continue
         cells = {}
         for k, v in r.items():
-            if isinstance(v, dt.date):
-                cells[k] = v.isoformat()
-            else:
-                cells[k] = "" if v is None else str(v).strip()
+            text = v.isoformat() if isinstance(v, dt.date) else "" if v is None else str(v)
+            cells[rules.column_name(k)] = text.strip()
         out.append(RawRow(i, cells))
     return out
 
@@ -516,23 +521,30 @@ def raw_rows(rows: Iterable[Mapping[str, object]]) -> list[RawRow]:
 def import_rows(
     session: Session,
     school_id: str,
-    rows: Iterable[Mapping[str, object]],
+    rows: Iterable[Mapping[str, object] | RawRow],
     who: Principal | None = None,
     *,
     today: dt.date | None = None,
     commit: bool = True,
 ) -> ImportResult:
     """Imports a school's roster from Python (the demo seeds its school so): all rows or
-    nothing. ``rows`` are {column: value} mappings with the file's column names."""
+    nothing, by the same rules as a file. ``rows`` are {column: value} mappings with the
+    file's column names, or the rows of ``parse_file(name, data)``. With ``commit`` (the
+    default) the import is its own transaction: committed when applied, rolled back when
+    refused."""
     raws = raw_rows(rows)
     unknown = {k for r in raws for k in r.cells if k not in rules.COLUMNS}
-    if unknown:
+    missing = {c for c in rules.REQUIRED if raws and all(c not in r.cells for r in raws)}
+    if unknown or missing:
         return ImportResult(
             errors=[rules.row_error(1, k, rules.E_UNKNOWN_COLUMN) for k in sorted(unknown)]
+            + [rules.row_error(1, k, rules.E_MISSING_COLUMN) for k in sorted(missing)]
         )
     lock_school(session, school_id)
     _checked, plan = check(session, school_id, raws, today or dt.date.today())
     if plan.errors:
+        if commit:
+            session.rollback()
         return ImportResult(errors=plan.errors)
     try:
         result = apply_plan(session, plan, who)
@@ -541,6 +553,14 @@ def import_rows(
         raise
     if commit:
         session.commit()
+    log.info(
+        "roster import into %s: %d created, %d updated, %d unchanged, %d classes created",
+        school_id,
+        result.created,
+        result.updated,
+        result.unchanged,
+        result.classes_created,
+    )
     return result
 
 

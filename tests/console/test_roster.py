@@ -550,6 +550,27 @@ def test_import_rows_from_python(world: World, db: Session) -> None:
         "colour",
         "unknown column",
     )
+    # The rows of parse_file, and Russian column names, work the same way.
+    from server.roster.service import parse_file
+
+    parsed = parse_file("r.csv", csv_of([GOOD[0] | {"student_ref": "s2-x", "given_name": "X"}]))
+    assert import_rows(db, "S2", parsed.rows, today=dt.date(2026, 11, 22)).created == 1
+    ru = {
+        "Фамилия": "Петрова",
+        "Имя": "Ая",
+        "Класс": "3A",
+        "Согласие дал": "П.",
+        "Документ согласия": "1",
+        "Дата согласия": "2025-09-01",
+    }
+    assert import_rows(db, "S2", [ru], today=dt.date(2026, 11, 22)).created == 1
+    assert [e.as_tuple()[1] for e in import_rows(db, "S2", [{"surname": "A"}]).errors] == [
+        "class",
+        "consent_date",
+        "consent_document",
+        "consent_given_by",
+        "given_name",
+    ]
 
 
 def test_add_one_student_needs_consent(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
