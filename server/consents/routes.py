@@ -33,7 +33,7 @@ from server.consents.service import (
 )
 from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
 from server.models import School
-from server.people.models import ConsentKind, SchoolClass, Student
+from server.people.models import ConsentKind, Guardian, SchoolClass, Student, StudentGuardian
 from server.policy.service import school_today
 
 router = APIRouter()
@@ -68,6 +68,14 @@ def _consent_page(
         "cls": class_of(db, student),
         "current": current,
         "history": consent_history(db, student.pk),
+        "guardians": list(
+            db.execute(
+                select(Guardian.full_name)
+                .join(StudentGuardian, StudentGuardian.guardian_pk == Guardian.pk)
+                .where(StudentGuardian.student_pk == student.pk)
+                .order_by(Guardian.full_name)
+            ).scalars()
+        ),
         "deleted": templates_deleted_event(db, student, min(due)) if due else None,
         "kinds": KIND_LABELS,
         "error": error,

@@ -189,6 +189,8 @@ def parse_policy_form(
                 "to": time(f"period{i}_to", True),
             }
         )
+    if not problems:
+        problems.extend(_consistency(shifts, periods))
     zone = _one(fields, "timezone") or "Asia/Almaty"
     try:
         zoneinfo.ZoneInfo(zone)
@@ -220,6 +222,48 @@ def parse_policy_form(
             ]
         ) from err
     return valid_from, doc
+
+
+def _consistency(shifts: list[dict[str, Any]], periods: list[dict[str, Any]]) -> list[FormProblem]:
+    """The PolicyDoc's own rules, checked first so each problem names its form field in the
+    user's language (the details are names and times only)."""
+    out: list[FormProblem] = []
+    for s in shifts:
+        if s["entry_to"] <= s["entry_from"]:
+            out.append(FormProblem(
+                f"shift{s['number']}_entry_to", N_("The entry window must end after it starts."),
+                f"{s['entry_from']}–{s['entry_to']}",
+            ))
+    numbers = {s["number"] for s in shifts}
+    seen: dict[str, int] = {}
+    for i, p in enumerate(periods):
+        if p["to"] <= p["from"]:
+            out.append(FormProblem(
+                f"period{i}_to", N_("The meal period must end after it starts."),
+                f"{p['name']} {p['from']}–{p['to']}",
+            ))
+        unknown = sorted(set(p["shifts"]) - numbers)
+        if unknown:
+            out.append(FormProblem(
+                f"period{i}_shifts", N_("The meal period serves a shift that is not defined."),
+                f"{p['name']}: {','.join(str(x) for x in unknown)}",
+            ))
+        if p["name"] in seen:
+            out.append(FormProblem(
+                f"period{i}_name", N_("Two meal periods have the same name."), p["name"]
+            ))
+        seen.setdefault(p["name"], i)
+    for i, a in enumerate(periods):
+        for j in range(i + 1, len(periods)):
+            b = periods[j]
+            common = sorted(set(a["shifts"]) & set(b["shifts"]))
+            if common and a["from"] < b["to"] and b["from"] < a["to"]:
+                out.append(FormProblem(
+                    f"period{j}_from", N_("Meal periods of the same shift overlap:"),
+                    f"{a['name']} {a['from']}–{a['to']}, {b['name']} {b['from']}–{b['to']} "
+                    f"({','.join(str(x) for x in common)})",
+                ))
+    return out
 
 
 def form_values(doc: PolicyDoc | None, valid_from: dt.date) -> dict[str, Any]:
