@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
@@ -138,7 +139,13 @@ def issue_card(
         replaces_card_pk=replaces.pk if replaces is not None else None,
     )
     session.add(card)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as err:  # the same number bound at this moment by another user
+        raise CardError(
+            "credential",
+            N_("This card is already bound at the school (another card record): unbind it first."),
+        ) from err
     state = load_state(session, student.school_id)
     changes: list[Change] = [
         *edge_presence(session, student, state),
