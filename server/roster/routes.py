@@ -7,7 +7,7 @@ import datetime as dt
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -48,6 +48,8 @@ nav_item("students.view", "/classes", "Classes", 21)
 nav_item("staff.edit", "/staff", "Staff", 22)
 nav_item("roster.import", "/roster/import", "Import roster", 23)
 
+# A record's key in a path or a form: a BIGINT, so a bigger number is a 422, not a 500.
+Pk = Annotated[int, Path(ge=1, le=2**62)]
 PREVIEW_TTL_MS = 60 * 60_000
 PAGE = 200
 
@@ -85,11 +87,16 @@ def _classes(db: Session, who: Principal, perm: str, school_id: str) -> list[Sch
 
 
 def _student_in_scope(db: Session, who: Principal, pk: int, perm: str = "students.view") -> Student:
-    st = db.get(Student, pk)
+    st = db.get(Student, pk) if 0 < pk < 2**62 else None
     ensure(st is not None)
     assert st is not None
     ensure(who.can(perm, school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk))
     return st
+
+
+def _pk(text: str | None) -> int | None:
+    """A primary key from a form or a query (beyond BIGINT is no key at all)."""
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) < 19 else None
 
 
 def _localize(request: Request, e: RowError) -> str:
@@ -118,7 +125,7 @@ def students_page(
     ensure(current is not None or not school)
     rows: list[Any] = []
     classes: list[SchoolClass] = []
-    cls_pk = int(class_pk) if class_pk and class_pk.isdigit() else None
+    cls_pk = _pk(class_pk)
     if current is not None:
         classes = _classes(db, who, "students.view", current.id)
         visible = [c.pk for c in classes]
@@ -208,7 +215,7 @@ def _card_context(db: Session, who: Principal, st: Student) -> dict[str, Any]:
 
 @router.get("/students/{pk}")
 def student_card(
-    request: Request, db: Db, who: Annotated[Principal, require("students.view")], pk: int
+    request: Request, db: Db, who: Annotated[Principal, require("students.view")], pk: Pk
 ) -> Response:
     st = _student_in_scope(db, who, pk)
     ctx = _card_context(db, who, st)
@@ -239,10 +246,10 @@ def student_edit(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("students.edit")],
-    pk: int,
+    pk: Pk,
     surname: Annotated[str, Form(max_length=100)],
     given_name: Annotated[str, Form(max_length=100)],
-    class_pk: Annotated[int, Form()],
+    class_pk: Annotated[int, Form(ge=1, le=2**62)],
     patronymic: Annotated[str, Form(max_length=100)] = "",
     birth_date: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
@@ -283,7 +290,7 @@ def student_active(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("students.edit")],
-    pk: int,
+    pk: Pk,
     active: Annotated[str, Form(max_length=3)],
 ) -> Response:
     st = _student_in_scope(db, who, pk, "students.edit")
@@ -298,7 +305,7 @@ def guardian_add(
     db: Db,
     settings: Settings,
     who: Annotated[Principal, require("students.edit")],
-    pk: int,
+    pk: Pk,
     full_name: Annotated[str, Form(max_length=200)],
     phone: Annotated[str, Form(max_length=40)] = "",
     email: Annotated[str, Form(max_length=200)] = "",
@@ -359,8 +366,8 @@ def guardian_invite(
     db: Db,
     settings: Settings,
     who: Annotated[Principal, require("students.edit")],
-    pk: int,
-    gpk: int,
+    pk: Pk,
+    gpk: Pk,
     login: Annotated[str, Form(min_length=1, max_length=100)],
 ) -> Response:
     st = _student_in_scope(db, who, pk, "students.edit")
@@ -377,7 +384,7 @@ def guardian_invite(
 
 @router.post("/students/{pk}/guardians/{gpk}/remove")
 def guardian_remove(
-    request: Request, db: Db, who: Annotated[Principal, require("students.edit")], pk: int, gpk: int
+    request: Request, db: Db, who: Annotated[Principal, require("students.edit")], pk: Pk, gpk: Pk
 ) -> Response:
     st = _student_in_scope(db, who, pk, "students.edit")
     try:
@@ -523,7 +530,7 @@ def classes_save(
     pk: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     ensure(who.whole_school("students.edit", school) and db.get(School, school) is not None)
-    cls_pk = int(pk) if pk.isdigit() else None
+    cls_pk = _pk(pk)
     if cls_pk is not None:
         cls = db.get(SchoolClass, cls_pk)
         ensure(cls is not None and cls.school_id == school)
@@ -619,7 +626,7 @@ def staff_save(
     pk: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     ensure(who.whole_school("staff.edit", school) and db.get(School, school) is not None)
-    member_pk = int(pk) if pk.isdigit() else None
+    member_pk = _pk(pk)
     if member_pk is not None:
         member = db.get(StaffMember, member_pk)
         ensure(member is not None and member.school_id == school)

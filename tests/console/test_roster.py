@@ -697,3 +697,17 @@ def test_two_imports_of_one_file_at_once_create_its_students_once(
     assert created == [0, 30]
     db.expire_all()
     assert n_students(db) == 12 + 30
+
+
+def test_absurd_ids_are_not_server_errors(make_browser, world: World) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    huge = "9" * 25
+    assert admin.get(f"/students/{huge}").status_code in (404, 422)
+    assert admin.get(f"/students?school=S1&class_pk={huge}").status_code in (200, 422)
+    assert admin.get("/students?school=S1&class_pk=99999999999999999999").status_code == 200
+    assert admin.get("/students/0").status_code in (404, 422)
+    admin.get("/students")
+    pk = world.students["s1-3a-1"]
+    r = admin.post(f"/students/{pk}", {"surname": "A", "given_name": "B", "class_pk": huge})
+    assert r.status_code == 422
+    assert admin.post(f"/students/{pk}/guardians/{huge}/remove").status_code in (404, 422)
