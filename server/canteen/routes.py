@@ -109,6 +109,16 @@ def _may_set_limits(who: Principal, st: Student) -> bool:
     )
 
 
+def _catch_up(request: Request, db: Db, school_id: str) -> None:
+    """Post the school's waiting meals before showing money (the poster service does this in
+    the background; a page must not show a stale ledger where no poster runs, e.g. the demo)."""
+    try:
+        while service.post_meals(db, canteen_settings(request), school_id=school_id):
+            db.commit()
+    except IntegrityError:  # a poster booked them at the same moment: they are booked
+        db.rollback()
+
+
 def _today(db: Db, school_id: str) -> dt.date:
     return service.local_date(now_ms(), service.zone_of(db, school_id))
 
@@ -119,6 +129,7 @@ def _today(db: Db, school_id: str) -> dt.date:
 @router.get("/canteen")
 def index(request: Request, who: View, db: Db, school: str | None = None) -> Response:
     schools, sch = _pick_school(db, who, "canteen.view", school)
+    _catch_up(request, db, sch.id)
     students = list(
         db.execute(
             select(Student, SchoolClass.name)
@@ -183,6 +194,7 @@ def topup_start(
 def _student_page(
     request: Request, who: Principal, db: Db, st: Student, *, error: str | None = None, ok: str | None = None, status: int = 200, form: dict[str, str] | None = None
 ) -> Response:
+    _catch_up(request, db, st.school_id)
     entries = service.student_entries(db, st.pk)
     bal, voucher = service.balances(db, [st.pk])[st.pk]
     limits = db.get(ParentLimits, st.pk)
@@ -352,6 +364,7 @@ def menu_save(
 @router.get("/canteen/reconcile")
 def reconcile_page(request: Request, who: View, db: Db, school: str | None = None) -> Response:
     schools, sch = _pick_school(db, who, "canteen.view", school)
+    _catch_up(request, db, sch.id)
     rows = service.reconciliation(db, sch.id)
     audit(db, who, "canteen.recon", f"school:{sch.id}", school_id=sch.id, summary=f"{len(rows)} rows")
     db.commit()
@@ -392,6 +405,7 @@ def reports_page(
 ) -> Response:
     schools, sch = _pick_school(db, who, "canteen.view", school)
     lo, hi, error = _period(db, sch.id, start, end)
+    _catch_up(request, db, sch.id)
     rows = service.meal_report(db, sch.id, lo, hi)
     recon = service.reconciliation(db, sch.id)
     problems = [r for r in recon if r.recon.differences]
@@ -464,23 +478,28 @@ def wallet_page(request: Request, who: View, db: Db, school: str | None = None, 
     schools, sch = _pick_school(db, who, "canteen.view", school)
     month = month or _today(db, sch.id).strftime("%Y-%m")
     wallet = social_wallet(request)
-    settle, error = None, None
+    ctx: dict[str, Any] = {
+        "schools": schools,
+        "school": sch,
+        "month": month,
+        "settle": None,
+        "error": None,
+        "can_manage": wallet is not None and who.can("canteen.manage", school_id=sch.id),
+        "result": request.query_params.get("funded"),
+    }
+    status = 200
     try:
         ledger.month_bounds(month)
         if wallet is None:
-            error = tr(request, "The social wallet is not configured.")
+            ctx["error"] = tr(request, "The social wallet is not configured.")
         else:
-            settle = service.settlement(db, wallet, sch.id, month)
+            _catch_up(request, db, sch.id)
+            ctx["settle"] = service.settlement(db, wallet, sch.id, month)
     except MoneyError as err:
-        error = tr(request, str(err))
+        ctx["error"], status = tr(request, str(err)), 422
     except WalletError:
-        error = tr(request, "The social wallet did not answer.")
-    return render(
-        request,
-        "canteen/wallet.html",
-        {"schools": schools, "school": sch, "month": month, "settle": settle, "error": error, "can_manage": who.can("canteen.manage", school_id=sch.id), "result": request.query_params.get("funded")},
-        200 if error is None else 422,
-    )
+        ctx["error"], status = tr(request, "The social wallet did not answer."), 502
+    return render(request, "canteen/wallet.html", ctx, status)
 
 
 @router.post("/canteen/wallet/fund")

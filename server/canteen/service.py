@@ -263,15 +263,17 @@ def book_manual(
 # ----------------------------------------------------------------------------- meal poster
 
 
-def _meal_events(limit: int):  # type: ignore[no-untyped-def]
+def _meal_events(limit: int, school_id: str | None = None):  # type: ignore[no-untyped-def]
     meal = StoredEvent.payload["meal"].as_string()
     amount = StoredEvent.payload["amount_tiyn"].as_integer()
     booked = exists().where(
         and_(LedgerEntry.device_pk == StoredEvent.device_pk, LedgerEntry.seq == StoredEvent.seq)
     )
+    q = select(StoredEvent)
+    if school_id is not None:
+        q = q.where(StoredEvent.school_id == school_id)
     return (
-        select(StoredEvent)
-        .where(
+        q.where(
             StoredEvent.kind == "meal_served",
             meal.in_(("paid", "voucher")),
             amount > 0,
@@ -282,10 +284,13 @@ def _meal_events(limit: int):  # type: ignore[no-untyped-def]
     )
 
 
-def post_meals(db: Session, settings: CanteenSettings, limit: int | None = None) -> int:
-    """Post up to ``limit`` paid / voucher meals from the school's events as ledger debits, each
-    exactly once per (device_pk, seq) (a unique key); the caller commits. Returns how many."""
-    events = list(db.scalars(_meal_events(limit or settings.post_batch)))
+def post_meals(
+    db: Session, settings: CanteenSettings, limit: int | None = None, school_id: str | None = None
+) -> int:
+    """Post up to ``limit`` paid / voucher meals from the schools' events (or one school's) as
+    ledger debits, each exactly once per (device_pk, seq) (a unique key); the caller commits.
+    Returns how many."""
+    events = list(db.scalars(_meal_events(limit or settings.post_batch, school_id)))
     students: dict[tuple[str, str], Student | None] = {}
     zones: dict[str, zoneinfo.ZoneInfo] = {}
     for ev in events:
