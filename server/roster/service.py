@@ -235,7 +235,9 @@ class _SchoolIndex:
             pk: c for (pk, kind), c in consents.items() if kind == ConsentKind.DATA.value
         }
         self.guardians: dict[int, list[Guardian]] = {}
-        self.by_phone: dict[str, Guardian] = {}
+        # (phone, name): a sibling's guardian is the same person only if both match (parents
+        # often share one phone).
+        self.by_phone: dict[tuple[str, str], Guardian] = {}
         for link, g in session.execute(
             select(StudentGuardian, Guardian)
             .join(Guardian, Guardian.pk == StudentGuardian.guardian_pk)
@@ -245,7 +247,7 @@ class _SchoolIndex:
         ).all():
             self.guardians.setdefault(link.student_pk, []).append(g)
             if g.phone:
-                self.by_phone.setdefault(g.phone, g)
+                self.by_phone.setdefault((g.phone, g.full_name.casefold()), g)
 
     def match(self, row: RosterRow, errors: list[RowError]) -> Student | None:
         if row.ref:
@@ -265,24 +267,24 @@ class _SchoolIndex:
             return None
         return found[0] if found else None
 
-    def guardian(self, student_pk: int | None, row: RosterRow) -> tuple[Guardian | None, bool]:
-        """The row's guardian among the student's guardians (linked=True), else a sibling's
-        guardian with the same phone in this school (linked=False)."""
+    def guardian(
+        self, student_pk: int | None, name: str, phone: str, email: str
+    ) -> tuple[Guardian | None, bool]:
+        """This guardian among the student's guardians (linked=True), else a sibling's
+        guardian with the same phone and name in this school (linked=False)."""
+        # By name: parents often share one phone or e-mail.
         for g in self.guardians.get(student_pk, []) if student_pk is not None else []:
-            if (
-                (row.guardian_phone and g.phone == row.guardian_phone)
-                or (row.guardian_email and g.email.lower() == row.guardian_email)
-                or g.full_name.casefold() == row.guardian_name.casefold()
-            ):
+            if g.full_name.casefold() == name.casefold():
                 return g, True
-        if row.guardian_phone and row.guardian_phone in self.by_phone:
-            return self.by_phone[row.guardian_phone], False
+        sibling = self.by_phone.get((phone, name.casefold()))
+        if phone and sibling is not None:
+            return sibling, False
         return None, False
 
     def link(self, student_pk: int, g: Guardian) -> None:
         self.guardians.setdefault(student_pk, []).append(g)
         if g.phone:
-            self.by_phone.setdefault(g.phone, g)
+            self.by_phone.setdefault((g.phone, g.full_name.casefold()), g)
 
     def consent_needed(
         self, student_pk: int | None, row: RosterRow, errors: list[RowError]
@@ -345,7 +347,9 @@ def plan_import(
         if not st.active:
             changes.append("active")
         if row.guardian_name:
-            g, linked = index.guardian(st.pk, row)
+            g, linked = index.guardian(
+                st.pk, row.guardian_name, row.guardian_phone, row.guardian_email
+            )
             if (
                 g is None
                 or not linked
@@ -432,7 +436,9 @@ def apply_plan(
         for st, p in touched:
             row = p.row
             if row.guardian_name:
-                g, linked = index.guardian(st.pk, row)
+                g, linked = index.guardian(
+                    st.pk, row.guardian_name, row.guardian_phone, row.guardian_email
+                )
                 if g is None:
                     g = Guardian(
                         full_name=row.guardian_name,
@@ -682,9 +688,19 @@ def add_guardian(
         norm_phone = found
     if email and (not rules.EMAIL_RE.match(email) or len(email) > 200):
         raise RosterError(rules.E_EMAIL)
-    g = Guardian(full_name=full_name, phone=norm_phone, email=email)
-    session.add(g)
-    session.flush()
+    # A sibling's guardian (same phone and name in this school) is the same person: one
+    # record, so one console account and one notification per event cover both children.
+    g, linked = _SchoolIndex(session, st.school_id, ()).guardian(
+        st.pk, full_name, norm_phone, email
+    )
+    if g is not None and linked:
+        raise RosterError(N_("This guardian is linked to the student already."))
+    if g is None:
+        g = Guardian(full_name=full_name, phone=norm_phone, email=email)
+        session.add(g)
+        session.flush()
+    elif email and not g.email:
+        g.email = email
     session.add(
         StudentGuardian(student_pk=st.pk, guardian_pk=g.pk, relation=relation[:32] or "parent")
     )

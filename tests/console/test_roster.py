@@ -711,3 +711,32 @@ def test_absurd_ids_are_not_server_errors(make_browser, world: World) -> None:  
     r = admin.post(f"/students/{pk}", {"surname": "A", "given_name": "B", "class_pk": huge})
     assert r.status_code == 422
     assert admin.post(f"/students/{pk}/guardians/{huge}/remove").status_code in (404, 422)
+
+
+def test_siblings_share_one_guardian_and_parents_sharing_a_phone_do_not(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    a, b = world.students["s1-3a-2"], world.students["s1-7b-1"]
+    admin.get(f"/students/{a}")
+    mother = {"full_name": "Айгүл Б.", "phone": "+77015550000"}
+    assert admin.post(f"/students/{a}/guardians", mother).status_code == 200
+    assert admin.post(f"/students/{b}/guardians", mother).status_code == 200
+    assert admin.post(f"/students/{b}/guardians", mother).status_code == 400  # linked already
+    father = {"full_name": "Бауыржан Б.", "phone": "+77015550000"}
+    assert admin.post(f"/students/{b}/guardians", father).status_code == 200
+    db.expire_all()
+    names = list(
+        db.execute(select(Guardian.full_name).where(Guardian.phone == "+77015550000")).scalars()
+    )
+    assert sorted(names) == ["Айгүл Б.", "Бауыржан Б."]
+    # The import links the same way: a file line naming the mother of a sibling.
+    row = GOOD[1] | {"guardian_name": "айгүл б.", "guardian_phone": "8 701 555 00 00"}
+    assert import_rows(db, "S1", [row], today=dt.date(2026, 11, 22)).created == 1
+    db.expire_all()
+    assert (
+        db.execute(
+            select(func.count()).select_from(Guardian).where(Guardian.phone == "+77015550000")
+        ).scalar_one()
+        == 2
+    )
