@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.models import Base, BigId
@@ -22,8 +22,11 @@ class BlockReason(enum.StrEnum):
 
 
 class Card(Base):
+    """A card of a student or (without fee or consent rules) of a staff member."""
+
     __tablename__ = "cards"
     __table_args__ = (
+        CheckConstraint("(student_pk IS NULL) <> (staff_pk IS NULL)", name="ck_cards_one_owner"),
         # One bound (active or blocked) card per credential at a school: the edge's binding key.
         Index(
             "uq_cards_bound_credential",
@@ -37,7 +40,12 @@ class Card(Base):
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     credential: Mapped[str] = mapped_column(String(128))
-    student_pk: Mapped[int] = mapped_column(ForeignKey("students.pk"), index=True)
+    student_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("students.pk"), default=None, index=True
+    )
+    staff_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_members.pk"), default=None, index=True
+    )
     school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"))
     status: Mapped[str] = mapped_column(String(16), default=CardStatus.ACTIVE.value)
     block_reason: Mapped[str | None] = mapped_column(String(16), default=None)

@@ -16,17 +16,19 @@ from server.cards.service import (
     CardError,
     block_card,
     issue_card,
+    issue_staff_card,
     next_fee,
     normalise_credential,
     parse_reason,
     replace_card,
+    staff_cards,
     student_cards,
     unbind_card,
 )
 from server.consents.scope import class_of, scoped_student, visible_schools
 from server.console.web import Db, ensure, nav_item, render, require
 from server.models import School
-from server.people.models import ConsentKind, SchoolClass, Student
+from server.people.models import ConsentKind, SchoolClass, StaffMember, Student
 from server.people.service import has_consent
 
 router = APIRouter()
@@ -247,3 +249,110 @@ def cards_fees(
         {"schools": schools, "school": chosen, "rows": rows,
          "total": sum(c.fee_tiyn for c, _s, _k in rows)},
     )
+
+
+# ---------------------------------------------------------------------------- staff cards
+
+
+def _staff(db: Db, who: Principal, pk: int) -> StaffMember:
+    member = db.get(StaffMember, pk)
+    ensure(member is not None and who.can("staff.edit", school_id=member.school_id))
+    assert member is not None
+    return member
+
+
+def _staff_page(
+    request: Request,
+    db: Db,
+    member: StaffMember,
+    *,
+    error: CardError | None = None,
+    done: str | None = None,
+    status: int = 200,
+) -> Response:
+    school = db.get_one(School, member.school_id)
+    return render(
+        request,
+        "cards/staff.html",
+        {
+            "member": member,
+            "cards": staff_cards(db, member.pk),
+            "reasons": REASON_LABELS,
+            "statuses": STATUS_LABELS,
+            "error": error,
+            "done": done,
+            "zone": school.timezone,
+        },
+        status,
+    )
+
+
+def _staff_card(db: Db, member: StaffMember, card_pk: int) -> Card:
+    card = db.get(Card, card_pk)
+    ensure(card is not None and card.staff_pk == member.pk)
+    assert card is not None
+    return card
+
+
+@router.get("/staff/{pk}/cards")
+def staff_cards_page(
+    request: Request, db: Db, who: Annotated[Principal, require("staff.edit")], pk: int
+) -> Response:
+    return _staff_page(request, db, _staff(db, who, pk))
+
+
+@router.post("/staff/{pk}/cards")
+def staff_cards_issue(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("staff.edit")],
+    pk: int,
+    credential: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    member = _staff(db, who, pk)
+    try:
+        issue_staff_card(db, who, member, credential)
+    except CardError as err:
+        db.rollback()
+        return _staff_page(request, db, member, error=err, status=400)
+    db.commit()
+    return _staff_page(request, db, member, done=N_("The card is issued and sent to the school."))
+
+
+@router.post("/staff/{pk}/cards/{card_pk}/block")
+def staff_cards_block(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("staff.edit")],
+    pk: int,
+    card_pk: int,
+    reason: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    member = _staff(db, who, pk)
+    card = _staff_card(db, member, card_pk)
+    try:
+        block_card(db, who, card, parse_reason(reason))
+    except CardError as err:
+        db.rollback()
+        return _staff_page(request, db, member, error=err, status=400)
+    db.commit()
+    return _staff_page(request, db, member, done=N_("The card is blocked at the school's terminals."))
+
+
+@router.post("/staff/{pk}/cards/{card_pk}/unbind")
+def staff_cards_unbind(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("staff.edit")],
+    pk: int,
+    card_pk: int,
+) -> Response:
+    member = _staff(db, who, pk)
+    card = _staff_card(db, member, card_pk)
+    try:
+        unbind_card(db, who, card)
+    except CardError as err:
+        db.rollback()
+        return _staff_page(request, db, member, error=err, status=400)
+    db.commit()
+    return _staff_page(request, db, member, done=N_("The card is unbound."))

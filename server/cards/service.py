@@ -23,7 +23,7 @@ from server.cards.models import BlockReason, Card, CardStatus
 from server.clock import now_ms
 from server.consents.service import edge_presence
 from server.models import School
-from server.people.models import ConsentKind, Student
+from server.people.models import ConsentKind, StaffMember, Student
 from server.people.service import has_consent
 from server.sync.service import append_changes, load_state
 from server.sync.state import ChangeRejected
@@ -116,18 +116,7 @@ def issue_card(
             "credential",
             N_("The student already has an active card: block or replace it first."),
         )
-    taken = session.execute(
-        select(Card).where(
-            Card.school_id == student.school_id,
-            Card.credential == cred,
-            Card.status != CardStatus.UNBOUND.value,
-        )
-    ).scalars().first()
-    if taken is not None:
-        raise CardError(
-            "credential",
-            N_("This card is already bound at the school (another card record): unbind it first."),
-        )
+    _refuse_taken(session, student.school_id, cred)
     card = Card(
         credential=cred,
         student_pk=student.pk,
@@ -138,14 +127,7 @@ def issue_card(
         fee_tiyn=next_fee(session, student),
         replaces_card_pk=replaces.pk if replaces is not None else None,
     )
-    session.add(card)
-    try:
-        session.flush()
-    except IntegrityError as err:  # the same number bound at this moment by another user
-        raise CardError(
-            "credential",
-            N_("This card is already bound at the school (another card record): unbind it first."),
-        ) from err
+    _add(session, card)
     state = load_state(session, student.school_id)
     changes: list[Change] = [
         *edge_presence(session, student, state),
@@ -163,6 +145,82 @@ def issue_card(
         + (f"; replaces card #{replaces.pk}" if replaces is not None else ""),
     )
     return card
+
+
+def staff_cards(session: Session, staff_pk: int) -> list[Card]:
+    return list(
+        session.execute(
+            select(Card).where(Card.staff_pk == staff_pk).order_by(Card.pk.desc())
+        ).scalars()
+    )
+
+
+def issue_staff_card(
+    session: Session, who: Principal, member: StaffMember, credential: str
+) -> Card:
+    """A staff member's card (manual passes, staff entry): no fee; adults consent to their own
+    data at hiring, so no parent's consent applies."""
+    from server.roster.service import staff_change  # the roster owns what the edge knows of staff
+
+    cred = normalise_credential(credential)
+    if not member.active:
+        raise CardError("credential", N_("The staff member is not active."))
+    active = session.execute(
+        select(Card).where(Card.staff_pk == member.pk, Card.status == CardStatus.ACTIVE.value)
+    ).scalars().first()
+    if active is not None:
+        raise CardError(
+            "credential",
+            N_("The staff member already has an active card: block or unbind it first."),
+        )
+    _refuse_taken(session, member.school_id, cred)
+    card = Card(
+        credential=cred,
+        staff_pk=member.pk,
+        school_id=member.school_id,
+        status=CardStatus.ACTIVE.value,
+        issued_at_ms=now_ms(),
+        issued_by=who.user_pk,
+        fee_tiyn=0,
+    )
+    _add(session, card)
+    state = load_state(session, member.school_id)
+    changes: list[Change] = [] if member.ref in state.staff else [staff_change(session, member)]
+    changes.append(
+        CardBind(card=CardBinding(credential=cred, owner_kind=OwnerKind.STAFF, owner_id=member.ref))
+    )
+    _publish(session, member.school_id, changes)
+    audit(
+        session, who, "change", "card", school_id=member.school_id,
+        summary=f"staff card #{card.pk} issued and bound (card_bind) to staff {member.ref}",
+    )
+    return card
+
+
+def _refuse_taken(session: Session, school_id: str, cred: str) -> None:
+    taken = session.execute(
+        select(Card).where(
+            Card.school_id == school_id,
+            Card.credential == cred,
+            Card.status != CardStatus.UNBOUND.value,
+        )
+    ).scalars().first()
+    if taken is not None:
+        raise CardError(
+            "credential",
+            N_("This card is already bound at the school (another card record): unbind it first."),
+        )
+
+
+def _add(session: Session, card: Card) -> None:
+    session.add(card)
+    try:
+        session.flush()
+    except IntegrityError as err:  # the same number bound at this moment by another user
+        raise CardError(
+            "credential",
+            N_("This card is already bound at the school (another card record): unbind it first."),
+        ) from err
 
 
 def parse_reason(reason: str) -> BlockReason:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from server.cards.models import Card
 from server.cards.service import CardError, card_fee, normalise_credential
 from server.models import ChangeLogEntry, School
+from server.people.models import StaffMember
 from server.sync.service import load_state
 from tests.console.conftest import Browser, World
 from tests.console.test_consents import changes, give
@@ -137,3 +138,40 @@ def test_block_by_duty_deputy_and_scope(make_browser, world: World, db: Session)
 
 def _ops(rows: list[dict[str, Any]]) -> list[str]:
     return [r["op"] for r in rows]
+
+
+def test_staff_cards(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    member = StaffMember(school_id="S1", ref="t-77", full_name="Teacher Seven", edge_roles="class_teacher")
+    other = StaffMember(school_id="S3", ref="t-88", full_name="Teacher Eight")
+    db.add_all([member, other])
+    db.commit()
+    admin = make_browser("admin1")
+    admin.get(f"/staff/{member.pk}/cards")
+    assert admin.post(f"/staff/{member.pk}/cards", {"credential": "bad"}).status_code == 400
+    r = admin.post(f"/staff/{member.pk}/cards", {"credential": "em:0000000500"})
+    assert r.status_code == 200, r.text
+    # Not on the school's terminals yet: the staff record goes first, then the binding.
+    last = changes(db, "S1")[-2:]
+    assert [c["op"] for c in last] == ["staff_upsert", "card_bind"]
+    assert last[1]["card"] == {"credential": "EM:0000000500", "owner_kind": "staff", "owner_id": "t-77",
+                               "blocked_reason": None}
+    card = db.execute(select(Card).where(Card.staff_pk == member.pk)).scalar_one()
+    assert card.fee_tiyn == 0 and card.student_pk is None
+    # A student cannot get the same number while the staff card holds it.
+    give(admin, world.students["s1-3a-1"])
+    assert issue(admin, world.students["s1-3a-1"], "EM:0000000500").status_code == 400
+    admin.get(f"/staff/{member.pk}/cards")
+    assert admin.post(f"/staff/{member.pk}/cards/{card.pk}/block", {"reason": "lost"}).status_code == 200
+    assert load_state(db, "S1").cards["EM:0000000500"].blocked_reason == "lost"
+    # Scope: another school's admin, a teacher (no staff.edit), a card of another person.
+    before = db.execute(select(ChangeLogEntry.version)).scalars().all()
+    admin3 = make_browser("admin3")
+    assert admin3.get(f"/staff/{member.pk}/cards").status_code == 404
+    admin3.get(f"/staff/{other.pk}/cards")
+    assert admin3.post(f"/staff/{member.pk}/cards/{card.pk}/unbind").status_code == 404
+    assert admin3.post(f"/staff/{other.pk}/cards/{card.pk}/unbind").status_code == 404
+    teacher = make_browser("teacher1")
+    assert teacher.get(f"/staff/{member.pk}/cards").status_code == 403
+    db.expire_all()
+    assert db.execute(select(ChangeLogEntry.version)).scalars().all() == before
+    assert db.get_one(Card, card.pk).status == "blocked"

@@ -30,7 +30,7 @@ from server.clock import now_ms
 from server.consents.models import StudentCategory
 from server.console.web import SESSION_COOKIE
 from server.models import Base
-from server.people.models import Consent, Guardian, Student, StudentGuardian
+from server.people.models import Consent, Guardian, StaffMember, Student, StudentGuardian
 from tests.console.conftest import Browser, World
 
 # ------------------------------------------------------------------------------ the table
@@ -51,6 +51,8 @@ class Rule:
         membership guardian ({gpk} / {guardian_pk}) likewise
         guardian
         school     a school (path, or "{school}" in the form), the whole school: who.can(perm, school)
+        staff      a staff member ({pk}) or their card ({card_pk}): who.can(perm, their school)
+        staff_card
         school_any a school the user sees at least in part: school in who.schools(perm)
         region     a region: the operator or that region's regional operator
         opaque     a token-bound action: 403 without the permission, never a server error
@@ -163,6 +165,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
         "cards.issue", "card", form={"reason": "damaged", "credential": "EM:98{student_pk}"}
     ),
     ("POST", "/students/{pk}/cards/{card_pk}/unbind"): R("cards.issue", "card", last=True),
+    ("GET", "/staff/{pk}/cards"): R("staff.edit", "staff"),
+    ("POST", "/staff/{pk}/cards"): R("staff.edit", "staff", form={"credential": "EM:97{pk}"}),
+    ("POST", "/staff/{pk}/cards/{card_pk}/block"): R("staff.edit", "staff_card", form={"reason": "lost"}),
+    ("POST", "/staff/{pk}/cards/{card_pk}/unbind"): R("staff.edit", "staff_card", last=True),
     ("GET", "/cards"): R("cards.block", "list"),
     ("GET", "/cards/fees"): R("cards.issue", "list"),
     # meal policy
@@ -315,11 +321,25 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
             Target(f"{ref} guardian", base | {"gpk": link.guardian_pk, "guardian_pk": link.guardian_pk}, **where)
         )
     db.commit()
+    staff: list[Target] = []
+    staff_cards: list[Target] = []
+    for school in ("S1", "S3"):
+        member = StaffMember(school_id=school, ref=f"matrix-{school}", full_name=f"Staff {school}")
+        db.add(member)
+        db.flush()
+        card = Card(credential=f"EM:66{member.pk}", staff_pk=member.pk, school_id=school,
+                    status="active", issued_at_ms=now, fee_tiyn=0)
+        db.add(card)
+        db.flush()
+        staff.append(Target(member.ref, {"pk": member.pk}, school=school))
+        staff_cards.append(Target(f"{member.ref} card", {"pk": member.pk, "card_pk": card.pk}, school=school))
+    db.commit()
     schools = [Target(s, {"school": s, "school_id": s}, school=s) for s in world.schools]
     regions = [Target(r, {"region_id": r}, region=r) for r in ("R1", "R2")]
     return {
         "student": students, "card": cards, "membership": members, "guardian": guardians,
         "school": schools, "school_any": schools, "region": regions,
+        "staff": staff, "staff_card": staff_cards,
     }
 
 
@@ -346,7 +366,7 @@ def expected(rule: Rule, who: Principal, t: Target | None) -> str:
     assert t is not None
     if rule.kind in STUDENT_KINDS:
         ok = any(who.can(p, school_id=t.school, class_pk=t.class_pk, student_pk=t.student_pk) for p in rule.perm)
-    elif rule.kind == "school":
+    elif rule.kind in ("school", "staff", "staff_card"):
         ok = any(who.can(p, school_id=t.school) for p in rule.perm)
     elif rule.kind == "school_any":
         ok = any((s := who.schools(p)) is None or t.school in s for p in rule.perm)

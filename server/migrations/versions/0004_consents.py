@@ -49,7 +49,8 @@ def upgrade() -> None:
         "cards",
         sa.Column("pk", PK, autoincrement=True, nullable=False),
         sa.Column("credential", sa.String(length=128), nullable=False),
-        sa.Column("student_pk", PK, nullable=False),
+        sa.Column("student_pk", PK, nullable=True),
+        sa.Column("staff_pk", PK, nullable=True),
         sa.Column("school_id", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("block_reason", sa.String(length=16), nullable=True),
@@ -59,13 +60,16 @@ def upgrade() -> None:
         sa.Column("replaces_card_pk", PK, nullable=True),
         sa.Column("blocked_at_ms", sa.BigInteger(), nullable=True),
         sa.Column("unbound_at_ms", sa.BigInteger(), nullable=True),
+        sa.CheckConstraint("(student_pk IS NULL) <> (staff_pk IS NULL)", name="ck_cards_one_owner"),
         sa.ForeignKeyConstraint(["student_pk"], ["students.pk"]),
+        sa.ForeignKeyConstraint(["staff_pk"], ["staff_members.pk"]),
         sa.ForeignKeyConstraint(["school_id"], ["schools.id"]),
         sa.ForeignKeyConstraint(["issued_by"], ["users.pk"]),
         sa.ForeignKeyConstraint(["replaces_card_pk"], ["cards.pk"]),
         sa.PrimaryKeyConstraint("pk"),
     )
     op.create_index("ix_cards_student_pk", "cards", ["student_pk"], unique=False)
+    op.create_index("ix_cards_staff_pk", "cards", ["staff_pk"], unique=False)
     op.create_index(
         "uq_cards_bound_credential",
         "cards",
@@ -110,6 +114,7 @@ def downgrade() -> None:
     op.drop_index("ix_meal_policies_region_id", table_name="meal_policies")
     op.drop_table("meal_policies")
     op.drop_index("uq_cards_bound_credential", table_name="cards")
+    op.drop_index("ix_cards_staff_pk", table_name="cards")
     op.drop_index("ix_cards_student_pk", table_name="cards")
     op.drop_table("cards")
     op.drop_index("ix_student_categories_school_to", table_name="student_categories")
