@@ -226,3 +226,19 @@ def test_policy_scope(make_browser, world: World, db: Session) -> None:  # type:
     parent = make_browser("parent1")
     assert parent.get("/policy").status_code == 403
     assert db.execute(select(MealPolicy)).first() is None
+
+
+def test_a_region_version_leaves_a_school_with_its_own_policy_alone(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    admin.get("/policy/school/S1")
+    assert admin.post("/policy/school/S1", post_form(anti_passback="off")).status_code == 200
+    regional = make_browser("regional")
+    regional.get("/policy/region/R1")
+    r = regional.post("/policy/region/R1", post_form(anti_passback="hard"))
+    assert r.status_code == 200
+    assert "S2" in r.text.split('id="saved"')[1][:300]
+    assert [c["op"] for c in changes(db, "S1")] == ["policy_set"]  # only the school's own
+    assert load_state(db, "S1").policy.anti_passback.value == "off"  # type: ignore[union-attr]
+    assert load_state(db, "S2").policy.anti_passback.value == "hard"  # type: ignore[union-attr]
+    overview = regional.get("/policy").text
+    assert "school-S1" in overview and "school-S2" in overview and "school-S3" not in overview
