@@ -740,3 +740,24 @@ def test_siblings_share_one_guardian_and_parents_sharing_a_phone_do_not(
         ).scalar_one()
         == 2
     )
+
+
+def test_a_failure_while_applying_leaves_nothing_half_imported(
+    world: World, db: Session, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from server.roster import service
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("the change log refused")  # after students, guardians, consents
+
+    monkeypatch.setattr(service, "append_changes", broken)
+    with pytest.raises(RuntimeError):
+        import_rows(db, "S1", GOOD, today=dt.date(2026, 11, 22))
+    db.expire_all()
+    assert n_students(db) == 12
+    assert db.execute(select(func.count()).select_from(Consent)).scalar_one() == 0
+    assert db.execute(select(func.count()).select_from(Guardian)).scalar_one() == 1
+    assert db.execute(select(func.count()).select_from(SchoolClass)).scalar_one() == 6
+    assert db.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
