@@ -235,6 +235,10 @@ def _read_csv(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | N
     delimiter = ";" if first.count(";") > first.count(",") else ","
     if first.count("\t") > max(first.count(";"), first.count(",")):
         delimiter = "\t"
+    # Excel's "sep=;" line names the separator; it is not the header.
+    sep_line = re.fullmatch(r"sep=(.)", first.strip(), re.IGNORECASE)
+    if sep_line is not None:
+        delimiter = sep_line.group(1)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     table: list[tuple[int, list[str]]] = []
     start = 1
@@ -248,7 +252,7 @@ def _read_csv(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | N
     except csv.Error:
         _refuse(out, E_NOT_TABULAR, reader.line_num)
         return None
-    return table
+    return table[1:] if sep_line is not None else table
 
 
 def _read_xlsx(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | None:

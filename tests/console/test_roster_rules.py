@@ -230,3 +230,9 @@ def test_russian_and_kazakh_column_names_and_a_file_without_lines() -> None:
     assert not checked.errors and checked.rows[0].guardian_phone == "+77011112233"
     empty = parse_file("r.csv", f"{header}\r\n;;\r\n".encode())
     assert empty.refused and [e.reason for e in empty.errors] == [rules.E_NO_ROWS]
+
+
+def test_excel_sep_line_names_the_separator() -> None:
+    parsed = parse_file("r.csv", b"sep=;\r\n" + csv_bytes([row()], sep=";"))
+    assert not parsed.errors and parsed.rows[0].line == 3
+    assert parsed.rows[0].cells["surname"] == "Ахметов"
