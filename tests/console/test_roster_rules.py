@@ -7,6 +7,8 @@ import datetime as dt
 import io
 
 import openpyxl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.roster import rules
 from server.roster.rules import ClassInfo, RawRow, check_rows, parse_file
@@ -236,3 +238,53 @@ def test_excel_sep_line_names_the_separator() -> None:
     parsed = parse_file("r.csv", b"sep=;\r\n" + csv_bytes([row()], sep=";"))
     assert not parsed.errors and parsed.rows[0].line == 3
     assert parsed.rows[0].cells["surname"] == "Ахметов"
+
+
+# ------------------------------------------------------------------------------ properties
+
+NAMES = st.text(
+    alphabet=st.characters(categories=["Lu", "Ll"], exclude_characters="\x00"),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.sampled_from(["r.csv", "r.xlsx", "r.txt", "r"]))
+def test_any_bytes_are_read_or_refused_never_raise(data: bytes, name: str) -> None:
+    parsed = parse_file(name, data)
+    assert parsed.refused or parsed.rows or parsed.errors
+    for e in parsed.errors:
+        assert e.text  # every problem has a reason
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(NAMES, NAMES, st.dates(dt.date(2002, 1, 1), dt.date(2022, 1, 1))),
+        min_size=1,
+        max_size=20,
+        unique_by=lambda t: (t[0].casefold(), t[1].casefold(), t[2]),
+    ),
+    st.sampled_from(["utf-8", "utf-8-sig"]),
+    st.sampled_from([",", ";"]),
+)
+def test_written_rows_read_back_the_same(
+    people: list[tuple[str, str, dt.date]], encoding: str, sep: str
+) -> None:
+    rows = [
+        row(
+            surname=s,
+            given_name=g,
+            birth_date=b.strftime("%d.%m.%Y"),
+            guardian_name="",
+            guardian_phone="",
+        )
+        for s, g, b in people
+    ]
+    parsed = parse_file("r.csv", csv_bytes(rows, encoding, sep))
+    checked = check_rows(parsed.rows, CLASSES, TODAY)
+    assert not parsed.errors and not checked.errors
+    assert [(r.surname, r.given_name, r.birth_date) for r in checked.rows] == [
+        (s.strip(), g.strip(), b) for s, g, b in people
+    ]
