@@ -4,6 +4,7 @@ roster import (upload -> preview with every error -> confirm, all rows or none).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from typing import Annotated, Any
 
@@ -97,6 +98,10 @@ def _student_in_scope(db: Session, who: Principal, pk: int, perm: str = "student
 def _pk(text: str | None) -> int | None:
     """A primary key from a form or a query (beyond BIGINT is no key at all)."""
     return int(text) if text and text.isascii() and text.isdigit() and len(text) < 19 else None
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _localize(request: Request, e: RowError) -> str:
@@ -679,6 +684,26 @@ def import_page(
             "required": rules.REQUIRED,
             "errors": [],
         },
+    )
+
+
+@router.get("/roster/export")
+def export_csv(
+    db: Db,
+    who: Annotated[Principal, require("roster.import")],
+    school: Annotated[str, Query(max_length=64)],
+) -> Response:
+    """The school's roster in the import's format (children's data: audited as an export)."""
+    ensure(who.whole_school("roster.import", school) and db.get(School, school) is not None)
+    rows = service.export_rows(db, school)
+    audit(
+        db, who, "export", "roster", school_id=school, summary=f"roster CSV, {len(rows)} students"
+    )
+    db.commit()
+    return Response(
+        rules.to_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="roster-{_safe(school)}.csv"'},
     )
 
 

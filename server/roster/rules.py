@@ -752,13 +752,18 @@ TEMPLATE_ROWS = [
 ]
 
 
-def template_csv() -> bytes:
+def to_csv(rows: Iterable[Mapping[str, str]]) -> bytes:
+    """Rows in the import's own format (what ``parse_file`` reads back the same)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\r\n")
     w.writeheader()
-    w.writerows(TEMPLATE_ROWS)
+    w.writerows(rows)
     # A BOM, so that Excel opens the Cyrillic text as UTF-8.
     return b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8")
+
+
+def template_csv() -> bytes:
+    return to_csv(TEMPLATE_ROWS)
 
 
 def template_xlsx() -> bytes:

@@ -570,6 +570,46 @@ def import_rows(
     return result
 
 
+def export_rows(session: Session, school_id: str) -> list[dict[str, str]]:
+    """The school's active students in the import's format: edit the file and import it back
+    (matched on student_ref; an unchanged line changes nothing). A student without a granted
+    data consent has empty consent cells, which the import will ask for."""
+    students = list(
+        session.execute(
+            select(Student, SchoolClass)
+            .join(SchoolClass, SchoolClass.pk == Student.class_pk)
+            .where(Student.school_id == school_id, Student.active.is_(True))
+            .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
+        ).all()
+    )
+    index = _SchoolIndex(session, school_id, ())
+    out = []
+    for st, cls in students:
+        guardians = index.guardians.get(st.pk, [])
+        g = guardians[0] if guardians else None
+        c = index.data_consent.get(st.pk)
+        granted = c is not None and c.granted
+        out.append(
+            {
+                "student_ref": st.ref,
+                "surname": st.surname,
+                "given_name": st.given_name,
+                "patronymic": st.patronymic,
+                "birth_date": st.birth_date.isoformat() if st.birth_date else "",
+                "class": cls.name,
+                "grade": str(cls.grade),
+                "shift": str(cls.shift),
+                "guardian_name": g.full_name if g else "",
+                "guardian_phone": g.phone if g else "",
+                "guardian_email": g.email if g else "",
+                "consent_given_by": c.given_by if c is not None and granted else "",
+                "consent_document": c.document if c is not None and granted else "",
+                "consent_date": c.signed_on.isoformat() if c is not None and granted else "",
+            }
+        )
+    return out
+
+
 # ----------------------------------------------------------------------------------- staff
 
 

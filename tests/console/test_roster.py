@@ -761,3 +761,36 @@ def test_a_failure_while_applying_leaves_nothing_half_imported(
     assert db.execute(select(func.count()).select_from(Guardian)).scalar_one() == 1
     assert db.execute(select(func.count()).select_from(SchoolClass)).scalar_one() == 6
     assert db.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 0
+
+
+def test_export_edit_and_import_back(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    r = upload(admin, "S1", "roster.csv", csv_of(GOOD))
+    assert confirm(admin, r.text).status_code == 200
+    r = admin.get("/roster/export?school=S1")
+    assert r.status_code == 200 and r.headers["content-disposition"].endswith('roster-S1.csv"')
+    exported = r.content
+    assert b"s1-new-1" in exported and "Ахметов".encode() in exported
+    db.expire_all()
+    assert db.execute(
+        select(AuditEntry).where(AuditEntry.action == "export")
+    ).scalar_one().summary == ("roster CSV, 6 students")
+    # Only the two imported students have a data consent; the fixture's four do not, and the
+    # import asks for it rather than letting them pass.
+    admin.post("/lang", {"lang": "en", "next": "/"})
+    r = upload(admin, "S1", "export.csv", exported)
+    assert r.status_code == 400
+    assert {row[1] for row in error_rows(r.text)} == {
+        "consent_given_by",
+        "consent_document",
+        "consent_date",
+    }
+    assert len(error_rows(r.text)) == 4 * 3
+    # The lines with consent, imported back unchanged, change nothing.
+    lines = exported.decode("utf-8-sig").splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if "Өтініш" in line]
+    r = upload(admin, "S1", "export.csv", ("\r\n".join(kept) + "\r\n").encode())
+    assert "Unchanged: <strong>2</strong>" in r.text and "New: <strong>0</strong>" in r.text
+    teacher = make_browser("teacher1")
+    assert teacher.get("/roster/export?school=S1").status_code == 403
+    assert make_browser("admin3").get("/roster/export?school=S1").status_code == 404
