@@ -138,6 +138,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/roster/import/template.csv"): R("roster.import", "list"),
     ("GET", "/roster/import/template.xlsx"): R("roster.import", "list"),
     ("POST", "/roster/import"): R("roster.import", "school", form={"school": "{school}"}, files={"file": CSV}),
+    ("GET", "/roster/export"): R("roster.import", "school", query={"school": "{school}"}),
     ("POST", "/roster/import/confirm"): R(
         "roster.import", "opaque", form={"token": "not-a-preview", "sha256": "0" * 64}
     ),
