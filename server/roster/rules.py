@@ -339,12 +339,17 @@ _ALIAS_OF = {
 
 
 def _take_table(table: list[tuple[int, list[str]]], out: ParsedRoster) -> None:
-    # The header is the first non-empty line.
+    # The header is the first non-empty line, or a later one of the first few that names
+    # columns (a school's sheet often starts with a title such as "3A class list").
     while table and not any(c.strip() for c in table[0][1]):
         table.pop(0)
     if not table:
         _refuse(out, E_EMPTY)
         return
+    for i, (_line, cells) in enumerate(table[:10]):
+        if sum(_norm_header(c) in REQUIRED for c in cells) >= 2:
+            del table[:i]
+            break
     header_line, header = table[0]
     while header and not header[-1].strip():
         header.pop()

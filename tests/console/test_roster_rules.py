@@ -288,3 +288,12 @@ def test_written_rows_read_back_the_same(
     assert [(r.surname, r.given_name, r.birth_date) for r in checked.rows] == [
         (s.strip(), g.strip(), b) for s, g, b in people
     ]
+
+
+def test_a_title_above_the_header_is_skipped() -> None:
+    data = "Список учеников, 2025-2026\r\n\r\n".encode() + csv_bytes([row()])
+    parsed = parse_file("r.csv", data)
+    assert not parsed.errors and parsed.rows[0].line == 4
+    # Without any recognisable header, the first line is the header and is refused as such.
+    bad = parse_file("r.csv", b"a,b\r\n1,2\r\n")
+    assert bad.refused and (1, "a", "unknown column") in [e.as_tuple() for e in bad.errors]
