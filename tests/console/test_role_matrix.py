@@ -524,4 +524,7 @@ def test_role_matrix(login: str, make_browser, world: World, db: Session, app) -
                    files=case.rule.files or None)
         if (msg := check(case, r.status_code, r.headers.get("location", ""))) is not None:
             failures.append(msg)
+        shown = sorted(n for n in hidden if n in r.text)
+        if shown:
+            failures.append(f"POST {case.url}: shows students outside the role's scope: {shown}")
     assert not failures, f"{login}: {len(failures)} problem(s):\n" + "\n".join(failures)
