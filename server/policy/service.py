@@ -366,7 +366,7 @@ def publish_due_policies(session: Session, today: dt.date) -> list[tuple[str, in
 
 def save_policy(
     session: Session,
-    who: Principal,
+    who: Principal | None,
     *,
     region_id: str | None = None,
     school_id: str | None = None,
@@ -374,7 +374,8 @@ def save_policy(
     doc: PolicyDoc,
 ) -> tuple[MealPolicy, list[str]]:
     """Store a version and publish it to the schools where it is in force today.
-    Returns the row and the ids of the schools it was published to. Caller commits."""
+    Returns the row and the ids of the schools it was published to. Caller commits.
+    ``who`` is None for the system (the demo seeding a policy from a TOML file)."""
     if (region_id is None) == (school_id is None):
         raise ValueError("a policy belongs to exactly one region or one school")
     row = MealPolicy(
@@ -382,7 +383,7 @@ def save_policy(
         school_id=school_id,
         valid_from=valid_from,
         doc=doc.model_dump(mode="json", by_alias=True),
-        created_by=who.user_pk,
+        created_by=who.user_pk if who is not None else None,
         created_at_ms=now_ms(),
     )
     session.add(row)
@@ -401,3 +402,11 @@ def save_policy(
         f" from {valid_from.isoformat()}; published to {len(published)} school(s)",
     )
     return row, published
+
+
+def load_policy_toml(path: str) -> PolicyDoc:
+    """A policy file in the edge's format (examples/policy.toml) as a PolicyDoc, for seeding."""
+    import tomllib
+
+    with open(path, "rb") as f:
+        return PolicyDoc.model_validate(tomllib.load(f), strict=False)

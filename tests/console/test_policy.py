@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +20,11 @@ from server.policy.service import (
     PolicyFormError,
     effective_policy,
     form_fields_from_values,
+    load_policy_toml,
     local_today,
     parse_policy_form,
     publish_due_policies,
+    save_policy,
 )
 from server.sync.service import load_state
 from tests.console.conftest import World
@@ -242,3 +245,12 @@ def test_a_region_version_leaves_a_school_with_its_own_policy_alone(make_browser
     assert load_state(db, "S2").policy.anti_passback.value == "hard"  # type: ignore[union-attr]
     overview = regional.get("/policy").text
     assert "school-S1" in overview and "school-S2" in overview and "school-S3" not in overview
+
+
+def test_seed_from_the_edge_policy_file(world: World, db: Session) -> None:
+    doc = load_policy_toml(str(Path(__file__).resolve().parents[2] / "examples" / "policy.toml"))
+    row, published = save_policy(db, None, school_id="S3", valid_from=local_today(), doc=doc)
+    db.commit()
+    assert published == ["S3"] and row.created_by is None
+    state = load_state(db, "S3")
+    assert state.policy is not None and [p.name for p in state.policy.meal_periods] == ["breakfast", "lunch"]
