@@ -128,6 +128,7 @@ def record_consent(
     """Record the decision and its effects; returns the effects (English msgids). Caller commits."""
     if not form.granted and not has_consent(session, student.pk, form.kind):
         raise ConsentError("decision", N_("There is no given consent of this kind to withdraw."))
+    previous = current_consent(session, student.pk, form.kind)
     now = now_ms()
     row = Consent(
         student_pk=student.pk,
@@ -160,7 +161,14 @@ def record_consent(
         f"signed_on {form.signed_on.isoformat()}",
     )
     if form.granted:
-        if form.kind is ConsentKind.DATA and not student.active:
+        # Reactivate only a student this module deactivated (data withdrawn); one who left the
+        # school (the roster's switch) stays inactive.
+        if (
+            form.kind is ConsentKind.DATA
+            and not student.active
+            and previous is not None
+            and not previous.granted
+        ):
             student.active = True
             student.updated_at_ms = now
             effect("change", "student", "student reactivated: data consent given",

@@ -234,3 +234,15 @@ def test_biometric_withdrawal_reaches_the_edge_and_the_deletion_is_shown(make_br
     assert "badge ok" in part and "(3 " in part
     # Data consent stays: the student and cards are untouched by a biometric withdrawal.
     assert db.get_one(Student, pk).active is True
+
+
+def test_a_student_who_left_is_not_reactivated_by_a_consent(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser("admin1")
+    pk = world.students["s1-7b-2"]
+    give(admin, pk)
+    st = db.get_one(Student, pk)
+    st.active = False  # left the school (the roster's switch), data consent still given
+    db.commit()
+    assert give(admin, pk, document="Application 2").status_code == 200
+    db.expire_all()
+    assert db.get_one(Student, pk).active is False
