@@ -30,6 +30,8 @@ from protocol.messages import (
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.clock import now_ms
+from server.consents.categories import published_memberships
+from server.consents.models import StudentCategory
 from server.models import School
 from server.people.models import (
     Consent,
@@ -41,11 +43,12 @@ from server.people.models import (
     StudentGuardian,
 )
 from server.people.service import student_record
+from server.policy.service import local_today
 from server.roster import rules
 from server.roster.models import StaffClass
 from server.roster.rules import N_, ClassInfo, RawRow, RosterRow, RowError, class_key
 from server.roster.rules import parse_file as parse_file  # the Python API: parse, then import
-from server.sync.service import append_changes
+from server.sync.service import append_changes, load_state
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +112,38 @@ def student_records(session: Session, students: Sequence[Student]) -> dict[int, 
 
 def student_changes(session: Session, students: Sequence[Student]) -> list[Change]:
     """What the edges get for these students: an upsert while active with data consent
-    (consent first), else a removal."""
+    (consent first), else a removal.
+
+    An upsert replaces the whole record at the edge, social categories included, so it carries
+    the categories the edge has now (from the school's change log), or for a student not on the
+    edges, the memberships the consents module publishes: renaming or moving a student must
+    not take away their free meals.
+    """
     records = student_records(session, students)
+    states = {school: load_state(session, school) for school in {st.school_id for st in students}}
+    off_edge = [st.pk for st in students if st.ref not in states[st.school_id].students]
+    with_categories: set[int] = set()
+    for i in range(0, len(off_edge), 1000):
+        with_categories |= set(
+            session.execute(
+                select(StudentCategory.student_pk)
+                .where(StudentCategory.student_pk.in_(off_edge[i : i + 1000]))
+                .distinct()
+            ).scalars()
+        )
     out: list[Change] = []
     for st in students:
         rec = records[st.pk]
         data = next((c for c in rec.consents if c.kind == ConsentKind.DATA.value), None)
         if st.active and data is not None and data.granted:
-            out.append(StudentUpsert(student=rec))
+            on_edge = states[st.school_id].students.get(st.ref)
+            if on_edge is not None:
+                categories = on_edge.categories
+            elif st.pk in with_categories:
+                categories = published_memberships(session, st.pk, local_today())
+            else:
+                categories = []
+            out.append(StudentUpsert(student=rec.model_copy(update={"categories": categories})))
         else:
             out.append(StudentRemove(student_id=st.ref))
     return out

@@ -794,3 +794,62 @@ def test_export_edit_and_import_back(make_browser, world: World, db: Session) ->
     teacher = make_browser("teacher1")
     assert teacher.get("/roster/export?school=S1").status_code == 403
     assert make_browser("admin3").get("/roster/export?school=S1").status_code == 404
+
+
+def test_edits_keep_the_social_categories_the_edge_has(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    """An upsert replaces the whole record at the edge: a rename, a transfer, a class change or
+    a re-import must not take a student's free-meal category away."""
+    from protocol.messages import CategoriesSet, CategoryMembership
+    from server.consents.models import StudentCategory
+    from server.roster.service import publish_students
+    from server.sync.service import append_changes
+
+    pk = world.students["s1-3a-1"]
+    _consent(db, pk)
+    st = db.get_one(Student, pk)
+    publish_students(db, "S1", [st])
+    member = CategoryMembership(
+        code="large_family", valid_from="2025-09-01", valid_to="2026-12-31", document="No. 7"
+    )
+    append_changes(db, "S1", [CategoriesSet(student_id=st.ref, categories=[member])])
+    db.commit()
+
+    admin = make_browser("admin1")
+    admin.get(f"/students/{pk}")
+    admin.post(
+        f"/students/{pk}",
+        {"surname": "Renamed", "given_name": "X", "class_pk": world.classes["S1/7B"]},
+    )
+    admin.post(
+        "/classes",
+        {
+            "school": "S1",
+            "pk": str(world.classes["S1/7B"]),
+            "name": "7B",
+            "grade": "7",
+            "shift": "1",
+        },
+    )
+    db.expire_all()
+    rec = load_state(db, "S1").students["s1-3a-1"]
+    assert (rec.class_name, rec.shift, rec.display_name) == ("7B", 1, "Renamed X")
+    assert rec.categories == [member]
+    # Removed (deactivated) and back: the memberships come from the consents module's records.
+    db.add(
+        StudentCategory(
+            student_pk=pk,
+            school_id="S1",
+            code="large_family",
+            document="No. 7",
+            valid_from=dt.date(2025, 9, 1),
+            valid_to=dt.date(2099, 12, 31),
+            recorded_at_ms=now_ms(),
+        )
+    )
+    db.commit()
+    admin.post(f"/students/{pk}/active", {"active": "0"})
+    admin.post(f"/students/{pk}/active", {"active": "1"})
+    db.expire_all()
+    assert [c.code for c in load_state(db, "S1").students["s1-3a-1"].categories] == ["large_family"]
