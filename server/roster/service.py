@@ -657,9 +657,15 @@ def staff_record(session: Session, member: StaffMember) -> StaffRecord:
 
 
 def staff_change(session: Session, member: StaffMember) -> Change:
-    if member.active:
-        return StaffUpsert(staff=staff_record(session, member))
-    return StaffRemove(staff_id=member.ref)
+    """An upsert replaces the edge's record: it keeps the PIN hash the edge has (the console
+    never sees a PIN)."""
+    if not member.active:
+        return StaffRemove(staff_id=member.ref)
+    record = staff_record(session, member)
+    on_edge = load_state(session, member.school_id).staff.get(member.ref)
+    if on_edge is not None and on_edge.pin_hash:
+        record = record.model_copy(update={"pin_hash": on_edge.pin_hash})
+    return StaffUpsert(staff=record)
 
 
 # ------------------------------------------------------------------------- editing one student
