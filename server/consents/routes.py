@@ -33,10 +33,18 @@ from server.consents.service import (
 )
 from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
 from server.models import School
-from server.people.models import ConsentKind, Guardian, SchoolClass, Student, StudentGuardian
+from server.people.models import (
+    Consent,
+    ConsentKind,
+    Guardian,
+    SchoolClass,
+    Student,
+    StudentGuardian,
+)
 from server.policy.service import school_today
 
 router = APIRouter()
+nav_item("consents.edit", "/consents", "Consents", 25)
 nav_item("categories.view", "/categories", "Social categories", 40)
 
 N_ = str
@@ -251,4 +259,54 @@ def categories_list(
 def _classes(db: Db, school_id: str) -> list[SchoolClass]:
     return list(
         db.execute(select(SchoolClass).where(SchoolClass.school_id == school_id)).scalars()
+    )
+
+
+# ------------------------------------------------------------------------ the consent list
+
+
+@router.get("/consents")
+def consents_list(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("consents.edit")],
+    school: Annotated[str | None, Query(max_length=64)] = None,
+    class_pk: Annotated[int | None, Query()] = None,
+) -> Response:
+    """Students in scope with their current consents: who still lacks a parent's signature."""
+    schools = visible_schools(db, who, "consents.edit")
+    ensure(bool(schools))
+    chosen = next((s for s in schools if s.id == school), None) if school else schools[0]
+    ensure(chosen is not None)
+    assert chosen is not None
+    allowed = who.classes("consents.edit", chosen.id)
+    classes = [c for c in _classes(db, chosen.id) if allowed is None or c.pk in allowed]
+    classes.sort(key=lambda c: (c.grade, c.name))
+    ensure(class_pk is None or any(c.pk == class_pk for c in classes))
+    shown = {class_pk} if class_pk is not None else {c.pk for c in classes}
+    students = list(
+        db.execute(
+            select(Student)
+            .where(Student.school_id == chosen.id, Student.class_pk.in_(shown))
+            .order_by(Student.surname, Student.given_name)
+        ).scalars()
+    )
+    state: dict[int, dict[str, bool]] = {s.pk: {} for s in students}
+    rows = db.execute(
+        select(Consent.student_pk, Consent.kind, Consent.granted)
+        .where(Consent.student_pk.in_(list(state)))
+        .order_by(Consent.pk)
+    ).all()
+    for student_pk, kind, granted in rows:
+        state[student_pk][kind] = granted  # the newest row wins
+    audit(db, who, "view", "consent", school_id=chosen.id,
+          summary=f"consent states of {len(students)} student(s)")
+    db.commit()
+    return render(
+        request,
+        "consents/list.html",
+        {"schools": schools, "school": chosen, "classes": classes, "class_pk": class_pk,
+         "class_names": {c.pk: c.name for c in classes}, "students": students, "state": state,
+         "kinds": KIND_LABELS,
+         "missing": sum(1 for s in students if not state[s.pk].get("data"))},
     )

@@ -246,3 +246,18 @@ def test_a_student_who_left_is_not_reactivated_by_a_consent(make_browser, world:
     assert give(admin, pk, document="Application 2").status_code == 200
     db.expire_all()
     assert db.get_one(Student, pk).active is False
+
+
+def test_consent_list_shows_only_the_scope(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    teacher = make_browser("teacher1")
+    give(teacher, world.students["s1-3a-1"])
+    page = teacher.get("/consents").text
+    assert "Surname1 Name3AS1" in page and "Surname2 Name3AS1" in page
+    assert "Name7BS1" not in page
+    assert "<strong>1</strong> / 2" in page.split('id="missing"')[1][:200]
+    assert teacher.get(f"/consents?school=S1&class_pk={world.classes['S1/7B']}").status_code == 404
+    assert teacher.get("/consents?school=S3").status_code == 404
+    admin = make_browser("admin1")
+    page = admin.get("/consents").text
+    assert "Name7BS1" in page and "Name3AS3" not in page
+    assert make_browser("canteen1").get("/consents").status_code == 403

@@ -143,6 +143,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
         "roster.import", "opaque", form={"token": "not-a-preview", "sha256": "0" * 64}
     ),
     # consents, categories (this module)
+    ("GET", "/consents"): R("consents.edit", "list"),
     ("GET", "/students/{pk}/consents"): R("consents.edit", "student"),
     ("POST", "/students/{pk}/consents"): R(
         "consents.edit", "student",
