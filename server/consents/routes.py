@@ -252,6 +252,7 @@ def categories_list(
         "consents/categories_list.html",
         {"schools": schools, "school": chosen, "day": on, "rows": rows,
          "labels": CATEGORY_LABELS, "classes": classes,
+         "counts": {code: len({s.pk for m, s in rows if m.code == code}) for code in CATEGORY_LABELS},
          "error": tr(request, "Not a date; today is shown.") if day and on.isoformat() != day else None},
     )
 

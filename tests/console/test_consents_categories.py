@@ -63,6 +63,8 @@ def test_social_pedagogue_records_categories(make_browser, world: World, db: Ses
     # The list of the school shows who has a category valid today (not the future one).
     page = social.get("/categories?school=S1").text
     assert "Certificate 77" in page and "Board minutes 4" not in page
+    counts = page.split('id="counts"')[1].split("</table>")[0]
+    assert counts.count('<td class="num">1</td>') == 1  # one large family, nothing else today
     # Removing publishes the rest.
     row = db.execute(select(StudentCategory).where(StudentCategory.code == "large_family")).scalar_one()
     assert social.post(f"/students/{pk}/categories/{row.pk}/remove").status_code == 303
