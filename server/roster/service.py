@@ -18,8 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
+    CardBind,
+    CardBinding,
     Change,
     ConsentRecord,
+    OwnerKind,
     StaffRecord,
     StaffRemove,
     StaffUpsert,
@@ -29,6 +32,7 @@ from protocol.messages import (
 )
 from server.accounts.access import Principal
 from server.audit.service import audit
+from server.cards.models import Card, CardStatus
 from server.clock import now_ms
 from server.consents.categories import published_memberships
 from server.consents.models import StudentCategory
@@ -131,6 +135,17 @@ def student_changes(session: Session, students: Sequence[Student]) -> list[Chang
                 .distinct()
             ).scalars()
         )
+    bound: dict[int, list[Card]] = {}
+    for i in range(0, len(off_edge), 1000):
+        for card in session.execute(
+            select(Card)
+            .where(
+                Card.student_pk.in_(off_edge[i : i + 1000]),
+                Card.status != CardStatus.UNBOUND.value,
+            )
+            .order_by(Card.pk)
+        ).scalars():
+            bound.setdefault(card.student_pk or 0, []).append(card)
     out: list[Change] = []
     for st in students:
         rec = records[st.pk]
@@ -144,9 +159,26 @@ def student_changes(session: Session, students: Sequence[Student]) -> list[Chang
             else:
                 categories = []
             out.append(StudentUpsert(student=rec.model_copy(update={"categories": categories})))
+            if on_edge is None:
+                # Back on the edges (reactivated): the cards still bound to them come back too.
+                out.extend(_card_binds(st, bound.get(st.pk, [])))
         else:
             out.append(StudentRemove(student_id=st.ref))
     return out
+
+
+def _card_binds(st: Student, cards: Sequence[Card]) -> list[Change]:
+    return [
+        CardBind(
+            card=CardBinding(
+                credential=c.credential,
+                owner_kind=OwnerKind.STUDENT,
+                owner_id=st.ref,
+                blocked_reason=c.block_reason if c.status == CardStatus.BLOCKED.value else None,
+            )
+        )
+        for c in cards
+    ]
 
 
 def publish_students(session: Session, school_id: str, students: Sequence[Student]) -> None:

@@ -853,3 +853,43 @@ def test_edits_keep_the_social_categories_the_edge_has(
     admin.post(f"/students/{pk}/active", {"active": "1"})
     db.expire_all()
     assert [c.code for c in load_state(db, "S1").students["s1-3a-1"].categories] == ["large_family"]
+
+
+def test_a_student_back_from_deactivation_gets_their_bound_cards_back(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    from protocol.messages import CardBind, CardBinding, OwnerKind
+    from server.cards.models import Card
+    from server.roster.service import publish_students
+    from server.sync.service import append_changes
+
+    pk = world.students["s1-3a-1"]
+    _consent(db, pk)
+    publish_students(db, "S1", [db.get_one(Student, pk)])
+    for cred, status in (("EM:0001", "active"), ("EM:0002", "unbound")):
+        db.add(
+            Card(
+                credential=cred, student_pk=pk, school_id="S1", status=status, issued_at_ms=now_ms()
+            )
+        )
+    append_changes(
+        db,
+        "S1",
+        [
+            CardBind(
+                card=CardBinding(
+                    credential="EM:0001", owner_kind=OwnerKind.STUDENT, owner_id="s1-3a-1"
+                )
+            )
+        ],
+    )
+    db.commit()
+    admin = make_browser("admin1")
+    admin.get(f"/students/{pk}")
+    admin.post(f"/students/{pk}/active", {"active": "0"})
+    db.expire_all()
+    assert "EM:0001" not in load_state(db, "S1").cards  # the edge drops a removed student's cards
+    admin.post(f"/students/{pk}/active", {"active": "1"})
+    db.expire_all()
+    cards = load_state(db, "S1").cards
+    assert set(cards) == {"EM:0001"} and cards["EM:0001"].owner_id == "s1-3a-1"
