@@ -236,7 +236,12 @@ async def _console_banner(server: Any, roster: Any) -> None:
     from server.demo_seed import DEMO_PASSWORD
 
     accounts = await asyncio.to_thread(
-        server.seed_demo, roster.school, roster.students, roster.staff
+        server.seed_demo,
+        roster.school,
+        roster.students,
+        roster.staff,
+        roster.cards,
+        load_policy(POLICY),
     )
     if server.console_url is None:
         return

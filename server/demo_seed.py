@@ -14,11 +14,24 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from protocol.messages import StaffRecord, StudentRecord, StudentUpsert
+from protocol.messages import (
+    CardBind,
+    CardBinding,
+    CardBlock,
+    Change,
+    OwnerKind,
+    PolicyDoc,
+    StaffRecord,
+    StaffUpsert,
+    StudentRecord,
+    StudentUpsert,
+)
 from server.accounts.access import Grant, Role
 from server.accounts.models import User
 from server.accounts.service import create_user
+from server.cards.models import BlockReason, Card, CardStatus
 from server.clock import now_ms
+from server.consents.models import StudentCategory
 from server.people.models import (
     Consent,
     ConsentKind,
@@ -29,6 +42,7 @@ from server.people.models import (
     StudentGuardian,
 )
 from server.people.service import add_school, student_record
+from server.policy.service import save_policy
 from server.sync.service import append_changes
 
 DEMO_PASSWORD = "qaqpa-demo-2026"  # the demo's accounts only; printed by `qaqpa demo`
@@ -60,6 +74,8 @@ def seed_demo(
     school: str,
     students_in: list[StudentRecord],
     staff_in: list[StaffRecord],
+    cards_in: list[CardBinding] | None = None,
+    policy: PolicyDoc | None = None,
     *,
     region: str = "DEMO-REGION",
 ) -> list[DemoAccount]:
@@ -77,7 +93,8 @@ def seed_demo(
             classes[rec.class_name] = c
     session.flush()
     students: list[Student] = []
-    changes: list[StudentUpsert] = []
+    changes: list[Change] = []
+    by_ref: dict[str, Student] = {}
     for rec in students_in:
         data = next((c for c in rec.consents if c.kind == "data"), None)
         st = Student(
@@ -94,6 +111,7 @@ def seed_demo(
         session.add(st)
         session.flush()
         students.append(st)
+        by_ref[rec.id] = st
         if not st.active:
             continue
         for kind in (ConsentKind.DATA, ConsentKind.NOTIFICATIONS):
@@ -108,22 +126,73 @@ def seed_demo(
                     recorded_at_ms=now,
                 )
             )
-        g = Guardian(full_name=f"{st.surname} (parent)", phone=f"+7701{rng.randrange(10**6, 10**7)}")
+        g = Guardian(
+            full_name=f"{st.surname} (parent)", phone=f"+7701{rng.randrange(10**6, 10**7)}"
+        )
         session.add(g)
         session.flush()
         session.add(StudentGuardian(student_pk=st.pk, guardian_pk=g.pk))
         session.flush()
-        changes.append(StudentUpsert(student=student_record(session, st)))
+        for cat in rec.categories:
+            session.add(
+                StudentCategory(
+                    student_pk=st.pk,
+                    school_id=school,
+                    code=cat.code,
+                    document=cat.document,
+                    valid_from=dt.date.fromisoformat(cat.valid_from),
+                    valid_to=dt.date.fromisoformat(cat.valid_to),
+                    recorded_at_ms=now,
+                )
+            )
+        record = student_record(session, st).model_copy(update={"categories": rec.categories})
+        changes.append(StudentUpsert(student=record))
+    staff_rows: dict[str, StaffMember] = {}
     for staff in staff_in:
+        row = StaffMember(
+            school_id=school,
+            ref=staff.id,
+            full_name=f"Teacher {staff.id}",
+            edge_roles=",".join(staff.roles),
+        )
+        session.add(row)
+        staff_rows[staff.id] = row
+        changes.append(StaffUpsert(staff=staff))
+    session.flush()
+    for binding in cards_in or []:
+        student = by_ref.get(binding.owner_id) if binding.owner_kind == OwnerKind.STUDENT else None
+        owner = staff_rows.get(binding.owner_id) if binding.owner_kind == OwnerKind.STAFF else None
+        if student is None and owner is None:
+            continue
+        if student is not None and not student.active:
+            continue  # no card without a data consent
+        blocked = binding.blocked_reason is not None
         session.add(
-            StaffMember(
+            Card(
+                credential=binding.credential,
+                student_pk=student.pk if student is not None else None,
+                staff_pk=owner.pk if owner is not None else None,
                 school_id=school,
-                ref=staff.id,
-                full_name=f"Teacher {staff.id}",
-                edge_roles=",".join(staff.roles),
+                status=CardStatus.BLOCKED.value if blocked else CardStatus.ACTIVE.value,
+                block_reason=BlockReason.LOST.value if blocked else None,
+                issued_at_ms=now,
+                blocked_at_ms=now if blocked else None,
             )
         )
+        changes.append(CardBind(card=binding.model_copy(update={"blocked_reason": None})))
+        if blocked:
+            changes.append(
+                CardBlock(credential=binding.credential, reason=binding.blocked_reason or "lost")
+            )
     append_changes(session, school, changes)
+    if policy is not None:
+        save_policy(
+            session,
+            None,
+            school_id=school,
+            valid_from=dt.date.today() - dt.timedelta(days=60),
+            doc=policy,
+        )
     first_class = students_in[0].class_name if students_in else "1A"
     accounts = demo_accounts(first_class)
     for acc in accounts:

@@ -66,6 +66,9 @@ class EmbeddedServer:
         self._console: Any = None
         self._console_thread: threading.Thread | None = None
         self.console_url: str | None = None
+        self._extras: contextlib.ExitStack | None = None
+        self.sms_sink: Any = None
+        self.smtp_sink: Any = None
         port = mqtt_port if mqtt_port is not None else free_port()
         self.settings = ServerSettings(
             database_url=database_url or f"sqlite:///{data_dir / 'server.db'}",
@@ -143,7 +146,20 @@ class EmbeddedServer:
         log.info("embedded server: MQTT on 127.0.0.1:%d", self.settings.mqtt_port)
         if self._console_port is not None:
             await asyncio.to_thread(self._start_console, self._console_port)
+            await asyncio.to_thread(self._start_console_services)
         return self
+
+    def _start_console_services(self) -> None:
+        """What a console user expects to see move: parents' notifications (delivered to local
+        SMS and e-mail sinks) and paid meals posted to the canteen ledger."""
+        from server.canteen.poster import MealPosterService
+        from server.canteen.settings import CanteenSettings
+        from simulators.notify_sinks import demo_notifications
+
+        url = self.settings.database_url
+        self._extras = contextlib.ExitStack()
+        self.sms_sink, self.smtp_sink = self._extras.enter_context(demo_notifications(url))
+        self._extras.enter_context(MealPosterService(url, CanteenSettings()))
 
     def _start_console(self, port: int) -> None:
         """uvicorn in its own thread, so the console's work never delays the school's loop."""
@@ -173,12 +189,14 @@ class EmbeddedServer:
             time.sleep(0.05)
         self.console_url = f"http://127.0.0.1:{port}"
 
-    def seed_demo(self, school: str, students: Any, staff: Any) -> list[Any]:
-        """The demo school's people and one account per role in the server's tables."""
+    def seed_demo(
+        self, school: str, students: Any, staff: Any, cards: Any = None, policy: Any = None
+    ) -> list[Any]:
+        """The demo school's people, cards, policy and one account per role in the server."""
         from server.demo_seed import seed_demo
 
         with session_factory(self._engine)() as session:
-            accounts = seed_demo(session, school, students, staff)
+            accounts = seed_demo(session, school, students, staff, cards, policy)
             session.commit()
         return accounts
 
@@ -188,6 +206,9 @@ class EmbeddedServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._extras is not None:
+            await asyncio.to_thread(self._extras.close)
+            self._extras = None
         if self._console is not None:
             self._console.should_exit = True
             if self._console_thread is not None:
