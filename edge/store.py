@@ -662,7 +662,8 @@ class EdgeStore:
         return self._sync_version
 
     async def apply_snapshot(self, snap: SyncSnapshot) -> None:
-        """Replace roster, cards, staff, policy and menu wholesale, atomically."""
+        """Replace roster, cards, staff and policy wholesale, atomically; add the credits it
+        carries (once per ledger id) and replace the parents' limits when it carries them."""
         async with self.write_lock:
             await self._money_transaction(_replace_all, snap, bool(snap.balance_credits))
             self._after_downlink(snap.policy, snap.version)
@@ -997,7 +998,9 @@ def _set_acked(db: sqlite3.Connection, target: int, clear_alarm: bool) -> None:
 
 
 def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkEffects) -> None:
-    for table in ("consents", "categories", "cards", "staff", "students", "menu"):
+    # Menus are dated and replaced date by date (menu_set); the snapshot's undated ``menu`` cannot
+    # replace them, so they stay: a snapshot in the morning must not stop the day's sales.
+    for table in ("consents", "categories", "cards", "staff", "students"):
         db.execute(f"DELETE FROM {table}")
     for s in snap.students:
         _put_student(db, s)

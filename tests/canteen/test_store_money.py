@@ -254,3 +254,14 @@ async def test_a_snapshot_carries_credits_once_and_limits(tmp_path: Path) -> Non
         await money_invariants(store)
     finally:
         await store.close()
+
+
+async def test_a_snapshot_keeps_the_days_menu(tmp_path: Path) -> None:
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        await store.apply_snapshot(snapshot().model_copy(update={"version": 9}))
+        assert [d.id for d in store.state.menu(today())] == ["soup", "porridge", "bun", "tea"]
+        async with Pipeline(store) as p:
+            assert (await p.submit(tap("UID:04D4E5F6"))).decision.reason is Reason.PAY
+    finally:
+        await store.close()
