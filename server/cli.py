@@ -79,6 +79,14 @@ def _downlink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _meals(args: argparse.Namespace) -> int:
+    from server.canteen.poster import MealPosterService
+    from server.canteen.settings import CanteenSettings
+
+    MealPosterService(_settings(args).database_url, CanteenSettings(), args.poll).run_forever()
+    return 0
+
+
 def _notify(args: argparse.Namespace) -> int:
     from server.notify.service import NotifyService
     from server.notify.settings import NotifySettings
@@ -206,6 +214,11 @@ def add_commands(subparsers: Any) -> None:
     )
     p.add_argument("--workers", type=int, default=0, help="overrides QAQPA_NOTIFY_WORKERS")
     p.set_defaults(func=_notify)
+    p = subparsers.add_parser(
+        "meals", parents=[common], help="post the schools' paid and voucher meals to the ledger"
+    )
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between looks for new meals")
+    p.set_defaults(func=_meals)
     p = subparsers.add_parser(
         "publish", parents=[common], help="append changes (a JSON list of Change) to a school"
     )
