@@ -160,9 +160,10 @@ class _DownlinkEffects:
     credits: list[tuple[str, int]]  # (student, amount) of credits applied for the first time
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PreparedJournal:
-    """A group of journal entries with their sequence numbers, ready to commit."""
+    """A group of journal entries with their sequence numbers, its transaction already queued
+    for the journal thread (so the thread sees groups in the order they were prepared)."""
 
     entries: list[JournalEntry]
     events: list[Event]
@@ -175,6 +176,8 @@ class PreparedJournal:
         tuple[Any, ...] | None,
         list[tuple[Any, ...]],
     ]
+    epoch: int = 0  # the store's failure count when prepared
+    txn: asyncio.Future[None] | None = None
 
 
 class EdgeStore:
@@ -194,6 +197,7 @@ class EdgeStore:
         self.write_lock = asyncio.Lock()
         self._next_seq = 1  # the next seq after the last committed event
         self._reserved = 1  # the next seq to give a prepared group
+        self._epoch = 0  # failed journal groups so far: a failure resets _reserved only once
         self._thread_next_seq = 1  # the journal thread's own view of _next_seq
         self._acked = 0
         self._sync_version = 0
@@ -533,21 +537,39 @@ class EdgeStore:
             log.warning("outbox at %d of %d events: alarm raised", backlog, self.capacity)
         self._reserved = seq
         self._journal_idle.clear()
-        return PreparedJournal(
-            list(entries), events, first, seq, (rows, meals, presence, alarm_row, sales)
+        prep = PreparedJournal(
+            list(entries),
+            events,
+            first,
+            seq,
+            (rows, meals, presence, alarm_row, sales),
+            self._epoch,
         )
+        # Queued now, not when the caller gets round to awaiting it: another group prepared
+        # later (an alarm, a sale) must never reach the journal thread first.
+        assert self._writer is not None, "store is closed"
+        prep.txn = asyncio.wrap_future(
+            self._writer_thread.submit(
+                _in_transaction, self._writer, self._journal_rows_in_order, prep
+            )
+        )
+        return prep
 
     async def commit_journal(self, prep: PreparedJournal) -> list[Event]:
         """Commit a prepared group (in the journal thread); memory changes only after it."""
-        txn = asyncio.ensure_future(self._write(self._journal_rows_in_order, prep))
+        txn = prep.txn
+        assert txn is not None
         try:
             await asyncio.shield(txn)
         except BaseException:
             if not txn.done():  # our caller was cancelled: the thread finishes regardless
                 await asyncio.wait([txn])
             if txn.cancelled() or txn.exception() is not None:
-                self._reserved = self._next_seq  # give the numbers out again
-                self._journal_idle.set()
+                if prep.epoch == self._epoch:  # the first failure since this group was prepared
+                    self._epoch += 1
+                    self._reserved = self._next_seq  # give the numbers out again
+                if self._reserved == self._next_seq:
+                    self._journal_idle.set()
                 if any(ev.kind == "alarm" for ev in prep.events[len(prep.entries) :]):
                     self._alarm_high = False
                 raise

@@ -265,3 +265,34 @@ async def test_a_snapshot_keeps_the_days_menu(tmp_path: Path) -> None:
             assert (await p.submit(tap("UID:04D4E5F6"))).decision.reason is Reason.PAY
     finally:
         await store.close()
+
+
+async def test_an_alarm_journaled_while_a_group_waits_never_overtakes_it(tmp_path: Path) -> None:
+    """The pipeline prepares a group (a sale, seq 1) and commits it from a task that runs a
+    moment later; a reader alarm journaled in that moment (seq 2) used to reach the journal
+    thread first and be refused ("does not follow"), and the numbers given out again under the
+    group still committing. Groups now queue for the thread in the order their numbers were
+    given."""
+    from protocol.messages import AlarmCode
+
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        sale = MealServedEvent(
+            seq=1,
+            at_ms=0,
+            terminal="canteen-1",
+            student_id="s-free",
+            period="lunch",
+            local_date=today().isoformat(),
+            meal="free",
+        )
+        prep = store.prepare_journal([edge.store.JournalEntry(sale)])
+        alarm = asyncio.create_task(
+            store.journal_alarm("canteen-1", AlarmCode.READER_OFFLINE, True, "")
+        )
+        await asyncio.sleep(0.05)  # the alarm reaches the journal thread meanwhile
+        (committed,) = await store.commit_journal(prep)
+        assert (committed.seq, await alarm) == (1, 2)
+        assert [e.seq for e in await store.journal_rows()] == [1, 2]
+    finally:
+        await store.close()
