@@ -108,7 +108,9 @@ async def test_deltas_catch_up_snapshot_and_school_isolation(
                 assert await wait_version(yc, 7)
                 assert sc.state.cards["EM:0001"].blocked_reason == "lost"
                 assert len(sc.state.students) == 6
-            assert downlink.snapshots_sent == snaps_before + 1
+            # At least one: under load, deltas the broker queued for c while it was offline may
+            # arrive out of step with the snapshot, and c then asks for another (which is safe).
+            assert downlink.snapshots_sent >= snaps_before + 1
             assert await sz.sync_version() == 0
 
             def online() -> dict[str, bool]:
