@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -51,27 +53,33 @@ def student_record(session: Session, student: Student) -> StudentRecord:
     """What the school's edge gets for a student: id, grade, class, shift, a display name for
     canteen staff, consents. Categories are added by the consents module (categories_set)."""
     cls = session.get_one(SchoolClass, student.class_pk)
-    consents = []
-    for kind in ConsentKind:
-        c = current_consent(session, student.pk, kind)
-        if c is not None:
-            consents.append(
-                ConsentRecord.model_validate(
-                    {
-                        "kind": kind.value,
-                        "granted": c.granted,
-                        "given_by": c.given_by[:500],
-                        "at_ms": c.recorded_at_ms,
-                        "document": c.document[:500],
-                    },
-                    strict=False,
-                )
-            )
+    current = {kind: current_consent(session, student.pk, kind) for kind in ConsentKind}
+    return build_student_record(student, cls, current)
+
+
+def build_student_record(
+    student: Student, cls: SchoolClass, consents: Mapping[ConsentKind, Consent | None]
+) -> StudentRecord:
+    """The record from already loaded rows (bulk callers load the consents at once)."""
+    records = [
+        ConsentRecord.model_validate(
+            {
+                "kind": kind.value,
+                "granted": c.granted,
+                "given_by": c.given_by[:500],
+                "at_ms": c.recorded_at_ms,
+                "document": c.document[:500],
+            },
+            strict=False,
+        )
+        for kind in ConsentKind
+        if (c := consents.get(kind)) is not None
+    ]
     return StudentRecord(
         id=student.ref,
         grade=cls.grade,
         class_name=cls.name,
         shift=cls.shift,
         display_name=f"{student.surname} {student.given_name}"[:500],
-        consents=consents,
+        consents=records,
     )

@@ -21,7 +21,6 @@ from protocol.messages import (
     CardBind,
     CardBinding,
     Change,
-    ConsentRecord,
     OwnerKind,
     StaffRecord,
     StaffRemove,
@@ -46,7 +45,7 @@ from server.people.models import (
     Student,
     StudentGuardian,
 )
-from server.people.service import student_record
+from server.people.service import build_student_record, student_record
 from server.policy.service import local_today
 from server.roster import rules
 from server.roster.models import StaffClass
@@ -87,30 +86,8 @@ def student_records(session: Session, students: Sequence[Student]) -> dict[int, 
     out: dict[int, StudentRecord] = {}
     for st in students:
         cls = session.get_one(SchoolClass, st.class_pk)
-        records = []
-        for kind in ConsentKind:
-            c = consents.get((st.pk, kind.value))
-            if c is not None:
-                records.append(
-                    ConsentRecord.model_validate(
-                        {
-                            "kind": kind.value,
-                            "granted": c.granted,
-                            "given_by": c.given_by[:500],
-                            "at_ms": c.recorded_at_ms,
-                            "document": c.document[:500],
-                        },
-                        strict=False,
-                    )
-                )
-        out[st.pk] = StudentRecord(
-            id=st.ref,
-            grade=cls.grade,
-            class_name=cls.name,
-            shift=cls.shift,
-            display_name=f"{st.surname} {st.given_name}"[:500],
-            consents=records,
-        )
+        current = {kind: consents.get((st.pk, kind.value)) for kind in ConsentKind}
+        out[st.pk] = build_student_record(st, cls, current)
     return out
 
 
