@@ -87,13 +87,32 @@ def _set_session(response: Response, token: str, settings: Settings) -> None:
     )
 
 
-@router.get("/login")
-def login_page(request: Request, next: str = "/") -> Response:
+def _prelogin_form(request: Request, template: str, context: dict[str, object]) -> Response:
+    """A form for someone not signed in: its CSRF token is a double-submit cookie."""
     pre = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
-    request.cookies[PRELOGIN_COOKIE] = pre
-    response = render(request, "accounts/login.html", {"next": _safe_next(next), "error": None})
+    request.cookies[PRELOGIN_COOKIE] = pre  # render() puts it in the form
+    response = render(request, template, context)
     response.set_cookie(PRELOGIN_COOKIE, pre, httponly=True, samesite="strict")
     return response
+
+
+def _prelogin_ok(request: Request, sent: str) -> bool:
+    pre = request.cookies.get(PRELOGIN_COOKIE, "")
+    return bool(pre) and secrets.compare_digest(pre, sent)
+
+
+def _invitation_gone(request: Request) -> Response:
+    return render(
+        request,
+        "error.html",
+        {"code": 410, "message": "This invitation link is not valid (used or expired)."},
+        410,
+    )
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> Response:
+    return _prelogin_form(request, "accounts/login.html", {"next": _safe_next(next), "error": None})
 
 
 @router.post("/login")
@@ -106,8 +125,7 @@ def login(
     csrf: Annotated[str, Form(max_length=100)] = "",
     next: Annotated[str, Form(max_length=500)] = "/",
 ) -> Response:
-    pre = request.cookies.get(PRELOGIN_COOKIE, "")
-    if not pre or not secrets.compare_digest(pre, csrf):
+    if not _prelogin_ok(request, csrf):
         return render(
             request,
             "accounts/login.html",
@@ -149,17 +167,8 @@ def invitation_page(request: Request, db: Db, token: str) -> Response:
     try:
         _inv, user = invitation_user(db, token)
     except AccountError:
-        return render(
-            request,
-            "error.html",
-            {"code": 410, "message": "This invitation link is not valid (used or expired)."},
-            410,
-        )
-    pre = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
-    request.cookies[PRELOGIN_COOKIE] = pre
-    response = render(request, "accounts/invite.html", {"user": user, "error": None})
-    response.set_cookie(PRELOGIN_COOKIE, pre, httponly=True, samesite="strict")
-    return response
+        return _invitation_gone(request)
+    return _prelogin_form(request, "accounts/invite.html", {"user": user, "error": None})
 
 
 @router.post("/invite/{token}")
@@ -172,18 +181,12 @@ def accept(
     password2: Annotated[str, Form(max_length=200)],
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    pre = request.cookies.get(PRELOGIN_COOKIE, "")
     try:
         _inv, user = invitation_user(db, token)
     except AccountError:
-        return render(
-            request,
-            "error.html",
-            {"code": 410, "message": "This invitation link is not valid (used or expired)."},
-            410,
-        )
+        return _invitation_gone(request)
     error = None
-    if not pre or not secrets.compare_digest(pre, csrf):
+    if not _prelogin_ok(request, csrf):
         error = tr(request, "The form has expired. Try again.")
     elif password != password2:
         error = tr(request, "The two passwords differ.")
