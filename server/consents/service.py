@@ -35,6 +35,7 @@ from server.cards.models import Card, CardStatus
 from server.clock import now_ms
 from server.consents.categories import published_memberships
 from server.models import StoredEvent
+from server.notify.planner import cancel_student, cancel_without_consent
 from server.people.models import Consent, ConsentKind, Student
 from server.people.service import current_consent, has_consent, student_record
 from server.policy.service import local_today
@@ -207,15 +208,19 @@ def record_consent(
                 effect("change", "biometric",
                        "face templates to be deleted at the school (student_remove)",
                        N_("The school's terminals delete the face templates."))
-            if has_consent(session, student.pk, ConsentKind.NOTIFICATIONS):
-                effect("change", "notifications", "parent notifications stopped (student inactive)",
+            cancelled = cancel_student(session, student.pk)
+            if has_consent(session, student.pk, ConsentKind.NOTIFICATIONS) or cancelled:
+                effect("change", "notifications",
+                       f"parent notifications stopped (student inactive; {cancelled} queued cancelled)",
                        N_("Notifications to the parents stopped."))
         elif form.kind is ConsentKind.BIOMETRIC:
             effect("change", "biometric",
                    "face templates to be deleted at the school (consent_set granted=false)",
                    N_("The school's terminals delete the face templates."))
         else:
-            effect("change", "notifications", "parent notifications stopped",
+            cancelled = cancel_without_consent(session, student.pk)
+            effect("change", "notifications",
+                   f"parent notifications stopped ({cancelled} queued cancelled)",
                    N_("Notifications to the parents stopped."))
     append_changes(session, student.school_id, changes)
     return effects

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 EVENT_KINDS = ("entry", "exit", "manual_pass", "meal_served")
 NO_CONSENT = "notifications consent withdrawn"
+NO_DATA = "data consent withdrawn"
 
 
 def _insert(session: Session) -> Any:
@@ -321,3 +322,14 @@ def cancel_without_consent(session: Session, student_pk: int | None = None) -> i
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def cancel_student(session: Session, student_pk: int, reason: str = NO_DATA) -> int:
+    """Every queued message about this student is cancelled with ``reason`` (the student's
+    data consent was withdrawn: nothing more is said about them). Call inside the withdrawal's
+    transaction."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == Status.QUEUED.value, OutboxMessage.student_pk == student_pk)
+        .values(status=Status.CANCELLED.value, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
