@@ -50,6 +50,11 @@ class ServerSettings(BaseSettings):
         le=60,
         description="How often the downlink service looks for versions the console appended",
     )
+    policy_check_s: float = Field(
+        default=300,
+        gt=0,
+        description="How often the downlink service publishes meal policies that came into force",
+    )
     console_base_url: str = Field(
         default="http://127.0.0.1:8000",
         description="The console's public URL, used in invitation links",

@@ -8,9 +8,11 @@ a device from reading another device's topics).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,13 +129,30 @@ class DownlinkService(ThreadedService):
         return {sid: v for sid, v in session.execute(select(School.id, School.sync_version))}
 
     def _watch(self) -> None:
-        """Send the versions other processes appended (console edits) to the school's devices."""
+        """Send the versions other processes appended (console edits) to the school's devices;
+        now and then, publish the meal policies that have come into force."""
         interval = self._settings.downlink_poll_s
+        next_policy_check = 0.0
         while not self._stop_watch.wait(interval):
             try:
+                if time.monotonic() >= next_policy_check:
+                    next_policy_check = time.monotonic() + self._settings.policy_check_s
+                    self.publish_due_policies()
                 self._send_new_versions()
             except Exception:
                 log.exception("downlink: failed to send new versions")
+
+    def publish_due_policies(self, today: dt.date | None = None) -> list[tuple[str, int]]:
+        """Append a policy_set for each school whose effective meal policy changed by ``today``
+        (a version saved with a future date takes effect without anyone touching it)."""
+        from server.policy.service import local_today
+        from server.policy.service import publish_due_policies as publish_due
+
+        with self._sessions() as session:
+            done = publish_due(session, today if today is not None else local_today())
+        for school, version in done:
+            log.info("downlink: policy version #%d in force at school %s", version, school)
+        return done
 
     def _send_new_versions(self) -> None:
         with self._sent_lock, self._sessions() as session:
