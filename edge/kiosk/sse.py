@@ -31,8 +31,9 @@ class ScreenStream:
         status = await self._reader.readline()
         if b" 200 " not in status:
             raise ConnectionError(f"kiosk stream refused: {status!r}")
-        while (await self._reader.readline()) not in (b"\r\n", b""):
-            pass  # headers
+        header = await self._reader.readline()
+        while header not in (b"\r\n", b""):  # the response headers, up to the blank line
+            header = await self._reader.readline()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -138,6 +138,20 @@ def _day(value: str | None, school: School) -> dt.date:
         raise BadInput(f"day={value!r}: not a date YYYY-MM-DD ({err})") from err
 
 
+def _month_query(
+    db: Session,
+    who: Principal,
+    perm: str,
+    school: str | None,
+    klass: str | None,
+    month: str | None,
+    format: str,
+) -> tuple[Scope, dt.date, str]:
+    """The filters of a monthly report: scope, month and format (``BadInput`` if any is bad)."""
+    sc = _scope(db, who, perm, school, klass)
+    return sc, _month(month, sc.school), _format(format)
+
+
 def _month(value: str | None, school: School) -> dt.date:
     if not value:
         return _today(school).replace(day=1)
@@ -281,9 +295,7 @@ def attendance_month_page(
     format: FormatQ = "html",
 ) -> Response:
     try:
-        sc = _scope(db, who, "reports.attendance", school, klass)
-        m = _month(month, sc.school)
-        fmt = _format(format)
+        sc, m, fmt = _month_query(db, who, "reports.attendance", school, klass, month, format)
     except BadInput as err:
         return _bad(request, err)
     data = service.attendance_month_rows(db, sc.school.id, sc.class_pks, m)
@@ -339,9 +351,7 @@ def meals_page(
     format: FormatQ = "html",
 ) -> Response:
     try:
-        sc = _scope(db, who, "reports.meals", school, None)
-        m = _month(month, sc.school)
-        fmt = _format(format)
+        sc, m, fmt = _month_query(db, who, "reports.meals", school, None, month, format)
     except BadInput as err:
         return _bad(request, err)
     ensure(sc.whole)
@@ -399,9 +409,7 @@ def meals_statement(
     format: FormatQ = "html",
 ) -> Response:
     try:
-        sc = _scope(db, who, "reports.meals", school, None)
-        m = _month(month, sc.school)
-        fmt = _format(format)
+        sc, m, fmt = _month_query(db, who, "reports.meals", school, None, month, format)
     except BadInput as err:
         return _bad(request, err)
     ensure(sc.whole)
@@ -441,9 +449,7 @@ def library_page(
     format: FormatQ = "html",
 ) -> Response:
     try:
-        sc = _scope(db, who, "reports.library", school, klass)
-        m = _month(month, sc.school)
-        fmt = _format(format)
+        sc, m, fmt = _month_query(db, who, "reports.library", school, klass, month, format)
     except BadInput as err:
         return _bad(request, err)
     t = translator(_lang(request))
