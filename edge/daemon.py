@@ -9,6 +9,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.config import (
     ConfigError,
@@ -19,10 +20,6 @@ from edge.config import (
     load_config,
 )
 from edge.core.model import OwnerKind, Tap
-from edge.faces.camera import Camera, CameraError, open_source
-from edge.faces.encoder import EncoderError
-from edge.faces.matcher import MatchParams
-from edge.faces.service import FaceService, FaceSetupError
 from edge.faults import crash_point
 from edge.kiosk.hub import KioskHub
 from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, utc_now
@@ -34,6 +31,13 @@ from hardware.config import OsdpBuses, open_feedback, open_gate, open_reader
 from hardware.wedge import LineReader
 from protocol.messages import AlarmCode, ConsentKind
 from simulators.log_gate import LogActuator
+
+if TYPE_CHECKING:
+    # The face stack (OpenCV, dlib, numpy: the optional `faces` extra) is imported only by a
+    # daemon with a face terminal, so a school without cameras needs none of it.
+    from edge.faces.camera import Camera
+    from edge.faces.matcher import MatchParams
+    from edge.faces.service import FaceService
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,8 @@ class Actuation:
 
 
 def _params(term: TerminalConfig) -> MatchParams:
+    from edge.faces.matcher import MatchParams
+
     return MatchParams(term.face_tolerance, term.face_margin)
 
 
@@ -155,6 +161,9 @@ async def verify_card_face(
     if not faces.is_enrolled(student.id):
         log.info("terminal %s: card + face without an enrolled template: card only", term.id)
         return None
+    from edge.faces.camera import CameraError
+    from edge.faces.encoder import EncoderError
+
     params = _params(term)
     try:
         async with asyncio.timeout(term.face_window):
@@ -199,6 +208,8 @@ async def run_terminal(
         camera: Camera | None = None
         if term.face_mode == "card_and_face":
             assert faces is not None and term.camera is not None
+            from edge.faces.camera import Camera, open_source
+
             camera = await stack.enter_async_context(Camera(open_source(term.camera)))
         offline = False
         async for event in reader.events():
@@ -243,6 +254,9 @@ async def run_face_terminal(
     the same pipeline and actuation as a card. A face that matches nobody (or two students
     within the margin) is no tap. The same student again within ``face_debounce`` seconds is
     the same tap. Ends when a finite source (a folder without ``loop_source``) runs out."""
+    from edge.faces.camera import Camera, CameraError, open_source
+    from edge.faces.encoder import EncoderError
+
     assert term.camera is not None
     params = _params(term)
     last_seen: dict[str, float] = {}
@@ -349,6 +363,8 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
             faces: FaceService | None = None
             if any(t.uses_faces for t in cfg.terminals):
                 assert cfg.face_key_file is not None  # load_config refuses otherwise
+                from edge.faces.service import FaceService, FaceSetupError
+
                 try:
                     faces = await stack.enter_async_context(
                         FaceService.open(store, cfg.store, cfg.face_key_file)
