@@ -19,7 +19,9 @@ sys.meta_path.insert(0, Block())
 import edge.daemon, edge.demo, server.api.app
 from edge.cli import build_parser
 build_parser().parse_args(["demo", "--duration", "1"])
-create = server.api.app.create_app
+from server.settings import ServerSettings
+app = server.api.app.create_app(ServerSettings(database_url="sqlite:///:memory:"))
+assert any(getattr(r, "path", "") == "/reports/evacuation" for r in app.routes)
 print("ok")
 """
 
