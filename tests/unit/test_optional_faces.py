@@ -21,7 +21,9 @@ from edge.cli import build_parser
 build_parser().parse_args(["demo", "--duration", "1"])
 from server.settings import ServerSettings
 app = server.api.app.create_app(ServerSettings(database_url="sqlite:///:memory:"))
-assert any(getattr(r, "path", "") == "/reports/evacuation" for r in app.routes)
+from fastapi.testclient import TestClient
+r = TestClient(app).get("/reports/evacuation", follow_redirects=False)
+assert r.status_code == 303 and r.headers["location"].startswith("/login"), r.status_code
 print("ok")
 """
 
