@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from openpyxl import load_workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -420,7 +421,7 @@ def test_evacuation_for_a_school_of_2000(db: Session, world: World) -> None:
     assert {p.ref for p in hc.students} == expected and len(expected) == 1750
 
 
-def test_status_page_and_fragment(make_browser, db: Session, world: World) -> None:  # type: ignore[no-untyped-def]
+def test_status_page_and_fragment(make_browser, db: Session, world: World, request) -> None:  # type: ignore[no-untyped-def]
     ev = Events(db, "S1")
     ev.device.online = False
     ev.device.online_changed_ms = at(DAY, "07:00")
@@ -447,7 +448,7 @@ def test_status_page_and_fragment(make_browser, db: Session, world: World) -> No
     ok.device.online = True
     db.add(
         ServerAlarm(
-            at_ms=now_ms(), school="S1", device="s1-edge", code="batch_rejected:bad_signature"
+            at_ms=at(DAY, "07:30"), school="S1", device="s1-edge", code="batch_rejected:bad_signature"
         )
     )
     db.commit()
@@ -461,6 +462,10 @@ def test_status_page_and_fragment(make_browser, db: Session, world: World) -> No
     )
     assert [a.payload["code"] for a in s.alarms] == ["reader_offline"] and not s.ok
     assert rows["S3"].ok and rows["S2"].devices == []
+    # the page reads the server's clock: the school's morning of DAY, whatever today is
+    clock = time_machine.travel(dt.datetime.combine(DAY, dt.time(8, 0), ZONE), tick=True)
+    clock.start()
+    request.addfinalizer(clock.stop)
     b = make_browser("admin1")
     r = b.get("/status")
     assert (
