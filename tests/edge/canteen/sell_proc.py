@@ -1,0 +1,34 @@
+"""A child process that sells paid meals from two terminals at once and prints ``SERVED <seq>``
+only after each sale has committed (its "screen"). The fault test SIGKILLs it at a failpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from pathlib import Path
+
+from edge.core.model import Purchase
+from edge.pipeline import Pipeline
+from edge.store import EdgeStore
+from tests.edge.canteen.school import SCHOOL
+
+
+async def main(path: Path, sales: int) -> None:
+    store = await EdgeStore.open(path, school=SCHOOL, device="edge-1")
+    async with Pipeline(store) as pipeline:
+
+        async def terminal(name: str) -> None:
+            for _ in range(sales):
+                sold = await pipeline.sell(
+                    Purchase(dt.datetime.now(dt.UTC), name, "s-pay", ("tea",))
+                )
+                if sold.decision.granted:
+                    print(f"SERVED {sold.event.seq}", flush=True)
+
+        await asyncio.gather(terminal("canteen-1"), terminal("canteen-2"))
+    await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))

@@ -1,0 +1,98 @@
+"""Edge uplink (edge.sync.EdgeSync over the real EdgeStore) into the ingest worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.store import EdgeStore
+from edge.sync import EdgeSync, SyncSettings, UplinkWindow, backoff_delay
+from protocol import topics
+from protocol.codec import decode
+from protocol.messages import DeviceStatus
+from server.db import make_engine, session_factory
+from server.ingest import IngestWorker
+from server.settings import ServerSettings
+from tests.integration.sync.helpers import Probe, enrolled_device, journal_rush, server_seqs
+from tests.support.services import SYSTEM_BROKER
+
+
+@given(st.integers(0, 100), st.floats(0, 0.999))
+def test_backoff_is_capped_and_jittered(attempt: int, rand: float) -> None:
+    d = backoff_delay(attempt, base=0.5, cap=30.0, rand=rand)
+    assert 0.25 <= d <= 30.0
+    assert d >= min(30.0, 0.5 * 2 ** max(attempt - 1, 0)) / 2 - 1e-9
+
+
+def test_window_rewinds_on_timeout_and_persistent_gap() -> None:
+    w = UplinkWindow()
+    kw = {"ack_timeout": 5.0, "gap_grace": 1.0}
+    w.on_sent(1000, now=0.0)
+    assert w.rewind_reason(1.0, **kw) is None
+    assert w.rewind_reason(5.0, **kw) == "timeout"
+    w.rewind(5.0, "timeout")
+    w.on_sent(1000, now=5.0)
+    assert w.rewind_reason(14.0, **kw) is None  # the second timeout waits twice as long
+    assert w.rewind_reason(15.0, **kw) == "timeout"
+    w.on_ack(500, has_gap=True, now=15.0)
+    assert w.acked == 500 and w.gap_since == 15.0 and w.timeouts == 0
+    assert w.rewind_reason(15.5, **kw) is None
+    assert w.rewind_reason(16.0, **kw) == "gap"
+    w.rewind(16.0, "gap")
+    assert w.sent_through == 500 and w.outstanding() == 0
+    w.on_ack(400, has_gap=False, now=16.1)  # a stale ack never moves backwards
+    assert w.acked == 500
+
+
+def sync_settings(
+    prefix: str, port: int, user: str | None = None, pw: str | None = None
+) -> SyncSettings:
+    return SyncSettings(
+        mqtt_host="127.0.0.1",
+        mqtt_port=port,
+        mqtt_username=user,
+        mqtt_password=pw,
+        topic_prefix=prefix,
+        ack_timeout_s=2.0,
+        gap_grace_s=0.5,
+        backoff_min_s=0.2,
+        backoff_max_s=2.0,
+    )
+
+
+@pytest.mark.mosquitto
+@pytest.mark.postgres
+async def test_outbox_drains_to_server_and_status_is_retained(
+    pg_url: str, make_settings: Callable[..., ServerSettings], prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(pg_url)
+    engine = make_engine(pg_url)
+    with session_factory(engine)() as s:
+        key, _, _ = enrolled_device(s, settings, "S1", "d1")
+    store = await EdgeStore.open(tmp_path / "edge.db", school="S1", device="d1")
+    last = await journal_rush(store, 5000)  # journaled while offline
+    probe = Probe(SYSTEM_BROKER[1])
+    probe.subscribe(topics.status("S1", "d1", prefix))
+    async with (
+        IngestWorker(settings, engine),
+        EdgeSync(store, sync_settings(prefix, SYSTEM_BROKER[1]), key) as sync,
+    ):
+        last = max(last, await journal_rush(store, 3000))  # and while online
+        for _ in range(200):
+            st = await sync.status()
+            if st.backlog == 0 and st.committed_through >= last:
+                break
+            await asyncio.sleep(0.1)
+        st = await sync.status()
+        assert st.online and st.backlog == 0, st
+    await store.close()
+    assert server_seqs(engine, "S1", "d1") == list(range(1, st.last_seq + 1))
+    statuses = [decode(p, DeviceStatus) for p in probe.received(topics.status("S1", "d1", prefix))]
+    assert statuses[0].online and not statuses[-1].online
+    probe.close()
+    engine.dispose()

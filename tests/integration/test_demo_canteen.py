@@ -1,0 +1,55 @@
+"""The demo's canteen: today's menu, top-ups and limits for a generated school, and the simulated
+cashier that confirms a paying student's choice on the kiosk's PAY screen."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+from edge.core.model import Tap
+from edge.demo import Cashier, canteen_day
+from edge.kiosk.hub import KioskHub
+from edge.pipeline import Pipeline
+from edge.roster import roster_records
+from protocol.messages import BalanceCredit, MenuSet, ParentLimitsSet, TerminalKind
+from simulators.school import make_roster
+from tests.edge.canteen.school import money_invariants, open_school, today
+
+
+def test_canteen_day_covers_every_student() -> None:
+    roster = roster_records(make_roster(40, today=today()), source="t", now=None)
+    changes = canteen_day(roster, today())
+    assert isinstance(changes[0], MenuSet) and changes[0].local_date == today().isoformat()
+    credits = [c for c in changes if isinstance(c, BalanceCredit)]
+    assert {c.student_id for c in credits} == {s.id for s in roster.students}
+    assert len({c.ledger_id for c in credits}) == len(credits)
+    assert any(isinstance(c, ParentLimitsSet) for c in changes)
+
+
+async def test_the_cashier_sells_what_the_pay_screen_allows(tmp_path: Path) -> None:
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        async with Pipeline(store) as pipeline:
+            hub = KioskHub(store, pipeline, ["canteen-1"])
+            cashier = Cashier(hub)
+            task = asyncio.create_task(cashier.run("canteen-1"))
+            await asyncio.sleep(0)
+            tap = Tap(
+                at=dt.datetime.now(dt.UTC),
+                terminal="canteen-1",
+                kind=TerminalKind.CANTEEN,
+                credential="UID:04D4E5F6",
+            )
+            hub.show_tap(await pipeline.submit(tap))
+            async with asyncio.timeout(10):
+                while hub.current("canteen-1")["screen"] != "served":
+                    await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert cashier.attempts == 1
+        receipt = hub.current("canteen-1")["receipt"]
+        assert [line["id"] for line in receipt["lines"]] == ["soup", "porridge"]
+        assert await money_invariants(store) == {"debits": 1, "debited_tiyn": 65_000}
+    finally:
+        await store.close()

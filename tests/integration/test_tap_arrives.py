@@ -1,0 +1,88 @@
+"""A card bound in the central database reaches the school's edge through the downlink, the
+student taps at the simulated turnstile, and the entry is stored at the server once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from protocol.messages import CardBind, CardBinding, PolicyDoc, PolicySet, StudentUpsert
+from server.models import StoredEvent
+from server.people.models import Consent, Student
+from server.people.service import student_record
+from server.settings import ServerSettings
+from server.sync.service import append_changes
+from tests.integration.school_sim import SimSchool
+from tests.support.console import World
+
+ALL_DAY = PolicyDoc.model_validate(
+    {
+        "timezone": "Asia/Almaty",
+        "free_meal_grades": [1, 2, 3, 4],
+        "shift": [
+            {"number": 1, "entry_from": "00:00", "entry_to": "23:59"},
+            {"number": 2, "entry_from": "00:00", "entry_to": "23:59"},
+        ],
+    },
+    strict=False,
+)
+
+
+def publish_student_with_card(db: Session, ref: str, credential: str) -> None:
+    import datetime as dt
+
+    from server.clock import now_ms
+
+    st = db.execute(select(Student).where(Student.ref == ref)).scalar_one()
+    db.add(
+        Consent(
+            student_pk=st.pk,
+            kind="data",
+            granted=True,
+            given_by="Parent One",
+            document="D-1",
+            signed_on=dt.date(2026, 9, 1),
+            recorded_at_ms=now_ms(),
+        )
+    )
+    db.flush()
+    append_changes(
+        db,
+        st.school_id,
+        [
+            PolicySet(policy=ALL_DAY),
+            StudentUpsert(student=student_record(db, st)),
+            CardBind(
+                card=CardBinding.model_validate(
+                    {"credential": credential, "owner_kind": "student", "owner_id": ref},
+                    strict=False,
+                )
+            ),
+        ],
+    )
+    db.commit()
+
+
+def test_card_reaches_the_edge_and_the_tap_reaches_the_server(
+    settings: ServerSettings, world: World, db: Session, tmp_path: Path
+) -> None:
+    with SimSchool(settings, "S1", tmp_path) as school:
+        publish_student_with_card(db, "s1-3a-1", "EM:0012345678")
+        school.wait_synced()
+        school.tap("EM:0012345678")
+        deadline = time.monotonic() + 20
+        rows: list[StoredEvent] = []
+        while time.monotonic() < deadline and not rows:
+            db.rollback()
+            rows = list(
+                db.execute(
+                    select(StoredEvent).where(
+                        StoredEvent.school_id == "S1", StoredEvent.kind == "entry"
+                    )
+                ).scalars()
+            )
+            time.sleep(0.1)
+        assert [r.student_id for r in rows] == ["s1-3a-1"]

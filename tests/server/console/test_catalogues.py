@@ -1,0 +1,44 @@
+"""Every message the console shows has a Kazakh and a Russian translation (English is the
+source text). Messages are found in templates (``_('...')``) and in Python (``tr(request, "...")``,
+``nav_item(...)`` labels, error pages' ``"message"``, and ``N_("...")`` marks)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from server.console import i18n
+
+ROOT = Path(__file__).resolve().parents[3] / "server"
+TEMPLATE_RE = re.compile(r"""\b_\(\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")\s*[,)]""")
+PY_RES = [
+    re.compile(r"""\btr\(\s*\w+,\s*"((?:[^"\\]|\\.)*)"\s*\)"""),
+    re.compile(r"""\bnav_item\(\s*"[^"]*",\s*"[^"]*",\s*"((?:[^"\\]|\\.)*)\""""),
+    re.compile(r""""message":\s*"((?:[^"\\]|\\.)*)\""""),
+    re.compile(r"""\bN_\(\s*"((?:[^"\\]|\\.)*)"\s*\)"""),
+]
+
+
+def used_messages() -> set[str]:
+    found: set[str] = set()
+    for html in ROOT.rglob("*.html"):
+        for m in TEMPLATE_RE.finditer(html.read_text()):
+            found.add(m.group(1) if m.group(1) is not None else m.group(2))
+    for py in ROOT.rglob("*.py"):
+        text = py.read_text()
+        for rx in PY_RES:
+            found |= set(rx.findall(text))
+    return {m for m in found if m}
+
+
+def test_messages_are_found() -> None:
+    assert {"Sign in", "Users", "Wrong login or password."} <= used_messages()
+
+
+@pytest.mark.parametrize("lang", ["kk", "ru"])
+def test_every_message_is_translated(lang: str) -> None:
+    i18n.catalogue.cache_clear()
+    missing = sorted(m for m in used_messages() if m not in i18n.catalogue(lang))
+    assert not missing, f"{len(missing)} messages without a {lang} translation: {missing[:20]}"

@@ -1,0 +1,531 @@
+"""The role x page / endpoint matrix: every console route registered on the app, for every role
+of the ``world`` fixture, on targets inside and outside the role's scope (S1, S2, S3; the class
+teacher's own class 3A and other class 7B; the parent's own child and others).
+
+Each route must be classified in ``ROUTES`` (path -> permission, target kind): a route missing
+from the table fails the test, so a new page or endpoint cannot slip in without its access rule.
+The expected status is computed from ``access.PERMISSIONS`` and the scope rules
+(``Principal.can`` / ``schools``): 403 without the permission anywhere, 404 for a target out of
+scope, 200 (303 after a write) inside it. A refused POST must leave the database unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+import server.schema  # noqa: F401  (every table, for the fingerprint)
+from server.accounts.access import PERMISSIONS, SCOPE_OF_ROLE, Principal
+from server.accounts.service import load_principal
+from server.cards.models import Card
+from server.clock import now_ms
+from server.consents.models import StudentCategory
+from server.console.web import SESSION_COOKIE
+from server.models import Base
+from server.people.models import Consent, Guardian, StaffMember, Student, StudentGuardian
+from tests.support.console import Browser, World
+
+# ------------------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a route is guarded.
+
+    perm: the permission(s); the first is the one the route ``require``s (gate "require"), the
+        others also open it for their holders in scope (e.g. a parent on their child's page).
+    kind: the target the route acts on:
+        public     no sign-in (sign-in page, invitation links, device and provider endpoints)
+        session    any signed-in user
+        list       a page listing only what the user may see: 200 with the permission, else 403
+        student    a student in the path ({pk} / {student_pk})
+        card       a card of that student ({card_pk}); membership ({membership_pk}) and
+        membership guardian ({gpk} / {guardian_pk}) likewise
+        guardian
+        school     a school (path, or "{school}" in the form), the whole school: who.can(perm, school)
+        staff      a staff member ({pk}) or their card ({card_pk}): who.can(perm, their school)
+        staff_card
+        school_any a school the user sees at least in part: school in who.schools(perm)
+        region     a region: the operator or that region's regional operator
+        opaque     a token-bound action: 403 without the permission, never a server error
+    gate: "require" (403 without perm[0] anywhere) or "session" (any user; out of scope is 404).
+    form / files / query: what a write sends ("{school}", "{today}"... are filled per target).
+    skip: why the matrix does not call it (e.g. sign-out would end the walk); still classified.
+    """
+
+    perm: tuple[str, ...]
+    kind: str
+    gate: str = "require"
+    form: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    skip: str = ""
+    last: bool = False  # an allowed write that removes a target: run after the others
+    refusal: int = 404  # the status of an out-of-scope target (the accounts module says 403)
+
+
+def R(perm: str | tuple[str, ...] | None, kind: str, **kw: Any) -> Rule:
+    perms = () if perm is None else (perm,) if isinstance(perm, str) else perm
+    return Rule(perms, kind, **kw)
+
+
+CSV = ("roster.csv", b"surname,given_name,class,grade,shift\nA,B,3A,3,1\n", "text/csv")
+POLICY_FORM = {
+    "valid_from": "{today}",
+    "timezone": "Asia/Almaty",
+    "free_meal_grades": ["1", "2", "3", "4"],
+    "anti_passback": "soft",
+    "shift1_entry_from": "07:00",
+    "shift1_entry_to": "13:00",
+}
+
+ROUTES: dict[tuple[str, str], Rule] = {
+    # accounts
+    ("GET", "/login"): R(None, "public", skip="the sign-in page"),
+    ("POST", "/login"): R(None, "public", skip="signing in"),
+    ("POST", "/logout"): R(None, "session", skip="would end the walk"),
+    ("GET", "/invite/{token}"): R(None, "public", skip="an invitation link"),
+    ("POST", "/invite/{token}"): R(None, "public", skip="an invitation link"),
+    ("GET", "/account/password"): R(None, "session"),
+    ("POST", "/account/password"): R(None, "session", skip="would change the password"),
+    ("POST", "/lang"): R(None, "public", skip="the language choice"),
+    ("GET", "/"): R(None, "session"),
+    ("GET", "/users"): R("users.manage", "list"),
+    ("POST", "/users"): R(
+        "users.manage", "school", refusal=403,
+        form={"login": "matrix-{school}", "full_name": "M", "role": "duty_deputy", "school_id": "{school}"},
+    ),
+    ("GET", "/audit"): R("audit.view", "list"),
+    # devices and payment providers authenticate otherwise (tokens, signatures)
+    ("POST", "/api/v1/enrol"): R(None, "public", skip="device enrolment (one-time token)"),
+    ("POST", "/canteen/api/payments/callback"): R(None, "public", skip="provider signature"),
+    # roster
+    ("GET", "/students"): R("students.view", "list"),
+    ("GET", "/students/{pk}"): R("students.view", "student"),
+    ("POST", "/students/{pk}"): R(
+        "students.edit", "student",
+        form={"surname": "Matrix", "given_name": "Edit", "class_pk": "{class_pk}"},
+    ),
+    ("POST", "/students/{pk}/active"): R("students.edit", "student", form={"active": "1"}),
+    ("POST", "/students/{pk}/guardians"): R("students.edit", "student", form={"full_name": "Guardian M"}),
+    ("POST", "/students/{pk}/guardians/{gpk}/invite"): R(
+        "students.edit", "guardian", form={"login": "matrix-guardian-{student_pk}"}
+    ),
+    ("POST", "/students/{pk}/guardians/{gpk}/remove"): R("students.edit", "guardian", last=True),
+    ("POST", "/students"): R(
+        "students.edit", "school",
+        form={"school": "{school}", "surname": "New", "given_name": "Student", "class_name": "3A",
+              "birth_date": "2016-01-01"},
+    ),
+    ("GET", "/students/new/{school}"): R("students.edit", "school"),
+    ("GET", "/classes"): R("students.view", "list"),
+    ("POST", "/classes"): R(
+        "students.edit", "school", form={"school": "{school}", "name": "9Z", "grade": "9", "shift": "1"}
+    ),
+    ("GET", "/staff"): R("staff.edit", "list"),
+    ("POST", "/staff"): R(
+        "staff.edit", "school", form={"school": "{school}", "ref": "matrix-staff", "full_name": "Staff M"}
+    ),
+    ("GET", "/roster/import"): R("roster.import", "list"),
+    ("GET", "/roster/import/template.csv"): R("roster.import", "list"),
+    ("GET", "/roster/import/template.xlsx"): R("roster.import", "list"),
+    ("POST", "/roster/import"): R("roster.import", "school", form={"school": "{school}"}, files={"file": CSV}),
+    ("GET", "/roster/export"): R("roster.import", "school", query={"school": "{school}"}),
+    ("POST", "/roster/import/confirm"): R(
+        "roster.import", "opaque", form={"token": "not-a-preview", "sha256": "0" * 64}
+    ),
+    # consents, categories (this module)
+    ("GET", "/consents"): R("consents.edit", "list"),
+    ("GET", "/students/{pk}/consents"): R("consents.edit", "student"),
+    ("POST", "/students/{pk}/consents"): R(
+        "consents.edit", "student",
+        form={"kind": "notifications", "decision": "given", "given_by": "Parent M",
+              "document": "Matrix 1", "signed_on": "2025-09-01"},
+    ),
+    ("GET", "/students/{pk}/categories"): R("categories.view", "student"),
+    ("POST", "/students/{pk}/categories"): R(
+        "categories.edit", "student",
+        form={"code": "orphan", "document": "Matrix 2", "valid_from": "2025-09-01", "valid_to": "2026-05-31"},
+    ),
+    ("POST", "/students/{pk}/categories/{membership_pk}/remove"): R(
+        "categories.edit", "membership", last=True
+    ),
+    ("GET", "/categories"): R("categories.view", "list"),
+    # cards
+    ("GET", "/students/{pk}/cards"): R("cards.block", "student"),
+    ("POST", "/students/{pk}/cards"): R("cards.issue", "student", form={"credential": "EM:99{student_pk}"}),
+    ("POST", "/students/{pk}/cards/{card_pk}/block"): R("cards.block", "card", form={"reason": "lost"}),
+    ("POST", "/students/{pk}/cards/{card_pk}/replace"): R(
+        "cards.issue", "card", form={"reason": "damaged", "credential": "EM:98{student_pk}"}
+    ),
+    ("POST", "/students/{pk}/cards/{card_pk}/unbind"): R("cards.issue", "card", last=True),
+    ("GET", "/staff/{pk}/cards"): R("staff.edit", "staff"),
+    ("POST", "/staff/{pk}/cards"): R("staff.edit", "staff", form={"credential": "EM:97{pk}"}),
+    ("POST", "/staff/{pk}/cards/{card_pk}/block"): R("staff.edit", "staff_card", form={"reason": "lost"}),
+    ("POST", "/staff/{pk}/cards/{card_pk}/unbind"): R("staff.edit", "staff_card", last=True),
+    ("GET", "/cards"): R("cards.block", "list"),
+    ("GET", "/cards/fees"): R("cards.issue", "list"),
+    # meal policy
+    ("GET", "/policy"): R("policy.view", "list"),
+    ("GET", "/policy/school/{school_id}"): R("policy.view", "school_any"),
+    ("POST", "/policy/school/{school_id}"): R("policy.edit", "school", form=POLICY_FORM),
+    ("GET", "/policy/region/{region_id}"): R("policy.view", "region"),
+    ("POST", "/policy/region/{region_id}"): R("policy.edit", "region", form=POLICY_FORM),
+    # reports
+    ("GET", "/reports/attendance"): R("reports.attendance", "list"),
+    ("GET", "/reports/attendance/month"): R("reports.attendance", "list"),
+    ("GET", "/reports/meals"): R("reports.meals", "list"),
+    ("GET", "/reports/meals/statement"): R("reports.meals", "list"),
+    ("GET", "/reports/library"): R("reports.library", "list"),
+    ("GET", "/reports/evacuation"): R("reports.evacuation", "list"),
+    ("GET", "/status"): R("status.view", "list"),
+    ("GET", "/status/fragment"): R("status.view", "list"),
+    # notifications
+    ("GET", "/notifications"): R("notifications.view", "list"),
+    ("GET", "/notifications/rows"): R("notifications.view", "list"),
+    ("GET", "/notifications/student/{student_pk}"): R("notifications.view", "student"),
+    ("POST", "/notifications/student/{student_pk}/guardian/{guardian_pk}"): R("notifications.view", "guardian"),
+    # parent
+    ("GET", "/parent"): R("parent.view", "list"),
+    ("GET", "/parent/child/{student_pk}"): R("parent.view", "student"),
+    ("POST", "/parent/child/{student_pk}/guardian/{guardian_pk}"): R("parent.view", "guardian"),
+    # canteen
+    ("GET", "/canteen"): R("canteen.view", "list"),
+    ("GET", "/canteen/parent"): R("parent.view", "list"),
+    ("GET", "/canteen/student/{pk}"): R(("canteen.view", "parent.view"), "student", gate="session"),
+    ("POST", "/canteen/student/{pk}/book"): R(
+        "canteen.manage", "student", form={"kind": "correction", "amount": "1", "note": "matrix"}
+    ),
+    ("POST", "/canteen/student/{pk}/topup"): R("parent.view", "student", form={"amount": "1000"}),
+    ("GET", "/canteen/student/{pk}/limits"): R(("canteen.manage", "parent.view"), "student", gate="session"),
+    ("POST", "/canteen/student/{pk}/limits"): R(("canteen.manage", "parent.view"), "student", gate="session"),
+    ("GET", "/canteen/menu"): R("canteen.manage", "list"),
+    ("POST", "/canteen/menu"): R("canteen.manage", "school", form={"school": "{school}"}),
+    ("GET", "/canteen/reconcile"): R("canteen.view", "list"),
+    ("GET", "/canteen/reports"): R("canteen.view", "list"),
+    ("GET", "/canteen/wallet"): R("canteen.view", "list"),
+    ("POST", "/canteen/wallet/fund"): R("canteen.manage", "school", form={"school": "{school}"}),
+    ("GET", "/canteen/voucher/qr/{pk}"): R(("canteen.manage", "parent.view"), "student", gate="session"),
+    ("GET", "/canteen/voucher/redeem"): R("canteen.manage", "list"),
+    ("POST", "/canteen/voucher/redeem"): R("canteen.manage", "opaque", form={"token": "not-a-token"}),
+}
+
+STUDENT_KINDS = {"student", "card", "membership", "guardian"}
+ROLES = ["operator", "regional", "admin1", "duty1", "teacher1", "social1", "canteen1", "parent1", "admin3"]
+TARGET_STUDENTS = ["s1-3a-1", "s1-7b-1", "s2-3a-1", "s3-3a-1"]
+# Tables a signed-in request may touch whatever it does (sessions, sign-in times).
+VOLATILE = {"web_sessions", "users"}
+
+
+# ---------------------------------------------------------------------------- the routes
+
+
+def console_routes(app: Any) -> Iterator[tuple[str, str, APIRoute]]:
+    """(method, path, route) of every route, through included routers."""
+
+    def walk(routes: list[Any], prefix: str) -> Iterator[tuple[str, APIRoute]]:
+        for r in routes:
+            if isinstance(r, APIRoute):
+                yield prefix + r.path, r
+            elif hasattr(r, "original_router"):  # FastAPI's lazily included router
+                yield from walk(r.original_router.routes, prefix + (r.include_context.prefix or ""))
+
+    for path, route in walk(app.routes, ""):
+        for method in sorted(route.methods - {"HEAD"}):
+            yield method, path, route
+
+
+def test_every_route_is_classified(app) -> None:  # type: ignore[no-untyped-def]
+    found = {(m, p) for m, p, _r in console_routes(app)}
+    missing = sorted(found - set(ROUTES))
+    assert not missing, f"classify these routes in ROUTES (permission, target kind): {missing}"
+    gone = sorted(set(ROUTES) - found)
+    assert not gone, f"ROUTES names routes the app no longer has: {gone}"
+
+
+def test_the_table_matches_the_routes_guards(app) -> None:  # type: ignore[no-untyped-def]
+    """A route's ``require(perm)`` dependency is the permission the table names first."""
+    wrong = []
+    for method, path, route in console_routes(app):
+        rule = ROUTES.get((method, path))
+        if rule is None:
+            continue
+        for p in rule.perm:
+            assert p in PERMISSIONS, f"{method} {path}: unknown permission {p}"
+        required = {
+            d.call.__name__.removeprefix("require_")
+            for d in route.dependant.dependencies
+            if getattr(d.call, "__name__", "").startswith("require_")
+        }
+        if rule.gate == "require" and rule.perm:
+            if required != {rule.perm[0].replace(".", "_")}:
+                wrong.append((method, path, sorted(required), rule.perm[0]))
+        elif required:
+            wrong.append((method, path, sorted(required), "no require()"))
+    assert not wrong, wrong
+
+
+# ------------------------------------------------------------------------------- targets
+
+
+@dataclass
+class Target:
+    label: str
+    values: dict[str, Any]  # path parameter / placeholder -> value
+    school: str | None = None
+    class_pk: int | None = None
+    student_pk: int | None = None
+    region: str | None = None
+
+
+def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
+    """Give each target student a data consent, an active card, a category and a guardian, so
+    that every sub-object route has something real to act on."""
+    now = now_ms()
+    today = dt.date.today()
+    students: list[Target] = []
+    cards: list[Target] = []
+    members: list[Target] = []
+    guardians: list[Target] = []
+    for ref in TARGET_STUDENTS:
+        st = db.get_one(Student, world.students[ref])
+        db.add(Consent(student_pk=st.pk, kind="data", granted=True, given_by="Parent",
+                       document="Matrix consent", signed_on=today, recorded_at_ms=now))
+        card = Card(credential=f"EM:77{st.pk}", student_pk=st.pk, school_id=st.school_id,
+                    status="active", issued_at_ms=now, fee_tiyn=0)
+        member = StudentCategory(student_pk=st.pk, school_id=st.school_id, code="large_family",
+                                 document="Matrix certificate", valid_from=today, valid_to=today,
+                                 recorded_at_ms=now)
+        db.add_all([card, member])
+        link = db.query(StudentGuardian).filter_by(student_pk=st.pk).first()
+        if link is None:
+            g = Guardian(full_name=f"Guardian of {ref}", phone="+77010000099")
+            db.add(g)
+            db.flush()
+            link = StudentGuardian(student_pk=st.pk, guardian_pk=g.pk)
+            db.add(link)
+        db.flush()
+        base = {"pk": st.pk, "student_pk": st.pk, "school": st.school_id, "school_id": st.school_id,
+                "class_pk": st.class_pk}
+        where = {"school": st.school_id, "class_pk": st.class_pk, "student_pk": st.pk}
+        students.append(Target(ref, base, **where))
+        cards.append(Target(f"{ref} card", base | {"card_pk": card.pk}, **where))
+        members.append(Target(f"{ref} category", base | {"membership_pk": member.pk}, **where))
+        guardians.append(
+            Target(f"{ref} guardian", base | {"gpk": link.guardian_pk, "guardian_pk": link.guardian_pk}, **where)
+        )
+    db.commit()
+    staff: list[Target] = []
+    staff_cards: list[Target] = []
+    for school in ("S1", "S3"):
+        member = StaffMember(school_id=school, ref=f"matrix-{school}", full_name=f"Staff {school}")
+        db.add(member)
+        db.flush()
+        card = Card(credential=f"EM:66{member.pk}", staff_pk=member.pk, school_id=school,
+                    status="active", issued_at_ms=now, fee_tiyn=0)
+        db.add(card)
+        db.flush()
+        staff.append(Target(member.ref, {"pk": member.pk}, school=school))
+        staff_cards.append(Target(f"{member.ref} card", {"pk": member.pk, "card_pk": card.pk}, school=school))
+    db.commit()
+    schools = [Target(s, {"school": s, "school_id": s}, school=s) for s in world.schools]
+    regions = [Target(r, {"region_id": r}, region=r) for r in ("R1", "R2")]
+    return {
+        "student": students, "card": cards, "membership": members, "guardian": guardians,
+        "school": schools, "school_any": schools, "region": regions,
+        "staff": staff, "staff_card": staff_cards,
+    }
+
+
+def region_allowed(who: Principal, perm: str, region: str) -> bool:
+    return any(
+        g.role in PERMISSIONS[perm]
+        and (SCOPE_OF_ROLE[g.role] == "all" or (SCOPE_OF_ROLE[g.role] == "region" and g.region_id == region))
+        for g in who.grants
+    )
+
+
+def expected(rule: Rule, who: Principal, t: Target | None) -> str:
+    """ "ok", "403", "404" or "any" (an opaque action: anything but a refusal or a crash)."""
+    if rule.kind == "session":
+        return "ok"
+    if rule.gate == "require" and not who.can(rule.perm[0]):
+        return "403"
+    if not any(who.can(p) for p in rule.perm):
+        return "404"
+    if rule.kind == "list":
+        return "ok"
+    if rule.kind == "opaque":
+        return "any"
+    assert t is not None
+    if rule.kind in STUDENT_KINDS:
+        ok = any(who.can(p, school_id=t.school, class_pk=t.class_pk, student_pk=t.student_pk) for p in rule.perm)
+    elif rule.kind in ("school", "staff", "staff_card"):
+        ok = any(who.can(p, school_id=t.school) for p in rule.perm)
+    elif rule.kind == "school_any":
+        ok = any((s := who.schools(p)) is None or t.school in s for p in rule.perm)
+    elif rule.kind == "region":
+        assert t.region is not None
+        ok = any(region_allowed(who, p, t.region) for p in rule.perm)
+    else:
+        raise AssertionError(f"unknown target kind {rule.kind}")
+    return "ok" if ok else str(rule.refusal)
+
+
+_PARAM = re.compile(r"{(\w+)}")
+
+
+def fill(template: str, values: dict[str, Any]) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) not in values:
+            raise AssertionError(f"no value for {{{m.group(1)}}} in {template}: classify its kind")
+        return str(values[m.group(1)])
+
+    return _PARAM.sub(one, template)
+
+
+def form_for(rule: Rule, route: APIRoute, values: dict[str, Any]) -> dict[str, Any]:
+    """The rule's form with placeholders filled, plus a plain value for any other required
+    field, so the request reaches the route's own scope check instead of a 422."""
+    out: dict[str, Any] = {}
+    for k, v in rule.form.items():
+        out[k] = [fill(x, values) for x in v] if isinstance(v, list) else fill(str(v), values)
+    for f in route.dependant.body_params:
+        name = f.alias
+        if name in out or name in rule.files or not f.field_info.is_required():
+            continue
+        ann = str(f.field_info.annotation)
+        out[name] = "1" if "int" in ann else "x"
+    return out
+
+
+def fingerprint(db: Session) -> dict[str, str]:
+    names = [t.name for t in Base.metadata.sorted_tables if t.name not in VOLATILE]
+    sql = " UNION ALL ".join(
+        f"SELECT '{n}', md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{n}\" t"
+        for n in names
+    )
+    db.rollback()
+    rows = db.execute(text(sql)).all()
+    db.rollback()
+    return {str(a): str(b) for a, b in rows}
+
+
+def hidden_names(db: Session, who: Principal) -> set[str]:
+    """Names of the students no permission of this user reaches: no page may show them."""
+    out: set[str] = set()
+    for st in db.query(Student).all():
+        if not any(
+            who.can(p, school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk)
+            for p in PERMISSIONS
+        ):
+            out |= {f"{st.surname} {st.given_name}", f"{st.given_name} {st.surname}"}
+    db.rollback()
+    return out
+
+
+# ---------------------------------------------------------------------------------- walk
+
+
+@dataclass
+class Case:
+    method: str
+    path: str
+    url: str
+    rule: Rule
+    route: APIRoute
+    target: Target | None
+    want: str
+
+
+def cases(app: Any, who: Principal, targets: dict[str, list[Target]], today: str) -> list[Case]:
+    out: list[Case] = []
+    for method, path, route in console_routes(app):
+        rule = ROUTES.get((method, path))
+        if rule is None or rule.skip or rule.kind == "public":  # unclassified: the test above
+            continue
+        kinds = targets.get(rule.kind)
+        for t in kinds if kinds is not None else [None]:
+            values = {"today": today} | (t.values if t is not None else {})
+            url = fill(path, values)
+            if rule.query:
+                url += "?" + "&".join(f"{k}={fill(v, values)}" for k, v in rule.query.items())
+            out.append(Case(method, path, url, rule, route, t, expected(rule, who, t)))
+    return out
+
+
+def check(case: Case, status: int, location: str) -> str | None:
+    label = f"{case.method} {case.url} ({case.path}; {case.target.label if case.target else '-'})"
+    # 422 / 503: the page answered but a service is not configured here (e.g. the social wallet)
+    if status >= 500 and status != 503:
+        return f"{label}: server error {status}"
+    if case.want == "403" and status != 403:
+        return f"{label}: expected 403, got {status}"
+    if case.want == "404" and status != 404:
+        return f"{label}: expected 404, got {status}"
+    if case.want in ("ok", "any") and (status in (401, 403) or location.startswith("/login")):
+        return f"{label}: expected access, got {status} {location}"
+    if case.want == "ok" and case.method == "GET" and status not in (200, 303, 422, 503):
+        return f"{label}: expected 200, got {status}"
+    if case.want == "ok" and case.method == "POST" and status == 404:
+        return f"{label}: expected access, got 404"
+    return None
+
+
+@pytest.mark.parametrize("login", ROLES)
+def test_role_matrix(login: str, make_browser, world: World, db: Session, app) -> None:  # type: ignore[no-untyped-def]
+    targets = prepare_targets(db, world)
+    b: Browser = make_browser(login)
+    found = load_principal(db, b.client.cookies.get(SESSION_COOKIE) or "")
+    assert found is not None
+    who = found[0]
+    db.rollback()
+    today = dt.date.today().isoformat()
+    all_cases = cases(app, who, targets, today)
+    hidden = hidden_names(db, who)
+    assert hidden or login == "operator"  # every other role has students it must not see
+    failures: list[str] = []
+    # Pages first, then refused writes (each must change nothing), then allowed writes.
+    for case in [c for c in all_cases if c.method == "GET"]:
+        r = b.get(case.url)
+        if (msg := check(case, r.status_code, r.headers.get("location", ""))) is not None:
+            failures.append(msg)
+        shown = sorted(n for n in hidden if n in r.text)
+        if shown:
+            failures.append(f"GET {case.url}: shows students outside the role's scope: {shown}")
+    b.get("/")
+    refused = [c for c in all_cases if c.method == "POST" and c.want in ("403", "404")]
+    allowed = sorted(
+        (c for c in all_cases if c.method == "POST" and c.want not in ("403", "404")),
+        key=lambda c: c.rule.last,
+    )
+    for case in refused:
+        values = case.target.values if case.target is not None else {}
+        before = fingerprint(db)
+        r = b.post(case.url, form_for(case.rule, case.route, values | {"today": today}),
+                   files=case.rule.files or None)
+        if (msg := check(case, r.status_code, r.headers.get("location", ""))) is not None:
+            failures.append(msg)
+        after = fingerprint(db)
+        changed = sorted(k for k in before if before[k] != after.get(k))
+        if changed:
+            failures.append(f"POST {case.url} refused ({r.status_code}) but changed {changed}")
+    for case in allowed:
+        values = case.target.values if case.target is not None else {}
+        b.get("/")  # a fresh CSRF token (a write may have rotated nothing, but be a person)
+        r = b.post(case.url, form_for(case.rule, case.route, values | {"today": today}),
+                   files=case.rule.files or None)
+        if (msg := check(case, r.status_code, r.headers.get("location", ""))) is not None:
+            failures.append(msg)
+        shown = sorted(n for n in hidden if n in r.text)
+        if shown:
+            failures.append(f"POST {case.url}: shows students outside the role's scope: {shown}")
+    assert not failures, f"{login}: {len(failures)} problem(s):\n" + "\n".join(failures)
