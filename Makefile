@@ -40,7 +40,7 @@ services: install-test
 
 lint: install-test
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check protocol edge
+	$(VENV)/bin/ruff format --check .
 
 types: install-test
 	$(VENV)/bin/mypy

@@ -131,7 +131,9 @@ def _school_add(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         with session_factory(engine)() as session:
-            add_school(session, args.id, args.name, region=args.region, region_name=args.region_name)
+            add_school(
+                session, args.id, args.name, region=args.region, region_name=args.region_name
+            )
             session.commit()
     finally:
         engine.dispose()
@@ -150,8 +152,11 @@ def _user_add(args: argparse.Namespace) -> int:
     try:
         role = Role(args.role)
     except ValueError:
-        print(f"qaqpa server user add: unknown role {args.role!r}; one of: "
-              + ", ".join(r.value for r in Role), file=sys.stderr)
+        print(
+            f"qaqpa server user add: unknown role {args.role!r}; one of: "
+            + ", ".join(r.value for r in Role),
+            file=sys.stderr,
+        )
         return 2
     engine = make_engine(settings.database_url)
     try:
@@ -165,7 +170,9 @@ def _user_add(args: argparse.Namespace) -> int:
                     email=args.email or "",
                     password=password,
                 )
-                token = None if password else invite(session, user, None, settings.console_invite_ttl_s)
+                token = (
+                    None if password else invite(session, user, None, settings.console_invite_ttl_s)
+                )
                 session.commit()
             except (AccountError, ValueError) as err:
                 print(f"qaqpa server user add: {err}", file=sys.stderr)
@@ -174,7 +181,9 @@ def _user_add(args: argparse.Namespace) -> int:
         engine.dispose()
     print(f"user {args.login} ({role.value}) created.")
     if token:
-        print(f"invitation link (shown once): {settings.console_base_url.rstrip('/')}/invite/{token}")
+        print(
+            f"invitation link (shown once): {settings.console_base_url.rstrip('/')}/invite/{token}"
+        )
     return 0
 
 

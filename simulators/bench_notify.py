@@ -83,16 +83,31 @@ def _setup(url: str, settings: ServerSettings, students: int) -> tuple[Any, list
         s.flush()
         now = now_ms()
         for i in range(students):
-            st = Student(ref=f"bn-{i}", school_id=SCHOOL, class_pk=cls.pk, surname="Bench",
-                         given_name=f"Child{i}", created_at_ms=now, updated_at_ms=now)
+            st = Student(
+                ref=f"bn-{i}",
+                school_id=SCHOOL,
+                class_pk=cls.pk,
+                surname="Bench",
+                given_name=f"Child{i}",
+                created_at_ms=now,
+                updated_at_ms=now,
+            )
             phone = f"+7700{i:07d}"
             g = Guardian(full_name=f"Parent {i}", phone=phone)
             s.add_all([st, g])
             s.flush()
             s.add(StudentGuardian(student_pk=st.pk, guardian_pk=g.pk))
-            s.add(Consent(student_pk=st.pk, kind=ConsentKind.NOTIFICATIONS.value, granted=True,
-                          given_by="bench", document="bench", signed_on=dt.date.today(),
-                          recorded_at_ms=now))
+            s.add(
+                Consent(
+                    student_pk=st.pk,
+                    kind=ConsentKind.NOTIFICATIONS.value,
+                    granted=True,
+                    given_by="bench",
+                    document="bench",
+                    signed_on=dt.date.today(),
+                    recorded_at_ms=now,
+                )
+            )
             phones.append(phone)
         token = add_device(s, settings, SCHOOL, DEVICE)
         enrol(s, settings, token, DEVICE, public_key_raw(key))
@@ -139,8 +154,11 @@ def bench_notify(
             nset.workers = workers
         stack.enter_context(IngestWorker(settings))
         stack.enter_context(NotifyService(url, nset))
-        edge = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-notify-{uuid.uuid4().hex[:6]}",
-                           protocol=mqtt.MQTTv5)
+        edge = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-notify-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5,
+        )
         edge.connect(mqtt_host, mqtt_port)
         edge.loop_start()
         stack.callback(edge.loop_stop)
@@ -155,7 +173,9 @@ def bench_notify(
                 time.sleep(delay)
             at = now_ms()
             ev = EntryEvent(seq=i + 1, at_ms=at, terminal="gate-1", student_id=f"bn-{i}")
-            batch = EventBatch(school=SCHOOL, device=DEVICE, sent_at_ms=at, events=list[Event]([ev]))
+            batch = EventBatch(
+                school=SCHOOL, device=DEVICE, sent_at_ms=at, events=list[Event]([ev])
+            )
             edge.publish(topic, sign_batch(batch, key), qos=1)
             tap_at[phones[i]] = at
         delivered = sms.wait_for(taps, timeout=120)
@@ -164,10 +184,16 @@ def bench_notify(
         engine = make_engine(url)
         with session_factory(engine)() as s:
             rows = s.execute(
-                select(StoredEvent.at_ms, StoredEvent.received_at_ms, OutboxMessage.created_at_ms,
-                       OutboxMessage.sent_at_ms)
-                .join(OutboxMessage, (OutboxMessage.device_pk == StoredEvent.device_pk)
-                      & (OutboxMessage.seq == StoredEvent.seq))
+                select(
+                    StoredEvent.at_ms,
+                    StoredEvent.received_at_ms,
+                    OutboxMessage.created_at_ms,
+                    OutboxMessage.sent_at_ms,
+                ).join(
+                    OutboxMessage,
+                    (OutboxMessage.device_pk == StoredEvent.device_pk)
+                    & (OutboxMessage.seq == StoredEvent.seq),
+                )
             ).all()
         engine.dispose()
         baseline = _baseline(sms, 50)  # through the same (possibly slow) gateway

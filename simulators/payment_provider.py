@@ -63,12 +63,20 @@ class PaymentProviderSimulator:
         return self.client.post(
             self.callback_url,
             content=body,
-            headers={"content-type": "application/json", "x-qaqpa-signature": self.sign(body, secret)},
+            headers={
+                "content-type": "application/json",
+                "x-qaqpa-signature": self.sign(body, secret),
+            },
         )
 
     def pay(self, student_ref: str, amount_tiyn: int, *, txid: str | None = None) -> httpx.Response:
         """A parent pays: a new transaction, then its callback."""
-        payment = Payment(txid or f"sim-{uuid.uuid4().hex[:16]}", student_ref, amount_tiyn, int(time.time() * 1000))
+        payment = Payment(
+            txid or f"sim-{uuid.uuid4().hex[:16]}",
+            student_ref,
+            amount_tiyn,
+            int(time.time() * 1000),
+        )
         self.sent.append(payment)
         return self.callback(payment)
 
@@ -85,7 +93,9 @@ class PaymentPage:
     def __init__(self, provider: PaymentProviderSimulator, port: int = 0) -> None:
         self.provider = provider
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="payment-page", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="payment-page", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -128,10 +138,14 @@ class PaymentPage:
                     self._page(404, "<p>not found</p>")
                     return
                 hidden = "".join(
-                    f'<input type="hidden" name="{k}" value="{html.escape(v)}">' for k, v in f.items()
+                    f'<input type="hidden" name="{k}" value="{html.escape(v)}">'
+                    for k, v in f.items()
                 )
-                self._page(200, f'<p>Pay {int(f["amount_tiyn"]) / 100:.2f} KZT for {html.escape(f["student_ref"])}</p>'
-                           f'<form method="post" action="/pay">{hidden}<button>Pay</button></form>')
+                self._page(
+                    200,
+                    f"<p>Pay {int(f['amount_tiyn']) / 100:.2f} KZT for {html.escape(f['student_ref'])}</p>"
+                    f'<form method="post" action="/pay">{hidden}<button>Pay</button></form>',
+                )
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

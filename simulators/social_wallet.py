@@ -50,7 +50,9 @@ class WalletState:
         paid = [m[ref] for m in self.eligible.values() if ref in m]
         if not paid:
             return None
-        spent = sum(int(r["amount_tiyn"]) for r in self.redemptions.values() if r["student_ref"] == ref)
+        spent = sum(
+            int(r["amount_tiyn"]) for r in self.redemptions.values() if r["student_ref"] == ref
+        )
         return sum(paid) - spent
 
     def redeem(self, raw: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -62,7 +64,10 @@ class WalletState:
                 "at_ms": int(raw["at_ms"]),
             }
         except (KeyError, TypeError, ValueError):
-            return 400, {"error": "malformed", "message": "redemption_id, student_ref, amount_tiyn, at_ms"}
+            return 400, {
+                "error": "malformed",
+                "message": "redemption_id, student_ref, amount_tiyn, at_ms",
+            }
         if red["amount_tiyn"] <= 0:
             return 400, {"error": "bad_amount", "message": "amount_tiyn must be positive"}
         with self.lock:
@@ -108,13 +113,21 @@ def make_handler(state: WalletState, key: str) -> type[BaseHTTPRequestHandler]:
                 month = q.get("month", "")
                 with state.lock:
                     rows = sorted(state.eligible.get(month, {}).items())
-                self._send(200, {"month": month, "students": [{"student_ref": r, "amount_tiyn": a} for r, a in rows]})
+                self._send(
+                    200,
+                    {
+                        "month": month,
+                        "students": [{"student_ref": r, "amount_tiyn": a} for r, a in rows],
+                    },
+                )
             elif url.path.startswith("/v1/vouchers/"):
                 ref = url.path.removeprefix("/v1/vouchers/")
                 with state.lock:
                     bal = state.balance(ref)
                 if bal is None:
-                    self._send(404, {"error": "unknown_student", "message": "not eligible in any month"})
+                    self._send(
+                        404, {"error": "unknown_student", "message": "not eligible in any month"}
+                    )
                 else:
                     self._send(200, {"student_ref": ref, "balance_tiyn": bal})
             elif url.path == "/v1/settlements":
@@ -124,7 +137,14 @@ def make_handler(state: WalletState, key: str) -> type[BaseHTTPRequestHandler]:
                         (r for r in state.redemptions.values() if month_of(r["at_ms"]) == month),
                         key=lambda r: (r["at_ms"], r["redemption_id"]),
                     )
-                self._send(200, {"month": month, "redemptions": reds, "total_tiyn": sum(r["amount_tiyn"] for r in reds)})
+                self._send(
+                    200,
+                    {
+                        "month": month,
+                        "redemptions": reds,
+                        "total_tiyn": sum(r["amount_tiyn"] for r in reds),
+                    },
+                )
             else:
                 self._send(404, {"error": "not_found", "message": url.path})
 
@@ -153,7 +173,9 @@ class SocialWalletSimulator:
         self.key = key
         self.state = WalletState()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(self.state, key))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="social-wallet", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="social-wallet", daemon=True
+        )
 
     @property
     def url(self) -> str:

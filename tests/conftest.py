@@ -7,19 +7,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from server.accounts.access import Grant, Role
 from server.accounts.service import create_user
 from server.api.app import create_app
+from server.canteen.settings import CanteenSettings
 from server.db import make_engine, session_factory
 from server.migrate import upgrade
+from server.notify.settings import NotifySettings
 from server.people.models import Guardian, SchoolClass, StudentGuardian
 from server.people.service import add_school
 from server.settings import ServerSettings
+from simulators.notify_sinks import SmsSink, SmtpSink
+from simulators.payment_provider import CALLBACK_PATH, PaymentProviderSimulator
+from tests.support.canteen import SECRET, canteen_settings
 from tests.support.console import Browser, World, add_student, password_of
 from tests.support.services import SYSTEM_BROKER, PrivateBroker, free_port, fresh_pg_database
 
@@ -168,3 +175,49 @@ def private_broker(tmp_path: Path) -> Iterator[Callable[[str], PrivateBroker]]:
     yield start
     for b in brokers:
         b.stop()
+
+
+# canteen at the centre: settings on the app, the payment provider's simulator
+@pytest.fixture
+def cs(app: Any) -> CanteenSettings:
+    s = canteen_settings()
+    app.state.canteen_settings = s
+    return s
+
+
+@pytest.fixture
+def provider(cs: CanteenSettings, make_browser: Any) -> PaymentProviderSimulator:
+    client = make_browser().client
+    return PaymentProviderSimulator(CALLBACK_PATH, SECRET, client=client)
+
+
+# notifications: the local SMS gateway and SMTP server
+@pytest.fixture
+def sms() -> Iterator[SmsSink]:
+    with SmsSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def engine(settings: ServerSettings) -> Iterator[Engine]:
+    e = make_engine(settings.database_url)
+    yield e
+    e.dispose()
+
+
+@pytest.fixture
+def nset(sms: SmsSink, smtp: SmtpSink) -> NotifySettings:
+    return NotifySettings(
+        sms_url=sms.url(),
+        email_url=smtp.url(),
+        backoff_base_s=1,
+        backoff_cap_s=10,
+        max_attempts=3,
+        send_timeout_s=5,
+    )

@@ -24,7 +24,13 @@ class Role(enum.StrEnum):
 
 
 R = Role
-_SCHOOL_STAFF = {R.SCHOOL_ADMIN, R.DUTY_DEPUTY, R.CLASS_TEACHER, R.SOCIAL_PEDAGOGUE, R.CANTEEN_MANAGER}
+_SCHOOL_STAFF = {
+    R.SCHOOL_ADMIN,
+    R.DUTY_DEPUTY,
+    R.CLASS_TEACHER,
+    R.SOCIAL_PEDAGOGUE,
+    R.CANTEEN_MANAGER,
+}
 _ADMINS = {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN}
 
 # permission -> roles that have it (their scope still applies)
@@ -42,18 +48,42 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
         "consents.edit": {R.OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER},
         "cards.issue": {R.OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER},
         "cards.block": {R.OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER, R.DUTY_DEPUTY},
-        "categories.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.SOCIAL_PEDAGOGUE, R.CANTEEN_MANAGER},
+        "categories.view": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.SOCIAL_PEDAGOGUE,
+            R.CANTEEN_MANAGER,
+        },
         "categories.edit": {R.OPERATOR, R.SOCIAL_PEDAGOGUE},
         "policy.view": {R.OPERATOR, R.REGIONAL_OPERATOR} | _SCHOOL_STAFF,
         "policy.edit": _ADMINS,
-        "reports.attendance": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY, R.CLASS_TEACHER},
-        "reports.meals": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.SOCIAL_PEDAGOGUE, R.CANTEEN_MANAGER},
+        "reports.attendance": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.DUTY_DEPUTY,
+            R.CLASS_TEACHER,
+        },
+        "reports.meals": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.SOCIAL_PEDAGOGUE,
+            R.CANTEEN_MANAGER,
+        },
         "reports.library": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER},
         "reports.evacuation": {R.OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY, R.CLASS_TEACHER},
         "status.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY},
         "notifications.view": {R.OPERATOR, R.SCHOOL_ADMIN},
         "parent.view": {R.PARENT},
-        "canteen.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.CANTEEN_MANAGER, R.SOCIAL_PEDAGOGUE},
+        "canteen.view": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.CANTEEN_MANAGER,
+            R.SOCIAL_PEDAGOGUE,
+        },
         "canteen.manage": {R.OPERATOR, R.SCHOOL_ADMIN, R.CANTEEN_MANAGER},
     }.items()
 }
@@ -183,6 +213,7 @@ class Principal:
     def whole_school(self, perm: str, school_id: str) -> bool:
         """True when ``perm`` covers the whole school (not only some classes or children)."""
         return any(
-            SCOPE_OF_ROLE[g.role] not in ("class", "children") and self._covers(g, school_id, None, None)
+            SCOPE_OF_ROLE[g.role] not in ("class", "children")
+            and self._covers(g, school_id, None, None)
             for g in self._grants_for(perm)
         )

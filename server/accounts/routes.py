@@ -150,9 +150,7 @@ def login(
 
 
 @router.post("/logout")
-def logout(
-    request: Request, db: Db, _who: Annotated[Principal, Depends(signed_in)]
-) -> Response:
+def logout(request: Request, db: Db, _who: Annotated[Principal, Depends(signed_in)]) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         close_session(db, token)
@@ -194,7 +192,9 @@ def accept(
         try:
             user = accept_invitation(db, token, password)
         except WeakPassword:
-            error = tr(request, "The password is too weak: at least 10 characters, letters and digits.")
+            error = tr(
+                request, "The password is too weak: at least 10 characters, letters and digits."
+            )
     if error is not None:
         return render(request, "accounts/invite.html", {"user": user, "error": error}, 400)
     session_token = open_session(db, user, settings.console_session_ttl_s)
@@ -233,7 +233,9 @@ def password_change(
         try:
             change_password(db, user, password)
         except WeakPassword:
-            error = tr(request, "The password is too weak: at least 10 characters, letters and digits.")
+            error = tr(
+                request, "The password is too weak: at least 10 characters, letters and digits."
+            )
     if error is not None:
         return render(request, "accounts/password.html", {"error": error}, 400, who=who)
     token = open_session(db, user, settings.console_session_ttl_s)
@@ -334,9 +336,7 @@ def users_invite(
     if scope == "region" and Role.OPERATOR not in who.roles:
         raise Forbidden()
     try:
-        user = create_user(
-            db, login, full_name, [grant], email=email, lang=request_lang(request)
-        )
+        user = create_user(db, login, full_name, [grant], email=email, lang=request_lang(request))
         token = invite(db, user, who.user_pk, settings.console_invite_ttl_s)
         db.commit()
         invite_url = f"{settings.console_base_url.rstrip('/')}/invite/{token}"

@@ -130,14 +130,18 @@ def _pair(credit: Account, debit: Account, amount: int) -> list[Posting]:
 def topup(student_pk: int, amount: int) -> list[Posting]:
     """A parent's payment arrived through the provider: the student may spend it."""
     return _pair(
-        Account(AccountKind.STUDENT_BALANCE, student_pk), Account(AccountKind.PROVIDER_CLEARING), amount
+        Account(AccountKind.STUDENT_BALANCE, student_pk),
+        Account(AccountKind.PROVIDER_CLEARING),
+        amount,
     )
 
 
 def refund(student_pk: int, amount: int) -> list[Posting]:
     """A meal's money given back to the student's balance (a credit at the school)."""
     return _pair(
-        Account(AccountKind.STUDENT_BALANCE, student_pk), Account(AccountKind.CANTEEN_REVENUE), amount
+        Account(AccountKind.STUDENT_BALANCE, student_pk),
+        Account(AccountKind.CANTEEN_REVENUE),
+        amount,
     )
 
 
@@ -163,7 +167,9 @@ def meal(student_pk: int | None, amount: int) -> list[Posting]:
 def voucher_fund(student_pk: int, amount: int) -> list[Posting]:
     """The social wallet paid meal money into the child's voucher."""
     return _pair(
-        Account(AccountKind.STUDENT_VOUCHER, student_pk), Account(AccountKind.WALLET_FUNDING), amount
+        Account(AccountKind.STUDENT_VOUCHER, student_pk),
+        Account(AccountKind.WALLET_FUNDING),
+        amount,
     )
 
 
@@ -228,7 +234,9 @@ def parse_menu(text: str) -> tuple[list[MenuLine], list[FormError]]:
             errors.append(FormError(n, "line", "Expected: id; name; price; allergens."))
             continue
         item_id, name, price_text = parts[0], parts[1], parts[2]
-        allergens = tuple(a.strip().lower() for a in (parts[3] if len(parts) == 4 else "").split(",") if a.strip())
+        allergens = tuple(
+            a.strip().lower() for a in (parts[3] if len(parts) == 4 else "").split(",") if a.strip()
+        )
         bad = False
         if not _ITEM_ID.match(item_id):
             errors.append(FormError(n, "id", "The id may hold only letters, digits and _ . : -"))
@@ -257,7 +265,9 @@ def parse_menu(text: str) -> tuple[list[MenuLine], list[FormError]]:
                 bad = True
         for a in allergens:
             if not _ALLERGEN.match(a):
-                errors.append(FormError(n, "allergens", "An allergen is a short word: a-z, 0-9, _ -"))
+                errors.append(
+                    FormError(n, "allergens", "An allergen is a short word: a-z, 0-9, _ -")
+                )
                 bad = True
                 break
         if not bad:
@@ -340,15 +350,25 @@ def reconcile(
     if school_tiyn is None:
         diffs = []
         if unacked_credits_tiyn:
-            diffs.append(Difference("unacked", "Credits not yet acknowledged by the school", unacked_credits_tiyn))
+            diffs.append(
+                Difference(
+                    "unacked", "Credits not yet acknowledged by the school", unacked_credits_tiyn
+                )
+            )
         return Reconciliation(ledger_tiyn, None, tuple(diffs))
     diff = ledger_tiyn - school_tiyn
     parts: list[Difference] = []
     if unposted_meals_tiyn:
-        parts.append(Difference("unposted", "Meals sold at the school, not yet posted", unposted_meals_tiyn))
+        parts.append(
+            Difference("unposted", "Meals sold at the school, not yet posted", unposted_meals_tiyn)
+        )
     if unsent_debits_tiyn:
         parts.append(
-            Difference("unsent", "Debits kept at the server only (no debit op to the school)", -unsent_debits_tiyn)
+            Difference(
+                "unsent",
+                "Debits kept at the server only (no debit op to the school)",
+                -unsent_debits_tiyn,
+            )
         )
     # credits not in the school's last balance; an unacknowledged credit may already be applied
     # (its ack in flight), so it explains at most what is missing
@@ -357,9 +377,13 @@ def reconcile(
     after = min(max(missing - unacked, 0), acked_credits_tiyn)
     rest = missing - unacked - after
     if unacked:
-        parts.insert(0, Difference("unacked", "Credits not yet acknowledged by the school", unacked))
+        parts.insert(
+            0, Difference("unacked", "Credits not yet acknowledged by the school", unacked)
+        )
     if after:
-        parts.append(Difference("after_sale", "Credits applied at the school after its last sale", after))
+        parts.append(
+            Difference("after_sale", "Credits applied at the school after its last sale", after)
+        )
     if rest:
         parts.append(Difference("unexplained", "Unexplained", rest))
     return Reconciliation(ledger_tiyn, school_tiyn, tuple(parts))
@@ -421,7 +445,7 @@ def qr_verify(token: str, key: bytes, now_ms: int) -> QrClaim:
 
 
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:
-    """"2026-11" -> (2026-11-01, 2026-12-01)."""
+    """ "2026-11" -> (2026-11-01, 2026-12-01)."""
     try:
         first = dt.date.fromisoformat(f"{month}-01")
     except ValueError as err:

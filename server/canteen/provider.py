@@ -73,7 +73,9 @@ class HmacPaymentProvider(PaymentProvider):
     def checkout_url(self, student_ref: str, amount_tiyn: int, return_url: str) -> str:
         if self._checkout is None:
             raise CallbackError(503, "no_checkout", "No payment page is configured.")
-        query = urlencode({"student_ref": student_ref, "amount_tiyn": amount_tiyn, "return": return_url})
+        query = urlencode(
+            {"student_ref": student_ref, "amount_tiyn": amount_tiyn, "return": return_url}
+        )
         return f"{self._checkout.rstrip('/')}/pay?{query}"
 
     def parse_callback(self, body: bytes, headers: Mapping[str, str]) -> ProviderPayment:
@@ -90,7 +92,9 @@ class HmacPaymentProvider(PaymentProvider):
         if not isinstance(txid, str) or not _TXID.match(txid):
             raise CallbackError(400, "bad_txid", "txid: 1-100 characters A-Z a-z 0-9 _ . : -")
         if not isinstance(ref, str) or not _REF.match(ref):
-            raise CallbackError(400, "bad_student_ref", "student_ref: the child's id, 1-64 characters")
+            raise CallbackError(
+                400, "bad_student_ref", "student_ref: the child's id, 1-64 characters"
+            )
         try:
             check_amount(amount)  # type: ignore[arg-type]
         except MoneyError as err:

@@ -55,7 +55,9 @@ def payment_provider(request: Request) -> PaymentProvider | None:
     s = canteen_settings(request)
     if s.provider_secret is None:
         return None
-    return HmacPaymentProvider(s.provider_secret.get_secret_value().encode(), s.provider_checkout_url)
+    return HmacPaymentProvider(
+        s.provider_secret.get_secret_value().encode(), s.provider_checkout_url
+    )
 
 
 def social_wallet(request: Request) -> SocialWallet | None:
@@ -79,7 +81,9 @@ def _schools(db: Db, who: Principal, perm: str) -> list[School]:
     return list(db.scalars(q))
 
 
-def _pick_school(db: Db, who: Principal, perm: str, school: str | None) -> tuple[list[School], School]:
+def _pick_school(
+    db: Db, who: Principal, perm: str, school: str | None
+) -> tuple[list[School], School]:
     schools = _schools(db, who, perm)
     ensure(bool(schools))
     if school is None:
@@ -140,7 +144,14 @@ def index(request: Request, who: View, db: Db, school: str | None = None) -> Res
     )
     money = service.balances(db, [s.pk for s, _ in students])
     low = canteen_settings(request).low_balance_tiyn
-    audit(db, who, "canteen.balances", f"school:{sch.id}", school_id=sch.id, summary=f"{len(students)} balances listed")
+    audit(
+        db,
+        who,
+        "canteen.balances",
+        f"school:{sch.id}",
+        school_id=sch.id,
+        summary=f"{len(students)} balances listed",
+    )
     db.commit()
     return render(
         request,
@@ -156,21 +167,43 @@ def index(request: Request, who: View, db: Db, school: str | None = None) -> Res
 
 
 @router.get("/canteen/parent")
-def canteen_parent_home(request: Request, who: Annotated[Principal, require("parent.view")], db: Db) -> Response:
+def canteen_parent_home(
+    request: Request, who: Annotated[Principal, require("parent.view")], db: Db
+) -> Response:
     pks = [c[0] for c in who.children]
-    kids = list(db.scalars(select(Student).where(Student.pk.in_(pks)).order_by(Student.given_name))) if pks else []
+    kids = (
+        list(db.scalars(select(Student).where(Student.pk.in_(pks)).order_by(Student.given_name)))
+        if pks
+        else []
+    )
     money = service.balances(db, [k.pk for k in kids])
     for k in kids:
-        audit(db, who, "canteen.view", f"student:{k.pk}", student_pk=k.pk, school_id=k.school_id, summary="balance")
+        audit(
+            db,
+            who,
+            "canteen.view",
+            f"student:{k.pk}",
+            student_pk=k.pk,
+            school_id=k.school_id,
+            summary="balance",
+        )
     db.commit()
     s = canteen_settings(request)
     can_pay = s.provider_secret is not None and s.provider_checkout_url is not None
-    return render(request, "canteen/parent.html", {"rows": [(k, *money[k.pk]) for k in kids], "can_pay": can_pay, "error": None})
+    return render(
+        request,
+        "canteen/parent.html",
+        {"rows": [(k, *money[k.pk]) for k in kids], "can_pay": can_pay, "error": None},
+    )
 
 
 @router.post("/canteen/student/{pk}/topup")
 def topup_start(
-    request: Request, who: Annotated[Principal, require("parent.view")], db: Db, pk: int, amount: Annotated[str, Form(max_length=32)]
+    request: Request,
+    who: Annotated[Principal, require("parent.view")],
+    db: Db,
+    pk: int,
+    amount: Annotated[str, Form(max_length=32)],
 ) -> Response:
     """A parent starts a top-up: off to the provider's payment page; the money is booked only
     when the provider's signed callback arrives."""
@@ -181,25 +214,51 @@ def topup_start(
         tiyn = ledger.parse_tenge(amount)
         if provider is None:
             raise CallbackError(503, "no_checkout", "No payment page is configured.")
-        url = provider.checkout_url(st.ref, tiyn, f"{str(request.base_url).rstrip('/')}/canteen/parent?paid=1")
+        url = provider.checkout_url(
+            st.ref, tiyn, f"{str(request.base_url).rstrip('/')}/canteen/parent?paid=1"
+        )
     except (MoneyError, CallbackError) as err:
         pks = [c[0] for c in who.children]
-        kids = list(db.scalars(select(Student).where(Student.pk.in_(pks)).order_by(Student.given_name)))
+        kids = list(
+            db.scalars(select(Student).where(Student.pk.in_(pks)).order_by(Student.given_name))
+        )
         money = service.balances(db, [k.pk for k in kids])
-        ctx = {"rows": [(k, *money[k.pk]) for k in kids], "can_pay": True, "error": tr(request, str(err))}
-        return render(request, "canteen/parent.html", ctx, 422 if isinstance(err, MoneyError) else err.status)
+        ctx = {
+            "rows": [(k, *money[k.pk]) for k in kids],
+            "can_pay": True,
+            "error": tr(request, str(err)),
+        }
+        return render(
+            request, "canteen/parent.html", ctx, 422 if isinstance(err, MoneyError) else err.status
+        )
     return Response(status_code=303, headers={"location": url})
 
 
 def _student_page(
-    request: Request, who: Principal, db: Db, st: Student, *, error: str | None = None, ok: str | None = None, status: int = 200, form: dict[str, str] | None = None
+    request: Request,
+    who: Principal,
+    db: Db,
+    st: Student,
+    *,
+    error: str | None = None,
+    ok: str | None = None,
+    status: int = 200,
+    form: dict[str, str] | None = None,
 ) -> Response:
     _catch_up(request, db, st.school_id)
     entries = service.student_entries(db, st.pk)
     bal, voucher = service.balances(db, [st.pk])[st.pk]
     limits = db.get(ParentLimits, st.pk)
     cls = db.get(SchoolClass, st.class_pk)
-    audit(db, who, "canteen.view", f"student:{st.pk}", student_pk=st.pk, school_id=st.school_id, summary=f"ledger ({len(entries)} entries)")
+    audit(
+        db,
+        who,
+        "canteen.view",
+        f"student:{st.pk}",
+        student_pk=st.pk,
+        school_id=st.school_id,
+        summary=f"ledger ({len(entries)} entries)",
+    )
     db.commit()
     return render(
         request,
@@ -248,8 +307,14 @@ def book(
         service.book_manual(db, canteen_settings(request), who, st, entry_kind, tiyn, reason)
     except ValueError as err:  # MoneyError, CanteenError, a bad kind
         db.rollback()
-        message = str(err) if isinstance(err, MoneyError | CanteenError) else "Choose a refund or a correction."
-        return _student_page(request, who, db, st, error=tr(request, message), status=422, form=form)
+        message = (
+            str(err)
+            if isinstance(err, MoneyError | CanteenError)
+            else "Choose a refund or a correction."
+        )
+        return _student_page(
+            request, who, db, st, error=tr(request, message), status=422, form=form
+        )
     db.commit()
     return redirect(f"/canteen/student/{st.pk}?booked=1")
 
@@ -262,17 +327,41 @@ def limits_page(request: Request, who: Anyone, db: Db, pk: int) -> Response:
 
 
 def _limits_page(
-    request: Request, who: Principal, db: Db, st: Student, *, error: str | None = None, status: int = 200, form: dict[str, str] | None = None
+    request: Request,
+    who: Principal,
+    db: Db,
+    st: Student,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    form: dict[str, str] | None = None,
 ) -> Response:
     limits = db.get(ParentLimits, st.pk)
-    audit(db, who, "canteen.view", f"student:{st.pk}", student_pk=st.pk, school_id=st.school_id, summary="canteen limits")
+    audit(
+        db,
+        who,
+        "canteen.view",
+        f"student:{st.pk}",
+        student_pk=st.pk,
+        school_id=st.school_id,
+        summary="canteen limits",
+    )
     db.commit()
     if form is None:
         form = {
             "allergens": ", ".join(limits.allergen_blocks) if limits else "",
-            "cap": (ledger_tenge(limits.daily_cap_tiyn) if limits and limits.daily_cap_tiyn is not None else ""),
+            "cap": (
+                ledger_tenge(limits.daily_cap_tiyn)
+                if limits and limits.daily_cap_tiyn is not None
+                else ""
+            ),
         }
-    return render(request, "canteen/limits.html", {"st": st, "limits": limits, "form": form, "error": error}, status)
+    return render(
+        request,
+        "canteen/limits.html",
+        {"st": st, "limits": limits, "form": form, "error": error},
+        status,
+    )
 
 
 def ledger_tenge(tiyn: int) -> str:
@@ -304,7 +393,9 @@ def limits_save(
         service.set_limits(db, who, st, blocks, cap_tiyn)
     except ValueError as err:
         db.rollback()
-        return _limits_page(request, who, db, st, error=tr(request, str(err)), status=422, form=form)
+        return _limits_page(
+            request, who, db, st, error=tr(request, str(err)), status=422, form=form
+        )
     db.commit()
     return redirect(f"/canteen/student/{st.pk}/limits?saved=1")
 
@@ -313,7 +404,9 @@ def limits_save(
 
 
 @router.get("/canteen/menu")
-def menu_page(request: Request, who: Manage, db: Db, school: str | None = None, date: str | None = None) -> Response:
+def menu_page(
+    request: Request, who: Manage, db: Db, school: str | None = None, date: str | None = None
+) -> Response:
     schools, sch = _pick_school(db, who, "canteen.manage", school)
     try:
         day = dt.date.fromisoformat(date) if date else _today(db, sch.id)
@@ -325,12 +418,28 @@ def menu_page(request: Request, who: Manage, db: Db, school: str | None = None, 
 
 
 def _menu_render(
-    request: Request, schools: list[School], sch: School, day: dt.date, text: str, row: Menu | None, errors: list[Any], status: int, saved: bool = False
+    request: Request,
+    schools: list[School],
+    sch: School,
+    day: dt.date,
+    text: str,
+    row: Menu | None,
+    errors: list[Any],
+    status: int,
+    saved: bool = False,
 ) -> Response:
     return render(
         request,
         "canteen/menu.html",
-        {"schools": schools, "school": sch, "day": day, "text": text, "row": row, "errors": errors, "saved": saved},
+        {
+            "schools": schools,
+            "school": sch,
+            "day": day,
+            "text": text,
+            "row": row,
+            "errors": errors,
+            "saved": saved,
+        },
         status,
     )
 
@@ -352,10 +461,14 @@ def menu_save(
         return _menu_render(request, schools, sch, _today(db, sch.id), menu, None, errors, 422)
     items, errors = ledger.parse_menu(menu)
     if errors:
-        return _menu_render(request, schools, sch, day, menu, db.get(Menu, (sch.id, day)), errors, 422)
+        return _menu_render(
+            request, schools, sch, day, menu, db.get(Menu, (sch.id, day)), errors, 422
+        )
     row = service.set_menu(db, who, sch.id, day, items)
     db.commit()
-    return _menu_render(request, schools, sch, day, ledger.menu_text(row.items), row, [], 200, saved=True)
+    return _menu_render(
+        request, schools, sch, day, ledger.menu_text(row.items), row, [], 200, saved=True
+    )
 
 
 # ------------------------------------------------------------------------ reconciliation
@@ -366,7 +479,9 @@ def reconcile_page(request: Request, who: View, db: Db, school: str | None = Non
     schools, sch = _pick_school(db, who, "canteen.view", school)
     _catch_up(request, db, sch.id)
     rows = service.reconciliation(db, sch.id)
-    audit(db, who, "canteen.recon", f"school:{sch.id}", school_id=sch.id, summary=f"{len(rows)} rows")
+    audit(
+        db, who, "canteen.recon", f"school:{sch.id}", school_id=sch.id, summary=f"{len(rows)} rows"
+    )
     db.commit()
     return render(
         request,
@@ -385,7 +500,9 @@ def reconcile_page(request: Request, who: View, db: Db, school: str | None = Non
 # ------------------------------------------------------------------------------- reports
 
 
-def _period(db: Db, school_id: str, start: str | None, end: str | None) -> tuple[dt.date, dt.date, str | None]:
+def _period(
+    db: Db, school_id: str, start: str | None, end: str | None
+) -> tuple[dt.date, dt.date, str | None]:
     today = _today(db, school_id)
     try:
         lo = dt.date.fromisoformat(start) if start else today.replace(day=1)
@@ -401,7 +518,13 @@ def _period(db: Db, school_id: str, start: str | None, end: str | None) -> tuple
 
 @router.get("/canteen/reports")
 def reports_page(
-    request: Request, who: View, db: Db, school: str | None = None, start: str | None = None, end: str | None = None, format: str = "html"
+    request: Request,
+    who: View,
+    db: Db,
+    school: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    format: str = "html",
 ) -> Response:
     schools, sch = _pick_school(db, who, "canteen.view", school)
     lo, hi, error = _period(db, sch.id, start, end)
@@ -433,7 +556,14 @@ def _totals(rows: list[service.DayRow]) -> dict[str, int]:
     return {k: sum(getattr(r, k) for r in rows) for k in keys}
 
 
-def _xlsx(request: Request, sch: School, lo: dt.date, hi: dt.date, rows: list[service.DayRow], problems: list[service.ReconRow]) -> Response:
+def _xlsx(
+    request: Request,
+    sch: School,
+    lo: dt.date,
+    hi: dt.date,
+    rows: list[service.DayRow],
+    problems: list[service.ReconRow],
+) -> Response:
     from openpyxl import Workbook
 
     wb = Workbook()
@@ -444,22 +574,57 @@ def _xlsx(request: Request, sch: School, lo: dt.date, hi: dt.date, rows: list[se
     def t(message: str) -> str:
         return tr(request, message)
 
-    ws.append([t("Day"), t("Free"), t("Paid"), t("Voucher"), t("Paid, ₸"), t("Voucher, ₸"), t("Refunds, ₸"), t("Revenue, ₸")])
+    ws.append(
+        [
+            t("Day"),
+            t("Free"),
+            t("Paid"),
+            t("Voucher"),
+            t("Paid, ₸"),
+            t("Voucher, ₸"),
+            t("Refunds, ₸"),
+            t("Revenue, ₸"),
+        ]
+    )
     for r in rows:
-        ws.append([r.day, r.free, r.paid, r.voucher, r.paid_tiyn / 100, r.voucher_tiyn / 100, r.refunds_tiyn / 100, r.revenue_tiyn / 100])
+        ws.append(
+            [
+                r.day,
+                r.free,
+                r.paid,
+                r.voucher,
+                r.paid_tiyn / 100,
+                r.voucher_tiyn / 100,
+                r.refunds_tiyn / 100,
+                r.revenue_tiyn / 100,
+            ]
+        )
     tot = _totals(rows)
-    ws.append([t("Total"), tot["free"], tot["paid"], tot["voucher"], tot["paid_tiyn"] / 100, tot["voucher_tiyn"] / 100, tot["refunds_tiyn"] / 100, tot["revenue_tiyn"] / 100])
+    ws.append(
+        [
+            t("Total"),
+            tot["free"],
+            tot["paid"],
+            tot["voucher"],
+            tot["paid_tiyn"] / 100,
+            tot["voucher_tiyn"] / 100,
+            tot["refunds_tiyn"] / 100,
+            tot["revenue_tiyn"] / 100,
+        ]
+    )
     ws2 = wb.create_sheet("reconciliation")
     ws2.append([t("Student id"), t("Ledger, ₸"), t("School, ₸"), t("Difference"), t("Amount, ₸")])
     for p in problems:
         for d in p.recon.differences:
-            ws2.append([
-                p.student_ref,
-                p.recon.ledger_tiyn / 100,
-                None if p.recon.school_tiyn is None else p.recon.school_tiyn / 100,
-                t(d.label),
-                d.amount_tiyn / 100,
-            ])
+            ws2.append(
+                [
+                    p.student_ref,
+                    p.recon.ledger_tiyn / 100,
+                    None if p.recon.school_tiyn is None else p.recon.school_tiyn / 100,
+                    t(d.label),
+                    d.amount_tiyn / 100,
+                ]
+            )
     buf = io.BytesIO()
     wb.save(buf)
     name = f"canteen-{sch.id}-{lo}-{hi}.xlsx"
@@ -474,7 +639,9 @@ def _xlsx(request: Request, sch: School, lo: dt.date, hi: dt.date, rows: list[se
 
 
 @router.get("/canteen/wallet")
-def wallet_page(request: Request, who: View, db: Db, school: str | None = None, month: str | None = None) -> Response:
+def wallet_page(
+    request: Request, who: View, db: Db, school: str | None = None, month: str | None = None
+) -> Response:
     schools, sch = _pick_school(db, who, "canteen.view", school)
     month = month or _today(db, sch.id).strftime("%Y-%m")
     wallet = social_wallet(request)
@@ -504,19 +671,35 @@ def wallet_page(request: Request, who: View, db: Db, school: str | None = None, 
 
 @router.post("/canteen/wallet/fund")
 def wallet_fund(
-    request: Request, who: Manage, db: Db, school: Annotated[str, Form(max_length=64)], month: Annotated[str, Form(max_length=7)]
+    request: Request,
+    who: Manage,
+    db: Db,
+    school: Annotated[str, Form(max_length=64)],
+    month: Annotated[str, Form(max_length=7)],
 ) -> Response:
     sch = _pick_school(db, who, "canteen.manage", school)[1]
     wallet = social_wallet(request)
     if wallet is None:
-        return render(request, "error.html", {"code": 503, "message": "The social wallet is not configured."}, 503)
+        return render(
+            request,
+            "error.html",
+            {"code": 503, "message": "The social wallet is not configured."},
+            503,
+        )
     try:
         result = service.fund_vouchers(db, wallet, month, {sch.id})
         service.confirm_voucher_meals(db, wallet, sch.id)
     except (MoneyError, WalletError) as err:
         db.rollback()
         return render(request, "error.html", {"code": 422, "message": str(err)}, 422)
-    audit(db, who, "canteen.fund", f"school:{sch.id}", school_id=sch.id, summary=f"{month}: {result.funded} vouchers funded, {result.already} already")
+    audit(
+        db,
+        who,
+        "canteen.fund",
+        f"school:{sch.id}",
+        school_id=sch.id,
+        summary=f"{month}: {result.funded} vouchers funded, {result.already} already",
+    )
     db.commit()
     return redirect(f"/canteen/wallet?school={sch.id}&month={month}&funded={result.funded}")
 
@@ -530,9 +713,19 @@ def voucher_qr(request: Request, who: Anyone, db: Db, pk: int) -> Response:
     except CanteenError as err:
         return render(request, "error.html", {"code": err.status, "message": str(err)}, err.status)
     voucher = service.balance(db, st.pk, ledger.AccountKind.STUDENT_VOUCHER)
-    audit(db, who, "canteen.qr", f"student:{st.pk}", student_pk=st.pk, school_id=st.school_id, summary="voucher QR issued")
+    audit(
+        db,
+        who,
+        "canteen.qr",
+        f"student:{st.pk}",
+        student_pk=st.pk,
+        school_id=st.school_id,
+        summary="voucher QR issued",
+    )
     db.commit()
-    return render(request, "canteen/qr.html", {"st": st, "token": token, "claim": claim, "voucher": voucher})
+    return render(
+        request, "canteen/qr.html", {"st": st, "token": token, "claim": claim, "voucher": voucher}
+    )
 
 
 @router.get("/canteen/voucher/redeem")
@@ -541,20 +734,41 @@ def redeem_page(request: Request, who: Manage) -> Response:
 
 
 @router.post("/canteen/voucher/redeem")
-def redeem(request: Request, who: Manage, db: Db, token: Annotated[str, Form(max_length=2000)]) -> Response:
+def redeem(
+    request: Request, who: Manage, db: Db, token: Annotated[str, Form(max_length=2000)]
+) -> Response:
     wallet = social_wallet(request)
     if wallet is None:
-        return render(request, "canteen/redeem.html", {"error": tr(request, "The social wallet is not configured."), "entry": None, "token": token}, 503)
+        return render(
+            request,
+            "canteen/redeem.html",
+            {
+                "error": tr(request, "The social wallet is not configured."),
+                "entry": None,
+                "token": token,
+            },
+            503,
+        )
     try:
         entry = service.redeem_qr(db, canteen_settings(request), wallet, who, token, now_ms())
         db.commit()
     except CanteenError as err:
         db.rollback()
-        return render(request, "canteen/redeem.html", {"error": tr(request, str(err)), "code": err.code, "entry": None, "token": token}, err.status)
+        return render(
+            request,
+            "canteen/redeem.html",
+            {"error": tr(request, str(err)), "code": err.code, "entry": None, "token": token},
+            err.status,
+        )
     except IntegrityError:  # the same QR redeemed at the same moment elsewhere
         db.rollback()
         msg = tr(request, "This QR code has already been redeemed.")
-        return render(request, "canteen/redeem.html", {"error": msg, "code": "qr_redeemed", "entry": None, "token": token}, 409)
+        return render(
+            request,
+            "canteen/redeem.html",
+            {"error": msg, "code": "qr_redeemed", "entry": None, "token": token},
+            409,
+        )
     return render(request, "canteen/redeem.html", {"error": None, "entry": entry, "token": ""})
 
 
@@ -567,7 +781,9 @@ async def payment_callback(request: Request, db: Db) -> Response:
     2xx only once the top-up is booked (or was booked before): the provider retries otherwise."""
     provider = payment_provider(request)
     if provider is None:
-        return JSONResponse({"error": "not_configured", "message": "No payment provider is configured."}, 503)
+        return JSONResponse(
+            {"error": "not_configured", "message": "No payment provider is configured."}, 503
+        )
     body = await request.body()
     if len(body) > 10_000:
         return JSONResponse({"error": "too_large", "message": "The body is too large."}, 413)
@@ -588,7 +804,10 @@ async def payment_callback(request: Request, db: Db) -> Response:
                 raise
             continue
         return JSONResponse(
-            {"status": "duplicate" if result.duplicate else "booked", "ledger_id": f"L{result.entry_id}"},
+            {
+                "status": "duplicate" if result.duplicate else "booked",
+                "ledger_id": f"L{result.entry_id}",
+            },
             200,
         )
     raise AssertionError("unreachable")

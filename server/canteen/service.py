@@ -100,7 +100,13 @@ def _publish_credit(db: Session, entry: LedgerEntry) -> None:
     delta = append_changes(
         db,
         entry.school_id,
-        [BalanceCredit(ledger_id=ledger_id(entry), student_id=entry.student_ref, amount_tiyn=entry.amount_tiyn)],
+        [
+            BalanceCredit(
+                ledger_id=ledger_id(entry),
+                student_id=entry.student_ref,
+                amount_tiyn=entry.amount_tiyn,
+            )
+        ],
     )
     entry.sync_version = delta.version
 
@@ -109,7 +115,9 @@ def ledger_id(entry: LedgerEntry) -> str:
     return f"L{entry.id}"
 
 
-def balance(db: Session, student_pk: int, account: AccountKind = AccountKind.STUDENT_BALANCE) -> int:
+def balance(
+    db: Session, student_pk: int, account: AccountKind = AccountKind.STUDENT_BALANCE
+) -> int:
     total = db.scalar(
         select(func.coalesce(func.sum(Posting.amount_tiyn), 0)).where(
             Posting.account == account.value, Posting.student_pk == student_pk
@@ -349,7 +357,9 @@ def school_ack_version(db: Session, school_id: str) -> int:
     return int(v or 0)
 
 
-def reconciliation(db: Session, school_id: str, student_pks: set[int] | None = None) -> list[ReconRow]:
+def reconciliation(
+    db: Session, school_id: str, student_pks: set[int] | None = None
+) -> list[ReconRow]:
     """Per student of the school with any money: ledger, the school's last known balance, and
     each difference explained (``ledger.reconcile``)."""
     from server.people.models import SchoolClass
@@ -369,7 +379,12 @@ def reconciliation(db: Session, school_id: str, student_pks: set[int] | None = N
     acked: dict[int, int] = {}
     unsent: dict[int, int] = {}
     for pk, _kind, amount, version in db.execute(
-        select(LedgerEntry.student_pk, LedgerEntry.kind, LedgerEntry.amount_tiyn, LedgerEntry.sync_version).where(
+        select(
+            LedgerEntry.student_pk,
+            LedgerEntry.kind,
+            LedgerEntry.amount_tiyn,
+            LedgerEntry.sync_version,
+        ).where(
             LedgerEntry.school_id == school_id,
             LedgerEntry.kind.in_([k.value for k in ledger.CREDIT_KINDS]),
         )
@@ -390,10 +405,15 @@ def reconciliation(db: Session, school_id: str, student_pks: set[int] | None = N
             StoredEvent.at_ms,
             StoredEvent.payload,
             func.row_number()
-            .over(partition_by=StoredEvent.student_id, order_by=(StoredEvent.at_ms.desc(), StoredEvent.seq.desc()))
+            .over(
+                partition_by=StoredEvent.student_id,
+                order_by=(StoredEvent.at_ms.desc(), StoredEvent.seq.desc()),
+            )
             .label("rn"),
         )
-        .where(StoredEvent.school_id == school_id, StoredEvent.kind == "meal_served", meal == "paid")
+        .where(
+            StoredEvent.school_id == school_id, StoredEvent.kind == "meal_served", meal == "paid"
+        )
         .subquery()
     )
     last: dict[str, tuple[int, int | None]] = {}
@@ -406,16 +426,23 @@ def reconciliation(db: Session, school_id: str, student_pks: set[int] | None = N
     unposted: dict[str, int] = {}
     for ref, payload in db.execute(
         select(StoredEvent.student_id, StoredEvent.payload).where(
-            StoredEvent.school_id == school_id, StoredEvent.kind == "meal_served", meal == "paid", ~booked
+            StoredEvent.school_id == school_id,
+            StoredEvent.kind == "meal_served",
+            meal == "paid",
+            ~booked,
         )
     ):
         unposted[ref] = unposted.get(ref, 0) + int(payload.get("amount_tiyn") or 0)
 
-    q = select(Student, SchoolClass.name).join(SchoolClass, SchoolClass.pk == Student.class_pk).where(
-        Student.school_id == school_id
+    q = (
+        select(Student, SchoolClass.name)
+        .join(SchoolClass, SchoolClass.pk == Student.class_pk)
+        .where(Student.school_id == school_id)
     )
     rows: list[ReconRow] = []
-    for st, class_name in db.execute(q.order_by(SchoolClass.grade, SchoolClass.name, Student.surname)):
+    for st, class_name in db.execute(
+        q.order_by(SchoolClass.grade, SchoolClass.name, Student.surname)
+    ):
         if student_pks is not None and st.pk not in student_pks:
             continue
         if st.pk not in led and st.ref not in last and st.ref not in unposted:
@@ -444,7 +471,13 @@ def reconciliation(db: Session, school_id: str, student_pks: set[int] | None = N
                 "",
                 "",
                 ledger.Reconciliation(
-                    int(suspense), None, (ledger.Difference("suspense", "Sales for students unknown to the server", int(suspense)),)
+                    int(suspense),
+                    None,
+                    (
+                        ledger.Difference(
+                            "suspense", "Sales for students unknown to the server", int(suspense)
+                        ),
+                    ),
                 ),
                 None,
             )
@@ -458,19 +491,35 @@ def reconciliation(db: Session, school_id: str, student_pks: set[int] | None = N
 def set_menu(
     db: Session, who: Principal, school_id: str, day: dt.date, items: Sequence[ledger.MenuLine]
 ) -> Menu:
-    wire = [MenuItem(id=i.id, name=i.name, price_tiyn=i.price_tiyn, allergens=list(i.allergens)) for i in items]
+    wire = [
+        MenuItem(id=i.id, name=i.name, price_tiyn=i.price_tiyn, allergens=list(i.allergens))
+        for i in items
+    ]
     delta = append_changes(db, school_id, [MenuSet(local_date=day.isoformat(), items=wire)])
     row = db.get(Menu, (school_id, day))
     dumped = [w.model_dump(mode="json") for w in wire]
     if row is None:
-        row = Menu(school_id=school_id, local_date=day, items=dumped, updated_at_ms=now_ms(), sync_version=delta.version)
+        row = Menu(
+            school_id=school_id,
+            local_date=day,
+            items=dumped,
+            updated_at_ms=now_ms(),
+            sync_version=delta.version,
+        )
         db.add(row)
     else:
         row.items = dumped
         row.updated_at_ms = now_ms()
         row.sync_version = delta.version
     row.updated_by = who.user_pk
-    audit(db, who, "canteen.menu", f"school:{school_id}", school_id=school_id, summary=f"menu of {day}: {len(items)} dishes")
+    audit(
+        db,
+        who,
+        "canteen.menu",
+        f"school:{school_id}",
+        school_id=school_id,
+        summary=f"menu of {day}: {len(items)} dishes",
+    )
     return row
 
 
@@ -486,7 +535,9 @@ def set_limits(
     )
     row = db.get(ParentLimits, student.pk)
     if row is None:
-        row = ParentLimits(student_pk=student.pk, updated_at_ms=now_ms(), sync_version=delta.version)
+        row = ParentLimits(
+            student_pk=student.pk, updated_at_ms=now_ms(), sync_version=delta.version
+        )
         db.add(row)
     row.allergen_blocks = allergens
     row.daily_cap_tiyn = cap
@@ -516,7 +567,9 @@ class FundResult:
     tiyn: int
 
 
-def fund_vouchers(db: Session, wallet: SocialWallet, month: str, schools: set[str] | None) -> FundResult:
+def fund_vouchers(
+    db: Session, wallet: SocialWallet, month: str, schools: set[str] | None
+) -> FundResult:
     """Pay the month's eligibility list into the children's voucher accounts, once per child
     and month; only the given schools (None: all)."""
     ledger.month_bounds(month)
@@ -565,7 +618,12 @@ def issue_qr(settings: CanteenSettings, student: Student, now: int) -> tuple[str
 
 
 def redeem_qr(
-    db: Session, settings: CanteenSettings, wallet: SocialWallet, who: Principal, token: str, now: int
+    db: Session,
+    settings: CanteenSettings,
+    wallet: SocialWallet,
+    who: Principal,
+    token: str,
+    now: int,
 ) -> LedgerEntry:
     """A voucher meal paid by a QR code: verified, once per nonce, confirmed by the wallet
     (idempotent on the nonce) and booked. A repeat after a crash between the wallet's answer
@@ -575,7 +633,9 @@ def redeem_qr(
     try:
         claim = ledger.qr_verify(token, settings.qr_secret.get_secret_value().encode(), now)
     except ledger.QrError as err:
-        raise CanteenError(410 if err.code == "expired" else 400, f"qr_{err.code}", str(err)) from err
+        raise CanteenError(
+            410 if err.code == "expired" else 400, f"qr_{err.code}", str(err)
+        ) from err
     ref = f"qr:{claim.nonce}"
     if db.scalar(select(LedgerEntry.id).where(LedgerEntry.external_ref == ref)) is not None:
         raise CanteenError(409, "qr_redeemed", "This QR code has already been redeemed.")
@@ -587,7 +647,9 @@ def redeem_qr(
     try:
         wallet.redeem(claim.nonce, student.ref, claim.amount_tiyn, now)
     except WalletError as err:
-        raise CanteenError(502, f"wallet_{err.code}", "The social wallet refused the redemption.") from err
+        raise CanteenError(
+            502, f"wallet_{err.code}", "The social wallet refused the redemption."
+        ) from err
     entry = _book(
         db,
         school_id=student.school_id,
@@ -602,15 +664,29 @@ def redeem_qr(
         created_by=who.user_pk,
         wallet_confirmed_ms=now,
     )
-    audit(db, who, "canteen.voucher", f"student:{student.pk}", student_pk=student.pk, school_id=student.school_id, summary=f"voucher meal {ledger_id(entry)} by QR")
+    audit(
+        db,
+        who,
+        "canteen.voucher",
+        f"student:{student.pk}",
+        student_pk=student.pk,
+        school_id=student.school_id,
+        summary=f"voucher meal {ledger_id(entry)} by QR",
+    )
     return entry
 
 
 def redemption_id(entry: LedgerEntry) -> str:
-    return entry.external_ref.removeprefix("qr:") if entry.external_ref.startswith("qr:") else entry.external_ref.replace(":", "-")
+    return (
+        entry.external_ref.removeprefix("qr:")
+        if entry.external_ref.startswith("qr:")
+        else entry.external_ref.replace(":", "-")
+    )
 
 
-def confirm_voucher_meals(db: Session, wallet: SocialWallet, school_id: str, limit: int = 500) -> int:
+def confirm_voucher_meals(
+    db: Session, wallet: SocialWallet, school_id: str, limit: int = 500
+) -> int:
     """Card voucher meals journaled at the school: redeem each with the wallet (idempotent on
     its event's id), so that the settlement pays for every meal served."""
     entries = list(
@@ -721,7 +797,10 @@ def meal_report(db: Session, school_id: str, start: dt.date, end: dt.date) -> li
     days: dict[dt.date, DayRow] = {}
     zone = zone_of(db, school_id)
     lo = int(dt.datetime.combine(start, dt.time(), zone).timestamp() * 1000) - 86_400_000
-    hi = int(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone).timestamp() * 1000) + 86_400_000
+    hi = (
+        int(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), zone).timestamp() * 1000)
+        + 86_400_000
+    )
     meal = StoredEvent.payload["meal"].as_string()
     day_col = StoredEvent.payload["local_date"].as_string()
     for day_text, kind, count in db.execute(
@@ -746,7 +825,9 @@ def meal_report(db: Session, school_id: str, start: dt.date, end: dt.date) -> li
     for e in db.scalars(
         select(LedgerEntry).where(
             LedgerEntry.school_id == school_id,
-            LedgerEntry.kind.in_((EntryKind.MEAL.value, EntryKind.VOUCHER_MEAL.value, EntryKind.REFUND.value)),
+            LedgerEntry.kind.in_(
+                (EntryKind.MEAL.value, EntryKind.VOUCHER_MEAL.value, EntryKind.REFUND.value)
+            ),
             LedgerEntry.at_ms >= lo,
             LedgerEntry.at_ms < hi,
         )

@@ -43,6 +43,7 @@ class CanteenSettings(BaseSettings):
     )
     post_batch: int = Field(default=500, ge=1, description="Meal events posted per transaction")
     fault_kill_before_commit: int = Field(
-        default=0, ge=0, description="Fault injection for tests: SIGKILL the meal poster "
-        "before its Nth commit"
+        default=0,
+        ge=0,
+        description="Fault injection for tests: SIGKILL the meal poster before its Nth commit",
     )

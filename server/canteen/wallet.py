@@ -46,7 +46,9 @@ class SocialWallet(ABC):
     def voucher_balance(self, student_ref: str) -> int: ...
 
     @abstractmethod
-    def redeem(self, redemption_id: str, student_ref: str, amount_tiyn: int, at_ms: int) -> Redemption:
+    def redeem(
+        self, redemption_id: str, student_ref: str, amount_tiyn: int, at_ms: int
+    ) -> Redemption:
         """Idempotent on ``redemption_id``: a repeat returns the first redemption."""
 
     @abstractmethod
@@ -55,7 +57,14 @@ class SocialWallet(ABC):
 
 
 class HttpSocialWallet(SocialWallet):
-    def __init__(self, base_url: str, key: str, *, timeout_s: float = 10.0, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        *,
+        timeout_s: float = 10.0,
+        client: httpx.Client | None = None,
+    ) -> None:
         self._client = client or httpx.Client(base_url=base_url, timeout=timeout_s)
         self._base = base_url.rstrip("/")
         self._headers = {"authorization": f"Bearer {key}"}
@@ -67,15 +76,23 @@ class HttpSocialWallet(SocialWallet):
         try:
             r = self._client.request(method, self._base + path, headers=self._headers, **kw)
         except httpx.HTTPError as err:
-            raise WalletError("unreachable", f"The social wallet did not answer: {type(err).__name__}") from err
+            raise WalletError(
+                "unreachable", f"The social wallet did not answer: {type(err).__name__}"
+            ) from err
         try:
             body = r.json()
         except ValueError:
             body = {}
         if r.status_code >= 400:
-            code = body.get("error", f"http_{r.status_code}") if isinstance(body, dict) else f"http_{r.status_code}"
+            code = (
+                body.get("error", f"http_{r.status_code}")
+                if isinstance(body, dict)
+                else f"http_{r.status_code}"
+            )
             message = body.get("message", "") if isinstance(body, dict) else ""
-            raise WalletError(str(code), str(message) or f"The social wallet answered {r.status_code}")
+            raise WalletError(
+                str(code), str(message) or f"The social wallet answered {r.status_code}"
+            )
         return body
 
     def eligibility(self, month: str) -> list[Eligible]:
@@ -85,7 +102,9 @@ class HttpSocialWallet(SocialWallet):
     def voucher_balance(self, student_ref: str) -> int:
         return int(self._call("GET", f"/v1/vouchers/{student_ref}")["balance_tiyn"])
 
-    def redeem(self, redemption_id: str, student_ref: str, amount_tiyn: int, at_ms: int) -> Redemption:
+    def redeem(
+        self, redemption_id: str, student_ref: str, amount_tiyn: int, at_ms: int
+    ) -> Redemption:
         body = self._call(
             "POST",
             "/v1/redemptions",
@@ -105,5 +124,8 @@ class HttpSocialWallet(SocialWallet):
 
 def _redemption(raw: dict[str, Any]) -> Redemption:
     return Redemption(
-        str(raw["redemption_id"]), str(raw["student_ref"]), int(raw["amount_tiyn"]), int(raw["at_ms"])
+        str(raw["redemption_id"]),
+        str(raw["student_ref"]),
+        int(raw["amount_tiyn"]),
+        int(raw["at_ms"]),
     )

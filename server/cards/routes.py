@@ -93,8 +93,15 @@ def cards_page(
     request: Request, db: Db, who: Annotated[Principal, require("cards.block")], pk: int
 ) -> Response:
     student = scoped_student(db, who, "cards.block", pk)
-    audit(db, who, "view", "card", student_pk=student.pk, school_id=student.school_id,
-          summary="card numbers and history")
+    audit(
+        db,
+        who,
+        "view",
+        "card",
+        student_pk=student.pk,
+        school_id=student.school_id,
+        summary="card numbers and history",
+    )
     db.commit()
     return _page(request, db, who, student)
 
@@ -114,7 +121,14 @@ def cards_issue(
         db.rollback()
         return _page(request, db, who, student, error=err, status=400)
     db.commit()
-    return _page(request, db, who, student, done=N_("The card is issued and sent to the school."), issued=card)
+    return _page(
+        request,
+        db,
+        who,
+        student,
+        done=N_("The card is issued and sent to the school."),
+        issued=card,
+    )
 
 
 @router.post("/students/{pk}/cards/{card_pk}/block")
@@ -134,7 +148,9 @@ def cards_block(
         db.rollback()
         return _page(request, db, who, student, error=err, status=400)
     db.commit()
-    return _page(request, db, who, student, done=N_("The card is blocked at the school's terminals."))
+    return _page(
+        request, db, who, student, done=N_("The card is blocked at the school's terminals.")
+    )
 
 
 @router.post("/students/{pk}/cards/{card_pk}/replace")
@@ -177,9 +193,7 @@ def cards_unbind(
     return _page(request, db, who, student, done=N_("The card is unbound."))
 
 
-def _scoped_cards(
-    who: Principal, perm: str, school: School
-) -> Select[Card, Student, SchoolClass]:
+def _scoped_cards(who: Principal, perm: str, school: School) -> Select[Card, Student, SchoolClass]:
     q = (
         select(Card, Student, SchoolClass)
         .join(Student, Student.pk == Card.student_pk)
@@ -213,14 +227,27 @@ def cards_list(
         except CardError as err:
             error = err
     rows = db.execute(query.order_by(Card.pk.desc()).limit(500)).all() if error is None else []
-    audit(db, who, "view", "card", school_id=chosen.id,
-          summary=f"card list{' (search by number)' if q.strip() else ''}: {len(rows)} row(s)")
+    audit(
+        db,
+        who,
+        "view",
+        "card",
+        school_id=chosen.id,
+        summary=f"card list{' (search by number)' if q.strip() else ''}: {len(rows)} row(s)",
+    )
     db.commit()
     return render(
         request,
         "cards/list.html",
-        {"schools": schools, "school": chosen, "rows": rows, "q": q, "error": error,
-         "statuses": STATUS_LABELS, "reasons": REASON_LABELS},
+        {
+            "schools": schools,
+            "school": chosen,
+            "rows": rows,
+            "q": q,
+            "error": error,
+            "statuses": STATUS_LABELS,
+            "reasons": REASON_LABELS,
+        },
     )
 
 
@@ -246,8 +273,12 @@ def cards_fees(
     return render(
         request,
         "cards/fees.html",
-        {"schools": schools, "school": chosen, "rows": rows,
-         "total": sum(c.fee_tiyn for c, _s, _k in rows)},
+        {
+            "schools": schools,
+            "school": chosen,
+            "rows": rows,
+            "total": sum(c.fee_tiyn for c, _s, _k in rows),
+        },
     )
 
 
@@ -336,7 +367,9 @@ def staff_cards_block(
         db.rollback()
         return _staff_page(request, db, member, error=err, status=400)
     db.commit()
-    return _staff_page(request, db, member, done=N_("The card is blocked at the school's terminals."))
+    return _staff_page(
+        request, db, member, done=N_("The card is blocked at the school's terminals.")
+    )
 
 
 @router.post("/staff/{pk}/cards/{card_pk}/unbind")

@@ -86,7 +86,9 @@ def _publish(session: Session, school: str, changes: list[Change]) -> None:
     try:
         append_changes(session, school, changes)
     except ChangeRejected as err:
-        raise CardError("credential", N_("The school's terminals refused this card binding.")) from err
+        raise CardError(
+            "credential", N_("The school's terminals refused this card binding.")
+        ) from err
 
 
 def issue_card(
@@ -106,11 +108,15 @@ def issue_card(
             "credential",
             N_("No data consent is recorded for this student: record the parent's consent first."),
         )
-    active = session.execute(
-        select(Card).where(
-            Card.student_pk == student.pk, Card.status == CardStatus.ACTIVE.value
+    active = (
+        session.execute(
+            select(Card).where(
+                Card.student_pk == student.pk, Card.status == CardStatus.ACTIVE.value
+            )
         )
-    ).scalars().first()
+        .scalars()
+        .first()
+    )
     if active is not None:
         raise CardError(
             "credential",
@@ -132,15 +138,17 @@ def issue_card(
     changes: list[Change] = [
         *edge_presence(session, student, state),
         CardBind(
-            card=CardBinding(
-                credential=cred, owner_kind=OwnerKind.STUDENT, owner_id=student.ref
-            )
+            card=CardBinding(credential=cred, owner_kind=OwnerKind.STUDENT, owner_id=student.ref)
         ),
     ]
     _publish(session, student.school_id, changes)
     audit(
-        session, who, "change", "card",
-        student_pk=student.pk, school_id=student.school_id,
+        session,
+        who,
+        "change",
+        "card",
+        student_pk=student.pk,
+        school_id=student.school_id,
         summary=f"card #{card.pk} issued and bound (card_bind); fee {card.fee_tiyn} tiyn"
         + (f"; replaces card #{replaces.pk}" if replaces is not None else ""),
     )
@@ -165,9 +173,13 @@ def issue_staff_card(
     cred = normalise_credential(credential)
     if not member.active:
         raise CardError("credential", N_("The staff member is not active."))
-    active = session.execute(
-        select(Card).where(Card.staff_pk == member.pk, Card.status == CardStatus.ACTIVE.value)
-    ).scalars().first()
+    active = (
+        session.execute(
+            select(Card).where(Card.staff_pk == member.pk, Card.status == CardStatus.ACTIVE.value)
+        )
+        .scalars()
+        .first()
+    )
     if active is not None:
         raise CardError(
             "credential",
@@ -191,20 +203,28 @@ def issue_staff_card(
     )
     _publish(session, member.school_id, changes)
     audit(
-        session, who, "change", "card", school_id=member.school_id,
+        session,
+        who,
+        "change",
+        "card",
+        school_id=member.school_id,
         summary=f"staff card #{card.pk} issued and bound (card_bind) to staff {member.ref}",
     )
     return card
 
 
 def _refuse_taken(session: Session, school_id: str, cred: str) -> None:
-    taken = session.execute(
-        select(Card).where(
-            Card.school_id == school_id,
-            Card.credential == cred,
-            Card.status != CardStatus.UNBOUND.value,
+    taken = (
+        session.execute(
+            select(Card).where(
+                Card.school_id == school_id,
+                Card.credential == cred,
+                Card.status != CardStatus.UNBOUND.value,
+            )
         )
-    ).scalars().first()
+        .scalars()
+        .first()
+    )
     if taken is not None:
         raise CardError(
             "credential",
@@ -239,8 +259,12 @@ def block_card(session: Session, who: Principal, card: Card, reason: BlockReason
     session.flush()
     _publish(session, card.school_id, [CardBlock(credential=card.credential, reason=reason.value)])
     audit(
-        session, who, "change", "card",
-        student_pk=card.student_pk, school_id=card.school_id,
+        session,
+        who,
+        "change",
+        "card",
+        student_pk=card.student_pk,
+        school_id=card.school_id,
         summary=f"card #{card.pk} blocked (card_block): {reason.value}",
     )
 
@@ -270,7 +294,11 @@ def unbind_card(session: Session, who: Principal, card: Card) -> None:
     session.flush()
     _publish(session, card.school_id, [CardUnbind(credential=card.credential)])
     audit(
-        session, who, "change", "card",
-        student_pk=card.student_pk, school_id=card.school_id,
+        session,
+        who,
+        "change",
+        "card",
+        student_pk=card.student_pk,
+        school_id=card.school_id,
         summary=f"card #{card.pk} unbound (card_unbind)",
     )

@@ -131,8 +131,12 @@ def add_membership(
     session.add(row)
     session.flush()
     audit(
-        session, who, "change", "category",
-        student_pk=student.pk, school_id=student.school_id,
+        session,
+        who,
+        "change",
+        "category",
+        student_pk=student.pk,
+        school_id=student.school_id,
         summary=f"category {form.code.value} added; document {form.document}; "
         f"{form.valid_from.isoformat()}..{form.valid_to.isoformat()}",
     )
@@ -146,8 +150,12 @@ def remove_membership(
     session.delete(row)
     session.flush()
     audit(
-        session, who, "change", "category",
-        student_pk=student.pk, school_id=student.school_id,
+        session,
+        who,
+        "change",
+        "category",
+        student_pk=student.pk,
+        school_id=student.school_id,
         summary=f"category {row.code} removed; document {row.document}",
     )
     _publish(session, student, today)

@@ -69,8 +69,11 @@ def _consent_page(
     school = db.get_one(School, student.school_id)
     current = current_consents(db, student.pk)
     # Deletion is due since the biometric withdrawal or, with data withdrawn, since that.
-    due = [c.recorded_at_ms for c in (current["biometric"], current["data"])
-           if c is not None and not c.granted]
+    due = [
+        c.recorded_at_ms
+        for c in (current["biometric"], current["data"])
+        if c is not None and not c.granted
+    ]
     ctx = {
         "student": student,
         "cls": class_of(db, student),
@@ -91,10 +94,16 @@ def _consent_page(
         "form": form or {"signed_on": school_today(school).isoformat()},
         "zone": school.timezone,
         "can_cards": who.can(
-            "cards.block", school_id=student.school_id, class_pk=student.class_pk, student_pk=student.pk
+            "cards.block",
+            school_id=student.school_id,
+            class_pk=student.class_pk,
+            student_pk=student.pk,
         ),
         "can_categories": who.can(
-            "categories.view", school_id=student.school_id, class_pk=student.class_pk, student_pk=student.pk
+            "categories.view",
+            school_id=student.school_id,
+            class_pk=student.class_pk,
+            student_pk=student.pk,
         ),
     }
     return render(request, "consents/student.html", ctx, status)
@@ -105,8 +114,15 @@ def consents_page(
     request: Request, db: Db, who: Annotated[Principal, require("consents.edit")], pk: int
 ) -> Response:
     student = scoped_student(db, who, "consents.edit", pk)
-    audit(db, who, "view", "consent", student_pk=student.pk, school_id=student.school_id,
-          summary="consent records and history")
+    audit(
+        db,
+        who,
+        "view",
+        "consent",
+        student_pk=student.pk,
+        school_id=student.school_id,
+        summary="consent records and history",
+    )
     db.commit()
     return _consent_page(request, db, who, student)
 
@@ -125,10 +141,17 @@ def consents_record(
 ) -> Response:
     student = scoped_student(db, who, "consents.edit", pk)
     school = db.get_one(School, student.school_id)
-    form = {"kind": kind, "decision": decision, "given_by": given_by,
-            "document": document, "signed_on": signed_on}
+    form = {
+        "kind": kind,
+        "decision": decision,
+        "given_by": given_by,
+        "document": document,
+        "signed_on": signed_on,
+    }
     try:
-        parsed = parse_consent_form(kind, decision, given_by, document, signed_on, school_today(school))
+        parsed = parse_consent_form(
+            kind, decision, given_by, document, signed_on, school_today(school)
+        )
         effects = record_consent(db, who, student, parsed)
     except ConsentError as err:
         db.rollback()
@@ -166,7 +189,10 @@ def _categories_page(
             "saved": saved,
             "form": form or {"valid_from": today.isoformat()},
             "can_edit": who.can(
-                "categories.edit", school_id=student.school_id, class_pk=student.class_pk, student_pk=student.pk
+                "categories.edit",
+                school_id=student.school_id,
+                class_pk=student.class_pk,
+                student_pk=student.pk,
             ),
         },
         status,
@@ -178,8 +204,15 @@ def categories_student(
     request: Request, db: Db, who: Annotated[Principal, require("categories.view")], pk: int
 ) -> Response:
     student = scoped_student(db, who, "categories.view", pk)
-    audit(db, who, "view", "category", student_pk=student.pk, school_id=student.school_id,
-          summary="social categories")
+    audit(
+        db,
+        who,
+        "view",
+        "category",
+        student_pk=student.pk,
+        school_id=student.school_id,
+        summary="social categories",
+    )
     db.commit()
     return _categories_page(request, db, who, student)
 
@@ -243,24 +276,38 @@ def categories_list(
     except ValueError:
         on = school_today(chosen)
     rows = valid_on(db, chosen.id, on, who.classes("categories.view", chosen.id))
-    audit(db, who, "view", "category", school_id=chosen.id,
-          summary=f"students with social categories on {on.isoformat()}: {len(rows)} row(s)")
+    audit(
+        db,
+        who,
+        "view",
+        "category",
+        school_id=chosen.id,
+        summary=f"students with social categories on {on.isoformat()}: {len(rows)} row(s)",
+    )
     db.commit()
     classes = {c.pk: c.name for c in _classes(db, chosen.id)}
     return render(
         request,
         "consents/categories_list.html",
-        {"schools": schools, "school": chosen, "day": on, "rows": rows,
-         "labels": CATEGORY_LABELS, "classes": classes,
-         "counts": {code: len({s.pk for m, s in rows if m.code == code}) for code in CATEGORY_LABELS},
-         "error": tr(request, "Not a date; today is shown.") if day and on.isoformat() != day else None},
+        {
+            "schools": schools,
+            "school": chosen,
+            "day": on,
+            "rows": rows,
+            "labels": CATEGORY_LABELS,
+            "classes": classes,
+            "counts": {
+                code: len({s.pk for m, s in rows if m.code == code}) for code in CATEGORY_LABELS
+            },
+            "error": tr(request, "Not a date; today is shown.")
+            if day and on.isoformat() != day
+            else None,
+        },
     )
 
 
 def _classes(db: Db, school_id: str) -> list[SchoolClass]:
-    return list(
-        db.execute(select(SchoolClass).where(SchoolClass.school_id == school_id)).scalars()
-    )
+    return list(db.execute(select(SchoolClass).where(SchoolClass.school_id == school_id)).scalars())
 
 
 # ------------------------------------------------------------------------ the consent list
@@ -300,14 +347,27 @@ def consents_list(
     ).all()
     for student_pk, kind, granted in rows:
         state[student_pk][kind] = granted  # the newest row wins
-    audit(db, who, "view", "consent", school_id=chosen.id,
-          summary=f"consent states of {len(students)} student(s)")
+    audit(
+        db,
+        who,
+        "view",
+        "consent",
+        school_id=chosen.id,
+        summary=f"consent states of {len(students)} student(s)",
+    )
     db.commit()
     return render(
         request,
         "consents/list.html",
-        {"schools": schools, "school": chosen, "classes": classes, "class_pk": class_pk,
-         "class_names": {c.pk: c.name for c in classes}, "students": students, "state": state,
-         "kinds": KIND_LABELS,
-         "missing": sum(1 for s in students if not state[s.pk].get("data"))},
+        {
+            "schools": schools,
+            "school": chosen,
+            "classes": classes,
+            "class_pk": class_pk,
+            "class_names": {c.pk: c.name for c in classes},
+            "students": students,
+            "state": state,
+            "kinds": KIND_LABELS,
+            "missing": sum(1 for s in students if not state[s.pk].get("data")),
+        },
     )

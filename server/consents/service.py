@@ -75,9 +75,7 @@ def parse_consent_form(
         raise ConsentError("decision", N_("Choose: given or withdrawn."))
     who = " ".join(given_by.split())
     if not who:
-        raise ConsentError(
-            "given_by", N_("Write who signed: the parent or legal representative.")
-        )
+        raise ConsentError("given_by", N_("Write who signed: the parent or legal representative."))
     if len(who) > 200:
         raise ConsentError("given_by", N_("At most 200 characters."))
     doc = " ".join(document.split())
@@ -149,15 +147,24 @@ def record_consent(
 
     def effect(action: str, subject: str, summary: str, shown: str) -> None:
         audit(
-            session, who, action, subject,
-            student_pk=student.pk, school_id=student.school_id, summary=summary,
+            session,
+            who,
+            action,
+            subject,
+            student_pk=student.pk,
+            school_id=student.school_id,
+            summary=summary,
         )
         effects.append(shown)
 
     verb = "given" if form.granted else "withdrawn"
     audit(
-        session, who, "change", "consent",
-        student_pk=student.pk, school_id=student.school_id,
+        session,
+        who,
+        "change",
+        "consent",
+        student_pk=student.pk,
+        school_id=student.school_id,
         summary=f"{form.kind.value} consent {verb}; document {form.document}; "
         f"signed_on {form.signed_on.isoformat()}",
     )
@@ -172,56 +179,92 @@ def record_consent(
         ):
             student.active = True
             student.updated_at_ms = now
-            effect("change", "student", "student reactivated: data consent given",
-                   N_("The student is active again."))
+            effect(
+                "change",
+                "student",
+                "student reactivated: data consent given",
+                N_("The student is active again."),
+            )
         presence = edge_presence(session, student, state)
         if presence:
             changes.extend(presence)
-            effect("change", "student", "student sent to the school's edges (student_upsert)",
-                   N_("The student is now on the school's terminals."))
+            effect(
+                "change",
+                "student",
+                "student sent to the school's edges (student_upsert)",
+                N_("The student is now on the school's terminals."),
+            )
         else:
             changes.append(ConsentSet(student_id=student.ref, consent=_record(row)))
     else:
         changes.append(ConsentSet(student_id=student.ref, consent=_record(row)))
         if form.kind is ConsentKind.DATA:
-            cards = session.execute(
-                select(Card).where(
-                    Card.student_pk == student.pk, Card.status != CardStatus.UNBOUND.value
+            cards = (
+                session.execute(
+                    select(Card).where(
+                        Card.student_pk == student.pk, Card.status != CardStatus.UNBOUND.value
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             for card in cards:
                 card.status = CardStatus.UNBOUND.value
                 card.unbound_at_ms = now
                 changes.append(CardUnbind(credential=card.credential))
-                effect("change", "card", f"card #{card.pk} unbound (card_unbind): data consent withdrawn",
-                       N_("A card was unbound."))
+                effect(
+                    "change",
+                    "card",
+                    f"card #{card.pk} unbound (card_unbind): data consent withdrawn",
+                    N_("A card was unbound."),
+                )
             changes.append(StudentRemove(student_id=student.ref))
-            effect("change", "student", "student removed from the school's edges (student_remove)",
-                   N_("The student was removed from the school's terminals."))
+            effect(
+                "change",
+                "student",
+                "student removed from the school's edges (student_remove)",
+                N_("The student was removed from the school's terminals."),
+            )
             student.active = False
             student.updated_at_ms = now
-            effect("change", "student", "student deactivated: data consent withdrawn",
-                   N_("The student was deactivated."))
+            effect(
+                "change",
+                "student",
+                "student deactivated: data consent withdrawn",
+                N_("The student was deactivated."),
+            )
             # Removal from the edges deletes any face templates there (reason student_removed),
             # and nothing is sent for an inactive student.
             if has_consent(session, student.pk, ConsentKind.BIOMETRIC):
-                effect("change", "biometric",
-                       "face templates to be deleted at the school (student_remove)",
-                       N_("The school's terminals delete the face templates."))
+                effect(
+                    "change",
+                    "biometric",
+                    "face templates to be deleted at the school (student_remove)",
+                    N_("The school's terminals delete the face templates."),
+                )
             cancelled = cancel_student(session, student.pk)
             if has_consent(session, student.pk, ConsentKind.NOTIFICATIONS) or cancelled:
-                effect("change", "notifications",
-                       f"parent notifications stopped (student inactive; {cancelled} queued cancelled)",
-                       N_("Notifications to the parents stopped."))
+                effect(
+                    "change",
+                    "notifications",
+                    f"parent notifications stopped (student inactive; {cancelled} queued cancelled)",
+                    N_("Notifications to the parents stopped."),
+                )
         elif form.kind is ConsentKind.BIOMETRIC:
-            effect("change", "biometric",
-                   "face templates to be deleted at the school (consent_set granted=false)",
-                   N_("The school's terminals delete the face templates."))
+            effect(
+                "change",
+                "biometric",
+                "face templates to be deleted at the school (consent_set granted=false)",
+                N_("The school's terminals delete the face templates."),
+            )
         else:
             cancelled = cancel_without_consent(session, student.pk)
-            effect("change", "notifications",
-                   f"parent notifications stopped ({cancelled} queued cancelled)",
-                   N_("Notifications to the parents stopped."))
+            effect(
+                "change",
+                "notifications",
+                f"parent notifications stopped ({cancelled} queued cancelled)",
+                N_("Notifications to the parents stopped."),
+            )
     append_changes(session, student.school_id, changes)
     return effects
 

@@ -78,7 +78,10 @@ def install_console(app: FastAPI) -> None:
         return render(
             request,
             "error.html",
-            {"code": 403, "message": "The form has expired. Go back, reload the page and try again."},
+            {
+                "code": 403,
+                "message": "The form has expired. Go back, reload the page and try again.",
+            },
             403,
         )
 

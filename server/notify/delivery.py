@@ -197,7 +197,9 @@ class DeliveryWorker:
         if not allowed:
             return self._finish(c, Status.CANCELLED, NO_CONSENT, now)
         if not address:
-            return self._finish(c, Status.CANCELLED, f"the guardian has no {c.channel.value} address", now)
+            return self._finish(
+                c, Status.CANCELLED, f"the guardian has no {c.channel.value} address", now
+            )
         error = self.sender.send(c.channel, address, c.id, c.body)
         self._fault_hook()
         if error is None:

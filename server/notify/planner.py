@@ -109,12 +109,16 @@ class _Ctx:
 
 def _context(session: Session, events: Sequence[StoredEvent]) -> _Ctx:
     refs = {e.student_id for e in events if e.student_id}
-    students = {
-        s.ref: s
-        for s in session.execute(
-            select(Student).where(Student.ref.in_(refs), Student.active.is_(True))
-        ).scalars()
-    } if refs else {}
+    students = (
+        {
+            s.ref: s
+            for s in session.execute(
+                select(Student).where(Student.ref.in_(refs), Student.active.is_(True))
+            ).scalars()
+        }
+        if refs
+        else {}
+    )
     pks = [s.pk for s in students.values()]
     guardians: dict[int, list[Guardian]] = {}
     if pks:
@@ -127,7 +131,10 @@ def _context(session: Session, events: Sequence[StoredEvent]) -> _Ctx:
             guardians.setdefault(link.student_pk, []).append(g)
     user_pks = {g.user_pk for gs in guardians.values() for g in gs if g.user_pk is not None}
     langs = (
-        {pk: lang for pk, lang in session.execute(select(User.pk, User.lang).where(User.pk.in_(user_pks)))}
+        {
+            pk: lang
+            for pk, lang in session.execute(select(User.pk, User.lang).where(User.pk.in_(user_pks)))
+        }
         if user_pks
         else {}
     )
@@ -138,8 +145,12 @@ def _context(session: Session, events: Sequence[StoredEvent]) -> _Ctx:
         s.id: s for s in session.execute(select(School).where(School.id.in_(school_ids))).scalars()
     }
     return _Ctx(
-        students, consented(session, pks), guardians, langs,
-        preferences_of(session, pairs, phones), schools,
+        students,
+        consented(session, pks),
+        guardians,
+        langs,
+        preferences_of(session, pairs, phones),
+        schools,
     )
 
 
@@ -189,8 +200,13 @@ def plan_events(
                         "kind": ch_kinds[0].value,
                         "lang": lang,
                         "body": message_text(
-                            ch_kinds, e.payload, lang=lang, first_name=st.given_name,
-                            school=school_name, at_ms=e.at_ms, zone=zone,
+                            ch_kinds,
+                            e.payload,
+                            lang=lang,
+                            first_name=st.given_name,
+                            school=school_name,
+                            at_ms=e.at_ms,
+                            zone=zone,
                         ),
                         "event_at_ms": e.at_ms,
                         "created_at_ms": now,
@@ -215,7 +231,9 @@ class Planner:
         q = (
             select(IngestProgress.device_pk)
             .outerjoin(NotifyCursor, NotifyCursor.device_pk == IngestProgress.device_pk)
-            .where(IngestProgress.committed_through > func.coalesce(NotifyCursor.planned_through, 0))
+            .where(
+                IngestProgress.committed_through > func.coalesce(NotifyCursor.planned_through, 0)
+            )
             .order_by(IngestProgress.device_pk)
         )
         return list(session.execute(q).scalars())
@@ -247,9 +265,14 @@ class Planner:
             ).scalar_one_or_none()
             if cursor is None:
                 return 0, False  # another planner has it
-            committed = session.execute(
-                select(IngestProgress.committed_through).where(IngestProgress.device_pk == device_pk)
-            ).scalar_one_or_none() or 0
+            committed = (
+                session.execute(
+                    select(IngestProgress.committed_through).where(
+                        IngestProgress.device_pk == device_pk
+                    )
+                ).scalar_one_or_none()
+                or 0
+            )
             upto = min(committed, cursor.planned_through + self.settings.plan_batch)
             if upto <= cursor.planned_through:
                 session.rollback()

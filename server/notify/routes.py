@@ -55,7 +55,9 @@ def _configured_channels() -> set[Channel]:
         return set(Channel)
 
 
-def prefs_context(request: Request, guardian: Guardian, prefs: Any, action: str, error: str | None = None) -> dict[str, Any]:
+def prefs_context(
+    request: Request, guardian: Guardian, prefs: Any, action: str, error: str | None = None
+) -> dict[str, Any]:
     """What ``notify/_prefs.html`` needs for one guardian's form."""
     configured = _configured_channels()
     return {
@@ -67,12 +69,19 @@ def prefs_context(request: Request, guardian: Guardian, prefs: Any, action: str,
         "quiet_start": format_clock(prefs.quiet.start_min if prefs.quiet else None),
         "quiet_end": format_clock(prefs.quiet.end_min if prefs.quiet else None),
         "error": error,
-        "has": {"sms": bool(guardian.phone.strip()), "email": bool(guardian.email.strip()), "push": guardian.user_pk is not None},
+        "has": {
+            "sms": bool(guardian.phone.strip()),
+            "email": bool(guardian.email.strip()),
+            "push": guardian.user_pk is not None,
+        },
     }
 
 
 def preference_error(request: Request, err: PreferenceError) -> str:
-    field = {"quiet_start": tr(request, "Quiet hours from"), "quiet_end": tr(request, "Quiet hours until")}
+    field = {
+        "quiet_start": tr(request, "Quiet hours from"),
+        "quiet_end": tr(request, "Quiet hours until"),
+    }
     return f"{field.get(err.field, err.field)}: {tr(request, err.reason)}"
 
 
@@ -129,7 +138,12 @@ def outbox_page(
 ) -> Response:
     if student:
         st = db.execute(select(Student).where(Student.ref == student.strip())).scalar_one_or_none()
-        ensure(st is not None and who.can("notifications.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk))
+        ensure(
+            st is not None
+            and who.can(
+                "notifications.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
+            )
+        )
         assert st is not None
         return redirect(f"/notifications/student/{st.pk}")
     ctx = _outbox_context(db, who, school, status)
@@ -151,7 +165,9 @@ def _student(db: Db, who: Principal, student_pk: int) -> Student:
     st = db.get(Student, student_pk)
     ensure(
         st is not None
-        and who.can("notifications.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk)
+        and who.can(
+            "notifications.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
+        )
     )
     assert st is not None
     return st
@@ -159,17 +175,36 @@ def _student(db: Db, who: Principal, student_pk: int) -> Student:
 
 @router.get("/notifications/student/{student_pk}")
 def student_prefs_page(
-    request: Request, db: Db, who: Annotated[Principal, require("notifications.view")], student_pk: int
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("notifications.view")],
+    student_pk: int,
 ) -> Response:
     st = _student(db, who, student_pk)
     forms = [
-        prefs_context(request, g, current_preferences(db, g, st.pk), f"/notifications/student/{st.pk}/guardian/{g.pk}")
+        prefs_context(
+            request,
+            g,
+            current_preferences(db, g, st.pk),
+            f"/notifications/student/{st.pk}/guardian/{g.pk}",
+        )
         for g in guardians_of(db, st.pk)
     ]
-    audit(db, who, "view", "notify.preferences", student_pk=st.pk, school_id=st.school_id,
-          summary=f"{len(forms)} guardians' notification preferences")
+    audit(
+        db,
+        who,
+        "view",
+        "notify.preferences",
+        student_pk=st.pk,
+        school_id=st.school_id,
+        summary=f"{len(forms)} guardians' notification preferences",
+    )
     db.commit()
-    return render(request, "notify/student.html", {"student": st, "forms": forms, "saved": request.query_params.get("saved") == "1"})
+    return render(
+        request,
+        "notify/student.html",
+        {"student": st, "forms": forms, "saved": request.query_params.get("saved") == "1"},
+    )
 
 
 @router.post("/notifications/student/{student_pk}/guardian/{guardian_pk}")
@@ -189,13 +224,17 @@ def student_prefs_save(
     except PreferenceError as err:
         forms = [
             prefs_context(
-                request, g, current_preferences(db, g, st.pk),
+                request,
+                g,
+                current_preferences(db, g, st.pk),
                 f"/notifications/student/{st.pk}/guardian/{g.pk}",
                 preference_error(request, err) if g.pk == guardian_pk else None,
             )
             for g in guardians.values()
         ]
-        return render(request, "notify/student.html", {"student": st, "forms": forms, "saved": False}, 400)
+        return render(
+            request, "notify/student.html", {"student": st, "forms": forms, "saved": False}, 400
+        )
     save_preferences(db, who, guardians[guardian_pk], st.pk, st.school_id, prefs)
     db.commit()
     return redirect(f"/notifications/student/{st.pk}?saved=1")

@@ -135,7 +135,7 @@ class PreferenceError(ValueError):
 
 
 def parse_clock(text: str, field_name: str) -> int | None:
-    """"22:30" -> 1350 minutes; "" -> None."""
+    """ "22:30" -> 1350 minutes; "" -> None."""
     text = text.strip()
     if not text:
         return None
@@ -161,7 +161,9 @@ def parse_preferences(form: Mapping[str, Any]) -> Preferences:
             N_("give both the start and the end of quiet hours, or neither"),
         )
     if start is not None and start == end:
-        raise PreferenceError("quiet_end", N_("quiet hours must not start and end at the same time"))
+        raise PreferenceError(
+            "quiet_end", N_("quiet hours must not start and end at the same time")
+        )
     quiet = QuietHours(start, end) if start is not None and end is not None else None
     return Preferences(subs, quiet)
 
@@ -227,8 +229,12 @@ def money(tiyn: int) -> str:
 TEXTS: dict[str, str] = {
     "entry": N_("{time} {name} entered school ({school})."),
     "exit": N_("{time} {name} left school ({school})."),
-    "manual_pass_in": N_("{time} {name} was let into school without a card by a teacher ({school})."),
-    "manual_pass_out": N_("{time} {name} was let out of school without a card by a teacher ({school})."),
+    "manual_pass_in": N_(
+        "{time} {name} was let into school without a card by a teacher ({school})."
+    ),
+    "manual_pass_out": N_(
+        "{time} {name} was let out of school without a card by a teacher ({school})."
+    ),
     "meal_free": N_("{time} {name} had a free meal ({school})."),
     "meal_paid": N_("{time} {name} had a meal for {amount} ({school})."),
     "low_balance": N_("{name}'s canteen balance is low: {balance} ({school})."),

@@ -36,24 +36,32 @@ class NotifyService(ThreadedService):
         self.engine = engine if engine is not None else make_engine(database_url)
         self.planner = Planner(self.engine, settings)
         sender = Sender(settings)
-        self.workers = [DeliveryWorker(self.engine, settings, sender) for _ in range(settings.workers)]
+        self.workers = [
+            DeliveryWorker(self.engine, settings, sender) for _ in range(settings.workers)
+        ]
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         self._stop.clear()
-        self._threads = [threading.Thread(target=self._plan_loop, name="notify-planner", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._plan_loop, name="notify-planner", daemon=True)
+        ]
         self._threads += [
-            threading.Thread(target=self._work_loop, args=(w,), name=f"notify-worker-{i}", daemon=True)
+            threading.Thread(
+                target=self._work_loop, args=(w,), name=f"notify-worker-{i}", daemon=True
+            )
             for i, w in enumerate(self.workers)
         ]
         for t in self._threads:
             t.start()
         log.info("notify: planner and %d workers started", len(self.workers))
         if not self.settings.channels():
-            log.warning("notify: no channel configured (QAQPA_NOTIFY_SMS_URL, _EMAIL_URL, "
-                        "_PUSH_URL): events are planned but nobody is notified")
+            log.warning(
+                "notify: no channel configured (QAQPA_NOTIFY_SMS_URL, _EMAIL_URL, "
+                "_PUSH_URL): events are planned but nobody is notified"
+            )
 
     def stop(self) -> None:
         self._stop.set()
@@ -76,7 +84,9 @@ class NotifyService(ThreadedService):
                         cancelled = cancel_without_consent(session)
                         session.commit()
                     if cancelled:
-                        log.info("notify: %d queued messages cancelled (consent withdrawn)", cancelled)
+                        log.info(
+                            "notify: %d queued messages cancelled (consent withdrawn)", cancelled
+                        )
                     if recover_interrupted(self.engine, self.settings):
                         self._wake.set()
             except Exception:

@@ -35,14 +35,17 @@ class NotifySettings(BaseSettings):
         "the others it is not repeated (at-most-once)",
     )
     workers: int = Field(
-        default=8, ge=1, le=256,
+        default=8,
+        ge=1,
+        le=256,
         description="Delivery worker threads (a gateway call waits on the network: many threads)",
     )
     planner_poll_s: float = Field(default=0.2, gt=0, le=60, description="Planner poll interval")
     worker_poll_s: float = Field(default=0.2, gt=0, le=60, description="Idle worker poll interval")
     plan_batch: int = Field(default=500, ge=1, description="Events planned per transaction")
     claim_batch: int = Field(
-        default=2, ge=1,
+        default=2,
+        ge=1,
         description="Messages one worker claims at once (few: a slow gateway holds the rest up)",
     )
     max_attempts: int = Field(default=5, ge=1, description="Attempts before a message fails")
@@ -67,14 +70,18 @@ class NotifySettings(BaseSettings):
         default=0, ge=0, description="Fault injection for tests: SIGKILL before the Nth plan commit"
     )
     fault_kill_after_send: int = Field(
-        default=0, ge=0, description="Fault injection for tests: SIGKILL after the Nth send, "
-        "before it is marked sent"
+        default=0,
+        ge=0,
+        description="Fault injection for tests: SIGKILL after the Nth send, "
+        "before it is marked sent",
     )
 
     def channel_url(self, channel: Channel) -> str | None:
-        return {Channel.SMS: self.sms_url, Channel.EMAIL: self.email_url, Channel.PUSH: self.push_url}[
-            channel
-        ]
+        return {
+            Channel.SMS: self.sms_url,
+            Channel.EMAIL: self.email_url,
+            Channel.PUSH: self.push_url,
+        }[channel]
 
     def channels(self) -> set[Channel]:
         return {c for c in Channel if self.channel_url(c)}

@@ -57,7 +57,14 @@ def parent_home(
         today = _today(school)
         start = int(dt.datetime(today.year, today.month, today.day, tzinfo=tz).timestamp() * 1000)
         summary = summarise(happenings(db, st, start, start + 86_400_000), tz, today)
-        cards.append({"student": st, "school": school, "today": summary.today, "zone": school.timezone if school else "Asia/Almaty"})
+        cards.append(
+            {
+                "student": st,
+                "school": school,
+                "today": summary.today,
+                "zone": school.timezone if school else "Asia/Almaty",
+            }
+        )
     return render(request, "parent/home.html", {"cards": cards})
 
 
@@ -74,8 +81,14 @@ def child_page(
 
 
 def _render_child(
-    request: Request, db: Db, who: Principal, st: Student, month: str = "",
-    error_for: int | None = None, error: str | None = None, status_code: int = 200,
+    request: Request,
+    db: Db,
+    who: Principal,
+    st: Student,
+    month: str = "",
+    error_for: int | None = None,
+    error: str | None = None,
+    status_code: int = 200,
 ) -> Response:
     school = db.get(School, st.school_id)
     tz = zone_of(school)
@@ -86,7 +99,9 @@ def _render_child(
     mine = guardians_of(db, st.pk, who.user_pk)
     forms = [
         prefs_context(
-            request, g, current_preferences(db, g, st.pk),
+            request,
+            g,
+            current_preferences(db, g, st.pk),
             f"/parent/child/{st.pk}/guardian/{g.pk}",
             error if g.pk == error_for else None,
         )
@@ -94,8 +109,15 @@ def _render_child(
     ]
     prev_month = (first - dt.timedelta(days=1)).replace(day=1)
     next_month = (first + dt.timedelta(days=32)).replace(day=1)
-    audit(db, who, "view", "parent.child", student_pk=st.pk, school_id=st.school_id,
-          summary=f"day and month {first:%Y-%m}: attendance, meals, notifications")
+    audit(
+        db,
+        who,
+        "view",
+        "parent.child",
+        student_pk=st.pk,
+        school_id=st.school_id,
+        summary=f"day and month {first:%Y-%m}: attendance, meals, notifications",
+    )
     db.commit()
     return render(
         request,
@@ -133,7 +155,9 @@ def child_prefs_save(
     try:
         prefs = parse_preferences(form)
     except PreferenceError as err:
-        return _render_child(request, db, who, st, "", guardian_pk, preference_error(request, err), 400)
+        return _render_child(
+            request, db, who, st, "", guardian_pk, preference_error(request, err), 400
+        )
     save_preferences(db, who, mine[guardian_pk], st.pk, st.school_id, prefs)
     db.commit()
     return redirect(f"/parent/child/{st.pk}?saved=1#prefs")

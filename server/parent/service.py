@@ -57,7 +57,7 @@ def month_bounds(month: dt.date, tz: zoneinfo.ZoneInfo) -> tuple[int, int]:
 
 
 def parse_month(text: str, today: dt.date) -> dt.date:
-    """"2026-11" -> 2026-11-01; anything else: this month."""
+    """ "2026-11" -> 2026-11-01; anything else: this month."""
     try:
         y, m = text.split("-")
         return dt.date(int(y), int(m), 1)
@@ -65,9 +65,7 @@ def parse_month(text: str, today: dt.date) -> dt.date:
         return today.replace(day=1)
 
 
-def summarise(
-    happenings: Sequence[Happening], tz: zoneinfo.ZoneInfo, today: dt.date
-) -> ChildMonth:
+def summarise(happenings: Sequence[Happening], tz: zoneinfo.ZoneInfo, today: dt.date) -> ChildMonth:
     """Pure: the month's events -> today's list, one row per day, totals."""
     out = ChildMonth(totals={k: 0 for k in KINDS})
     days: dict[dt.date, DayRow] = {}

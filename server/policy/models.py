@@ -25,8 +25,12 @@ class MealPolicy(Base):
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    region_id: Mapped[str | None] = mapped_column(ForeignKey("regions.id"), default=None, index=True)
-    school_id: Mapped[str | None] = mapped_column(ForeignKey("schools.id"), default=None, index=True)
+    region_id: Mapped[str | None] = mapped_column(
+        ForeignKey("regions.id"), default=None, index=True
+    )
+    school_id: Mapped[str | None] = mapped_column(
+        ForeignKey("schools.id"), default=None, index=True
+    )
     valid_from: Mapped[dt.date] = mapped_column(Date)
     doc: Mapped[dict[str, Any]] = mapped_column(Json)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.pk"), default=None)

@@ -79,18 +79,27 @@ def policy_overview(
         today = school_today(school)
         versions = versions_for(db, school)
         eff = effective_policy(versions, school.id, school.region_id, today)
-        pending = [v for v in versions if v.valid_from > today
-                   and (v.school_id == school.id or not any(o.school_id == school.id for o in versions))]
+        pending = [
+            v
+            for v in versions
+            if v.valid_from > today
+            and (v.school_id == school.id or not any(o.school_id == school.id for o in versions))
+        ]
         pub = db.get(PolicyPublication, school.id)
-        rows.append({
-            "school": school,
-            "eff": eff,
-            "doc": doc_of(eff) if eff is not None else None,
-            "pending": pending,
-            "published": pub is not None and eff is not None and pub.policy_pk == eff.pk,
-        })
-    regions = [r for r in db.execute(select(Region).order_by(Region.id)).scalars()
-               if region_allowed(who, "policy.view", r.id)]
+        rows.append(
+            {
+                "school": school,
+                "eff": eff,
+                "doc": doc_of(eff) if eff is not None else None,
+                "pending": pending,
+                "published": pub is not None and eff is not None and pub.policy_pk == eff.pk,
+            }
+        )
+    regions = [
+        r
+        for r in db.execute(select(Region).order_by(Region.id)).scalars()
+        if region_allowed(who, "policy.view", r.id)
+    ]
     return render(
         request,
         "policy/overview.html",
@@ -177,8 +186,9 @@ def policy_school_save(
     try:
         valid_from, doc = parse_policy_form(fields, school_today(school))
     except PolicyFormError as err:
-        return _school_page(request, db, who, school, problems=err,
-                            values=_flat(fields), status=400)
+        return _school_page(
+            request, db, who, school, problems=err, values=_flat(fields), status=400
+        )
     _row, published = save_policy(db, who, school_id=school.id, valid_from=valid_from, doc=doc)
     db.commit()
     return _school_page(request, db, who, school, saved=published)
@@ -249,8 +259,9 @@ def policy_region_save(
     try:
         valid_from, doc = parse_policy_form(fields, local_today())
     except PolicyFormError as err:
-        return _region_page(request, db, who, region, problems=err,
-                            values=_flat(fields), status=400)
+        return _region_page(
+            request, db, who, region, problems=err, values=_flat(fields), status=400
+        )
     _row, published = save_policy(db, who, region_id=region.id, valid_from=valid_from, doc=doc)
     db.commit()
     return _region_page(request, db, who, region, saved=published)

@@ -178,9 +178,7 @@ def parse_policy_form(
         numbers = re.split(r"[,\s]+", _one(fields, f"period{i}_shifts"))
         nums = [int(x) for x in numbers if x.isdigit()]
         if not nums or any(not (x.isdigit() and int(x) in SHIFTS) for x in numbers if x):
-            problems.append(
-                FormProblem(f"period{i}_shifts", N_("Shift numbers such as 1 or 1,2."))
-            )
+            problems.append(FormProblem(f"period{i}_shifts", N_("Shift numbers such as 1 or 1,2.")))
         periods.append(
             {
                 "name": name,
@@ -230,39 +228,53 @@ def _consistency(shifts: list[dict[str, Any]], periods: list[dict[str, Any]]) ->
     out: list[FormProblem] = []
     for s in shifts:
         if s["entry_to"] <= s["entry_from"]:
-            out.append(FormProblem(
-                f"shift{s['number']}_entry_to", N_("The entry window must end after it starts."),
-                f"{s['entry_from']}–{s['entry_to']}",
-            ))
+            out.append(
+                FormProblem(
+                    f"shift{s['number']}_entry_to",
+                    N_("The entry window must end after it starts."),
+                    f"{s['entry_from']}–{s['entry_to']}",
+                )
+            )
     numbers = {s["number"] for s in shifts}
     seen: dict[str, int] = {}
     for i, p in enumerate(periods):
         if p["to"] <= p["from"]:
-            out.append(FormProblem(
-                f"period{i}_to", N_("The meal period must end after it starts."),
-                f"{p['name']} {p['from']}–{p['to']}",
-            ))
+            out.append(
+                FormProblem(
+                    f"period{i}_to",
+                    N_("The meal period must end after it starts."),
+                    f"{p['name']} {p['from']}–{p['to']}",
+                )
+            )
         unknown = sorted(set(p["shifts"]) - numbers)
         if unknown:
-            out.append(FormProblem(
-                f"period{i}_shifts", N_("The meal period serves a shift that is not defined."),
-                f"{p['name']}: {','.join(str(x) for x in unknown)}",
-            ))
+            out.append(
+                FormProblem(
+                    f"period{i}_shifts",
+                    N_("The meal period serves a shift that is not defined."),
+                    f"{p['name']}: {','.join(str(x) for x in unknown)}",
+                )
+            )
         if p["name"] in seen:
-            out.append(FormProblem(
-                f"period{i}_name", N_("Two meal periods have the same name."), p["name"]
-            ))
+            out.append(
+                FormProblem(
+                    f"period{i}_name", N_("Two meal periods have the same name."), p["name"]
+                )
+            )
         seen.setdefault(p["name"], i)
     for i, a in enumerate(periods):
         for j in range(i + 1, len(periods)):
             b = periods[j]
             common = sorted(set(a["shifts"]) & set(b["shifts"]))
             if common and a["from"] < b["to"] and b["from"] < a["to"]:
-                out.append(FormProblem(
-                    f"period{j}_from", N_("Meal periods of the same shift overlap:"),
-                    f"{a['name']} {a['from']}–{a['to']}, {b['name']} {b['from']}–{b['to']} "
-                    f"({','.join(str(x) for x in common)})",
-                ))
+                out.append(
+                    FormProblem(
+                        f"period{j}_from",
+                        N_("Meal periods of the same shift overlap:"),
+                        f"{a['name']} {a['from']}–{a['to']}, {b['name']} {b['from']}–{b['to']} "
+                        f"({','.join(str(x) for x in common)})",
+                    )
+                )
     return out
 
 
@@ -270,9 +282,13 @@ def form_values(doc: PolicyDoc | None, valid_from: dt.date) -> dict[str, Any]:
     """A stored policy as the form's initial values (what the edit page shows)."""
     out: dict[str, Any] = {"valid_from": valid_from.isoformat()}
     if doc is None:
-        out.update(timezone="Asia/Almaty", free_meal_grades=[1, 2, 3, 4],
-                   free_meal_categories=[c.value for c in CategoryCode],
-                   anti_passback="off", manual_pass_roles=["class_teacher"])
+        out.update(
+            timezone="Asia/Almaty",
+            free_meal_grades=[1, 2, 3, 4],
+            free_meal_categories=[c.value for c in CategoryCode],
+            anti_passback="off",
+            manual_pass_roles=["class_teacher"],
+        )
         return out
     out.update(
         timezone=doc.timezone,
@@ -344,7 +360,9 @@ def publish_school(session: Session, school: School, day: dt.date) -> MealPolicy
         return None
     append_changes(session, school.id, [PolicySet(policy=doc_of(eff))])
     if pub is None:
-        session.add(PolicyPublication(school_id=school.id, policy_pk=eff.pk, published_at_ms=now_ms()))
+        session.add(
+            PolicyPublication(school_id=school.id, policy_pk=eff.pk, published_at_ms=now_ms())
+        )
     else:
         pub.policy_pk = eff.pk
         pub.published_at_ms = now_ms()
@@ -389,14 +407,21 @@ def save_policy(
     session.add(row)
     session.flush()
     q = select(School)
-    q = q.where(School.id == school_id) if school_id is not None else q.where(School.region_id == region_id)
+    q = (
+        q.where(School.id == school_id)
+        if school_id is not None
+        else q.where(School.region_id == region_id)
+    )
     published: list[str] = []
     for school in session.execute(q.order_by(School.id)).scalars():
         eff = publish_school(session, school, school_today(school))
         if eff is not None and eff.pk == row.pk:
             published.append(school.id)
     audit(
-        session, who, "change", "policy",
+        session,
+        who,
+        "change",
+        "policy",
         school_id=school_id,
         summary=f"policy version #{row.pk} for {'school ' + school_id if school_id else 'region ' + str(region_id)}"
         f" from {valid_from.isoformat()}; published to {len(published)} school(s)",

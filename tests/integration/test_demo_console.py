@@ -29,8 +29,18 @@ def _sign_in(client: httpx.Client, login: str) -> None:
 
 def test_demo_console_shows_the_living_school(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "demo", "--duration", "25", "--students", "80",
-         "--console-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "demo",
+            "--duration",
+            "25",
+            "--students",
+            "80",
+            "--console-port",
+            "0",
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -15,12 +15,18 @@ from server.models import School
 
 
 def test_school_and_first_operator(
-    pg_console_url: str, db: Session, make_browser, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+    pg_console_url: str,
+    db: Session,
+    make_browser,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
     url = ["--database-url", pg_console_url]
     assert main(["school", "add", *url, "--id", "S9", "--name", "School 9", "--region", "R9"]) == 0
     assert db.get(School, "S9") is not None and db.get_one(School, "S9").region_id == "R9"
-    assert main(["user", "add", *url, "--login", "Aigul", "--name", "Aigul N.", "--role", "operator"]) == 0
+    assert (
+        main(["user", "add", *url, "--login", "Aigul", "--name", "Aigul N.", "--role", "operator"])
+        == 0
+    )
     link = re.search(r"invitation link \(shown once\): \S*(/invite/\S+)", capsys.readouterr().out)
     assert link is not None
     user = db.execute(select(User).where(User.login == "aigul")).scalar_one()

@@ -67,7 +67,13 @@ async def test_edge_killed_repeatedly_during_rush(
         key, _, _ = enrolled_device(s, settings, "S1", "d1")
     write_key_dir(tmp_path / "keys", key, "S1", "d1", SYSTEM_BROKER[1], prefix)
     db = tmp_path / "edge.db"
-    cmd = [sys.executable, "-m", "tests.integration.sync.edge_proc", str(db), str(tmp_path / "keys")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.integration.sync.edge_proc",
+        str(db),
+        str(tmp_path / "keys"),
+    ]
     cmd += ["--school", "S1", "--device", "d1"]
     rng = random.Random(4)
     kills = 0

@@ -41,7 +41,9 @@ def test_login_form_needs_its_csrf_cookie(browser: Browser, world: World) -> Non
     assert r.status_code == 403
 
 
-def test_write_without_csrf_token_is_refused_and_changes_nothing(browser: Browser, world: World, db) -> None:  # type: ignore[no-untyped-def]
+def test_write_without_csrf_token_is_refused_and_changes_nothing(
+    browser: Browser, world: World, db
+) -> None:  # type: ignore[no-untyped-def]
     browser.login("admin1")
     r = browser.client.post(
         "/users",
@@ -83,7 +85,9 @@ def test_invitation_first_login_and_password_change(make_browser, world: World, 
     assert again.get("/").status_code == 200
 
 
-def test_a_school_admin_cannot_grant_roles_in_another_school(make_browser, world: World, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_school_admin_cannot_grant_roles_in_another_school(
+    make_browser, world: World, db
+) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
     r = admin.post(
         "/users", {"login": "x3", "full_name": "X", "role": "duty_deputy", "school_id": "S3"}

@@ -14,7 +14,6 @@ import zoneinfo
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -27,38 +26,19 @@ from server.clock import now_ms
 from server.models import ChangeLogEntry, Device, StoredEvent
 from server.sync.service import _load
 from simulators.payment_provider import CALLBACK_PATH, Payment, PaymentProviderSimulator
+from tests.support.canteen import SECRET, canteen_settings
 from tests.support.console import World
 
-SECRET = b"provider-test-secret-0123456789"
 ZONE = zoneinfo.ZoneInfo("Asia/Almaty")
-
-
-def canteen_settings(**kw: Any) -> CanteenSettings:
-    base: dict[str, Any] = {
-        "provider_secret": SecretStr(SECRET.decode()),
-        "qr_secret": SecretStr("qr-test-secret-0123456789abcdef"),
-        "low_balance_tiyn": 50_000,
-        "post_batch": 3,
-    }
-    return CanteenSettings(**(base | kw))
-
-
-@pytest.fixture
-def cs(app: Any) -> CanteenSettings:
-    s = canteen_settings()
-    app.state.canteen_settings = s
-    return s
-
-
-@pytest.fixture
-def provider(cs: CanteenSettings, make_browser: Any) -> PaymentProviderSimulator:
-    client = make_browser().client
-    return PaymentProviderSimulator(CALLBACK_PATH, SECRET, client=client)
 
 
 def changes(db: Session, school: str) -> list[Any]:
     db.expire_all()
-    rows = db.scalars(select(ChangeLogEntry.changes).where(ChangeLogEntry.school_id == school).order_by(ChangeLogEntry.version))
+    rows = db.scalars(
+        select(ChangeLogEntry.changes)
+        .where(ChangeLogEntry.school_id == school)
+        .order_by(ChangeLogEntry.version)
+    )
     return _load(list(rows))
 
 
@@ -75,7 +55,14 @@ def add_device(db: Session, school: str, device: str = "edge-1", applied: int = 
 
 
 def add_meal(
-    db: Session, device: Device, seq: int, student: str, amount: int, balance_after: int | None, meal: str = "paid", at_ms: int | None = None
+    db: Session,
+    device: Device,
+    seq: int,
+    student: str,
+    amount: int,
+    balance_after: int | None,
+    meal: str = "paid",
+    at_ms: int | None = None,
 ) -> StoredEvent:
     """An uplink event stored as ingest stores it (the whole protocol event as payload)."""
     at = at_ms or now_ms()
@@ -93,8 +80,15 @@ def add_meal(
         "balance_after_tiyn": balance_after,
     }
     ev = StoredEvent(
-        device_pk=device.pk, seq=seq, school_id=device.school_id, at_ms=at, kind="meal_served", terminal="canteen-1",
-        student_id=student, payload=payload, received_at_ms=now_ms(),
+        device_pk=device.pk,
+        seq=seq,
+        school_id=device.school_id,
+        at_ms=at,
+        kind="meal_served",
+        terminal="canteen-1",
+        student_id=student,
+        payload=payload,
+        received_at_ms=now_ms(),
     )
     db.add(ev)
     db.flush()
@@ -104,7 +98,9 @@ def add_meal(
 # ------------------------------------------------------------------------------- top-ups
 
 
-def test_topup_is_booked_once_and_sent_to_the_school(world: World, db: Session, provider: PaymentProviderSimulator) -> None:
+def test_topup_is_booked_once_and_sent_to_the_school(
+    world: World, db: Session, provider: PaymentProviderSimulator
+) -> None:
     r = provider.pay("s1-3a-1", 150_000, txid="tx-1")
     assert r.status_code == 200 and r.json()["status"] == "booked", r.text
     lid = r.json()["ledger_id"]
@@ -118,7 +114,9 @@ def test_topup_is_booked_once_and_sent_to_the_school(world: World, db: Session, 
     assert credits == [BalanceCredit(ledger_id=lid, student_id="s1-3a-1", amount_tiyn=150_000)]
 
 
-def test_bad_callbacks_book_nothing(world: World, db: Session, provider: PaymentProviderSimulator) -> None:
+def test_bad_callbacks_book_nothing(
+    world: World, db: Session, provider: PaymentProviderSimulator
+) -> None:
     unknown = provider.pay("nobody-here", 1000)
     assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_student"
     negative = provider.callback(Payment("tx-neg", "s1-3a-1", -500, now_ms()))
@@ -128,7 +126,9 @@ def test_bad_callbacks_book_nothing(world: World, db: Session, provider: Payment
     forged = provider.callback(Payment("tx-forged", "s1-3a-1", 1000, now_ms()), secret=b"wrong")
     assert forged.status_code == 401 and forged.json()["error"] == "bad_signature"
     body = b"not json"
-    garbage = provider.client.post(CALLBACK_PATH, content=body, headers={"x-qaqpa-signature": provider.sign(body)})
+    garbage = provider.client.post(
+        CALLBACK_PATH, content=body, headers={"x-qaqpa-signature": provider.sign(body)}
+    )
     assert garbage.status_code == 400 and garbage.json()["error"] == "malformed"
     assert provider.pay("s1-3a-1", 1000, txid="tx-ok").status_code == 200
     conflict = provider.callback(Payment("tx-ok", "s1-3a-1", 9999, now_ms()))
@@ -138,7 +138,9 @@ def test_bad_callbacks_book_nothing(world: World, db: Session, provider: Payment
     assert len([c for c in changes(db, "S1") if isinstance(c, BalanceCredit)]) == 1
 
 
-def test_callback_refused_without_a_configured_secret(world: World, app: Any, make_browser: Any) -> None:
+def test_callback_refused_without_a_configured_secret(
+    world: World, app: Any, make_browser: Any
+) -> None:
     app.state.canteen_settings = CanteenSettings()
     sim = PaymentProviderSimulator(CALLBACK_PATH, SECRET, client=make_browser().client)
     r = sim.pay("s1-3a-1", 1000)
@@ -148,34 +150,71 @@ def test_callback_refused_without_a_configured_secret(world: World, app: Any, ma
 # ------------------------------------------------------------------- refunds, corrections
 
 
-def test_refund_and_corrections_are_audited_and_reasoned(world: World, db: Session, cs: CanteenSettings, make_browser: Any, provider: PaymentProviderSimulator) -> None:
+def test_refund_and_corrections_are_audited_and_reasoned(
+    world: World,
+    db: Session,
+    cs: CanteenSettings,
+    make_browser: Any,
+    provider: PaymentProviderSimulator,
+) -> None:
     pk = world.students["s1-3a-1"]
     provider.pay("s1-3a-1", 100_000)
     b = make_browser("canteen1")
     assert b.get(f"/canteen/student/{pk}").status_code == 200
-    no_reason = b.post(f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "100", "reason": " "})
-    assert no_reason.status_code == 422 and "Себебін көрсетіңіз." in no_reason.text  # Kazakh by default
-    negative_refund = b.post(f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "-100", "reason": "x"})
+    no_reason = b.post(
+        f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "100", "reason": " "}
+    )
+    assert (
+        no_reason.status_code == 422 and "Себебін көрсетіңіз." in no_reason.text
+    )  # Kazakh by default
+    negative_refund = b.post(
+        f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "-100", "reason": "x"}
+    )
     assert negative_refund.status_code == 422
-    assert b.post(f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "250,50", "reason": "soup was cold"}).status_code == 303
-    assert b.post(f"/canteen/student/{pk}/book", {"kind": "correction", "amount": "-700", "reason": "double top-up"}).status_code == 303
+    assert (
+        b.post(
+            f"/canteen/student/{pk}/book",
+            {"kind": "refund", "amount": "250,50", "reason": "soup was cold"},
+        ).status_code
+        == 303
+    )
+    assert (
+        b.post(
+            f"/canteen/student/{pk}/book",
+            {"kind": "correction", "amount": "-700", "reason": "double top-up"},
+        ).status_code
+        == 303
+    )
     assert ledger_balance(db, pk) == 100_000 + 25_050 - 70_000
     kinds = [c for c in changes(db, "S1") if isinstance(c, BalanceCredit)]
     assert [c.amount_tiyn for c in kinds] == [100_000, 25_050]  # the debit stays at the server
-    audits = list(db.scalars(select(AuditEntry.summary).where(AuditEntry.student_pk == pk, AuditEntry.action == "canteen.book").order_by(AuditEntry.pk)))
+    audits = list(
+        db.scalars(
+            select(AuditEntry.summary)
+            .where(AuditEntry.student_pk == pk, AuditEntry.action == "canteen.book")
+            .order_by(AuditEntry.pk)
+        )
+    )
     assert [a.split()[0] for a in audits] == ["refund", "correction"]
     # the balance fell below the threshold (50 000 tiyn): one low-balance condition
     lows = list(db.scalars(select(LowBalance)))
     assert lows == []  # 55 050 tiyn is still above the 50 000 threshold
     # scope: another school's manager may not book, a class teacher may not see
-    assert make_browser("admin3").post(f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "1", "reason": "x"}).status_code == 404
+    assert (
+        make_browser("admin3")
+        .post(f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "1", "reason": "x"})
+        .status_code
+        == 404
+    )
     assert make_browser("teacher1").get(f"/canteen/student/{pk}").status_code in (403, 404)
 
 
 # --------------------------------------------------------------------------- meal poster
 
 
-def test_paid_meals_are_posted_once_and_low_balance_recorded(world: World, db: Session, cs: CanteenSettings, provider: PaymentProviderSimulator) -> None:
+def test_paid_meals_are_posted_once_and_low_balance_recorded(
+    world: World, db: Session, cs: CanteenSettings, provider: PaymentProviderSimulator
+) -> None:
     pk = world.students["s1-3a-1"]
     provider.pay("s1-3a-1", 100_000)
     dev = add_device(db, "S1")
@@ -192,7 +231,9 @@ def test_paid_meals_are_posted_once_and_low_balance_recorded(world: World, db: S
     lows = list(db.scalars(select(LowBalance)))
     assert [(lo.student_pk, lo.balance_tiyn) for lo in lows] == [(pk, 40_000)]
     rows = {r.student_ref: r for r in service.reconciliation(db, "S1")}
-    assert rows["s1-3a-1"].recon.ledger_tiyn == 40_000 and rows["s1-3a-1"].recon.school_tiyn == 40_000
+    assert (
+        rows["s1-3a-1"].recon.ledger_tiyn == 40_000 and rows["s1-3a-1"].recon.school_tiyn == 40_000
+    )
     assert rows["s1-3a-1"].recon.agrees
     assert rows["-"].recon.ledger_tiyn == -5_000  # debited to suspense: shown, never lost
 
@@ -204,19 +245,37 @@ def test_menu_is_validated_and_sent(world: World, db: Session, make_browser: Any
     b = make_browser("canteen1")
     assert b.get("/canteen/menu?school=S1").status_code == 200
     day = "2026-12-01"
-    bad = b.post("/canteen/menu", {"school": "S1", "date": day, "menu": "soup; Сорпа; 300\nbun; Бәліш;\ntea; Шай; -5"})
+    bad = b.post(
+        "/canteen/menu",
+        {"school": "S1", "date": day, "menu": "soup; Сорпа; 300\nbun; Бәліш;\ntea; Шай; -5"},
+    )
     assert bad.status_code == 422
     # Kazakh by default: "line 2, price: the dish has no price", "line 3, price: must not be negative"
     assert "Жол 2, бағасы: Тағамның бағасы жоқ." in bad.text
     assert "Жол 3, бағасы: Баға теріс болмауы керек." in bad.text
     assert "bun; Бәліш;" in bad.text  # the text comes back as typed
     assert not [c for c in changes(db, "S1") if isinstance(c, MenuSet)]
-    ok = b.post("/canteen/menu", {"school": "S1", "date": day, "menu": "soup; Сорпа; 300\nporridge; Сүт ботқасы; 350,50; milk"})
+    ok = b.post(
+        "/canteen/menu",
+        {
+            "school": "S1",
+            "date": day,
+            "menu": "soup; Сорпа; 300\nporridge; Сүт ботқасы; 350,50; milk",
+        },
+    )
     assert ok.status_code == 200, ok.text
     menus = [c for c in changes(db, "S1") if isinstance(c, MenuSet)]
     assert len(menus) == 1 and menus[0].local_date == day
-    assert [(i.id, i.price_tiyn, i.allergens) for i in menus[0].items] == [("soup", 30_000, []), ("porridge", 35_050, ["milk"])]
-    assert make_browser("admin3").post("/canteen/menu", {"school": "S1", "date": day, "menu": "a; b; 1"}).status_code == 404
+    assert [(i.id, i.price_tiyn, i.allergens) for i in menus[0].items] == [
+        ("soup", 30_000, []),
+        ("porridge", 35_050, ["milk"]),
+    ]
+    assert (
+        make_browser("admin3")
+        .post("/canteen/menu", {"school": "S1", "date": day, "menu": "a; b; 1"})
+        .status_code
+        == 404
+    )
     assert make_browser("teacher1").get("/canteen/menu").status_code == 403
 
 
@@ -230,17 +289,35 @@ def test_parent_limits_own_children_only(world: World, db: Session, make_browser
     bad = p.post(f"/canteen/student/{own}/limits", {"allergens": "milk", "cap": "-5"})
     assert bad.status_code == 422
     assert p.get(f"/canteen/student/{other}/limits").status_code == 404
-    assert p.post(f"/canteen/student/{other}/limits", {"allergens": "milk", "cap": ""}).status_code == 404
+    assert (
+        p.post(f"/canteen/student/{other}/limits", {"allergens": "milk", "cap": ""}).status_code
+        == 404
+    )
     sent = [c for c in changes(db, "S1") if isinstance(c, ParentLimitsSet)]
-    assert sent == [ParentLimitsSet(student_id="s1-3a-1", allergen_blocks=["milk", "nuts"], daily_cap_tiyn=80_000)]
-    assert make_browser("canteen1").post(f"/canteen/student/{other}/limits", {"allergens": "", "cap": ""}).status_code == 303
+    assert sent == [
+        ParentLimitsSet(
+            student_id="s1-3a-1", allergen_blocks=["milk", "nuts"], daily_cap_tiyn=80_000
+        )
+    ]
+    assert (
+        make_browser("canteen1")
+        .post(f"/canteen/student/{other}/limits", {"allergens": "", "cap": ""})
+        .status_code
+        == 303
+    )
     assert p.get("/canteen/reconcile").status_code == 403
 
 
 # ------------------------------------------------------------------------------ reports
 
 
-def test_reports_and_xlsx(world: World, db: Session, cs: CanteenSettings, make_browser: Any, provider: PaymentProviderSimulator) -> None:
+def test_reports_and_xlsx(
+    world: World,
+    db: Session,
+    cs: CanteenSettings,
+    make_browser: Any,
+    provider: PaymentProviderSimulator,
+) -> None:
     from openpyxl import load_workbook
 
     provider.pay("s1-7b-1", 100_000)
@@ -266,15 +343,28 @@ def test_reports_and_xlsx(world: World, db: Session, cs: CanteenSettings, make_b
     assert b.get("/canteen?school=S1").status_code == 200
 
 
-def test_json_callback_body_is_checked_before_anything(world: World, provider: PaymentProviderSimulator) -> None:
+def test_json_callback_body_is_checked_before_anything(
+    world: World, provider: PaymentProviderSimulator
+) -> None:
     body = json.dumps({"txid": "x y", "student_ref": "s1-3a-1", "amount_tiyn": 5}).encode()
-    r = provider.client.post(CALLBACK_PATH, content=body, headers={"x-qaqpa-signature": provider.sign(body)})
+    r = provider.client.post(
+        CALLBACK_PATH, content=body, headers={"x-qaqpa-signature": provider.sign(body)}
+    )
     assert r.status_code == 400 and r.json()["error"] == "bad_txid"
 
 
 @pytest.mark.parametrize(
     ("login", "status"),
-    [("operator", 200), ("regional", 200), ("admin1", 200), ("canteen1", 200), ("social1", 200), ("duty1", 403), ("teacher1", 403), ("parent1", 403)],
+    [
+        ("operator", 200),
+        ("regional", 200),
+        ("admin1", 200),
+        ("canteen1", 200),
+        ("social1", 200),
+        ("duty1", 403),
+        ("teacher1", 403),
+        ("parent1", 403),
+    ],
 )
 def test_who_sees_the_canteen(world: World, make_browser: Any, login: str, status: int) -> None:
     b = make_browser(login)
@@ -284,11 +374,19 @@ def test_who_sees_the_canteen(world: World, make_browser: Any, login: str, statu
         assert b.get("/canteen?school=S3").status_code == (200 if login == "operator" else 404)
 
 
-def test_parent_sees_own_child_ledger_only(world: World, db: Session, make_browser: Any, provider: PaymentProviderSimulator) -> None:
+def test_parent_sees_own_child_ledger_only(
+    world: World, db: Session, make_browser: Any, provider: PaymentProviderSimulator
+) -> None:
     own, other = world.students["s1-3a-1"], world.students["s1-3a-2"]
     provider.pay("s1-3a-1", 123_450)
     canteen = make_browser("canteen1")
-    assert canteen.post(f"/canteen/student/{own}/book", {"kind": "refund", "amount": "10", "reason": "cold soup, staff note"}).status_code == 303
+    assert (
+        canteen.post(
+            f"/canteen/student/{own}/book",
+            {"kind": "refund", "amount": "10", "reason": "cold soup, staff note"},
+        ).status_code
+        == 303
+    )
     p = make_browser("parent1")
     page = p.get(f"/canteen/student/{own}")
     assert page.status_code == 200
@@ -296,14 +394,25 @@ def test_parent_sees_own_child_ledger_only(world: World, db: Session, make_brows
     assert "staff note" not in page.text  # the manager's reason is staff-only
     assert '/book"' not in page.text  # no refund / correction form for a parent
     assert p.get(f"/canteen/student/{other}").status_code == 404
-    assert p.post(f"/canteen/student/{own}/book", {"kind": "refund", "amount": "1", "reason": "x"}).status_code == 403
+    assert (
+        p.post(
+            f"/canteen/student/{own}/book", {"kind": "refund", "amount": "1", "reason": "x"}
+        ).status_code
+        == 403
+    )
     home = p.get("/canteen/parent")
     assert home.status_code == 200 and "s1-3a-1" in home.text and "s1-3a-2" not in home.text
-    viewed = db.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.student_pk == own, AuditEntry.action == "canteen.view"))
+    viewed = db.scalar(
+        select(func.count())
+        .select_from(AuditEntry)
+        .where(AuditEntry.student_pk == own, AuditEntry.action == "canteen.view")
+    )
     assert viewed and viewed >= 2
 
 
-def test_parent_tops_up_through_the_payment_page(world: World, db: Session, app: Any, make_browser: Any) -> None:
+def test_parent_tops_up_through_the_payment_page(
+    world: World, db: Session, app: Any, make_browser: Any
+) -> None:
     import httpx
 
     from simulators.payment_provider import PaymentPage
@@ -316,20 +425,35 @@ def test_parent_tops_up_through_the_payment_page(world: World, db: Session, app:
         assert 'action="/canteen/student/' in p.get("/canteen/parent").text
         bad = p.post(f"/canteen/student/{own}/topup", {"amount": "-5"})
         assert bad.status_code == 422 and 'id="error"' in bad.text
-        assert p.post(f"/canteen/student/{world.students['s1-3a-2']}/topup", {"amount": "5000"}).status_code == 404
+        assert (
+            p.post(
+                f"/canteen/student/{world.students['s1-3a-2']}/topup", {"amount": "5000"}
+            ).status_code
+            == 404
+        )
         go = p.post(f"/canteen/student/{own}/topup", {"amount": "5 000"})
         assert go.status_code == 303 and go.headers["location"].startswith(page.url + "/pay?")
         with httpx.Client() as parent_browser:
             shown = parent_browser.get(go.headers["location"])
             assert shown.status_code == 200 and "Pay 5000.00 KZT for s1-3a-1" in shown.text
             fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', shown.text))
-            paid = parent_browser.post(page.url + "/pay", data={k: html.unescape(v) for k, v in fields.items()})
-        assert paid.status_code == 303 and paid.headers["location"].endswith("/canteen/parent?paid=1")
+            paid = parent_browser.post(
+                page.url + "/pay", data={k: html.unescape(v) for k, v in fields.items()}
+            )
+        assert paid.status_code == 303 and paid.headers["location"].endswith(
+            "/canteen/parent?paid=1"
+        )
     assert ledger_balance(db, own) == 500_000
     assert [c.amount_tiyn for c in changes(db, "S1") if isinstance(c, BalanceCredit)] == [500_000]
 
 
-def test_pages_post_waiting_meals_first(world: World, db: Session, cs: CanteenSettings, make_browser: Any, provider: PaymentProviderSimulator) -> None:
+def test_pages_post_waiting_meals_first(
+    world: World,
+    db: Session,
+    cs: CanteenSettings,
+    make_browser: Any,
+    provider: PaymentProviderSimulator,
+) -> None:
     provider.pay("s1-7b-1", 100_000)
     dev = add_device(db, "S1")
     add_meal(db, dev, 1, "s1-7b-1", 30_000, 70_000)
@@ -337,4 +461,7 @@ def test_pages_post_waiting_meals_first(world: World, db: Session, cs: CanteenSe
     page = make_browser("canteen1").get("/canteen/reconcile?school=S1")
     assert page.status_code == 200 and 'class="badge ok" id="unexplained"' in page.text
     assert ledger_balance(db, world.students["s1-7b-1"]) == 70_000
-    assert db.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "meal")) == 1
+    assert (
+        db.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "meal"))
+        == 1
+    )

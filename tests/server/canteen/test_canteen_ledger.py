@@ -30,7 +30,9 @@ def postings_of(op: tuple[str, int, int]) -> list[ledger.Posting]:
 
 
 @given(st.lists(ops, max_size=60))
-def test_every_entry_balances_and_balance_is_credits_minus_debits(seq: list[tuple[str, int, int]]) -> None:
+def test_every_entry_balances_and_balance_is_credits_minus_debits(
+    seq: list[tuple[str, int, int]],
+) -> None:
     all_postings: list[ledger.Posting] = []
     expected: dict[int, int] = {}
     for op in seq:
@@ -47,8 +49,12 @@ def test_every_entry_balances_and_balance_is_credits_minus_debits(seq: list[tupl
     assert sum(bal.values()) == 0
     for student, value in expected.items():
         acct = Account(AccountKind.STUDENT_BALANCE, student)
-        credits = sum(p.amount_tiyn for p in all_postings if p.account == acct and p.amount_tiyn > 0)
-        debits = -sum(p.amount_tiyn for p in all_postings if p.account == acct and p.amount_tiyn < 0)
+        credits = sum(
+            p.amount_tiyn for p in all_postings if p.account == acct and p.amount_tiyn > 0
+        )
+        debits = -sum(
+            p.amount_tiyn for p in all_postings if p.account == acct and p.amount_tiyn < 0
+        )
         assert bal.get(acct, 0) == credits - debits == value
 
 
@@ -73,7 +79,9 @@ def test_parse_tenge() -> None:
 
 
 def test_menu_errors_are_precise() -> None:
-    items, errors = ledger.parse_menu("soup; Сорпа; 300\nbun; Бәліш;\ntea; Шай; -5\nsoup; Again; 1\nbread; Нан; 0; gluten")
+    items, errors = ledger.parse_menu(
+        "soup; Сорпа; 300\nbun; Бәліш;\ntea; Шай; -5\nsoup; Again; 1\nbread; Нан; 0; gluten"
+    )
     assert [i.id for i in items] == ["soup", "bread"]
     assert items[1].price_tiyn == 0 and items[1].allergens == ("gluten",)
     assert [(e.line, e.field, e.message) for e in errors] == [
@@ -85,14 +93,40 @@ def test_menu_errors_are_precise() -> None:
 
 
 def test_reconcile_explains_each_difference() -> None:
-    r = ledger.reconcile(ledger_tiyn=100, school_tiyn=100, unacked_credits_tiyn=0, acked_credits_tiyn=500, unposted_meals_tiyn=0, unsent_debits_tiyn=0)
+    r = ledger.reconcile(
+        ledger_tiyn=100,
+        school_tiyn=100,
+        unacked_credits_tiyn=0,
+        acked_credits_tiyn=500,
+        unposted_meals_tiyn=0,
+        unsent_debits_tiyn=0,
+    )
     assert r.agrees and r.differences == ()
     # credits 1000 applied + 100 applied after the last sale + 300 not yet acknowledged; sales
     # 50 posted + 50 not yet posted; 20 taken at the server only
-    r = ledger.reconcile(ledger_tiyn=1400 - 50 - 20, school_tiyn=1000 - 100, unacked_credits_tiyn=300, acked_credits_tiyn=1100, unposted_meals_tiyn=50, unsent_debits_tiyn=20)
-    assert {d.code: d.amount_tiyn for d in r.differences} == {"unacked": 300, "unposted": 50, "unsent": -20, "after_sale": 100}
+    r = ledger.reconcile(
+        ledger_tiyn=1400 - 50 - 20,
+        school_tiyn=1000 - 100,
+        unacked_credits_tiyn=300,
+        acked_credits_tiyn=1100,
+        unposted_meals_tiyn=50,
+        unsent_debits_tiyn=20,
+    )
+    assert {d.code: d.amount_tiyn for d in r.differences} == {
+        "unacked": 300,
+        "unposted": 50,
+        "unsent": -20,
+        "after_sale": 100,
+    }
     assert r.agrees
-    r = ledger.reconcile(ledger_tiyn=100, school_tiyn=250, unacked_credits_tiyn=0, acked_credits_tiyn=0, unposted_meals_tiyn=0, unsent_debits_tiyn=0)
+    r = ledger.reconcile(
+        ledger_tiyn=100,
+        school_tiyn=250,
+        unacked_credits_tiyn=0,
+        acked_credits_tiyn=0,
+        unposted_meals_tiyn=0,
+        unsent_debits_tiyn=0,
+    )
     assert not r.agrees and r.unexplained_tiyn == -150
 
 
@@ -128,9 +162,13 @@ def test_reconcile_explains_any_honest_history(
 ) -> None:
     """Credits (amount, applied at the school before its last sale, acknowledged), sales
     (amount, posted at the server) and server-only debits: every difference is explained."""
-    credits = [(a, before, acked or before) for a, before, acked in credits]  # applied => acked or in flight
+    credits = [
+        (a, before, acked or before) for a, before, acked in credits
+    ]  # applied => acked or in flight
     school = sum(a for a, before, _ in credits if before) - sum(a for a, _ in sales)
-    ledger_total = sum(a for a, _, _ in credits) - sum(a for a, posted in sales if posted) - sum(taken)
+    ledger_total = (
+        sum(a for a, _, _ in credits) - sum(a for a, posted in sales if posted) - sum(taken)
+    )
     r = ledger.reconcile(
         ledger_tiyn=ledger_total,
         school_tiyn=school if sales else None,

@@ -42,7 +42,7 @@ from server.settings import ServerSettings
 from server.sync.service import _load
 from simulators.payment_provider import PaymentProviderSimulator
 from tests.integration.sync.helpers import enrolled_device
-from tests.server.canteen.test_canteen import add_device, add_meal, canteen_settings, cs, provider  # noqa: F401
+from tests.server.canteen.test_canteen import add_device, add_meal
 from tests.support.console import World
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -56,7 +56,9 @@ def deltas_since(db: Session, school: str, applied: int) -> list[SyncDelta]:
         .where(ChangeLogEntry.school_id == school, ChangeLogEntry.version > applied)
         .order_by(ChangeLogEntry.version)
     ).all()
-    return [SyncDelta(school=school, version=v, base_version=v - 1, changes=_load([c])) for v, c in rows]
+    return [
+        SyncDelta(school=school, version=v, base_version=v - 1, changes=_load([c])) for v, c in rows
+    ]
 
 
 class SchoolEdge:
@@ -66,13 +68,17 @@ class SchoolEdge:
     def __init__(self, store: EdgeStore, db: Session, settings: ServerSettings, key: Any) -> None:
         self.store, self.db, self.settings, self.key = store, db, settings, key
         self.uploaded = 0
-        self.ingest = IngestStore(make_engine(settings.database_url), topic_prefix=settings.topic_prefix)
+        self.ingest = IngestStore(
+            make_engine(settings.database_url), topic_prefix=settings.topic_prefix
+        )
 
     async def sync_down(self) -> None:
         applied = await self.store.sync_version()
         for d in deltas_since(self.db, "S1", applied):
             assert await self.store.apply_delta(d)
-        dev = self.db.scalar(select(Device).where(Device.school_id == "S1", Device.device_id == "edge-1"))
+        dev = self.db.scalar(
+            select(Device).where(Device.school_id == "S1", Device.device_id == "edge-1")
+        )
         assert dev is not None
         dev.applied_version = await self.store.sync_version()  # the edge's SyncAck
         self.db.commit()
@@ -82,7 +88,14 @@ class SchoolEdge:
         if not events:
             return 0
         batch = EventBatch(school="S1", device="edge-1", sent_at_ms=1, events=events)
-        out = self.ingest.ingest([(topics.events("S1", "edge-1", self.settings.topic_prefix), sign_batch(batch, self.key))])
+        out = self.ingest.ingest(
+            [
+                (
+                    topics.events("S1", "edge-1", self.settings.topic_prefix),
+                    sign_batch(batch, self.key),
+                )
+            ]
+        )
         assert out.rejections == [], out.rejections
         self.uploaded = events[-1].seq
         await self.store.outbox_ack(self.uploaded)
@@ -90,7 +103,11 @@ class SchoolEdge:
 
     async def sell(self, sid: str, *items: str) -> MealServedEvent | None:
         async with Pipeline(self.store) as p:
-            sold = await p.sell(Purchase(at=dt.datetime.now(dt.UTC), terminal="canteen-1", student_id=sid, items=items))
+            sold = await p.sell(
+                Purchase(
+                    at=dt.datetime.now(dt.UTC), terminal="canteen-1", student_id=sid, items=items
+                )
+            )
         return sold.event if sold.decision.granted else None  # type: ignore[return-value]
 
 
@@ -114,18 +131,38 @@ def policy(zone: str) -> PolicyDoc:
 
 
 def roster() -> list[StudentRecord]:
-    consent = ConsentRecord(kind=ConsentKind.DATA, granted=True, given_by="parent", at_ms=0, document="d")
+    consent = ConsentRecord(
+        kind=ConsentKind.DATA, granted=True, given_by="parent", at_ms=0, document="d"
+    )
     return [
-        StudentRecord(id=sid, grade=7, class_name="7B", shift=1, display_name=sid, consents=[consent])
+        StudentRecord(
+            id=sid, grade=7, class_name="7B", shift=1, display_name=sid, consents=[consent]
+        )
         for sid in PAYING
     ]
 
 
-def test_offline_then_reconcile(tmp_path: Path, world: World, db: Session, settings: ServerSettings, cs: Any, provider: PaymentProviderSimulator, make_browser: Any) -> None:  # noqa: F811
+def test_offline_then_reconcile(
+    tmp_path: Path,
+    world: World,
+    db: Session,
+    settings: ServerSettings,
+    cs: Any,
+    provider: PaymentProviderSimulator,
+    make_browser: Any,
+) -> None:
     asyncio.run(_offline_then_reconcile(tmp_path, world, db, settings, cs, provider, make_browser))
 
 
-async def _offline_then_reconcile(tmp_path: Path, world: World, db: Session, settings: ServerSettings, cs: Any, provider: PaymentProviderSimulator, make_browser: Any) -> None:  # noqa: F811
+async def _offline_then_reconcile(
+    tmp_path: Path,
+    world: World,
+    db: Session,
+    settings: ServerSettings,
+    cs: Any,
+    provider: PaymentProviderSimulator,
+    make_browser: Any,
+) -> None:
     zone = midday_zone()
     s1 = db.get(School, "S1")
     assert s1 is not None
@@ -133,12 +170,19 @@ async def _offline_then_reconcile(tmp_path: Path, world: World, db: Session, set
     db.commit()
     key, _, _ = enrolled_device(db, settings, "S1", "edge-1")
     store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
-    await store.apply_snapshot(SyncSnapshot(school="S1", version=0, policy=policy(zone), students=roster(), staff=[], cards=[]))
+    await store.apply_snapshot(
+        SyncSnapshot(
+            school="S1", version=0, policy=policy(zone), students=roster(), staff=[], cards=[]
+        )
+    )
     school = SchoolEdge(store, db, settings, key)
     try:
         manager = make_browser("canteen1")
         today = service.local_date(service.now_ms(), service.zone_of(db, "S1")).isoformat()
-        r = manager.post("/canteen/menu", {"school": "S1", "date": today, "menu": "soup; Сорпа; 300\ntea; Шай; 50"})
+        r = manager.post(
+            "/canteen/menu",
+            {"school": "S1", "date": today, "menu": "soup; Сорпа; 300\ntea; Шай; 50"},
+        )
         assert r.status_code == 200
         topups = {sid: 0 for sid in PAYING}
 
@@ -162,12 +206,20 @@ async def _offline_then_reconcile(tmp_path: Path, world: World, db: Session, set
         pay("s1-7b-1", 20_000)
         offline_sales = [
             await school.sell("s1-7b-2", "tea"),  # 10 000 - 5 000
-            await school.sell("s1-7b-2", "soup"),  # refused: 5 000 < 30 000 (the top-up has not arrived)
+            await school.sell(
+                "s1-7b-2", "soup"
+            ),  # refused: 5 000 < 30 000 (the top-up has not arrived)
             await school.sell("s1-7b-1", "soup", "soup"),
         ]
-        assert offline_sales[1] is None and offline_sales[0] is not None and offline_sales[2] is not None
+        assert (
+            offline_sales[1] is None
+            and offline_sales[0] is not None
+            and offline_sales[2] is not None
+        )
         rows = {r.student_ref: r for r in service.reconciliation(db, "S1")}
-        assert {d.code: d.amount_tiyn for d in rows["s1-7b-2"].recon.differences} == {"unacked": 50_000}
+        assert {d.code: d.amount_tiyn for d in rows["s1-7b-2"].recon.differences} == {
+            "unacked": 50_000
+        }
         assert all(r.recon.agrees for r in rows.values())
 
         # reconnect: credits applied and acknowledged, events uploaded and posted
@@ -192,20 +244,28 @@ async def _offline_then_reconcile(tmp_path: Path, world: World, db: Session, set
         rows = {r.student_ref: r for r in service.reconciliation(db, "S1")}
         assert all(r.recon.agrees for r in rows.values())
         # s1-7b-1's last sale came before its 20 000 top-up was applied: explained, not lost
-        assert {d.code: d.amount_tiyn for d in rows["s1-7b-1"].recon.differences} == {"after_sale": 20_000}
+        assert {d.code: d.amount_tiyn for d in rows["s1-7b-1"].recon.differences} == {
+            "after_sale": 20_000
+        }
         page = manager.get("/canteen/reconcile?school=S1")
         assert page.status_code == 200 and 'class="badge ok" id="unexplained"' in page.text
     finally:
         await store.close()
 
 
-def test_poster_killed_and_rerun_books_nothing_twice(world: World, db: Session, settings: ServerSettings, cs: Any) -> None:  # noqa: F811
+def test_poster_killed_and_rerun_books_nothing_twice(
+    world: World, db: Session, settings: ServerSettings, cs: Any
+) -> None:
     dev = add_device(db, "S1")
     for seq in range(1, 11):
         add_meal(db, dev, seq, PAYING[seq % 2], 1_000 * seq, 0)
     db.commit()
     cmd = [sys.executable, "-m", "server.canteen.poster", "--database-url", settings.database_url]
-    env = {**os.environ, "QAQPA_CANTEEN_POST_BATCH": "3", "QAQPA_CANTEEN_FAULT_KILL_BEFORE_COMMIT": "2"}
+    env = {
+        **os.environ,
+        "QAQPA_CANTEEN_POST_BATCH": "3",
+        "QAQPA_CANTEEN_FAULT_KILL_BEFORE_COMMIT": "2",
+    }
     killed = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, timeout=120)
     assert killed.returncode == -signal.SIGKILL
     db.expire_all()
@@ -224,7 +284,9 @@ def test_poster_killed_and_rerun_books_nothing_twice(world: World, db: Session, 
     assert db.scalar(select(func.sum(Posting.amount_tiyn))) == 0
 
 
-def test_poster_service_posts_what_arrives(world: World, db: Session, settings: ServerSettings, cs: Any) -> None:  # noqa: F811
+def test_poster_service_posts_what_arrives(
+    world: World, db: Session, settings: ServerSettings, cs: Any
+) -> None:
     from server.canteen.poster import MealPosterService
     from tests.integration.sync.helpers import wait_until
 
@@ -240,30 +302,54 @@ def test_poster_service_posts_what_arrives(world: World, db: Session, settings: 
     assert service.balance(db, world.students[PAYING[0]]) == -3_000
 
 
-def test_a_snapshot_carries_every_credit_and_the_limits(tmp_path: Path, world: World, db: Session, settings: ServerSettings, cs: Any, provider: PaymentProviderSimulator, make_browser: Any) -> None:  # noqa: F811
+def test_a_snapshot_carries_every_credit_and_the_limits(
+    tmp_path: Path,
+    world: World,
+    db: Session,
+    settings: ServerSettings,
+    cs: Any,
+    provider: PaymentProviderSimulator,
+    make_browser: Any,
+) -> None:
     """An edge too far behind gets a snapshot instead of the deltas: it must not lose a credit
     of the deltas it skips, nor apply one twice when it had some of them already."""
     asyncio.run(_snapshot(tmp_path, world, db, provider, make_browser))
 
 
-async def _snapshot(tmp_path: Path, world: World, db: Session, provider: PaymentProviderSimulator, make_browser: Any) -> None:  # noqa: F811
+async def _snapshot(
+    tmp_path: Path, world: World, db: Session, provider: PaymentProviderSimulator, make_browser: Any
+) -> None:
     from server.sync.service import load_state
 
     store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
     try:
-        await store.apply_snapshot(SyncSnapshot(school="S1", version=0, policy=policy("Asia/Almaty"), students=roster(), staff=[], cards=[]))
+        await store.apply_snapshot(
+            SyncSnapshot(
+                school="S1",
+                version=0,
+                policy=policy("Asia/Almaty"),
+                students=roster(),
+                staff=[],
+                cards=[],
+            )
+        )
         assert provider.pay("s1-7b-1", 10_000).status_code == 200
         for d in deltas_since(db, "S1", 0):  # the edge has the first credit already
             await store.apply_delta(d)
         assert provider.pay("s1-7b-1", 20_000).status_code == 200
         assert provider.pay("s1-7b-2", 30_000).status_code == 200
         parent = make_browser("canteen1")
-        r = parent.post(f"/canteen/student/{world.students['s1-7b-2']}/limits", {"allergens": "milk", "cap": "500"})
+        r = parent.post(
+            f"/canteen/student/{world.students['s1-7b-2']}/limits",
+            {"allergens": "milk", "cap": "500"},
+        )
         assert r.status_code == 303
         db.expire_all()
         head = db.get(School, "S1").sync_version  # type: ignore[union-attr]
         snap = load_state(db, "S1").snapshot("S1", head)
-        await store.apply_snapshot(snap.model_copy(update={"policy": policy("Asia/Almaty"), "students": roster()}))
+        await store.apply_snapshot(
+            snap.model_copy(update={"policy": policy("Asia/Almaty"), "students": roster()})
+        )
         for sid in PAYING:
             assert store.state.balance(sid) == service.balance(db, world.students[sid])
         assert store.state.balance("s1-7b-1") == 30_000 and store.state.balance("s1-7b-2") == 30_000

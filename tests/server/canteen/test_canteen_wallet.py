@@ -21,7 +21,8 @@ from server.canteen.settings import CanteenSettings
 from server.canteen.wallet import HttpSocialWallet
 from server.clock import now_ms
 from simulators.social_wallet import SocialWalletSimulator
-from tests.server.canteen.test_canteen import add_device, add_meal, canteen_settings
+from tests.server.canteen.test_canteen import add_device, add_meal
+from tests.support.canteen import canteen_settings
 from tests.support.console import World
 
 KEY = "wallet-test-key"
@@ -36,12 +37,20 @@ def wallet_sim() -> Iterator[SocialWalletSimulator]:
 
 @pytest.fixture
 def wcs(app: Any, wallet_sim: SocialWalletSimulator) -> CanteenSettings:
-    s = canteen_settings(wallet_url=wallet_sim.url, wallet_key=SecretStr(KEY), voucher_meal_tiyn=60_000)
+    s = canteen_settings(
+        wallet_url=wallet_sim.url, wallet_key=SecretStr(KEY), voucher_meal_tiyn=60_000
+    )
     app.state.canteen_settings = s
     return s
 
 
-def test_social_wallet_round_trip(world: World, db: Session, wcs: CanteenSettings, wallet_sim: SocialWalletSimulator, make_browser: Any) -> None:
+def test_social_wallet_round_trip(
+    world: World,
+    db: Session,
+    wcs: CanteenSettings,
+    wallet_sim: SocialWalletSimulator,
+    make_browser: Any,
+) -> None:
     month = service.local_date(now_ms(), service.zone_of(db, "S1")).strftime("%Y-%m")
     wallet_sim.state.add_eligible(month, "s1-3a-1", 120_000)
     wallet_sim.state.add_eligible(month, "s1-7b-1", 60_000)
@@ -81,7 +90,10 @@ def test_social_wallet_round_trip(world: World, db: Session, wcs: CanteenSetting
     assert admin3.post("/canteen/voucher/redeem", {"token": fresh}).status_code == 404
     # the other child: one meal, then the voucher is empty
     claim = QrClaim("s1-7b-1", 60_000, "n-7b-1", now_ms() + 60_000)
-    assert manager.post("/canteen/voucher/redeem", {"token": ledger.qr_sign(claim, key)}).status_code == 200
+    assert (
+        manager.post("/canteen/voucher/redeem", {"token": ledger.qr_sign(claim, key)}).status_code
+        == 200
+    )
     claim2 = QrClaim("s1-7b-1", 60_000, "n-7b-2", now_ms() + 60_000)
     r = manager.post("/canteen/voucher/redeem", {"token": ledger.qr_sign(claim2, key)})
     assert r.status_code == 409 and 'data-code="voucher_low"' in r.text
@@ -96,14 +108,26 @@ def test_social_wallet_round_trip(world: World, db: Session, wcs: CanteenSetting
     try:
         before = service.settlement(db, wallet, "S1", month)
         assert not before.matches
-        assert [line.problem for line in before.lines] == ["In the ledger, not confirmed by the wallet"]
+        assert [line.problem for line in before.lines] == [
+            "In the ledger, not confirmed by the wallet"
+        ]
         r = manager.post("/canteen/wallet/fund", {"school": "S1", "month": month})  # confirms it
         assert r.status_code == 303
         db.expire_all()
         after = service.settlement(db, wallet, "S1", month)
-        assert after.matches and after.meals == 3 and after.ours_tiyn == after.wallet_tiyn == 180_000
-        assert wallet.voucher_balance("s1-3a-1") == 0 == service.balance(db, own, AccountKind.STUDENT_VOUCHER)
-        assert wallet.voucher_balance("s1-7b-1") == 0 == service.balance(db, other, AccountKind.STUDENT_VOUCHER)
+        assert (
+            after.matches and after.meals == 3 and after.ours_tiyn == after.wallet_tiyn == 180_000
+        )
+        assert (
+            wallet.voucher_balance("s1-3a-1")
+            == 0
+            == service.balance(db, own, AccountKind.STUDENT_VOUCHER)
+        )
+        assert (
+            wallet.voucher_balance("s1-7b-1")
+            == 0
+            == service.balance(db, other, AccountKind.STUDENT_VOUCHER)
+        )
     finally:
         wallet.close()
     page = manager.get(f"/canteen/wallet?school=S1&month={month}")
@@ -115,7 +139,9 @@ def test_social_wallet_round_trip(world: World, db: Session, wcs: CanteenSetting
     assert 'id="total-voucher">3<' in report.text
 
 
-def test_wallet_redemption_is_idempotent_at_the_simulator(wallet_sim: SocialWalletSimulator) -> None:
+def test_wallet_redemption_is_idempotent_at_the_simulator(
+    wallet_sim: SocialWalletSimulator,
+) -> None:
     wallet_sim.state.add_eligible("2026-11", "kid", 100_000)
     w = HttpSocialWallet(wallet_sim.url, KEY)
     try:

@@ -59,7 +59,8 @@ def test_replace_fee_first_free_then_the_price(make_browser, world: World, db: S
     assert first.fee_tiyn == 0
     # Lost: replaced by a new card, which costs the school's price.
     r = admin.post(
-        f"/students/{pk}/cards/{first.pk}/replace", {"reason": "lost", "credential": "EM:0000000002"}
+        f"/students/{pk}/cards/{first.pk}/replace",
+        {"reason": "lost", "credential": "EM:0000000002"},
     )
     assert r.status_code == 200, r.text
     assert "150,00" in r.text.split('id="fee"')[1][:40]
@@ -70,7 +71,10 @@ def test_replace_fee_first_free_then_the_price(make_browser, world: World, db: S
         ("EM:0000000002", "active", None, 15_000),
     ]
     assert cards[1].replaces_card_pk == cards[0].pk
-    ops = [(c["op"], c.get("credential") or c.get("card", {}).get("credential")) for c in changes(db, "S1")]
+    ops = [
+        (c["op"], c.get("credential") or c.get("card", {}).get("credential"))
+        for c in changes(db, "S1")
+    ]
     assert ops[-2:] == [("card_block", "EM:0000000001"), ("card_bind", "EM:0000000002")]
     state = load_state(db, "S1")
     assert state.cards["EM:0000000001"].blocked_reason == "lost"
@@ -116,7 +120,11 @@ def test_block_by_duty_deputy_and_scope(make_browser, world: World, db: Session)
     assert r.status_code == 400 and 'data-field="reason"' in r.text
     r = duty.post(f"/students/{pk}/cards/{card.pk}/block", {"reason": "damaged"})
     assert r.status_code == 200
-    assert changes(db, "S1")[-1] == {"op": "card_block", "credential": "EM:0000000077", "reason": "damaged"}
+    assert changes(db, "S1")[-1] == {
+        "op": "card_block",
+        "credential": "EM:0000000077",
+        "reason": "damaged",
+    }
     # Found by number on the card list.
     assert "EM:0000000077" in duty.get("/cards?q=em:0000000077").text
     # Other school, other class: not found, nothing changes.
@@ -141,7 +149,9 @@ def _ops(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def test_staff_cards(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
-    member = StaffMember(school_id="S1", ref="t-77", full_name="Teacher Seven", edge_roles="class_teacher")
+    member = StaffMember(
+        school_id="S1", ref="t-77", full_name="Teacher Seven", edge_roles="class_teacher"
+    )
     other = StaffMember(school_id="S3", ref="t-88", full_name="Teacher Eight")
     db.add_all([member, other])
     db.commit()
@@ -153,15 +163,22 @@ def test_staff_cards(make_browser, world: World, db: Session) -> None:  # type: 
     # Not on the school's terminals yet: the staff record goes first, then the binding.
     last = changes(db, "S1")[-2:]
     assert [c["op"] for c in last] == ["staff_upsert", "card_bind"]
-    assert last[1]["card"] == {"credential": "EM:0000000500", "owner_kind": "staff", "owner_id": "t-77",
-                               "blocked_reason": None}
+    assert last[1]["card"] == {
+        "credential": "EM:0000000500",
+        "owner_kind": "staff",
+        "owner_id": "t-77",
+        "blocked_reason": None,
+    }
     card = db.execute(select(Card).where(Card.staff_pk == member.pk)).scalar_one()
     assert card.fee_tiyn == 0 and card.student_pk is None
     # A student cannot get the same number while the staff card holds it.
     give(admin, world.students["s1-3a-1"])
     assert issue(admin, world.students["s1-3a-1"], "EM:0000000500").status_code == 400
     admin.get(f"/staff/{member.pk}/cards")
-    assert admin.post(f"/staff/{member.pk}/cards/{card.pk}/block", {"reason": "lost"}).status_code == 200
+    assert (
+        admin.post(f"/staff/{member.pk}/cards/{card.pk}/block", {"reason": "lost"}).status_code
+        == 200
+    )
     assert load_state(db, "S1").cards["EM:0000000500"].blocked_reason == "lost"
     # Scope: another school's admin, a teacher (no staff.edit), a card of another person.
     before = db.execute(select(ChangeLogEntry.version)).scalars().all()

@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 from server.clock import now_ms
 from server.notify.planner import Planner
 from server.notify.settings import NotifySettings
-from tests.server.notify.test_notify import CHILD, engine, nset, sms, smtp  # noqa: F401  (fixtures)
+from tests.server.notify.test_notify import CHILD
 from tests.server.notify.test_notify_helpers import add_device, consent, outbox, store
 from tests.support.console import Browser, World
 
 
-def _queue_two(db: Session, world: World, engine: Engine, nset: NotifySettings) -> None:  # noqa: F811
+def _queue_two(db: Session, world: World, engine: Engine, nset: NotifySettings) -> None:
     dev = add_device(db, "S1")
     consent(db, world.students[CHILD], granted=True)
     store(db, dev, "S1", "entry", CHILD)
@@ -41,7 +41,11 @@ def _withdraw(browser: Browser, student_pk: int, kind: str) -> None:
 
 
 def test_notifications_withdrawal_cancels_the_queue_at_once(
-    browser: Browser, db: Session, world: World, engine: Engine, nset: NotifySettings  # noqa: F811
+    browser: Browser,
+    db: Session,
+    world: World,
+    engine: Engine,
+    nset: NotifySettings,
 ) -> None:
     _queue_two(db, world, engine, nset)
     browser.login("admin1")
@@ -53,7 +57,11 @@ def test_notifications_withdrawal_cancels_the_queue_at_once(
 
 
 def test_data_withdrawal_cancels_the_queue_at_once(
-    browser: Browser, db: Session, world: World, engine: Engine, nset: NotifySettings  # noqa: F811
+    browser: Browser,
+    db: Session,
+    world: World,
+    engine: Engine,
+    nset: NotifySettings,
 ) -> None:
     from server.people.models import Consent
 
@@ -61,8 +69,12 @@ def test_data_withdrawal_cancels_the_queue_at_once(
     # the data consent the console withdraws (the world's students have none recorded yet)
     db.add(
         Consent(
-            student_pk=world.students[CHILD], kind="data", granted=True, given_by="Parent One",
-            document="D-1", signed_on=dt.date(2026, 9, 1),
+            student_pk=world.students[CHILD],
+            kind="data",
+            granted=True,
+            given_by="Parent One",
+            document="D-1",
+            signed_on=dt.date(2026, 9, 1),
             recorded_at_ms=now_ms(),
         )
     )

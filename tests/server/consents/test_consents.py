@@ -50,7 +50,9 @@ def give(b: Browser, pk: int, kind: str = "data", decision: str = "given", **kw:
 
 
 def test_parse_consent_form_names_the_bad_field() -> None:
-    ok = parse_consent_form("biometric", "withdrawn", "  Parent   One ", "No. 5", "2026-03-01", TODAY)
+    ok = parse_consent_form(
+        "biometric", "withdrawn", "  Parent   One ", "No. 5", "2026-03-01", TODAY
+    )
     assert ok.kind is ConsentKind.BIOMETRIC and not ok.granted and ok.given_by == "Parent One"
     cases = [
         (("dna", "given", "P", "D", "2026-03-01"), "kind"),
@@ -121,14 +123,22 @@ def test_bad_consent_form_records_nothing(make_browser, world: World, db: Sessio
     assert changes(db, "S1") == []
 
 
-def test_out_of_scope_consent_is_refused_and_changes_nothing(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_out_of_scope_consent_is_refused_and_changes_nothing(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     teacher = make_browser("teacher1")
     other_class = world.students["s1-7b-1"]
     assert teacher.get(f"/students/{other_class}/consents").status_code == 404
     teacher.get(f"/students/{world.students['s1-3a-1']}/consents")
     r = teacher.post(
         f"/students/{other_class}/consents",
-        {"kind": "data", "decision": "given", "given_by": "X", "document": "Y", "signed_on": "2026-01-01"},
+        {
+            "kind": "data",
+            "decision": "given",
+            "given_by": "X",
+            "document": "Y",
+            "signed_on": "2026-01-01",
+        },
     )
     assert r.status_code == 404
     admin3 = make_browser("admin3")
@@ -141,7 +151,9 @@ def test_out_of_scope_consent_is_refused_and_changes_nothing(make_browser, world
 # ---------------------------------------------------------------------------- withdrawal
 
 
-def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
     pk = world.students["s1-3a-1"]
     give(admin, pk)
@@ -149,8 +161,14 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(make_b
     admin.get(f"/students/{pk}/cards")
     admin.post(f"/students/{pk}/cards", {"credential": "EM:0000000111"})
     card = db.execute(select(Card).where(Card.student_pk == pk)).scalar_one()
-    admin.post(f"/students/{pk}/cards/{card.pk}/replace", {"reason": "lost", "credential": "EM:0000000222"})
-    head = db.execute(select(ChangeLogEntry.version).order_by(ChangeLogEntry.version.desc())).scalars().first()
+    admin.post(
+        f"/students/{pk}/cards/{card.pk}/replace", {"reason": "lost", "credential": "EM:0000000222"}
+    )
+    head = (
+        db.execute(select(ChangeLogEntry.version).order_by(ChangeLogEntry.version.desc()))
+        .scalars()
+        .first()
+    )
     assert head is not None
 
     r = give(admin, pk, decision="withdrawn", document="Withdrawal letter 9")
@@ -160,7 +178,9 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(make_b
     ops = [c["op"] for c in changes(db, "S1", since=head)]
     assert ops == ["consent_set", "card_unbind", "card_unbind", "student_remove"]
     db.expire_all()
-    assert {c.status for c in db.execute(select(Card).where(Card.student_pk == pk)).scalars()} == {"unbound"}
+    assert {c.status for c in db.execute(select(Card).where(Card.student_pk == pk)).scalars()} == {
+        "unbound"
+    }
     assert db.get_one(Student, pk).active is False
     state = load_state(db, "S1")
     assert "s1-3a-1" not in state.students and state.cards == {}
@@ -176,7 +196,9 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(make_b
     assert any("student_remove" in s for s in summaries)
     assert any("deactivated" in s for s in summaries)
     # Removal from the edges deletes the face templates there too (reason student_removed).
-    assert any("face templates to be deleted at the school (student_remove)" in s for s in summaries)
+    assert any(
+        "face templates to be deleted at the school (student_remove)" in s for s in summaries
+    )
     assert 'id="face-deletion"' in r.text
     # The audit page shows it to the school admin.
     page = admin.get(f"/audit?student_pk={pk}").text
@@ -190,7 +212,9 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(make_b
     assert "s1-3a-1" in load_state(db, "S1").students
 
 
-def test_biometric_withdrawal_reaches_the_edge_and_the_deletion_is_shown(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_biometric_withdrawal_reaches_the_edge_and_the_deletion_is_shown(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
     pk = world.students["s1-3a-2"]
     give(admin, pk)
@@ -201,10 +225,16 @@ def test_biometric_withdrawal_reaches_the_edge_and_the_deletion_is_shown(make_br
     assert last == {
         "op": "consent_set",
         "student_id": "s1-3a-2",
-        "consent": last["consent"] | {"kind": "biometric", "granted": False, "document": "Letter 4"},
+        "consent": last["consent"]
+        | {"kind": "biometric", "granted": False, "document": "Letter 4"},
     }
-    assert 'id="face-deletion"' in r.text and "badge warn" in r.text.split('id="face-deletion"')[1][:200]
-    biometric = next(c for c in load_state(db, "S1").students["s1-3a-2"].consents if c.kind.value == "biometric")
+    assert (
+        'id="face-deletion"' in r.text
+        and "badge warn" in r.text.split('id="face-deletion"')[1][:200]
+    )
+    biometric = next(
+        c for c in load_state(db, "S1").students["s1-3a-2"].consents if c.kind.value == "biometric"
+    )
     assert biometric.granted is False
     # The edge journals the deletion; ingest stores it in `events`: the page shows the confirmation.
     dev = Device(school_id="S1", device_id="edge-1", created_at_ms=now_ms())
@@ -214,10 +244,21 @@ def test_biometric_withdrawal_reaches_the_edge_and_the_deletion_is_shown(make_br
     def deleted_event(seq: int, at: int) -> None:
         db.add(
             StoredEvent(
-                device_pk=dev.pk, seq=seq, school_id="S1", at_ms=at, kind="face_templates_deleted",
-                terminal="t1", student_id="s1-3a-2", payload={
-                    "kind": "face_templates_deleted", "seq": seq, "at_ms": at, "terminal": "t1",
-                    "student_id": "s1-3a-2", "templates": 3, "reason": "consent_withdrawn",
+                device_pk=dev.pk,
+                seq=seq,
+                school_id="S1",
+                at_ms=at,
+                kind="face_templates_deleted",
+                terminal="t1",
+                student_id="s1-3a-2",
+                payload={
+                    "kind": "face_templates_deleted",
+                    "seq": seq,
+                    "at_ms": at,
+                    "terminal": "t1",
+                    "student_id": "s1-3a-2",
+                    "templates": 3,
+                    "reason": "consent_withdrawn",
                 },
                 received_at_ms=at,
             )
@@ -236,7 +277,9 @@ def test_biometric_withdrawal_reaches_the_edge_and_the_deletion_is_shown(make_br
     assert db.get_one(Student, pk).active is True
 
 
-def test_a_student_who_left_is_not_reactivated_by_a_consent(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_a_student_who_left_is_not_reactivated_by_a_consent(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
     pk = world.students["s1-7b-2"]
     give(admin, pk)

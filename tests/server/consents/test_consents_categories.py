@@ -51,14 +51,18 @@ def test_social_pedagogue_records_categories(make_browser, world: World, db: Ses
     r = social.post(f"/students/{pk}/categories", form | {"valid_to": "2000-01-01"})
     assert r.status_code == 400 and 'data-field="valid_to"' in r.text
     assert social.post(f"/students/{pk}/categories", form).status_code == 200
-    future = form | {"code": "board_decision", "document": "Board minutes 4",
-                     "valid_from": (today + dt.timedelta(days=10)).isoformat()}
+    future = form | {
+        "code": "board_decision",
+        "document": "Board minutes 4",
+        "valid_from": (today + dt.timedelta(days=10)).isoformat(),
+    }
     assert social.post(f"/students/{pk}/categories", future).status_code == 200
     last = changes(db, "S1")[-1]
     assert last["op"] == "categories_set" and last["student_id"] == "s1-7b-1"
     assert [c["code"] for c in last["categories"]] == ["board_decision", "large_family"]
     assert [c.code for c in load_state(db, "S1").students["s1-7b-1"].categories] == [
-        "board_decision", "large_family",
+        "board_decision",
+        "large_family",
     ]
     # The list of the school shows who has a category valid today (not the future one).
     page = social.get("/categories?school=S1").text
@@ -66,14 +70,21 @@ def test_social_pedagogue_records_categories(make_browser, world: World, db: Ses
     counts = page.split('id="counts"')[1].split("</table>")[0]
     assert counts.count('<td class="num">1</td>') == 1  # one large family, nothing else today
     # Removing publishes the rest.
-    row = db.execute(select(StudentCategory).where(StudentCategory.code == "large_family")).scalar_one()
+    row = db.execute(
+        select(StudentCategory).where(StudentCategory.code == "large_family")
+    ).scalar_one()
     assert social.post(f"/students/{pk}/categories/{row.pk}/remove").status_code == 303
     assert [c["code"] for c in changes(db, "S1")[-1]["categories"]] == ["board_decision"]
 
 
 def test_categories_scope(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
     pk = world.students["s1-7b-1"]
-    form = {"code": "orphan", "document": "D1", "valid_from": "2026-01-01", "valid_to": "2026-12-31"}
+    form = {
+        "code": "orphan",
+        "document": "D1",
+        "valid_from": "2026-01-01",
+        "valid_to": "2026-12-31",
+    }
     admin = make_browser("admin1")  # may view, may not edit
     admin.get(f"/students/{pk}/categories")
     assert admin.post(f"/students/{pk}/categories", form).status_code == 403

@@ -100,8 +100,15 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): R(None, "session"),
     ("GET", "/users"): R("users.manage", "list"),
     ("POST", "/users"): R(
-        "users.manage", "school", refusal=403,
-        form={"login": "matrix-{school}", "full_name": "M", "role": "duty_deputy", "school_id": "{school}"},
+        "users.manage",
+        "school",
+        refusal=403,
+        form={
+            "login": "matrix-{school}",
+            "full_name": "M",
+            "role": "duty_deputy",
+            "school_id": "{school}",
+        },
     ),
     ("GET", "/audit"): R("audit.view", "list"),
     # devices and payment providers authenticate otherwise (tokens, signatures)
@@ -111,33 +118,48 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/students"): R("students.view", "list"),
     ("GET", "/students/{pk}"): R("students.view", "student"),
     ("POST", "/students/{pk}"): R(
-        "students.edit", "student",
+        "students.edit",
+        "student",
         form={"surname": "Matrix", "given_name": "Edit", "class_pk": "{class_pk}"},
     ),
     ("POST", "/students/{pk}/active"): R("students.edit", "student", form={"active": "1"}),
-    ("POST", "/students/{pk}/guardians"): R("students.edit", "student", form={"full_name": "Guardian M"}),
+    ("POST", "/students/{pk}/guardians"): R(
+        "students.edit", "student", form={"full_name": "Guardian M"}
+    ),
     ("POST", "/students/{pk}/guardians/{gpk}/invite"): R(
         "students.edit", "guardian", form={"login": "matrix-guardian-{student_pk}"}
     ),
     ("POST", "/students/{pk}/guardians/{gpk}/remove"): R("students.edit", "guardian", last=True),
     ("POST", "/students"): R(
-        "students.edit", "school",
-        form={"school": "{school}", "surname": "New", "given_name": "Student", "class_name": "3A",
-              "birth_date": "2016-01-01"},
+        "students.edit",
+        "school",
+        form={
+            "school": "{school}",
+            "surname": "New",
+            "given_name": "Student",
+            "class_name": "3A",
+            "birth_date": "2016-01-01",
+        },
     ),
     ("GET", "/students/new/{school}"): R("students.edit", "school"),
     ("GET", "/classes"): R("students.view", "list"),
     ("POST", "/classes"): R(
-        "students.edit", "school", form={"school": "{school}", "name": "9Z", "grade": "9", "shift": "1"}
+        "students.edit",
+        "school",
+        form={"school": "{school}", "name": "9Z", "grade": "9", "shift": "1"},
     ),
     ("GET", "/staff"): R("staff.edit", "list"),
     ("POST", "/staff"): R(
-        "staff.edit", "school", form={"school": "{school}", "ref": "matrix-staff", "full_name": "Staff M"}
+        "staff.edit",
+        "school",
+        form={"school": "{school}", "ref": "matrix-staff", "full_name": "Staff M"},
     ),
     ("GET", "/roster/import"): R("roster.import", "list"),
     ("GET", "/roster/import/template.csv"): R("roster.import", "list"),
     ("GET", "/roster/import/template.xlsx"): R("roster.import", "list"),
-    ("POST", "/roster/import"): R("roster.import", "school", form={"school": "{school}"}, files={"file": CSV}),
+    ("POST", "/roster/import"): R(
+        "roster.import", "school", form={"school": "{school}"}, files={"file": CSV}
+    ),
     ("GET", "/roster/export"): R("roster.import", "school", query={"school": "{school}"}),
     ("POST", "/roster/import/confirm"): R(
         "roster.import", "opaque", form={"token": "not-a-preview", "sha256": "0" * 64}
@@ -146,14 +168,26 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/consents"): R("consents.edit", "list"),
     ("GET", "/students/{pk}/consents"): R("consents.edit", "student"),
     ("POST", "/students/{pk}/consents"): R(
-        "consents.edit", "student",
-        form={"kind": "notifications", "decision": "given", "given_by": "Parent M",
-              "document": "Matrix 1", "signed_on": "2025-09-01"},
+        "consents.edit",
+        "student",
+        form={
+            "kind": "notifications",
+            "decision": "given",
+            "given_by": "Parent M",
+            "document": "Matrix 1",
+            "signed_on": "2025-09-01",
+        },
     ),
     ("GET", "/students/{pk}/categories"): R("categories.view", "student"),
     ("POST", "/students/{pk}/categories"): R(
-        "categories.edit", "student",
-        form={"code": "orphan", "document": "Matrix 2", "valid_from": "2025-09-01", "valid_to": "2026-05-31"},
+        "categories.edit",
+        "student",
+        form={
+            "code": "orphan",
+            "document": "Matrix 2",
+            "valid_from": "2025-09-01",
+            "valid_to": "2026-05-31",
+        },
     ),
     ("POST", "/students/{pk}/categories/{membership_pk}/remove"): R(
         "categories.edit", "membership", last=True
@@ -161,15 +195,21 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/categories"): R("categories.view", "list"),
     # cards
     ("GET", "/students/{pk}/cards"): R("cards.block", "student"),
-    ("POST", "/students/{pk}/cards"): R("cards.issue", "student", form={"credential": "EM:99{student_pk}"}),
-    ("POST", "/students/{pk}/cards/{card_pk}/block"): R("cards.block", "card", form={"reason": "lost"}),
+    ("POST", "/students/{pk}/cards"): R(
+        "cards.issue", "student", form={"credential": "EM:99{student_pk}"}
+    ),
+    ("POST", "/students/{pk}/cards/{card_pk}/block"): R(
+        "cards.block", "card", form={"reason": "lost"}
+    ),
     ("POST", "/students/{pk}/cards/{card_pk}/replace"): R(
         "cards.issue", "card", form={"reason": "damaged", "credential": "EM:98{student_pk}"}
     ),
     ("POST", "/students/{pk}/cards/{card_pk}/unbind"): R("cards.issue", "card", last=True),
     ("GET", "/staff/{pk}/cards"): R("staff.edit", "staff"),
     ("POST", "/staff/{pk}/cards"): R("staff.edit", "staff", form={"credential": "EM:97{pk}"}),
-    ("POST", "/staff/{pk}/cards/{card_pk}/block"): R("staff.edit", "staff_card", form={"reason": "lost"}),
+    ("POST", "/staff/{pk}/cards/{card_pk}/block"): R(
+        "staff.edit", "staff_card", form={"reason": "lost"}
+    ),
     ("POST", "/staff/{pk}/cards/{card_pk}/unbind"): R("staff.edit", "staff_card", last=True),
     ("GET", "/cards"): R("cards.block", "list"),
     ("GET", "/cards/fees"): R("cards.issue", "list"),
@@ -192,7 +232,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/notifications"): R("notifications.view", "list"),
     ("GET", "/notifications/rows"): R("notifications.view", "list"),
     ("GET", "/notifications/student/{student_pk}"): R("notifications.view", "student"),
-    ("POST", "/notifications/student/{student_pk}/guardian/{guardian_pk}"): R("notifications.view", "guardian"),
+    ("POST", "/notifications/student/{student_pk}/guardian/{guardian_pk}"): R(
+        "notifications.view", "guardian"
+    ),
     # parent
     ("GET", "/parent"): R("parent.view", "list"),
     ("GET", "/parent/child/{student_pk}"): R("parent.view", "student"),
@@ -205,21 +247,39 @@ ROUTES: dict[tuple[str, str], Rule] = {
         "canteen.manage", "student", form={"kind": "correction", "amount": "1", "note": "matrix"}
     ),
     ("POST", "/canteen/student/{pk}/topup"): R("parent.view", "student", form={"amount": "1000"}),
-    ("GET", "/canteen/student/{pk}/limits"): R(("canteen.manage", "parent.view"), "student", gate="session"),
-    ("POST", "/canteen/student/{pk}/limits"): R(("canteen.manage", "parent.view"), "student", gate="session"),
+    ("GET", "/canteen/student/{pk}/limits"): R(
+        ("canteen.manage", "parent.view"), "student", gate="session"
+    ),
+    ("POST", "/canteen/student/{pk}/limits"): R(
+        ("canteen.manage", "parent.view"), "student", gate="session"
+    ),
     ("GET", "/canteen/menu"): R("canteen.manage", "list"),
     ("POST", "/canteen/menu"): R("canteen.manage", "school", form={"school": "{school}"}),
     ("GET", "/canteen/reconcile"): R("canteen.view", "list"),
     ("GET", "/canteen/reports"): R("canteen.view", "list"),
     ("GET", "/canteen/wallet"): R("canteen.view", "list"),
     ("POST", "/canteen/wallet/fund"): R("canteen.manage", "school", form={"school": "{school}"}),
-    ("GET", "/canteen/voucher/qr/{pk}"): R(("canteen.manage", "parent.view"), "student", gate="session"),
+    ("GET", "/canteen/voucher/qr/{pk}"): R(
+        ("canteen.manage", "parent.view"), "student", gate="session"
+    ),
     ("GET", "/canteen/voucher/redeem"): R("canteen.manage", "list"),
-    ("POST", "/canteen/voucher/redeem"): R("canteen.manage", "opaque", form={"token": "not-a-token"}),
+    ("POST", "/canteen/voucher/redeem"): R(
+        "canteen.manage", "opaque", form={"token": "not-a-token"}
+    ),
 }
 
 STUDENT_KINDS = {"student", "card", "membership", "guardian"}
-ROLES = ["operator", "regional", "admin1", "duty1", "teacher1", "social1", "canteen1", "parent1", "admin3"]
+ROLES = [
+    "operator",
+    "regional",
+    "admin1",
+    "duty1",
+    "teacher1",
+    "social1",
+    "canteen1",
+    "parent1",
+    "admin3",
+]
 TARGET_STUDENTS = ["s1-3a-1", "s1-7b-1", "s2-3a-1", "s3-3a-1"]
 # Tables a signed-in request may touch whatever it does (sessions, sign-in times).
 VOLATILE = {"web_sessions", "users"}
@@ -297,13 +357,34 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
     guardians: list[Target] = []
     for ref in TARGET_STUDENTS:
         st = db.get_one(Student, world.students[ref])
-        db.add(Consent(student_pk=st.pk, kind="data", granted=True, given_by="Parent",
-                       document="Matrix consent", signed_on=today, recorded_at_ms=now))
-        card = Card(credential=f"EM:77{st.pk}", student_pk=st.pk, school_id=st.school_id,
-                    status="active", issued_at_ms=now, fee_tiyn=0)
-        member = StudentCategory(student_pk=st.pk, school_id=st.school_id, code="large_family",
-                                 document="Matrix certificate", valid_from=today, valid_to=today,
-                                 recorded_at_ms=now)
+        db.add(
+            Consent(
+                student_pk=st.pk,
+                kind="data",
+                granted=True,
+                given_by="Parent",
+                document="Matrix consent",
+                signed_on=today,
+                recorded_at_ms=now,
+            )
+        )
+        card = Card(
+            credential=f"EM:77{st.pk}",
+            student_pk=st.pk,
+            school_id=st.school_id,
+            status="active",
+            issued_at_ms=now,
+            fee_tiyn=0,
+        )
+        member = StudentCategory(
+            student_pk=st.pk,
+            school_id=st.school_id,
+            code="large_family",
+            document="Matrix certificate",
+            valid_from=today,
+            valid_to=today,
+            recorded_at_ms=now,
+        )
         db.add_all([card, member])
         link = db.query(StudentGuardian).filter_by(student_pk=st.pk).first()
         if link is None:
@@ -313,14 +394,23 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
             link = StudentGuardian(student_pk=st.pk, guardian_pk=g.pk)
             db.add(link)
         db.flush()
-        base = {"pk": st.pk, "student_pk": st.pk, "school": st.school_id, "school_id": st.school_id,
-                "class_pk": st.class_pk}
+        base = {
+            "pk": st.pk,
+            "student_pk": st.pk,
+            "school": st.school_id,
+            "school_id": st.school_id,
+            "class_pk": st.class_pk,
+        }
         where = {"school": st.school_id, "class_pk": st.class_pk, "student_pk": st.pk}
         students.append(Target(ref, base, **where))
         cards.append(Target(f"{ref} card", base | {"card_pk": card.pk}, **where))
         members.append(Target(f"{ref} category", base | {"membership_pk": member.pk}, **where))
         guardians.append(
-            Target(f"{ref} guardian", base | {"gpk": link.guardian_pk, "guardian_pk": link.guardian_pk}, **where)
+            Target(
+                f"{ref} guardian",
+                base | {"gpk": link.guardian_pk, "guardian_pk": link.guardian_pk},
+                **where,
+            )
         )
     db.commit()
     staff: list[Target] = []
@@ -329,26 +419,43 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
         member = StaffMember(school_id=school, ref=f"matrix-{school}", full_name=f"Staff {school}")
         db.add(member)
         db.flush()
-        card = Card(credential=f"EM:66{member.pk}", staff_pk=member.pk, school_id=school,
-                    status="active", issued_at_ms=now, fee_tiyn=0)
+        card = Card(
+            credential=f"EM:66{member.pk}",
+            staff_pk=member.pk,
+            school_id=school,
+            status="active",
+            issued_at_ms=now,
+            fee_tiyn=0,
+        )
         db.add(card)
         db.flush()
         staff.append(Target(member.ref, {"pk": member.pk}, school=school))
-        staff_cards.append(Target(f"{member.ref} card", {"pk": member.pk, "card_pk": card.pk}, school=school))
+        staff_cards.append(
+            Target(f"{member.ref} card", {"pk": member.pk, "card_pk": card.pk}, school=school)
+        )
     db.commit()
     schools = [Target(s, {"school": s, "school_id": s}, school=s) for s in world.schools]
     regions = [Target(r, {"region_id": r}, region=r) for r in ("R1", "R2")]
     return {
-        "student": students, "card": cards, "membership": members, "guardian": guardians,
-        "school": schools, "school_any": schools, "region": regions,
-        "staff": staff, "staff_card": staff_cards,
+        "student": students,
+        "card": cards,
+        "membership": members,
+        "guardian": guardians,
+        "school": schools,
+        "school_any": schools,
+        "region": regions,
+        "staff": staff,
+        "staff_card": staff_cards,
     }
 
 
 def region_allowed(who: Principal, perm: str, region: str) -> bool:
     return any(
         g.role in PERMISSIONS[perm]
-        and (SCOPE_OF_ROLE[g.role] == "all" or (SCOPE_OF_ROLE[g.role] == "region" and g.region_id == region))
+        and (
+            SCOPE_OF_ROLE[g.role] == "all"
+            or (SCOPE_OF_ROLE[g.role] == "region" and g.region_id == region)
+        )
         for g in who.grants
     )
 
@@ -367,7 +474,10 @@ def expected(rule: Rule, who: Principal, t: Target | None) -> str:
         return "any"
     assert t is not None
     if rule.kind in STUDENT_KINDS:
-        ok = any(who.can(p, school_id=t.school, class_pk=t.class_pk, student_pk=t.student_pk) for p in rule.perm)
+        ok = any(
+            who.can(p, school_id=t.school, class_pk=t.class_pk, student_pk=t.student_pk)
+            for p in rule.perm
+        )
     elif rule.kind in ("school", "staff", "staff_card"):
         ok = any(who.can(p, school_id=t.school) for p in rule.perm)
     elif rule.kind == "school_any":
@@ -510,8 +620,11 @@ def test_role_matrix(login: str, make_browser, world: World, db: Session, app) -
     for case in refused:
         values = case.target.values if case.target is not None else {}
         before = fingerprint(db)
-        r = b.post(case.url, form_for(case.rule, case.route, values | {"today": today}),
-                   files=case.rule.files or None)
+        r = b.post(
+            case.url,
+            form_for(case.rule, case.route, values | {"today": today}),
+            files=case.rule.files or None,
+        )
         if (msg := check(case, r.status_code, r.headers.get("location", ""))) is not None:
             failures.append(msg)
         after = fingerprint(db)
@@ -521,8 +634,11 @@ def test_role_matrix(login: str, make_browser, world: World, db: Session, app) -
     for case in allowed:
         values = case.target.values if case.target is not None else {}
         b.get("/")  # a fresh CSRF token (a write may have rotated nothing, but be a person)
-        r = b.post(case.url, form_for(case.rule, case.route, values | {"today": today}),
-                   files=case.rule.files or None)
+        r = b.post(
+            case.url,
+            form_for(case.rule, case.route, values | {"today": today}),
+            files=case.rule.files or None,
+        )
         if (msg := check(case, r.status_code, r.headers.get("location", ""))) is not None:
             failures.append(msg)
         shown = sorted(n for n in hidden if n in r.text)

@@ -9,10 +9,8 @@ import subprocess
 import sys
 import threading
 import zoneinfo
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
@@ -33,33 +31,6 @@ from tests.support.console import World
 ROOT = Path(__file__).resolve().parents[3]
 CHILD = "s1-3a-1"  # parent1's child, given name "Name3AS1"
 PHONE = "+77010000001"
-
-
-@pytest.fixture
-def sms() -> Iterator[SmsSink]:
-    with SmsSink() as sink:
-        yield sink
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        yield sink
-
-
-@pytest.fixture
-def engine(settings: ServerSettings) -> Iterator[Engine]:
-    e = make_engine(settings.database_url)
-    yield e
-    e.dispose()
-
-
-@pytest.fixture
-def nset(sms: SmsSink, smtp: SmtpSink) -> NotifySettings:
-    return NotifySettings(
-        sms_url=sms.url(), email_url=smtp.url(), backoff_base_s=1, backoff_cap_s=10,
-        max_attempts=3, send_timeout_s=5,
-    )
 
 
 def run(engine: Engine, nset: NotifySettings, now: int | None = None) -> DeliveryWorker:
@@ -93,7 +64,10 @@ def test_entry_reaches_the_sms_gateway_in_the_parents_language(
     db.commit()
     store(db, dev, "S1", "exit", CHILD, at + 1000)
     run(engine, nset)
-    assert sms.delivered[1].message == f"{local_clock(at + 1000, 'Asia/Almaty')} Name3AS1: выход из школы (School No. 1)."
+    assert (
+        sms.delivered[1].message
+        == f"{local_clock(at + 1000, 'Asia/Almaty')} Name3AS1: выход из школы (School No. 1)."
+    )
 
 
 def test_email_reaches_the_smtp_server(
@@ -101,8 +75,14 @@ def test_email_reaches_the_smtp_server(
 ) -> None:
     g = db.execute(select(Guardian).where(Guardian.user_pk == world.users["parent1"])).scalar_one()
     g.email = "parent1@example.kz"
-    db.add(NotifyPreference(guardian_pk=g.pk, student_pk=world.students[CHILD],
-                            subscriptions=[["entry", "email"]], updated_at_ms=0))
+    db.add(
+        NotifyPreference(
+            guardian_pk=g.pk,
+            student_pk=world.students[CHILD],
+            subscriptions=[["entry", "email"]],
+            updated_at_ms=0,
+        )
+    )
     db.execute(update(User).where(User.pk == world.users["parent1"]).values(lang="en"))
     db.commit()
     dev = add_device(db, "S1")
@@ -168,10 +148,16 @@ def test_manual_pass_notifies_the_parents_even_in_quiet_hours(
     now = now_ms()
     local = dt.datetime.fromtimestamp(now / 1000, zoneinfo.ZoneInfo("Asia/Almaty"))
     minute = local.hour * 60 + local.minute
-    db.add(NotifyPreference(guardian_pk=g.pk, student_pk=world.students[CHILD],
-                            subscriptions=[["entry", "sms"], ["manual_pass", "sms"]],
-                            quiet_start_min=(minute - 60) % 1440,
-                            quiet_end_min=(minute + 60) % 1440, updated_at_ms=0))
+    db.add(
+        NotifyPreference(
+            guardian_pk=g.pk,
+            student_pk=world.students[CHILD],
+            subscriptions=[["entry", "sms"], ["manual_pass", "sms"]],
+            quiet_start_min=(minute - 60) % 1440,
+            quiet_end_min=(minute + 60) % 1440,
+            updated_at_ms=0,
+        )
+    )
     db.commit()
     dev = add_device(db, "S1")
     consent(db, world.students[CHILD])
@@ -228,7 +214,12 @@ def test_no_notification_without_consent_and_withdrawal_cancels(
 
 
 def test_exactly_once_when_the_planner_reruns_or_is_killed(
-    db: Session, world: World, engine: Engine, nset: NotifySettings, settings: ServerSettings, sms: SmsSink
+    db: Session,
+    world: World,
+    engine: Engine,
+    nset: NotifySettings,
+    settings: ServerSettings,
+    sms: SmsSink,
 ) -> None:
     dev = add_device(db, "S1")
     consent(db, world.students[CHILD])
@@ -241,8 +232,9 @@ def test_exactly_once_when_the_planner_reruns_or_is_killed(
         "QAQPA_NOTIFY_SMS_URL": sms.url(),
         "QAQPA_NOTIFY_FAULT_KILL_PLANNER_BEFORE_COMMIT": "1",
     }
-    p = subprocess.run([sys.executable, "-m", "server.notify"], cwd=ROOT, env=env, timeout=60,
-                       capture_output=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "server.notify"], cwd=ROOT, env=env, timeout=60, capture_output=True
+    )
     assert p.returncode == -9, p.stderr.decode()[-2000:]
     assert outbox(db) == []
     planner = Planner(engine, nset)
@@ -278,7 +270,10 @@ def test_two_concurrent_workers_send_each_message_once(
             store(db, dev, "S1", "entry", st.ref)
     assert Planner(engine, nset).run_once() == 40
     sms.slow(0.01)
-    workers = [DeliveryWorker(make_engine(str(engine.url.render_as_string(hide_password=False))), nset) for _ in range(2)]
+    workers = [
+        DeliveryWorker(make_engine(str(engine.url.render_as_string(hide_password=False))), nset)
+        for _ in range(2)
+    ]
     counts = [0, 0]
 
     def loop(i: int) -> None:
@@ -310,8 +305,9 @@ def test_crash_between_send_and_mark_does_not_reach_the_parent_twice(
         "QAQPA_NOTIFY_WORKERS": "1",
         "QAQPA_NOTIFY_FAULT_KILL_AFTER_SEND": "1",
     }
-    p = subprocess.run([sys.executable, "-m", "server.notify"], cwd=ROOT, env=env, timeout=60,
-                       capture_output=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "server.notify"], cwd=ROOT, env=env, timeout=60, capture_output=True
+    )
     assert p.returncode == -9, p.stderr.decode()[-2000:]
     [m] = outbox(db)
     assert (m.status, m.attempts) == ("sending", 1) and len(sms.requests) == 1
@@ -331,8 +327,14 @@ def test_an_interrupted_email_is_not_repeated(
     nset = NotifySettings(sms_url=sms.url(), email_url=smtp.url(), lease_s=60)
     g = db.execute(select(Guardian).where(Guardian.user_pk == world.users["parent1"])).scalar_one()
     g.email = "p@example.kz"
-    db.add(NotifyPreference(guardian_pk=g.pk, student_pk=world.students[CHILD],
-                            subscriptions=[["entry", "email"]], updated_at_ms=0))
+    db.add(
+        NotifyPreference(
+            guardian_pk=g.pk,
+            student_pk=world.students[CHILD],
+            subscriptions=[["entry", "email"]],
+            updated_at_ms=0,
+        )
+    )
     db.commit()
     dev = add_device(db, "S1")
     consent(db, world.students[CHILD])
@@ -348,14 +350,31 @@ def test_low_balance_and_meal(
     db: Session, world: World, engine: Engine, nset: NotifySettings, sms: SmsSink
 ) -> None:
     g = db.execute(select(Guardian).where(Guardian.user_pk == world.users["parent1"])).scalar_one()
-    db.add(NotifyPreference(guardian_pk=g.pk, student_pk=world.students[CHILD],
-                            subscriptions=[["meal", "sms"], ["low_balance", "sms"]], updated_at_ms=0))
+    db.add(
+        NotifyPreference(
+            guardian_pk=g.pk,
+            student_pk=world.students[CHILD],
+            subscriptions=[["meal", "sms"], ["low_balance", "sms"]],
+            updated_at_ms=0,
+        )
+    )
     db.execute(update(User).where(User.pk == world.users["parent1"]).values(lang="en"))
     db.commit()
     dev = add_device(db, "S1")
     consent(db, world.students[CHILD])
-    store(db, dev, "S1", "meal_served", CHILD, period="lunch", local_date="2026-11-20",
-          meal="lunch", amount_tiyn=45_000, items=["plov"], balance_after_tiyn=30_000)
+    store(
+        db,
+        dev,
+        "S1",
+        "meal_served",
+        CHILD,
+        period="lunch",
+        local_date="2026-11-20",
+        meal="lunch",
+        amount_tiyn=45_000,
+        items=["plov"],
+        balance_after_tiyn=30_000,
+    )
     run(engine, nset)
     [got] = sms.delivered  # one message per event and channel
     assert "balance is low: 300 ₸" in got.message and "meal for 450 ₸" in got.message
@@ -368,8 +387,14 @@ def test_push_goes_to_the_parents_account_topic(
     """Push through an apprise URL with {user} (here json:// to the sink; ntfy:// etc. alike)."""
     nset = NotifySettings(push_url=f"json://127.0.0.1:{sms.port}/push/qaqpa-{{user}}")
     g = db.execute(select(Guardian).where(Guardian.user_pk == world.users["parent1"])).scalar_one()
-    db.add(NotifyPreference(guardian_pk=g.pk, student_pk=world.students[CHILD],
-                            subscriptions=[["exit", "push"]], updated_at_ms=0))
+    db.add(
+        NotifyPreference(
+            guardian_pk=g.pk,
+            student_pk=world.students[CHILD],
+            subscriptions=[["exit", "push"]],
+            updated_at_ms=0,
+        )
+    )
     db.commit()
     dev = add_device(db, "S1")
     consent(db, world.students[CHILD])
@@ -392,9 +417,14 @@ def test_a_worker_skips_rows_another_worker_has_locked(
         store(db, dev, "S1", "entry", CHILD)
     assert Planner(engine, nset).run_once() == 6
     with Session(engine) as holder:
-        held = list(holder.execute(
-            select(OutboxMessage.id).order_by(OutboxMessage.id).limit(3).with_for_update(skip_locked=True)
-        ).scalars())
+        held = list(
+            holder.execute(
+                select(OutboxMessage.id)
+                .order_by(OutboxMessage.id)
+                .limit(3)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
         other = DeliveryWorker(engine, nset.model_copy(update={"claim_batch": 10}))
         got = [c.id for c in other.claim(now_ms())]
         assert len(held) == 3 and len(got) == 3 and not set(held) & set(got)

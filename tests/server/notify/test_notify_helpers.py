@@ -22,26 +22,57 @@ def add_device(db: Session, school: str, device: str = "edge") -> int:
     return d.pk
 
 
-def store(db: Session, device_pk: int, school: str, kind: str, student: str | None,
-          at_ms: int | None = None, **extra: Any) -> int:
+def store(
+    db: Session,
+    device_pk: int,
+    school: str,
+    kind: str,
+    student: str | None,
+    at_ms: int | None = None,
+    **extra: Any,
+) -> int:
     """Store one event the way ingest does (the next seq, committed_through advanced)."""
     prog = db.get_one(IngestProgress, device_pk)
     seq = prog.committed_through + 1
     at = at_ms if at_ms is not None else now_ms() - 1000
-    payload = {"seq": seq, "at_ms": at, "terminal": "gate-1", "kind": kind,
-               "student_id": student, **extra}
-    db.add(StoredEvent(device_pk=device_pk, seq=seq, school_id=school, at_ms=at, kind=kind,
-                       terminal="gate-1", student_id=student, payload=payload,
-                       received_at_ms=now_ms()))
+    payload = {
+        "seq": seq,
+        "at_ms": at,
+        "terminal": "gate-1",
+        "kind": kind,
+        "student_id": student,
+        **extra,
+    }
+    db.add(
+        StoredEvent(
+            device_pk=device_pk,
+            seq=seq,
+            school_id=school,
+            at_ms=at,
+            kind=kind,
+            terminal="gate-1",
+            student_id=student,
+            payload=payload,
+            received_at_ms=now_ms(),
+        )
+    )
     prog.committed_through = seq
     db.commit()
     return seq
 
 
 def consent(db: Session, student_pk: int, granted: bool = True) -> None:
-    db.add(Consent(student_pk=student_pk, kind=ConsentKind.NOTIFICATIONS.value, granted=granted,
-                   given_by="Parent One", document="No. 1", signed_on=dt.date(2026, 9, 1),
-                   recorded_at_ms=now_ms()))
+    db.add(
+        Consent(
+            student_pk=student_pk,
+            kind=ConsentKind.NOTIFICATIONS.value,
+            granted=granted,
+            given_by="Parent One",
+            document="No. 1",
+            signed_on=dt.date(2026, 9, 1),
+            recorded_at_ms=now_ms(),
+        )
+    )
     db.commit()
 
 

@@ -35,7 +35,11 @@ def ms(y: int, mo: int, d: int, h: int, mi: int) -> int:
 
 def test_defaults_are_entry_exit_manual_pass_by_sms_with_a_phone() -> None:
     p = default_preferences(True)
-    assert p.subscriptions == {(Kind.ENTRY, Channel.SMS), (Kind.EXIT, Channel.SMS), (Kind.MANUAL_PASS, Channel.SMS)}
+    assert p.subscriptions == {
+        (Kind.ENTRY, Channel.SMS),
+        (Kind.EXIT, Channel.SMS),
+        (Kind.MANUAL_PASS, Channel.SMS),
+    }
     assert default_preferences(False).subscriptions == frozenset()
 
 
@@ -51,11 +55,15 @@ def test_quiet_hours_across_midnight_hold_until_the_end_but_never_a_manual_pass(
     assert due_at(late, [Kind.ENTRY], None, "Asia/Almaty") == late
     # a window inside one day
     lunch = QuietHours(12 * 60, 13 * 60)
-    assert due_at(ms(2026, 11, 21, 12, 30), [Kind.MEAL], lunch, "Asia/Almaty") == ms(2026, 11, 21, 13, 0)
+    assert due_at(ms(2026, 11, 21, 12, 30), [Kind.MEAL], lunch, "Asia/Almaty") == ms(
+        2026, 11, 21, 13, 0
+    )
 
 
 def test_preferences_form_and_its_errors() -> None:
-    p = parse_preferences({"entry:sms": "on", "meal:email": "on", "quiet_start": "22:00", "quiet_end": "07:00"})
+    p = parse_preferences(
+        {"entry:sms": "on", "meal:email": "on", "quiet_start": "22:00", "quiet_end": "07:00"}
+    )
     assert p.subscriptions == {(Kind.ENTRY, Channel.SMS), (Kind.MEAL, Channel.EMAIL)}
     assert p.quiet == QuietHours(1320, 420)
     with pytest.raises(PreferenceError) as e:
@@ -71,7 +79,10 @@ def test_preferences_form_and_its_errors() -> None:
 def test_event_kinds() -> None:
     assert event_kinds("entry", {}, 500) == [Kind.ENTRY]
     assert event_kinds("manual_pass", {}, 500) == [Kind.MANUAL_PASS]
-    assert event_kinds("meal_served", {"balance_after_tiyn": 100}, 500) == [Kind.LOW_BALANCE, Kind.MEAL]
+    assert event_kinds("meal_served", {"balance_after_tiyn": 100}, 500) == [
+        Kind.LOW_BALANCE,
+        Kind.MEAL,
+    ]
     assert event_kinds("meal_served", {"balance_after_tiyn": 900}, 500) == [Kind.MEAL]
     assert event_kinds("denied", {}, 500) == []
 

@@ -46,8 +46,18 @@ def _traffic(db: Session, world: World, engine: Engine, sms: SmsSink) -> None:
     db.commit()
     t = now_ms() - 60_000
     store(db, d1, "S1", "entry", CHILD, t)
-    store(db, d1, "S1", "meal_served", CHILD, t + 1000, period="lunch", local_date="2026-11-20",
-          meal="lunch", amount_tiyn=0)
+    store(
+        db,
+        d1,
+        "S1",
+        "meal_served",
+        CHILD,
+        t + 1000,
+        period="lunch",
+        local_date="2026-11-20",
+        meal="lunch",
+        amount_tiyn=0,
+    )
     store(db, d1, "S1", "manual_pass", CHILD, t + 2000, authorised_by="t-1", direction="out")
     store(db, d3, "S3", "entry", "s3-3a-1", t)
     Planner(engine, nset).run_once()
@@ -57,7 +67,10 @@ def _traffic(db: Session, world: World, engine: Engine, sms: SmsSink) -> None:
 
 
 def test_parent_sees_only_their_own_child(
-    make_browser, world: World, db: Session, engine: Engine  # type: ignore[no-untyped-def]
+    make_browser,
+    world: World,
+    db: Session,
+    engine: Engine,  # type: ignore[no-untyped-def]
 ) -> None:
     with SmsSink() as sms:
         _traffic(db, world, engine, sms)
@@ -73,30 +86,40 @@ def test_parent_sees_only_their_own_child(
     # the notifications sent to this parent: the entry and the manual pass (defaults), sent
     assert r.text.count("мектепке кірді") == 1 and "картасыз шықты" in r.text
     # audited: a parent viewed their child's data
-    assert db.execute(select(AuditEntry).where(AuditEntry.student_pk == pk, AuditEntry.subject == "parent.child")).first()
+    assert db.execute(
+        select(AuditEntry).where(AuditEntry.student_pk == pk, AuditEntry.subject == "parent.child")
+    ).first()
     # another student, of the same class or another school: not found
     for other in ("s1-3a-2", "s3-3a-1"):
         assert parent.get(f"/parent/child/{world.students[other]}").status_code == 404
         g = db.execute(select(Guardian)).scalars().first()
         assert g is not None
-        r = parent.post(f"/parent/child/{world.students[other]}/guardian/{g.pk}", {"entry:sms": "on"})
+        r = parent.post(
+            f"/parent/child/{world.students[other]}/guardian/{g.pk}", {"entry:sms": "on"}
+        )
         assert r.status_code == 404
     # staff have no parent page
     assert make_browser("admin1").get("/parent").status_code == 403
 
 
-def test_parent_edits_preferences_with_precise_errors(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_parent_edits_preferences_with_precise_errors(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     parent = make_browser("parent1")
     pk = world.students[CHILD]
     g = db.execute(select(Guardian).where(Guardian.user_pk == world.users["parent1"])).scalar_one()
     page = parent.get(f"/parent/child/{pk}")
     assert 'name="entry:sms" aria-label' in page.text and "checked" in page.text  # defaults shown
-    r = parent.post(f"/parent/child/{pk}/guardian/{g.pk}",
-                    {"entry:sms": "on", "meal:sms": "on", "quiet_start": "22:00", "quiet_end": "7:5"})
+    r = parent.post(
+        f"/parent/child/{pk}/guardian/{g.pk}",
+        {"entry:sms": "on", "meal:sms": "on", "quiet_start": "22:00", "quiet_end": "7:5"},
+    )
     assert r.status_code == 400 and "22:00" in r.text
     assert db.get(NotifyPreference, (g.pk, pk)) is None  # nothing saved
-    r = parent.post(f"/parent/child/{pk}/guardian/{g.pk}",
-                    {"entry:sms": "on", "meal:sms": "on", "quiet_start": "22:00", "quiet_end": "07:00"})
+    r = parent.post(
+        f"/parent/child/{pk}/guardian/{g.pk}",
+        {"entry:sms": "on", "meal:sms": "on", "quiet_start": "22:00", "quiet_end": "07:00"},
+    )
     assert r.status_code == 303
     db.expire_all()
     row = db.get(NotifyPreference, (g.pk, pk))
@@ -105,7 +128,10 @@ def test_parent_edits_preferences_with_precise_errors(make_browser, world: World
 
 
 def test_admin_outbox_is_scoped_and_admin_edits_preferences(
-    make_browser, world: World, db: Session, engine: Engine  # type: ignore[no-untyped-def]
+    make_browser,
+    world: World,
+    db: Session,
+    engine: Engine,  # type: ignore[no-untyped-def]
 ) -> None:
     with SmsSink() as sms:
         _traffic(db, world, engine, sms)
@@ -124,7 +150,10 @@ def test_admin_outbox_is_scoped_and_admin_edits_preferences(
     pk = world.students[CHILD]
     g = db.execute(select(Guardian).where(Guardian.user_pk == world.users["parent1"])).scalar_one()
     assert admin1.get(f"/notifications/student/{pk}").status_code == 200
-    assert admin1.get("/notifications?student=s1-3a-1").headers["location"] == f"/notifications/student/{pk}"
+    assert (
+        admin1.get("/notifications?student=s1-3a-1").headers["location"]
+        == f"/notifications/student/{pk}"
+    )
     r = admin1.post(f"/notifications/student/{pk}/guardian/{g.pk}", {"exit:sms": "on"})
     assert r.status_code == 303
     db.expire_all()
@@ -132,4 +161,7 @@ def test_admin_outbox_is_scoped_and_admin_edits_preferences(
     assert row is not None and row.subscriptions == [["exit", "sms"]]
     admin3 = make_browser("admin3")
     assert admin3.get(f"/notifications/student/{pk}").status_code == 404
-    assert admin3.post(f"/notifications/student/{pk}/guardian/{g.pk}", {"entry:sms": "on"}).status_code == 404
+    assert (
+        admin3.post(f"/notifications/student/{pk}/guardian/{g.pk}", {"entry:sms": "on"}).status_code
+        == 404
+    )

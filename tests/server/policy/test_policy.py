@@ -68,9 +68,15 @@ def test_effective_policy() -> None:
 
 _versions = st.lists(
     st.builds(
-        lambda pk, days, own: V(pk, D(2025, 9, 1) + dt.timedelta(days=days),
-                                 school_id="S1" if own else None, region_id=None if own else "R1"),
-        st.integers(1, 10_000), st.integers(0, 400), st.booleans(),
+        lambda pk, days, own: V(
+            pk,
+            D(2025, 9, 1) + dt.timedelta(days=days),
+            school_id="S1" if own else None,
+            region_id=None if own else "R1",
+        ),
+        st.integers(1, 10_000),
+        st.integers(0, 400),
+        st.booleans(),
     ),
     max_size=12,
     unique_by=lambda v: v.pk,
@@ -147,10 +153,23 @@ def test_parse_policy_form() -> None:
         ({"valid_from": "soon"}, "valid_from", ""),
         ({"free_meal_categories": ["rich"]}, "free_meal_categories", "rich"),
         ({"timezone": "Mars/Olympus"}, "timezone", "Mars/Olympus"),
-        ({"shift1_entry_from": "", "shift1_entry_to": "", "shift1_starts_at": "",
-          "shift2_entry_from": "", "shift2_entry_to": "", "period0_name": "", "period0_from": "",
-          "period0_to": "", "period1_name": "", "period1_from": "", "period1_to": ""},
-         "shift1_entry_from", ""),
+        (
+            {
+                "shift1_entry_from": "",
+                "shift1_entry_to": "",
+                "shift1_starts_at": "",
+                "shift2_entry_from": "",
+                "shift2_entry_to": "",
+                "period0_name": "",
+                "period0_from": "",
+                "period0_to": "",
+                "period1_name": "",
+                "period1_from": "",
+                "period1_to": "",
+            },
+            "shift1_entry_from",
+            "",
+        ),
     ],
 )
 def test_bad_policy_forms(change: dict[str, Any], field: str | None, words: str) -> None:
@@ -199,7 +218,9 @@ def test_region_and_school_versions_and_publishing(make_browser, world: World, d
     assert load_state(db, "S2").policy.anti_passback.value == "hard"  # type: ignore[union-attr]
 
 
-def test_overlapping_periods_are_shown_on_the_form_and_nothing_is_saved(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_overlapping_periods_are_shown_on_the_form_and_nothing_is_saved(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
     admin.get("/policy/school/S1")
     r = admin.post("/policy/school/S1", post_form(period1_from="10:00"))
@@ -231,7 +252,9 @@ def test_policy_scope(make_browser, world: World, db: Session) -> None:  # type:
     assert db.execute(select(MealPolicy)).first() is None
 
 
-def test_a_region_version_leaves_a_school_with_its_own_policy_alone(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_a_region_version_leaves_a_school_with_its_own_policy_alone(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
     admin.get("/policy/school/S1")
     assert admin.post("/policy/school/S1", post_form(anti_passback="off")).status_code == 200
@@ -253,4 +276,7 @@ def test_seed_from_the_edge_policy_file(world: World, db: Session) -> None:
     db.commit()
     assert published == ["S3"] and row.created_by is None
     state = load_state(db, "S3")
-    assert state.policy is not None and [p.name for p in state.policy.meal_periods] == ["breakfast", "lunch"]
+    assert state.policy is not None and [p.name for p in state.policy.meal_periods] == [
+        "breakfast",
+        "lunch",
+    ]

@@ -448,7 +448,10 @@ def test_status_page_and_fragment(make_browser, db: Session, world: World, reque
     ok.device.online = True
     db.add(
         ServerAlarm(
-            at_ms=at(DAY, "07:30"), school="S1", device="s1-edge", code="batch_rejected:bad_signature"
+            at_ms=at(DAY, "07:30"),
+            school="S1",
+            device="s1-edge",
+            code="batch_rejected:bad_signature",
         )
     )
     db.commit()
