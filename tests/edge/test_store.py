@@ -212,12 +212,12 @@ async def test_failed_commit_refuses_its_group_and_the_group_queued_behind_it(
     import sqlite3
     import time
 
-    import edge.store as store_module
+    import edge.store.journal as store_journal
     from edge.pipeline import PipelineError
 
     store = await open_store(tmp_path)
     await store.apply_snapshot(snapshot())
-    real = store_module._journal_rows
+    real = store_journal.write_group
     calls = {"n": 0}
 
     def failing_second_commit(db: sqlite3.Connection, *rows: object) -> None:
@@ -227,7 +227,7 @@ async def test_failed_commit_refuses_its_group_and_the_group_queued_behind_it(
             raise sqlite3.OperationalError("disk I/O error")
         real(db, *rows)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store_module, "_journal_rows", failing_second_commit)
+    monkeypatch.setattr(store_journal, "write_group", failing_second_commit)
     lunch = MORNING.replace(hour=12, minute=10)
 
     def canteen(card: str, minute: int) -> Tap:

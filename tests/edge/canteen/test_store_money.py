@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import edge.store
+import edge.store.canteen
 from edge.core.model import Purchase, Tap
 from edge.pipeline import Pipeline, PipelineError, Sold
 from edge.store import EdgeStore
@@ -168,7 +169,7 @@ async def test_a_failure_between_decide_and_commit_leaves_no_half_sale(
     """The disk fails inside the sale's transaction (after the debit row, or after the receipt):
     nothing of the sale stays, the screen is never told "served", and the next sale works."""
     store = await open_school(tmp_path / "edge.sqlite")
-    real = edge.store._sales
+    real = edge.store.canteen.write_sales
     failures = {"left": 1}
 
     def failing(db: sqlite3.Connection, sales: list[tuple[Any, ...]]) -> None:
@@ -182,7 +183,7 @@ async def test_a_failure_between_decide_and_commit_leaves_no_half_sale(
             raise sqlite3.OperationalError("disk I/O error (injected)")
         real(db, sales)
 
-    monkeypatch.setattr(edge.store, "_sales", failing)
+    monkeypatch.setattr(edge.store.canteen, "write_sales", failing)
     try:
         async with Pipeline(store) as p:
             with pytest.raises(PipelineError, match="injected"):
