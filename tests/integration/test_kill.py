@@ -88,6 +88,8 @@ def test_random_kills_during_a_rush(tmp_path: Path) -> None:
     rng = random.Random(7)
     for _round in range(5):
         daemon = school.start()
+        # the rush begins once the daemon decides: a slow machine must not kill it before that
+        assert daemon.tap_and_wait("gate-1", school.card(rng.randrange(60)))
         deadline = time.monotonic() + rng.uniform(0.8, 2.0)
         i = 0
         while time.monotonic() < deadline and daemon.proc.poll() is None:
