@@ -72,10 +72,13 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _downlink(args: argparse.Namespace) -> int:
+    from server.policy.job import DuePolicyJob
     from server.sync.service import DownlinkService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    DownlinkService(_settings(args)).run_forever()
+    settings = _settings(args)
+    with DuePolicyJob(settings):  # its versions go out through the downlink's watcher
+        DownlinkService(settings).run_forever()
     return 0
 
 

@@ -25,6 +25,7 @@ from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
 from server.ingest.worker import IngestWorker
 from server.migrate import upgrade
+from server.policy.job import DuePolicyJob
 from server.settings import ServerSettings
 from server.sync.service import DownlinkService
 
@@ -81,6 +82,7 @@ class EmbeddedServer:
         self._broker: Broker | None = None
         self._ingest: IngestWorker | None = None
         self._downlink: DownlinkService | None = None
+        self._policy_job: DuePolicyJob | None = None
 
     @property
     def downlink(self) -> DownlinkService:
@@ -143,6 +145,8 @@ class EmbeddedServer:
         await self._ingest.__aenter__()
         self._downlink = DownlinkService(self.settings, self._engine)
         await self._downlink.__aenter__()
+        self._policy_job = DuePolicyJob(self.settings, self._engine)
+        await self._policy_job.__aenter__()
         log.info("embedded server: MQTT on 127.0.0.1:%d", self.settings.mqtt_port)
         if self._console_port is not None:
             await asyncio.to_thread(self._start_console, self._console_port)
@@ -214,6 +218,9 @@ class EmbeddedServer:
             if self._console_thread is not None:
                 await asyncio.to_thread(self._console_thread.join, 10)
             self._console = None
+        if self._policy_job is not None:
+            await self._policy_job.__aexit__(None, None, None)
+            self._policy_job = None
         if self._downlink is not None:
             await self._downlink.__aexit__(None, None, None)
             self._downlink = None

@@ -53,7 +53,8 @@ class ServerSettings(BaseSettings):
     policy_check_s: float = Field(
         default=300,
         gt=0,
-        description="How often the downlink service publishes meal policies that came into force",
+        description="How often the due-policy job (run beside the downlink) publishes meal "
+        "policies that came into force",
     )
     console_base_url: str = Field(
         default="http://127.0.0.1:8000",

@@ -1,4 +1,4 @@
-"""Downlink: the per-school change log, deltas to every device of the school, SyncAck handling
+"""Downlink over MQTT: the per-school change log (``server.sync.changelog``) sent as deltas to every device of the school, SyncAck handling
 (catch-up deltas, or a snapshot when a device is too far behind or asks), and device status.
 
 Deltas go only to the sync topics of devices registered to the school whose log changed, so
@@ -8,16 +8,13 @@ a device from reading another device's topics).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from pydantic import TypeAdapter
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
@@ -27,57 +24,19 @@ from protocol.errors import ProtocolError
 from protocol.messages import Change, DeviceStatus, SyncAck, SyncDelta
 from server.clock import now_ms
 from server.db import make_engine, session_factory
-from server.devices import ensure_school
-from server.models import ChangeLogEntry, Device, School
+from server.models import Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
 from server.service import ThreadedService
 from server.settings import ServerSettings
-from server.sync.state import SchoolState, fold
+from server.sync.changelog import append_changes, changes_after, load_state
+from server.sync.changelog import load_changes as _load  # noqa: F401 (older imports)
 
 log = logging.getLogger(__name__)
 
-_CHANGES = TypeAdapter(list[Change])
 _STOP = ("", b"")
 
-
-def _dump(changes: Sequence[Change]) -> list[dict[str, Any]]:
-    return [c.model_dump(mode="json", by_alias=True) for c in changes]
-
-
-def _load(rows: Sequence[list[dict[str, Any]]]) -> list[Change]:
-    out: list[Change] = []
-    for payload in rows:
-        out.extend(_CHANGES.validate_python(payload, strict=False))
-    return out
-
-
-def load_state(session: Session, school: str, through: int | None = None) -> SchoolState:
-    q = select(ChangeLogEntry.changes).where(ChangeLogEntry.school_id == school)
-    if through is not None:
-        q = q.where(ChangeLogEntry.version <= through)
-    return fold(_load(list(session.execute(q.order_by(ChangeLogEntry.version)).scalars())))
-
-
-def append_changes(session: Session, school: str, changes: Sequence[Change]) -> SyncDelta:
-    """Append one version to the school's log (caller commits); returns the delta to publish.
-
-    Raises ``ChangeRejected`` when a change breaks an invariant (nothing is appended).
-    """
-    ensure_school(session, school)
-    row = session.execute(select(School).where(School.id == school).with_for_update()).scalar_one()
-    state = load_state(session, school)
-    for change in changes:
-        state.check(change)
-        state.apply(change)
-    version = row.sync_version + 1
-    session.add(
-        ChangeLogEntry(school_id=school, version=version, at_ms=now_ms(), changes=_dump(changes))
-    )
-    row.sync_version = version
-    session.flush()
-    return SyncDelta(
-        school=school, version=version, base_version=version - 1, changes=list(changes)
-    )
+# Re-exported for older imports; new code imports them from ``server.sync.changelog``.
+__all__ = ["DownlinkService", "append_changes", "load_state"]
 
 
 class DownlinkService(ThreadedService):
@@ -129,30 +88,14 @@ class DownlinkService(ThreadedService):
         return {sid: v for sid, v in session.execute(select(School.id, School.sync_version))}
 
     def _watch(self) -> None:
-        """Send the versions other processes appended (console edits) to the school's devices;
-        now and then, publish the meal policies that have come into force."""
+        """Send the versions other processes appended (console edits, the due-policy job) to
+        the school's devices."""
         interval = self._settings.downlink_poll_s
-        next_policy_check = 0.0
         while not self._stop_watch.wait(interval):
             try:
-                if time.monotonic() >= next_policy_check:
-                    next_policy_check = time.monotonic() + self._settings.policy_check_s
-                    self.publish_due_policies()
                 self._send_new_versions()
             except Exception:
                 log.exception("downlink: failed to send new versions")
-
-    def publish_due_policies(self, today: dt.date | None = None) -> list[tuple[str, int]]:
-        """Append a policy_set for each school whose effective meal policy changed by ``today``
-        (a version saved with a future date takes effect without anyone touching it)."""
-        from server.policy.service import local_today
-        from server.policy.service import publish_due_policies as publish_due
-
-        with self._sessions() as session:
-            done = publish_due(session, today if today is not None else local_today())
-        for school, version in done:
-            log.info("downlink: policy version #%d in force at school %s", version, school)
-        return done
 
     def _send_new_versions(self) -> None:
         with self._sent_lock, self._sessions() as session:
@@ -160,13 +103,11 @@ class DownlinkService(ThreadedService):
                 sent = self._sent.get(school, 0)
                 if head <= sent:
                     continue
-                rows = session.execute(
-                    select(ChangeLogEntry.changes)
-                    .where(ChangeLogEntry.school_id == school, ChangeLogEntry.version > sent)
-                    .order_by(ChangeLogEntry.version)
-                ).scalars()
                 delta = SyncDelta(
-                    school=school, version=head, base_version=sent, changes=_load(list(rows))
+                    school=school,
+                    version=head,
+                    base_version=sent,
+                    changes=changes_after(session, school, sent),
                 )
                 self._send_delta(session, school, delta)
 
@@ -258,19 +199,11 @@ class DownlinkService(ThreadedService):
                 self.snapshots_sent += 1
                 log.info("downlink: snapshot v%d to %s/%s", head, school, device)
             elif behind > 0:
-                rows = session.execute(
-                    select(ChangeLogEntry.changes)
-                    .where(
-                        ChangeLogEntry.school_id == school,
-                        ChangeLogEntry.version > ack.applied_version,
-                    )
-                    .order_by(ChangeLogEntry.version)
-                ).scalars()
                 delta = SyncDelta(
                     school=school,
                     version=head,
                     base_version=ack.applied_version,
-                    changes=_load(list(rows)),
+                    changes=changes_after(session, school, ack.applied_version),
                 )
                 self._send(school, device, encode(delta))
                 self.deltas_sent += 1
