@@ -21,6 +21,7 @@ from amqtt.broker import Broker
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.signing import generate_key, public_key_raw
+from server.centre_key import CentreSigner, new_key_file
 from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
 from server.ingest.worker import IngestWorker
@@ -76,6 +77,7 @@ class EmbeddedServer:
             mqtt_host="127.0.0.1",
             mqtt_port=port,
             mqtt_protocol="5" if external_broker else "3.1.1",
+            centre_key_file=data_dir / "centre.key",  # created at start if missing
         )
         self._data_dir = data_dir
         self._engine = make_engine(self.settings.database_url)
@@ -118,10 +120,14 @@ class EmbeddedServer:
             "mqtt_port": self.settings.mqtt_port,
             "mqtt_protocol": self.settings.mqtt_protocol,
             "topic_prefix": self.settings.topic_prefix,
+            "centre_key": CentreSigner.from_settings(self.settings).public_b64,
         }
 
     async def __aenter__(self) -> EmbeddedServer:
         await asyncio.to_thread(self._data_dir.mkdir, parents=True, exist_ok=True)
+        key_file = self.settings.centre_key_file
+        if key_file is not None and not await asyncio.to_thread(key_file.exists):
+            await asyncio.to_thread(new_key_file, key_file)
         await asyncio.to_thread(upgrade, self.settings.database_url)
         if not self._external:
             self._broker = Broker(

@@ -32,6 +32,7 @@ from protocol import topics
 from protocol.codec import decode
 from protocol.messages import EntryEvent, Event, EventAck, EventBatch
 from protocol.signing import generate_key, public_key_raw, sign_batch
+from server.centre_key import temporary_key_file
 from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
 from server.migrate import upgrade
@@ -229,7 +230,11 @@ def bench_ingest(
     with contextlib.ExitStack() as stack:
         url = database_url if database_url is not None else stack.enter_context(scratch_database())
         settings = ServerSettings(
-            database_url=url, mqtt_host=mqtt_host, mqtt_port=mqtt_port, topic_prefix=prefix
+            database_url=url,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key_file=stack.enter_context(temporary_key_file()),
         )
         engine = make_engine(url)
         sims: list[_School] = []

@@ -19,9 +19,10 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from protocol import topics
-from protocol.codec import encode, open_envelope
+from protocol.codec import open_envelope
 from protocol.errors import ProtocolError
 from protocol.messages import Change, DeviceStatus, SyncAck, SyncDelta
+from server.centre_key import CentreSigner
 from server.clock import now_ms
 from server.db import make_engine, session_factory
 from server.models import Device, School
@@ -44,6 +45,7 @@ class DownlinkService(ThreadedService):
 
     def __init__(self, settings: ServerSettings, engine: Engine | None = None) -> None:
         self._settings = settings
+        self._signer = CentreSigner.from_settings(settings)  # raises before anything starts
         self._engine = engine if engine is not None else make_engine(settings.database_url)
         self._own_engine = engine is None
         self._sessions = session_factory(self._engine)
@@ -75,9 +77,8 @@ class DownlinkService(ThreadedService):
 
     def _send_delta(self, session: Session, school: str, delta: SyncDelta) -> None:
         devices = self._school_devices(session, school)
-        payload = encode(delta)
-        for device in devices:
-            self._send(school, device, payload)
+        for device in devices:  # signed for each device: it verifies its own address
+            self._send(school, device, self._signer.sign(delta, school, device))
             self.deltas_sent += 1
         self._sent[school] = max(self._sent.get(school, 0), delta.version)
         log.info(
@@ -185,6 +186,9 @@ class DownlinkService(ThreadedService):
                 return
             row.applied_version = ack.applied_version
             row.applied_at_ms = now_ms()
+            announcement = self._signer.announcement(school, device)
+            if announcement is not None:  # a rotation: first, the next key under the current
+                self._send(school, device, announcement)
             head = (
                 session.execute(
                     select(School.sync_version).where(School.id == school)
@@ -195,7 +199,7 @@ class DownlinkService(ThreadedService):
             behind = head - ack.applied_version
             if ack.need_snapshot or behind > self._settings.snapshot_threshold or behind < 0:
                 snap = load_state(session, school, head).snapshot(school, head)
-                self._send(school, device, encode(snap))
+                self._send(school, device, self._signer.sign(snap, school, device))
                 self.snapshots_sent += 1
                 log.info("downlink: snapshot v%d to %s/%s", head, school, device)
             elif behind > 0:
@@ -205,7 +209,7 @@ class DownlinkService(ThreadedService):
                     base_version=ack.applied_version,
                     changes=changes_after(session, school, ack.applied_version),
                 )
-                self._send(school, device, encode(delta))
+                self._send(school, device, self._signer.sign(delta, school, device))
                 self.deltas_sent += 1
 
     def _handle_status(self, school: str, device: str, status: DeviceStatus) -> None:
