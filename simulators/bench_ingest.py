@@ -66,6 +66,7 @@ def worker_processes(settings: ServerSettings, n: int) -> Iterator[list[subproce
         "QAQPA_SERVER_MQTT_HOST": settings.mqtt_host,
         "QAQPA_SERVER_MQTT_PORT": str(settings.mqtt_port),
         "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
+        "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
     }
     procs = [
         subprocess.Popen(
