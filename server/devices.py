@@ -138,3 +138,24 @@ def enrol(
         raise DeviceExists(f"MQTT user {username} is taken by another device") from err
     log.info("device enrolled school=%s device=%s", row.school_id, row.device_id)
     return Credentials(row.school_id, row.device_id, username, password)
+
+
+def revoke(session: Session, school: str, device: str, *, now: int | None = None) -> None:
+    """Revoke a stolen or retired device: its key, MQTT login and unused token are dropped, so
+    ingest refuses its batches and the broker its login once the caller has committed and
+    rewritten the broker files (``server.broker_auth.write_broker_files``). The device id
+    stays, with its events; ``reissue_token`` lets the school enrol a replacement under it."""
+    row = session.execute(
+        select(Device).where(Device.school_id == school, Device.device_id == device)
+    ).scalar_one_or_none()
+    if row is None:
+        raise EnrolmentError(f"no device {device} at school {school}")
+    row.public_key = None
+    row.mqtt_username = None
+    row.mqtt_password_hash = None
+    row.enrol_token_hash = None
+    row.enrol_token_used = True
+    row.centre_key_pinned_ms = None
+    row.revoked_at_ms = now if now is not None else now_ms()
+    session.flush()
+    log.warning("device revoked school=%s device=%s", school, device)

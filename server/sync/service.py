@@ -117,7 +117,9 @@ class DownlinkService(ThreadedService):
         return list(
             session.execute(
                 select(Device.device_id).where(
-                    Device.school_id == school, Device.public_key.is_not(None)
+                    Device.school_id == school,
+                    Device.public_key.is_not(None),
+                    Device.revoked_at_ms.is_(None),
                 )
             ).scalars()
         )

@@ -264,3 +264,48 @@ async def test_an_edge_ahead_of_the_centre_cannot_start_a_snapshot_loop(
 
 def _now() -> int:
     return time.time_ns() // 1_000_000
+
+
+def test_a_revoked_device_is_refused_and_a_replacement_enrols(
+    sqlite_url: str, make_settings: Callable[..., ServerSettings], tmp_path: Path
+) -> None:
+    from protocol.signing import public_key_raw
+    from server.broker_auth import write_broker_files
+    from server.devices import enrol, reissue_token, revoke
+    from server.ingest.core import IngestStore, RejectReason
+    from tests.integration.sync.helpers import signed
+
+    settings = make_settings(
+        sqlite_url,
+        mosquitto_password_file=tmp_path / "passwd",
+        mosquitto_acl_file=tmp_path / "acl",
+    )
+    engine = make_engine(sqlite_url)
+    events = topics.events("S1", "d1", settings.topic_prefix)
+    with session_factory(engine)() as s:
+        key, user, _ = enrolled_device(s, settings, "S1", "d1")
+        write_broker_files(s, settings)
+        assert user in (tmp_path / "passwd").read_text()
+        revoke(s, "S1", "d1")
+        s.commit()
+        write_broker_files(s, settings)
+    assert user not in (tmp_path / "passwd").read_text()
+    assert user not in (tmp_path / "acl").read_text()
+    out = IngestStore(engine, topic_prefix=settings.topic_prefix).ingest(
+        [(events, signed("S1", "d1", key, 1, 3))]
+    )
+    assert [r.reason for r in out.rejections] == [RejectReason.NOT_ENROLLED]
+    # the school enrols a replacement under the same device id, with a new key and login
+    new_key = generate_key()
+    with session_factory(engine)() as s:
+        token = reissue_token(s, settings, "S1", "d1")
+        creds = enrol(s, settings, token, "d1", public_key_raw(new_key), pins_centre_key=True)
+        s.commit()
+        row = s.execute(select(Device)).scalar_one()
+        assert row.revoked_at_ms is None and row.centre_key_pinned_ms is not None
+    store = IngestStore(engine, topic_prefix=settings.topic_prefix)
+    assert store.ingest([(events, signed("S1", "d1", new_key, 1, 3))]).events_inserted == 3
+    old = store.ingest([(events, signed("S1", "d1", key, 4, 1))])
+    assert [r.reason for r in old.rejections] == [RejectReason.SIGNATURE]  # the stolen key
+    assert creds.mqtt_username == user
+    engine.dispose()
