@@ -309,3 +309,45 @@ def test_a_revoked_device_is_refused_and_a_replacement_enrols(
     assert [r.reason for r in old.rejections] == [RejectReason.SIGNATURE]  # the stolen key
     assert creds.mqtt_username == user
     engine.dispose()
+
+
+async def test_key_rotation_next_key_announced_then_used_old_key_refused(
+    pg_url: str, make_settings: Callable[..., ServerSettings], prefix: str, tmp_path: Path
+) -> None:
+    from protocol.centre import key_id
+    from tests.support.centre import centre_key_file, write_key_file
+
+    nxt = generate_key()
+    next_file = write_key_file(nxt, tmp_path / "next.key")
+    rotating = make_settings(pg_url, centre_next_key_file=next_file)
+    engine = make_engine(pg_url)
+    with session_factory(engine)() as s:
+        key, _, _ = enrolled_device(s, rotating, "S1", "d1")
+    attacker = Probe(SYSTEM_BROKER[1])
+    sync_topic = topics.sync("S1", "d1", prefix)
+    async with school_edge(tmp_path, key, prefix) as (store, sync):
+        # 1. the downlink announces the next key under the current one, at the edge's sync ack
+        with DownlinkService(rotating, engine) as downlink:
+            await asyncio.to_thread(downlink.publish_changes, "S1", [student("st1")])
+            assert await until(lambda: sync.applied_version == 1)
+            assert await until(lambda: sync._centre.keys().get(key_id(nxt)) is not None)
+            assert sync._centre.is_current(key_id(CENTRE_KEY))
+        # 2. the operator makes the next key the current one
+        switched = make_settings(pg_url, centre_key_file=next_file)
+        assert switched.centre_key_file != centre_key_file()
+        with DownlinkService(switched, engine) as downlink:
+            await asyncio.to_thread(downlink.publish_changes, "S1", [student("st2")])
+            assert await until(lambda: sync.applied_version == 2)
+            assert sync._centre.is_current(key_id(nxt))
+            assert sync._centre.keys().keys() == {key_id(nxt)}
+        # 3. the old key is retired: a delta it signs (a leaked old key) is refused
+        old = SyncDelta(school="S1", version=3, base_version=2, changes=[student("evil")])
+        await asyncio.to_thread(
+            attacker.publish,
+            sync_topic,
+            sign_for_device(old, CENTRE_KEY, school="S1", device="d1", issued_at_ms=_now()),
+        )
+        assert await until(lambda: sync.refused.get(Refusal.UNKNOWN_KEY, 0) >= 1)
+        assert sync.applied_version == 2 and "evil" not in store.state.students
+    attacker.close()
+    engine.dispose()
