@@ -327,7 +327,7 @@ async def test_key_rotation_next_key_announced_then_used_old_key_refused(
     sync_topic = topics.sync("S1", "d1", prefix)
     async with school_edge(tmp_path, key, prefix) as (store, sync):
         # 1. the downlink announces the next key under the current one, at the edge's sync ack
-        with DownlinkService(rotating, engine) as downlink:
+        async with DownlinkService(rotating, engine) as downlink:
             await asyncio.to_thread(downlink.publish_changes, "S1", [student("st1")])
             assert await until(lambda: sync.applied_version == 1)
             assert await until(lambda: sync._centre.keys().get(key_id(nxt)) is not None)
@@ -335,7 +335,7 @@ async def test_key_rotation_next_key_announced_then_used_old_key_refused(
         # 2. the operator makes the next key the current one
         switched = make_settings(pg_url, centre_key_file=next_file)
         assert switched.centre_key_file != centre_key_file()
-        with DownlinkService(switched, engine) as downlink:
+        async with DownlinkService(switched, engine) as downlink:
             await asyncio.to_thread(downlink.publish_changes, "S1", [student("st2")])
             assert await until(lambda: sync.applied_version == 2)
             assert sync._centre.is_current(key_id(nxt))
