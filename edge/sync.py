@@ -6,7 +6,10 @@ says it is committed. Broker QoS is not trusted: when an ack shows a gap that pe
 arrives in time, or the connection drops, sending goes back to ``committed_through + 1``.
 
 Downlink: deltas and snapshots are applied through the store and acknowledged with ``SyncAck``
-(``need_snapshot`` when a delta does not follow the local version). On every connection the edge
+(``need_snapshot`` when a delta does not follow the local version). Everything from the centre
+(deltas, snapshots, key announcements, acks) must carry the centre's signature for this device
+by a pinned key (``protocol.centre``, ``edge.centre``); a refused message changes nothing and
+raises a ``downlink_refused`` alarm. An ack beyond the last seq this edge sent is refused too. On every connection the edge
 publishes a retained online ``DeviceStatus`` (the broker publishes the offline will on loss) and a
 ``SyncAck`` of its version, so the server can catch it up.
 
@@ -22,7 +25,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
 import random
 import time
 import uuid
@@ -38,10 +40,27 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge.centre import (
+    CENTRE_FILE,
+    CentreKeyError,
+    CentreTrust,
+    DownlinkSignatures,
+    write_private,
+)
 from protocol import topics
-from protocol.codec import encode, open_envelope
+from protocol.centre import (
+    CentreSignature,
+    DownlinkRefused,
+    Refusal,
+    key_id,
+    load_public_key_b64,
+    verify_centre,
+)
+from protocol.codec import Envelope, encode, open_envelope
 from protocol.errors import ProtocolError
 from protocol.messages import (
+    AlarmCode,
+    CentreKeyAnnounce,
     DeviceStatus,
     Event,
     EventAck,
@@ -101,6 +120,28 @@ class SyncSettings(BaseSettings):
     backoff_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay")
     connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP connect + CONNACK limit")
     keepalive_s: int = Field(default=30, ge=5, description="MQTT keepalive")
+    downlink_signatures: DownlinkSignatures = Field(
+        default=DownlinkSignatures.REQUIRE,
+        description="off: verify nothing; accept: verify what is signed, apply unsigned "
+        "messages (edges enrolled before signed downlink); require: apply only what the "
+        "pinned centre key signed for this device",
+    )
+    centre_key: str | None = Field(
+        default=None,
+        description="The centre's Ed25519 public key (base64), pinned at enrolment; "
+        "centre.json in the enrolment directory takes precedence",
+    )
+    replay_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A centre message issued this long before the newest one accepted is a replay",
+    )
+    alarm_interval_s: float = Field(
+        default=60.0, ge=0, description="At most one downlink_refused alarm per reason this often"
+    )
+    snapshot_request_interval_s: float = Field(
+        default=5.0, ge=0, description="At most one snapshot request this often"
+    )
 
 
 # ------------------------------------------------------------------------------ pure helpers
@@ -125,6 +166,8 @@ class UplinkWindow:
 
     acked: int = 0
     sent_through: int = 0
+    # the highest seq ever sent (never rewound): an ack beyond it is refused
+    sent_high: int = 0
     last_progress: float = 0.0
     gap_since: float | None = None
     timeouts: int = 0
@@ -136,6 +179,7 @@ class UplinkWindow:
         if self.outstanding() == 0:
             self.last_progress = now  # the ack timeout runs from the first unacked send
         self.sent_through = max(self.sent_through, last_seq)
+        self.sent_high = max(self.sent_high, last_seq)
 
     def on_ack(self, committed_through: int, has_gap: bool, now: float) -> None:
         if committed_through > self.acked:
@@ -188,10 +232,38 @@ def _now_ms() -> int:
 class EdgeSync:
     """Owns the device's MQTT connection; use as ``async with EdgeSync(store, settings, key)``."""
 
-    def __init__(self, store: EdgeStore, settings: SyncSettings, key: Ed25519PrivateKey) -> None:
+    def __init__(
+        self,
+        store: EdgeStore,
+        settings: SyncSettings,
+        key: Ed25519PrivateKey,
+        centre: CentreTrust | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
         self._key = key
+        if centre is None and settings.centre_key is not None:
+            try:
+                centre = CentreTrust.from_b64(settings.centre_key)
+            except CentreKeyError as err:
+                raise SyncError(f"centre_key: {err}") from err
+        self._centre = centre if centre is not None else CentreTrust()
+        self._mode = settings.downlink_signatures
+        if self._mode is DownlinkSignatures.REQUIRE and not self._centre.pinned:
+            raise SyncError(
+                "downlink_signatures is 'require' but no centre key is pinned: enrol again "
+                "with a token from `qaqpa server device token` (README, link security)"
+            )
+        if self._mode is not DownlinkSignatures.REQUIRE:
+            log.warning(
+                "downlink signatures are %r: messages from the centre are not all verified",
+                self._mode.value,
+            )
+        self._newest_issued_ms = 0
+        self._alarmed_at: dict[Refusal, float] = {}
+        self._snapshot_request: asyncio.TimerHandle | None = None
+        self._last_snapshot_request = -1e9
+        self.refused: dict[Refusal, int] = {}
         self._school = store.school
         self._device = store.device
         p = settings.topic_prefix
@@ -211,6 +283,7 @@ class EdgeSync:
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._applied_listeners: list[Callable[[int], None]] = []
+        self._pending: set[asyncio.Task[None]] = set()
         self._client = self._make_client()
         self.batches_sent = 0
         self.rewinds = 0
@@ -219,7 +292,15 @@ class EdgeSync:
     def from_key_dir(cls, store: EdgeStore, key_dir: Path, **overrides: Any) -> EdgeSync:
         """Key and MQTT login from ``qaqpa edge enrol``'s directory; ``overrides`` win."""
         key, creds = load_enrolment(key_dir)
+        try:
+            centre = CentreTrust.load(key_dir / CENTRE_FILE)
+        except CentreKeyError as err:
+            raise SyncError(str(err)) from err
+        # An enrolment without a centre key (before signed downlink) accepts unsigned messages
+        # until the edge is enrolled again; a new enrolment records "require".
+        mode = creds.get("downlink_signatures") or ("require" if centre else "accept")
         values: dict[str, Any] = {
+            "downlink_signatures": mode,
             "mqtt_host": creds["mqtt_host"],
             "mqtt_port": creds["mqtt_port"],
             "mqtt_username": creds["mqtt_username"],
@@ -227,7 +308,7 @@ class EdgeSync:
             "topic_prefix": creds["topic_prefix"],
         }
         values.update(overrides)
-        return cls(store, SyncSettings.model_validate(values), key)
+        return cls(store, SyncSettings.model_validate(values), key, centre)
 
     # ------------------------------------------------------------------------- public API
 
@@ -262,7 +343,10 @@ class EdgeSync:
         self._loop = asyncio.get_running_loop()
         self._applied_version = await self._store.sync_version()
         st = await self._store.outbox_stats()
-        self._window = UplinkWindow(acked=st.acked_through, sent_through=st.acked_through)
+        # Everything journaled before this start may have been sent by the previous run.
+        self._window = UplinkWindow(
+            acked=st.acked_through, sent_through=st.acked_through, sent_high=st.last_seq
+        )
         self._store.add_append_listener(self._on_append)
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
@@ -280,7 +364,10 @@ class EdgeSync:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
+        if self._snapshot_request is not None:
+            self._snapshot_request.cancel()
+            self._snapshot_request = None
+        for task in [*self._tasks, *self._pending]:
             task.cancel()
         assert self._tg is not None
         try:
@@ -504,24 +591,90 @@ class EdgeSync:
         while True:
             topic, payload = await self._inbox.get()
             try:
-                env = open_envelope(payload)
-                if topic == self._t_ack:
-                    await self._handle_ack(env.message(EventAck))
-                elif topic == self._t_sync and env.type_name == "sync_delta":
-                    await self._handle_delta(env.message(SyncDelta))
-                elif topic == self._t_sync and env.type_name == "sync_snapshot":
-                    await self._handle_snapshot(env.message(SyncSnapshot))
-                else:
-                    log.warning("unexpected %s message on %s", env.type_name, topic)
+                await self._receive(topic, payload)
+            except DownlinkRefused as err:
+                await self._refuse(err.reason, str(err))
             except ProtocolError as err:
                 log.warning("ignored an invalid message on %s: %s", topic, err)
             except Exception:
                 log.exception("failed to handle a message on %s", topic)
 
+    async def _receive(self, topic: str, payload: bytes) -> None:
+        try:
+            env = open_envelope(payload)
+        except ProtocolError as err:
+            raise DownlinkRefused(Refusal.MALFORMED, str(err)) from err
+        sig = self._check_signature(env)
+        if topic == self._t_ack and env.type_name == "event_ack":
+            await self._handle_ack(env.message(EventAck))
+        elif topic == self._t_sync and env.type_name == "sync_delta":
+            await self._handle_delta(env.message(SyncDelta))
+        elif topic == self._t_sync and env.type_name == "sync_snapshot":
+            await self._handle_snapshot(env.message(SyncSnapshot))
+        elif topic == self._t_sync and env.type_name == "centre_key":
+            self._handle_key_announcement(env.message(CentreKeyAnnounce), sig)
+        else:
+            raise DownlinkRefused(Refusal.MALFORMED, f"{env.type_name} on the wrong topic")
+        if sig is not None:  # applied: the newest accepted, and a next key now in use
+            self._newest_issued_ms = max(self._newest_issued_ms, sig.issued_at_ms)
+            self._centre.used(sig.key_id)
+
+    def _check_signature(self, env: Envelope) -> CentreSignature | None:
+        """The verified signature; None for an unsigned message this mode lets through."""
+        if self._mode is DownlinkSignatures.OFF:
+            return None
+        if self._mode is DownlinkSignatures.ACCEPT and (
+            env.signature is None or not self._centre.pinned
+        ):
+            return None
+        sig = verify_centre(env, self._centre.keys(), school=self._school, device=self._device)
+        window_ms = int(self._settings.replay_window_s * 1000)
+        if sig.issued_at_ms < self._newest_issued_ms - window_ms:
+            raise DownlinkRefused(
+                Refusal.REPLAY,
+                f"{env.type_name} issued {self._newest_issued_ms - sig.issued_at_ms} ms "
+                "before the newest accepted",
+            )
+        return sig
+
+    async def _refuse(self, reason: Refusal, detail: str) -> None:
+        """Count, log and (at most once per ``alarm_interval_s`` per reason) raise an alarm.
+        Nothing else: the version, the outbox and the window stay as they were."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        log.warning("refused a message from the centre: %s", detail)
+        now = time.monotonic()
+        last = self._alarmed_at.get(reason)
+        if last is not None and now - last < self._settings.alarm_interval_s:
+            return
+        self._alarmed_at[reason] = now
+        await self._store.journal_alarm(
+            self._device,
+            AlarmCode.DOWNLINK_REFUSED,
+            True,
+            f"{reason.value} ({self.refused[reason]} so far): {detail}"[:500],
+        )
+
+    def _handle_key_announcement(self, msg: CentreKeyAnnounce, sig: CentreSignature | None) -> None:
+        if msg.school != self._school or msg.device != self._device:
+            raise DownlinkRefused(Refusal.WRONG_ADDRESS, "key announcement for another device")
+        if sig is None or not self._centre.is_current(sig.key_id):
+            raise DownlinkRefused(
+                Refusal.UNKNOWN_KEY, "a next key must be announced under the pinned key"
+            )
+        public = load_public_key_b64(msg.public_key)
+        if key_id(public) != msg.key_id:
+            raise DownlinkRefused(Refusal.MALFORMED, "announced key id does not match the key")
+        self._centre.announce(public)
+
     async def _handle_ack(self, ack: EventAck) -> None:
         if ack.school != self._school or ack.device != self._device:
-            log.warning("ignored an ack for another device")
-            return
+            raise DownlinkRefused(Refusal.WRONG_ADDRESS, "an ack for another device")
+        if ack.committed_through > self._window.sent_high:
+            raise DownlinkRefused(
+                Refusal.ACK_BEYOND_SENT,
+                f"ack through seq {ack.committed_through}, sent only through "
+                f"{self._window.sent_high}",
+            )
         self._window.on_ack(ack.committed_through, bool(ack.missing), time.monotonic())
         await self._store.outbox_ack(ack.committed_through)
         self._wake.set()
@@ -530,27 +683,45 @@ class EdgeSync:
         from edge.store import SyncGap
 
         if delta.school != self._school:
-            log.warning("ignored a delta for another school")
-            return
+            raise DownlinkRefused(Refusal.WRONG_ADDRESS, "a delta for another school")
         try:
             applied = await self._store.apply_delta(delta)
         except SyncGap as err:
             log.info("downlink gap (%s): asking for a snapshot", err)
-            await self._publish_sync_ack(need_snapshot=True)
+            self._request_snapshot()
             return
         if applied:
             self._notify_applied(delta.version)
         await self._publish_sync_ack(need_snapshot=False)
 
+    def _request_snapshot(self) -> None:
+        """Ask for a snapshot at most once per ``snapshot_request_interval_s``: a stream of
+        deltas that do not follow cannot turn into a stream of snapshots."""
+        if self._snapshot_request is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last_snapshot_request + self._settings.snapshot_request_interval_s
+        delay = max(0.0, wait - time.monotonic())
+
+        def fire() -> None:
+            self._snapshot_request = None
+            self._last_snapshot_request = time.monotonic()
+            task = loop.create_task(self._publish_sync_ack(need_snapshot=True))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        self._snapshot_request = loop.call_later(delay, fire)
+
     async def _handle_snapshot(self, snap: SyncSnapshot) -> None:
         if snap.school != self._school:
-            log.warning("ignored a snapshot for another school")
-            return
+            raise DownlinkRefused(Refusal.WRONG_ADDRESS, "a snapshot for another school")
         if snap.version < await self._store.sync_version():
-            log.info("ignored a stale snapshot at version %d", snap.version)
-        else:
-            await self._store.apply_snapshot(snap)
-            self._notify_applied(snap.version)
+            # Not answered: an answer would ask the centre again, and a centre behind this
+            # edge would answer with the same snapshot (the loop seen in the attack).
+            log.warning("ignored a snapshot at version %d, older than ours", snap.version)
+            return
+        await self._store.apply_snapshot(snap)
+        self._notify_applied(snap.version)
         await self._publish_sync_ack(need_snapshot=False)
 
     def _notify_applied(self, version: int) -> None:
@@ -563,10 +734,7 @@ class EdgeSync:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
+    write_private(path, data)
 
 
 def load_enrolment(key_dir: Path) -> tuple[Ed25519PrivateKey, dict[str, Any]]:
@@ -602,6 +770,7 @@ def enrol_device(
         "token": token,
         "device": device,
         "public_key": base64.b64encode(public_key_raw(key)).decode(),
+        "pins_centre_key": True,
     }
     try:
         resp = httpx.post(f"{server_url.rstrip('/')}/api/v1/enrol", json=body, timeout=timeout_s)
@@ -619,6 +788,21 @@ def enrol_device(
         "mqtt_host": mqtt_host or httpx.URL(server_url).host,
         "mqtt_port": mqtt_port,
     }
+    centre_key = data.get("centre_key")
+    if centre_key:
+        # Pinned here, over the HTTPS enrolment the one-time token authorises; from now on this
+        # edge applies only what this key (or a next key it announces) signed.
+        try:
+            trust = CentreTrust.from_b64(centre_key, key_dir / CENTRE_FILE)
+        except CentreKeyError as err:
+            raise SyncError(f"the server sent a bad centre key: {err}") from err
+        if data.get("centre_key_id") not in (None, trust.current_id()):
+            raise SyncError("the server's centre key id does not match its key")
+        trust.save()
+        creds["downlink_signatures"] = DownlinkSignatures.REQUIRE.value
+        creds["centre_key_id"] = trust.current_id()
+    else:
+        creds["downlink_signatures"] = DownlinkSignatures.ACCEPT.value
     _write_private(key_dir / CREDENTIALS_FILE, json.dumps(creds, indent=2).encode())
     return creds
 
@@ -640,6 +824,10 @@ def _enrol_command(args: argparse.Namespace) -> int:
         f"enrolled device {creds['device']} of school {creds['school']} "
         f"as MQTT user {creds['mqtt_username']}; key and login in {args.key_dir}"
     )
+    if creds.get("centre_key_id"):
+        print(f"centre key {creds['centre_key_id']} pinned: the downlink must be signed by it")
+    else:
+        print("the server sent no centre key: downlink signatures are not verified (README)")
     return 0
 
 

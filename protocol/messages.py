@@ -116,6 +116,10 @@ class AlarmCode(enum.StrEnum):
     OUTBOX_HIGH_WATER = "outbox_high_water"
     SECURE_CHANNEL_REFUSED = "secure_channel_refused"
     GATE_FAULT = "gate_fault"
+    # the link to the centre: a downlink message or ack refused (unsigned, wrongly signed, for
+    # another device, replayed, an ack beyond what was sent). Servers older than this code
+    # refuse batches carrying it: upgrade the servers first (README, link security).
+    DOWNLINK_REFUSED = "downlink_refused"
 
 
 # Enum fields accept their string value from a decoder even though the models are strict.
@@ -558,6 +562,20 @@ class SyncAck(Message):
     need_snapshot: bool = False
 
 
+class CentreKeyAnnounce(Message):
+    """Server -> edge: the centre's next public key, signed by its current key (key rotation).
+
+    The edge keeps it beside the pinned key and switches to it, for good, at the first message
+    signed by it. ``public_key`` is the raw 32-byte Ed25519 key in standard base64; ``key_id``
+    is ``protocol.centre.key_id`` of it.
+    """
+
+    school: Id
+    device: Id
+    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+
+
 ALL_MESSAGES: dict[str, type[Message]] = {
     "event_batch": EventBatch,
     "event_ack": EventAck,
@@ -565,5 +583,6 @@ ALL_MESSAGES: dict[str, type[Message]] = {
     "sync_delta": SyncDelta,
     "sync_snapshot": SyncSnapshot,
     "sync_ack": SyncAck,
+    "centre_key": CentreKeyAnnounce,
 }
 TYPE_NAMES: dict[type[Message], str] = {cls: name for name, cls in ALL_MESSAGES.items()}

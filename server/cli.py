@@ -50,6 +50,60 @@ def _device_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_token(args: argparse.Namespace) -> int:
+    """A new one-time token for an existing device: enrol again (pin the centre key) or enrol
+    the replacement of a revoked device."""
+    from server.db import make_engine, session_factory
+    from server.devices import EnrolmentError, reissue_token
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            token = reissue_token(session, settings, args.school, args.device)
+            session.commit()
+    except EnrolmentError as err:
+        print(f"qaqpa server device token: {err}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"one-time enrolment token for {args.school}/{args.device} (shown once): {token}")
+    return 0
+
+
+def _device_revoke(args: argparse.Namespace) -> int:
+    from server.broker_auth import BrokerFilesError, write_broker_files
+    from server.db import make_engine, session_factory
+    from server.devices import EnrolmentError, revoke
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            revoke(session, args.school, args.device)
+            session.commit()
+            write_broker_files(session, settings)
+    except (EnrolmentError, BrokerFilesError) as err:
+        print(f"qaqpa server device revoke: {err}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"device {args.school}/{args.device} revoked: key and MQTT login removed")
+    return 0
+
+
+def _centre_key_new(args: argparse.Namespace) -> int:
+    from server.centre_key import new_key_file
+
+    try:
+        kid = new_key_file(Path(args.out))
+    except OSError as err:
+        print(f"qaqpa server centre-key new: {err}", file=sys.stderr)
+        return 2
+    print(f"centre key {kid} written to {args.out} (0600); keep a backup offline")
+    return 0
+
+
 def _broker_files(args: argparse.Namespace) -> int:
     from server.broker_auth import write_broker_files
     from server.db import make_engine, session_factory
@@ -72,10 +126,13 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _downlink(args: argparse.Namespace) -> int:
+    from server.policy.job import DuePolicyJob
     from server.sync.service import DownlinkService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    DownlinkService(_settings(args)).run_forever()
+    settings = _settings(args)
+    with DuePolicyJob(settings):  # its versions go out through the downlink's watcher
+        DownlinkService(settings).run_forever()
     return 0
 
 
@@ -209,6 +266,20 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--school", required=True)
     p.add_argument("--device", required=True)
     p.set_defaults(func=_device_add)
+    for name, func, what in (
+        ("token", _device_token, "a new one-time enrolment token (re-enrol, replacement)"),
+        ("revoke", _device_revoke, "revoke a stolen or retired device at once"),
+    ):
+        p = dev_sub.add_parser(name, parents=[common], help=what)
+        p.add_argument("--school", required=True)
+        p.add_argument("--device", required=True)
+        p.set_defaults(func=func)
+    ck = subparsers.add_parser("centre-key", help="the centre's downlink signing key")
+    p = ck.add_subparsers(dest="centre_key_command", required=True).add_parser(
+        "new", help="create a centre key file (refuses to overwrite)"
+    )
+    p.add_argument("--out", required=True, help="path of the new PEM file")
+    p.set_defaults(func=_centre_key_new)
 
     p = subparsers.add_parser(
         "broker-files", parents=[common], help="rewrite the Mosquitto password/ACL files, SIGHUP"

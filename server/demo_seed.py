@@ -43,7 +43,7 @@ from server.people.models import (
 )
 from server.people.service import add_school, student_record
 from server.policy.service import save_policy
-from server.sync.service import append_changes
+from server.sync.changelog import append_changes
 
 DEMO_PASSWORD = "qaqpa-demo-2026"  # the demo's accounts only; printed by `qaqpa demo`
 SURNAMES = ["Ахметов", "Серікбаев", "Жұмабаев", "Нұрланов", "Қасымов", "Иванов", "Әлиев", "Омаров"]

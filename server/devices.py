@@ -76,6 +76,27 @@ def add_device(
     return token
 
 
+def reissue_token(
+    session: Session, settings: ServerSettings, school: str, device: str, *, now: int | None = None
+) -> str:
+    """A new one-time enrolment token for an existing device: an edge enrolled before signed
+    downlink enrols again with it to pin the centre key, or a revoked device's replacement
+    enrols with it. The device's key and MQTT login stay valid until the token is used."""
+    at = now if now is not None else now_ms()
+    row = session.execute(
+        select(Device).where(Device.school_id == school, Device.device_id == device)
+    ).scalar_one_or_none()
+    if row is None:
+        raise EnrolmentError(f"no device {device} at school {school}")
+    token = secrets.token_urlsafe(24)
+    row.enrol_token_hash = token_hash(token)
+    row.enrol_token_expires_ms = at + settings.enrol_token_ttl_s * 1000
+    row.enrol_token_used = False
+    session.flush()
+    log.info("enrolment token issued again school=%s device=%s", school, device)
+    return token
+
+
 def enrol(
     session: Session,
     settings: ServerSettings,
@@ -83,6 +104,7 @@ def enrol(
     device: str,
     public_key: bytes,
     *,
+    pins_centre_key: bool = False,
     now: int | None = None,
 ) -> Credentials:
     """Consume the token, store the key and create the MQTT login (the caller commits, then
@@ -108,9 +130,32 @@ def enrol(
     row.mqtt_password_hash = mosquitto_hash(password)
     row.enrol_token_used = True
     row.enrolled_at_ms = at
+    row.revoked_at_ms = None  # a replacement of a revoked device starts afresh
+    row.centre_key_pinned_ms = at if pins_centre_key else None
     try:
         session.flush()
     except IntegrityError as err:
         raise DeviceExists(f"MQTT user {username} is taken by another device") from err
     log.info("device enrolled school=%s device=%s", row.school_id, row.device_id)
     return Credentials(row.school_id, row.device_id, username, password)
+
+
+def revoke(session: Session, school: str, device: str, *, now: int | None = None) -> None:
+    """Revoke a stolen or retired device: its key, MQTT login and unused token are dropped, so
+    ingest refuses its batches and the broker its login once the caller has committed and
+    rewritten the broker files (``server.broker_auth.write_broker_files``). The device id
+    stays, with its events; ``reissue_token`` lets the school enrol a replacement under it."""
+    row = session.execute(
+        select(Device).where(Device.school_id == school, Device.device_id == device)
+    ).scalar_one_or_none()
+    if row is None:
+        raise EnrolmentError(f"no device {device} at school {school}")
+    row.public_key = None
+    row.mqtt_username = None
+    row.mqtt_password_hash = None
+    row.enrol_token_hash = None
+    row.enrol_token_used = True
+    row.centre_key_pinned_ms = None
+    row.revoked_at_ms = now if now is not None else now_ms()
+    session.flush()
+    log.warning("device revoked school=%s device=%s", school, device)

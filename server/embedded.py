@@ -21,10 +21,12 @@ from amqtt.broker import Broker
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.signing import generate_key, public_key_raw
+from server.centre_key import CentreSigner, new_key_file
 from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
 from server.ingest.worker import IngestWorker
 from server.migrate import upgrade
+from server.policy.job import DuePolicyJob
 from server.settings import ServerSettings
 from server.sync.service import DownlinkService
 
@@ -75,12 +77,14 @@ class EmbeddedServer:
             mqtt_host="127.0.0.1",
             mqtt_port=port,
             mqtt_protocol="5" if external_broker else "3.1.1",
+            centre_key_file=data_dir / "centre.key",  # created at start if missing
         )
         self._data_dir = data_dir
         self._engine = make_engine(self.settings.database_url)
         self._broker: Broker | None = None
         self._ingest: IngestWorker | None = None
         self._downlink: DownlinkService | None = None
+        self._policy_job: DuePolicyJob | None = None
 
     @property
     def downlink(self) -> DownlinkService:
@@ -116,10 +120,14 @@ class EmbeddedServer:
             "mqtt_port": self.settings.mqtt_port,
             "mqtt_protocol": self.settings.mqtt_protocol,
             "topic_prefix": self.settings.topic_prefix,
+            "centre_key": CentreSigner.from_settings(self.settings).public_b64,
         }
 
     async def __aenter__(self) -> EmbeddedServer:
         await asyncio.to_thread(self._data_dir.mkdir, parents=True, exist_ok=True)
+        key_file = self.settings.centre_key_file
+        if key_file is not None and not await asyncio.to_thread(key_file.exists):
+            await asyncio.to_thread(new_key_file, key_file)
         await asyncio.to_thread(upgrade, self.settings.database_url)
         if not self._external:
             self._broker = Broker(
@@ -143,6 +151,8 @@ class EmbeddedServer:
         await self._ingest.__aenter__()
         self._downlink = DownlinkService(self.settings, self._engine)
         await self._downlink.__aenter__()
+        self._policy_job = DuePolicyJob(self.settings, self._engine)
+        await self._policy_job.__aenter__()
         log.info("embedded server: MQTT on 127.0.0.1:%d", self.settings.mqtt_port)
         if self._console_port is not None:
             await asyncio.to_thread(self._start_console, self._console_port)
@@ -214,6 +224,9 @@ class EmbeddedServer:
             if self._console_thread is not None:
                 await asyncio.to_thread(self._console_thread.join, 10)
             self._console = None
+        if self._policy_job is not None:
+            await self._policy_job.__aexit__(None, None, None)
+            self._policy_job = None
         if self._downlink is not None:
             await self._downlink.__aexit__(None, None, None)
             self._downlink = None

@@ -75,6 +75,11 @@ class Device(Base):
     online_changed_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
     applied_version: Mapped[int] = mapped_column(BigInteger, default=0)
     applied_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # When the device pinned the centre's key (enrolled by an edge that verifies the downlink);
+    # None: an edge enrolled before signed downlink, to be enrolled again (README).
+    centre_key_pinned_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # When an operator revoked it (stolen, retired): no key, no MQTT login, no downlink.
+    revoked_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class IngestProgress(Base):

@@ -53,7 +53,8 @@ class ServerSettings(BaseSettings):
     policy_check_s: float = Field(
         default=300,
         gt=0,
-        description="How often the downlink service publishes meal policies that came into force",
+        description="How often the due-policy job (run beside the downlink) publishes meal "
+        "policies that came into force",
     )
     console_base_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -79,6 +80,22 @@ class ServerSettings(BaseSettings):
     )
     mosquitto_pid_file: Path | None = Field(
         default=None, description="PID file of Mosquitto, sent SIGHUP after the files change"
+    )
+    downlink_signatures: Literal["off", "accept", "require"] = Field(
+        default="require",
+        description="Signing of everything sent to edges (deltas, snapshots, acks): require = "
+        "sign, and refuse to start without centre_key_file; accept = sign when a key is set; "
+        "off = send unsigned (README, link security: the rollout)",
+    )
+    centre_key_file: Path | None = Field(
+        default=None,
+        description="The centre's Ed25519 private key (PEM, 0600) that signs the downlink; "
+        "create it with `qaqpa server centre-key new`",
+    )
+    centre_next_key_file: Path | None = Field(
+        default=None,
+        description="During a key rotation: the next key, announced to every edge under the "
+        "current one (README, key rotation)",
     )
     fault_kill_after_insert: int = Field(
         default=0,

@@ -20,6 +20,7 @@ from edge.store import EdgeStore, JournalEntry
 from edge.sync import EdgeSync, SyncSettings
 from protocol.messages import EntryEvent
 from protocol.signing import generate_key, public_key_raw
+from server.centre_key import CentreSigner, temporary_key_file
 from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
 from server.settings import ServerSettings
@@ -74,7 +75,11 @@ def bench_drain(
         url = database_url if database_url is not None else stack.enter_context(scratch_database())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qaqpa-drain-")))
         settings = ServerSettings(
-            database_url=url, mqtt_host=mqtt_host, mqtt_port=mqtt_port, topic_prefix=prefix
+            database_url=url,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key_file=stack.enter_context(temporary_key_file()),
         )
         key = generate_key()
         engine = make_engine(url)
@@ -83,7 +88,12 @@ def bench_drain(
             enrol(session, settings, token, "edge", public_key_raw(key))
             session.commit()
         engine.dispose()
-        sync_settings = SyncSettings(mqtt_host=mqtt_host, mqtt_port=mqtt_port, topic_prefix=prefix)
+        sync_settings = SyncSettings(
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key=CentreSigner.from_settings(settings).public_b64,
+        )
 
         async def run() -> tuple[float, int, int]:
             store = await EdgeStore.open(

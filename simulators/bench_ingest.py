@@ -32,6 +32,7 @@ from protocol import topics
 from protocol.codec import decode
 from protocol.messages import EntryEvent, Event, EventAck, EventBatch
 from protocol.signing import generate_key, public_key_raw, sign_batch
+from server.centre_key import temporary_key_file
 from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
 from server.migrate import upgrade
@@ -65,6 +66,7 @@ def worker_processes(settings: ServerSettings, n: int) -> Iterator[list[subproce
         "QAQPA_SERVER_MQTT_HOST": settings.mqtt_host,
         "QAQPA_SERVER_MQTT_PORT": str(settings.mqtt_port),
         "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
+        "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
     }
     procs = [
         subprocess.Popen(
@@ -229,7 +231,11 @@ def bench_ingest(
     with contextlib.ExitStack() as stack:
         url = database_url if database_url is not None else stack.enter_context(scratch_database())
         settings = ServerSettings(
-            database_url=url, mqtt_host=mqtt_host, mqtt_port=mqtt_port, topic_prefix=prefix
+            database_url=url,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key_file=stack.enter_context(temporary_key_file()),
         )
         engine = make_engine(url)
         sims: list[_School] = []

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from protocol import topics
 from protocol.messages import EntryEvent, Event, EventBatch
 from protocol.signing import generate_key, public_key_raw, sign_batch
+from server.centre_key import temporary_key_file
 from server.clock import now_ms
 from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
@@ -144,7 +145,11 @@ def bench_notify(
     with contextlib.ExitStack() as stack:
         url = database_url if database_url is not None else stack.enter_context(scratch_database())
         settings = ServerSettings(
-            database_url=url, mqtt_host=mqtt_host, mqtt_port=mqtt_port, topic_prefix=prefix
+            database_url=url,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key_file=stack.enter_context(temporary_key_file()),
         )
         key, phones = _setup(url, settings, taps)
         sms = stack.enter_context(SmsSink())

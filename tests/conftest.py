@@ -27,6 +27,7 @@ from server.settings import ServerSettings
 from simulators.notify_sinks import SmsSink, SmtpSink
 from simulators.payment_provider import CALLBACK_PATH, PaymentProviderSimulator
 from tests.support.canteen import SECRET, canteen_settings
+from tests.support.centre import centre_key_file
 from tests.support.console import Browser, World, add_student, password_of
 from tests.support.services import SYSTEM_BROKER, PrivateBroker, free_port, fresh_pg_database
 
@@ -40,7 +41,9 @@ def pg_console_url() -> Iterator[str]:
 @pytest.fixture
 def settings(pg_console_url: str) -> ServerSettings:
     return ServerSettings(
-        database_url=pg_console_url, topic_prefix=f"qaqpa-test/{uuid.uuid4().hex[:10]}/v1"
+        database_url=pg_console_url,
+        topic_prefix=f"qaqpa-test/{uuid.uuid4().hex[:10]}/v1",
+        centre_key_file=centre_key_file(),
     )
 
 
@@ -153,6 +156,7 @@ def make_settings(prefix: str) -> Callable[..., ServerSettings]:
             "mqtt_host": SYSTEM_BROKER[0],
             "mqtt_port": SYSTEM_BROKER[1],
             "topic_prefix": prefix,
+            "centre_key_file": centre_key_file(),
         }
         values.update(kw)
         return ServerSettings.model_validate(values)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.broker_auth import BrokerFilesError, write_broker_files
+from server.centre_key import CentreKeyError, public_key_of
 from server.db import make_engine, session_factory
 from server.devices import DeviceExists, EnrolmentError, enrol
 from server.settings import ServerSettings
@@ -26,6 +27,9 @@ class EnrolRequest(BaseModel):
     token: str = Field(min_length=8, max_length=200, description="One-time enrolment token")
     device: str = Field(min_length=1, max_length=64, description="Device id the token was made for")
     public_key: str = Field(description="Ed25519 public key, 32 raw bytes in standard base64")
+    pins_centre_key: bool = Field(
+        default=False, description="The edge pins centre_key and verifies the downlink with it"
+    )
 
 
 class EnrolResponse(BaseModel):
@@ -34,6 +38,8 @@ class EnrolResponse(BaseModel):
     mqtt_username: str
     mqtt_password: str
     topic_prefix: str
+    centre_key: str | None = None  # the centre's Ed25519 public key, base64 (None: unsigned)
+    centre_key_id: str | None = None
 
 
 def _sessions(request: Request) -> Iterator[Session]:
@@ -56,11 +62,18 @@ router = APIRouter(prefix="/api/v1")
 @router.post("/enrol")
 def enrol_device(body: EnrolRequest, session: SessionDep, settings: SettingsDep) -> EnrolResponse:
     try:
+        centre = public_key_of(settings)
+    except CentreKeyError as err:
+        log.error("enrolment refused: %s", err)
+        raise HTTPException(status_code=503, detail="the centre key is not configured") from err
+    try:
         key = base64.b64decode(body.public_key, validate=True)
     except (binascii.Error, ValueError) as err:
         raise HTTPException(status_code=422, detail="public_key is not base64") from err
     try:
-        creds = enrol(session, settings, body.token, body.device, key)
+        creds = enrol(
+            session, settings, body.token, body.device, key, pins_centre_key=body.pins_centre_key
+        )
     except EnrolmentError as err:
         session.rollback()
         raise HTTPException(status_code=403, detail=str(err)) from err
@@ -77,6 +90,8 @@ def enrol_device(body: EnrolRequest, session: SessionDep, settings: SettingsDep)
             "enrolled %s/%s but the broker files were not updated", creds.school, creds.device
         )
     return EnrolResponse(
+        centre_key=centre[1] if centre else None,
+        centre_key_id=centre[0] if centre else None,
         school=creds.school,
         device=creds.device,
         mqtt_username=creds.mqtt_username,

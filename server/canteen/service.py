@@ -28,7 +28,7 @@ from server.canteen.wallet import SocialWallet, WalletError
 from server.clock import now_ms
 from server.models import Device, School, StoredEvent
 from server.people.models import Student
-from server.sync.service import append_changes
+from server.sync.changelog import append_changes
 
 log = logging.getLogger(__name__)
 

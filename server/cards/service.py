@@ -25,7 +25,7 @@ from server.consents.service import edge_presence
 from server.models import School
 from server.people.models import ConsentKind, StaffMember, Student
 from server.people.service import has_consent
-from server.sync.service import append_changes, load_state
+from server.sync.changelog import append_changes, load_state
 from server.sync.state import ChangeRejected
 
 N_ = str

@@ -16,7 +16,7 @@ from server.clock import now_ms
 from server.consents.models import CategoryCode, StudentCategory
 from server.people.models import ConsentKind, Student
 from server.people.service import has_consent
-from server.sync.service import append_changes
+from server.sync.changelog import append_changes
 
 N_ = str
 

@@ -39,7 +39,7 @@ from server.notify.planner import cancel_student, cancel_without_consent
 from server.people.models import Consent, ConsentKind, Student
 from server.people.service import current_consent, has_consent, student_record
 from server.policy.service import local_today
-from server.sync.service import append_changes, load_state
+from server.sync.changelog import append_changes, load_state
 from server.sync.state import SchoolState
 
 N_ = str  # marks a message for the catalogue test; translated where shown

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from protocol import topics
-from protocol.codec import encode
+from server.centre_key import CentreSigner
 from server.db import make_engine
 from server.ingest.core import IngestOutcome, IngestStore
 from server.mqtt import connect_and_wait, make_client, reason_failed
@@ -38,6 +38,7 @@ class IngestWorker(ThreadedService):
 
     def __init__(self, settings: ServerSettings, engine: Engine | None = None) -> None:
         self._settings = settings
+        self._signer = CentreSigner.from_settings(settings)  # raises before anything starts
         self._engine = engine if engine is not None else make_engine(settings.database_url)
         self._own_engine = engine is None
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=2000)
@@ -139,7 +140,9 @@ class IngestWorker(ThreadedService):
         self.batches_rejected += sum(1 for r in outcome.rejections if r.reason != "duplicate")
         for ack in outcome.acks:
             self._client.publish(
-                topics.ack(ack.school, ack.device, self._settings.topic_prefix), encode(ack), qos=1
+                topics.ack(ack.school, ack.device, self._settings.topic_prefix),
+                self._signer.sign(ack, ack.school, ack.device),
+                qos=1,
             )
 
     # lifecycle ---------------------------------------------------------------------

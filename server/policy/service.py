@@ -23,7 +23,7 @@ from server.clock import now_ms
 from server.consents.models import CategoryCode
 from server.models import School
 from server.policy.models import MealPolicy, PolicyPublication
-from server.sync.service import append_changes
+from server.sync.changelog import append_changes
 
 N_ = str
 

@@ -20,7 +20,7 @@ from server.models import Device, IngestProgress, School, ServerAlarm, StoredEve
 from server.people.models import SchoolClass, StaffMember, Student
 from server.reports import calc
 from server.reports.calc import Ev, Membership, Pupil
-from server.sync.service import load_state
+from server.sync.changelog import load_state
 from server.sync.state import SchoolState
 
 E = StoredEvent

@@ -51,7 +51,7 @@ from server.roster import rules
 from server.roster.models import StaffClass
 from server.roster.rules import N_, ClassInfo, RawRow, RosterRow, RowError, class_key
 from server.roster.rules import parse_file as parse_file  # the Python API: parse, then import
-from server.sync.service import append_changes, load_state
+from server.sync.changelog import append_changes, load_state
 
 log = logging.getLogger(__name__)
 

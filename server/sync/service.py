@@ -1,4 +1,4 @@
-"""Downlink: the per-school change log, deltas to every device of the school, SyncAck handling
+"""Downlink over MQTT: the per-school change log (``server.sync.changelog``) sent as deltas to every device of the school, SyncAck handling
 (catch-up deltas, or a snapshot when a device is too far behind or asks), and device status.
 
 Deltas go only to the sync topics of devices registered to the school whose log changed, so
@@ -8,76 +8,36 @@ a device from reading another device's topics).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from pydantic import TypeAdapter
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from protocol import topics
-from protocol.codec import encode, open_envelope
+from protocol.codec import open_envelope
 from protocol.errors import ProtocolError
 from protocol.messages import Change, DeviceStatus, SyncAck, SyncDelta
+from server.centre_key import CentreSigner
 from server.clock import now_ms
 from server.db import make_engine, session_factory
-from server.devices import ensure_school
-from server.models import ChangeLogEntry, Device, School
+from server.models import Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
 from server.service import ThreadedService
 from server.settings import ServerSettings
-from server.sync.state import SchoolState, fold
+from server.sync.changelog import append_changes, changes_after, load_state
+from server.sync.changelog import load_changes as _load  # noqa: F401 (older imports)
 
 log = logging.getLogger(__name__)
 
-_CHANGES = TypeAdapter(list[Change])
 _STOP = ("", b"")
 
-
-def _dump(changes: Sequence[Change]) -> list[dict[str, Any]]:
-    return [c.model_dump(mode="json", by_alias=True) for c in changes]
-
-
-def _load(rows: Sequence[list[dict[str, Any]]]) -> list[Change]:
-    out: list[Change] = []
-    for payload in rows:
-        out.extend(_CHANGES.validate_python(payload, strict=False))
-    return out
-
-
-def load_state(session: Session, school: str, through: int | None = None) -> SchoolState:
-    q = select(ChangeLogEntry.changes).where(ChangeLogEntry.school_id == school)
-    if through is not None:
-        q = q.where(ChangeLogEntry.version <= through)
-    return fold(_load(list(session.execute(q.order_by(ChangeLogEntry.version)).scalars())))
-
-
-def append_changes(session: Session, school: str, changes: Sequence[Change]) -> SyncDelta:
-    """Append one version to the school's log (caller commits); returns the delta to publish.
-
-    Raises ``ChangeRejected`` when a change breaks an invariant (nothing is appended).
-    """
-    ensure_school(session, school)
-    row = session.execute(select(School).where(School.id == school).with_for_update()).scalar_one()
-    state = load_state(session, school)
-    for change in changes:
-        state.check(change)
-        state.apply(change)
-    version = row.sync_version + 1
-    session.add(
-        ChangeLogEntry(school_id=school, version=version, at_ms=now_ms(), changes=_dump(changes))
-    )
-    row.sync_version = version
-    session.flush()
-    return SyncDelta(
-        school=school, version=version, base_version=version - 1, changes=list(changes)
-    )
+# Re-exported for older imports; new code imports them from ``server.sync.changelog``.
+__all__ = ["DownlinkService", "append_changes", "load_state"]
 
 
 class DownlinkService(ThreadedService):
@@ -85,6 +45,7 @@ class DownlinkService(ThreadedService):
 
     def __init__(self, settings: ServerSettings, engine: Engine | None = None) -> None:
         self._settings = settings
+        self._signer = CentreSigner.from_settings(settings)  # raises before anything starts
         self._engine = engine if engine is not None else make_engine(settings.database_url)
         self._own_engine = engine is None
         self._sessions = session_factory(self._engine)
@@ -116,9 +77,8 @@ class DownlinkService(ThreadedService):
 
     def _send_delta(self, session: Session, school: str, delta: SyncDelta) -> None:
         devices = self._school_devices(session, school)
-        payload = encode(delta)
-        for device in devices:
-            self._send(school, device, payload)
+        for device in devices:  # signed for each device: it verifies its own address
+            self._send(school, device, self._signer.sign(delta, school, device))
             self.deltas_sent += 1
         self._sent[school] = max(self._sent.get(school, 0), delta.version)
         log.info(
@@ -129,30 +89,14 @@ class DownlinkService(ThreadedService):
         return {sid: v for sid, v in session.execute(select(School.id, School.sync_version))}
 
     def _watch(self) -> None:
-        """Send the versions other processes appended (console edits) to the school's devices;
-        now and then, publish the meal policies that have come into force."""
+        """Send the versions other processes appended (console edits, the due-policy job) to
+        the school's devices."""
         interval = self._settings.downlink_poll_s
-        next_policy_check = 0.0
         while not self._stop_watch.wait(interval):
             try:
-                if time.monotonic() >= next_policy_check:
-                    next_policy_check = time.monotonic() + self._settings.policy_check_s
-                    self.publish_due_policies()
                 self._send_new_versions()
             except Exception:
                 log.exception("downlink: failed to send new versions")
-
-    def publish_due_policies(self, today: dt.date | None = None) -> list[tuple[str, int]]:
-        """Append a policy_set for each school whose effective meal policy changed by ``today``
-        (a version saved with a future date takes effect without anyone touching it)."""
-        from server.policy.service import local_today
-        from server.policy.service import publish_due_policies as publish_due
-
-        with self._sessions() as session:
-            done = publish_due(session, today if today is not None else local_today())
-        for school, version in done:
-            log.info("downlink: policy version #%d in force at school %s", version, school)
-        return done
 
     def _send_new_versions(self) -> None:
         with self._sent_lock, self._sessions() as session:
@@ -160,13 +104,11 @@ class DownlinkService(ThreadedService):
                 sent = self._sent.get(school, 0)
                 if head <= sent:
                     continue
-                rows = session.execute(
-                    select(ChangeLogEntry.changes)
-                    .where(ChangeLogEntry.school_id == school, ChangeLogEntry.version > sent)
-                    .order_by(ChangeLogEntry.version)
-                ).scalars()
                 delta = SyncDelta(
-                    school=school, version=head, base_version=sent, changes=_load(list(rows))
+                    school=school,
+                    version=head,
+                    base_version=sent,
+                    changes=changes_after(session, school, sent),
                 )
                 self._send_delta(session, school, delta)
 
@@ -175,7 +117,9 @@ class DownlinkService(ThreadedService):
         return list(
             session.execute(
                 select(Device.device_id).where(
-                    Device.school_id == school, Device.public_key.is_not(None)
+                    Device.school_id == school,
+                    Device.public_key.is_not(None),
+                    Device.revoked_at_ms.is_(None),
                 )
             ).scalars()
         )
@@ -244,6 +188,9 @@ class DownlinkService(ThreadedService):
                 return
             row.applied_version = ack.applied_version
             row.applied_at_ms = now_ms()
+            announcement = self._signer.announcement(school, device)
+            if announcement is not None:  # a rotation: first, the next key under the current
+                self._send(school, device, announcement)
             head = (
                 session.execute(
                     select(School.sync_version).where(School.id == school)
@@ -254,25 +201,17 @@ class DownlinkService(ThreadedService):
             behind = head - ack.applied_version
             if ack.need_snapshot or behind > self._settings.snapshot_threshold or behind < 0:
                 snap = load_state(session, school, head).snapshot(school, head)
-                self._send(school, device, encode(snap))
+                self._send(school, device, self._signer.sign(snap, school, device))
                 self.snapshots_sent += 1
                 log.info("downlink: snapshot v%d to %s/%s", head, school, device)
             elif behind > 0:
-                rows = session.execute(
-                    select(ChangeLogEntry.changes)
-                    .where(
-                        ChangeLogEntry.school_id == school,
-                        ChangeLogEntry.version > ack.applied_version,
-                    )
-                    .order_by(ChangeLogEntry.version)
-                ).scalars()
                 delta = SyncDelta(
                     school=school,
                     version=head,
                     base_version=ack.applied_version,
-                    changes=_load(list(rows)),
+                    changes=changes_after(session, school, ack.applied_version),
                 )
-                self._send(school, device, encode(delta))
+                self._send(school, device, self._signer.sign(delta, school, device))
                 self.deltas_sent += 1
 
     def _handle_status(self, school: str, device: str, status: DeviceStatus) -> None:

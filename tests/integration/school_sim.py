@@ -28,6 +28,7 @@ from server.models import School
 from server.settings import ServerSettings
 from server.sync.service import DownlinkService
 from simulators.serial_sim import EmMarineSim
+from tests.support.centre import CENTRE_PUBLIC_B64
 
 
 class SimSchool:
@@ -142,6 +143,7 @@ class SimSchool:
             topic_prefix=self.settings.topic_prefix,
             ack_timeout_s=2.0,
             backoff_max_s=2.0,
+            centre_key=CENTRE_PUBLIC_B64,
         )
         try:
             async with EdgeSync(store, sync_settings, key), Pipeline(store) as pipeline:

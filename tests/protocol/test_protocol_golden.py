@@ -18,6 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from protocol.centre import (
+    DownlinkRefused,
+    Refusal,
+    key_id,
+    open_centre_signed,
+    sign_for_device,
+)
 from protocol.codec import decode, encode, open_envelope
 from protocol.messages import ALL_MESSAGES, TYPE_NAMES, Message
 from protocol.signing import open_signed_batch, sign_batch
@@ -37,12 +44,26 @@ def golden_bytes() -> dict[str, bytes]:
     samples = ws.golden_samples()
     out = {name: encode(msg) for name, msg in samples.items()}
     out[SIGNED] = sign_batch(ws.sample_batch(), ws.signing_key())
+    for name in ws.CENTRE_SIGNED:
+        out[f"{name}.centre_signed"] = centre_signed(name)
     return out
+
+
+def centre_signed(name: str) -> bytes:
+    return sign_for_device(
+        ws.sample_messages()[name],
+        ws.centre_key(),
+        school=ws.SCHOOL,
+        device=ws.DEVICE,
+        issued_at_ms=ws.CENTRE_ISSUED_MS,
+    )
 
 
 def golden_messages() -> dict[str, Message]:
     samples = dict(ws.golden_samples())
     samples[SIGNED] = ws.sample_batch()
+    for name in ws.CENTRE_SIGNED:
+        samples[f"{name}.centre_signed"] = ws.sample_messages()[name]
     return samples
 
 
@@ -119,6 +140,34 @@ def test_signed_golden_verifies_with_the_fixed_key() -> None:
     assert env.body == open_envelope(read_golden("event_batch")).body
     # Ed25519 is deterministic, so signing again gives the same bytes.
     assert sign_batch(ws.sample_batch(), key) == stored
+
+
+@pytest.mark.parametrize("name", ws.CENTRE_SIGNED)
+def test_centre_signed_goldens_verify_for_their_device_only(name: str) -> None:
+    stored = read_golden(f"{name}.centre_signed")
+    sample = ws.sample_messages()[name]
+    keys = {key_id(ws.centre_key()): ws.centre_key().public_key()}
+    env, sig = open_centre_signed(stored, keys, school=ws.SCHOOL, device=ws.DEVICE)
+    assert env.message(type(sample)) == sample
+    assert (sig.key_id, sig.issued_at_ms) == (key_id(ws.centre_key()), ws.CENTRE_ISSUED_MS)
+    # The body is the unsigned vector's: a reader of the release before, which ignores "s" on
+    # the downlink, decodes the signed message as it decoded the unsigned one.
+    assert env.body == open_envelope(read_golden(name)).body
+    assert decode(stored, type(sample)) == sample
+    with pytest.raises(DownlinkRefused) as other_device:
+        open_centre_signed(stored, keys, school=ws.SCHOOL, device="edge-2")
+    assert other_device.value.reason is Refusal.BAD_SIGNATURE
+    with pytest.raises(DownlinkRefused) as other_key:
+        open_centre_signed(
+            stored,
+            {key_id(ws.centre_next_key()): ws.centre_next_key().public_key()},
+            school=ws.SCHOOL,
+            device=ws.DEVICE,
+        )
+    assert other_key.value.reason is Refusal.UNKNOWN_KEY
+    with pytest.raises(DownlinkRefused) as unsigned:
+        open_centre_signed(read_golden(name), keys, school=ws.SCHOOL, device=ws.DEVICE)
+    assert unsigned.value.reason is Refusal.UNSIGNED
 
 
 def test_goldens_cover_every_type_kind_and_op() -> None:

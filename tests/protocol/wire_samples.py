@@ -22,6 +22,7 @@ from protocol.messages import (
     CardUnbind,
     CategoriesSet,
     CategoryMembership,
+    CentreKeyAnnounce,
     Change,
     ConsentKind,
     ConsentRecord,
@@ -73,6 +74,21 @@ SIGNING_SEED = bytes(range(32))
 
 def signing_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(SIGNING_SEED)
+
+
+# The centre's keys of the vectors (fixed and public too): the current one signs, the next one
+# is announced; and the fixed issue time of the signed vectors.
+CENTRE_SEED = bytes(range(32, 64))
+CENTRE_NEXT_SEED = bytes(range(64, 96))
+CENTRE_ISSUED_MS = T0 + 301_000
+
+
+def centre_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(CENTRE_SEED)
+
+
+def centre_next_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(CENTRE_NEXT_SEED)
 
 
 def _union_members(annotated: object) -> tuple[type[Message], ...]:
@@ -313,7 +329,21 @@ def sample_messages() -> dict[str, Message]:
             parent_limits=[ParentLimitsSet(student_id="s1", allergen_blocks=["nuts"])],
         ),
         "sync_ack": SyncAck(school=SCHOOL, device=DEVICE, applied_version=8, need_snapshot=True),
+        "centre_key": centre_key_announcement(),
     }
+
+
+def centre_key_announcement() -> CentreKeyAnnounce:
+    from protocol.centre import key_id, public_key_b64
+
+    nxt = centre_next_key()
+    return CentreKeyAnnounce(
+        school=SCHOOL, device=DEVICE, key_id=key_id(nxt), public_key=public_key_b64(nxt)
+    )
+
+
+# Messages the centre signs for (SCHOOL, DEVICE): ``<type>.centre_signed`` vectors.
+CENTRE_SIGNED = ("event_ack", "sync_delta", "sync_snapshot", "centre_key")
 
 
 def golden_samples() -> dict[str, Message]:

@@ -17,6 +17,7 @@ from protocol.messages import EntryEvent, Event, EventBatch
 from protocol.signing import generate_key, public_key_raw, sign_batch
 from server.devices import add_device, enrol
 from server.settings import ServerSettings
+from tests.support.centre import CENTRE_PUBLIC_B64
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -155,8 +156,10 @@ def write_key_dir(
     prefix: str,
     username: str | None = None,
     password: str | None = None,
+    centre_key: str | None = CENTRE_PUBLIC_B64,
 ) -> None:
-    """What ``qaqpa edge enrol`` leaves behind, for tests that skip the HTTP enrolment."""
+    """What ``qaqpa edge enrol`` leaves behind, for tests that skip the HTTP enrolment
+    (``centre_key`` None: an enrolment from before signed downlink)."""
     import json
     import os
 
@@ -178,3 +181,5 @@ def write_key_dir(
             }
         )
     )
+    if centre_key is not None:
+        (key_dir / "centre.json").write_text(json.dumps({"current": centre_key, "next": None}))

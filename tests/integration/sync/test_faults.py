@@ -137,6 +137,7 @@ def worker_env(settings: ServerSettings, **extra: str) -> dict[str, str]:
         "QAQPA_SERVER_DATABASE_URL": settings.database_url,
         "QAQPA_SERVER_MQTT_PORT": str(settings.mqtt_port),
         "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
+        "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
         **extra,
     }
 

@@ -19,6 +19,7 @@ from server.db import make_engine, session_factory
 from server.ingest import IngestWorker
 from server.settings import ServerSettings
 from tests.integration.sync.helpers import Probe, enrolled_device, journal_rush, server_seqs
+from tests.support.centre import CENTRE_PUBLIC_B64
 from tests.support.services import SYSTEM_BROKER
 
 
@@ -62,6 +63,7 @@ def sync_settings(
         gap_grace_s=0.5,
         backoff_min_s=0.2,
         backoff_max_s=2.0,
+        centre_key=CENTRE_PUBLIC_B64,
     )
 
 

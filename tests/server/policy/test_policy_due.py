@@ -1,5 +1,6 @@
 """A meal policy saved with a future date reaches the school's edges when that day comes,
-published by the running downlink service (no one has to press anything that morning)."""
+published by the due-policy job that runs beside the downlink (no one has to press anything
+that morning)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from server.policy.job import DuePolicyJob
 from server.policy.service import load_policy_toml, local_today, save_policy
 from server.settings import ServerSettings
-from server.sync.service import DownlinkService, load_state
+from server.sync.changelog import load_state
 from tests.support.console import World
 
 POLICY = Path(__file__).resolve().parents[3] / "examples" / "policy.toml"
@@ -30,14 +32,14 @@ def test_a_future_policy_is_published_when_it_takes_effect(
     state = load_state(db, "S1")
     assert state.policy is not None and state.policy.free_meal_grades == doc.free_meal_grades
 
-    downlink = DownlinkService(settings)
+    job = DuePolicyJob(settings)
     try:
-        assert downlink.publish_due_policies(local_today()) == []  # nothing new today
-        done = downlink.publish_due_policies(local_today() + dt.timedelta(days=3))
+        assert job.run_once(local_today()) == []  # nothing new today
+        done = job.run_once(local_today() + dt.timedelta(days=3))
         assert [school for school, _ in done] == ["S1"]
-        assert downlink.publish_due_policies(local_today() + dt.timedelta(days=4)) == []
+        assert job.run_once(local_today() + dt.timedelta(days=4)) == []
     finally:
-        downlink.stop()
+        job.stop()
     db.expire_all()
     state = load_state(db, "S1")
     assert state.policy is not None and state.policy.free_meal_grades == [1, 2, 3, 4, 5]

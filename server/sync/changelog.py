@@ -1,0 +1,74 @@
+"""The per-school downlink change log in the database: append a version, fold it into a state.
+
+No MQTT here: the domain services (roster, cards, consents, policy, canteen) append to the log
+through this module, and the downlink service (``server.sync.service``) sends what was appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from protocol.messages import Change, SyncDelta
+from server.clock import now_ms
+from server.devices import ensure_school
+from server.models import ChangeLogEntry, School
+from server.sync.state import SchoolState, fold
+
+_CHANGES = TypeAdapter(list[Change])
+
+
+def dump_changes(changes: Sequence[Change]) -> list[dict[str, Any]]:
+    return [c.model_dump(mode="json", by_alias=True) for c in changes]
+
+
+def load_changes(rows: Sequence[list[dict[str, Any]]]) -> list[Change]:
+    out: list[Change] = []
+    for payload in rows:
+        out.extend(_CHANGES.validate_python(payload, strict=False))
+    return out
+
+
+def changes_after(session: Session, school: str, version: int) -> list[Change]:
+    """Every change of the school's log above ``version``, in order."""
+    rows = session.execute(
+        select(ChangeLogEntry.changes)
+        .where(ChangeLogEntry.school_id == school, ChangeLogEntry.version > version)
+        .order_by(ChangeLogEntry.version)
+    ).scalars()
+    return load_changes(list(rows))
+
+
+def load_state(session: Session, school: str, through: int | None = None) -> SchoolState:
+    q = select(ChangeLogEntry.changes).where(ChangeLogEntry.school_id == school)
+    if through is not None:
+        q = q.where(ChangeLogEntry.version <= through)
+    return fold(load_changes(list(session.execute(q.order_by(ChangeLogEntry.version)).scalars())))
+
+
+def append_changes(session: Session, school: str, changes: Sequence[Change]) -> SyncDelta:
+    """Append one version to the school's log (caller commits); returns the delta to publish.
+
+    Raises ``ChangeRejected`` when a change breaks an invariant (nothing is appended).
+    """
+    ensure_school(session, school)
+    row = session.execute(select(School).where(School.id == school).with_for_update()).scalar_one()
+    state = load_state(session, school)
+    for change in changes:
+        state.check(change)
+        state.apply(change)
+    version = row.sync_version + 1
+    session.add(
+        ChangeLogEntry(
+            school_id=school, version=version, at_ms=now_ms(), changes=dump_changes(changes)
+        )
+    )
+    row.sync_version = version
+    session.flush()
+    return SyncDelta(
+        school=school, version=version, base_version=version - 1, changes=list(changes)
+    )
