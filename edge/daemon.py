@@ -19,7 +19,7 @@ from edge.config import (
     TerminalConfig,
     load_config,
 )
-from edge.core.model import OwnerKind, Tap
+from edge.core.model import Tap
 from edge.faults import crash_point
 from edge.kiosk.hub import KioskHub
 from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, utc_now
@@ -29,7 +29,7 @@ from edge.store import EdgeStore
 from hardware.base import Feedback, Gate, Misread, PassageResult, Reader, ReaderStatus
 from hardware.config import OsdpBuses, open_feedback, open_gate, open_reader
 from hardware.wedge import LineReader
-from protocol.messages import AlarmCode, ConsentKind
+from protocol.messages import AlarmCode, ConsentKind, OwnerKind
 from simulators.log_gate import LogActuator
 
 if TYPE_CHECKING:
