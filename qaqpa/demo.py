@@ -205,14 +205,13 @@ async def run_demo(
     """One school and the server on this machine. By default the server uses SQLite and an
     embedded amqtt broker; ``broker_port`` (a running MQTT 5 broker such as Mosquitto on
     127.0.0.1) and ``database_url`` (e.g. PostgreSQL) switch them by configuration only."""
-    from server.embedded import EmbeddedServer
+    from qaqpa.embedded import demo_server
 
     await asyncio.to_thread(_fresh_dir, directory / "server")
-    server = EmbeddedServer(
+    server = demo_server(
         directory / "server",
-        mqtt_port=broker_port,
+        broker_port=broker_port,
         database_url=database_url,
-        external_broker=broker_port is not None,
         console_port=console_port,
     )
     async with server:
