@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     from server.cli import add_commands as add_server_commands
 
     add_edge_sync_commands(edge_sub)
-    from edge.faces.cli import add_commands as add_face_commands
+    from edge.faces_cli import add_commands as add_face_commands
 
     add_face_commands(edge_sub)
     from edge.canteen_cli import add_commands as add_canteen_commands
