@@ -41,6 +41,7 @@ services: install-test
 lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 types: install-test
 	$(VENV)/bin/mypy

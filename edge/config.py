@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.reasons import Lang
 from edge.validation import first_problem
-from hardware.config import GateConfigUnion, ReaderConfigUnion
+from hardware.config import GateConfig, LineReaderConfig, LogGateConfig, ReaderConfig
 from protocol.messages import Direction, Id, TerminalKind
 
 
@@ -21,21 +29,6 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class LineReaderConfig(_Section):
-    type: Literal["line"] = Field(description="keyboard-wedge style reader: one card per line")
-    path: Path = Field(description="tty, pty or FIFO the reader writes lines to")
-    default_prefix: str = Field("EM", description="prefix for lines without one")
-
-
-class LogGateConfig(_Section):
-    type: Literal["log"] = Field(description="simulated relay: appends actuations to a file")
-    path: Path = Field(description="file that receives one line per actuation")
-
-
-ReaderConfig = Annotated[LineReaderConfig | ReaderConfigUnion, Field(discriminator="type")]
-GateConfig = Annotated[LogGateConfig | GateConfigUnion, Field(discriminator="type")]
 
 
 class TerminalConfig(_Section):
@@ -72,6 +65,15 @@ class TerminalConfig(_Section):
     face_window: float = Field(
         2.0, gt=0, le=10, description="card_and_face: seconds to find the card owner's face"
     )
+
+    @model_validator(mode="after")
+    def _name_devices(self) -> TerminalConfig:
+        """A line reader or a file gate without an id of its own is named after its terminal."""
+        if isinstance(self.reader, LineReaderConfig) and self.reader.reader_id is None:
+            self.reader = self.reader.model_copy(update={"reader_id": self.id})
+        if isinstance(self.gate, LogGateConfig) and self.gate.gate_id is None:
+            self.gate = self.gate.model_copy(update={"gate_id": self.id})
+        return self
 
     @property
     def uses_faces(self) -> bool:

@@ -11,15 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.config import (
-    ConfigError,
-    EdgeConfig,
-    LineReaderConfig,
-    LogGateConfig,
-    TerminalConfig,
-    load_config,
-)
-from edge.core.model import OwnerKind, Tap
+from edge.config import ConfigError, EdgeConfig, TerminalConfig, load_config
+from edge.core.model import Tap
 from edge.faults import crash_point
 from edge.kiosk.hub import KioskHub
 from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, utc_now
@@ -28,9 +21,8 @@ from edge.roster import load_roster
 from edge.store import EdgeStore
 from hardware.base import Feedback, Gate, Misread, PassageResult, Reader, ReaderStatus
 from hardware.config import OsdpBuses, open_feedback, open_gate, open_reader
-from hardware.wedge import LineReader
-from protocol.messages import AlarmCode, ConsentKind
-from simulators.log_gate import LogActuator
+from hardware.log_gate import LogGate
+from protocol.messages import AlarmCode, ConsentKind, OwnerKind
 
 if TYPE_CHECKING:
     # The face stack (OpenCV, dlib, numpy: the optional `faces` extra) is imported only by a
@@ -68,13 +60,6 @@ async def import_roster(config_path: Path, roster_path: Path, policy_path: Path 
     return len(roster.students)
 
 
-def _open_reader(cfg: TerminalConfig, buses: OsdpBuses) -> Reader:
-    assert cfg.reader is not None
-    if isinstance(cfg.reader, LineReaderConfig):
-        return LineReader(cfg.id, cfg.reader.path, default_prefix=cfg.reader.default_prefix)
-    return open_reader(cfg.reader, buses)
-
-
 @dataclass
 class Actuation:
     """Submit a tap (card or face) and actuate after the commit: the one path for both."""
@@ -82,8 +67,8 @@ class Actuation:
     term: TerminalConfig
     pipeline: Pipeline
     clock: Clock
-    log_gate: LogActuator | None = None
-    gate: Gate | None = None
+    log_gate: LogGate | None = None  # told every decision, granted or not
+    gate: Gate | None = None  # released on a grant
     feedback: Feedback | None = None
     kiosk: KioskHub | None = None  # a canteen terminal's screen on the staff's kiosk page
 
@@ -100,10 +85,13 @@ class Actuation:
         act = cls(term, pipeline, clock)
         if kiosk is not None and term.id in kiosk.terminals:
             act.kiosk = kiosk
-        if isinstance(term.gate, LogGateConfig):
-            act.log_gate = LogActuator(term.gate.path, term.id)
-        elif term.gate is not None:
-            act.gate = await stack.enter_async_context(open_gate(term.gate, reader))
+        if term.gate is not None:
+            gate = open_gate(term.gate, reader)
+            await stack.enter_async_context(gate)
+            if isinstance(gate, LogGate):
+                act.log_gate = gate
+            else:
+                act.gate = gate
         act.feedback = open_feedback(reader) if reader is not None else None
         return act
 
@@ -201,7 +189,8 @@ async def run_terminal(
         assert faces is not None, "a face terminal needs the daemon's FaceService"
         await run_face_terminal(term, pipeline, store, faces, clock, kiosk=kiosk)
         return
-    reader = _open_reader(term, buses or OsdpBuses())
+    assert term.reader is not None  # load_config refuses a card terminal without one
+    reader = open_reader(term.reader, buses or OsdpBuses())
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(reader)
         act = await Actuation.open(stack, term, pipeline, clock, reader, kiosk)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from edge.core.model import Card, Category, OwnerKind, SchoolState, Staff, Student
+from edge.core.model import Card, Category, SchoolState, Staff, Student
 from protocol.messages import (
     CardBinding,
     CategoryMembership,
     ConsentKind,
     ConsentRecord,
+    OwnerKind,
     StaffRecord,
     StudentRecord,
 )

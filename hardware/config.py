@@ -20,21 +20,26 @@ embeds :data:`ReaderConfig` / :data:`GateConfig` (discriminated unions) in a ter
 ``wiegand_serial``  Wiegand-to-serial converter (``W26:...``)      ``SerialLineReader``
 ``magstripe``       serial ISO 7811 track 2 reader (with LRC)      ``SerialLineReader``
 ``pcsc``            PC/SC contactless desk reader (pcscd)          ``PcscMonitor``
+``line``            keyboard-wedge reader: one card per text line  ``LineReader``
 ``osdp_output``     gate: the OSDP reader's output + input         ``OsdpGate``
 ``relay_serial``    gate: LCUS serial relay board channel          ``RelayGate``
+``log``             gate: a file, one fsynced line per actuation   ``LogGate``
 ==================  ============================================  ===========================
 
 Several ``osdp`` readers on the same ``port`` share one bus (one control panel): open them
-through one :class:`OsdpBuses` so they do.
+through one :class:`OsdpBuses` so they do. A ``line`` reader or a ``log`` gate configured without
+an id takes its terminal's (the edge configuration fills it in).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from hardware.base import Feedback, Reader
+from hardware.log_gate import LogGate
 from hardware.magstripe import magstripe_reader
 from hardware.osdp import (
     OsdpBus,
@@ -48,6 +53,7 @@ from hardware.pcsc import PcscMonitor, PcscSlot
 from hardware.relay import RelayGate
 from hardware.serial_reader import em_marine_reader, serial_port_factory, wiegand_serial_reader
 from hardware.support import Backoff
+from hardware.wedge import LineReader
 
 # Keys that must never protect a deployed reader: OSDP's install-mode default SCBK-D and
 # trivially guessable ones.
@@ -151,6 +157,15 @@ class PcscConfig(_Model):
     wait_ms: int = Field(500, ge=50, le=5000, description="longest single PC/SC wait in ms")
 
 
+class LineReaderConfig(_Model):
+    type: Literal["line"] = Field(description="keyboard-wedge style reader: one card per line")
+    reader_id: str | None = Field(
+        None, description="id of this reader in events; the terminal's id when left out"
+    )
+    path: Path = Field(description="tty, pty or FIFO the reader writes lines to")
+    default_prefix: str = Field("EM", description="prefix for lines without one")
+
+
 class OsdpOutputGateConfig(_Model):
     type: Literal["osdp_output"] = Field(
         description="turnstile on the terminal's OSDP reader: its output_no and passage input"
@@ -163,10 +178,23 @@ class RelaySerialGateConfig(_SerialPort):
     pulse_ms: int = Field(500, ge=20, le=10_000, description="how long the contact closes, ms")
 
 
+class LogGateConfig(_Model):
+    type: Literal["log"] = Field(description="a file that receives one line per actuation")
+    gate_id: str | None = Field(
+        None, description="name of this gate in its lines; the terminal's id when left out"
+    )
+    path: Path = Field(description="file that receives one fsynced line per actuation")
+
+
 ReaderConfigUnion = (
-    OsdpReaderConfig | EmMarineConfig | WiegandSerialConfig | MagstripeConfig | PcscConfig
+    OsdpReaderConfig
+    | EmMarineConfig
+    | WiegandSerialConfig
+    | MagstripeConfig
+    | PcscConfig
+    | LineReaderConfig
 )
-GateConfigUnion = OsdpOutputGateConfig | RelaySerialGateConfig
+GateConfigUnion = OsdpOutputGateConfig | RelaySerialGateConfig | LogGateConfig
 ReaderConfig = Annotated[ReaderConfigUnion, Field(discriminator="type")]
 GateConfig = Annotated[GateConfigUnion, Field(discriminator="type")]
 
@@ -222,6 +250,10 @@ def open_reader(cfg: ReaderConfigUnion, osdp_buses: OsdpBuses | None = None) -> 
         return PcscMonitor(
             cfg.reader_id, [PcscSlot(cfg.reader_id, cfg.reader_name)], wait_ms=cfg.wait_ms
         )
+    if isinstance(cfg, LineReaderConfig):
+        return LineReader(
+            cfg.reader_id or str(cfg.path), cfg.path, default_prefix=cfg.default_prefix
+        )
     factory = serial_port_factory(cfg.port, cfg.baudrate)
     backoff = Backoff(cap=cfg.backoff_cap)
     if isinstance(cfg, EmMarineConfig):
@@ -231,11 +263,15 @@ def open_reader(cfg: ReaderConfigUnion, osdp_buses: OsdpBuses | None = None) -> 
     return magstripe_reader(cfg.reader_id, factory, backoff=backoff)
 
 
-def open_gate(cfg: GateConfigUnion, reader: Reader | None = None) -> OsdpGate | RelayGate:
-    """The Gate for a terminal: an async context manager (enter it) with ``release()``.
+def open_gate(cfg: GateConfigUnion, reader: Reader | None = None) -> OsdpGate | RelayGate | LogGate:
+    """The gate for a terminal: an async context manager (enter it). ``osdp_output`` and
+    ``relay_serial`` are a :class:`~hardware.base.Gate` (``release()`` on a grant); a ``log``
+    gate is told every decision (``actuate(seq, granted)``).
 
     ``osdp_output`` drives the terminal's own OSDP reader, which must be passed as ``reader``.
     """
+    if isinstance(cfg, LogGateConfig):
+        return LogGate(cfg.gate_id or cfg.path.name, cfg.path)
     if isinstance(cfg, OsdpOutputGateConfig):
         if not isinstance(reader, OsdpPdReader):
             raise ValueError("an osdp_output gate needs the terminal's reader to be osdp")

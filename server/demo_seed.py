@@ -19,6 +19,7 @@ from protocol.messages import (
     CardBinding,
     CardBlock,
     Change,
+    ConsentKind,
     OwnerKind,
     PolicyDoc,
     StaffRecord,
@@ -34,7 +35,6 @@ from server.clock import now_ms
 from server.consents.models import StudentCategory
 from server.people.models import (
     Consent,
-    ConsentKind,
     Guardian,
     SchoolClass,
     StaffMember,

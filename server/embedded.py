@@ -13,6 +13,8 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,6 +33,9 @@ from server.settings import ServerSettings
 from server.sync.service import DownlinkService
 
 log = logging.getLogger(__name__)
+
+# A service started beside the console: given the database URL, a context manager that runs it.
+ConsoleService = Callable[[str], AbstractContextManager[object]]
 
 
 def _port_free(port: int) -> bool:
@@ -60,17 +65,19 @@ class EmbeddedServer:
         database_url: str | None = None,
         external_broker: bool = False,
         console_port: int | None = None,
+        console_services: Sequence[ConsoleService] = (),
     ) -> None:
         """``external_broker``: use a broker already listening on ``mqtt_port`` (MQTT 5);
-        ``console_port``: also serve the console on 127.0.0.1 (0: any free port)."""
+        ``console_port``: also serve the console on 127.0.0.1 (0: any free port);
+        ``console_services``: more services to run beside the console, each opened with the
+        database URL (the demo's notification sinks, wired in by ``qaqpa.embedded``)."""
         self._external = external_broker
         self._console_port = console_port
+        self._console_services = tuple(console_services)
         self._console: Any = None
         self._console_thread: threading.Thread | None = None
         self.console_url: str | None = None
         self._extras: contextlib.ExitStack | None = None
-        self.sms_sink: Any = None
-        self.smtp_sink: Any = None
         port = mqtt_port if mqtt_port is not None else free_port()
         self.settings = ServerSettings(
             database_url=database_url or f"sqlite:///{data_dir / 'server.db'}",
@@ -160,15 +167,15 @@ class EmbeddedServer:
         return self
 
     def _start_console_services(self) -> None:
-        """What a console user expects to see move: parents' notifications (delivered to local
-        SMS and e-mail sinks) and paid meals posted to the canteen ledger."""
+        """What a console user expects to see move: paid meals posted to the canteen ledger,
+        and whatever ``console_services`` were given (the demo's parents' notifications)."""
         from server.canteen.poster import MealPosterService
         from server.canteen.settings import CanteenSettings
-        from simulators.notify_sinks import demo_notifications
 
         url = self.settings.database_url
         self._extras = contextlib.ExitStack()
-        self.sms_sink, self.smtp_sink = self._extras.enter_context(demo_notifications(url))
+        for service in self._console_services:
+            self._extras.enter_context(service(url))
         self._extras.enter_context(MealPosterService(url, CanteenSettings()))
 
     def _start_console(self, port: int) -> None:

@@ -30,7 +30,6 @@ from typing import Any
 
 import httpx
 
-from edge.bench import peak_rss_mb, percentile
 from edge.config import TerminalConfig
 from edge.core.decide import decide
 from edge.core.model import Tap
@@ -56,6 +55,7 @@ from protocol.messages import (
     SyncSnapshot,
     TerminalKind,
 )
+from simulators.bench_support import peak_rss_mb, percentile
 
 STUDENTS = 600
 TERMINALS = ("canteen-1", "canteen-2", "canteen-3")

@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from protocol import topics
-from protocol.messages import EntryEvent, Event, EventBatch
+from protocol.messages import ConsentKind, EntryEvent, Event, EventBatch
 from protocol.signing import generate_key, public_key_raw, sign_batch
 from server.centre_key import temporary_key_file
 from server.clock import now_ms
@@ -40,14 +40,7 @@ from server.models import StoredEvent
 from server.notify.models import OutboxMessage
 from server.notify.service import NotifyService
 from server.notify.settings import NotifySettings
-from server.people.models import (
-    Consent,
-    ConsentKind,
-    Guardian,
-    SchoolClass,
-    Student,
-    StudentGuardian,
-)
+from server.people.models import Consent, Guardian, SchoolClass, Student, StudentGuardian
 from server.people.service import add_school
 from server.settings import ServerSettings
 from simulators.bench_ingest import scratch_database

@@ -54,7 +54,6 @@ from typing import Any
 
 import osdp
 
-from edge.bench import bench_snapshot, percentile
 from edge.core.model import Tap
 from edge.pipeline import Pipeline
 from edge.store import EdgeStore
@@ -63,6 +62,7 @@ from hardware.base import CredentialRead, PassageResult
 from hardware.osdp import OsdpBus, OsdpFeedback, OsdpGate, OsdpPdReader, OsdpReaderSpec
 from hardware.osdp import serial_channel_factory as _serial_channel_factory
 from protocol.messages import CardBinding, Direction, OwnerKind, SyncSnapshot, TerminalKind
+from simulators.bench_support import bench_snapshot, percentile
 from simulators.osdp_pd import PtyBus, SimulatedPd
 
 BENCH_KEY = bytes.fromhex("5a1c0e93b2f4d6a8c0e2f4a6b8d0c2e4")
@@ -314,7 +314,7 @@ class QaqpaCard:
 
 
 def bench_roster(cards: int) -> SyncSnapshot:
-    """:func:`edge.bench.bench_snapshot` plus one W26 card per bench card, each its own student
+    """:func:`simulators.bench_support.bench_snapshot` plus one W26 card per bench card, each its own student
     (so that anti-passback never interferes)."""
     snap = bench_snapshot(max(2000, cards), 5000)
     ours = [

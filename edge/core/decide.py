@@ -5,20 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from edge.core.model import (
-    MealKey,
-    MealPeriod,
-    OwnerKind,
-    Policy,
-    Presence,
-    ServedMeal,
-    StateView,
-    Student,
-    Tap,
-)
+from edge.core.meals import free_meal_eligible, meal_period_at
+from edge.core.model import MealKey, Policy, Presence, ServedMeal, StateView, Student, Tap
 from edge.core.money import offer, pay_reason
 from edge.core.pin import verify_pin
-from protocol.messages import AntiPassback, ConsentKind, Direction, MealKind, Reason, TerminalKind
+from protocol.messages import (
+    AntiPassback,
+    ConsentKind,
+    Direction,
+    MealKind,
+    OwnerKind,
+    Reason,
+    TerminalKind,
+)
 
 CLASS_TEACHER = "class_teacher"
 
@@ -132,22 +131,6 @@ def _turnstile(
         student_id=student.id,
         presence_after=target,
         passback_violation=violation and policy.anti_passback is AntiPassback.SOFT,
-    )
-
-
-def meal_period_at(policy: Policy, shift: int, t: dt.time) -> MealPeriod | None:
-    """The meal period serving ``shift`` at local time ``t`` (policies forbid overlaps)."""
-    for period in policy.meal_periods:
-        if shift in period.shifts and period.covers(t):
-            return period
-    return None
-
-
-def free_meal_eligible(policy: Policy, student: Student, day: dt.date) -> bool:
-    if student.grade in policy.free_meal_grades:
-        return True
-    return any(
-        c.code in policy.free_meal_categories and c.valid_on(day) for c in student.categories
     )
 
 

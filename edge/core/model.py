@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from protocol.messages import AntiPassback, ConsentKind, Direction, PolicyDoc, TerminalKind
+from protocol.messages import (
+    AntiPassback,
+    ConsentKind,
+    Direction,
+    OwnerKind,
+    PolicyDoc,
+    TerminalKind,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +46,6 @@ class Staff:
     roles: frozenset[str]
     classes: frozenset[str] = frozenset()
     pin_hash: str = ""
-
-
-class OwnerKind(enum.StrEnum):
-    STUDENT = "student"
-    STAFF = "staff"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
+from edge.core.meals import free_meal_eligible, meal_period_at
 from edge.core.model import Dish, Policy, Purchase, StateView
 from protocol.messages import ConsentKind, MealKind, Reason
 
@@ -93,8 +94,6 @@ class PurchaseDecision:
 
 def decide_purchase(policy: Policy, state: StateView, purchase: Purchase) -> PurchaseDecision:
     """Sell ``purchase.items`` to a paying student, or say why not. Pure: ``purchase.at`` is now."""
-    from edge.core.decide import free_meal_eligible, meal_period_at
-
     local = purchase.at.astimezone(policy.timezone)
     day = local.date()
     sid = purchase.student_id

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.core.reasons import Lang
 from edge.kiosk.hub import KioskError, KioskHub
+from edge.kiosk.screens import KioskScreen
 from protocol.messages import Id
 
 COOKIE = "qaqpa_kiosk"
@@ -102,8 +103,9 @@ def create_app(hub: KioskHub, token: str, language: Lang = Lang.KK) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "terminals": len(hub.terminals)}
 
-    @app.get("/api/screen")
-    async def screen(_: Staff, terminal: Annotated[str, Query()]) -> dict[str, Any]:
+    # response_model=None: the screen goes out as built (the page reads its keys in order)
+    @app.get("/api/screen", response_model=None)
+    async def screen(_: Staff, terminal: Annotated[str, Query()]) -> KioskScreen:
         return hub.current(known(terminal))
 
     @app.get("/api/stream")
@@ -138,8 +140,8 @@ def create_app(hub: KioskHub, token: str, language: Lang = Lang.KK) -> FastAPI:
         except KioskError as err:
             return JSONResponse({"error": str(err)}, status_code=409)
 
-    @app.post("/api/cancel")
-    async def cancel(_: Staff, body: CancelRequest) -> dict[str, Any]:
+    @app.post("/api/cancel", response_model=None)
+    async def cancel(_: Staff, body: CancelRequest) -> KioskScreen:
         return hub.cancel(known(body.terminal), body.tap_id)
 
     return app

@@ -20,10 +20,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.core.decide import Decision
 from edge.core.model import Purchase, Student
 from edge.core.money import Offer, offer
 from edge.core.reasons import HEADLINES, MESSAGES, Screen
+from edge.kiosk.screens import (
+    COLOURS,
+    IDLE,
+    Colour,
+    KioskScreen,
+    OfferView,
+    Receipt,
+    StudentCard,
+    Texts,
+)
 from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, Sold, utc_now
 from edge.store import EdgeStore
 from protocol.messages import ConsentKind, MealKind, Reason
@@ -36,17 +45,6 @@ SUBSCRIBER_BACKLOG = 64  # screens queued for a slow page before it is dropped
 
 class KioskError(Exception):
     """A kiosk request that cannot be served (unknown tap, expired, not this terminal)."""
-
-
-COLOURS = {
-    Screen.FREE_MEAL: "green",
-    Screen.SERVED: "green",
-    Screen.ALREADY_SERVED: "amber",
-    Screen.PAY: "blue",
-    Screen.INSUFFICIENT_BALANCE: "red",
-    Screen.BLOCKED_CARD: "red",
-    Screen.DENIED: "red",
-}
 
 
 def screen_of(reason: Reason, granted: bool, meal: MealKind | None) -> Screen:
@@ -85,8 +83,8 @@ class KioskHub:
         self.clock = clock  # "now" of a sale (the daemon's clock; the demo's runs fast)
         self.pipeline = pipeline
         self.terminals = list(terminals)
-        self._current: dict[str, dict[str, Any]] = {}
-        self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {
+        self._current: dict[str, KioskScreen] = {}
+        self._subscribers: dict[str, set[asyncio.Queue[KioskScreen]]] = {
             t: set() for t in self.terminals
         }
         self._pending: dict[str, _PendingPay] = {}
@@ -94,19 +92,19 @@ class KioskHub:
 
     # ----------------------------------------------------------------------------- pages
 
-    def subscribe(self, terminal: str) -> asyncio.Queue[dict[str, Any]]:
+    def subscribe(self, terminal: str) -> asyncio.Queue[KioskScreen]:
         if terminal not in self._subscribers:
             raise KioskError(f"terminal {terminal!r} is not shown on this kiosk")
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        queue: asyncio.Queue[KioskScreen] = asyncio.Queue(SUBSCRIBER_BACKLOG)
         self._subscribers[terminal].add(queue)
         current = self._current.get(terminal)
         queue.put_nowait(current if current is not None else self._idle(terminal))
         return queue
 
-    def unsubscribe(self, terminal: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, terminal: str, queue: asyncio.Queue[KioskScreen]) -> None:
         self._subscribers.get(terminal, set()).discard(queue)
 
-    def publish(self, terminal: str, screen: dict[str, Any]) -> None:
+    def publish(self, terminal: str, screen: KioskScreen) -> None:
         self._current[terminal] = screen
         for queue in list(self._subscribers.get(terminal, ())):
             try:
@@ -115,12 +113,12 @@ class KioskHub:
                 self._subscribers[terminal].discard(queue)
                 log.warning("kiosk page of %s fell behind; dropped", terminal)
 
-    def current(self, terminal: str) -> dict[str, Any]:
+    def current(self, terminal: str) -> KioskScreen:
         return self._current.get(terminal) or self._idle(terminal)
 
     # ------------------------------------------------------------------------- decisions
 
-    def show_tap(self, outcome: Outcome) -> dict[str, Any]:
+    def show_tap(self, outcome: Outcome) -> KioskScreen:
         """The screen of a committed tap at a canteen terminal."""
         d = outcome.decision
         terminal = outcome.tap.terminal
@@ -139,13 +137,13 @@ class KioskHub:
             Reason.DAILY_CAP_EXCEEDED,
             Reason.ALLERGEN_BLOCKED,
         ):
-            screen.update(self._offer(d))
+            self._add_offer(screen, d.student_id, d.local_date)
             if d.reason is Reason.PAY:
                 screen["tap_id"] = self._remember(terminal, d.student_id)
         self.publish(terminal, screen)
         return screen
 
-    async def purchase(self, terminal: str, tap_id: str, items: list[str]) -> dict[str, Any]:
+    async def purchase(self, terminal: str, tap_id: str, items: list[str]) -> KioskScreen:
         """Staff confirmed the chosen items: sell (debit + receipt + event in one transaction),
         then show PAID, or the menu again with the reason it was refused."""
         pending = self._pending.get(tap_id)
@@ -169,17 +167,17 @@ class KioskHub:
             del self._pending[tap_id]
         return await self.show_sale(sold, tap_id)
 
-    async def show_sale(self, sold: Sold, tap_id: str | None = None) -> dict[str, Any]:
+    async def show_sale(self, sold: Sold, tap_id: str | None = None) -> KioskScreen:
         d = sold.decision
         terminal = sold.purchase.terminal
         if d.granted:
             screen = self._base(terminal, Screen.SERVED, Reason.OK)
-            screen["receipt"] = await self.store.receipt(sold.event.seq)
+            screen["receipt"] = _receipt(await self.store.receipt(sold.event.seq))
             screen["balance_tiyn"] = d.balance_after_tiyn
         else:  # the menu again, with why the choice was refused
             screen = self._base(terminal, Screen.PAY, Reason.PAY)
-            screen["error"] = {"reason": d.reason.value, "message": _messages(d.reason)}
-            screen.update(self._offer_for(d.student_id, d.local_date))
+            screen["error"] = {"reason": d.reason, "message": _messages(d.reason)}
+            self._add_offer(screen, d.student_id, d.local_date)
             screen["tap_id"] = tap_id
         screen["seq"] = sold.event.seq
         screen["student"] = self._student(d.student_id)
@@ -187,7 +185,7 @@ class KioskHub:
         self.publish(terminal, screen)
         return screen
 
-    def cancel(self, terminal: str, tap_id: str) -> dict[str, Any]:
+    def cancel(self, terminal: str, tap_id: str) -> KioskScreen:
         pending = self._pending.get(tap_id)
         if pending is not None and pending.terminal == terminal:
             del self._pending[tap_id]
@@ -197,22 +195,22 @@ class KioskHub:
 
     # ---------------------------------------------------------------------------- helpers
 
-    def _base(self, terminal: str, screen: Screen, reason: Reason) -> dict[str, Any]:
+    def _base(self, terminal: str, screen: Screen, reason: Reason) -> KioskScreen:
         return {
             "id": next(self._ids),
             "terminal": terminal,
-            "screen": screen.value,
+            "screen": screen,
             "colour": COLOURS[screen],
             "headline": {lang.value: text for lang, text in HEADLINES[screen].items()},
-            "reason": reason.value,
+            "reason": reason,
             "message": _messages(reason),
             "t_ms": int(time.time() * 1000),
         }
 
-    def _idle(self, terminal: str) -> dict[str, Any]:
-        return {"id": 0, "terminal": terminal, "screen": "idle", "colour": "grey"}
+    def _idle(self, terminal: str) -> KioskScreen:
+        return {"id": 0, "terminal": terminal, "screen": IDLE, "colour": Colour.GREY}
 
-    def _student(self, student_id: str | None) -> dict[str, Any] | None:
+    def _student(self, student_id: str | None) -> StudentCard | None:
         if student_id is None:
             return None
         st: Student | None = self.store.state.student(student_id)
@@ -227,33 +225,28 @@ class KioskHub:
             "photo": initials(name) if consented and name else None,
         }
 
-    def _offer(self, d: Decision) -> dict[str, Any]:
-        assert d.student_id is not None
-        return self._offer_for(d.student_id, d.local_date)
-
-    def _offer_for(self, student_id: str, day: dt.date) -> dict[str, Any]:
+    def _add_offer(self, screen: KioskScreen, student_id: str, day: dt.date) -> None:
+        """The student's balance and today's menu against their money rules (a PAY screen)."""
         policy = self.store.policy
         assert policy is not None
         o: Offer = offer(policy, self.store.state, student_id, day)
-        return {
-            "balance_tiyn": o.balance_tiyn,
-            "offer": {
-                "spendable_tiyn": o.spendable_tiyn,
-                "cap_left_tiyn": o.cap_left_tiyn,
-                "overdraft_tiyn": o.overdraft_tiyn,
-                "dishes": [
-                    {
-                        "id": x.dish.id,
-                        "name": x.dish.name,
-                        "price_tiyn": x.dish.price_tiyn,
-                        "allergens": sorted(x.dish.allergens),
-                        "blocked_allergens": sorted(x.blocked_allergens),
-                        "allowed": x.allowed,
-                    }
-                    for x in o.dishes
-                ],
-            },
-        }
+        screen["balance_tiyn"] = o.balance_tiyn
+        screen["offer"] = OfferView(
+            spendable_tiyn=o.spendable_tiyn,
+            cap_left_tiyn=o.cap_left_tiyn,
+            overdraft_tiyn=o.overdraft_tiyn,
+            dishes=[
+                {
+                    "id": x.dish.id,
+                    "name": x.dish.name,
+                    "price_tiyn": x.dish.price_tiyn,
+                    "allergens": sorted(x.dish.allergens),
+                    "blocked_allergens": sorted(x.blocked_allergens),
+                    "allowed": x.allowed,
+                }
+                for x in o.dishes
+            ],
+        )
 
     def _remember(self, terminal: str, student_id: str) -> str:
         now = time.monotonic()
@@ -272,5 +265,22 @@ class KioskHub:
         return at.astimezone(zone).strftime("%H:%M")
 
 
-def _messages(reason: Reason) -> dict[str, str]:
+def _messages(reason: Reason) -> Texts:
     return {lang.value: text for lang, text in MESSAGES[reason].items()}
+
+
+def _receipt(row: dict[str, Any] | None) -> Receipt | None:
+    """The store's receipt row as the screen's (same keys, same order)."""
+    if row is None:
+        return None
+    return {
+        "seq": row["seq"],
+        "student_id": row["student_id"],
+        "local_date": row["local_date"],
+        "period": row["period"],
+        "terminal": row["terminal"],
+        "at_ms": row["at_ms"],
+        "lines": row["lines"],
+        "amount_tiyn": row["amount_tiyn"],
+        "balance_after_tiyn": row["balance_after_tiyn"],
+    }

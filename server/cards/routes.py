@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Select, select
 
+from protocol.messages import ConsentKind
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.cards.models import BlockReason, Card, CardStatus
@@ -28,7 +29,7 @@ from server.cards.service import (
 from server.consents.scope import class_of, scoped_student, visible_schools
 from server.console.web import Db, ensure, nav_item, render, require
 from server.models import School
-from server.people.models import ConsentKind, SchoolClass, StaffMember, Student
+from server.people.models import SchoolClass, StaffMember, Student
 from server.people.service import has_consent
 
 router = APIRouter()

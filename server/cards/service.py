@@ -15,6 +15,7 @@ from protocol.messages import (
     CardBlock,
     CardUnbind,
     Change,
+    ConsentKind,
     OwnerKind,
 )
 from server.accounts.access import Principal
@@ -23,7 +24,7 @@ from server.cards.models import BlockReason, Card, CardStatus
 from server.clock import now_ms
 from server.consents.service import edge_presence
 from server.models import School
-from server.people.models import ConsentKind, StaffMember, Student
+from server.people.models import StaffMember, Student
 from server.people.service import has_consent
 from server.sync.changelog import append_changes, load_state
 from server.sync.state import ChangeRejected

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from protocol.messages import CategoriesSet, CategoryMembership
+from protocol.messages import CategoriesSet, CategoryMembership, ConsentKind
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.clock import now_ms
 from server.consents.models import CategoryCode, StudentCategory
-from server.people.models import ConsentKind, Student
+from server.people.models import Student
 from server.people.service import has_consent
 from server.sync.changelog import append_changes
 

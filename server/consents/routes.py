@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from protocol.messages import ConsentKind
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.consents.categories import (
@@ -33,14 +34,7 @@ from server.consents.service import (
 )
 from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
 from server.models import School
-from server.people.models import (
-    Consent,
-    ConsentKind,
-    Guardian,
-    SchoolClass,
-    Student,
-    StudentGuardian,
-)
+from server.people.models import Consent, Guardian, SchoolClass, Student, StudentGuardian
 from server.policy.service import school_today
 
 router = APIRouter()

@@ -24,6 +24,7 @@ from protocol.messages import (
     CardUnbind,
     CategoriesSet,
     Change,
+    ConsentKind,
     ConsentRecord,
     ConsentSet,
     StudentRemove,
@@ -36,7 +37,7 @@ from server.clock import now_ms
 from server.consents.categories import published_memberships
 from server.models import StoredEvent
 from server.notify.planner import cancel_student, cancel_without_consent
-from server.people.models import Consent, ConsentKind, Student
+from server.people.models import Consent, Student
 from server.people.service import current_consent, has_consent, student_record
 from server.policy.service import local_today
 from server.sync.changelog import append_changes, load_state

@@ -24,12 +24,13 @@ import apprise
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from protocol.messages import ConsentKind
 from server.clock import now_ms
 from server.notify.models import OutboxMessage
 from server.notify.planner import NO_CONSENT, address_of, consented
 from server.notify.rules import Channel, Status, after_failure, backoff_ms, scrub
 from server.notify.settings import NotifySettings
-from server.people.models import ConsentKind, Guardian
+from server.people.models import Guardian
 from server.people.service import has_consent
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
+from protocol.messages import ConsentKind
 from server.accounts.models import User
 from server.clock import now_ms
 from server.models import IngestProgress, School, StoredEvent
@@ -37,7 +38,7 @@ from server.notify.rules import (
     preferences_from_row,
 )
 from server.notify.settings import NotifySettings
-from server.people.models import Consent, ConsentKind, Guardian, Student, StudentGuardian
+from server.people.models import Consent, Guardian, Student, StudentGuardian
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ needs of them (StudentRecord, StaffRecord, CardBinding) reaches it through the d
 from __future__ import annotations
 
 import datetime as dt
-import enum
 
 from sqlalchemy import (
     BigInteger,
@@ -92,12 +91,6 @@ class StaffMember(Base):
     edge_roles: Mapped[str] = mapped_column(String(200), default="")
     user_pk: Mapped[int | None] = mapped_column(ForeignKey("users.pk"), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-
-
-class ConsentKind(enum.StrEnum):
-    DATA = "data"
-    BIOMETRIC = "biometric"
-    NOTIFICATIONS = "notifications"
 
 
 class Consent(Base):

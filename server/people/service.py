@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from protocol.messages import ConsentRecord, StudentRecord
+from protocol.messages import ConsentKind, ConsentRecord, StudentRecord
 from server.devices import ensure_school
 from server.models import Region, School
-from server.people.models import Consent, ConsentKind, SchoolClass, Student
+from server.people.models import Consent, SchoolClass, Student
 
 
 def add_school(

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from protocol.messages import ConsentKind
 from server.accounts.access import Grant, Principal, Role
 from server.accounts.service import AccountError, create_user, invite
 from server.audit.service import audit
@@ -29,14 +30,7 @@ from server.console.web import (
     tr,
 )
 from server.models import School
-from server.people.models import (
-    ConsentKind,
-    Guardian,
-    SchoolClass,
-    StaffMember,
-    Student,
-    StudentGuardian,
-)
+from server.people.models import Guardian, SchoolClass, StaffMember, Student, StudentGuardian
 from server.people.service import current_consent
 from server.roster import rules, service
 from server.roster.models import ImportPreview, StaffClass

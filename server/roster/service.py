@@ -21,6 +21,7 @@ from protocol.messages import (
     CardBind,
     CardBinding,
     Change,
+    ConsentKind,
     OwnerKind,
     StaffRecord,
     StaffRemove,
@@ -38,7 +39,6 @@ from server.consents.models import StudentCategory
 from server.models import School
 from server.people.models import (
     Consent,
-    ConsentKind,
     Guardian,
     SchoolClass,
     StaffMember,

@@ -87,7 +87,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     )
     delta = tmp_path / "delta.json"
     delta.write_text(money_delta().model_dump_json(by_alias=True), encoding="utf-8")
-    cli = [sys.executable, "-m", "edge.cli"]
+    cli = [sys.executable, "-m", "qaqpa.cli"]
     applied = subprocess.run(
         [*cli, "edge", "apply-delta", "--config", str(config), "--delta", str(delta)],
         capture_output=True,

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
 from edge.config import ConfigError, load_config
 from edge.core.reasons import Lang
 from protocol.messages import Direction, TerminalKind
+from qaqpa.cli import main
 
 BIN = Path(sys.executable).parent / "qaqpa"
-COMMAND = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "edge.cli"]
+COMMAND = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "qaqpa.cli"]
 
 GOOD = """\
 school = "S1"

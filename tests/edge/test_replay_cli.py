@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from edge.cli import main
+from qaqpa.cli import main
 
 BIN = Path(sys.executable).parent / "qaqpa"
-COMMAND = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "edge.cli"]
+COMMAND = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "qaqpa.cli"]
 KEYS = {"at", "terminal", "student", "decision", "reason", "meal"}
 CONTRACT_REASONS = {
     "ok",
@@ -156,7 +156,7 @@ class Result:
 
 
 class InProcess:
-    """``edge.cli.main`` in this process: the same code path as the script, without the ~0.3 s
+    """``qaqpa.cli.main`` in this process: the same code path as the script, without the ~0.3 s
     start-up, for the long tables of bad inputs. The script itself is run by the other tests."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:

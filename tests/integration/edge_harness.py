@@ -101,7 +101,7 @@ class School:
             [
                 sys.executable,
                 "-m",
-                "edge.cli",
+                "qaqpa.cli",
                 "edge",
                 "import-roster",
                 "--config",
@@ -119,7 +119,7 @@ class School:
         if crash_at:
             env["QAQPA_CRASH_AT"] = crash_at
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "qaqpa.cli", "run", "--config", str(self.config)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -150,7 +150,7 @@ def test_damaged_store_stops_the_daemon_untouched(tmp_path: Path) -> None:
     db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
     before = db.read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(tmp_path / "edge.toml")],
+        [sys.executable, "-m", "qaqpa.cli", "run", "--config", str(tmp_path / "edge.toml")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def test_demo_summary(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "demo", "--duration", "8", "--students", "120"],
+        [sys.executable, "-m", "qaqpa.cli", "demo", "--duration", "8", "--students", "120"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

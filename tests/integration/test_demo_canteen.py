@@ -8,11 +8,11 @@ import datetime as dt
 from pathlib import Path
 
 from edge.core.model import Tap
-from edge.demo import Cashier, canteen_day
 from edge.kiosk.hub import KioskHub
 from edge.pipeline import Pipeline
 from edge.roster import roster_records
 from protocol.messages import BalanceCredit, MenuSet, ParentLimitsSet, TerminalKind
+from qaqpa.demo import Cashier, canteen_day
 from simulators.school import make_roster
 from tests.edge.canteen.school import money_invariants, open_school, today
 

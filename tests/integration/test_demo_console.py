@@ -32,7 +32,7 @@ def test_demo_console_shows_the_living_school(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "qaqpa.cli",
             "demo",
             "--duration",
             "25",

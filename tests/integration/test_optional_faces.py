@@ -16,8 +16,8 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
         return None
 sys.meta_path.insert(0, Block())
-import edge.daemon, edge.demo, server.api.app
-from edge.cli import build_parser
+import edge.daemon, qaqpa.demo, server.api.app
+from qaqpa.cli import build_parser
 build_parser().parse_args(["demo", "--duration", "1"])
 from server.settings import ServerSettings
 app = server.api.app.create_app(ServerSettings(database_url="sqlite:///:memory:"))

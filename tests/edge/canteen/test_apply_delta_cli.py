@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from edge.cli import main
 from edge.store import EdgeStore
+from qaqpa.cli import main
 from tests.edge.canteen.school import SCHOOL, money_delta, snapshot
 
 

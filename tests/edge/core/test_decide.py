@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.core.decide import Decision, decide, free_meal_eligible, meal_period_at
+from edge.core.decide import Decision, decide
+from edge.core.meals import free_meal_eligible, meal_period_at
 from edge.core.model import (
     Card,
     Category,
     MealKey,
-    OwnerKind,
     Policy,
     Presence,
     SchoolState,
@@ -34,6 +34,7 @@ from protocol.messages import (
     Direction,
     MealKind,
     MealPeriodDoc,
+    OwnerKind,
     PolicyDoc,
     Reason,
     ShiftDoc,

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge.core.decide import decide
-from edge.core.model import Card, OwnerKind, Presence, SchoolState, Staff, Student, Tap
+from edge.core.model import Card, Presence, SchoolState, Staff, Student, Tap
 from edge.core.reasons import MESSAGES, Lang, message
-from protocol.messages import ConsentKind, Direction, MealKind, Reason, TerminalKind
+from protocol.messages import ConsentKind, Direction, MealKind, OwnerKind, Reason, TerminalKind
 from tests.edge.core.test_decide import POLICY
 
 ALMATY = ZoneInfo("Asia/Almaty")

@@ -15,7 +15,6 @@ from edge.core.model import (
     Card,
     Dish,
     MealKey,
-    OwnerKind,
     ParentLimits,
     Policy,
     Purchase,
@@ -26,7 +25,7 @@ from edge.core.model import (
 )
 from edge.core.money import decide_purchase, offer, pay_reason
 from edge.core.reasons import HEADLINES, MESSAGES, Lang, Screen
-from protocol.messages import ConsentKind, MealKind, PolicyDoc, Reason, TerminalKind
+from protocol.messages import ConsentKind, MealKind, OwnerKind, PolicyDoc, Reason, TerminalKind
 
 ALMATY = ZoneInfo("Asia/Almaty")
 DAY = dt.date(2025, 10, 6)

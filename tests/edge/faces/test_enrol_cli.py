@@ -44,7 +44,7 @@ def _school(tmp: Path) -> Path:
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "qaqpa.cli",
             "edge",
             "import-roster",
             "--config",
@@ -63,7 +63,7 @@ def _enrol(cfg: Path, student: str, photo: Path) -> subprocess.CompletedProcess[
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "qaqpa.cli",
             "edge",
             "enrol-face",
             "--config",

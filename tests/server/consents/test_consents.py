@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from protocol.messages import ConsentKind
 from server.audit.models import AuditEntry
 from server.cards.models import Card
 from server.clock import now_ms
 from server.consents.service import ConsentError, parse_consent_form
 from server.models import ChangeLogEntry, Device, StoredEvent
-from server.people.models import Consent, ConsentKind, Student
+from server.people.models import Consent, Student
 from server.people.service import has_consent
 from server.sync.service import load_state
 from tests.support.console import Browser, World

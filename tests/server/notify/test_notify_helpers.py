@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from protocol.messages import ConsentKind
 from server.clock import now_ms
 from server.models import Device, IngestProgress, StoredEvent
-from server.people.models import Consent, ConsentKind
+from server.people.models import Consent
 
 
 def add_device(db: Session, school: str, device: str = "edge") -> int:

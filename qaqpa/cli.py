@@ -1,4 +1,4 @@
-"""The ``qaqpa`` command."""
+"""The ``qaqpa`` command: the edge's, the server's and the simulators' commands under one name."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from qaqpa.bench import BENCHES
 
 EXIT_BAD_INPUT = 2
 
@@ -63,7 +65,7 @@ def _import_roster(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from edge.demo import run_demo
+    from qaqpa.demo import run_demo
 
     summary = asyncio.run(
         run_demo(
@@ -79,15 +81,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from edge.bench import BENCHES
-
     result = BENCHES[args.what](args)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
-
-
-# Kept here (not imported from edge.bench) so that `qaqpa --help` stays fast.
-BENCH_NAMES = ("edge", "osdp", "ingest", "drain", "face", "notify", "canteen")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
 
     b = sub.add_parser("bench", help="benchmarks; print JSON")
-    b.add_argument("what", choices=sorted(BENCH_NAMES))
+    b.add_argument("what", choices=sorted(BENCHES))
     b.add_argument("--frames", type=int, default=60, help="camera frames (face)")
     b.add_argument("--templates", type=int, default=5000, help="enrolled templates (face)")
     b.add_argument("--workers", type=int, default=2, help="ingest workers (ingest, drain)")
@@ -159,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     from server.cli import add_commands as add_server_commands
 
     add_edge_sync_commands(edge_sub)
-    from edge.faces.cli import add_commands as add_face_commands
+    from edge.faces_cli import add_commands as add_face_commands
 
     add_face_commands(edge_sub)
     from edge.canteen_cli import add_commands as add_canteen_commands

@@ -1,4 +1,5 @@
-"""``qaqpa bench ...``: each benchmark prints JSON and compares with a baseline from the same run."""
+"""``qaqpa bench edge``: the school daemon's decisions per second and their latency, against
+bare fsync'd commits on the same disk measured in the same run."""
 
 from __future__ import annotations
 
@@ -8,41 +9,18 @@ import datetime as dt
 import gc
 import os
 import random
-import resource
 import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edge.core.model import Tap
 from edge.pipeline import Pipeline
 from edge.store import EdgeStore
-from protocol.messages import (
-    CardBinding,
-    ConsentKind,
-    ConsentRecord,
-    Direction,
-    OwnerKind,
-    PolicyDoc,
-    StudentRecord,
-    SyncSnapshot,
-    TerminalKind,
-)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from protocol.messages import Direction, TerminalKind
+from simulators.bench_support import bench_snapshot, peak_rss_mb, percentile
 
 
 def bare_commit_db(directory: Path) -> sqlite3.Connection:
@@ -65,44 +43,6 @@ def bare_commits(db: sqlite3.Connection, n: int) -> list[float]:
         db.execute("COMMIT")
         out.append(time.perf_counter() - t0)
     return out
-
-
-def bench_policy() -> PolicyDoc:
-    return PolicyDoc.model_validate(
-        {
-            "timezone": "Asia/Almaty",
-            "free_meal_grades": [1, 2, 3, 4],
-            "free_meal_categories": ["large_family"],
-            "anti_passback": "soft",
-            "shift": [{"number": 1, "entry_from": "00:00", "entry_to": "23:59"}],
-            "meal_period": [{"name": "lunch", "shifts": [1], "from": "00:00", "to": "23:59"}],
-        },
-        strict=False,
-    )
-
-
-def bench_snapshot(students: int, cards: int) -> SyncSnapshot:
-    consent = ConsentRecord(
-        kind=ConsentKind.DATA, granted=True, given_by="parent", at_ms=0, document="b"
-    )
-    studs = [
-        StudentRecord(
-            id=f"s{i}", grade=1 + i % 11, class_name=f"{1 + i % 11}A", shift=1, consents=[consent]
-        )
-        for i in range(students)
-    ]
-    binds = [
-        CardBinding(
-            credential=f"EM:{i:010d}",
-            owner_kind=OwnerKind.STUDENT,
-            owner_id=f"s{i % students}",
-            blocked_reason="lost" if i >= students and i % 7 == 0 else None,
-        )
-        for i in range(cards)
-    ]
-    return SyncSnapshot(
-        school="S1", version=1, policy=bench_policy(), students=studs, staff=[], cards=binds
-    )
 
 
 async def _edge(
@@ -206,39 +146,5 @@ async def _edge(
     }
 
 
-def edge(args: argparse.Namespace) -> dict[str, Any]:
+def bench(args: argparse.Namespace) -> dict[str, Any]:
     return asyncio.run(_edge(args.seconds, rate=1200, terminals=12, students=2000, cards=50_000))
-
-
-def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], dict[str, Any]]:
-    def run(args: argparse.Namespace) -> dict[str, Any]:
-        import importlib
-
-        fn = getattr(importlib.import_module(module), func)
-        result: dict[str, Any] = fn(args)
-        return result
-
-    return run
-
-
-def ingest(args: argparse.Namespace) -> dict[str, Any]:
-    from simulators.bench_ingest import bench_ingest
-
-    return bench_ingest(workers=args.workers, mqtt_port=args.mqtt_port)
-
-
-def drain(args: argparse.Namespace) -> dict[str, Any]:
-    from simulators.bench_drain import bench_drain
-
-    return bench_drain(mqtt_port=args.mqtt_port)
-
-
-BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "edge": edge,
-    "osdp": _delegate("simulators.bench_osdp", "bench"),
-    "face": _delegate("simulators.bench_face", "bench"),
-    "ingest": ingest,
-    "drain": drain,
-    "notify": _delegate("simulators.bench_notify", "bench"),
-    "canteen": _delegate("simulators.bench_canteen", "bench"),
-}

@@ -155,14 +155,15 @@ class Cashier:
         try:
             while True:
                 screen = await queue.get()
-                if screen.get("screen") != "pay" or screen.get("error") or not screen.get("tap_id"):
+                tap_id, menu = screen.get("tap_id"), screen.get("offer")
+                if screen["screen"] != "pay" or "error" in screen or not tap_id or menu is None:
                     continue
                 await asyncio.sleep(0.03)  # the student chooses (the demo clock runs fast)
-                if self.hub.current(terminal).get("id") != screen["id"]:
+                if self.hub.current(terminal)["id"] != screen["id"]:
                     continue  # someone at the kiosk acted, or the next student tapped
                 items: list[str] = []
-                left = screen["offer"]["spendable_tiyn"]
-                for dish in screen["offer"]["dishes"]:
+                left = menu["spendable_tiyn"]
+                for dish in menu["dishes"]:
                     if dish["allowed"] and dish["price_tiyn"] <= left and len(items) < 2:
                         items.append(dish["id"])
                         left -= dish["price_tiyn"]
@@ -170,7 +171,7 @@ class Cashier:
                     continue
                 self.attempts += 1
                 try:
-                    await self.hub.purchase(terminal, screen["tap_id"], items)
+                    await self.hub.purchase(terminal, tap_id, items)
                 except KioskError:
                     self.attempts -= 1  # nothing journaled
         finally:
@@ -205,14 +206,13 @@ async def run_demo(
     """One school and the server on this machine. By default the server uses SQLite and an
     embedded amqtt broker; ``broker_port`` (a running MQTT 5 broker such as Mosquitto on
     127.0.0.1) and ``database_url`` (e.g. PostgreSQL) switch them by configuration only."""
-    from server.embedded import EmbeddedServer
+    from qaqpa.embedded import demo_server
 
     await asyncio.to_thread(_fresh_dir, directory / "server")
-    server = EmbeddedServer(
+    server = demo_server(
         directory / "server",
-        mqtt_port=broker_port,
+        broker_port=broker_port,
         database_url=database_url,
-        external_broker=broker_port is not None,
         console_port=console_port,
     )
     async with server:
