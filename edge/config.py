@@ -100,6 +100,33 @@ class KioskConfig(_Section):
     language: Lang | None = Field(
         None, description="the page's first language (kk, ru, en); default: the edge's language"
     )
+    session_hours: float = Field(
+        12.0,
+        gt=0,
+        le=168,
+        description="how long a device stays signed in after staff typed the token (default a "
+        "school day; at most a week); `qaqpa edge kiosk-sessions revoke` ends one earlier",
+    )
+    tls_certfile: Path | None = Field(
+        None,
+        description="PEM certificate (with its chain) to serve the page over HTTPS, e.g. one "
+        "signed by a CA the school installed on its kiosk devices; needs tls_keyfile",
+    )
+    tls_keyfile: Path | None = Field(
+        None, description="PEM private key of tls_certfile (readable by the daemon only)"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> KioskConfig:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both or neither")
+        return self
+
+    @property
+    def tls(self) -> tuple[Path, Path] | None:
+        if self.tls_certfile is None or self.tls_keyfile is None:
+            return None
+        return self.tls_certfile, self.tls_keyfile
 
     @field_validator("listen")
     @classmethod
@@ -222,6 +249,13 @@ def load_config(path: Path) -> EdgeConfig:
                 raise ConfigError(
                     f"{path}: kiosk.terminals.{j}: {tid!r} is not a canteen terminal of this file"
                 )
+        for name in ("tls_certfile", "tls_keyfile"):
+            file: Path | None = getattr(cfg.kiosk, name)
+            if file is not None:
+                file = file if file.is_absolute() else base / file
+                setattr(cfg.kiosk, name, file)
+                if not file.is_file():
+                    raise ConfigError(f"{path}: kiosk.{name}: {file} is not a file")
     for i, t in enumerate(cfg.terminals):
         if t.kind is TerminalKind.TURNSTILE and t.direction is None:
             raise ConfigError(f"{path}: terminal.{i}.direction: a turnstile reader needs in or out")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,9 +313,13 @@ async def open_kiosk(
         cfg.kiosk.port,
         cfg.kiosk.token.get_secret_value(),
         cfg.kiosk.language or cfg.language,
+        session_hours=cfg.kiosk.session_hours,
+        tls=cfg.kiosk.tls,
     )
     try:
         await stack.enter_async_context(server)
+    except ssl.SSLError as err:  # not PEM, or a key that does not fit its certificate
+        raise ConfigError(f"kiosk.tls_certfile / tls_keyfile: cannot be used: {err}") from err
     except OSError as err:
         raise ConfigError(f"kiosk.listen: cannot listen on {cfg.kiosk.listen}: {err}") from err
     return hub

@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.canteen_cli import add_commands as add_canteen_commands
 
     add_canteen_commands(edge_sub)
+    from edge.kiosk.sessions_cli import add_commands as add_kiosk_session_commands
+
+    add_kiosk_session_commands(edge_sub)
     srv = sub.add_parser("server", help="central server administration and processes")
     add_server_commands(srv.add_subparsers(dest="server_command", required=True))
     return p

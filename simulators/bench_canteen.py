@@ -34,10 +34,9 @@ from edge.config import TerminalConfig
 from edge.core.decide import decide
 from edge.core.model import Tap
 from edge.daemon import Actuation
-from edge.kiosk.app import COOKIE, session_value
 from edge.kiosk.hub import KioskHub
 from edge.kiosk.server import KioskServer
-from edge.kiosk.sse import ScreenStream
+from edge.kiosk.sse import ScreenStream, sign_in
 from edge.pipeline import Pipeline, utc_now
 from edge.store import EdgeStore
 from hardware.config import PcscConfig
@@ -153,14 +152,15 @@ async def _run(root: Path, students: int = STUDENTS) -> dict[str, Any]:
             hub = KioskHub(kiosk_store, pipeline, TERMINALS)
             async with (
                 KioskServer(hub, "127.0.0.1", 0, TOKEN) as server,
-                httpx.AsyncClient(
-                    base_url=server.url, cookies={COOKIE: session_value(TOKEN)}
-                ) as http,
+                httpx.AsyncClient(base_url=server.url) as http,
             ):
+                login = await sign_in(http, TOKEN)
                 received: dict[str, asyncio.Queue[tuple[float, dict[str, Any]]]] = {
                     t: asyncio.Queue() for t in TERMINALS
                 }
-                streams = [ScreenStream("127.0.0.1", server.port, t, TOKEN) for t in TERMINALS]
+                streams = [
+                    ScreenStream("127.0.0.1", server.port, t, login.cookie) for t in TERMINALS
+                ]
 
                 async def page(stream: ScreenStream) -> None:
                     while True:

@@ -1,50 +1,62 @@
 """The canteen kiosk page (FastAPI), served by the edge daemon itself on the school network.
 
 Routes stay thin: the hub builds screens from committed decisions, the pipeline sells. Staff sign
-in once per device with the kiosk token (a cookie then, SameSite=Strict); every API call needs it.
+a device in with the kiosk token (typed, or the ``?token=`` link the demo prints, exchanged at
+once for a clean URL); the device gets its own session (``edge.web.sessions``), HttpOnly,
+SameSite=Strict, Secure over TLS. Every write carries the session's CSRF token (the page sends it
+in ``X-CSRF-Token``; the sign-in form a double-submit token); every response carries the
+console's security headers; an open event stream ends when its session is revoked or expires.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
 
 from edge.core.reasons import Lang
 from edge.kiosk.hub import KioskError, KioskHub
 from edge.kiosk.screens import KioskScreen
+from edge.web.guard import SecurityHeaders, same_secret
+from edge.web.sessions import ActiveSession, SignIn, StaffSessions
 from protocol.messages import Id
 
-COOKIE = "qaqpa_kiosk"
+COOKIE = "qaqpa_kiosk"  # the device's session: "<id>.<secret>"
+FORM_COOKIE = "qaqpa_kiosk_form"  # the sign-in form's double-submit CSRF token
+CSRF_HEADER = "X-CSRF-Token"
 KEEPALIVE_S = 15.0
-WRONG_TOKEN_DELAY_S = 1.0  # slows guessing from the school network
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+SESSION_RECHECK_S = 2.0  # an open event stream re-reads its session this often
+HERE = Path(__file__).parent
+TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def session_value(token: str) -> str:
-    return hashlib.sha256(b"qaqpa-kiosk\0" + token.encode()).hexdigest()
-
-
-def _signed_in(request: Request) -> bool:
-    expected: str = request.app.state.session
-    return hmac.compare_digest(request.cookies.get(COOKIE, ""), expected)
-
-
-def _require_staff(request: Request) -> None:
-    if not _signed_in(request):
+async def _staff(request: Request) -> ActiveSession:
+    sessions: StaffSessions = request.app.state.sessions
+    session = await sessions.check(request.cookies.get(COOKIE))
+    if session is None:
         raise HTTPException(401, "sign in with the kiosk token first")
+    return session
 
 
-Staff = Annotated[None, Depends(_require_staff)]
+async def _staff_write(request: Request) -> ActiveSession:
+    session = await _staff(request)
+    if not same_secret(request.headers.get(CSRF_HEADER, ""), session.csrf):
+        raise HTTPException(403, "the page's CSRF token is missing or wrong: reload the page")
+    return session
+
+
+Staff = Annotated[ActiveSession, Depends(_staff)]
+StaffWrite = Annotated[ActiveSession, Depends(_staff_write)]
 
 
 class PurchaseRequest(BaseModel):
@@ -60,44 +72,97 @@ class CancelRequest(BaseModel):
     tap_id: Annotated[str, Field(max_length=64)] = ""
 
 
-def create_app(hub: KioskHub, token: str, language: Lang = Lang.KK) -> FastAPI:
+def create_app(
+    hub: KioskHub,
+    sessions: StaffSessions,
+    language: Lang = Lang.KK,
+    *,
+    secure_cookies: bool = False,
+    recheck_s: float = SESSION_RECHECK_S,
+) -> FastAPI:
+    """The kiosk app; ``secure_cookies`` when served over TLS."""
     app = FastAPI(title="Qaqpa canteen kiosk", docs_url=None, redoc_url=None, openapi_url=None)
-    expected = session_value(token)
-    app.state.session = expected
+    app.state.sessions = sessions
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def known(terminal: str) -> str:
         if terminal not in hub.terminals:
             raise HTTPException(404, f"terminal {terminal!r} is not shown on this kiosk")
         return terminal
 
-    def with_cookie(response: RedirectResponse) -> RedirectResponse:
-        response.set_cookie(
-            COOKIE, expected, httponly=True, samesite="strict", max_age=60 * 60 * 24 * 365
+    def login_page(request: Request, status: int, **context: Any) -> Response:
+        form = request.cookies.get(FORM_COOKIE, "")
+        if not 20 <= len(form) <= 64:
+            form = secrets.token_urlsafe(24)
+        page = TEMPLATES.TemplateResponse(
+            request, "login.html", {"csrf": form, **context}, status_code=status
         )
+        page.set_cookie(
+            FORM_COOKIE, form, httponly=True, samesite="strict", secure=secure_cookies, max_age=3600
+        )
+        if "retry_after" in context:
+            page.headers["Retry-After"] = str(context["retry_after"])
+        return page
+
+    async def exchange(request: Request, token: str) -> Response:
+        """A sign-in with the token: the session's cookie and a redirect to the clean page."""
+        agent = request.headers.get("user-agent", "")
+        address = request.client.host if request.client else ""
+        result: SignIn = await sessions.sign_in(token, address=address, agent=agent)
+        if result.retry_after is not None:
+            return login_page(request, 429, retry_after=result.retry_after)
+        if result.cookie is None or result.session is None:
+            return RedirectResponse("/?failed=1", status_code=303)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            result.cookie,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies,
+            max_age=max(1, sessions.lifetime_ms // 1000),
+        )
+        response.delete_cookie(FORM_COOKIE)
         return response
 
     @app.get("/", response_class=HTMLResponse)
-    async def page(request: Request, token: str | None = None) -> Any:
-        if token is not None:  # a link with the token (the demo prints one): sign in, drop it
-            if hmac.compare_digest(session_value(token), expected):
-                return with_cookie(RedirectResponse("/", status_code=303))
-            await asyncio.sleep(WRONG_TOKEN_DELAY_S)
-        if not _signed_in(request):
-            return TEMPLATES.TemplateResponse(
-                request, "login.html", {"failed": token is not None}, status_code=401
-            )
+    async def page(
+        request: Request,
+        token: Annotated[str | None, Query(max_length=200)] = None,
+        failed: Annotated[int, Query(ge=0, le=1)] = 0,
+    ) -> Response:
+        if token is not None:  # the link the demo prints: sign in, then drop it from the URL
+            return await exchange(request, token)
+        session = await sessions.check(request.cookies.get(COOKIE))
+        if session is None:
+            return login_page(request, 401, failed=bool(failed))
         return TEMPLATES.TemplateResponse(
             request,
             "kiosk.html",
-            {"terminals": hub.terminals, "language": language.value},
+            {"terminals": hub.terminals, "language": language.value, "csrf": session.csrf},
         )
 
     @app.post("/login")
-    async def login(token: Annotated[str, Form(max_length=200)]) -> Any:
-        if hmac.compare_digest(session_value(token), expected):
-            return with_cookie(RedirectResponse("/", status_code=303))
-        await asyncio.sleep(WRONG_TOKEN_DELAY_S)
-        return RedirectResponse("/?token=", status_code=303)
+    async def login(
+        request: Request,
+        token: Annotated[str, Form(max_length=200)],
+        csrf: Annotated[str, Form(max_length=100)] = "",
+    ) -> Response:
+        form = request.cookies.get(FORM_COOKIE, "")
+        if not form or not same_secret(csrf, form):
+            return login_page(request, 403, expired=True)
+        return await exchange(request, token)
+
+    @app.post("/logout")
+    async def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+        session = await _staff(request)
+        if not same_secret(csrf, session.csrf):
+            raise HTTPException(403, "the page's CSRF token is missing or wrong: reload the page")
+        await sessions.end(session.id)
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -109,18 +174,30 @@ def create_app(hub: KioskHub, token: str, language: Lang = Lang.KK) -> FastAPI:
         return hub.current(known(terminal))
 
     @app.get("/api/stream")
-    async def stream(_: Staff, terminal: Annotated[str, Query()]) -> StreamingResponse:
+    async def stream(
+        request: Request, _: Staff, terminal: Annotated[str, Query()]
+    ) -> StreamingResponse:
+        cookie = request.cookies.get(COOKIE)
         queue = hub.subscribe(known(terminal))
+        loop = asyncio.get_running_loop()
 
         async def events() -> AsyncIterator[str]:
             try:
                 yield "retry: 1000\n\n"
+                check_at = keepalive_at = loop.time()
                 while True:
+                    now = loop.time()
+                    if now >= check_at:  # revoked or expired: the stream ends here
+                        if await sessions.check(cookie) is None:
+                            return
+                        check_at = now + recheck_s
+                    if now >= keepalive_at + KEEPALIVE_S:
+                        keepalive_at = now
+                        yield ": keepalive\n\n"
                     try:
-                        async with asyncio.timeout(KEEPALIVE_S):
+                        async with asyncio.timeout(max(0.0, check_at - now)):
                             shown = await queue.get()
                     except TimeoutError:
-                        yield ": keepalive\n\n"
                         continue
                     data = json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
                     yield f"event: screen\ndata: {data}\n\n"
@@ -134,14 +211,14 @@ def create_app(hub: KioskHub, token: str, language: Lang = Lang.KK) -> FastAPI:
         )
 
     @app.post("/api/purchase")
-    async def purchase(_: Staff, body: PurchaseRequest) -> Any:
+    async def purchase(_: StaffWrite, body: PurchaseRequest) -> Any:
         try:
             return await hub.purchase(known(body.terminal), body.tap_id, body.items)
         except KioskError as err:
             return JSONResponse({"error": str(err)}, status_code=409)
 
     @app.post("/api/cancel", response_model=None)
-    async def cancel(_: Staff, body: CancelRequest) -> KioskScreen:
+    async def cancel(_: StaffWrite, body: CancelRequest) -> KioskScreen:
         return hub.cancel(known(body.terminal), body.tap_id)
 
     return app

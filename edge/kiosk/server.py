@@ -7,12 +7,18 @@ import contextlib
 import logging
 import socket
 from collections.abc import Generator
+from pathlib import Path
 
 import uvicorn
 
 from edge.core.reasons import Lang
-from edge.kiosk.app import create_app
+from edge.kiosk import PAGE
+from edge.kiosk.app import SESSION_RECHECK_S, create_app
 from edge.kiosk.hub import KioskHub
+from edge.web.guard import SignInThrottle
+from edge.web.sessions import StaffSessions
+
+SESSION_HOURS = 12.0  # a school day
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +31,34 @@ class _InLoopServer(uvicorn.Server):
 
 
 class KioskServer:
-    """``async with KioskServer(hub, host, port, token) as k: k.url`` serves until exit."""
+    """``async with KioskServer(hub, host, port, token) as k: k.url`` serves until exit.
+
+    With ``tls=(certfile, keyfile)`` it serves HTTPS and its cookies are Secure. At start, a
+    staff token other than the last one revokes every kiosk session (``StaffSessions.start``)."""
 
     def __init__(
-        self, hub: KioskHub, host: str, port: int, token: str, language: Lang = Lang.KK
+        self,
+        hub: KioskHub,
+        host: str,
+        port: int,
+        token: str,
+        language: Lang = Lang.KK,
+        *,
+        session_hours: float = SESSION_HOURS,
+        throttle: SignInThrottle | None = None,
+        tls: tuple[Path, Path] | None = None,
+        recheck_s: float = SESSION_RECHECK_S,
     ) -> None:
         self.hub = hub
         self.host = host
         self.port = port
-        self._app = create_app(hub, token, language)
+        self.tls = tls
+        self.sessions = StaffSessions(
+            hub.store, PAGE, token, lifetime_s=session_hours * 3600, throttle=throttle
+        )
+        self._app = create_app(
+            hub, self.sessions, language, secure_cookies=tls is not None, recheck_s=recheck_s
+        )
         self._server: _InLoopServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
@@ -41,9 +66,10 @@ class KioskServer:
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
 
     async def __aenter__(self) -> KioskServer:
+        await self.sessions.start()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -63,6 +89,8 @@ class KioskServer:
             lifespan="off",
             timeout_graceful_shutdown=1,
             ws="none",
+            ssl_certfile=str(self.tls[0]) if self.tls else None,
+            ssl_keyfile=str(self.tls[1]) if self.tls else None,
         )
         self._server = _InLoopServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="kiosk")

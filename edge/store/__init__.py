@@ -14,7 +14,8 @@ One object, ``EdgeStore``, with one writer (the journal thread); its code by con
 - ``base``: open and close, the journal thread every write goes through, loading memory;
 - ``journal``: events, their side effects, the gap-free seq, the outbox and its acknowledgement;
 - ``downlink``: deltas and snapshots from the server, the sync version, local roster changes;
-- ``canteen``: balances, debits and receipts.
+- ``canteen``: balances, debits and receipts;
+- ``web_sessions``: staff sessions of the edge's own web pages (the kiosk).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from edge.store.journal import (
     PreparedJournal,
 )
 from edge.store.migrations import SCHEMA_VERSION
+from edge.store.web_sessions import WebSession, WebSessionsMixin
 
 __all__ = [
     "EVENT_ADAPTER",
@@ -43,8 +45,9 @@ __all__ = [
     "Sale",
     "StoreError",
     "SyncGap",
+    "WebSession",
 ]
 
 
-class EdgeStore(JournalMixin, DownlinkMixin, CanteenMixin):
+class EdgeStore(JournalMixin, DownlinkMixin, CanteenMixin, WebSessionsMixin):
     """The school's store: open it with ``await EdgeStore.open(path, school=..., device=...)``."""

@@ -102,8 +102,20 @@ class Migration:
             self.run(db)
 
 
+# Staff sessions of the edge's own web pages (the canteen kiosk; later the teacher's pass page
+# and the card desk). The cookie's secret is never stored, only its SHA-256; the public id is
+# what `qaqpa edge kiosk-sessions` lists and revokes.
+WEB_SESSIONS_SCHEMA = """
+CREATE TABLE web_sessions (
+  id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, page TEXT NOT NULL, staff_id TEXT,
+  address TEXT NOT NULL, agent TEXT NOT NULL, created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL, revoked_ms INTEGER, revoked_why TEXT);
+CREATE INDEX web_sessions_page ON web_sessions (page, expires_ms);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "roster, policy, journal and canteen money", SCHEMA + CANTEEN_SCHEMA),
+    Migration(2, "staff sessions of the edge's web pages", WEB_SESSIONS_SCHEMA),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version  # the version this code writes and reads
 

@@ -15,7 +15,7 @@ import pytest
 from edge.core.model import Tap
 from edge.kiosk.hub import KioskHub
 from edge.kiosk.server import KioskServer
-from edge.kiosk.sse import ScreenStream
+from edge.kiosk.sse import ScreenStream, sign_in
 from edge.pipeline import Pipeline
 from protocol.messages import TerminalKind
 from tests.edge.canteen.school import money_invariants, open_school
@@ -52,8 +52,7 @@ async def test_sign_in_is_required(kiosk: tuple[KioskHub, KioskServer]) -> None:
             "/api/purchase", json={"terminal": "canteen-1", "tap_id": "x", "items": ["soup"]}
         )
         assert r.status_code == 401
-        r = await c.post("/login", data={"token": TOKEN})
-        assert r.status_code == 303 and "qaqpa_kiosk" in r.cookies
+        await sign_in(c, TOKEN)
         page = await c.get("/")
         assert page.status_code == 200 and "canteen-1" in page.text
         assert (await c.get("/api/screen", params={"terminal": "nope"})).status_code == 404
@@ -63,7 +62,9 @@ async def test_screens_follow_taps_and_a_sale_debits_with_a_receipt(
     kiosk: tuple[KioskHub, KioskServer],
 ) -> None:
     hub, server = kiosk
-    async with ScreenStream("127.0.0.1", server.port, "canteen-1", TOKEN) as stream:
+    async with httpx.AsyncClient(base_url=server.url) as signed_in:
+        login = await sign_in(signed_in, TOKEN)
+    async with ScreenStream("127.0.0.1", server.port, "canteen-1", login.cookie) as stream:
         assert (await stream.next())["screen"] == "idle"
         await tap(hub, "UID:04A1B2C3")
         free = await stream.next()
@@ -86,7 +87,7 @@ async def test_screens_follow_taps_and_a_sale_debits_with_a_receipt(
         assert pay["screen"] == "pay" and pay["student"]["photo"] is None  # no photo consent
         assert [d["id"] for d in pay["offer"]["dishes"]] == ["soup", "porridge", "bun", "tea"]
         async with httpx.AsyncClient(base_url=server.url) as c:
-            await c.post("/login", data={"token": TOKEN})
+            await sign_in(c, TOKEN)
             r = await c.post(
                 "/api/purchase",
                 json={"terminal": "canteen-2", "tap_id": pay["tap_id"], "items": ["soup"]},
@@ -132,7 +133,7 @@ async def test_two_kiosk_terminals_confirm_one_balance_at_once(
     second = await tap(hub, "UID:04D4E5F6", "canteen-2")
     assert first["screen"] == second["screen"] == "pay"
     async with httpx.AsyncClient(base_url=server.url) as c:
-        await c.post("/login", data={"token": TOKEN})
+        await sign_in(c, TOKEN)
         results = await asyncio.gather(
             *(
                 c.post(
