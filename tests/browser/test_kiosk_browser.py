@@ -212,3 +212,33 @@ async def test_kiosk_in_chromium_with_the_virtual_card(daemon: tuple[str, Path])
         assert await money_invariants(store) == {"debits": 1, "debited_tiyn": 35_000}
     finally:
         await store.close()
+
+
+async def test_the_token_link_signs_in_to_a_clean_url_and_revoking_signs_out(
+    daemon: tuple[str, Path],
+) -> None:
+    """The link `qaqpa demo` prints opens the kiosk at a URL without the token; revoking the
+    device's session from the command line sends the open page back to the sign-in form."""
+    from playwright.async_api import async_playwright, expect
+
+    url, root = daemon
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{url}?token={TOKEN}")
+            assert page.url == url
+            await expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+            revoke = [sys.executable, "-m", "qaqpa.cli", "edge", "kiosk-sessions", "revoke"]
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [*revoke, "--all", "--config", str(root / "edge.toml")],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0 and "revoked 1 session(s)" in done.stdout, done.stderr
+            await expect(page.locator("#sign-in")).to_be_visible(timeout=20_000)
+            assert page.url == url
+        finally:
+            await browser.close()
