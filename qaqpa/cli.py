@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.canteen_cli import add_commands as add_canteen_commands
 
     add_canteen_commands(edge_sub)
-    from edge.kiosk.sessions_cli import add_commands as add_kiosk_session_commands
+    from edge.kiosk_cli import add_commands as add_kiosk_session_commands
 
     add_kiosk_session_commands(edge_sub)
     srv = sub.add_parser("server", help="central server administration and processes")
