@@ -17,6 +17,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from protocol.messages import BalanceCredit, MenuItem, MenuSet, ParentLimitsSet
+from server import clock
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.canteen import ledger
@@ -44,12 +45,10 @@ class CanteenError(ValueError):
 
 
 def zone_of(db: Session, school_id: str) -> zoneinfo.ZoneInfo:
-    tz = db.get(School, school_id)
-    return zoneinfo.ZoneInfo(tz.timezone if tz is not None else "Asia/Almaty")
+    return clock.zone(db.scalar(select(School.timezone).where(School.id == school_id)))
 
 
-def local_date(at_ms: int, zone: zoneinfo.ZoneInfo) -> dt.date:
-    return dt.datetime.fromtimestamp(at_ms / 1000, zone).date()
+local_date = clock.local_date
 
 
 # --------------------------------------------------------------------------------- booking

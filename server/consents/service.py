@@ -34,11 +34,11 @@ from server.audit.service import audit
 from server.cards.models import Card, CardStatus
 from server.clock import now_ms
 from server.consents.categories import published_memberships
-from server.models import StoredEvent
+from server.models import School, StoredEvent
 from server.notify.planner import cancel_student, cancel_without_consent
 from server.people.models import Consent, ConsentKind, Student
 from server.people.service import current_consent, has_consent, student_record
-from server.policy.service import local_today
+from server.policy.service import school_today
 from server.sync.service import append_changes, load_state
 from server.sync.state import SchoolState
 
@@ -102,7 +102,9 @@ def edge_presence(session: Session, student: Student, state: SchoolState) -> lis
     if not has_consent(session, student.pk, ConsentKind.DATA):
         return []
     changes: list[Change] = [StudentUpsert(student=student_record(session, student))]
-    memberships = published_memberships(session, student.pk, local_today())
+    memberships = published_memberships(
+        session, student.pk, school_today(session.get_one(School, student.school_id))
+    )
     if memberships:
         changes.append(CategoriesSet(student_id=student.ref, categories=memberships))
     return changes

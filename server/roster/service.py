@@ -46,7 +46,7 @@ from server.people.models import (
     StudentGuardian,
 )
 from server.people.service import build_student_record, student_record
-from server.policy.service import local_today
+from server.policy.service import school_today
 from server.roster import rules
 from server.roster.models import StaffClass
 from server.roster.rules import N_, ClassInfo, RawRow, RosterRow, RowError, class_key
@@ -132,7 +132,9 @@ def student_changes(session: Session, students: Sequence[Student]) -> list[Chang
             if on_edge is not None:
                 categories = on_edge.categories
             elif st.pk in with_categories:
-                categories = published_memberships(session, st.pk, local_today())
+                categories = published_memberships(
+                    session, st.pk, school_today(session.get_one(School, st.school_id))
+                )
             else:
                 categories = []
             out.append(StudentUpsert(student=rec.model_copy(update={"categories": categories})))
