@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from protocol.messages import BalanceCredit, MenuItem, MenuSet, ParentLimitsSet
@@ -28,7 +29,7 @@ from server.canteen.settings import CanteenSettings
 from server.canteen.wallet import SocialWallet, WalletError
 from server.clock import now_ms
 from server.models import Device, School, StoredEvent
-from server.people.models import Student
+from server.people.models import SchoolClass, Student
 from server.sync.service import append_changes
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,47 @@ def _meal_events(limit: int, school_id: str | None = None):  # type: ignore[no-u
         )
         .order_by(StoredEvent.device_pk, StoredEvent.seq)
         .limit(limit)
+    )
+
+
+def waiting_meals(db: Session, school_id: str, cap: int = 1000) -> int:
+    """How many of the school's paid / voucher meals wait to be posted (counted up to ``cap``)."""
+    sub = _meal_events(cap, school_id).with_only_columns(StoredEvent.seq).subquery()
+    return int(db.scalar(select(func.count()).select_from(sub)) or 0)
+
+
+def post_waiting_meals(db: Session, settings: CanteenSettings, school_id: str) -> int:
+    """Post all the school's waiting meals now, batch by batch (committed); a poster booking
+    the same meals at the same moment is fine: they are booked once. Returns how many here."""
+    total = 0
+    try:
+        while n := post_meals(db, settings, school_id=school_id):
+            db.commit()
+            total += n
+    except IntegrityError:  # a poster booked them at the same moment: they are booked
+        db.rollback()
+    return total
+
+
+def school_students(db: Session, school_id: str) -> list[tuple[Student, str]]:
+    """The school's active students with their class's name, by class then name."""
+    return [
+        (st, name)
+        for st, name in db.execute(
+            select(Student, SchoolClass.name)
+            .join(SchoolClass, SchoolClass.pk == Student.class_pk)
+            .where(Student.school_id == school_id, Student.active.is_(True))
+            .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
+        ).all()
+    ]
+
+
+def students_by_pk(db: Session, pks: Sequence[int]) -> list[Student]:
+    """These students (a parent's children), by given name."""
+    if not pks:
+        return []
+    return list(
+        db.scalars(select(Student).where(Student.pk.in_(list(pks))).order_by(Student.given_name))
     )
 
 

@@ -51,6 +51,9 @@ def install_console(app: FastAPI) -> None:
                 continue
             raise
         app.include_router(module.router)
+        install = getattr(module, "install", None)
+        if callable(install):  # a module's collaborators, built once at start
+            install(app)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _exc: LoginRequired) -> Response:

@@ -256,6 +256,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/canteen/menu"): R("canteen.manage", "list"),
     ("POST", "/canteen/menu"): R("canteen.manage", "school", form={"school": "{school}"}),
     ("GET", "/canteen/reconcile"): R("canteen.view", "list"),
+    ("POST", "/canteen/post-meals"): R("canteen.view", "school", form={"school": "{school}"}),
     ("GET", "/canteen/reports"): R("canteen.view", "list"),
     ("GET", "/canteen/wallet"): R("canteen.view", "list"),
     ("POST", "/canteen/wallet/fund"): R("canteen.manage", "school", form={"school": "{school}"}),
