@@ -585,7 +585,9 @@ def import_rows(
             + [rules.row_error(1, k, rules.E_MISSING_COLUMN) for k in sorted(missing)]
         )
     lock_school(session, school_id)
-    _checked, plan = check(session, school_id, raws, today or dt.date.today())
+    if today is None:
+        today = school_today(session.get_one(School, school_id))
+    _checked, plan = check(session, school_id, raws, today)
     if plan.errors:
         if commit:
             session.rollback()
