@@ -25,6 +25,7 @@ from server.consents.models import StudentCategory
 from server.consents.service import (
     ConsentError,
     consent_history,
+    consent_states,
     current_consents,
     parse_consent_form,
     record_consent,
@@ -35,7 +36,6 @@ from server.console.scope import pick_school, visible_schools, visible_student
 from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
 from server.models import School
 from server.people.models import (
-    Consent,
     ConsentKind,
     Guardian,
     SchoolClass,
@@ -332,21 +332,7 @@ def consents_list(
     classes.sort(key=lambda c: (c.grade, c.name))
     ensure(class_pk is None or any(c.pk == class_pk for c in classes))
     shown = {class_pk} if class_pk is not None else {c.pk for c in classes}
-    students = list(
-        db.execute(
-            select(Student)
-            .where(Student.school_id == chosen.id, Student.class_pk.in_(shown))
-            .order_by(Student.surname, Student.given_name)
-        ).scalars()
-    )
-    state: dict[int, dict[str, bool]] = {s.pk: {} for s in students}
-    rows = db.execute(
-        select(Consent.student_pk, Consent.kind, Consent.granted)
-        .where(Consent.student_pk.in_(list(state)))
-        .order_by(Consent.pk)
-    ).all()
-    for student_pk, kind, granted in rows:
-        state[student_pk][kind] = granted  # the newest row wins
+    students, state = consent_states(db, chosen.id, sorted(shown))
     audit(
         db,
         who,

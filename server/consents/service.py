@@ -15,6 +15,7 @@ Every effect gets its own audit entry, so the audit log shows the withdrawal and
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -304,3 +305,25 @@ def templates_deleted_event(
         .order_by(StoredEvent.at_ms.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def consent_states(
+    session: Session, school_id: str, class_pks: Sequence[int]
+) -> tuple[list[Student], dict[int, dict[str, bool]]]:
+    """The students of these classes (by name) and each one's current decision per kind."""
+    students = list(
+        session.scalars(
+            select(Student)
+            .where(Student.school_id == school_id, Student.class_pk.in_(list(class_pks)))
+            .order_by(Student.surname, Student.given_name)
+        )
+    )
+    state: dict[int, dict[str, bool]] = {s.pk: {} for s in students}
+    rows = session.execute(
+        select(Consent.student_pk, Consent.kind, Consent.granted)
+        .where(Consent.student_pk.in_(list(state)))
+        .order_by(Consent.pk)
+    ).all()
+    for student_pk, kind, granted in rows:
+        state[student_pk][kind] = granted  # the newest row wins
+    return students, state

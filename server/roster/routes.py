@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.accounts.access import Grant, Principal, Role
@@ -22,6 +22,7 @@ from server.console.scope import (
     pick_school,
     school_in_scope,
     schools_in_scope,
+    visible_schools,
     visible_student,
 )
 from server.console.web import (
@@ -90,12 +91,12 @@ def students_page(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("students.view")],
+    schools: Annotated[list[School], visible_schools("students.view")],
     school: Annotated[str | None, Query(max_length=64)] = None,
     class_pk: Annotated[str | None, Query(max_length=20)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
     inactive: Annotated[str, Query(max_length=3)] = "",
 ) -> Response:
-    schools = schools_in_scope(db, who, "students.view")
     current = _pick_school(schools, school)
     rows: list[Any] = []
     classes: list[SchoolClass] = []
@@ -109,28 +110,14 @@ def students_page(
             other = db.get(SchoolClass, cls_pk)
             ensure(other is None or other.school_id != current.id)
             cls_pk = None
-        query = (
-            select(Student, SchoolClass)
-            .join(SchoolClass, SchoolClass.pk == Student.class_pk)
-            .where(
-                Student.school_id == current.id,
-                Student.class_pk.in_([cls_pk] if cls_pk else visible),
-            )
-            .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
-            .limit(PAGE + 1)
+        rows = service.find_students(
+            db,
+            current.id,
+            [cls_pk] if cls_pk else visible,
+            q.strip(),
+            with_inactive=bool(inactive),
+            limit=PAGE + 1,
         )
-        if not inactive:
-            query = query.where(Student.active.is_(True))
-        if q.strip():
-            like = f"%{q.strip().lower()}%"
-            query = query.where(
-                or_(
-                    func.lower(Student.surname).like(like),
-                    func.lower(Student.given_name).like(like),
-                    func.lower(Student.ref) == q.strip().lower(),
-                )
-            )
-        rows = list(db.execute(query).all())
     can_edit = current is not None and who.can("students.edit", school_id=current.id)
     return render(
         request,

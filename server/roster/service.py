@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
@@ -801,6 +801,38 @@ def add_guardian(
         summary="guardian added (name, phone, e-mail)",
     )
     return g
+
+
+def find_students(
+    session: Session,
+    school_id: str,
+    class_pks: Sequence[int],
+    text: str = "",
+    *,
+    with_inactive: bool = False,
+    limit: int = 200,
+) -> list[tuple[Student, SchoolClass]]:
+    """Students of these classes of the school with their class, by class then name; ``text``
+    matches a part of the surname or given name, or the whole student id."""
+    q = (
+        select(Student, SchoolClass)
+        .join(SchoolClass, SchoolClass.pk == Student.class_pk)
+        .where(Student.school_id == school_id, Student.class_pk.in_(list(class_pks)))
+        .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
+        .limit(limit)
+    )
+    if not with_inactive:
+        q = q.where(Student.active.is_(True))
+    if text:
+        like = f"%{text.lower()}%"
+        q = q.where(
+            or_(
+                func.lower(Student.surname).like(like),
+                func.lower(Student.given_name).like(like),
+                func.lower(Student.ref) == text.lower(),
+            )
+        )
+    return [(st, cls) for st, cls in session.execute(q).all()]
 
 
 def remove_guardian(session: Session, who: Principal | None, st: Student, guardian_pk: int) -> None:

@@ -480,3 +480,27 @@ def test_pages_only_read_and_a_post_posts_waiting_meals(
     assert make_browser("admin3").post("/canteen/post-meals", {"school": "S1"}).status_code == 404
     r = b.post("/canteen/post-meals", {"school": "S1", "back": "//evil.example/x"})
     assert r.headers["location"] == "/canteen?school=S1"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"amount_tiyn": float("nan")},
+        {"amount_tiyn": float("inf")},
+        {"amount_tiyn": 10**30},
+        {"paid_at_ms": 10**30},
+        {"paid_at_ms": float("nan")},
+        {"paid_at_ms": -1},
+    ],
+)
+def test_signed_callback_with_absurd_numbers_is_refused_not_500(
+    world: World, db: Session, provider: PaymentProviderSimulator, fields: dict[str, Any]
+) -> None:
+    """NaN, infinities and numbers beyond any column in a (signed) JSON body: a 4xx."""
+    doc = {"txid": "t-absurd", "student_ref": "s1-3a-1", "amount_tiyn": 1000, "paid_at_ms": 1}
+    body = json.dumps(doc | fields).encode()  # Python writes NaN / Infinity as JSON does not
+    r = provider.client.post(
+        CALLBACK_PATH, content=body, headers={"x-qaqpa-signature": provider.sign(body)}
+    )
+    assert 400 <= r.status_code < 500, r.text
+    assert db.scalar(select(func.count()).select_from(LedgerEntry)) == 0
