@@ -31,7 +31,7 @@ from server.accounts.access import Grant, Role
 from server.accounts.models import User
 from server.accounts.service import create_user
 from server.cards.models import BlockReason, Card, CardStatus
-from server.clock import now_ms
+from server.clock import Clock, now_ms
 from server.consents.models import StudentCategory
 from server.people.models import (
     Consent,
@@ -122,7 +122,7 @@ def seed_demo(
                     granted=True,
                     given_by="Parent (demo)",
                     document=f"demo-consent-{rec.id}",
-                    signed_on=dt.date.today() - dt.timedelta(days=30),
+                    signed_on=Clock().today_in(None) - dt.timedelta(days=30),
                     recorded_at_ms=now,
                 )
             )
@@ -190,7 +190,7 @@ def seed_demo(
             session,
             None,
             school_id=school,
-            valid_from=dt.date.today() - dt.timedelta(days=60),
+            valid_from=Clock().today_in(None) - dt.timedelta(days=60),
             doc=policy,
         )
     first_class = students_in[0].class_name if students_in else "1A"

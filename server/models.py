@@ -18,6 +18,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from server.clock import DEFAULT_ZONE
+
 # BIGINT on PostgreSQL; INTEGER on SQLite so that an integer primary key is the rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
@@ -47,7 +49,7 @@ class School(Base):
     region_id: Mapped[str | None] = mapped_column(
         ForeignKey("regions.id"), default=None, index=True
     )
-    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Almaty")
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_ZONE)
     # A replacement card's price (the first card is free); 50-200 tenge in the seed.
     card_price_tiyn: Mapped[int] = mapped_column(BigInteger, default=10_000)
 

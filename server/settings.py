@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,6 +57,23 @@ class ServerSettings(BaseSettings):
         description="How often the due-policy job (run beside the downlink) publishes meal "
         "policies that came into force",
     )
+    default_timezone: str = Field(
+        default="Asia/Almaty",
+        min_length=1,
+        max_length=64,
+        description="IANA zone of a school that names none (a school's day starts at its "
+        "local midnight)",
+    )
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown IANA timezone {value!r}") from err
+        return value
+
     console_base_url: str = Field(
         default="http://127.0.0.1:8000",
         description="The console's public URL, used in invitation links",

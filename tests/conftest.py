@@ -18,6 +18,7 @@ from server.accounts.access import Grant, Role
 from server.accounts.service import create_user
 from server.api.app import create_app
 from server.canteen.settings import CanteenSettings
+from server.canteen.wiring import install as install_canteen
 from server.db import make_engine, session_factory
 from server.migrate import upgrade
 from server.notify.settings import NotifySettings
@@ -185,7 +186,7 @@ def private_broker(tmp_path: Path) -> Iterator[Callable[[str], PrivateBroker]]:
 @pytest.fixture
 def cs(app: Any) -> CanteenSettings:
     s = canteen_settings()
-    app.state.canteen_settings = s
+    install_canteen(app, s)
     return s
 
 

@@ -25,6 +25,7 @@ from server.accounts.service import (
     open_session,
 )
 from server.console import i18n
+from server.console.scope import schools_in_scope
 from server.console.web import (
     LANG_COOKIE,
     PRELOGIN_COOKIE,
@@ -284,11 +285,7 @@ def _grantable(who: Principal) -> set[Role]:
 
 
 def _visible_schools(db: Db, who: Principal) -> list[School]:
-    allowed = who.schools("users.manage")
-    q = select(School).order_by(School.id)
-    if allowed is not None:
-        q = q.where(School.id.in_(allowed))
-    return list(db.execute(q).scalars())
+    return schools_in_scope(db, who, "users.manage")
 
 
 @router.get("/users")

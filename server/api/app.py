@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from server.broker_auth import BrokerFilesError, write_broker_files
 from server.centre_key import CentreKeyError, public_key_of
+from server.clock import clock_for
 from server.db import make_engine, session_factory
 from server.devices import DeviceExists, EnrolmentError, enrol
 from server.settings import ServerSettings
@@ -105,6 +106,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(title="Qaqpa server")
     app.state.settings = settings
     app.state.sessions = session_factory(make_engine(settings.database_url))
+    app.state.clock = clock_for(settings)
     app.include_router(router)
     from server.console.app import install_console
 

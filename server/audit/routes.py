@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from server.accounts.access import Principal
-from server.accounts.models import User
-from server.audit.models import AuditEntry
+from server.audit.service import latest_entries
+from server.console.params import Id
 from server.console.web import Db, nav_item, render, require
 
 router = APIRouter()
@@ -22,18 +21,8 @@ def audit_page(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("audit.view")],
-    student_pk: Annotated[int | None, Query()] = None,
+    student_pk: Annotated[Id | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> Response:
-    q = (
-        select(AuditEntry, User.login)
-        .outerjoin(User, User.pk == AuditEntry.user_pk)
-        .order_by(AuditEntry.pk.desc())
-        .limit(limit)
-    )
-    schools = who.schools("audit.view")
-    if schools is not None:
-        q = q.where(AuditEntry.school_id.in_(schools))
-    if student_pk is not None:
-        q = q.where(AuditEntry.student_pk == student_pk)
-    return render(request, "audit/list.html", {"rows": db.execute(q).all()})
+    rows = latest_entries(db, who.schools("audit.view"), student_pk, limit)
+    return render(request, "audit/list.html", {"rows": rows})

@@ -3,9 +3,13 @@ change (or the read), so an audited change cannot commit without its entry."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.accounts.access import Principal
+from server.accounts.models import User
 from server.audit.models import AuditEntry
 from server.clock import now_ms
 
@@ -33,3 +37,21 @@ def audit(
             summary=summary[:500],
         )
     )
+
+
+def latest_entries(
+    db: Session, schools: set[str] | None, student_pk: int | None, limit: int
+) -> list[Any]:
+    """The newest entries (with the user's login) of these schools (None: all, including the
+    entries of no school), optionally about one student."""
+    q = (
+        select(AuditEntry, User.login)
+        .outerjoin(User, User.pk == AuditEntry.user_pk)
+        .order_by(AuditEntry.pk.desc())
+        .limit(limit)
+    )
+    if schools is not None:
+        q = q.where(AuditEntry.school_id.in_(sorted(schools)))
+    if student_pk is not None:
+        q = q.where(AuditEntry.student_pk == student_pk)
+    return list(db.execute(q).all())

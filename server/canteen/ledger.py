@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from server.console.params import FIRST_DAY, LAST_DAY
+
 MAX_AMOUNT_TIYN = 10**9  # one booking (10 million tenge): the wire's BalanceCredit bound
 
 
@@ -450,5 +452,7 @@ def month_bounds(month: str) -> tuple[dt.date, dt.date]:
         first = dt.date.fromisoformat(f"{month}-01")
     except ValueError as err:
         raise MoneyError("bad_month", "A month is written YYYY-MM.") from err
+    if not FIRST_DAY <= first <= LAST_DAY:
+        raise MoneyError("bad_month", "A month is written YYYY-MM.")
     nxt = dt.date(first.year + (first.month == 12), first.month % 12 + 1, 1)
     return first, nxt

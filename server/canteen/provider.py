@@ -100,7 +100,9 @@ class HmacPaymentProvider(PaymentProvider):
         except MoneyError as err:
             raise CallbackError(422, f"amount_{err.code}", f"amount_tiyn: {err}") from err
         paid = raw.get("paid_at_ms")
-        if paid is not None and (isinstance(paid, bool) or not isinstance(paid, int)):
+        if paid is not None and (
+            isinstance(paid, bool) or not isinstance(paid, int) or not 0 <= paid < 2**53
+        ):
             raise CallbackError(400, "bad_paid_at", "paid_at_ms: milliseconds since the epoch")
         assert isinstance(amount, int)
         return ProviderPayment(txid, ref, amount, paid)

@@ -8,22 +8,26 @@ import datetime as dt
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.canteen import ledger, service
 from server.canteen.ledger import EntryKind, MoneyError
 from server.canteen.models import Menu, ParentLimits
-from server.canteen.provider import CallbackError, HmacPaymentProvider, PaymentProvider
+from server.canteen.provider import CallbackError, ProviderPayment
 from server.canteen.service import CanteenError
-from server.canteen.settings import CanteenSettings
-from server.canteen.wallet import HttpSocialWallet, SocialWallet, WalletError
-from server.clock import now_ms
-from server.console.web import Db, any_user, ensure, nav_item, redirect, render, require, tr
+from server.canteen.wallet import WalletError
+from server.canteen.wiring import CanteenDep
+from server.canteen.wiring import install as install  # built once at start (install_console)
+from server.clock import ClockDep
+from server.console.params import SchoolId, parse_day
+from server.console.scope import may_see_student, pick_school, visible_schools, visible_student
+from server.console.web import Db, any_user, nav_item, redirect, render, require, tr
 from server.models import School
 from server.people.models import SchoolClass, Student
 
@@ -34,116 +38,42 @@ nav_item("parent.view", "/canteen/parent", "Canteen balance", 61)
 View = Annotated[Principal, require("canteen.view")]
 Manage = Annotated[Principal, require("canteen.manage")]
 Anyone = Annotated[Principal, any_user()]
+SchoolQ = Annotated[SchoolId | None, Query()]
 
 
 # ------------------------------------------------------------------------------- plumbing
 
-
-def canteen_settings(request: Request) -> CanteenSettings:
-    found = getattr(request.app.state, "canteen_settings", None)
-    if isinstance(found, CanteenSettings):
-        return found
-    made = CanteenSettings()
-    request.app.state.canteen_settings = made
-    return made
-
-
-def payment_provider(request: Request) -> PaymentProvider | None:
-    found = getattr(request.app.state, "canteen_provider", None)
-    if isinstance(found, PaymentProvider):
-        return found
-    s = canteen_settings(request)
-    if s.provider_secret is None:
-        return None
-    return HmacPaymentProvider(
-        s.provider_secret.get_secret_value().encode(), s.provider_checkout_url
-    )
-
-
-def social_wallet(request: Request) -> SocialWallet | None:
-    found = getattr(request.app.state, "canteen_wallet", None)
-    if isinstance(found, SocialWallet):
-        return found
-    s = canteen_settings(request)
-    if s.wallet_url is None:
-        return None
-    key = s.wallet_key.get_secret_value() if s.wallet_key is not None else ""
-    wallet = HttpSocialWallet(s.wallet_url, key, timeout_s=s.wallet_timeout_s)
-    request.app.state.canteen_wallet = wallet
-    return wallet
-
-
-def _schools(db: Db, who: Principal, perm: str) -> list[School]:
-    ids = who.schools(perm)
-    q = select(School).order_by(School.id)
-    if ids is not None:
-        q = q.where(School.id.in_(ids))
-    return list(db.scalars(q))
-
-
-def _pick_school(
-    db: Db, who: Principal, perm: str, school: str | None
-) -> tuple[list[School], School]:
-    schools = _schools(db, who, perm)
-    ensure(bool(schools))
-    if school is None:
-        return schools, schools[0]
-    found = next((s for s in schools if s.id == school), None)
-    ensure(found is not None and who.can(perm, school_id=school))
-    assert found is not None
-    return schools, found
-
-
-def _student(db: Db, pk: int) -> Student:
-    st = db.get(Student, pk)
-    ensure(st is not None)
-    assert st is not None
-    return st
-
-
-def _may_see_student(who: Principal, st: Student) -> bool:
-    return who.can("canteen.view", school_id=st.school_id) or who.can(
-        "parent.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
-    )
+ViewSchools = Annotated[list[School], visible_schools("canteen.view")]
+ManageSchools = Annotated[list[School], visible_schools("canteen.manage")]
+# A student's canteen pages: the school's canteen staff, or the child's parent.
+Seen = Annotated[Student, visible_student("canteen.view", "parent.view", session=True)]
+Limited = Annotated[Student, visible_student("canteen.manage", "parent.view", session=True)]
+Booked = Annotated[Student, visible_student("canteen.manage")]
+OwnChild = Annotated[Student, visible_student("parent.view")]
+# Where the "post waiting meals" form may send the user back to.
+BACK = ("/canteen", "/canteen/reconcile", "/canteen/reports", "/canteen/wallet")
 
 
 def _may_set_limits(who: Principal, st: Student) -> bool:
-    return who.can("canteen.manage", school_id=st.school_id) or who.can(
-        "parent.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
-    )
-
-
-def _catch_up(request: Request, db: Db, school_id: str) -> None:
-    """Post the school's waiting meals before showing money (the poster service does this in
-    the background; a page must not show a stale ledger where no poster runs, e.g. the demo)."""
-    try:
-        while service.post_meals(db, canteen_settings(request), school_id=school_id):
-            db.commit()
-    except IntegrityError:  # a poster booked them at the same moment: they are booked
-        db.rollback()
-
-
-def _today(db: Db, school_id: str) -> dt.date:
-    return service.local_date(now_ms(), service.zone_of(db, school_id))
+    return may_see_student(who, st, "canteen.manage", "parent.view")
 
 
 # ---------------------------------------------------------------------------- balances
 
 
 @router.get("/canteen")
-def index(request: Request, who: View, db: Db, school: str | None = None) -> Response:
-    schools, sch = _pick_school(db, who, "canteen.view", school)
-    _catch_up(request, db, sch.id)
-    students = list(
-        db.execute(
-            select(Student, SchoolClass.name)
-            .join(SchoolClass, SchoolClass.pk == Student.class_pk)
-            .where(Student.school_id == sch.id, Student.active.is_(True))
-            .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
-        )
-    )
+def index(
+    request: Request,
+    who: View,
+    db: Db,
+    canteen: CanteenDep,
+    schools: ViewSchools,
+    school: SchoolQ = None,
+) -> Response:
+    sch = pick_school(schools, school)
+    students = service.school_students(db, sch.id)
     money = service.balances(db, [s.pk for s, _ in students])
-    low = canteen_settings(request).low_balance_tiyn
+    low = canteen.settings.low_balance_tiyn
     audit(
         db,
         who,
@@ -162,20 +92,31 @@ def index(request: Request, who: View, db: Db, school: str | None = None) -> Res
             "rows": [(s, c, *money[s.pk]) for s, c in students],
             "low": low,
             "can_manage": who.can("canteen.manage", school_id=sch.id),
+            "waiting": service.waiting_meals(db, sch.id),
         },
     )
 
 
+@router.post("/canteen/post-meals")
+def post_waiting_meals(
+    who: View,
+    db: Db,
+    canteen: CanteenDep,
+    schools: ViewSchools,
+    school: Annotated[SchoolId, Form()],
+    back: Annotated[str, Form(max_length=40)] = "/canteen",
+) -> Response:
+    """Post the school's waiting meals now (the poster service does it in the background)."""
+    sch = pick_school(schools, school)
+    service.post_waiting_meals(db, canteen.settings, sch.id)
+    return redirect(f"{back if back in BACK else '/canteen'}?school={sch.id}")
+
+
 @router.get("/canteen/parent")
 def canteen_parent_home(
-    request: Request, who: Annotated[Principal, require("parent.view")], db: Db
+    request: Request, who: Annotated[Principal, require("parent.view")], db: Db, canteen: CanteenDep
 ) -> Response:
-    pks = [c[0] for c in who.children]
-    kids = (
-        list(db.scalars(select(Student).where(Student.pk.in_(pks)).order_by(Student.given_name)))
-        if pks
-        else []
-    )
+    kids = service.students_by_pk(db, [c[0] for c in who.children])
     money = service.balances(db, [k.pk for k in kids])
     for k in kids:
         audit(
@@ -188,7 +129,7 @@ def canteen_parent_home(
             summary="balance",
         )
     db.commit()
-    s = canteen_settings(request)
+    s = canteen.settings
     can_pay = s.provider_secret is not None and s.provider_checkout_url is not None
     return render(
         request,
@@ -202,14 +143,13 @@ def topup_start(
     request: Request,
     who: Annotated[Principal, require("parent.view")],
     db: Db,
-    pk: int,
+    canteen: CanteenDep,
+    st: OwnChild,
     amount: Annotated[str, Form(max_length=32)],
 ) -> Response:
     """A parent starts a top-up: off to the provider's payment page; the money is booked only
     when the provider's signed callback arrives."""
-    st = _student(db, pk)
-    ensure(who.can("parent.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk))
-    provider = payment_provider(request)
+    provider = canteen.provider
     try:
         tiyn = ledger.parse_tenge(amount)
         if provider is None:
@@ -218,10 +158,7 @@ def topup_start(
             st.ref, tiyn, f"{str(request.base_url).rstrip('/')}/canteen/parent?paid=1"
         )
     except (MoneyError, CallbackError) as err:
-        pks = [c[0] for c in who.children]
-        kids = list(
-            db.scalars(select(Student).where(Student.pk.in_(pks)).order_by(Student.given_name))
-        )
+        kids = service.students_by_pk(db, [c[0] for c in who.children])
         money = service.balances(db, [k.pk for k in kids])
         ctx = {
             "rows": [(k, *money[k.pk]) for k in kids],
@@ -245,7 +182,6 @@ def _student_page(
     status: int = 200,
     form: dict[str, str] | None = None,
 ) -> Response:
-    _catch_up(request, db, st.school_id)
     entries = service.student_entries(db, st.pk)
     bal, voucher = service.balances(db, [st.pk])[st.pk]
     limits = db.get(ParentLimits, st.pk)
@@ -282,9 +218,7 @@ def _student_page(
 
 
 @router.get("/canteen/student/{pk}")
-def student_page(request: Request, who: Anyone, db: Db, pk: int) -> Response:
-    st = _student(db, pk)
-    ensure(_may_see_student(who, st))
+def student_page(request: Request, who: Anyone, db: Db, st: Seen) -> Response:
     return _student_page(request, who, db, st)
 
 
@@ -293,18 +227,17 @@ def book(
     request: Request,
     who: Manage,
     db: Db,
-    pk: int,
+    canteen: CanteenDep,
+    st: Booked,
     kind: Annotated[str, Form(max_length=16)],
     amount: Annotated[str, Form(max_length=32)],
     reason: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
-    st = _student(db, pk)
-    ensure(who.can("canteen.manage", school_id=st.school_id))
     form = {"kind": kind, "amount": amount, "reason": reason}
     try:
         entry_kind = EntryKind(kind)
         tiyn = ledger.parse_tenge(amount, allow_negative=entry_kind == EntryKind.CORRECTION)
-        service.book_manual(db, canteen_settings(request), who, st, entry_kind, tiyn, reason)
+        service.book_manual(db, canteen.settings, who, st, entry_kind, tiyn, reason)
     except ValueError as err:  # MoneyError, CanteenError, a bad kind
         db.rollback()
         message = (
@@ -320,9 +253,7 @@ def book(
 
 
 @router.get("/canteen/student/{pk}/limits")
-def limits_page(request: Request, who: Anyone, db: Db, pk: int) -> Response:
-    st = _student(db, pk)
-    ensure(_may_set_limits(who, st))
+def limits_page(request: Request, who: Anyone, db: Db, st: Limited) -> Response:
     return _limits_page(request, who, db, st)
 
 
@@ -373,12 +304,10 @@ def limits_save(
     request: Request,
     who: Anyone,
     db: Db,
-    pk: int,
+    st: Limited,
     allergens: Annotated[str, Form(max_length=1000)] = "",
     cap: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
-    st = _student(db, pk)
-    ensure(_may_set_limits(who, st))
     form = {"allergens": allergens, "cap": cap}
     try:
         blocks = ledger.parse_allergens(allergens)
@@ -405,13 +334,16 @@ def limits_save(
 
 @router.get("/canteen/menu")
 def menu_page(
-    request: Request, who: Manage, db: Db, school: str | None = None, date: str | None = None
+    request: Request,
+    who: Manage,
+    db: Db,
+    clock: ClockDep,
+    schools: ManageSchools,
+    school: SchoolQ = None,
+    date: Annotated[str | None, Query(max_length=10)] = None,
 ) -> Response:
-    schools, sch = _pick_school(db, who, "canteen.manage", school)
-    try:
-        day = dt.date.fromisoformat(date) if date else _today(db, sch.id)
-    except ValueError:
-        day = _today(db, sch.id)
+    sch = pick_school(schools, school)
+    day = parse_day(date) or clock.school_today(sch)
     row = db.get(Menu, (sch.id, day))
     text = ledger.menu_text(row.items) if row is not None else ""
     return _menu_render(request, schools, sch, day, text, row, [], 200)
@@ -449,16 +381,18 @@ def menu_save(
     request: Request,
     who: Manage,
     db: Db,
-    school: Annotated[str, Form(max_length=64)],
+    clock: ClockDep,
+    schools: ManageSchools,
+    school: Annotated[SchoolId, Form()],
     date: Annotated[str, Form(max_length=10)],
     menu: Annotated[str, Form(max_length=20_000)] = "",
 ) -> Response:
-    schools, sch = _pick_school(db, who, "canteen.manage", school)
-    try:
-        day = dt.date.fromisoformat(date)
-    except ValueError:
+    sch = pick_school(schools, school)
+    day_or_none = parse_day(date)
+    if day_or_none is None:
         errors = [ledger.FormError(0, "date", "A date is written YYYY-MM-DD.")]
-        return _menu_render(request, schools, sch, _today(db, sch.id), menu, None, errors, 422)
+        return _menu_render(request, schools, sch, clock.school_today(sch), menu, None, errors, 422)
+    day = day_or_none
     items, errors = ledger.parse_menu(menu)
     if errors:
         return _menu_render(
@@ -475,9 +409,10 @@ def menu_save(
 
 
 @router.get("/canteen/reconcile")
-def reconcile_page(request: Request, who: View, db: Db, school: str | None = None) -> Response:
-    schools, sch = _pick_school(db, who, "canteen.view", school)
-    _catch_up(request, db, sch.id)
+def reconcile_page(
+    request: Request, who: View, db: Db, schools: ViewSchools, school: SchoolQ = None
+) -> Response:
+    sch = pick_school(schools, school)
     rows = service.reconciliation(db, sch.id)
     audit(
         db, who, "canteen.recon", f"school:{sch.id}", school_id=sch.id, summary=f"{len(rows)} rows"
@@ -493,6 +428,7 @@ def reconcile_page(request: Request, who: View, db: Db, school: str | None = Non
             "ack": service.school_ack_version(db, sch.id),
             "head": sch.sync_version,
             "unexplained": sum(1 for r in rows if not r.recon.agrees),
+            "waiting": service.waiting_meals(db, sch.id),
         },
     )
 
@@ -501,13 +437,11 @@ def reconcile_page(request: Request, who: View, db: Db, school: str | None = Non
 
 
 def _period(
-    db: Db, school_id: str, start: str | None, end: str | None
+    today: dt.date, start: str | None, end: str | None
 ) -> tuple[dt.date, dt.date, str | None]:
-    today = _today(db, school_id)
-    try:
-        lo = dt.date.fromisoformat(start) if start else today.replace(day=1)
-        hi = dt.date.fromisoformat(end) if end else today
-    except ValueError:
+    lo = parse_day(start) if start else today.replace(day=1)
+    hi = parse_day(end) if end else today
+    if lo is None or hi is None:
         return today.replace(day=1), today, "A date is written YYYY-MM-DD."
     if hi < lo:
         return lo, lo, "The end is before the start."
@@ -521,14 +455,15 @@ def reports_page(
     request: Request,
     who: View,
     db: Db,
-    school: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    format: str = "html",
+    clock: ClockDep,
+    schools: ViewSchools,
+    school: SchoolQ = None,
+    start: Annotated[str | None, Query(max_length=10)] = None,
+    end: Annotated[str | None, Query(max_length=10)] = None,
+    format: Annotated[str, Query(max_length=8)] = "html",
 ) -> Response:
-    schools, sch = _pick_school(db, who, "canteen.view", school)
-    lo, hi, error = _period(db, sch.id, start, end)
-    _catch_up(request, db, sch.id)
+    sch = pick_school(schools, school)
+    lo, hi, error = _period(clock.school_today(sch), start, end)
     rows = service.meal_report(db, sch.id, lo, hi)
     recon = service.reconciliation(db, sch.id)
     problems = [r for r in recon if r.recon.differences]
@@ -640,11 +575,18 @@ def _xlsx(
 
 @router.get("/canteen/wallet")
 def wallet_page(
-    request: Request, who: View, db: Db, school: str | None = None, month: str | None = None
+    request: Request,
+    who: View,
+    db: Db,
+    clock: ClockDep,
+    canteen: CanteenDep,
+    schools: ViewSchools,
+    school: SchoolQ = None,
+    month: Annotated[str | None, Query(max_length=7)] = None,
 ) -> Response:
-    schools, sch = _pick_school(db, who, "canteen.view", school)
-    month = month or _today(db, sch.id).strftime("%Y-%m")
-    wallet = social_wallet(request)
+    sch = pick_school(schools, school)
+    month = month or clock.school_today(sch).strftime("%Y-%m")
+    wallet = canteen.wallet
     ctx: dict[str, Any] = {
         "schools": schools,
         "school": sch,
@@ -660,7 +602,6 @@ def wallet_page(
         if wallet is None:
             ctx["error"] = tr(request, "The social wallet is not configured.")
         else:
-            _catch_up(request, db, sch.id)
             ctx["settle"] = service.settlement(db, wallet, sch.id, month)
     except MoneyError as err:
         ctx["error"], status = tr(request, str(err)), 422
@@ -674,11 +615,13 @@ def wallet_fund(
     request: Request,
     who: Manage,
     db: Db,
-    school: Annotated[str, Form(max_length=64)],
+    canteen: CanteenDep,
+    schools: ManageSchools,
+    school: Annotated[SchoolId, Form()],
     month: Annotated[str, Form(max_length=7)],
 ) -> Response:
-    sch = _pick_school(db, who, "canteen.manage", school)[1]
-    wallet = social_wallet(request)
+    sch = pick_school(schools, school)
+    wallet = canteen.wallet
     if wallet is None:
         return render(
             request,
@@ -705,11 +648,11 @@ def wallet_fund(
 
 
 @router.get("/canteen/voucher/qr/{pk}")
-def voucher_qr(request: Request, who: Anyone, db: Db, pk: int) -> Response:
-    st = _student(db, pk)
-    ensure(_may_set_limits(who, st))
+def voucher_qr(
+    request: Request, who: Anyone, db: Db, clock: ClockDep, canteen: CanteenDep, st: Limited
+) -> Response:
     try:
-        token, claim = service.issue_qr(canteen_settings(request), st, now_ms())
+        token, claim = service.issue_qr(canteen.settings, st, clock.now_ms())
     except CanteenError as err:
         return render(request, "error.html", {"code": err.status, "message": str(err)}, err.status)
     voucher = service.balance(db, st.pk, ledger.AccountKind.STUDENT_VOUCHER)
@@ -735,9 +678,14 @@ def redeem_page(request: Request, who: Manage) -> Response:
 
 @router.post("/canteen/voucher/redeem")
 def redeem(
-    request: Request, who: Manage, db: Db, token: Annotated[str, Form(max_length=2000)]
+    request: Request,
+    who: Manage,
+    db: Db,
+    clock: ClockDep,
+    canteen: CanteenDep,
+    token: Annotated[str, Form(max_length=2000)],
 ) -> Response:
-    wallet = social_wallet(request)
+    wallet = canteen.wallet
     if wallet is None:
         return render(
             request,
@@ -750,7 +698,7 @@ def redeem(
             503,
         )
     try:
-        entry = service.redeem_qr(db, canteen_settings(request), wallet, who, token, now_ms())
+        entry = service.redeem_qr(db, canteen.settings, wallet, who, token, clock.now_ms())
         db.commit()
     except CanteenError as err:
         db.rollback()
@@ -776,10 +724,10 @@ def redeem(
 
 
 @router.post("/canteen/api/payments/callback")
-async def payment_callback(request: Request, db: Db) -> Response:
+async def payment_callback(request: Request, db: Db, canteen: CanteenDep) -> Response:
     """The provider's server calls this; it is authenticated by its signature, not a session.
     2xx only once the top-up is booked (or was booked before): the provider retries otherwise."""
-    provider = payment_provider(request)
+    provider = canteen.provider
     if provider is None:
         return JSONResponse(
             {"error": "not_configured", "message": "No payment provider is configured."}, 503
@@ -791,23 +739,26 @@ async def payment_callback(request: Request, db: Db) -> Response:
         payment = provider.parse_callback(body, request.headers)
     except CallbackError as err:
         return JSONResponse({"error": err.code, "message": str(err)}, err.status)
+    # The booking uses the blocking session: in a worker thread, never on the event loop.
+    status, answer = await run_in_threadpool(_book_topup, db, payment, provider.name)
+    return JSONResponse(answer, status)
+
+
+def _book_topup(db: Session, payment: ProviderPayment, provider: str) -> tuple[int, dict[str, str]]:
     for attempt in (1, 2):
         try:
-            result = service.book_topup(db, payment, provider.name)
+            result = service.book_topup(db, payment, provider)
             db.commit()
         except CanteenError as err:
             db.rollback()
-            return JSONResponse({"error": err.code, "message": str(err)}, err.status)
+            return err.status, {"error": err.code, "message": str(err)}
         except IntegrityError:  # the same txid booked concurrently: the second look finds it
             db.rollback()
             if attempt == 2:
                 raise
             continue
-        return JSONResponse(
-            {
-                "status": "duplicate" if result.duplicate else "booked",
-                "ledger_id": f"L{result.entry_id}",
-            },
-            200,
-        )
+        return 200, {
+            "status": "duplicate" if result.duplicate else "booked",
+            "ledger_id": f"L{result.entry_id}",
+        }
     raise AssertionError("unreachable")

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from protocol.messages import BalanceCredit, MenuItem, MenuSet, ParentLimitsSet
+from server import clock
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.canteen import ledger
@@ -27,7 +29,7 @@ from server.canteen.settings import CanteenSettings
 from server.canteen.wallet import SocialWallet, WalletError
 from server.clock import now_ms
 from server.models import Device, School, StoredEvent
-from server.people.models import Student
+from server.people.models import SchoolClass, Student
 from server.sync.changelog import append_changes
 
 log = logging.getLogger(__name__)
@@ -44,12 +46,10 @@ class CanteenError(ValueError):
 
 
 def zone_of(db: Session, school_id: str) -> zoneinfo.ZoneInfo:
-    tz = db.get(School, school_id)
-    return zoneinfo.ZoneInfo(tz.timezone if tz is not None else "Asia/Almaty")
+    return clock.zone(db.scalar(select(School.timezone).where(School.id == school_id)))
 
 
-def local_date(at_ms: int, zone: zoneinfo.ZoneInfo) -> dt.date:
-    return dt.datetime.fromtimestamp(at_ms / 1000, zone).date()
+local_date = clock.local_date
 
 
 # --------------------------------------------------------------------------------- booking
@@ -289,6 +289,47 @@ def _meal_events(limit: int, school_id: str | None = None):  # type: ignore[no-u
         )
         .order_by(StoredEvent.device_pk, StoredEvent.seq)
         .limit(limit)
+    )
+
+
+def waiting_meals(db: Session, school_id: str, cap: int = 1000) -> int:
+    """How many of the school's paid / voucher meals wait to be posted (counted up to ``cap``)."""
+    sub = _meal_events(cap, school_id).with_only_columns(StoredEvent.seq).subquery()
+    return int(db.scalar(select(func.count()).select_from(sub)) or 0)
+
+
+def post_waiting_meals(db: Session, settings: CanteenSettings, school_id: str) -> int:
+    """Post all the school's waiting meals now, batch by batch (committed); a poster booking
+    the same meals at the same moment is fine: they are booked once. Returns how many here."""
+    total = 0
+    try:
+        while n := post_meals(db, settings, school_id=school_id):
+            db.commit()
+            total += n
+    except IntegrityError:  # a poster booked them at the same moment: they are booked
+        db.rollback()
+    return total
+
+
+def school_students(db: Session, school_id: str) -> list[tuple[Student, str]]:
+    """The school's active students with their class's name, by class then name."""
+    return [
+        (st, name)
+        for st, name in db.execute(
+            select(Student, SchoolClass.name)
+            .join(SchoolClass, SchoolClass.pk == Student.class_pk)
+            .where(Student.school_id == school_id, Student.active.is_(True))
+            .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
+        ).all()
+    ]
+
+
+def students_by_pk(db: Session, pks: Sequence[int]) -> list[Student]:
+    """These students (a parent's children), by given name."""
+    if not pks:
+        return []
+    return list(
+        db.scalars(select(Student).where(Student.pk.in_(list(pks))).order_by(Student.given_name))
     )
 
 

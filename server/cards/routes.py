@@ -26,7 +26,8 @@ from server.cards.service import (
     student_cards,
     unbind_card,
 )
-from server.consents.scope import class_of, scoped_student, visible_schools
+from server.console.params import Id
+from server.console.scope import pick_school, visible_schools, visible_student
 from server.console.web import Db, ensure, nav_item, render, require
 from server.models import School
 from server.people.models import SchoolClass, StaffMember, Student
@@ -61,7 +62,7 @@ def _page(
         "cards/student.html",
         {
             "student": student,
-            "cls": class_of(db, student),
+            "cls": db.get_one(SchoolClass, student.class_pk),
             "cards": student_cards(db, student.pk),
             "next_fee": next_fee(db, student),
             "has_data_consent": has_consent(db, student.pk, ConsentKind.DATA),
@@ -91,9 +92,11 @@ def _card(db: Db, student: Student, card_pk: int) -> Card:
 
 @router.get("/students/{pk}/cards")
 def cards_page(
-    request: Request, db: Db, who: Annotated[Principal, require("cards.block")], pk: int
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("cards.block")],
+    student: Annotated[Student, visible_student("cards.block")],
 ) -> Response:
-    student = scoped_student(db, who, "cards.block", pk)
     audit(
         db,
         who,
@@ -112,10 +115,9 @@ def cards_issue(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("cards.issue")],
-    pk: int,
+    student: Annotated[Student, visible_student("cards.issue")],
     credential: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    student = scoped_student(db, who, "cards.issue", pk)
     try:
         card = issue_card(db, who, student, credential)
     except CardError as err:
@@ -137,11 +139,10 @@ def cards_block(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("cards.block")],
-    pk: int,
-    card_pk: int,
+    student: Annotated[Student, visible_student("cards.block")],
+    card_pk: Id,
     reason: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    student = scoped_student(db, who, "cards.block", pk)
     card = _card(db, student, card_pk)
     try:
         block_card(db, who, card, parse_reason(reason))
@@ -159,12 +160,11 @@ def cards_replace(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("cards.issue")],
-    pk: int,
-    card_pk: int,
+    student: Annotated[Student, visible_student("cards.issue")],
+    card_pk: Id,
     reason: Annotated[str, Form(max_length=20)] = "",
     credential: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    student = scoped_student(db, who, "cards.issue", pk)
     card = _card(db, student, card_pk)
     try:
         new = replace_card(db, who, student, card, parse_reason(reason), credential)
@@ -180,10 +180,9 @@ def cards_unbind(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("cards.issue")],
-    pk: int,
-    card_pk: int,
+    student: Annotated[Student, visible_student("cards.issue")],
+    card_pk: Id,
 ) -> Response:
-    student = scoped_student(db, who, "cards.issue", pk)
     card = _card(db, student, card_pk)
     try:
         unbind_card(db, who, card)
@@ -212,14 +211,11 @@ def cards_list(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("cards.block")],
+    schools: Annotated[list[School], visible_schools("cards.block")],
     school: Annotated[str | None, Query(max_length=64)] = None,
     q: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    schools = visible_schools(db, who, "cards.block")
-    ensure(bool(schools))
-    chosen = next((s for s in schools if s.id == school), None) if school else schools[0]
-    ensure(chosen is not None)
-    assert chosen is not None
+    chosen = pick_school(schools, school)
     query = _scoped_cards(who, "cards.block", chosen)
     error = None
     if q.strip():
@@ -257,13 +253,10 @@ def cards_fees(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("cards.issue")],
+    schools: Annotated[list[School], visible_schools("cards.issue")],
     school: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    schools = visible_schools(db, who, "cards.issue")
-    ensure(bool(schools))
-    chosen = next((s for s in schools if s.id == school), None) if school else schools[0]
-    ensure(chosen is not None)
-    assert chosen is not None
+    chosen = pick_school(schools, school)
     rows = db.execute(
         _scoped_cards(who, "cards.issue", chosen)
         .where(Card.fee_tiyn > 0)
@@ -328,7 +321,7 @@ def _staff_card(db: Db, member: StaffMember, card_pk: int) -> Card:
 
 @router.get("/staff/{pk}/cards")
 def staff_cards_page(
-    request: Request, db: Db, who: Annotated[Principal, require("staff.edit")], pk: int
+    request: Request, db: Db, who: Annotated[Principal, require("staff.edit")], pk: Id
 ) -> Response:
     return _staff_page(request, db, _staff(db, who, pk))
 
@@ -338,7 +331,7 @@ def staff_cards_issue(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("staff.edit")],
-    pk: int,
+    pk: Id,
     credential: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     member = _staff(db, who, pk)
@@ -356,8 +349,8 @@ def staff_cards_block(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("staff.edit")],
-    pk: int,
-    card_pk: int,
+    pk: Id,
+    card_pk: Id,
     reason: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     member = _staff(db, who, pk)
@@ -378,8 +371,8 @@ def staff_cards_unbind(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("staff.edit")],
-    pk: int,
-    card_pk: int,
+    pk: Id,
+    card_pk: Id,
 ) -> Response:
     member = _staff(db, who, pk)
     card = _staff_card(db, member, card_pk)

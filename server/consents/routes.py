@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
@@ -13,6 +12,7 @@ from sqlalchemy import select
 from protocol.messages import ConsentKind
 from server.accounts.access import Principal
 from server.audit.service import audit
+from server.clock import Clock, ClockDep
 from server.consents.categories import (
     CATEGORY_LABELS,
     CategoryError,
@@ -23,19 +23,20 @@ from server.consents.categories import (
     valid_on,
 )
 from server.consents.models import StudentCategory
-from server.consents.scope import class_of, scoped_student, visible_schools
 from server.consents.service import (
     ConsentError,
     consent_history,
+    consent_states,
     current_consents,
     parse_consent_form,
     record_consent,
     templates_deleted_event,
 )
+from server.console.params import Id, parse_day
+from server.console.scope import pick_school, visible_schools, visible_student
 from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
 from server.models import School
-from server.people.models import Consent, Guardian, SchoolClass, Student, StudentGuardian
-from server.policy.service import school_today
+from server.people.models import Guardian, SchoolClass, Student, StudentGuardian
 
 router = APIRouter()
 nav_item("consents.edit", "/consents", "Consents", 25)
@@ -54,6 +55,7 @@ def _consent_page(
     db: Db,
     who: Principal,
     student: Student,
+    clock: Clock,
     *,
     error: ConsentError | None = None,
     effects: list[str] | None = None,
@@ -70,7 +72,7 @@ def _consent_page(
     ]
     ctx = {
         "student": student,
-        "cls": class_of(db, student),
+        "cls": db.get_one(SchoolClass, student.class_pk),
         "current": current,
         "history": consent_history(db, student.pk),
         "guardians": list(
@@ -85,7 +87,7 @@ def _consent_page(
         "kinds": KIND_LABELS,
         "error": error,
         "effects": effects,
-        "form": form or {"signed_on": school_today(school).isoformat()},
+        "form": form or {"signed_on": clock.school_today(school).isoformat()},
         "zone": school.timezone,
         "can_cards": who.can(
             "cards.block",
@@ -105,9 +107,12 @@ def _consent_page(
 
 @router.get("/students/{pk}/consents")
 def consents_page(
-    request: Request, db: Db, who: Annotated[Principal, require("consents.edit")], pk: int
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("consents.edit")],
+    student: Annotated[Student, visible_student("consents.edit")],
 ) -> Response:
-    student = scoped_student(db, who, "consents.edit", pk)
     audit(
         db,
         who,
@@ -118,22 +123,22 @@ def consents_page(
         summary="consent records and history",
     )
     db.commit()
-    return _consent_page(request, db, who, student)
+    return _consent_page(request, db, who, student, clock)
 
 
 @router.post("/students/{pk}/consents")
 def consents_record(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("consents.edit")],
-    pk: int,
+    student: Annotated[Student, visible_student("consents.edit")],
     kind: Annotated[str, Form(max_length=20)],
     decision: Annotated[str, Form(max_length=20)],
     given_by: Annotated[str, Form(max_length=300)] = "",
     document: Annotated[str, Form(max_length=300)] = "",
     signed_on: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    student = scoped_student(db, who, "consents.edit", pk)
     school = db.get_one(School, student.school_id)
     form = {
         "kind": kind,
@@ -144,14 +149,14 @@ def consents_record(
     }
     try:
         parsed = parse_consent_form(
-            kind, decision, given_by, document, signed_on, school_today(school)
+            kind, decision, given_by, document, signed_on, clock.school_today(school)
         )
         effects = record_consent(db, who, student, parsed)
     except ConsentError as err:
         db.rollback()
-        return _consent_page(request, db, who, student, error=err, form=form, status=400)
+        return _consent_page(request, db, who, student, clock, error=err, form=form, status=400)
     db.commit()
-    return _consent_page(request, db, who, student, effects=effects)
+    return _consent_page(request, db, who, student, clock, effects=effects)
 
 
 # ----------------------------------------------------------------------------- categories
@@ -162,6 +167,7 @@ def _categories_page(
     db: Db,
     who: Principal,
     student: Student,
+    clock: Clock,
     *,
     error: CategoryError | None = None,
     form: dict[str, str] | None = None,
@@ -169,13 +175,13 @@ def _categories_page(
     status: int = 200,
 ) -> Response:
     school = db.get_one(School, student.school_id)
-    today = school_today(school)
+    today = clock.school_today(school)
     return render(
         request,
         "consents/categories_student.html",
         {
             "student": student,
-            "cls": class_of(db, student),
+            "cls": db.get_one(SchoolClass, student.class_pk),
             "rows": memberships(db, student.pk),
             "labels": CATEGORY_LABELS,
             "today": today,
@@ -195,9 +201,12 @@ def _categories_page(
 
 @router.get("/students/{pk}/categories")
 def categories_student(
-    request: Request, db: Db, who: Annotated[Principal, require("categories.view")], pk: int
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("categories.view")],
+    student: Annotated[Student, visible_student("categories.view")],
 ) -> Response:
-    student = scoped_student(db, who, "categories.view", pk)
     audit(
         db,
         who,
@@ -208,46 +217,46 @@ def categories_student(
         summary="social categories",
     )
     db.commit()
-    return _categories_page(request, db, who, student)
+    return _categories_page(request, db, who, student, clock)
 
 
 @router.post("/students/{pk}/categories")
 def categories_add(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("categories.edit")],
-    pk: int,
+    student: Annotated[Student, visible_student("categories.edit")],
     code: Annotated[str, Form(max_length=40)],
     document: Annotated[str, Form(max_length=300)] = "",
     valid_from: Annotated[str, Form(max_length=20)] = "",
     valid_to: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    student = scoped_student(db, who, "categories.edit", pk)
     school = db.get_one(School, student.school_id)
     form = {"code": code, "document": document, "valid_from": valid_from, "valid_to": valid_to}
     try:
         parsed = parse_category_form(code, document, valid_from, valid_to)
-        add_membership(db, who, student, parsed, school_today(school))
+        add_membership(db, who, student, parsed, clock.school_today(school))
     except CategoryError as err:
         db.rollback()
-        return _categories_page(request, db, who, student, error=err, form=form, status=400)
+        return _categories_page(request, db, who, student, clock, error=err, form=form, status=400)
     db.commit()
-    return _categories_page(request, db, who, student, saved=True)
+    return _categories_page(request, db, who, student, clock, saved=True)
 
 
 @router.post("/students/{pk}/categories/{membership_pk}/remove")
 def categories_remove(
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("categories.edit")],
-    pk: int,
-    membership_pk: int,
+    student: Annotated[Student, visible_student("categories.edit")],
+    membership_pk: Id,
 ) -> Response:
-    student = scoped_student(db, who, "categories.edit", pk)
     row = db.get(StudentCategory, membership_pk)
     ensure(row is not None and row.student_pk == student.pk)
     assert row is not None
     school = db.get_one(School, student.school_id)
-    remove_membership(db, who, student, row, school_today(school))
+    remove_membership(db, who, student, row, clock.school_today(school))
     db.commit()
     return redirect(f"/students/{student.pk}/categories")
 
@@ -257,18 +266,13 @@ def categories_list(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("categories.view")],
+    schools: Annotated[list[School], visible_schools("categories.view")],
+    clock: ClockDep,
     school: Annotated[str | None, Query(max_length=64)] = None,
     day: Annotated[str | None, Query(max_length=10)] = None,
 ) -> Response:
-    schools = visible_schools(db, who, "categories.view")
-    ensure(bool(schools))
-    chosen = next((s for s in schools if s.id == school), None) if school else schools[0]
-    ensure(chosen is not None)
-    assert chosen is not None
-    try:
-        on = dt.date.fromisoformat(day) if day else school_today(chosen)
-    except ValueError:
-        on = school_today(chosen)
+    chosen = pick_school(schools, school)
+    on = parse_day(day) or clock.school_today(chosen)
     rows = valid_on(db, chosen.id, on, who.classes("categories.view", chosen.id))
     audit(
         db,
@@ -312,35 +316,18 @@ def consents_list(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("consents.edit")],
+    schools: Annotated[list[School], visible_schools("consents.edit")],
     school: Annotated[str | None, Query(max_length=64)] = None,
-    class_pk: Annotated[int | None, Query()] = None,
+    class_pk: Annotated[Id | None, Query()] = None,
 ) -> Response:
     """Students in scope with their current consents: who still lacks a parent's signature."""
-    schools = visible_schools(db, who, "consents.edit")
-    ensure(bool(schools))
-    chosen = next((s for s in schools if s.id == school), None) if school else schools[0]
-    ensure(chosen is not None)
-    assert chosen is not None
+    chosen = pick_school(schools, school)
     allowed = who.classes("consents.edit", chosen.id)
     classes = [c for c in _classes(db, chosen.id) if allowed is None or c.pk in allowed]
     classes.sort(key=lambda c: (c.grade, c.name))
     ensure(class_pk is None or any(c.pk == class_pk for c in classes))
     shown = {class_pk} if class_pk is not None else {c.pk for c in classes}
-    students = list(
-        db.execute(
-            select(Student)
-            .where(Student.school_id == chosen.id, Student.class_pk.in_(shown))
-            .order_by(Student.surname, Student.given_name)
-        ).scalars()
-    )
-    state: dict[int, dict[str, bool]] = {s.pk: {} for s in students}
-    rows = db.execute(
-        select(Consent.student_pk, Consent.kind, Consent.granted)
-        .where(Consent.student_pk.in_(list(state)))
-        .order_by(Consent.pk)
-    ).all()
-    for student_pk, kind, granted in rows:
-        state[student_pk][kind] = granted  # the newest row wins
+    students, state = consent_states(db, chosen.id, sorted(shown))
     audit(
         db,
         who,

@@ -15,6 +15,7 @@ Every effect gets its own audit entry, so the audit log shows the withdrawal and
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -35,11 +36,11 @@ from server.audit.service import audit
 from server.cards.models import Card, CardStatus
 from server.clock import now_ms
 from server.consents.categories import published_memberships
-from server.models import StoredEvent
+from server.models import School, StoredEvent
 from server.notify.planner import cancel_student, cancel_without_consent
 from server.people.models import Consent, Student
 from server.people.service import current_consent, has_consent, student_record
-from server.policy.service import local_today
+from server.policy.service import school_today
 from server.sync.changelog import append_changes, load_state
 from server.sync.state import SchoolState
 
@@ -103,7 +104,9 @@ def edge_presence(session: Session, student: Student, state: SchoolState) -> lis
     if not has_consent(session, student.pk, ConsentKind.DATA):
         return []
     changes: list[Change] = [StudentUpsert(student=student_record(session, student))]
-    memberships = published_memberships(session, student.pk, local_today())
+    memberships = published_memberships(
+        session, student.pk, school_today(session.get_one(School, student.school_id))
+    )
     if memberships:
         changes.append(CategoriesSet(student_id=student.ref, categories=memberships))
     return changes
@@ -303,3 +306,25 @@ def templates_deleted_event(
         .order_by(StoredEvent.at_ms.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def consent_states(
+    session: Session, school_id: str, class_pks: Sequence[int]
+) -> tuple[list[Student], dict[int, dict[str, bool]]]:
+    """The students of these classes (by name) and each one's current decision per kind."""
+    students = list(
+        session.scalars(
+            select(Student)
+            .where(Student.school_id == school_id, Student.class_pk.in_(list(class_pks)))
+            .order_by(Student.surname, Student.given_name)
+        )
+    )
+    state: dict[int, dict[str, bool]] = {s.pk: {} for s in students}
+    rows = session.execute(
+        select(Consent.student_pk, Consent.kind, Consent.granted)
+        .where(Consent.student_pk.in_(list(state)))
+        .order_by(Consent.pk)
+    ).all()
+    for student_pk, kind, granted in rows:
+        state[student_pk][kind] = granted  # the newest row wins
+    return students, state

@@ -8,7 +8,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from server.console.web import (
@@ -51,6 +52,19 @@ def install_console(app: FastAPI) -> None:
                 continue
             raise
         app.include_router(module.router)
+        install = getattr(module, "install", None)
+        if callable(install):  # a module's collaborators, built once at start
+            install(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        # Where, what and why, but not the value sent: it may be a secret (a token), and a NaN
+        # or an infinity in it cannot be written back as JSON (it was a 500).
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, 422)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _exc: LoginRequired) -> Response:

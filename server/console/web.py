@@ -6,6 +6,7 @@ Routes stay thin: ``def page(who: Annotated[Principal, require("reports.meals")]
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.accounts.access import Principal
 from server.accounts.models import User
 from server.accounts.service import load_principal
+from server.clock import DEFAULT_ZONE
 from server.console import i18n
 from server.settings import ServerSettings
 
@@ -193,7 +195,15 @@ def check_csrf(request: Request, principal: Principal, sent: str | None) -> None
 
 def require(perm: str) -> Any:
     """A dependency: the signed-in principal if they hold ``perm`` somewhere; scope checks on a
-    particular school, class or student are the route's (``who.can(perm, school_id=...)``)."""
+    particular school, class or student are the scope dependencies' (``server.console.scope``).
+    """
+    return Depends(require_dep(perm))
+
+
+@functools.cache
+def require_dep(perm: str) -> Callable[..., Principal]:
+    """One function per permission, so that a route and its scope dependencies share one
+    principal per request (FastAPI caches a dependency's result by its function)."""
 
     def dep(
         request: Request, db: Db, sent: Annotated[str | None, Depends(_sent_csrf)]
@@ -207,22 +217,22 @@ def require(perm: str) -> Any:
         return principal
 
     dep.__name__ = f"require_{perm.replace('.', '_')}"
-    return Depends(dep)
+    return dep
 
 
 def any_user() -> Any:
     """A dependency: any signed-in user who has set their password."""
+    return Depends(any_user_dep)
 
-    def dep(
-        request: Request, db: Db, sent: Annotated[str | None, Depends(_sent_csrf)]
-    ) -> Principal:
-        principal, user = _principal(request, db)
-        if user.must_change_password:
-            raise PasswordChangeRequired()
-        check_csrf(request, principal, sent)
-        return principal
 
-    return Depends(dep)
+def any_user_dep(
+    request: Request, db: Db, sent: Annotated[str | None, Depends(_sent_csrf)]
+) -> Principal:
+    principal, user = _principal(request, db)
+    if user.must_change_password:
+        raise PasswordChangeRequired()
+    check_csrf(request, principal, sent)
+    return principal
 
 
 def ensure(condition: bool) -> None:
@@ -239,8 +249,6 @@ Check = Callable[[Principal], bool]
 
 
 # --------------------------------------------------------------------------------- filters
-
-DEFAULT_ZONE = "Asia/Almaty"
 
 
 def _datetime(ms: int | None, zone: str = DEFAULT_ZONE, fmt: str = "%Y-%m-%d %H:%M") -> str:

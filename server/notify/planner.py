@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, aliased
 
 from protocol.messages import ConsentKind
 from server.accounts.models import User
-from server.clock import now_ms
+from server.clock import DEFAULT_ZONE, now_ms
 from server.models import IngestProgress, School, StoredEvent
 from server.notify.models import NotifyCursor, NotifyPreference, OutboxMessage
 from server.notify.rules import (
@@ -178,7 +178,7 @@ def plan_events(
         if st is None or st.school_id != e.school_id or st.pk not in ctx.consent:
             continue  # unknown, another school's, or no consent: nobody hears of it
         school = ctx.schools.get(e.school_id)
-        zone = school.timezone if school is not None else "Asia/Almaty"
+        zone = school.timezone if school is not None else DEFAULT_ZONE
         school_name = (school.name or school.id) if school is not None else e.school_id
         for g in ctx.guardians.get(st.pk, []):
             prefs = ctx.prefs[(g.pk, st.pk)]

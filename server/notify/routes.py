@@ -9,13 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy import func, select
 
 from server.accounts.access import Principal
 from server.audit.service import audit
+from server.console.params import Id
+from server.console.scope import may_see_student, schools_in_scope, visible_student
 from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
-from server.models import School
-from server.notify.models import OutboxMessage
 from server.notify.rules import (
     CHANNEL_LABELS,
     KIND_LABELS,
@@ -27,7 +26,14 @@ from server.notify.rules import (
     format_clock,
     parse_preferences,
 )
-from server.notify.service import current_preferences, guardians_of, save_preferences
+from server.notify.service import (
+    current_preferences,
+    guardians_of,
+    outbox_counts,
+    outbox_page_rows,
+    save_preferences,
+    student_by_ref,
+)
 from server.notify.settings import NotifySettings
 from server.people.models import Guardian, Student
 
@@ -85,39 +91,14 @@ def preference_error(request: Request, err: PreferenceError) -> str:
     return f"{field.get(err.field, err.field)}: {tr(request, err.reason)}"
 
 
-def _outbox_query(who: Principal, school: str, status: str) -> Any:
-    q = select(OutboxMessage, Student.ref).join(Student, Student.pk == OutboxMessage.student_pk)
-    allowed = who.schools("notifications.view")
-    if allowed is not None:
-        q = q.where(OutboxMessage.school_id.in_(allowed))
-    if school:
-        q = q.where(OutboxMessage.school_id == school)
-    if status:
-        q = q.where(OutboxMessage.status == status)
-    return q.order_by(OutboxMessage.id.desc()).limit(PAGE)
-
-
 def _outbox_context(db: Db, who: Principal, school: str, status: str) -> dict[str, Any]:
-    allowed = who.schools("notifications.view")
     if school:
         ensure(who.can("notifications.view", school_id=school))
-    counts_q = select(OutboxMessage.school_id, OutboxMessage.status, func.count()).group_by(
-        OutboxMessage.school_id, OutboxMessage.status
-    )
-    if allowed is not None:
-        counts_q = counts_q.where(OutboxMessage.school_id.in_(allowed))
-    if school:
-        counts_q = counts_q.where(OutboxMessage.school_id == school)
-    counts: dict[str, dict[str, int]] = {}
-    for sid, st, n in db.execute(counts_q).all():
-        counts.setdefault(sid, {})[st] = n
-    schools_q = select(School).order_by(School.id)
-    if allowed is not None:
-        schools_q = schools_q.where(School.id.in_(allowed))
+    allowed = who.schools("notifications.view")
     return {
-        "rows": db.execute(_outbox_query(who, school, status)).all(),
-        "counts": sorted(counts.items()),
-        "schools": list(db.execute(schools_q).scalars()),
+        "rows": outbox_page_rows(db, allowed, school, status, PAGE),
+        "counts": outbox_counts(db, allowed, school),
+        "schools": schools_in_scope(db, who, "notifications.view"),
         "statuses": [(s.value, STATUS_LABELS[s]) for s in Status],
         "kind_labels": {k.value: v for k, v in KIND_LABELS.items()},
         "channel_labels": {c.value: v for c, v in CHANNEL_LABELS.items()},
@@ -137,13 +118,8 @@ def outbox_page(
     student: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     if student:
-        st = db.execute(select(Student).where(Student.ref == student.strip())).scalar_one_or_none()
-        ensure(
-            st is not None
-            and who.can(
-                "notifications.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
-            )
-        )
+        st = student_by_ref(db, student.strip())
+        ensure(st is not None and may_see_student(who, st, "notifications.view"))
         assert st is not None
         return redirect(f"/notifications/student/{st.pk}")
     ctx = _outbox_context(db, who, school, status)
@@ -161,16 +137,7 @@ def outbox_rows(
     return render(request, "notify/_rows.html", _outbox_context(db, who, school, status))
 
 
-def _student(db: Db, who: Principal, student_pk: int) -> Student:
-    st = db.get(Student, student_pk)
-    ensure(
-        st is not None
-        and who.can(
-            "notifications.view", school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk
-        )
-    )
-    assert st is not None
-    return st
+Pupil = Annotated[Student, visible_student("notifications.view", param="student_pk")]
 
 
 @router.get("/notifications/student/{student_pk}")
@@ -178,9 +145,8 @@ def student_prefs_page(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("notifications.view")],
-    student_pk: int,
+    st: Pupil,
 ) -> Response:
-    st = _student(db, who, student_pk)
     forms = [
         prefs_context(
             request,
@@ -212,11 +178,10 @@ def student_prefs_save(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("notifications.view")],
-    student_pk: int,
-    guardian_pk: int,
+    st: Pupil,
+    guardian_pk: Id,
     form: Form,
 ) -> Response:
-    st = _student(db, who, student_pk)
     guardians = {g.pk: g for g in guardians_of(db, st.pk)}
     ensure(guardian_pk in guardians)
     try:

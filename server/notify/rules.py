@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from server import clock
 from server.console import i18n
 
 
@@ -210,10 +211,7 @@ def due_at(now_ms: int, kinds: Iterable[Kind], quiet: QuietHours | None, zone: s
 
 
 def _zone(name: str) -> zoneinfo.ZoneInfo:
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("Asia/Almaty")
+    return clock.zone(name)
 
 
 def local_clock(at_ms: int, zone: str) -> str:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from server.accounts.access import Principal
@@ -16,11 +17,11 @@ from server.audit.service import audit
 from server.clock import now_ms
 from server.db import make_engine
 from server.notify.delivery import DeliveryWorker, Sender, recover_interrupted
-from server.notify.models import NotifyPreference
+from server.notify.models import NotifyPreference, OutboxMessage
 from server.notify.planner import Planner, cancel_without_consent, preferences_of
 from server.notify.rules import Preferences
 from server.notify.settings import NotifySettings
-from server.people.models import Guardian
+from server.people.models import Guardian, Student
 from server.service import ThreadedService
 
 log = logging.getLogger(__name__)
@@ -159,3 +160,42 @@ def save_preferences(
         summary=f"guardian {guardian.pk}: {len(prefs.subscriptions)} subscriptions, "
         f"quiet hours {'set' if prefs.quiet else 'none'}",
     )
+
+
+# ------------------------------------------------------------------------- the outbox page
+
+
+def outbox_page_rows(
+    db: Session, allowed: set[str] | None, school: str, status: str, limit: int
+) -> list[Any]:
+    """The newest outbox messages with their student's id, within ``allowed`` schools (None:
+    all), optionally of one school and one status."""
+    q = select(OutboxMessage, Student.ref).join(Student, Student.pk == OutboxMessage.student_pk)
+    if allowed is not None:
+        q = q.where(OutboxMessage.school_id.in_(sorted(allowed)))
+    if school:
+        q = q.where(OutboxMessage.school_id == school)
+    if status:
+        q = q.where(OutboxMessage.status == status)
+    return list(db.execute(q.order_by(OutboxMessage.id.desc()).limit(limit)).all())
+
+
+def outbox_counts(
+    db: Session, allowed: set[str] | None, school: str
+) -> list[tuple[str, dict[str, int]]]:
+    """Messages per school and status, by school id."""
+    q = select(OutboxMessage.school_id, OutboxMessage.status, func.count()).group_by(
+        OutboxMessage.school_id, OutboxMessage.status
+    )
+    if allowed is not None:
+        q = q.where(OutboxMessage.school_id.in_(sorted(allowed)))
+    if school:
+        q = q.where(OutboxMessage.school_id == school)
+    counts: dict[str, dict[str, int]] = {}
+    for sid, st, n in db.execute(q).all():
+        counts.setdefault(sid, {})[st] = n
+    return sorted(counts.items())
+
+
+def student_by_ref(db: Session, ref: str) -> Student | None:
+    return db.scalars(select(Student).where(Student.ref == ref).limit(1)).first()

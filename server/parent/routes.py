@@ -11,7 +11,9 @@ from fastapi.responses import Response
 
 from server.accounts.access import Principal
 from server.audit.service import audit
-from server.clock import now_ms
+from server.clock import Clock, ClockDep
+from server.console.params import Id
+from server.console.scope import visible_student
 from server.console.web import Db, ensure, nav_item, redirect, render, require
 from server.models import School
 from server.notify.routes import Form, preference_error, prefs_context
@@ -23,7 +25,6 @@ from server.parent.service import (
     notifications,
     parse_month,
     summarise,
-    zone_of,
 )
 from server.people.models import Student
 
@@ -31,21 +32,13 @@ router = APIRouter()
 nav_item("parent.view", "/parent", "My children", 10)
 
 
-def _child(db: Db, who: Principal, student_pk: int) -> Student:
-    """Only a child linked to this account; any other id is 'not found'."""
-    st = db.get(Student, student_pk)
-    ensure(st is not None and who.can("parent.view", student_pk=student_pk))
-    assert st is not None
-    return st
-
-
-def _today(school: School | None) -> dt.date:
-    return dt.datetime.fromtimestamp(now_ms() / 1000, zone_of(school)).date()
+# Only a child linked to this account; any other id is 'not found'.
+Child = Annotated[Student, visible_student("parent.view", param="student_pk")]
 
 
 @router.get("/parent")
 def parent_home(
-    request: Request, db: Db, who: Annotated[Principal, require("parent.view")]
+    request: Request, db: Db, clock: ClockDep, who: Annotated[Principal, require("parent.view")]
 ) -> Response:
     cards = []
     for student_pk, school_id, _class_pk in who.children:
@@ -53,8 +46,8 @@ def parent_home(
         if st is None:
             continue
         school = db.get(School, school_id)
-        tz = zone_of(school)
-        today = _today(school)
+        tz = clock.school_zone(school)
+        today = clock.school_today(school)
         start = int(dt.datetime(today.year, today.month, today.day, tzinfo=tz).timestamp() * 1000)
         summary = summarise(happenings(db, st, start, start + 86_400_000), tz, today)
         cards.append(
@@ -62,7 +55,7 @@ def parent_home(
                 "student": st,
                 "school": school,
                 "today": summary.today,
-                "zone": school.timezone if school else "Asia/Almaty",
+                "zone": tz.key,
             }
         )
     return render(request, "parent/home.html", {"cards": cards})
@@ -72,17 +65,18 @@ def parent_home(
 def child_page(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("parent.view")],
-    student_pk: int,
+    st: Child,
     month: Annotated[str, Query(max_length=7)] = "",
 ) -> Response:
-    st = _child(db, who, student_pk)
-    return _render_child(request, db, who, st, month)
+    return _render_child(request, db, clock, who, st, month)
 
 
 def _render_child(
     request: Request,
     db: Db,
+    clock: Clock,
     who: Principal,
     st: Student,
     month: str = "",
@@ -91,8 +85,8 @@ def _render_child(
     status_code: int = 200,
 ) -> Response:
     school = db.get(School, st.school_id)
-    tz = zone_of(school)
-    today = _today(school)
+    tz = clock.school_zone(school)
+    today = clock.school_today(school)
     first = parse_month(month, today)
     start, end = month_bounds(first, tz)
     summary = summarise(happenings(db, st, start, end), tz, today)
@@ -125,7 +119,7 @@ def _render_child(
         {
             "student": st,
             "school": school,
-            "zone": school.timezone if school else "Asia/Almaty",
+            "zone": tz.key,
             "month": first,
             "prev_month": f"{prev_month:%Y-%m}",
             "next_month": f"{next_month:%Y-%m}" if next_month <= today.replace(day=1) else None,
@@ -144,19 +138,19 @@ def _render_child(
 def child_prefs_save(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("parent.view")],
-    student_pk: int,
-    guardian_pk: int,
+    st: Child,
+    guardian_pk: Id,
     form: Form,
 ) -> Response:
-    st = _child(db, who, student_pk)
     mine = {g.pk: g for g in guardians_of(db, st.pk, who.user_pk)}
     ensure(guardian_pk in mine)
     try:
         prefs = parse_preferences(form)
     except PreferenceError as err:
         return _render_child(
-            request, db, who, st, "", guardian_pk, preference_error(request, err), 400
+            request, db, clock, who, st, "", guardian_pk, preference_error(request, err), 400
         )
     save_preferences(db, who, mine[guardian_pk], st.pk, st.school_id, prefs)
     db.commit()

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.models import School, StoredEvent
+from server.models import StoredEvent
 from server.notify.models import OutboxMessage
 from server.people.models import Student
 
@@ -41,13 +41,6 @@ class ChildMonth:
     today: list[Happening] = field(default_factory=list)
     days: list[DayRow] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
-
-
-def zone_of(school: School | None) -> zoneinfo.ZoneInfo:
-    try:
-        return zoneinfo.ZoneInfo(school.timezone if school is not None else "Asia/Almaty")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("Asia/Almaty")
 
 
 def month_bounds(month: dt.date, tz: zoneinfo.ZoneInfo) -> tuple[int, int]:

@@ -11,8 +11,10 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from server.accounts.access import PERMISSIONS, SCOPE_OF_ROLE, Principal
+from server.clock import Clock, ClockDep
 from server.consents.categories import CATEGORY_LABELS
-from server.consents.scope import visible_schools
+from server.console.params import SchoolId
+from server.console.scope import school_in_scope, visible_schools
 from server.console.web import Db, ensure, nav_item, render, require
 from server.models import Region, School
 from server.policy.models import MealPolicy, PolicyPublication
@@ -27,10 +29,8 @@ from server.policy.service import (
     effective_for,
     effective_policy,
     form_values,
-    local_today,
     parse_policy_form,
     save_policy,
-    school_today,
     versions_for,
 )
 
@@ -72,11 +72,15 @@ Fields = Annotated[dict[str, list[str]], Depends(_form)]
 
 @router.get("/policy")
 def policy_overview(
-    request: Request, db: Db, who: Annotated[Principal, require("policy.view")]
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("policy.view")],
+    schools: Annotated[list[School], visible_schools("policy.view")],
 ) -> Response:
     rows = []
-    for school in visible_schools(db, who, "policy.view"):
-        today = school_today(school)
+    for school in schools:
+        today = clock.school_today(school)
         versions = versions_for(db, school)
         eff = effective_policy(versions, school.id, school.region_id, today)
         pending = [
@@ -131,13 +135,13 @@ def _school_page(
     db: Db,
     who: Principal,
     school: School,
+    today: dt.date,
     *,
     problems: PolicyFormError | None = None,
     values: dict[str, Any] | None = None,
     saved: list[str] | None = None,
     status: int = 200,
 ) -> Response:
-    today = school_today(school)
     versions = versions_for(db, school)
     eff = effective_for(db, school, today)
     if values is None:
@@ -157,41 +161,38 @@ def _school_page(
     return render(request, "policy/edit.html", ctx, status)
 
 
-def _school(db: Db, who: Principal, perm: str, school_id: str) -> School:
-    school = db.get(School, school_id)
-    allowed = who.schools(perm)
-    ensure(school is not None and (allowed is None or school_id in allowed))
-    assert school is not None
-    return school
-
-
 @router.get("/policy/school/{school_id}")
 def policy_school(
-    request: Request, db: Db, who: Annotated[Principal, require("policy.view")], school_id: str
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("policy.view")],
+    school_id: SchoolId,
 ) -> Response:
-    return _school_page(request, db, who, _school(db, who, "policy.view", school_id))
+    school = school_in_scope(db, who, "policy.view", school_id, reach="part")
+    return _school_page(request, db, who, school, clock.school_today(school))
 
 
 @router.post("/policy/school/{school_id}")
 def policy_school_save(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("policy.edit")],
-    school_id: str,
+    school_id: SchoolId,
     fields: Fields,
 ) -> Response:
-    school = db.get(School, school_id)
-    ensure(school is not None and who.can("policy.edit", school_id=school_id))
-    assert school is not None
+    school = school_in_scope(db, who, "policy.edit", school_id)
+    today = clock.school_today(school)
     try:
-        valid_from, doc = parse_policy_form(fields, school_today(school))
+        valid_from, doc = parse_policy_form(fields, today)
     except PolicyFormError as err:
         return _school_page(
-            request, db, who, school, problems=err, values=_flat(fields), status=400
+            request, db, who, school, today, problems=err, values=_flat(fields), status=400
         )
     _row, published = save_policy(db, who, school_id=school.id, valid_from=valid_from, doc=doc)
     db.commit()
-    return _school_page(request, db, who, school, saved=published)
+    return _school_page(request, db, who, school, today, saved=published)
 
 
 def _flat(fields: dict[str, list[str]]) -> dict[str, Any]:
@@ -206,13 +207,14 @@ def _region_page(
     db: Db,
     who: Principal,
     region: Region,
+    clock: Clock,
     *,
     problems: PolicyFormError | None = None,
     values: dict[str, Any] | None = None,
     saved: list[str] | None = None,
     status: int = 200,
 ) -> Response:
-    today = local_today()
+    today = clock.today_in(None)  # a region's policy is dated in the default zone
     versions = list(
         db.execute(select(MealPolicy).where(MealPolicy.region_id == region.id)).scalars()
     )
@@ -242,26 +244,31 @@ def _region(db: Db, who: Principal, perm: str, region_id: str) -> Region:
 
 @router.get("/policy/region/{region_id}")
 def policy_region(
-    request: Request, db: Db, who: Annotated[Principal, require("policy.view")], region_id: str
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("policy.view")],
+    region_id: SchoolId,
 ) -> Response:
-    return _region_page(request, db, who, _region(db, who, "policy.view", region_id))
+    return _region_page(request, db, who, _region(db, who, "policy.view", region_id), clock)
 
 
 @router.post("/policy/region/{region_id}")
 def policy_region_save(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("policy.edit")],
-    region_id: str,
+    region_id: SchoolId,
     fields: Fields,
 ) -> Response:
     region = _region(db, who, "policy.edit", region_id)
     try:
-        valid_from, doc = parse_policy_form(fields, local_today())
+        valid_from, doc = parse_policy_form(fields, clock.today_in(None))
     except PolicyFormError as err:
         return _region_page(
-            request, db, who, region, problems=err, values=_flat(fields), status=400
+            request, db, who, region, clock, problems=err, values=_flat(fields), status=400
         )
     _row, published = save_policy(db, who, region_id=region.id, valid_from=valid_from, doc=doc)
     db.commit()
-    return _region_page(request, db, who, region, saved=published)
+    return _region_page(request, db, who, region, clock, saved=published)

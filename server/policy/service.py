@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from protocol.messages import PolicyDoc, PolicySet
 from server.accounts.access import Principal
 from server.audit.service import audit
-from server.clock import now_ms
+from server.clock import DEFAULT_ZONE, Clock, now_ms
 from server.consents.models import CategoryCode
 from server.models import School
 from server.policy.models import MealPolicy, PolicyPublication
@@ -189,7 +189,7 @@ def parse_policy_form(
         )
     if not problems:
         problems.extend(_consistency(shifts, periods))
-    zone = _one(fields, "timezone") or "Asia/Almaty"
+    zone = _one(fields, "timezone") or DEFAULT_ZONE
     try:
         zoneinfo.ZoneInfo(zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -283,7 +283,7 @@ def form_values(doc: PolicyDoc | None, valid_from: dt.date) -> dict[str, Any]:
     out: dict[str, Any] = {"valid_from": valid_from.isoformat()}
     if doc is None:
         out.update(
-            timezone="Asia/Almaty",
+            timezone=DEFAULT_ZONE,
             free_meal_grades=[1, 2, 3, 4],
             free_meal_categories=[c.value for c in CategoryCode],
             anti_passback="off",
@@ -324,17 +324,14 @@ def doc_of(row: MealPolicy) -> PolicyDoc:
     return PolicyDoc.model_validate(row.doc, strict=False)
 
 
-def local_today(zone_name: str = "Asia/Almaty") -> dt.date:
-    try:
-        zone = zoneinfo.ZoneInfo(zone_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zone = zoneinfo.ZoneInfo("Asia/Almaty")
-    return dt.datetime.now(zone).date()
+def local_today(zone_name: str | None = None) -> dt.date:
+    """The date now in a zone (the default zone without one); see ``server.clock``."""
+    return Clock().today_in(zone_name)
 
 
 def school_today(school: School) -> dt.date:
     """The school's date now (a day starts at local midnight, not at UTC's)."""
-    return local_today(school.timezone)
+    return Clock().school_today(school)
 
 
 def versions_for(session: Session, school: School) -> list[MealPolicy]:

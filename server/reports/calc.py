@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from server import clock
+
 MOVES = ("entry", "exit", "manual_pass")
 GRADES = "grades"  # the free-meal column of the free grades (1-4); categories use their codes
 OTHER = "other"  # a free meal of a student no longer known as eligible (roster changed since)
@@ -62,7 +64,7 @@ class Membership:
 
 
 def zone_of(name: str) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(name)
+    return clock.zone(name)
 
 
 def local_dt(at_ms: int, zone: str) -> dt.datetime:

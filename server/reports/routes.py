@@ -15,12 +15,13 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.accounts.access import Principal
 from server.audit.service import audit
-from server.clock import now_ms
+from server.clock import Clock, ClockDep
+from server.console.params import FIRST_DAY, LAST_DAY, parse_day
+from server.console.scope import classes_in_scope, schools_in_scope
 from server.console.web import Db, ensure, nav_item, render, request_lang, require, tr
 from server.models import Region, School
 from server.people.models import SchoolClass
@@ -93,11 +94,7 @@ def _scope(
     *,
     need_class: bool = False,
 ) -> Scope:
-    allowed = who.schools(perm)
-    q = select(School).order_by(School.name, School.id)
-    if allowed is not None:
-        q = q.where(School.id.in_(sorted(allowed)))
-    schools = list(db.scalars(q))
+    schools = sorted(schools_in_scope(db, who, perm), key=lambda s: (s.name, s.id))
     ensure(bool(schools))
     if school:
         chosen = next((s for s in schools if s.id == school), None)
@@ -105,11 +102,7 @@ def _scope(
         assert chosen is not None
     else:
         chosen = schools[0]
-    visible = who.classes(perm, chosen.id)
-    cq = select(SchoolClass).where(SchoolClass.school_id == chosen.id)
-    if visible is not None:
-        cq = cq.where(SchoolClass.pk.in_(sorted(visible)))
-    classes = list(db.scalars(cq.order_by(SchoolClass.grade, SchoolClass.name)))
+    classes = classes_in_scope(db, who, perm, chosen.id)
     whole = who.whole_school(perm, chosen.id)
     picked: SchoolClass | None = None
     if klass:
@@ -125,17 +118,13 @@ def _scope(
     return Scope(schools, chosen, classes, picked, whole)
 
 
-def _today(school: School) -> dt.date:
-    return calc.local_day(now_ms(), school.timezone)
-
-
-def _day(value: str | None, school: School) -> dt.date:
+def _day(value: str | None, today: dt.date) -> dt.date:
     if not value:
-        return _today(school)
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as err:
-        raise BadInput(f"day={value!r}: not a date YYYY-MM-DD ({err})") from err
+        return today
+    day = parse_day(value)
+    if day is None:
+        raise BadInput(f"day={value!r}: not a date YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
 def _month_query(
@@ -146,19 +135,23 @@ def _month_query(
     klass: str | None,
     month: str | None,
     format: str,
+    clock: Clock,
 ) -> tuple[Scope, dt.date, str]:
     """The filters of a monthly report: scope, month and format (``BadInput`` if any is bad)."""
     sc = _scope(db, who, perm, school, klass)
-    return sc, _month(month, sc.school), _format(format)
+    return sc, _month(month, clock.school_today(sc.school)), _format(format)
 
 
-def _month(value: str | None, school: School) -> dt.date:
+def _month(value: str | None, today: dt.date) -> dt.date:
     if not value:
-        return _today(school).replace(day=1)
+        return today.replace(day=1)
     try:
-        return calc.parse_month(value)
+        month = calc.parse_month(value)
     except ValueError as err:
         raise BadInput(f"month={value!r}: not a month YYYY-MM") from err
+    if not FIRST_DAY <= month <= LAST_DAY:
+        raise BadInput(f"month={value!r}: not a month from {FIRST_DAY:%Y-%m} to {LAST_DAY:%Y-%m}")
+    return month
 
 
 def _format(value: str) -> str:
@@ -215,6 +208,7 @@ def _lang(request: Request) -> str:
 def attendance_page(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("reports.attendance")],
     school: SchoolQ = None,
     klass: ClassQ = None,
@@ -223,7 +217,7 @@ def attendance_page(
 ) -> Response:
     try:
         sc = _scope(db, who, "reports.attendance", school, klass)
-        when = _day(day, sc.school)
+        when = _day(day, clock.school_today(sc.school))
         fmt = _format(format)
     except BadInput as err:
         return _bad(request, err)
@@ -288,6 +282,7 @@ def attendance_page(
 def attendance_month_page(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("reports.attendance")],
     school: SchoolQ = None,
     klass: ClassQ = None,
@@ -295,7 +290,9 @@ def attendance_month_page(
     format: FormatQ = "html",
 ) -> Response:
     try:
-        sc, m, fmt = _month_query(db, who, "reports.attendance", school, klass, month, format)
+        sc, m, fmt = _month_query(
+            db, who, "reports.attendance", school, klass, month, format, clock
+        )
     except BadInput as err:
         return _bad(request, err)
     data = service.attendance_month_rows(db, sc.school.id, sc.class_pks, m)
@@ -345,13 +342,14 @@ def attendance_month_page(
 def meals_page(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("reports.meals")],
     school: SchoolQ = None,
     month: TextQ = None,
     format: FormatQ = "html",
 ) -> Response:
     try:
-        sc, m, fmt = _month_query(db, who, "reports.meals", school, None, month, format)
+        sc, m, fmt = _month_query(db, who, "reports.meals", school, None, month, format, clock)
     except BadInput as err:
         return _bad(request, err)
     ensure(sc.whole)
@@ -403,13 +401,14 @@ def meals_page(
 def meals_statement(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("reports.meals")],
     school: SchoolQ = None,
     month: TextQ = None,
     format: FormatQ = "html",
 ) -> Response:
     try:
-        sc, m, fmt = _month_query(db, who, "reports.meals", school, None, month, format)
+        sc, m, fmt = _month_query(db, who, "reports.meals", school, None, month, format, clock)
     except BadInput as err:
         return _bad(request, err)
     ensure(sc.whole)
@@ -442,6 +441,7 @@ def meals_statement(
 def library_page(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("reports.library")],
     school: SchoolQ = None,
     klass: ClassQ = None,
@@ -449,7 +449,7 @@ def library_page(
     format: FormatQ = "html",
 ) -> Response:
     try:
-        sc, m, fmt = _month_query(db, who, "reports.library", school, klass, month, format)
+        sc, m, fmt = _month_query(db, who, "reports.library", school, klass, month, format, clock)
     except BadInput as err:
         return _bad(request, err)
     t = translator(_lang(request))
@@ -496,6 +496,7 @@ def library_page(
 def evacuation_page(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("reports.evacuation")],
     school: SchoolQ = None,
     format: FormatQ = "html",
@@ -505,7 +506,7 @@ def evacuation_page(
         fmt = _format(format)
     except BadInput as err:
         return _bad(request, err)
-    now = now_ms()
+    now = clock.now_ms()
     h = service.headcount(db, sc.school.id, now, None if sc.whole else [c.pk for c in sc.classes])
     when = calc.local_dt(now, sc.school.timezone).strftime("%Y-%m-%d %H:%M")
     t = translator(_lang(request))
@@ -531,20 +532,20 @@ def evacuation_page(
 # ---------------------------------------------------------------------------------- status
 
 
-def _status_context(db: Session, who: Principal) -> dict[str, object]:
-    now = now_ms()
+def _status_context(db: Session, who: Principal, clock: Clock) -> dict[str, object]:
+    now = clock.now_ms()
     return {"schools": service.school_status(db, who.schools("status.view"), now), "now": now}
 
 
 @router.get("/status")
 def status_page(
-    request: Request, db: Db, who: Annotated[Principal, require("status.view")]
+    request: Request, db: Db, clock: ClockDep, who: Annotated[Principal, require("status.view")]
 ) -> Response:
-    return render(request, "reports/status.html", _status_context(db, who))
+    return render(request, "reports/status.html", _status_context(db, who, clock))
 
 
 @router.get("/status/fragment")
 def status_fragment(
-    request: Request, db: Db, who: Annotated[Principal, require("status.view")]
+    request: Request, db: Db, clock: ClockDep, who: Annotated[Principal, require("status.view")]
 ) -> Response:
-    return render(request, "reports/status_table.html", _status_context(db, who))
+    return render(request, "reports/status_table.html", _status_context(db, who, clock))

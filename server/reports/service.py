@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Row, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from server.clock import DEFAULT_ZONE
 from server.models import Device, IngestProgress, School, ServerAlarm, StoredEvent
 from server.people.models import SchoolClass, StaffMember, Student
 from server.reports import calc
@@ -30,7 +31,7 @@ SERVER_ALARM_LOOKBACK_MS = 24 * 3600 * 1000
 
 def zone_of(db: Session, school_id: str) -> str:
     zone = db.execute(select(School.timezone).where(School.id == school_id)).scalar_one_or_none()
-    return zone or "Asia/Almaty"
+    return zone or DEFAULT_ZONE
 
 
 def pupils(db: Session, school_id: str, class_pks: Iterable[int] | None = None) -> list[Pupil]:
@@ -293,7 +294,7 @@ class SchoolStatus:
     alarms: list[Ev]
     server_alarms: int
     last_event_ms: int | None
-    zone: str = "Asia/Almaty"
+    zone: str = DEFAULT_ZONE
 
     @property
     def online(self) -> int:

@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from protocol.messages import ConsentKind
 from server.accounts.access import Grant, Principal, Role
 from server.accounts.service import AccountError, create_user, invite
 from server.audit.service import audit
-from server.clock import now_ms
+from server.clock import ClockDep
+from server.console.params import Id, SchoolId, parse_id
+from server.console.scope import (
+    classes_in_scope,
+    pick_school,
+    school_in_scope,
+    schools_in_scope,
+    visible_schools,
+    visible_student,
+)
 from server.console.web import (
     Db,
+    NotFound,
     Settings,
     ensure,
     nav_item,
@@ -32,8 +41,8 @@ from server.console.web import (
 from server.models import School
 from server.people.models import Guardian, SchoolClass, StaffMember, Student, StudentGuardian
 from server.people.service import current_consent
-from server.roster import rules, service
-from server.roster.models import ImportPreview, StaffClass
+from server.roster import previews, rules, service
+from server.roster.models import StaffClass
 from server.roster.rules import N_, RawRow, RowError
 from server.roster.service import RosterError
 
@@ -43,55 +52,17 @@ nav_item("students.view", "/classes", "Classes", 21)
 nav_item("staff.edit", "/staff", "Staff", 22)
 nav_item("roster.import", "/roster/import", "Import roster", 23)
 
-# A record's key in a path or a form: a BIGINT, so a bigger number is a 422, not a 500.
-Pk = Annotated[int, Path(ge=1, le=2**62)]
-PREVIEW_TTL_MS = 60 * 60_000
 PAGE = 200
-
-
-# ----------------------------------------------------------------------------------- helpers
-
-
-def _schools(db: Session, who: Principal, perm: str) -> list[School]:
-    allowed = who.schools(perm)
-    q = select(School).order_by(School.id)
-    if allowed is not None:
-        q = q.where(School.id.in_(allowed))
-    return list(db.execute(q).scalars())
+Viewed = Annotated[Student, visible_student("students.view")]
+Edited = Annotated[Student, visible_student("students.edit")]
 
 
 def _pick_school(schools: list[School], wanted: str | None) -> School | None:
-    for s in schools:
-        if s.id == wanted:
-            return s
-    if wanted:
-        return None
-    return schools[0] if schools else None
+    """The school asked for (404 if not visible), the first one, or None if none is visible."""
+    return pick_school(schools, wanted) if wanted or schools else None
 
 
-def _classes(db: Session, who: Principal, perm: str, school_id: str) -> list[SchoolClass]:
-    q = (
-        select(SchoolClass)
-        .where(SchoolClass.school_id == school_id)
-        .order_by(SchoolClass.grade, SchoolClass.name)
-    )
-    allowed = who.classes(perm, school_id)
-    if allowed is not None:
-        q = q.where(SchoolClass.pk.in_(allowed))
-    return list(db.execute(q).scalars())
-
-
-def _student_in_scope(db: Session, who: Principal, pk: int, perm: str = "students.view") -> Student:
-    st = db.get(Student, pk) if 0 < pk < 2**62 else None
-    ensure(st is not None)
-    assert st is not None
-    ensure(who.can(perm, school_id=st.school_id, class_pk=st.class_pk, student_pk=st.pk))
-    return st
-
-
-def _pk(text: str | None) -> int | None:
-    """A primary key from a form or a query (beyond BIGINT is no key at all)."""
-    return int(text) if text and text.isascii() and text.isdigit() and len(text) < 19 else None
+# ----------------------------------------------------------------------------------- helpers
 
 
 def _safe(name: str) -> str:
@@ -114,19 +85,18 @@ def students_page(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("students.view")],
+    schools: Annotated[list[School], visible_schools("students.view")],
     school: Annotated[str | None, Query(max_length=64)] = None,
     class_pk: Annotated[str | None, Query(max_length=20)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
     inactive: Annotated[str, Query(max_length=3)] = "",
 ) -> Response:
-    schools = _schools(db, who, "students.view")
     current = _pick_school(schools, school)
-    ensure(current is not None or not school)
     rows: list[Any] = []
     classes: list[SchoolClass] = []
-    cls_pk = _pk(class_pk)
+    cls_pk = parse_id(class_pk)
     if current is not None:
-        classes = _classes(db, who, "students.view", current.id)
+        classes = classes_in_scope(db, who, "students.view", current.id)
         visible = [c.pk for c in classes]
         if cls_pk is not None and cls_pk not in visible:
             # A class of the school this user may not see is 404; a class left in the query
@@ -134,28 +104,14 @@ def students_page(
             other = db.get(SchoolClass, cls_pk)
             ensure(other is None or other.school_id != current.id)
             cls_pk = None
-        query = (
-            select(Student, SchoolClass)
-            .join(SchoolClass, SchoolClass.pk == Student.class_pk)
-            .where(
-                Student.school_id == current.id,
-                Student.class_pk.in_([cls_pk] if cls_pk else visible),
-            )
-            .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
-            .limit(PAGE + 1)
+        rows = service.find_students(
+            db,
+            current.id,
+            [cls_pk] if cls_pk else visible,
+            q.strip(),
+            with_inactive=bool(inactive),
+            limit=PAGE + 1,
         )
-        if not inactive:
-            query = query.where(Student.active.is_(True))
-        if q.strip():
-            like = f"%{q.strip().lower()}%"
-            query = query.where(
-                or_(
-                    func.lower(Student.surname).like(like),
-                    func.lower(Student.given_name).like(like),
-                    func.lower(Student.ref) == q.strip().lower(),
-                )
-            )
-        rows = list(db.execute(query).all())
     can_edit = current is not None and who.can("students.edit", school_id=current.id)
     return render(
         request,
@@ -196,7 +152,7 @@ def _card_context(db: Session, who: Principal, st: Student) -> dict[str, Any]:
         "guardians": guardians,
         "consents": consents,
         "can_edit": can_edit,
-        "classes": _classes(db, who, "students.edit", st.school_id) if can_edit else [],
+        "classes": classes_in_scope(db, who, "students.edit", st.school_id) if can_edit else [],
         "links": [
             (url, label)
             for perm, url, label in (
@@ -214,9 +170,8 @@ def _card_context(db: Session, who: Principal, st: Student) -> dict[str, Any]:
 
 @router.get("/students/{pk}")
 def student_card(
-    request: Request, db: Db, who: Annotated[Principal, require("students.view")], pk: Pk
+    request: Request, db: Db, who: Annotated[Principal, require("students.view")], st: Viewed
 ) -> Response:
-    st = _student_in_scope(db, who, pk)
     ctx = _card_context(db, who, st)
     audit(
         db, who, "view", "student", student_pk=st.pk, school_id=st.school_id, summary="student card"
@@ -244,19 +199,21 @@ def _card_after(
 def student_edit(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("students.edit")],
-    pk: Pk,
+    st: Edited,
     surname: Annotated[str, Form(max_length=100)],
     given_name: Annotated[str, Form(max_length=100)],
-    class_pk: Annotated[int, Form(ge=1, le=2**62)],
+    class_pk: Annotated[Id, Form()],
     patronymic: Annotated[str, Form(max_length=100)] = "",
     birth_date: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    st = _student_in_scope(db, who, pk, "students.edit")
     birth = _date(birth_date)
     if birth_date.strip() and birth is None:
         return _card_after(request, db, who, st, error=tr(request, rules.E_DATE))
-    if birth is not None and not rules.birth_date_ok(birth, dt.date.today()):
+    if birth is not None and not rules.birth_date_ok(
+        birth, clock.school_today(db.get(School, st.school_id))
+    ):
         return _card_after(request, db, who, st, error=tr(request, rules.E_BIRTH_RANGE))
     cls = db.get(SchoolClass, class_pk)
     ensure(cls is not None and who.can("students.edit", school_id=cls.school_id, class_pk=cls.pk))
@@ -289,10 +246,9 @@ def student_active(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("students.edit")],
-    pk: Pk,
+    st: Edited,
     active: Annotated[str, Form(max_length=3)],
 ) -> Response:
-    st = _student_in_scope(db, who, pk, "students.edit")
     service.set_active(db, who, st, active == "1")
     db.commit()
     return redirect(f"/students/{st.pk}")
@@ -304,14 +260,13 @@ def guardian_add(
     db: Db,
     settings: Settings,
     who: Annotated[Principal, require("students.edit")],
-    pk: Pk,
+    st: Edited,
     full_name: Annotated[str, Form(max_length=200)],
     phone: Annotated[str, Form(max_length=40)] = "",
     email: Annotated[str, Form(max_length=200)] = "",
     relation: Annotated[str, Form(max_length=32)] = "parent",
     login: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    st = _student_in_scope(db, who, pk, "students.edit")
     try:
         g = service.add_guardian(
             db, who, st, full_name=full_name, phone=phone, email=email, relation=relation
@@ -365,11 +320,10 @@ def guardian_invite(
     db: Db,
     settings: Settings,
     who: Annotated[Principal, require("students.edit")],
-    pk: Pk,
-    gpk: Pk,
+    st: Edited,
+    gpk: Id,
     login: Annotated[str, Form(min_length=1, max_length=100)],
 ) -> Response:
-    st = _student_in_scope(db, who, pk, "students.edit")
     ensure(db.get(StudentGuardian, (st.pk, gpk)) is not None)
     g = db.get_one(Guardian, gpk)
     try:
@@ -383,9 +337,12 @@ def guardian_invite(
 
 @router.post("/students/{pk}/guardians/{gpk}/remove")
 def guardian_remove(
-    request: Request, db: Db, who: Annotated[Principal, require("students.edit")], pk: Pk, gpk: Pk
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("students.edit")],
+    st: Edited,
+    gpk: Id,
 ) -> Response:
-    st = _student_in_scope(db, who, pk, "students.edit")
     try:
         service.remove_guardian(db, who, st, gpk)
     except RosterError:
@@ -399,6 +356,7 @@ def guardian_remove(
 def student_new(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("students.edit")],
     school: Annotated[str, Form(max_length=64)],
     surname: Annotated[str, Form(max_length=200)] = "",
@@ -414,7 +372,7 @@ def student_new(
     consent_date: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """One new student: checked exactly like one row of an import (consent first)."""
-    ensure(who.whole_school("students.edit", school) and db.get(School, school) is not None)
+    sch = school_in_scope(db, who, "students.edit", school, reach="whole")
     cells = {
         "surname": surname,
         "given_name": given_name,
@@ -429,7 +387,7 @@ def student_new(
         "consent_date": consent_date,
     }
     service.lock_school(db, school)
-    _checked, plan = service.check(db, school, [RawRow(1, cells)], dt.date.today())
+    _checked, plan = service.check(db, school, [RawRow(1, cells)], clock.school_today(sch))
     if plan.errors or not plan.rows or plan.rows[0].action != "create":
         errors = [f"{e.column}: {_localize(request, e)}" for e in plan.errors] or [
             tr(request, "This student is on the roster already.")
@@ -452,9 +410,12 @@ def student_new(
 
 @router.get("/students/new/{school}")
 def student_new_page(
-    request: Request, db: Db, who: Annotated[Principal, require("students.edit")], school: str
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("students.edit")],
+    school: SchoolId,
 ) -> Response:
-    ensure(who.whole_school("students.edit", school) and db.get(School, school) is not None)
+    school_in_scope(db, who, "students.edit", school, reach="whole")
     ctx = {"school_id": school, "errors": [], "form": {}, "classes": _school_classes(db, school)}
     return render(request, "roster/new_student.html", ctx)
 
@@ -489,7 +450,9 @@ def _classes_page(
                 .group_by(Student.class_pk)
             ).all()
         )
-        rows = [(c, counts.get(c.pk, 0)) for c in _classes(db, who, "students.view", school.id)]
+        rows = [
+            (c, counts.get(c.pk, 0)) for c in classes_in_scope(db, who, "students.view", school.id)
+        ]
     return render(
         request,
         "roster/classes.html",
@@ -511,9 +474,8 @@ def classes_page(
     who: Annotated[Principal, require("students.view")],
     school: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    schools = _schools(db, who, "students.view")
+    schools = schools_in_scope(db, who, "students.view")
     current = _pick_school(schools, school)
-    ensure(current is not None or not school)
     return _classes_page(request, db, who, current, schools)
 
 
@@ -528,8 +490,8 @@ def classes_save(
     shift: Annotated[int, Form()],
     pk: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    ensure(who.whole_school("students.edit", school) and db.get(School, school) is not None)
-    cls_pk = _pk(pk)
+    school_in_scope(db, who, "students.edit", school, reach="whole")
+    cls_pk = parse_id(pk)
     if cls_pk is not None:
         cls = db.get(SchoolClass, cls_pk)
         ensure(cls is not None and cls.school_id == school)
@@ -537,7 +499,7 @@ def classes_save(
         service.save_class(db, school, name=name, grade=grade, shift=shift, pk=cls_pk)
     except RosterError as err:
         db.rollback()
-        schools = _schools(db, who, "students.view")
+        schools = schools_in_scope(db, who, "students.view")
         return _classes_page(
             request, db, who, _pick_school(schools, school), schools, tr(request, str(err))
         )
@@ -559,7 +521,7 @@ def _staff_page(
     rows: list[Any] = []
     classes: list[SchoolClass] = []
     if school is not None:
-        classes = _classes(db, who, "staff.edit", school.id)
+        classes = classes_in_scope(db, who, "staff.edit", school.id)
         names = {c.pk: c.name for c in classes}
         links: dict[int, list[int]] = {}
         for s_pk, c_pk in db.execute(
@@ -604,9 +566,8 @@ def staff_page(
     who: Annotated[Principal, require("staff.edit")],
     school: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    schools = _schools(db, who, "staff.edit")
+    schools = schools_in_scope(db, who, "staff.edit")
     current = _pick_school(schools, school)
-    ensure(current is not None or not school)
     return _staff_page(request, db, who, current, schools)
 
 
@@ -624,8 +585,8 @@ def staff_save(
     active: Annotated[str, Form(max_length=3)] = "1",
     pk: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    ensure(who.whole_school("staff.edit", school) and db.get(School, school) is not None)
-    member_pk = _pk(pk)
+    school_in_scope(db, who, "staff.edit", school, reach="whole")
+    member_pk = parse_id(pk)
     if member_pk is not None:
         member = db.get(StaffMember, member_pk)
         ensure(member is not None and member.school_id == school)
@@ -643,7 +604,7 @@ def staff_save(
         )
     except RosterError as err:
         db.rollback()
-        schools = _schools(db, who, "staff.edit")
+        schools = schools_in_scope(db, who, "staff.edit")
         return _staff_page(
             request, db, who, _pick_school(schools, school), schools, tr(request, str(err))
         )
@@ -661,11 +622,10 @@ def import_page(
     who: Annotated[Principal, require("roster.import")],
     school: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    # Housekeeping: previews hold children's data; none outlives its hour.
-    db.execute(delete(ImportPreview).where(ImportPreview.created_at_ms < now_ms() - PREVIEW_TTL_MS))
-    db.commit()
     schools = [
-        s for s in _schools(db, who, "roster.import") if who.whole_school("roster.import", s.id)
+        s
+        for s in schools_in_scope(db, who, "roster.import")
+        if who.whole_school("roster.import", s.id)
     ]
     return render(
         request,
@@ -688,7 +648,7 @@ def export_csv(
     school: Annotated[str, Query(max_length=64)],
 ) -> Response:
     """The school's roster in the import's format (children's data: audited as an export)."""
-    ensure(who.whole_school("roster.import", school) and db.get(School, school) is not None)
+    school_in_scope(db, who, "roster.import", school, reach="whole")
     rows = service.export_rows(db, school)
     audit(
         db, who, "export", "roster", school_id=school, summary=f"roster CSV, {len(rows)} students"
@@ -723,60 +683,27 @@ def template_xlsx(_who: Annotated[Principal, require("roster.import")]) -> Respo
 def import_upload(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("roster.import")],
     school: Annotated[str, Form(max_length=64)],
     file: Annotated[UploadFile, File()],
 ) -> Response:
-    ensure(who.whole_school("roster.import", school) and db.get(School, school) is not None)
+    sch = school_in_scope(db, who, "roster.import", school, reach="whole")
     data = file.file.read(rules.MAX_BYTES + 1)
     parsed = rules.parse_file((file.filename or "")[:200], data)
-    if parsed.refused:
-        checked_errors = parsed.errors
-        plan = None
-    else:
-        _checked, plan = service.check(db, school, parsed.rows, dt.date.today())
-        checked_errors = sorted(
-            [*parsed.errors, *plan.errors],
-            key=lambda e: (
-                e.line,
-                rules.COLUMNS.index(e.column) if e.column in rules.COLUMNS else -1,
-            ),
-        )
-    now = now_ms()
-    db.execute(delete(ImportPreview).where(ImportPreview.created_at_ms < now - PREVIEW_TTL_MS))
-    token = ""
-    if plan is not None:
-        # Stored even with errors (without its rows), so that a confirmation of it is refused
-        # by what it is rather than by not being found.
-        token = secrets.token_urlsafe(24)
-        db.add(
-            ImportPreview(
-                token=token,
-                user_pk=who.user_pk,
-                school_id=school,
-                file_name=parsed.name,
-                file_sha256=parsed.sha256,
-                encoding=parsed.encoding,
-                rows=[]
-                if checked_errors
-                else [{"line": r.line, "cells": dict(r.cells)} for r in parsed.rows],
-                plan_digest=plan.digest,
-                error_count=len(checked_errors),
-                created_at_ms=now,
-            )
-        )
+    pv = previews.preview_upload(db, who, sch.id, parsed, clock.school_today(sch), clock.now_ms())
     db.commit()
     return render(
         request,
         "roster/preview.html",
         {
-            "school_id": school,
+            "school_id": sch.id,
             "parsed": parsed,
-            "plan": plan,
-            "errors": [(e.line, e.column, _localize(request, e)) for e in checked_errors],
-            "token": token,
+            "plan": pv.plan,
+            "errors": [(e.line, e.column, _localize(request, e)) for e in pv.errors],
+            "token": pv.token,
         },
-        400 if checked_errors else 200,
+        400 if pv.errors else 200,
     )
 
 
@@ -784,58 +711,24 @@ def import_upload(
 def import_confirm(
     request: Request,
     db: Db,
+    clock: ClockDep,
     who: Annotated[Principal, require("roster.import")],
     token: Annotated[str, Form(max_length=64)],
     sha256: Annotated[str, Form(max_length=64)],
 ) -> Response:
-    # Locked: the same preview confirmed twice at once is applied once.
-    preview = (
-        db.execute(
-            select(ImportPreview).where(ImportPreview.token == token).with_for_update()
-        ).scalar_one_or_none()
-        if token
-        else None
-    )
-    if (
-        preview is None
-        or preview.user_pk != who.user_pk
-        or preview.created_at_ms < now_ms() - PREVIEW_TTL_MS
-        or not secrets.compare_digest(preview.file_sha256, sha256)
-    ):
-        return _refuse(
-            request,
-            tr(
-                request,
-                "This preview is not valid (expired, applied or not yours): upload the file again.",
-            ),
-        )
-    ensure(who.whole_school("roster.import", preview.school_id))
-    if preview.error_count:
-        return _refuse(
-            request,
-            tr(request, "A file with errors cannot be imported: fix it and upload it again."),
-        )
-    raws = [
-        RawRow(int(r["line"]), {str(k): str(v) for k, v in r["cells"].items()})
-        for r in preview.rows
-    ]
-    service.lock_school(db, preview.school_id)
-    _checked, plan = service.check(db, preview.school_id, raws, dt.date.today())
-    if plan.errors:
-        return _refuse(
-            request,
-            tr(request, "A file with errors cannot be imported: fix it and upload it again."),
-        )
-    if plan.digest != preview.plan_digest:
-        return _refuse(
-            request, tr(request, "The roster changed since the preview: upload the file again.")
-        )
-    result = service.apply_plan(db, plan, who, summary=f"file sha256 {preview.file_sha256[:16]}; ")
-    school_id, name = preview.school_id, preview.file_name
-    db.delete(preview)
+    try:
+        done = previews.confirm_preview(db, who, token, sha256, clock)
+    except previews.PreviewRefused as err:
+        db.rollback()
+        return _refuse(request, tr(request, str(err)))
+    except PermissionError:
+        db.rollback()
+        raise NotFound() from None
     db.commit()
     return render(
-        request, "roster/done.html", {"result": result, "school_id": school_id, "file_name": name}
+        request,
+        "roster/done.html",
+        {"result": done.result, "school_id": done.school_id, "file_name": done.file_name},
     )
 
 

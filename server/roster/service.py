@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
@@ -46,7 +46,7 @@ from server.people.models import (
     StudentGuardian,
 )
 from server.people.service import build_student_record, student_record
-from server.policy.service import local_today
+from server.policy.service import school_today
 from server.roster import rules
 from server.roster.models import StaffClass
 from server.roster.rules import N_, ClassInfo, RawRow, RosterRow, RowError, class_key
@@ -132,7 +132,9 @@ def student_changes(session: Session, students: Sequence[Student]) -> list[Chang
             if on_edge is not None:
                 categories = on_edge.categories
             elif st.pk in with_categories:
-                categories = published_memberships(session, st.pk, local_today())
+                categories = published_memberships(
+                    session, st.pk, school_today(session.get_one(School, st.school_id))
+                )
             else:
                 categories = []
             out.append(StudentUpsert(student=rec.model_copy(update={"categories": categories})))
@@ -583,7 +585,9 @@ def import_rows(
             + [rules.row_error(1, k, rules.E_MISSING_COLUMN) for k in sorted(missing)]
         )
     lock_school(session, school_id)
-    _checked, plan = check(session, school_id, raws, today or dt.date.today())
+    if today is None:
+        today = school_today(session.get_one(School, school_id))
+    _checked, plan = check(session, school_id, raws, today)
     if plan.errors:
         if commit:
             session.rollback()
@@ -797,6 +801,38 @@ def add_guardian(
         summary="guardian added (name, phone, e-mail)",
     )
     return g
+
+
+def find_students(
+    session: Session,
+    school_id: str,
+    class_pks: Sequence[int],
+    text: str = "",
+    *,
+    with_inactive: bool = False,
+    limit: int = 200,
+) -> list[tuple[Student, SchoolClass]]:
+    """Students of these classes of the school with their class, by class then name; ``text``
+    matches a part of the surname or given name, or the whole student id."""
+    q = (
+        select(Student, SchoolClass)
+        .join(SchoolClass, SchoolClass.pk == Student.class_pk)
+        .where(Student.school_id == school_id, Student.class_pk.in_(list(class_pks)))
+        .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
+        .limit(limit)
+    )
+    if not with_inactive:
+        q = q.where(Student.active.is_(True))
+    if text:
+        like = f"%{text.lower()}%"
+        q = q.where(
+            or_(
+                func.lower(Student.surname).like(like),
+                func.lower(Student.given_name).like(like),
+                func.lower(Student.ref) == text.lower(),
+            )
+        )
+    return [(st, cls) for st, cls in session.execute(q).all()]
 
 
 def remove_guardian(session: Session, who: Principal | None, st: Student, guardian_pk: int) -> None:

@@ -22,6 +22,7 @@ from server.audit.models import AuditEntry
 from server.canteen import service
 from server.canteen.models import LedgerEntry, LowBalance, Posting
 from server.canteen.settings import CanteenSettings
+from server.canteen.wiring import install as install_canteen
 from server.clock import now_ms
 from server.models import ChangeLogEntry, Device, StoredEvent
 from server.sync.service import _load
@@ -141,7 +142,7 @@ def test_bad_callbacks_book_nothing(
 def test_callback_refused_without_a_configured_secret(
     world: World, app: Any, make_browser: Any
 ) -> None:
-    app.state.canteen_settings = CanteenSettings()
+    install_canteen(app, CanteenSettings())
     sim = PaymentProviderSimulator(CALLBACK_PATH, SECRET, client=make_browser().client)
     r = sim.pay("s1-3a-1", 1000)
     assert r.status_code == 503
@@ -420,7 +421,7 @@ def test_parent_tops_up_through_the_payment_page(
     own = world.students["s1-3a-1"]
     sim = PaymentProviderSimulator(CALLBACK_PATH, SECRET, client=make_browser().client)
     with PaymentPage(sim) as page:
-        app.state.canteen_settings = canteen_settings(provider_checkout_url=page.url)
+        install_canteen(app, canteen_settings(provider_checkout_url=page.url))
         p = make_browser("parent1")
         assert 'action="/canteen/student/' in p.get("/canteen/parent").text
         bad = p.post(f"/canteen/student/{own}/topup", {"amount": "-5"})
@@ -447,21 +448,59 @@ def test_parent_tops_up_through_the_payment_page(
     assert [c.amount_tiyn for c in changes(db, "S1") if isinstance(c, BalanceCredit)] == [500_000]
 
 
-def test_pages_post_waiting_meals_first(
+def test_pages_only_read_and_a_post_posts_waiting_meals(
     world: World,
     db: Session,
     cs: CanteenSettings,
     make_browser: Any,
     provider: PaymentProviderSimulator,
 ) -> None:
+    """A GET changes nothing (the poster service books meals in the background); the page
+    shows how many meals wait, and its POST form books them now."""
     provider.pay("s1-7b-1", 100_000)
     dev = add_device(db, "S1")
     add_meal(db, dev, 1, "s1-7b-1", 30_000, 70_000)
     db.commit()
-    page = make_browser("canteen1").get("/canteen/reconcile?school=S1")
-    assert page.status_code == 200 and 'class="badge ok" id="unexplained"' in page.text
+    b = make_browser("canteen1")
+    page = b.get("/canteen/reconcile?school=S1")
+    assert page.status_code == 200 and 'id="post-meals"' in page.text
+    assert ledger_balance(db, world.students["s1-7b-1"]) == 100_000  # a GET wrote nothing
+    r = b.post("/canteen/post-meals", {"school": "S1", "back": "/canteen/reconcile"})
+    assert r.status_code == 303 and r.headers["location"] == "/canteen/reconcile?school=S1"
+    db.expire_all()
     assert ledger_balance(db, world.students["s1-7b-1"]) == 70_000
+    page = b.get("/canteen/reconcile?school=S1")
+    assert 'class="badge ok" id="unexplained"' in page.text and 'id="post-meals"' not in page.text
     assert (
         db.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "meal"))
         == 1
     )
+    # Another school's canteen manager cannot post S1's meals (404), an unknown page is not
+    # a redirect target.
+    assert make_browser("admin3").post("/canteen/post-meals", {"school": "S1"}).status_code == 404
+    r = b.post("/canteen/post-meals", {"school": "S1", "back": "//evil.example/x"})
+    assert r.headers["location"] == "/canteen?school=S1"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"amount_tiyn": float("nan")},
+        {"amount_tiyn": float("inf")},
+        {"amount_tiyn": 10**30},
+        {"paid_at_ms": 10**30},
+        {"paid_at_ms": float("nan")},
+        {"paid_at_ms": -1},
+    ],
+)
+def test_signed_callback_with_absurd_numbers_is_refused_not_500(
+    world: World, db: Session, provider: PaymentProviderSimulator, fields: dict[str, Any]
+) -> None:
+    """NaN, infinities and numbers beyond any column in a (signed) JSON body: a 4xx."""
+    doc = {"txid": "t-absurd", "student_ref": "s1-3a-1", "amount_tiyn": 1000, "paid_at_ms": 1}
+    body = json.dumps(doc | fields).encode()  # Python writes NaN / Infinity as JSON does not
+    r = provider.client.post(
+        CALLBACK_PATH, content=body, headers={"x-qaqpa-signature": provider.sign(body)}
+    )
+    assert 400 <= r.status_code < 500, r.text
+    assert db.scalar(select(func.count()).select_from(LedgerEntry)) == 0

@@ -19,6 +19,7 @@ from server.canteen.ledger import AccountKind, QrClaim
 from server.canteen.models import LedgerEntry, Posting
 from server.canteen.settings import CanteenSettings
 from server.canteen.wallet import HttpSocialWallet
+from server.canteen.wiring import install as install_canteen
 from server.clock import now_ms
 from simulators.social_wallet import SocialWalletSimulator
 from tests.server.canteen.test_canteen import add_device, add_meal
@@ -40,7 +41,7 @@ def wcs(app: Any, wallet_sim: SocialWalletSimulator) -> CanteenSettings:
     s = canteen_settings(
         wallet_url=wallet_sim.url, wallet_key=SecretStr(KEY), voucher_meal_tiyn=60_000
     )
-    app.state.canteen_settings = s
+    install_canteen(app, s)
     return s
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -256,6 +257,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/canteen/menu"): R("canteen.manage", "list"),
     ("POST", "/canteen/menu"): R("canteen.manage", "school", form={"school": "{school}"}),
     ("GET", "/canteen/reconcile"): R("canteen.view", "list"),
+    ("POST", "/canteen/post-meals"): R("canteen.view", "school", form={"school": "{school}"}),
     ("GET", "/canteen/reports"): R("canteen.view", "list"),
     ("GET", "/canteen/wallet"): R("canteen.view", "list"),
     ("POST", "/canteen/wallet/fund"): R("canteen.manage", "school", form={"school": "{school}"}),
@@ -645,3 +647,100 @@ def test_role_matrix(login: str, make_browser, world: World, db: Session, app) -
         if shown:
             failures.append(f"POST {case.url}: shows students outside the role's scope: {shown}")
     assert not failures, f"{login}: {len(failures)} problem(s):\n" + "\n".join(failures)
+
+
+# ------------------------------------------------------------------- out-of-range inputs
+
+HUGE = "99999999999999999999"
+ABSURD = [HUGE, "0", "-1", "9999-12-31", "0001-01-01", "NaN", "1e309", "9999-12"]
+
+
+def absurd_requests(app: Any, world: World) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(method, url, form) for every classified route: each path parameter, query parameter
+    and form field in turn set to a value out of any sane range, the others plain."""
+    plain: dict[str, Any] = {
+        "pk": world.students["s1-3a-1"],
+        "student_pk": world.students["s1-3a-1"],
+        "school": "S1",
+        "school_id": "S1",
+        "region_id": "R1",
+    }
+    for method, path, route in console_routes(app):
+        rule = ROUTES[(method, path)]
+        if rule.skip or rule.kind == "public":
+            continue
+        names = _PARAM.findall(path)
+        base = {n: plain.get(n, 1) for n in names}
+        for n in names:
+            for v in ABSURD:
+                yield method, fill(path, base | {n: v}), {}
+        url = fill(path, base)
+        for q in route.dependant.query_params:
+            for v in ABSURD:
+                yield method, f"{url}?{q.alias}={v}", {}
+        for f in route.dependant.body_params:
+            for v in ABSURD:
+                yield method, url, {f.alias: v}
+
+
+@pytest.mark.parametrize("login", ["operator", "admin1"])
+def test_out_of_range_ids_and_dates_are_refused_not_500(
+    login: str, make_browser, world: World, db: Session, app
+) -> None:  # type: ignore[no-untyped-def]
+    """Ids beyond any key (``99999999999999999999``), dates like ``9999-12-31`` and ``NaN`` in
+    any parameter of any console route: a clear 4xx (or the page), never a server error."""
+    signed_in: Browser = make_browser(login)
+    client = TestClient(app, raise_server_exceptions=False, cookies=signed_in.client.cookies)
+    b = Browser(client)
+    b.csrf = signed_in.csrf
+    errors = []
+    for method, url, form in absurd_requests(app, world):
+        r = b.get(url) if method == "GET" else b.post(url, form)
+        if r.status_code >= 500 and r.status_code != 503:
+            errors.append(f"{method} {url} {form}: {r.status_code}")
+    # JSON with NaN, an infinity and a number beyond any column (device enrolment)
+    for body in (
+        b'{"token": NaN, "device": "d", "public_key": "x"}',
+        b'{"token": "t" , "device": 1e999, "public_key": 99999999999999999999}',
+    ):
+        r = client.post("/api/v1/enrol", content=body, headers={"content-type": "application/json"})
+        if not 400 <= r.status_code < 500:
+            errors.append(f"POST /api/v1/enrol {body!r}: {r.status_code}")
+    client.close()
+    assert not errors, f"{len(errors)} server error(s):\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("login", ["teacher1", "canteen1", "parent1"])
+def test_query_parameters_reach_nothing_outside_the_scope(
+    login: str, make_browser, world: World, db: Session, app
+) -> None:  # type: ignore[no-untyped-def]
+    """Every page, with a school, a class or a student of elsewhere in its query: never a
+    student outside the role's scope, never a server error."""
+    prepare_targets(db, world)
+    b: Browser = make_browser(login)
+    found = load_principal(db, b.client.cookies.get(SESSION_COOKIE) or "")
+    assert found is not None
+    hidden = hidden_names(db, found[0])
+    elsewhere = [
+        "school=S3",
+        "school=S2",
+        f"class={world.classes['S3/3A']}",
+        f"class_pk={world.classes['S3/3A']}",
+        f"school=S1&class={world.classes['S1/7B']}",
+        f"school=S1&class_pk={world.classes['S1/7B']}",
+        f"student_pk={world.students['s3-3a-1']}",
+        f"student_pk={world.students['s1-7b-1']}",
+        "student=s3-3a-1",
+        "student=s1-7b-1",
+    ]
+    failures = []
+    for method, path, _route in console_routes(app):
+        rule = ROUTES[(method, path)]
+        if method != "GET" or "{" in path or rule.skip or rule.kind == "public":
+            continue
+        for q in elsewhere:
+            r = b.get(f"{path}?{q}")
+            shown = sorted(n for n in hidden if n in r.text)
+            if shown or r.status_code >= 500:
+                failures.append(f"GET {path}?{q}: {r.status_code} {shown[:3]}")
+    assert not failures, "\n".join(failures)
