@@ -26,6 +26,7 @@ import base64
 import json
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge.centre import (
@@ -47,6 +48,7 @@ from edge.centre import (
     DownlinkSignatures,
     write_private,
 )
+from edge.tls import TlsSetupError, link_error, link_problem, mqtt_tls_context
 from protocol import topics
 from protocol.centre import (
     CentreSignature,
@@ -58,6 +60,7 @@ from protocol.centre import (
 )
 from protocol.codec import Envelope, encode, open_envelope
 from protocol.errors import ProtocolError
+from protocol.link import plain_refusal
 from protocol.messages import (
     AlarmCode,
     CentreKeyAnnounce,
@@ -84,6 +87,12 @@ log = logging.getLogger(__name__)
 
 KEY_FILE = "device.key"
 CREDENTIALS_FILE = "mqtt.json"
+# The broker's CA, this device's client certificate and key: names in mqtt.json, files beside it
+TLS_FILES = {
+    "mqtt_ca_file": "broker-ca.pem",
+    "mqtt_cert_file": "mqtt-client.pem",
+    "mqtt_key_file": "mqtt-client.key",
+}
 
 
 class SyncError(RuntimeError):
@@ -102,6 +111,25 @@ class SyncSettings(BaseSettings):
     )
     mqtt_username: str | None = Field(default=None, description="This device's MQTT user")
     mqtt_password: str | None = Field(default=None, description="This device's MQTT password")
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate, the only CA "
+        "trusted; set: TLS 1.2 or newer, certificate and host name checked (README, link "
+        "security). Required for a broker off loopback unless mqtt_allow_plain",
+    )
+    mqtt_cert_file: Path | None = Field(
+        default=None,
+        description="This device's client certificate (PEM) for a broker that requires one; "
+        "needs mqtt_key_file and mqtt_ca_file",
+    )
+    mqtt_key_file: Path | None = Field(
+        default=None, description="The unencrypted private key (PEM, 0600) of mqtt_cert_file"
+    )
+    mqtt_allow_plain: bool = Field(
+        default=False,
+        description="Allow a plain (unencrypted) connection to a broker off loopback: a private "
+        "network only. A loopback broker (127.0.0.1, ::1, localhost) may always be plain",
+    )
     topic_prefix: str = Field(default=topics.PREFIX, description="MQTT topic prefix")
     batch_events: int = Field(default=1000, ge=1, le=10_000, description="Events per message")
     window_events: int = Field(
@@ -142,6 +170,32 @@ class SyncSettings(BaseSettings):
     snapshot_request_interval_s: float = Field(
         default=5.0, ge=0, description="At most one snapshot request this often"
     )
+
+    @model_validator(mode="after")
+    def _link_is_safe(self) -> SyncSettings:
+        """Off loopback TLS only, and TLS files that load: checked before any connection."""
+        refusal = plain_refusal(
+            self.mqtt_host, tls=self.mqtt_ca_file is not None, allow_plain=self.mqtt_allow_plain
+        )
+        if refusal is not None:
+            raise link_error(f"mqtt_host: {refusal}")
+        if self.mqtt_ca_file is None:
+            if self.mqtt_cert_file is not None or self.mqtt_key_file is not None:
+                raise link_error(
+                    "mqtt_cert_file: a client certificate is sent over TLS only: set mqtt_ca_file"
+                )
+        else:
+            try:
+                self.tls_context()
+            except TlsSetupError as err:
+                raise link_error(str(err)) from err
+        return self
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the broker connection; None for a plain one."""
+        if self.mqtt_ca_file is None:
+            return None
+        return mqtt_tls_context(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
 
 
 # ------------------------------------------------------------------------------ pure helpers
@@ -287,6 +341,8 @@ class EdgeSync:
         self._client = self._make_client()
         self.batches_sent = 0
         self.rewinds = 0
+        # connection attempts that did not end online (refused, unreachable, TLS failed)
+        self.failed_connections = 0
 
     @classmethod
     def from_key_dir(cls, store: EdgeStore, key_dir: Path, **overrides: Any) -> EdgeSync:
@@ -307,8 +363,15 @@ class EdgeSync:
             "mqtt_password": creds["mqtt_password"],
             "topic_prefix": creds["topic_prefix"],
         }
-        values.update(overrides)
-        return cls(store, SyncSettings.model_validate(values), key, centre)
+        for name in TLS_FILES:  # recorded by `qaqpa edge enrol`, relative to the key directory
+            if creds.get(name):
+                values[name] = key_dir / creds[name]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            settings = SyncSettings.model_validate(values)
+        except ValidationError as err:
+            raise SyncError(f"{key_dir / CREDENTIALS_FILE}: {link_problem(err)}") from err
+        return cls(store, settings, key, centre)
 
     # ------------------------------------------------------------------------- public API
 
@@ -397,6 +460,9 @@ class EdgeSync:
         )
         if self._settings.mqtt_username is not None:
             client.username_pw_set(self._settings.mqtt_username, self._settings.mqtt_password)
+        tls = self._settings.tls_context()
+        if tls is not None:
+            client.tls_set_context(tls)
         client.max_inflight_messages_set(100)
         client.connect_timeout = self._settings.connect_timeout_s
         client.on_connect = self._on_connect
@@ -455,6 +521,7 @@ class EdgeSync:
         attempt = 0
         while True:
             self._link_changed.clear()
+            went_online = False
             self._client.will_set(
                 self._t_status, encode(self._device_status(False)), qos=1, retain=True
             )
@@ -462,6 +529,17 @@ class EdgeSync:
                 async with asyncio.timeout(s.connect_timeout_s + 1):
                     await asyncio.to_thread(
                         self._client.connect, s.mqtt_host, s.mqtt_port, s.keepalive_s
+                    )
+            except ssl.SSLError as err:
+                # A wrong CA, host name or client certificate does not heal by retrying: said
+                # once per run of failures, and the journal keeps every event meanwhile.
+                if attempt == 0:
+                    log.warning(
+                        "TLS with the broker %s:%d failed (check mqtt_ca_file and the client "
+                        "certificate): %s",
+                        s.mqtt_host,
+                        s.mqtt_port,
+                        err,
                     )
             except (OSError, TimeoutError, ValueError) as err:
                 if attempt == 0:
@@ -473,7 +551,11 @@ class EdgeSync:
                         await self._link_changed.wait()
                 except TimeoutError:
                     log.warning("no CONNACK within %.1f s", s.connect_timeout_s)
+                if not self._online and attempt == 0 and self._link_changed.is_set():
+                    # e.g. a broker that requires a client certificate this edge lacks
+                    log.warning("the broker closed the connection before accepting it")
                 if self._online:
+                    went_online = True
                     if attempt > 0:
                         log.info("connected to the broker again after %d attempt(s)", attempt)
                     attempt = 0
@@ -487,6 +569,8 @@ class EdgeSync:
                 self._client.disconnect()
                 await asyncio.to_thread(self._client.loop_stop)
                 self._online = False
+            if not went_online:
+                self.failed_connections += 1
             attempt += 1
             await asyncio.sleep(
                 backoff_delay(
