@@ -388,6 +388,10 @@ class EdgeSync:
         )
 
     @property
+    def settings(self) -> SyncSettings:
+        return self._settings
+
+    @property
     def online(self) -> bool:
         return self._online
 

@@ -24,6 +24,13 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
         key.private_bytes(
@@ -71,8 +78,10 @@ class ThrowawayCA:
         self.ca_file = directory / f"{name}-ca.pem"
         self.ca_file.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, cn: str, *, server: bool) -> Issued:
-        """A leaf certificate: for a server, SAN 127.0.0.1 and localhost; for a client, ``cn``."""
+    def issue(
+        self, cn: str, *, server: bool, names: tuple[str, ...] = ("127.0.0.1", "localhost")
+    ) -> Issued:
+        """A leaf certificate: for a server, SAN ``names``; for a client, ``cn``."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         builder = (
@@ -93,12 +102,7 @@ class ThrowawayCA:
         )
         if server:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.DNSName("localhost"),
-                    ]
-                ),
+                x509.SubjectAlternativeName([_san(n) for n in names]),
                 critical=False,
             )
         cert = builder.sign(self._key, hashes.SHA256())
