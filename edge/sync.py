@@ -366,6 +366,8 @@ class EdgeSync:
         for name in TLS_FILES:  # recorded by `qaqpa edge enrol`, relative to the key directory
             if creds.get(name):
                 values[name] = key_dir / creds[name]
+        if creds.get("mqtt_allow_plain"):
+            values["mqtt_allow_plain"] = True
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             settings = SyncSettings.model_validate(values)
@@ -841,12 +843,32 @@ def enrol_device(
     key_dir: Path,
     *,
     mqtt_host: str | None = None,
-    mqtt_port: int = 1883,
+    mqtt_port: int | None = None,
+    mqtt_ca_file: Path | None = None,
+    mqtt_cert_file: Path | None = None,
+    mqtt_key_file: Path | None = None,
+    mqtt_allow_plain: bool = False,
     timeout_s: float = 15.0,
 ) -> dict[str, Any]:
-    """Generate the key pair here, enrol at the server, save key (0600) and MQTT login (0600)."""
+    """Generate the key pair here, enrol at the server, save key (0600) and MQTT login (0600).
+
+    The broker link is checked before the token is spent (TLS off loopback, files that load);
+    the CA, certificate and key are copied beside the login and named in it."""
     import httpx
 
+    tls_sources = {
+        "mqtt_ca_file": mqtt_ca_file,
+        "mqtt_cert_file": mqtt_cert_file,
+        "mqtt_key_file": mqtt_key_file,
+    }
+    link: dict[str, Any] = {
+        "mqtt_host": mqtt_host or httpx.URL(server_url).host,
+        "mqtt_port": mqtt_port or (8883 if mqtt_ca_file is not None else 1883),
+    }
+    try:
+        SyncSettings.model_validate({**link, **tls_sources, "mqtt_allow_plain": mqtt_allow_plain})
+    except ValidationError as err:
+        raise SyncError(link_problem(err)) from err
     key_dir.mkdir(parents=True, exist_ok=True)
     key_path = key_dir / KEY_FILE
     if key_path.exists():
@@ -873,9 +895,20 @@ def enrol_device(
         "mqtt_username": data["mqtt_username"],
         "mqtt_password": data["mqtt_password"],
         "topic_prefix": data["topic_prefix"],
-        "mqtt_host": mqtt_host or httpx.URL(server_url).host,
-        "mqtt_port": mqtt_port,
+        **link,
     }
+    for name, source in tls_sources.items():
+        if source is not None:
+            target = key_dir / TLS_FILES[name]
+            if source.resolve() != target.resolve():
+                pem = source.read_bytes()
+                if name == "mqtt_key_file":
+                    _write_private(target, pem)
+                else:
+                    target.write_bytes(pem)
+            creds[name] = TLS_FILES[name]
+    if mqtt_allow_plain:
+        creds["mqtt_allow_plain"] = True
     centre_key = data.get("centre_key")
     if centre_key:
         # Pinned here, over the HTTPS enrolment the one-time token authorises; from now on this
@@ -904,14 +937,22 @@ def _enrol_command(args: argparse.Namespace) -> int:
             Path(args.key_dir),
             mqtt_host=args.mqtt_host,
             mqtt_port=args.mqtt_port,
+            mqtt_ca_file=args.mqtt_ca_file,
+            mqtt_cert_file=args.mqtt_cert_file,
+            mqtt_key_file=args.mqtt_key_file,
+            mqtt_allow_plain=args.mqtt_allow_plain,
         )
-    except (SyncError, ValidationError, KeyError) as err:
+    except (SyncError, ValidationError, KeyError, OSError) as err:
         print(f"qaqpa edge enrol: {err}")
         return 2
     print(
         f"enrolled device {creds['device']} of school {creds['school']} "
         f"as MQTT user {creds['mqtt_username']}; key and login in {args.key_dir}"
     )
+    link = "plain" if not creds.get("mqtt_ca_file") else "TLS, broker CA pinned"
+    if creds.get("mqtt_cert_file"):
+        link += ", client certificate"
+    print(f"broker {creds['mqtt_host']}:{creds['mqtt_port']} ({link})")
     if creds.get("centre_key_id"):
         print(f"centre key {creds['centre_key_id']} pinned: the downlink must be signed by it")
     else:
@@ -927,5 +968,28 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--device", required=True, help="this device's id")
     p.add_argument("--key-dir", required=True, help="directory for the key and the MQTT login")
     p.add_argument("--mqtt-host", default=None, help="broker host (default: the server's host)")
-    p.add_argument("--mqtt-port", type=int, default=1883, help="broker port")
+    p.add_argument(
+        "--mqtt-port", type=int, default=None, help="broker port (default 8883 with TLS, else 1883)"
+    )
+    p.add_argument(
+        "--mqtt-ca-file",
+        type=Path,
+        default=None,
+        help="PEM of the CA that signed the broker's certificate: TLS, this CA only (copied "
+        "into the key directory); required for a broker off loopback",
+    )
+    p.add_argument(
+        "--mqtt-cert-file",
+        type=Path,
+        default=None,
+        help="this device's client certificate (PEM), when the broker requires one",
+    )
+    p.add_argument(
+        "--mqtt-key-file", type=Path, default=None, help="the unencrypted key of --mqtt-cert-file"
+    )
+    p.add_argument(
+        "--mqtt-allow-plain",
+        action="store_true",
+        help="allow a plain connection to a broker off loopback (a private network only)",
+    )
     p.set_defaults(func=_enrol_command)

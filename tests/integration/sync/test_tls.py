@@ -10,34 +10,39 @@ test here connects anywhere but 127.0.0.1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from edge.store import EdgeStore
-from edge.sync import EdgeSync, SyncError, SyncSettings
+from edge.sync import EdgeSync, SyncError, SyncSettings, enrol_device
 from protocol.link import is_loopback
+from server.api import create_app
 from server.db import make_engine, session_factory
+from server.devices import add_device
 from server.ingest import IngestWorker
 from server.mqtt import make_client
 from server.settings import ServerSettings
 from tests.integration.sync.helpers import enrolled_device, journal_rush, server_seqs, write_key_dir
 from tests.support.centre import CENTRE_PUBLIC_B64
-from tests.support.services import PrivateBroker
+from tests.support.services import PrivateBroker, free_port, wait_port
 from tests.support.tls import Issued, ThrowawayCA
 
 OFF_LOOPBACK = ["192.0.2.10", "10.0.0.5", "broker.example.kz", "2001:db8::1", "[2001:db8::1]"]
@@ -294,6 +299,73 @@ async def test_required_client_certificates(
     engine.dispose()
 
 
+@pytest.mark.mosquitto
+@pytest.mark.postgres
+async def test_enrolment_records_the_ca_and_the_client_certificate(
+    pki: Pki,
+    private_broker: Callable[[str], PrivateBroker],
+    pg_url: str,
+    make_settings: Callable[..., ServerSettings],
+    tmp_path: Path,
+) -> None:
+    """``qaqpa edge enrol --mqtt-ca-file --mqtt-cert-file --mqtt-key-file`` copies the files
+    beside the login; the daemon's sync then connects over TLS with them and drains."""
+    broker = private_broker(pki.ca.listener_conf(pki.broker, require_certificate=True))
+    settings = make_settings(
+        pg_url,
+        mqtt_port=broker.port,
+        mqtt_ca_file=pki.ca.ca_file,
+        mqtt_cert_file=pki.server.cert_file,
+        mqtt_key_file=pki.server.key_file,
+    )
+    engine = make_engine(pg_url)
+    with session_factory(engine)() as s:
+        token = add_device(s, settings, "S1", "d1")
+        s.commit()
+    key_dir = tmp_path / "key"
+    with api_server(settings) as url:
+        creds = await asyncio.to_thread(
+            enrol_device,
+            url,
+            token,
+            "d1",
+            key_dir,
+            mqtt_port=broker.port,
+            mqtt_ca_file=pki.ca.ca_file,
+            mqtt_cert_file=pki.edge.cert_file,
+            mqtt_key_file=pki.edge.key_file,
+        )
+    assert creds["mqtt_ca_file"] == "broker-ca.pem"
+    assert (key_dir / "broker-ca.pem").read_bytes() == pki.ca.ca_file.read_bytes()
+    assert stat.S_IMODE((key_dir / "mqtt-client.key").stat().st_mode) == 0o600
+    store = await EdgeStore.open(tmp_path / "edge.db", school="S1", device="d1")
+    last = await journal_rush(store, 300)
+    async with (
+        IngestWorker(settings, engine),
+        EdgeSync.from_key_dir(store, key_dir, ack_timeout_s=2.0) as sync,
+    ):
+        await wait_for(lambda: drained(sync, last), "the outbox drained with the enrolled files")
+    await store.close()
+    assert server_seqs(engine, "S1", "d1") == list(range(1, last + 1))
+    engine.dispose()
+
+
+@contextlib.contextmanager
+def api_server(settings: ServerSettings) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_port(port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 # ------------------------------------------------- plain off loopback: refused, no traffic
 
 
@@ -369,6 +441,15 @@ async def test_an_enrolment_for_a_plain_broker_off_loopback_is_refused(
         assert sync.settings.mqtt_ca_file == key_dir / "broker-ca.pem"
     finally:
         await store.close()
+
+
+def test_enrolment_for_a_plain_broker_off_loopback_is_refused_first(
+    tmp_path: Path, no_sockets: None
+) -> None:
+    """Refused before the server is asked, so the one-time token is not spent."""
+    with pytest.raises(SyncError, match=r"mqtt_host: a plain .* 'centre\.example\.kz'"):
+        enrol_device("https://centre.example.kz", "token", "d1", tmp_path / "key")
+    assert not (tmp_path / "key").exists()
 
 
 def test_server_commands_refuse_a_plain_broker_off_loopback(tmp_path: Path) -> None:
