@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import socket
@@ -90,7 +91,12 @@ def edge_settings(port: int, prefix: str, **tls: Any) -> SyncSettings:
     )
 
 
-def try_connect(port: int, ctx: ssl.SSLContext | None, timeout: float = 10.0) -> str:
+def try_connect(
+    port: int,
+    ctx: ssl.SSLContext | None,
+    timeout: float = 10.0,
+    login: tuple[str, str] | None = None,
+) -> str:
     """One paho client's fate: "connected" (CONNACK), "closed" (dropped before it) or the
     exception of the TLS handshake."""
     outcome: list[str] = []
@@ -100,6 +106,8 @@ def try_connect(port: int, ctx: ssl.SSLContext | None, timeout: float = 10.0) ->
     )
     if ctx is not None:
         client.tls_set_context(ctx)
+    if login is not None:
+        client.username_pw_set(*login)
 
     def on_connect(*args: Any) -> None:
         outcome.append("refused" if args[3].is_failure else "connected")
@@ -364,6 +372,57 @@ def api_server(settings: ServerSettings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# ----------------------------------------------------------------- the shipped configuration
+
+DEPLOY_CONF = Path(__file__).resolve().parents[3] / "deploy" / "mosquitto" / "mosquitto.conf"
+
+
+@pytest.mark.mosquitto
+def test_the_shipped_mosquitto_conf_serves_tls_and_loopback_only(pki: Pki, tmp_path: Path) -> None:
+    """deploy/mosquitto/mosquitto.conf with this test's paths and ports: TLS with a password on
+    the schools' listener (plain refused there), plain on the loopback one, and the message size
+    limit of the protocol."""
+    from protocol.codec import MAX_MESSAGE_BYTES
+    from server.broker_auth import mosquitto_hash
+
+    text = DEPLOY_CONF.read_text()
+    assert f"\nmessage_size_limit {MAX_MESSAGE_BYTES}\n" in text
+    assert "\ntls_version tlsv1.2\n" in text
+    tls_port, plain_port = free_port(), free_port()
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    passwd.write_text(f"edge:{mosquitto_hash('edge-secret')}\n")
+    acl.write_text("user edge\ntopic readwrite t/#\n")
+    for old, new in {
+        "/run/mosquitto/mosquitto.pid": str(tmp_path / "mosquitto.pid"),
+        "/etc/mosquitto/qaqpa.passwd": str(passwd),
+        "/etc/mosquitto/qaqpa.acl": str(acl),
+        "/etc/mosquitto/certs/ca.pem": str(pki.ca.ca_file),
+        "/etc/mosquitto/certs/broker.pem": str(pki.broker.cert_file),
+        "/etc/mosquitto/certs/broker.key": str(pki.broker.key_file),
+        "\nlistener 8883\n": f"\nlistener {tls_port} 127.0.0.1\n",
+        "\nlistener 1883 127.0.0.1\n": f"\nlistener {plain_port} 127.0.0.1\n",
+        "\npersistence true\n": "\npersistence false\n",
+        "\npersistence_location /var/lib/mosquitto/\n": "\n",
+    }.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    conf = tmp_path / "mosquitto.conf"
+    log = tmp_path / "mosquitto.log"
+    conf.write_text(f"user {getpass.getuser()}\nlog_dest file {log}\n{text}")
+    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)])
+    try:
+        wait_port(tls_port)
+        wait_port(plain_port)
+        login = ("edge", "edge-secret")
+        assert try_connect(tls_port, client_ctx(pki.ca.ca_file), login=login) == "connected"
+        assert try_connect(tls_port, client_ctx(pki.ca.ca_file)) == "refused"  # no password
+        assert try_connect(tls_port, None, login=login) == "closed"  # plain: no CONNACK
+        assert try_connect(plain_port, None, login=login) == "connected"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 # ------------------------------------------------- plain off loopback: refused, no traffic
