@@ -327,14 +327,15 @@ def open_sync(config_path: Path, cfg: EdgeConfig, store: EdgeStore) -> EdgeSync:
     from edge.sync import EdgeSync, SyncError
 
     assert cfg.sync_key_dir is not None
-    tls: dict[str, Any] = {
+    link: dict[str, Any] = {
         "mqtt_ca_file": cfg.mqtt_ca_file,
         "mqtt_cert_file": cfg.mqtt_cert_file,
         "mqtt_key_file": cfg.mqtt_key_file,
         "mqtt_allow_plain": cfg.mqtt_allow_plain or None,
     }
+    overrides = {name: value for name, value in link.items() if value is not None}
     try:
-        return EdgeSync.from_key_dir(store, cfg.sync_key_dir, **tls)
+        return EdgeSync.from_key_dir(store, cfg.sync_key_dir, **overrides)
     except SyncError as err:
         raise ConfigError(f"{config_path}: sync_key_dir: {err}") from err
 

@@ -368,7 +368,7 @@ class EdgeSync:
                 values[name] = key_dir / creds[name]
         if creds.get("mqtt_allow_plain"):
             values["mqtt_allow_plain"] = True
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update(overrides)
         try:
             settings = SyncSettings.model_validate(values)
         except ValidationError as err:
