@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.reasons import Lang
+from edge.tls import TlsSetupError, mqtt_tls_context
 from edge.validation import first_problem
 from hardware.config import GateConfig, LineReaderConfig, LogGateConfig, ReaderConfig
 from protocol.messages import Direction, Id, TerminalKind
@@ -183,6 +184,23 @@ class EdgeConfig(BaseSettings):
         description="directory written by `qaqpa edge enrol` (key + MQTT login); "
         "when absent the school runs stand-alone, journaling for a later sync",
     )
+    mqtt_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the broker's certificate, the only CA "
+        "trusted (TLS 1.2+, host name checked); overrides the one recorded at enrolment. "
+        "Without it a broker off loopback is refused unless mqtt_allow_plain",
+    )
+    mqtt_cert_file: Path | None = Field(
+        None, description="this device's client certificate (PEM), when the broker requires one"
+    )
+    mqtt_key_file: Path | None = Field(
+        None, description="the unencrypted private key (PEM, 0600) of mqtt_cert_file"
+    )
+    mqtt_allow_plain: bool = Field(
+        False,
+        description="allow a plain (unencrypted) connection to a broker off loopback: a "
+        "private network only",
+    )
     face_key_file: Path | None = Field(
         None,
         description="AES key of the face templates (created 0600 when absent); "
@@ -239,6 +257,7 @@ def load_config(path: Path) -> EdgeConfig:
         cfg.sync_key_dir = base / cfg.sync_key_dir
     if cfg.face_key_file is not None and not cfg.face_key_file.is_absolute():
         cfg.face_key_file = base / cfg.face_key_file
+    _check_mqtt_tls(path, cfg)
     ids = [t.id for t in cfg.terminals]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: terminal: ids repeat: {ids}")
@@ -272,3 +291,24 @@ def load_config(path: Path) -> EdgeConfig:
             cam = Path(t.camera)
             t.camera = str(cam if cam.is_absolute() else base / cam)
     return cfg
+
+
+def _check_mqtt_tls(path: Path, cfg: EdgeConfig) -> None:
+    """Resolve the TLS files against the config's folder and load them now: a wrong path or a
+    file that is not PEM stops the daemon at start, not at its first connection."""
+    base = path.parent
+    for name in ("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"):
+        value: Path | None = getattr(cfg, name)
+        if value is not None and not value.is_absolute():
+            setattr(cfg, name, base / value)
+    if cfg.mqtt_ca_file is None:
+        if cfg.mqtt_cert_file is not None or cfg.mqtt_key_file is not None:
+            raise ConfigError(
+                f"{path}: mqtt_cert_file: a client certificate is sent over TLS only: "
+                "set mqtt_ca_file"
+            )
+        return
+    try:
+        mqtt_tls_context(cfg.mqtt_ca_file, cfg.mqtt_cert_file, cfg.mqtt_key_file)
+    except TlsSetupError as err:
+        raise ConfigError(f"{path}: {err}") from err

@@ -10,7 +10,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge.config import ConfigError, EdgeConfig, TerminalConfig, load_config
 from edge.core.model import Tap
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from edge.faces.camera import Camera
     from edge.faces.matcher import MatchParams
     from edge.faces.service import FaceService
+    from edge.sync import EdgeSync
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,25 @@ async def open_kiosk(
     return hub
 
 
+def open_sync(config_path: Path, cfg: EdgeConfig, store: EdgeStore) -> EdgeSync:
+    """The sync of the enrolment in ``sync_key_dir``, with the config's TLS settings on top; an
+    unusable enrolment or link (e.g. plain to a broker off loopback) is a ``ConfigError``."""
+    from edge.sync import EdgeSync, SyncError
+
+    assert cfg.sync_key_dir is not None
+    link: dict[str, Any] = {
+        "mqtt_ca_file": cfg.mqtt_ca_file,
+        "mqtt_cert_file": cfg.mqtt_cert_file,
+        "mqtt_key_file": cfg.mqtt_key_file,
+        "mqtt_allow_plain": cfg.mqtt_allow_plain or None,
+    }
+    overrides = {name: value for name, value in link.items() if value is not None}
+    try:
+        return EdgeSync.from_key_dir(store, cfg.sync_key_dir, **overrides)
+    except SyncError as err:
+        raise ConfigError(f"{config_path}: sync_key_dir: {err}") from err
+
+
 async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
     cfg = load_config(config_path)
     async with await open_store(cfg) as store:
@@ -349,9 +369,7 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
                 buses.add(t.reader)
         async with contextlib.AsyncExitStack() as stack:
             if cfg.sync_key_dir is not None:
-                from edge.sync import EdgeSync
-
-                await stack.enter_async_context(EdgeSync.from_key_dir(store, cfg.sync_key_dir))
+                await stack.enter_async_context(open_sync(config_path, cfg, store))
             else:
                 log.info("no sync_key_dir: running stand-alone; events wait in the outbox")
             faces: FaceService | None = None

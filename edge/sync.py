@@ -26,6 +26,7 @@ import base64
 import json
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge.centre import (
@@ -47,6 +48,7 @@ from edge.centre import (
     DownlinkSignatures,
     write_private,
 )
+from edge.tls import TlsSetupError, link_error, link_problem, mqtt_tls_context
 from protocol import topics
 from protocol.centre import (
     CentreSignature,
@@ -58,6 +60,7 @@ from protocol.centre import (
 )
 from protocol.codec import Envelope, encode, open_envelope
 from protocol.errors import ProtocolError
+from protocol.link import plain_refusal
 from protocol.messages import (
     AlarmCode,
     CentreKeyAnnounce,
@@ -84,6 +87,12 @@ log = logging.getLogger(__name__)
 
 KEY_FILE = "device.key"
 CREDENTIALS_FILE = "mqtt.json"
+# The broker's CA, this device's client certificate and key: names in mqtt.json, files beside it
+TLS_FILES = {
+    "mqtt_ca_file": "broker-ca.pem",
+    "mqtt_cert_file": "mqtt-client.pem",
+    "mqtt_key_file": "mqtt-client.key",
+}
 
 
 class SyncError(RuntimeError):
@@ -102,6 +111,25 @@ class SyncSettings(BaseSettings):
     )
     mqtt_username: str | None = Field(default=None, description="This device's MQTT user")
     mqtt_password: str | None = Field(default=None, description="This device's MQTT password")
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate, the only CA "
+        "trusted; set: TLS 1.2 or newer, certificate and host name checked (README, link "
+        "security). Required for a broker off loopback unless mqtt_allow_plain",
+    )
+    mqtt_cert_file: Path | None = Field(
+        default=None,
+        description="This device's client certificate (PEM) for a broker that requires one; "
+        "needs mqtt_key_file and mqtt_ca_file",
+    )
+    mqtt_key_file: Path | None = Field(
+        default=None, description="The unencrypted private key (PEM, 0600) of mqtt_cert_file"
+    )
+    mqtt_allow_plain: bool = Field(
+        default=False,
+        description="Allow a plain (unencrypted) connection to a broker off loopback: a private "
+        "network only. A loopback broker (127.0.0.1, ::1, localhost) may always be plain",
+    )
     topic_prefix: str = Field(default=topics.PREFIX, description="MQTT topic prefix")
     batch_events: int = Field(default=1000, ge=1, le=10_000, description="Events per message")
     window_events: int = Field(
@@ -142,6 +170,32 @@ class SyncSettings(BaseSettings):
     snapshot_request_interval_s: float = Field(
         default=5.0, ge=0, description="At most one snapshot request this often"
     )
+
+    @model_validator(mode="after")
+    def _link_is_safe(self) -> SyncSettings:
+        """Off loopback TLS only, and TLS files that load: checked before any connection."""
+        refusal = plain_refusal(
+            self.mqtt_host, tls=self.mqtt_ca_file is not None, allow_plain=self.mqtt_allow_plain
+        )
+        if refusal is not None:
+            raise link_error(f"mqtt_host: {refusal}")
+        if self.mqtt_ca_file is None:
+            if self.mqtt_cert_file is not None or self.mqtt_key_file is not None:
+                raise link_error(
+                    "mqtt_cert_file: a client certificate is sent over TLS only: set mqtt_ca_file"
+                )
+        else:
+            try:
+                self.tls_context()
+            except TlsSetupError as err:
+                raise link_error(str(err)) from err
+        return self
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the broker connection; None for a plain one."""
+        if self.mqtt_ca_file is None:
+            return None
+        return mqtt_tls_context(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
 
 
 # ------------------------------------------------------------------------------ pure helpers
@@ -287,6 +341,8 @@ class EdgeSync:
         self._client = self._make_client()
         self.batches_sent = 0
         self.rewinds = 0
+        # connection attempts that did not end online (refused, unreachable, TLS failed)
+        self.failed_connections = 0
 
     @classmethod
     def from_key_dir(cls, store: EdgeStore, key_dir: Path, **overrides: Any) -> EdgeSync:
@@ -307,8 +363,17 @@ class EdgeSync:
             "mqtt_password": creds["mqtt_password"],
             "topic_prefix": creds["topic_prefix"],
         }
+        for name in TLS_FILES:  # recorded by `qaqpa edge enrol`, relative to the key directory
+            if creds.get(name):
+                values[name] = key_dir / creds[name]
+        if creds.get("mqtt_allow_plain"):
+            values["mqtt_allow_plain"] = True
         values.update(overrides)
-        return cls(store, SyncSettings.model_validate(values), key, centre)
+        try:
+            settings = SyncSettings.model_validate(values)
+        except ValidationError as err:
+            raise SyncError(f"{key_dir / CREDENTIALS_FILE}: {link_problem(err)}") from err
+        return cls(store, settings, key, centre)
 
     # ------------------------------------------------------------------------- public API
 
@@ -323,6 +388,10 @@ class EdgeSync:
             applied_version=await self._store.sync_version(),
             high_water_alarm=st.high_water_alarm,
         )
+
+    @property
+    def settings(self) -> SyncSettings:
+        return self._settings
 
     @property
     def online(self) -> bool:
@@ -397,6 +466,9 @@ class EdgeSync:
         )
         if self._settings.mqtt_username is not None:
             client.username_pw_set(self._settings.mqtt_username, self._settings.mqtt_password)
+        tls = self._settings.tls_context()
+        if tls is not None:
+            client.tls_set_context(tls)
         client.max_inflight_messages_set(100)
         client.connect_timeout = self._settings.connect_timeout_s
         client.on_connect = self._on_connect
@@ -455,6 +527,7 @@ class EdgeSync:
         attempt = 0
         while True:
             self._link_changed.clear()
+            went_online = False
             self._client.will_set(
                 self._t_status, encode(self._device_status(False)), qos=1, retain=True
             )
@@ -462,6 +535,17 @@ class EdgeSync:
                 async with asyncio.timeout(s.connect_timeout_s + 1):
                     await asyncio.to_thread(
                         self._client.connect, s.mqtt_host, s.mqtt_port, s.keepalive_s
+                    )
+            except ssl.SSLError as err:
+                # A wrong CA, host name or client certificate does not heal by retrying: said
+                # once per run of failures, and the journal keeps every event meanwhile.
+                if attempt == 0:
+                    log.warning(
+                        "TLS with the broker %s:%d failed (check mqtt_ca_file and the client "
+                        "certificate): %s",
+                        s.mqtt_host,
+                        s.mqtt_port,
+                        err,
                     )
             except (OSError, TimeoutError, ValueError) as err:
                 if attempt == 0:
@@ -473,7 +557,11 @@ class EdgeSync:
                         await self._link_changed.wait()
                 except TimeoutError:
                     log.warning("no CONNACK within %.1f s", s.connect_timeout_s)
+                if not self._online and attempt == 0 and self._link_changed.is_set():
+                    # e.g. a broker that requires a client certificate this edge lacks
+                    log.warning("the broker closed the connection before accepting it")
                 if self._online:
+                    went_online = True
                     if attempt > 0:
                         log.info("connected to the broker again after %d attempt(s)", attempt)
                     attempt = 0
@@ -487,6 +575,8 @@ class EdgeSync:
                 self._client.disconnect()
                 await asyncio.to_thread(self._client.loop_stop)
                 self._online = False
+            if not went_online:
+                self.failed_connections += 1
             attempt += 1
             await asyncio.sleep(
                 backoff_delay(
@@ -753,12 +843,32 @@ def enrol_device(
     key_dir: Path,
     *,
     mqtt_host: str | None = None,
-    mqtt_port: int = 1883,
+    mqtt_port: int | None = None,
+    mqtt_ca_file: Path | None = None,
+    mqtt_cert_file: Path | None = None,
+    mqtt_key_file: Path | None = None,
+    mqtt_allow_plain: bool = False,
     timeout_s: float = 15.0,
 ) -> dict[str, Any]:
-    """Generate the key pair here, enrol at the server, save key (0600) and MQTT login (0600)."""
+    """Generate the key pair here, enrol at the server, save key (0600) and MQTT login (0600).
+
+    The broker link is checked before the token is spent (TLS off loopback, files that load);
+    the CA, certificate and key are copied beside the login and named in it."""
     import httpx
 
+    tls_sources = {
+        "mqtt_ca_file": mqtt_ca_file,
+        "mqtt_cert_file": mqtt_cert_file,
+        "mqtt_key_file": mqtt_key_file,
+    }
+    link: dict[str, Any] = {
+        "mqtt_host": mqtt_host or httpx.URL(server_url).host,
+        "mqtt_port": mqtt_port or (8883 if mqtt_ca_file is not None else 1883),
+    }
+    try:
+        SyncSettings.model_validate({**link, **tls_sources, "mqtt_allow_plain": mqtt_allow_plain})
+    except ValidationError as err:
+        raise SyncError(link_problem(err)) from err
     key_dir.mkdir(parents=True, exist_ok=True)
     key_path = key_dir / KEY_FILE
     if key_path.exists():
@@ -785,9 +895,20 @@ def enrol_device(
         "mqtt_username": data["mqtt_username"],
         "mqtt_password": data["mqtt_password"],
         "topic_prefix": data["topic_prefix"],
-        "mqtt_host": mqtt_host or httpx.URL(server_url).host,
-        "mqtt_port": mqtt_port,
+        **link,
     }
+    for name, source in tls_sources.items():
+        if source is not None:
+            target = key_dir / TLS_FILES[name]
+            if source.resolve() != target.resolve():
+                pem = source.read_bytes()
+                if name == "mqtt_key_file":
+                    _write_private(target, pem)
+                else:
+                    target.write_bytes(pem)
+            creds[name] = TLS_FILES[name]
+    if mqtt_allow_plain:
+        creds["mqtt_allow_plain"] = True
     centre_key = data.get("centre_key")
     if centre_key:
         # Pinned here, over the HTTPS enrolment the one-time token authorises; from now on this
@@ -816,14 +937,22 @@ def _enrol_command(args: argparse.Namespace) -> int:
             Path(args.key_dir),
             mqtt_host=args.mqtt_host,
             mqtt_port=args.mqtt_port,
+            mqtt_ca_file=args.mqtt_ca_file,
+            mqtt_cert_file=args.mqtt_cert_file,
+            mqtt_key_file=args.mqtt_key_file,
+            mqtt_allow_plain=args.mqtt_allow_plain,
         )
-    except (SyncError, ValidationError, KeyError) as err:
+    except (SyncError, ValidationError, KeyError, OSError) as err:
         print(f"qaqpa edge enrol: {err}")
         return 2
     print(
         f"enrolled device {creds['device']} of school {creds['school']} "
         f"as MQTT user {creds['mqtt_username']}; key and login in {args.key_dir}"
     )
+    link = "plain" if not creds.get("mqtt_ca_file") else "TLS, broker CA pinned"
+    if creds.get("mqtt_cert_file"):
+        link += ", client certificate"
+    print(f"broker {creds['mqtt_host']}:{creds['mqtt_port']} ({link})")
     if creds.get("centre_key_id"):
         print(f"centre key {creds['centre_key_id']} pinned: the downlink must be signed by it")
     else:
@@ -839,5 +968,28 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--device", required=True, help="this device's id")
     p.add_argument("--key-dir", required=True, help="directory for the key and the MQTT login")
     p.add_argument("--mqtt-host", default=None, help="broker host (default: the server's host)")
-    p.add_argument("--mqtt-port", type=int, default=1883, help="broker port")
+    p.add_argument(
+        "--mqtt-port", type=int, default=None, help="broker port (default 8883 with TLS, else 1883)"
+    )
+    p.add_argument(
+        "--mqtt-ca-file",
+        type=Path,
+        default=None,
+        help="PEM of the CA that signed the broker's certificate: TLS, this CA only (copied "
+        "into the key directory); required for a broker off loopback",
+    )
+    p.add_argument(
+        "--mqtt-cert-file",
+        type=Path,
+        default=None,
+        help="this device's client certificate (PEM), when the broker requires one",
+    )
+    p.add_argument(
+        "--mqtt-key-file", type=Path, default=None, help="the unencrypted key of --mqtt-cert-file"
+    )
+    p.add_argument(
+        "--mqtt-allow-plain",
+        action="store_true",
+        help="allow a plain connection to a broker off loopback (a private network only)",
+    )
     p.set_defaults(func=_enrol_command)

@@ -14,10 +14,22 @@ from server.settings import ServerSettings
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
+    from pydantic import ValidationError
+
     overrides: dict[str, Any] = {}
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
-    return ServerSettings(**overrides)
+    try:
+        return ServerSettings(**overrides)
+    except ValidationError as err:
+        # e.g. a plain broker off loopback, a missing CA file: named, no traceback, exit 2
+        first = err.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        print(
+            f"qaqpa server: settings: {where + ': ' if where else ''}{first['msg']}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from err
 
 
 def _migrate(args: argparse.Namespace) -> int:

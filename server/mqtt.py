@@ -19,7 +19,8 @@ class BrokerUnavailable(ConnectionError):
 
 
 def make_client(settings: ServerSettings, role: str) -> mqtt.Client:
-    """An MQTT 5 client with paho's automatic reconnect and a unique id."""
+    """An MQTT 5 client with paho's automatic reconnect and a unique id, over TLS when the
+    settings name a CA."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"qaqpa-server-{role}-{uuid.uuid4().hex[:12]}",
@@ -27,6 +28,9 @@ def make_client(settings: ServerSettings, role: str) -> mqtt.Client:
     )
     if settings.mqtt_username is not None:
         client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+    tls = settings.mqtt_tls_context()  # None: plain, which the settings allow on loopback only
+    if tls is not None:
+        client.tls_set_context(tls)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.reconnect_delay_set(min_delay=1, max_delay=10)

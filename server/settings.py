@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 import zoneinfo
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.link import plain_refusal
+from server.tls import TlsSetupError, link_error, mqtt_tls_context
 
 
 class ServerSettings(BaseSettings):
@@ -34,6 +38,25 @@ class ServerSettings(BaseSettings):
         ge=1,
         le=65535,
         description="MQTT 5 Receive Maximum of the server's clients (None: the broker's default)",
+    )
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate, the only CA "
+        "trusted; set: TLS 1.2 or newer, certificate and host name checked. Required for a "
+        "broker off loopback unless mqtt_allow_plain (README, link security)",
+    )
+    mqtt_cert_file: Path | None = Field(
+        default=None,
+        description="The server's client certificate (PEM) for a broker that requires one; "
+        "needs mqtt_key_file and mqtt_ca_file",
+    )
+    mqtt_key_file: Path | None = Field(
+        default=None, description="The unencrypted private key (PEM, 0600) of mqtt_cert_file"
+    )
+    mqtt_allow_plain: bool = Field(
+        default=False,
+        description="Allow a plain (unencrypted) connection to a broker off loopback: a private "
+        "network only. A loopback broker (127.0.0.1, ::1, localhost) may always be plain",
     )
     topic_prefix: str = Field(default="qaqpa/v1", description="MQTT topic prefix (tests vary it)")
     ingest_group: str = Field(default="ingest", description="Shared-subscription group of workers")
@@ -121,3 +144,29 @@ class ServerSettings(BaseSettings):
         description="Fault injection for tests: SIGKILL the ingest worker after its Nth "
         "transaction commits and before the acks are published (0: off)",
     )
+
+    @model_validator(mode="after")
+    def _mqtt_link_is_safe(self) -> ServerSettings:
+        """Off loopback TLS only, and TLS files that load: checked before any connection."""
+        refusal = plain_refusal(
+            self.mqtt_host, tls=self.mqtt_ca_file is not None, allow_plain=self.mqtt_allow_plain
+        )
+        if refusal is not None:
+            raise link_error(f"mqtt_host: {refusal}")
+        if self.mqtt_ca_file is None:
+            if self.mqtt_cert_file is not None or self.mqtt_key_file is not None:
+                raise link_error(
+                    "mqtt_cert_file: a client certificate is sent over TLS only: set mqtt_ca_file"
+                )
+        else:
+            try:
+                self.mqtt_tls_context()
+            except TlsSetupError as err:
+                raise link_error(str(err)) from err
+        return self
+
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the server's broker connections; None for plain ones."""
+        if self.mqtt_ca_file is None:
+            return None
+        return mqtt_tls_context(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)

@@ -188,9 +188,10 @@ class JournalMixin(StoreBase):
         """Commit a prepared group (in the journal thread); memory changes only after it."""
         txn = prep.txn
         assert txn is not None
+        interrupted: BaseException | None = None
         try:
             await asyncio.shield(txn)
-        except BaseException:
+        except BaseException as err:
             if not txn.done():  # our caller was cancelled: the thread finishes regardless
                 await asyncio.wait([txn])
             if txn.cancelled() or txn.exception() is not None:
@@ -202,6 +203,10 @@ class JournalMixin(StoreBase):
                 if any(ev.kind == "alarm" for ev in prep.events[len(prep.entries) :]):
                     self._alarm_high = False
                 raise
+            # The group committed while our caller was being cancelled: memory follows the
+            # journal below, then the cancellation goes on (swallowed, it left a task group
+            # waiting for ever on a task that had been told to stop).
+            interrupted = err
         self._next_seq = prep.next_seq
         if self._reserved == self._next_seq:
             self._journal_idle.set()
@@ -221,6 +226,8 @@ class JournalMixin(StoreBase):
                 self.state.presence_by_person[pid] = (day, st)
         for cb in self._append_listeners:
             cb(self.last_seq)
+        if interrupted is not None:
+            raise interrupted
         return prep.events
 
     def _journal_rows_in_order(self, db: sqlite3.Connection, prep: PreparedJournal) -> None:

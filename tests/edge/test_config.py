@@ -260,3 +260,70 @@ def test_terminal_id_must_fit_the_wire(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"edge.toml: terminal.0.id: String should match"):
         load_config(cfg)
+
+
+# ------------------------------------------------------------------------------ MQTT over TLS
+
+
+def test_tls_files_resolve_against_the_file_and_load(tmp_path: Path) -> None:
+    from tests.support.tls import ThrowawayCA
+
+    ca = ThrowawayCA(tmp_path, "centre")
+    client = ca.issue("S1.edge-1", server=False)
+    path = write(
+        tmp_path,
+        GOOD.replace(
+            'language = "ru"\n',
+            'language = "ru"\nmqtt_ca_file = "centre-ca.pem"\n'
+            f'mqtt_cert_file = "{client.cert_file.name}"\nmqtt_key_file = "{client.key_file}"\n',
+        ),
+    )
+    cfg = load_config(path)
+    assert cfg.mqtt_ca_file == ca.ca_file
+    assert cfg.mqtt_cert_file == client.cert_file and cfg.mqtt_key_file == client.key_file
+    assert cfg.mqtt_allow_plain is False
+
+
+@pytest.mark.parametrize(
+    ("lines", "needle"),
+    [
+        ('mqtt_ca_file = "nope.pem"', "mqtt_ca_file: {d}/nope.pem: cannot read: No such file"),
+        ('mqtt_ca_file = "edge.toml"', "mqtt_ca_file: {d}/edge.toml: not a PEM CA certificate"),
+        ('mqtt_ca_file = "."', "mqtt_ca_file: {d}: cannot read"),
+        ('mqtt_cert_file = "c.pem"\nmqtt_key_file = "k.pem"', "mqtt_cert_file: a client"),
+        ('mqtt_ca_file = "centre-ca.pem"\nmqtt_cert_file = "c.pem"', "set both or neither"),
+        (
+            'mqtt_ca_file = "centre-ca.pem"\nmqtt_cert_file = "centre-ca.pem"\n'
+            'mqtt_key_file = "centre-ca.pem"',
+            "not a PEM certificate and its unencrypted key",
+        ),
+        ("mqtt_allow_plain = 3", "mqtt_allow_plain"),
+        ('mqtt_ca_path = "x"', "mqtt_ca_path: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_tls_settings_name_the_file_and_field(tmp_path: Path, lines: str, needle: str) -> None:
+    from tests.support.tls import ThrowawayCA
+
+    ThrowawayCA(tmp_path, "centre")
+    path = write(tmp_path, GOOD.replace('language = "ru"\n', f'language = "ru"\n{lines}\n'))
+    assert needle.format(d=tmp_path) in error(path)
+
+
+def test_run_with_a_bad_ca_file_exits_2(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, GOOD.replace('language = "ru"\n', 'language = "ru"\nmqtt_ca_file = "ca.pem"\n')
+    )
+    done = subprocess.run(
+        [*COMMAND, "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"qaqpa run: {path}: mqtt_ca_file: {tmp_path}/ca.pem: cannot read: "
+        "No such file or directory\n"
+    )
+    assert not (tmp_path / "var").exists()

@@ -253,3 +253,38 @@ async def test_failed_commit_refuses_its_group_and_the_group_queued_behind_it(
     assert [e.seq for e in await store.journal_rows()] == [1, 2]
     assert len(await store.meal_ledger()) == 1
     await store.close()
+
+
+async def test_a_caller_cancelled_while_its_group_commits_is_still_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group commits regardless (the store knows it), and the cancellation reaches the
+    caller: swallowed, it left the sync's task group waiting for ever on a stopped task."""
+    import asyncio
+    import sqlite3
+    import threading
+
+    import edge.store.journal as store_journal
+    from protocol.messages import AlarmCode
+
+    store = await open_store(tmp_path)
+    real = store_journal.write_group
+    in_commit, release = threading.Event(), threading.Event()
+
+    def held_commit(db: sqlite3.Connection, *rows: object) -> None:
+        in_commit.set()
+        release.wait(30)
+        real(db, *rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store_journal, "write_group", held_commit)
+    before = store.last_seq
+    task = asyncio.create_task(store.journal_alarm("edge", AlarmCode.DOWNLINK_REFUSED, True, "x"))
+    assert await asyncio.to_thread(in_commit.wait, 30)
+    task.cancel()
+    await asyncio.sleep(0)  # the cancellation is delivered while the journal thread holds
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert store.last_seq == before + 1
+    assert [e.kind for e in await store.journal_rows(before + 1)] == ["alarm"]
+    await store.close()
