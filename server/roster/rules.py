@@ -22,6 +22,11 @@ MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 5000
 # An XLSX is a zip: refuse one that inflates beyond this (a zip bomb), before openpyxl reads it.
 MAX_XLSX_INFLATED = 60 * 1024 * 1024
+# A sheet is read at most this wide and this deep; a sheet that declares more (its <dimension>,
+# e.g. A1:XFD1048576) is refused before a row is read, since openpyxl pads every row to the
+# declared width and fills the declared depth with empty rows.
+MAX_XLSX_COLUMNS = 64
+MAX_XLSX_SCAN_ROWS = 20 * MAX_ROWS
 
 COLUMNS = (
     "student_ref",
@@ -75,6 +80,10 @@ E_OLD_XLS = N_("An old Excel .xls file: save it as .xlsx or as CSV.")
 E_ENCODING = N_("The text is neither UTF-8 nor Windows-1251 / KZ-1048: save the file as UTF-8 CSV.")
 E_UTF16 = N_("The text is UTF-16: save the file as UTF-8 CSV.")
 E_BAD_XLSX = N_("The XLSX file cannot be read (damaged, encrypted or not a workbook).")
+E_XLSX_DIMENSION = N_(
+    "The sheet {sheet} declares {rows} rows and {columns} columns; at most {max_rows} rows and "
+    "{max_columns} columns are read: copy the student lines into a new sheet."
+)
 E_EMPTY = N_("The file is empty: the first line must name the columns.")
 E_NO_ROWS = N_("The file has no student lines under the column names.")
 E_UNKNOWN_COLUMN = N_("unknown column")
@@ -275,20 +284,47 @@ def _read_xlsx(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | 
     except Exception:  # openpyxl raises many kinds for a damaged workbook
         _refuse(out, E_BAD_XLSX)
         return None
-    table: list[tuple[int, list[str]]] = []
     try:
-        ws = wb.worksheets[0]
-        for n, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            cells = [_cell_text(v) for v in values]
-            if len(table) > MAX_ROWS and any(cells):
-                _refuse(out, E_TOO_MANY_ROWS)
-                return None
-            table.append((n, cells))
+        return _read_sheet(wb.worksheets[0], out)
     except Exception:
         _refuse(out, E_BAD_XLSX)
         return None
     finally:
         wb.close()
+
+
+def _read_sheet(ws: Any, out: ParsedRoster) -> list[tuple[int, list[str]]] | None:
+    """Streams the sheet's rows (read-only mode), never wider than ``MAX_XLSX_COLUMNS`` and
+    never deeper than ``MAX_XLSX_SCAN_ROWS``; empty rows past ``MAX_ROWS`` are not kept."""
+    rows, columns = ws.max_row or 0, ws.max_column or 0  # the declared <dimension>, if any
+    if rows > MAX_XLSX_SCAN_ROWS or columns > MAX_XLSX_COLUMNS:
+        out.errors.append(
+            row_error(
+                0,
+                "",
+                E_XLSX_DIMENSION,
+                sheet=str(ws.title)[:40],
+                rows=rows,
+                columns=columns,
+                max_rows=MAX_XLSX_SCAN_ROWS,
+                max_columns=MAX_XLSX_COLUMNS,
+            )
+        )
+        out.refused = True
+        return None
+    table: list[tuple[int, list[str]]] = []
+    width = max(1, min(columns or MAX_XLSX_COLUMNS, MAX_XLSX_COLUMNS))
+    for n, values in enumerate(ws.iter_rows(max_col=width, values_only=True), start=1):
+        if n > MAX_XLSX_SCAN_ROWS:
+            _refuse(out, E_TOO_MANY_ROWS)
+            return None
+        cells = [_cell_text(v) for v in values]
+        if len(table) > MAX_ROWS:
+            if any(cells):
+                _refuse(out, E_TOO_MANY_ROWS)
+                return None
+            continue  # trailing empty rows: read past, not kept
+        table.append((n, cells))
     return table
 
 
