@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.broker_auth import BrokerFilesError, write_broker_files
 from server.db import make_engine, session_factory
 from server.devices import DeviceExists, EnrolmentError, enrol
+from server.http_limits import BodyLimitMiddleware
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -93,5 +94,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(router)
     from server.console.app import install_console
 
+    # Added before the console's middleware, so it sits inside them: its 413 raised from
+    # ``receive`` then reaches FastAPI directly, not wrapped in their task groups.
+    app.add_middleware(BodyLimitMiddleware)
     install_console(app)
     return app
