@@ -566,6 +566,8 @@ def _xlsx(
 ) -> Response:
     from openpyxl import Workbook
 
+    from server.spreadsheets import neutralise_workbook
+
     wb = Workbook()
     ws = wb.active
     assert ws is not None
@@ -626,7 +628,7 @@ def _xlsx(
                 ]
             )
     buf = io.BytesIO()
-    wb.save(buf)
+    neutralise_workbook(wb).save(buf)
     name = f"canteen-{sch.id}-{lo}-{hi}.xlsx"
     return Response(
         buf.getvalue(),

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.spreadsheets import neutralise_workbook, restore_cell, safe_cell
+
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 5000
 # An XLSX is a zip: refuse one that inflates beyond this (a zip bomb), before openpyxl reads it.
@@ -411,7 +413,11 @@ def _take_table(table: list[tuple[int, list[str]]], out: ParsedRoster) -> None:
         extra = [c for c in cells[len(names) :] if c.strip()]
         if extra:
             out.errors.append(row_error(line, "", E_EXTRA_CELLS))
-        row = {n: (cells[i].strip() if i < len(cells) else "") for i, n in enumerate(names)}
+        # restore_cell: an exported roster's neutralised cells ('=...) read back as they were.
+        row = {
+            n: (restore_cell(cells[i].strip()) if i < len(cells) else "")
+            for i, n in enumerate(names)
+        }
         out.rows.append(RawRow(line, row))
     if not out.rows:
         _refuse(out, E_NO_ROWS)
@@ -798,7 +804,7 @@ def to_csv(rows: Iterable[Mapping[str, str]]) -> bytes:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\r\n")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: safe_cell(v) for k, v in r.items()} for r in rows)
     # A BOM, so that Excel opens the Cyrillic text as UTF-8.
     return b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8")
 
@@ -818,7 +824,7 @@ def template_xlsx() -> bytes:
     for row in TEMPLATE_ROWS:
         ws.append([row[c] for c in COLUMNS])
     buf = io.BytesIO()
-    wb.save(buf)
+    neutralise_workbook(wb).save(buf)
     return buf.getvalue()
 
 
