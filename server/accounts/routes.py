@@ -16,14 +16,15 @@ from server.accounts.passwords import WeakPassword
 from server.accounts.service import (
     AccountError,
     accept_invitation,
-    authenticate,
     change_password,
     close_session,
     create_user,
     invitation_user,
     invite,
     open_session,
+    sign_in,
 )
+from server.accounts.throttle import LoginThrottle
 from server.console import i18n
 from server.console.web import (
     LANG_COOKIE,
@@ -132,14 +133,22 @@ def login(
             {"next": _safe_next(next), "error": tr(request, "The form has expired. Try again.")},
             403,
         )
-    user = authenticate(db, login, password)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client is not None else ""
+    result = sign_in(db, throttle, login, password, address)
+    user = result.user
     if user is None:
-        db.commit()  # the failed-attempt counter
+        db.commit()  # the audit entry of the failure
+        error = tr(request, "Wrong login or password.")
+        if result.wait_s:
+            error = tr(
+                request, "Too many failed sign-ins: wait {seconds} seconds and try again."
+            ).format(seconds=result.wait_s)
         return render(
             request,
             "accounts/login.html",
-            {"next": _safe_next(next), "error": tr(request, "Wrong login or password.")},
-            401,
+            {"next": _safe_next(next), "error": error},
+            429 if result.wait_s else 401,
         )
     token = open_session(db, user, settings.console_session_ttl_s)
     db.commit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -11,12 +12,12 @@ from sqlalchemy.orm import Session
 from server.accounts.access import SCOPE_OF_ROLE, Grant, Principal, Role
 from server.accounts.models import Invitation, RoleGrant, User, WebSession
 from server.accounts.passwords import hash_password, new_token, token_hash, verify_password
+from server.accounts.throttle import LoginThrottle
+from server.audit.service import audit
 from server.clock import now_ms
 from server.models import School
 from server.people.models import Guardian, Student, StudentGuardian
 
-MAX_FAILED = 5
-LOCK_MS = 5 * 60_000
 LANGS = ("kk", "ru", "en")
 
 
@@ -116,25 +117,49 @@ def accept_invitation(session: Session, token: str, password: str) -> User:
     return user
 
 
-def authenticate(session: Session, login: str, password: str) -> User | None:
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """``user`` when the password was right; ``wait_s`` > 0 when the attempt was refused by
+    the throttle without looking at the password."""
+
+    user: User | None
+    wait_s: int = 0
+
+
+def sign_in(
+    session: Session, throttle: LoginThrottle, login: str, password: str, address: str
+) -> SignIn:
+    """Checks a password, throttled per (login, address) with growing delays. An unknown or
+    inactive login costs one password hash like a known one, so timing tells nothing; both the
+    sign-in and the failure are audited (the login named only when it exists)."""
+    now = now_ms()
+    wait = throttle.wait_ms(login, address, now)
+    if wait > 0:
+        return SignIn(None, wait_s=-(-wait // 1000))
     user = session.execute(
         select(User).where(User.login == login.strip().lower())
     ).scalar_one_or_none()
-    now = now_ms()
     if user is None or not user.active:
-        verify_password(None, password)
-        return None
-    if user.locked_until_ms > now:
-        return None
-    if not verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED:
-            user.locked_until_ms = now + LOCK_MS
-            user.failed_logins = 0
-        return None
-    user.failed_logins = 0
+        verify_password(None, password)  # the same work as a real check
+        ok = False
+    else:
+        ok = verify_password(user.password_hash, password)
+    if not ok or user is None:
+        throttle.failed(login, address, now)
+        known = user is not None and user.active
+        audit(
+            session,
+            None,
+            "sign_in_failed",
+            "account",
+            user_pk=user.pk if known and user is not None else None,
+            summary="wrong password" if known else "unknown or inactive login",
+        )
+        return SignIn(None)
+    throttle.succeeded(login, address)
     user.last_login_ms = now
-    return user
+    audit(session, None, "sign_in", "account", user_pk=user.pk, summary="password")
+    return SignIn(user)
 
 
 def change_password(session: Session, user: User, new_password: str) -> None:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.accounts.throttle import LoginThrottle
 from server.broker_auth import BrokerFilesError, write_broker_files
 from server.db import make_engine, session_factory
 from server.devices import DeviceExists, EnrolmentError, enrol
@@ -91,6 +92,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(title="Qaqpa server")
     app.state.settings = settings
     app.state.sessions = session_factory(make_engine(settings.database_url))
+    app.state.login_throttle = LoginThrottle()
     app.include_router(router)
     from server.console.app import install_console
 
