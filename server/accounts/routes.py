@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
@@ -68,11 +68,24 @@ GRANTABLE: dict[Role, set[Role]] = {
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a local path: an open redirect would let a phishing link land on a copy of us."""
+    """Only a local path: an open redirect would let a phishing link land on a copy of us.
+    Browsers read a backslash as ``/`` and drop tabs and newlines, so a slash followed by a
+    backslash or a tab and ``/evil.example`` means ``//evil.example``; encoded forms are checked
+    decoded too."""
     if not target:
         return "/"
+    probe = target
+    for _ in range(3):
+        probe = unquote(probe)
+    if (
+        not target.startswith("/")
+        or "\\" in probe
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in probe)
+        or probe.startswith("//")
+    ):
+        return "/"
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 
