@@ -119,7 +119,9 @@ E_PHONE = N_("not a Kazakhstan phone number (+7 and 10 digits)")
 E_EMAIL = N_("not an e-mail address")
 E_GUARDIAN_NAME = N_("a guardian's phone or e-mail needs guardian_name")
 # Found against the database (server.roster.service)
-E_REF_OTHER_SCHOOL = N_("student_ref {ref} is used by a student of another school")
+# Says only that the id is taken, never where: another school's students are not this user's
+# business (ids are unique across all schools, so a taken one cannot be given again).
+E_REF_OTHER_SCHOOL = N_("student_ref {ref} cannot be used: leave it empty or give another")
 E_AMBIGUOUS = N_("several students of the school have this name and birth date: give student_ref")
 E_WITHDRAWN = N_("the data consent was withdrawn on {date}: a consent signed after that is needed")
 

@@ -230,7 +230,7 @@ def test_a_broken_file_lists_every_error_and_cannot_be_confirmed(
         ),
         ("5", "grade", "grade 4 does not match class 3A (grade 3)"),
         ("5", "guardian_phone", "not a Kazakhstan phone number (+7 and 10 digits)"),
-        ("6", "student_ref", "student_ref s3-3a-1 is used by a student of another school"),
+        ("6", "student_ref", "student_ref s3-3a-1 cannot be used: leave it empty or give another"),
     ]
     assert 'name="token"' not in r.text  # no confirm button
     preview = db.execute(select(ImportPreview)).scalar_one()
