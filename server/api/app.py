@@ -17,6 +17,7 @@ from server.broker_auth import BrokerFilesError, write_broker_files
 from server.db import make_engine, session_factory
 from server.devices import DeviceExists, EnrolmentError, enrol
 from server.http_limits import BodyLimitMiddleware
+from server.log_filters import install_access_log_filter
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sessions = session_factory(make_engine(settings.database_url))
     app.state.login_throttle = LoginThrottle()
+    install_access_log_filter()  # invitation tokens are in URL paths
     app.include_router(router)
     from server.console.app import install_console
 
