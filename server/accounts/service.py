@@ -17,6 +17,7 @@ from server.audit.service import audit
 from server.clock import now_ms
 from server.models import School
 from server.people.models import Guardian, Student, StudentGuardian
+from server.text_safety import hidden_at
 
 LANGS = ("kk", "ru", "en")
 
@@ -53,6 +54,8 @@ def create_user(
     login = login.strip().lower()
     if not login or len(login) > 100:
         raise AccountError("login must be 1-100 characters")
+    if hidden_at(login) is not None or hidden_at(full_name) is not None:
+        raise AccountError("invisible or text-direction characters are not allowed")
     if session.execute(select(User.pk).where(User.login == login)).first() is not None:
         raise AccountError(f"login {login!r} is taken")
     if lang not in LANGS:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.spreadsheets import neutralise_workbook, restore_cell, safe_cell
+from server.text_safety import hidden_at
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 5000
@@ -81,6 +82,13 @@ E_NOT_TABULAR = N_("Not a CSV or XLSX file.")
 E_OLD_XLS = N_("An old Excel .xls file: save it as .xlsx or as CSV.")
 E_ENCODING = N_("The text is neither UTF-8 nor Windows-1251 / KZ-1048: save the file as UTF-8 CSV.")
 E_UTF16 = N_("The text is UTF-16: save the file as UTF-8 CSV.")
+E_MIXED_ENCODING = N_(
+    "The file mixes encodings: line {at_line}, character {at_column} is not UTF-8 while the rest "
+    "of the file is. Correct that character, or save the file again as UTF-8 CSV."
+)
+E_HIDDEN_CHAR = N_(
+    "an invisible or text-direction character at position {at}: retype the text without it"
+)
 E_BAD_XLSX = N_("The XLSX file cannot be read (damaged, encrypted or not a workbook).")
 E_XLSX_DIMENSION = N_(
     "The sheet {sheet} declares {rows} rows and {columns} columns; at most {max_rows} rows and "
@@ -214,6 +222,26 @@ def _utf16(data: bytes) -> bool:
     return data.startswith((b"\xff\xfe", b"\xfe\xff"))
 
 
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
+def _mixed_utf8(data: bytes, err: UnicodeDecodeError) -> tuple[int, int] | None:
+    """(line, character) of the first byte that is not UTF-8 in a file that is otherwise UTF-8
+    (one Latin-1 or Windows byte pasted into a UTF-8 file), or None for a file in another
+    encoding. A Windows-1251 text has few byte pairs that happen to be valid UTF-8 and many
+    that are not; a UTF-8 text with a stray byte the other way round."""
+    valid = len(_UTF8_MULTIBYTE.findall(data))
+    invalid = data.decode("utf-8", errors="replace").count("\ufffd")
+    if valid == 0 or invalid * 4 > valid:
+        return None
+    start = err.start
+    line_start = data.rfind(b"\n", 0, start) + 1
+    column = len(data[line_start:start].decode("utf-8", errors="replace")) + 1
+    return data.count(b"\n", 0, start) + 1, column
+
+
 def _read_csv(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | None:
     if _utf16(data):
         _refuse(out, E_UTF16)
@@ -230,7 +258,14 @@ def _read_csv(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | N
         try:
             text = data.decode("utf-8")
             out.encoding = "UTF-8"
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as err:
+            mixed = _mixed_utf8(data, err)
+            if mixed is not None:
+                out.errors.append(
+                    row_error(mixed[0], "", E_MIXED_ENCODING, at_line=mixed[0], at_column=mixed[1])
+                )
+                out.refused = True
+                return None
             # Windows-1251 cannot hold the Kazakh letters; Windows in a Kazakh locale writes
             # KZ-1048, which differs only where 1251 has Ukrainian and Serbian letters.
             kazakh = any(b in _KZ1048_ONLY for b in data)
@@ -585,6 +620,9 @@ def check_row(
 
     def text(col: str) -> str:
         value = c.get(col, "").strip()
+        at = hidden_at(value)
+        if at is not None:
+            errors.append(row_error(line, col, E_HIDDEN_CHAR, at=at))
         limit = MAX_LEN.get(col)
         if limit is not None and len(value) > limit:
             errors.append(row_error(line, col, E_TOO_LONG, max=limit))
