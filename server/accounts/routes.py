@@ -358,7 +358,9 @@ def users_invite(
     if scope == "region" and Role.OPERATOR not in who.roles:
         raise Forbidden()
     try:
-        user = create_user(db, login, full_name, [grant], email=email, lang=request_lang(request))
+        user = create_user(
+            db, login, full_name, [grant], email=email, lang=request_lang(request), created_by=who
+        )
         token = invite(db, user, who.user_pk, settings.console_invite_ttl_s)
         db.commit()
         invite_url = f"{settings.console_base_url.rstrip('/')}/invite/{token}"

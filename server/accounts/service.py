@@ -50,6 +50,7 @@ def create_user(
     phone: str = "",
     lang: str = "kk",
     password: str | None = None,
+    created_by: Principal | None = None,
 ) -> User:
     login = login.strip().lower()
     if not login or len(login) > 100:
@@ -85,6 +86,15 @@ def create_user(
             )
         )
     session.flush()
+    audit(
+        session,
+        created_by,
+        "create",
+        "user",
+        school_id=next((g.school_id for g in grants if g.school_id), None),
+        summary=f"user {user.pk} with role {', '.join(g.role.value for g in grants)}"
+        + ("" if created_by is not None else " (command line)"),
+    )
     return user
 
 
@@ -117,6 +127,7 @@ def accept_invitation(session: Session, token: str, password: str) -> User:
     user.password_hash = hash_password(password)
     user.must_change_password = False
     inv.used_at_ms = now_ms()
+    audit(session, None, "password", "account", user_pk=user.pk, summary="set by invitation")
     return user
 
 
@@ -168,6 +179,7 @@ def sign_in(
 def change_password(session: Session, user: User, new_password: str) -> None:
     user.password_hash = hash_password(new_password)
     user.must_change_password = False
+    audit(session, None, "password", "account", user_pk=user.pk, summary="changed")
     # Every other session of this user ends.
     session.execute(delete(WebSession).where(WebSession.user_pk == user.pk))
 

@@ -31,7 +31,8 @@ def delay_after(count: int) -> int:
     """How long a pair with ``count`` failures waits before its next attempt (ms)."""
     if count < FREE_FAILURES:
         return 0
-    return min(BASE_DELAY_MS * 2 ** min(count - FREE_FAILURES, 30), MAX_DELAY_MS)
+    doublings: int = min(count - FREE_FAILURES, 30)
+    return min(BASE_DELAY_MS << doublings, MAX_DELAY_MS)
 
 
 def wait_ms(record: Failures | None, now_ms: int) -> int:

@@ -533,6 +533,8 @@ def reports_page(
     recon = service.reconciliation(db, sch.id)
     problems = [r for r in recon if r.recon.differences]
     if format == "xlsx" and error is None:
+        audit(db, who, "export", "canteen", school_id=sch.id, summary=f"XLSX {lo}..{hi}")
+        db.commit()
         return _xlsx(request, sch, lo, hi, rows, problems)
     return render(
         request,

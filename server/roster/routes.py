@@ -162,6 +162,8 @@ def students_page(
                 )
             )
         rows = list(db.execute(query).all())
+        audit(db, who, "view", "students", school_id=current.id, summary=f"list, {len(rows)} rows")
+        db.commit()
     can_edit = current is not None and who.can("students.edit", school_id=current.id)
     return render(
         request,
