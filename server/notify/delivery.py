@@ -110,9 +110,11 @@ class Claimed:
     body: str
     attempts: int
     kind: str = ""
+    held: bool = False  # held back by the SMS limit: it goes in a digest
 
 
 HOUR_MS = 3_600_000
+HELD = "held by the hourly SMS limit"
 DIGEST_CHARS = 600
 
 
@@ -169,11 +171,15 @@ class DeliveryWorker:
                     OutboxMessage.body,
                     OutboxMessage.attempts,
                     OutboxMessage.kind,
+                    OutboxMessage.last_error,
                 )
                 .execution_options(synchronize_session=False)
             ).all()
             session.commit()
-        return [Claimed(r[0], Channel(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in sorted(rows)]
+        return [
+            Claimed(r[0], Channel(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == HELD)
+            for r in sorted(rows)
+        ]
 
     def run_once(self, now: int | None = None) -> int:
         """Claim and deliver one batch: how many were claimed."""
@@ -191,11 +197,11 @@ class DeliveryWorker:
                     select(Guardian).where(Guardian.pk.in_({c.guardian_pk for c in claimed}))
                 ).scalars()
             }
-        # Routine SMS claimed together for one guardian and child go as one digest.
+        # Held SMS claimed together for one guardian and child go as one digest.
         along: dict[int, list[Claimed]] = {}
         lead: dict[tuple[int, int], Claimed] = {}
         for c in claimed:
-            if c.channel is Channel.SMS and c.kind != Kind.MANUAL_PASS.value:
+            if c.held:
                 first = lead.setdefault((c.guardian_pk, c.student_pk), c)
                 if first is not c:
                     along.setdefault(first.id, []).append(c)
@@ -278,25 +284,30 @@ class DeliveryWorker:
                         status=Status.QUEUED.value,
                         attempts=OutboxMessage.attempts - 1,  # held, not failed
                         due_at_ms=(oldest or t) + HOUR_MS,
+                        last_error=HELD,
                     )
                     .execution_options(synchronize_session=False)
                 )
                 session.commit()
                 return Status.QUEUED
-            others: list[tuple[int, str]] = list(
-                session.execute(
-                    select(OutboxMessage.id, OutboxMessage.body)
-                    .where(
-                        *routine,
-                        OutboxMessage.student_pk == c.student_pk,
-                        OutboxMessage.status == Status.QUEUED.value,
-                        OutboxMessage.due_at_ms <= t,
-                        OutboxMessage.id != c.id,
-                    )
-                    .order_by(OutboxMessage.event_at_ms, OutboxMessage.id)
-                    .with_for_update(skip_locked=True)
-                ).tuples()
-            )
+            # Only a held message gathers the others held with it: a digest.
+            others: list[tuple[int, str]] = []
+            if c.held:
+                others = list(
+                    session.execute(
+                        select(OutboxMessage.id, OutboxMessage.body)
+                        .where(
+                            *routine,
+                            OutboxMessage.student_pk == c.student_pk,
+                            OutboxMessage.status == Status.QUEUED.value,
+                            OutboxMessage.due_at_ms <= t,
+                            OutboxMessage.id != c.id,
+                            OutboxMessage.last_error == HELD,
+                        )
+                        .order_by(OutboxMessage.event_at_ms, OutboxMessage.id)
+                        .with_for_update(skip_locked=True)
+                    ).tuples()
+                )
             others = [(r.id, r.body) for r in along] + others
             ids = [i for i, _b in others]
             if ids:
