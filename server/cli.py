@@ -258,10 +258,18 @@ def _user_add(args: argparse.Namespace) -> int:
 
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from server.api import create_app
+    from server.canteen.settings import CanteenSettings
 
-    uvicorn.run(create_app(_settings(args)), host=args.host, port=args.port)
+    try:
+        settings = _settings(args)
+        CanteenSettings()  # read again by the canteen's routes: refuse weak keys at start
+    except ValidationError as err:
+        print(f"qaqpa server api: refusing to start: {err}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=args.host, port=args.port)
     return 0
 
 

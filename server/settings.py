@@ -13,11 +13,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from protocol.link import plain_refusal
 from server.tls import TlsSetupError, link_error, mqtt_tls_context
 
+# A key shared with another party or signing what parents hold (HMAC): at least this long, and
+# neither a known default nor a trivial string.
+MIN_SECRET_LENGTH = 24
+KNOWN_DEFAULTS = frozenset({"changeme", "change-me", "change_me", "secret", "password", "qaqpa"})
+
+
+def weak_secret_reason(value: str) -> str | None:
+    """Why ``value`` is not acceptable as a secret, or None. Never quotes the value."""
+    if value.strip().lower() in KNOWN_DEFAULTS or ("change" in value.lower() and "me" in value):
+        return "a known default"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(value)) < 6:
+        return "too few different characters"
+    return None
+
 
 class ServerSettings(BaseSettings):
     """Everything the server processes (ingest, downlink, API, CLI) need to find their peers."""
 
-    model_config = SettingsConfigDict(env_prefix="QAQPA_SERVER_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="QAQPA_SERVER_", extra="forbid", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default="sqlite:///var/qaqpa-server.db",
@@ -138,6 +156,17 @@ class ServerSettings(BaseSettings):
         description="During a key rotation: the next key, announced to every edge under the "
         "current one (README, key rotation)",
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServerSettings:
+        # Behind HTTPS a session cookie without Secure could still leak over plain HTTP.
+        if self.console_base_url.lower().startswith("https://") and not self.console_secure_cookies:
+            raise ValueError(
+                "console_base_url is https but console_secure_cookies is false: set "
+                "QAQPA_SERVER_CONSOLE_SECURE_COOKIES=true"
+            )
+        return self
+
     fault_kill_after_insert: int = Field(
         default=0,
         ge=0,

@@ -37,6 +37,7 @@ _ADMINS = {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN}
 PERMISSIONS: dict[str, frozenset[Role]] = {
     k: frozenset(v)
     for k, v in {
+        "api.docs": {R.OPERATOR},  # the OpenAPI schema: a map of every endpoint
         "schools.view": {R.OPERATOR, R.REGIONAL_OPERATOR},
         "schools.manage": {R.OPERATOR, R.REGIONAL_OPERATOR},
         "users.manage": _ADMINS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
@@ -16,14 +16,15 @@ from server.accounts.passwords import WeakPassword
 from server.accounts.service import (
     AccountError,
     accept_invitation,
-    authenticate,
     change_password,
     close_session,
     create_user,
     invitation_user,
     invite,
     open_session,
+    sign_in,
 )
+from server.accounts.throttle import LoginThrottle
 from server.console import i18n
 from server.console.scope import schools_in_scope
 from server.console.web import (
@@ -68,11 +69,24 @@ GRANTABLE: dict[Role, set[Role]] = {
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a local path: an open redirect would let a phishing link land on a copy of us."""
+    """Only a local path: an open redirect would let a phishing link land on a copy of us.
+    Browsers read a backslash as ``/`` and drop tabs and newlines, so a slash followed by a
+    backslash or a tab and ``/evil.example`` means ``//evil.example``; encoded forms are checked
+    decoded too."""
     if not target:
         return "/"
+    probe = target
+    for _ in range(3):
+        probe = unquote(probe)
+    if (
+        not target.startswith("/")
+        or "\\" in probe
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in probe)
+        or probe.startswith("//")
+    ):
+        return "/"
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 
@@ -133,14 +147,22 @@ def login(
             {"next": _safe_next(next), "error": tr(request, "The form has expired. Try again.")},
             403,
         )
-    user = authenticate(db, login, password)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client is not None else ""
+    result = sign_in(db, throttle, login, password, address)
+    user = result.user
     if user is None:
-        db.commit()  # the failed-attempt counter
+        db.commit()  # the audit entry of the failure
+        error = tr(request, "Wrong login or password.")
+        if result.wait_s:
+            error = tr(
+                request, "Too many failed sign-ins: wait {seconds} seconds and try again."
+            ).format(seconds=result.wait_s)
         return render(
             request,
             "accounts/login.html",
-            {"next": _safe_next(next), "error": tr(request, "Wrong login or password.")},
-            401,
+            {"next": _safe_next(next), "error": error},
+            429 if result.wait_s else 401,
         )
     token = open_session(db, user, settings.console_session_ttl_s)
     db.commit()
@@ -333,7 +355,9 @@ def users_invite(
     if scope == "region" and Role.OPERATOR not in who.roles:
         raise Forbidden()
     try:
-        user = create_user(db, login, full_name, [grant], email=email, lang=request_lang(request))
+        user = create_user(
+            db, login, full_name, [grant], email=email, lang=request_lang(request), created_by=who
+        )
         token = invite(db, user, who.user_pk, settings.console_invite_ttl_s)
         db.commit()
         invite_url = f"{settings.console_base_url.rstrip('/')}/invite/{token}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -11,12 +12,13 @@ from sqlalchemy.orm import Session
 from server.accounts.access import SCOPE_OF_ROLE, Grant, Principal, Role
 from server.accounts.models import Invitation, RoleGrant, User, WebSession
 from server.accounts.passwords import hash_password, new_token, token_hash, verify_password
+from server.accounts.throttle import LoginThrottle
+from server.audit.service import audit
 from server.clock import now_ms
 from server.models import School
 from server.people.models import Guardian, Student, StudentGuardian
+from server.text_safety import hidden_at
 
-MAX_FAILED = 5
-LOCK_MS = 5 * 60_000
 LANGS = ("kk", "ru", "en")
 
 
@@ -48,10 +50,13 @@ def create_user(
     phone: str = "",
     lang: str = "kk",
     password: str | None = None,
+    created_by: Principal | None = None,
 ) -> User:
     login = login.strip().lower()
     if not login or len(login) > 100:
         raise AccountError("login must be 1-100 characters")
+    if hidden_at(login) is not None or hidden_at(full_name) is not None:
+        raise AccountError("invisible or text-direction characters are not allowed")
     if session.execute(select(User.pk).where(User.login == login)).first() is not None:
         raise AccountError(f"login {login!r} is taken")
     if lang not in LANGS:
@@ -81,6 +86,15 @@ def create_user(
             )
         )
     session.flush()
+    audit(
+        session,
+        created_by,
+        "create",
+        "user",
+        school_id=next((g.school_id for g in grants if g.school_id), None),
+        summary=f"user {user.pk} with role {', '.join(g.role.value for g in grants)}"
+        + ("" if created_by is not None else " (command line)"),
+    )
     return user
 
 
@@ -113,33 +127,59 @@ def accept_invitation(session: Session, token: str, password: str) -> User:
     user.password_hash = hash_password(password)
     user.must_change_password = False
     inv.used_at_ms = now_ms()
+    audit(session, None, "password", "account", user_pk=user.pk, summary="set by invitation")
     return user
 
 
-def authenticate(session: Session, login: str, password: str) -> User | None:
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """``user`` when the password was right; ``wait_s`` > 0 when the attempt was refused by
+    the throttle without looking at the password."""
+
+    user: User | None
+    wait_s: int = 0
+
+
+def sign_in(
+    session: Session, throttle: LoginThrottle, login: str, password: str, address: str
+) -> SignIn:
+    """Checks a password, throttled per (login, address) with growing delays. An unknown or
+    inactive login costs one password hash like a known one, so timing tells nothing; both the
+    sign-in and the failure are audited (the login named only when it exists)."""
+    now = now_ms()
+    wait = throttle.wait_ms(login, address, now)
+    if wait > 0:
+        return SignIn(None, wait_s=-(-wait // 1000))
     user = session.execute(
         select(User).where(User.login == login.strip().lower())
     ).scalar_one_or_none()
-    now = now_ms()
     if user is None or not user.active:
-        verify_password(None, password)
-        return None
-    if user.locked_until_ms > now:
-        return None
-    if not verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED:
-            user.locked_until_ms = now + LOCK_MS
-            user.failed_logins = 0
-        return None
-    user.failed_logins = 0
+        verify_password(None, password)  # the same work as a real check
+        ok = False
+    else:
+        ok = verify_password(user.password_hash, password)
+    if not ok or user is None:
+        throttle.failed(login, address, now)
+        known = user is not None and user.active
+        audit(
+            session,
+            None,
+            "sign_in_failed",
+            "account",
+            user_pk=user.pk if known and user is not None else None,
+            summary="wrong password" if known else "unknown or inactive login",
+        )
+        return SignIn(None)
+    throttle.succeeded(login, address)
     user.last_login_ms = now
-    return user
+    audit(session, None, "sign_in", "account", user_pk=user.pk, summary="password")
+    return SignIn(user)
 
 
 def change_password(session: Session, user: User, new_password: str) -> None:
     user.password_hash = hash_password(new_password)
     user.must_change_password = False
+    audit(session, None, "password", "account", user_pk=user.pk, summary="changed")
     # Every other session of this user ends.
     session.execute(delete(WebSession).where(WebSession.user_pk == user.pk))
 

@@ -9,14 +9,20 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.accounts.access import Principal
+from server.accounts.throttle import LoginThrottle
 from server.broker_auth import BrokerFilesError, write_broker_files
 from server.centre_key import CentreKeyError, public_key_of
 from server.clock import clock_for
+from server.console.web import require
 from server.db import make_engine, session_factory
 from server.devices import DeviceExists, EnrolmentError, enrol
+from server.http_limits import BodyLimitMiddleware
+from server.log_filters import install_access_log_filter
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -101,14 +107,32 @@ def enrol_device(body: EnrolRequest, session: SessionDep, settings: SettingsDep)
     )
 
 
+docs_router = APIRouter()
+
+
+@docs_router.get("/openapi.json", include_in_schema=False)
+def openapi_schema(
+    request: Request, _who: Annotated[Principal, require("api.docs")]
+) -> JSONResponse:
+    """The schema for operators only (signed in); the interactive /docs pages are off."""
+    return JSONResponse(request.app.openapi())
+
+
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings if settings is not None else ServerSettings()
-    app = FastAPI(title="Qaqpa server")
+    # No public /docs, /redoc or /openapi.json: the schema is served to operators above.
+    app = FastAPI(title="Qaqpa server", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.sessions = session_factory(make_engine(settings.database_url))
     app.state.clock = clock_for(settings)
+    app.state.login_throttle = LoginThrottle()
+    install_access_log_filter()  # invitation tokens are in URL paths
     app.include_router(router)
+    app.include_router(docs_router)
     from server.console.app import install_console
 
+    # Added before the console's middleware, so it sits inside them: its 413 raised from
+    # ``receive`` then reaches FastAPI directly, not wrapped in their task groups.
+    app.add_middleware(BodyLimitMiddleware)
     install_console(app)
     return app

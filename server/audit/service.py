@@ -23,13 +23,15 @@ def audit(
     student_pk: int | None = None,
     school_id: str | None = None,
     summary: str = "",
+    user_pk: int | None = None,
 ) -> None:
     """``summary`` names what was touched (fields, counts, document numbers), never the values
     of personal fields such as names or birth dates."""
     session.add(
         AuditEntry(
             at_ms=now_ms(),
-            user_pk=who.user_pk if who is not None else None,
+            # ``user_pk``: the account concerned when nobody is signed in (a sign-in).
+            user_pk=who.user_pk if who is not None else user_pk,
             action=action,
             subject=subject,
             student_pk=student_pk,

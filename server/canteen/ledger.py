@@ -147,6 +147,12 @@ def refund(student_pk: int, amount: int) -> list[Posting]:
     )
 
 
+def refundable(paid_meals: int, refunded: int) -> int:
+    """What a refund may still give back: what the student's balance paid for meals, less the
+    refunds already made (never negative)."""
+    return max(0, paid_meals - refunded)
+
+
 def correction(student_pk: int, amount: int) -> list[Posting]:
     """A manager's correction, + adds to the student's balance, − takes from it."""
     if amount == 0:

@@ -468,6 +468,8 @@ def reports_page(
     recon = service.reconciliation(db, sch.id)
     problems = [r for r in recon if r.recon.differences]
     if format == "xlsx" and error is None:
+        audit(db, who, "export", "canteen", school_id=sch.id, summary=f"XLSX {lo}..{hi}")
+        db.commit()
         return _xlsx(request, sch, lo, hi, rows, problems)
     return render(
         request,
@@ -500,6 +502,8 @@ def _xlsx(
     problems: list[service.ReconRow],
 ) -> Response:
     from openpyxl import Workbook
+
+    from server.spreadsheets import neutralise_workbook
 
     wb = Workbook()
     ws = wb.active
@@ -561,7 +565,7 @@ def _xlsx(
                 ]
             )
     buf = io.BytesIO()
-    wb.save(buf)
+    neutralise_workbook(wb).save(buf)
     name = f"canteen-{sch.id}-{lo}-{hi}.xlsx"
     return Response(
         buf.getvalue(),

@@ -216,6 +216,24 @@ def book_topup(db: Session, payment: ProviderPayment, provider: str) -> TopupRes
     return TopupResult(entry.id, duplicate=False)
 
 
+def _refundable(db: Session, student_pk: int) -> int:
+    # The student's row is locked, so two refunds at once cannot both pass the cap.
+    db.execute(select(Student.pk).where(Student.pk == student_pk).with_for_update())
+    sums = dict(
+        db.execute(
+            select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount_tiyn), 0))
+            .where(
+                LedgerEntry.student_pk == student_pk,
+                LedgerEntry.kind.in_([EntryKind.MEAL.value, EntryKind.REFUND.value]),
+            )
+            .group_by(LedgerEntry.kind)
+        ).all()
+    )
+    return ledger.refundable(
+        int(sums.get(EntryKind.MEAL.value, 0)), int(sums.get(EntryKind.REFUND.value, 0))
+    )
+
+
 def book_manual(
     db: Session,
     settings: CanteenSettings,
@@ -235,6 +253,12 @@ def book_manual(
         raise CanteenError(422, "long_reason", "The reason is longer than 300 characters.")
     if kind == EntryKind.REFUND:
         postings = ledger.refund(student.pk, amount)
+        if amount > _refundable(db, student.pk):
+            raise CanteenError(
+                422,
+                "refund_exceeds_paid",
+                "A refund cannot exceed what was paid for meals less the earlier refunds.",
+            )
     elif kind == EntryKind.CORRECTION:
         postings = ledger.correction(student.pk, amount)
     else:

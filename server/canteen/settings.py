@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.settings import MIN_SECRET_LENGTH, weak_secret_reason
 
 
 class CanteenSettings(BaseSettings):
     """The payment provider's and the social wallet's endpoints and secrets, and money rules."""
 
-    model_config = SettingsConfigDict(env_prefix="QAQPA_CANTEEN_", extra="forbid")
+    # hide_input_in_errors: a refused secret is never printed.
+    model_config = SettingsConfigDict(
+        env_prefix="QAQPA_CANTEEN_", extra="forbid", hide_input_in_errors=True
+    )
 
     provider_secret: SecretStr | None = Field(
         default=None,
@@ -47,3 +52,17 @@ class CanteenSettings(BaseSettings):
         ge=0,
         description="Fault injection for tests: SIGKILL the meal poster before its Nth commit",
     )
+
+    @field_validator("provider_secret", "qr_secret")
+    @classmethod
+    def _strong(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """None turns the feature off; a key that is set must be a real one."""
+        if value is not None:
+            reason = weak_secret_reason(value.get_secret_value())
+            if reason is not None:
+                name = f"QAQPA_CANTEEN_{str(info.field_name).upper()}"
+                raise ValueError(
+                    f"{name} is {reason}: use a random key of at least {MIN_SECRET_LENGTH} "
+                    "characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return value

@@ -169,8 +169,8 @@ def record_consent(
         "consent",
         student_pk=student.pk,
         school_id=student.school_id,
-        summary=f"{form.kind.value} consent {verb}; document {form.document}; "
-        f"signed_on {form.signed_on.isoformat()}",
+        # Names of the fields recorded, never their values (a document may name the family).
+        summary=f"{form.kind.value} consent {verb}; given_by, document, signed_on recorded",
     )
     if form.granted:
         # Reactivate only a student this module deactivated (data withdrawn); one who left the

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import apprise
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from protocol.messages import ConsentKind
 from server.clock import now_ms
 from server.notify.models import OutboxMessage
 from server.notify.planner import NO_CONSENT, address_of, consented
-from server.notify.rules import Channel, Status, after_failure, backoff_ms, scrub
+from server.notify.rules import Channel, Kind, Status, after_failure, backoff_ms, scrub
 from server.notify.settings import NotifySettings
 from server.people.models import Guardian
 from server.people.service import has_consent
@@ -110,6 +110,19 @@ class Claimed:
     student_pk: int
     body: str
     attempts: int
+    kind: str = ""
+    held: bool = False  # held back by the SMS limit: it goes in a digest
+
+
+HOUR_MS = 3_600_000
+HELD = "held by the hourly SMS limit"
+DIGEST_CHARS = 600
+
+
+def digest(bodies: list[str], limit: int = DIGEST_CHARS) -> str:
+    """Several routine messages as one SMS, oldest first, cut at ``limit`` characters."""
+    text = "\n".join(bodies)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class DeliveryWorker:
@@ -158,11 +171,16 @@ class DeliveryWorker:
                     OutboxMessage.student_pk,
                     OutboxMessage.body,
                     OutboxMessage.attempts,
+                    OutboxMessage.kind,
+                    OutboxMessage.last_error,
                 )
                 .execution_options(synchronize_session=False)
             ).all()
             session.commit()
-        return [Claimed(r[0], Channel(r[1]), r[2], r[3], r[4], r[5]) for r in sorted(rows)]
+        return [
+            Claimed(r[0], Channel(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] == HELD)
+            for r in sorted(rows)
+        ]
 
     def run_once(self, now: int | None = None) -> int:
         """Claim and deliver one batch: how many were claimed."""
@@ -180,10 +198,23 @@ class DeliveryWorker:
                     select(Guardian).where(Guardian.pk.in_({c.guardian_pk for c in claimed}))
                 ).scalars()
             }
+        # Held SMS claimed together for one guardian and child go as one digest.
+        along: dict[int, list[Claimed]] = {}
+        lead: dict[tuple[int, int], Claimed] = {}
         for c in claimed:
+            if c.held:
+                first = lead.setdefault((c.guardian_pk, c.student_pk), c)
+                if first is not c:
+                    along.setdefault(first.id, []).append(c)
+        riders = {r.id for rs in along.values() for r in rs}
+        for c in claimed:
+            if c.id in riders:
+                continue
             g = guardians.get(c.guardian_pk)
             address = address_of(g, c.channel) if g is not None else ""
-            self._deliver(c, c.student_pk in ok, address, t if now is not None else None)
+            self._deliver(
+                c, c.student_pk in ok, address, t if now is not None else None, along.get(c.id, [])
+            )
         return len(claimed)
 
     def deliver(self, c: Claimed, now: int | None = None) -> Status:
@@ -194,15 +225,117 @@ class DeliveryWorker:
             address = address_of(guardian, c.channel) if guardian is not None else ""
         return self._deliver(c, allowed, address, now)
 
-    def _deliver(self, c: Claimed, allowed: bool, address: str, now: int | None) -> Status:
+    def _deliver(
+        self,
+        c: Claimed,
+        allowed: bool,
+        address: str,
+        now: int | None,
+        along: list[Claimed] | None = None,
+    ) -> Status:
+        if not allowed or not address:
+            for r in along or []:  # the same guardian and child: the same answer
+                self._deliver(r, allowed, address, now)
         if not allowed:
             return self._finish(c, Status.CANCELLED, NO_CONSENT, now)
         if not address:
             return self._finish(
                 c, Status.CANCELLED, f"the guardian has no {c.channel.value} address", now
             )
+        if c.channel is Channel.SMS and c.kind != Kind.MANUAL_PASS.value:
+            return self._deliver_routine_sms(c, address, now, along or [])
         error = self.sender.send(c.channel, address, c.id, c.body)
         self._fault_hook()
+        if error is None:
+            return self._finish(c, Status.SENT, "", now)
+        status = after_failure(c.attempts, self.settings.max_attempts)
+        log.info("outbox %d: attempt %d failed (%s)", c.id, c.attempts, status.value)
+        return self._finish(c, status, error, now)
+
+    def _deliver_routine_sms(
+        self, c: Claimed, address: str, now: int | None, along: list[Claimed]
+    ) -> Status:
+        """A routine SMS within the guardian's hourly limit goes with every other routine SMS
+        about the same child that is due, as one digest; over the limit it waits until the
+        oldest SMS of the hour is an hour old. A manual pass never comes here."""
+        t = now if now is not None else now_ms()
+        routine = (
+            OutboxMessage.guardian_pk == c.guardian_pk,
+            OutboxMessage.channel == Channel.SMS.value,
+            OutboxMessage.kind != Kind.MANUAL_PASS.value,
+        )
+        with Session(self.engine) as session:
+            recent, oldest = session.execute(
+                select(func.count(), func.min(OutboxMessage.sent_at_ms)).where(
+                    *routine,
+                    OutboxMessage.status == Status.SENT.value,
+                    OutboxMessage.sent_at_ms > t - HOUR_MS,
+                    # a digest's other rows share its sent_at: one SMS counts once
+                    OutboxMessage.last_error == "",
+                )
+            ).one()
+            if recent >= self.settings.sms_per_hour:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.id.in_([c.id, *(r.id for r in along)]),
+                        OutboxMessage.status == Status.SENDING.value,
+                    )
+                    .values(
+                        status=Status.QUEUED.value,
+                        attempts=OutboxMessage.attempts - 1,  # held, not failed
+                        due_at_ms=(oldest or t) + HOUR_MS,
+                        last_error=HELD,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()
+                return Status.QUEUED
+            # Only a held message gathers the others held with it: a digest.
+            others: list[tuple[int, str]] = []
+            if c.held:
+                others = list(
+                    session.execute(
+                        select(OutboxMessage.id, OutboxMessage.body)
+                        .where(
+                            *routine,
+                            OutboxMessage.student_pk == c.student_pk,
+                            OutboxMessage.status == Status.QUEUED.value,
+                            OutboxMessage.due_at_ms <= t,
+                            OutboxMessage.id != c.id,
+                            OutboxMessage.last_error == HELD,
+                        )
+                        .order_by(OutboxMessage.event_at_ms, OutboxMessage.id)
+                        .with_for_update(skip_locked=True)
+                    ).tuples()
+                )
+            others = [(r.id, r.body) for r in along] + others
+            ids = [i for i, _b in others]
+            if ids:
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids))
+                    .values(status=Status.SENDING.value, claimed_at_ms=t)
+                    .execution_options(synchronize_session=False)
+                )
+            session.commit()
+        body = digest([c.body, *(b for _i, b in others)]) if others else c.body
+        error = self.sender.send(c.channel, address, c.id, body)
+        self._fault_hook()
+        with Session(self.engine) as session:
+            if ids:
+                done = error is None
+                session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids), OutboxMessage.status == Status.SENDING.value)
+                    .values(
+                        status=Status.SENT.value if done else Status.QUEUED.value,
+                        sent_at_ms=t if done else None,
+                        last_error=f"in the digest of message {c.id}" if done else "",
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()
         if error is None:
             return self._finish(c, Status.SENT, "", now)
         status = after_failure(c.attempts, self.settings.max_attempts)

@@ -123,6 +123,8 @@ def outbox_page(
         assert st is not None
         return redirect(f"/notifications/student/{st.pk}")
     ctx = _outbox_context(db, who, school, status)
+    audit(db, who, "view", "outbox", school_id=school or None, summary=f"{len(ctx['rows'])} rows")
+    db.commit()
     return render(request, "notify/outbox.html", ctx)
 
 

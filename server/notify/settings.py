@@ -43,6 +43,13 @@ class NotifySettings(BaseSettings):
     planner_poll_s: float = Field(default=0.2, gt=0, le=60, description="Planner poll interval")
     worker_poll_s: float = Field(default=0.2, gt=0, le=60, description="Idle worker poll interval")
     plan_batch: int = Field(default=500, ge=1, description="Events planned per transaction")
+    sms_per_hour: int = Field(
+        default=6,
+        ge=1,
+        le=1000,
+        description="Routine SMS (entry, exit, meal, low balance) one guardian gets per rolling "
+        "hour at most; more wait and go as one digest. A manual pass is never held",
+    )
     claim_batch: int = Field(
         default=2,
         ge=1,

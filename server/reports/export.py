@@ -15,6 +15,8 @@ from fpdf.fonts import FontFace
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from server.spreadsheets import neutralise_workbook
+
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 
@@ -90,7 +92,7 @@ def to_xlsx(sheets: Sequence[Sheet]) -> bytes:
                 max(8, width + 2), 48
             )
     buf = io.BytesIO()
-    wb.save(buf)
+    neutralise_workbook(wb).save(buf)
     return buf.getvalue()
 
 

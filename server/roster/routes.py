@@ -112,6 +112,8 @@ def students_page(
             with_inactive=bool(inactive),
             limit=PAGE + 1,
         )
+        audit(db, who, "view", "students", school_id=current.id, summary=f"list, {len(rows)} rows")
+        db.commit()
     can_edit = current is not None and who.can("students.edit", school_id=current.id)
     return render(
         request,

@@ -18,10 +18,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.spreadsheets import neutralise_workbook, restore_cell, safe_cell
+from server.text_safety import hidden_at
+
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 5000
 # An XLSX is a zip: refuse one that inflates beyond this (a zip bomb), before openpyxl reads it.
 MAX_XLSX_INFLATED = 60 * 1024 * 1024
+# A sheet is read at most this wide and this deep; a sheet that declares more (its <dimension>,
+# e.g. A1:XFD1048576) is refused before a row is read, since openpyxl pads every row to the
+# declared width and fills the declared depth with empty rows.
+MAX_XLSX_COLUMNS = 64
+MAX_XLSX_SCAN_ROWS = 20 * MAX_ROWS
 
 COLUMNS = (
     "student_ref",
@@ -74,7 +82,18 @@ E_NOT_TABULAR = N_("Not a CSV or XLSX file.")
 E_OLD_XLS = N_("An old Excel .xls file: save it as .xlsx or as CSV.")
 E_ENCODING = N_("The text is neither UTF-8 nor Windows-1251 / KZ-1048: save the file as UTF-8 CSV.")
 E_UTF16 = N_("The text is UTF-16: save the file as UTF-8 CSV.")
+E_MIXED_ENCODING = N_(
+    "The file mixes encodings: line {at_line}, character {at_column} is not UTF-8 while the rest "
+    "of the file is. Correct that character, or save the file again as UTF-8 CSV."
+)
+E_HIDDEN_CHAR = N_(
+    "an invisible or text-direction character at position {at}: retype the text without it"
+)
 E_BAD_XLSX = N_("The XLSX file cannot be read (damaged, encrypted or not a workbook).")
+E_XLSX_DIMENSION = N_(
+    "The sheet {sheet} declares {rows} rows and {columns} columns; at most {max_rows} rows and "
+    "{max_columns} columns are read: copy the student lines into a new sheet."
+)
 E_EMPTY = N_("The file is empty: the first line must name the columns.")
 E_NO_ROWS = N_("The file has no student lines under the column names.")
 E_UNKNOWN_COLUMN = N_("unknown column")
@@ -108,7 +127,9 @@ E_PHONE = N_("not a Kazakhstan phone number (+7 and 10 digits)")
 E_EMAIL = N_("not an e-mail address")
 E_GUARDIAN_NAME = N_("a guardian's phone or e-mail needs guardian_name")
 # Found against the database (server.roster.service)
-E_REF_OTHER_SCHOOL = N_("student_ref {ref} is used by a student of another school")
+# Says only that the id is taken, never where: another school's students are not this user's
+# business (ids are unique across all schools, so a taken one cannot be given again).
+E_REF_OTHER_SCHOOL = N_("student_ref {ref} cannot be used: leave it empty or give another")
 E_AMBIGUOUS = N_("several students of the school have this name and birth date: give student_ref")
 E_WITHDRAWN = N_("the data consent was withdrawn on {date}: a consent signed after that is needed")
 
@@ -201,6 +222,26 @@ def _utf16(data: bytes) -> bool:
     return data.startswith((b"\xff\xfe", b"\xfe\xff"))
 
 
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
+def _mixed_utf8(data: bytes, err: UnicodeDecodeError) -> tuple[int, int] | None:
+    """(line, character) of the first byte that is not UTF-8 in a file that is otherwise UTF-8
+    (one Latin-1 or Windows byte pasted into a UTF-8 file), or None for a file in another
+    encoding. A Windows-1251 text has few byte pairs that happen to be valid UTF-8 and many
+    that are not; a UTF-8 text with a stray byte the other way round."""
+    valid = len(_UTF8_MULTIBYTE.findall(data))
+    invalid = data.decode("utf-8", errors="replace").count("\ufffd")
+    if valid == 0 or invalid * 4 > valid:
+        return None
+    start = err.start
+    line_start = data.rfind(b"\n", 0, start) + 1
+    column = len(data[line_start:start].decode("utf-8", errors="replace")) + 1
+    return data.count(b"\n", 0, start) + 1, column
+
+
 def _read_csv(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | None:
     if _utf16(data):
         _refuse(out, E_UTF16)
@@ -217,7 +258,14 @@ def _read_csv(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | N
         try:
             text = data.decode("utf-8")
             out.encoding = "UTF-8"
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as err:
+            mixed = _mixed_utf8(data, err)
+            if mixed is not None:
+                out.errors.append(
+                    row_error(mixed[0], "", E_MIXED_ENCODING, at_line=mixed[0], at_column=mixed[1])
+                )
+                out.refused = True
+                return None
             # Windows-1251 cannot hold the Kazakh letters; Windows in a Kazakh locale writes
             # KZ-1048, which differs only where 1251 has Ukrainian and Serbian letters.
             kazakh = any(b in _KZ1048_ONLY for b in data)
@@ -275,20 +323,47 @@ def _read_xlsx(data: bytes, out: ParsedRoster) -> list[tuple[int, list[str]]] | 
     except Exception:  # openpyxl raises many kinds for a damaged workbook
         _refuse(out, E_BAD_XLSX)
         return None
-    table: list[tuple[int, list[str]]] = []
     try:
-        ws = wb.worksheets[0]
-        for n, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            cells = [_cell_text(v) for v in values]
-            if len(table) > MAX_ROWS and any(cells):
-                _refuse(out, E_TOO_MANY_ROWS)
-                return None
-            table.append((n, cells))
+        return _read_sheet(wb.worksheets[0], out)
     except Exception:
         _refuse(out, E_BAD_XLSX)
         return None
     finally:
         wb.close()
+
+
+def _read_sheet(ws: Any, out: ParsedRoster) -> list[tuple[int, list[str]]] | None:
+    """Streams the sheet's rows (read-only mode), never wider than ``MAX_XLSX_COLUMNS`` and
+    never deeper than ``MAX_XLSX_SCAN_ROWS``; empty rows past ``MAX_ROWS`` are not kept."""
+    rows, columns = ws.max_row or 0, ws.max_column or 0  # the declared <dimension>, if any
+    if rows > MAX_XLSX_SCAN_ROWS or columns > MAX_XLSX_COLUMNS:
+        out.errors.append(
+            row_error(
+                0,
+                "",
+                E_XLSX_DIMENSION,
+                sheet=str(ws.title)[:40],
+                rows=rows,
+                columns=columns,
+                max_rows=MAX_XLSX_SCAN_ROWS,
+                max_columns=MAX_XLSX_COLUMNS,
+            )
+        )
+        out.refused = True
+        return None
+    table: list[tuple[int, list[str]]] = []
+    width = max(1, min(columns or MAX_XLSX_COLUMNS, MAX_XLSX_COLUMNS))
+    for n, values in enumerate(ws.iter_rows(max_col=width, values_only=True), start=1):
+        if n > MAX_XLSX_SCAN_ROWS:
+            _refuse(out, E_TOO_MANY_ROWS)
+            return None
+        cells = [_cell_text(v) for v in values]
+        if len(table) > MAX_ROWS:
+            if any(cells):
+                _refuse(out, E_TOO_MANY_ROWS)
+                return None
+            continue  # trailing empty rows: read past, not kept
+        table.append((n, cells))
     return table
 
 
@@ -375,7 +450,11 @@ def _take_table(table: list[tuple[int, list[str]]], out: ParsedRoster) -> None:
         extra = [c for c in cells[len(names) :] if c.strip()]
         if extra:
             out.errors.append(row_error(line, "", E_EXTRA_CELLS))
-        row = {n: (cells[i].strip() if i < len(cells) else "") for i, n in enumerate(names)}
+        # restore_cell: an exported roster's neutralised cells ('=...) read back as they were.
+        row = {
+            n: (restore_cell(cells[i].strip()) if i < len(cells) else "")
+            for i, n in enumerate(names)
+        }
         out.rows.append(RawRow(line, row))
     if not out.rows:
         _refuse(out, E_NO_ROWS)
@@ -541,6 +620,9 @@ def check_row(
 
     def text(col: str) -> str:
         value = c.get(col, "").strip()
+        at = hidden_at(value)
+        if at is not None:
+            errors.append(row_error(line, col, E_HIDDEN_CHAR, at=at))
         limit = MAX_LEN.get(col)
         if limit is not None and len(value) > limit:
             errors.append(row_error(line, col, E_TOO_LONG, max=limit))
@@ -762,7 +844,7 @@ def to_csv(rows: Iterable[Mapping[str, str]]) -> bytes:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\r\n")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: safe_cell(v) for k, v in r.items()} for r in rows)
     # A BOM, so that Excel opens the Cyrillic text as UTF-8.
     return b"\xef\xbb\xbf" + buf.getvalue().encode("utf-8")
 
@@ -782,7 +864,7 @@ def template_xlsx() -> bytes:
     for row in TEMPLATE_ROWS:
         ws.append([row[c] for c in COLUMNS])
     buf = io.BytesIO()
-    wb.save(buf)
+    neutralise_workbook(wb).save(buf)
     return buf.getvalue()
 
 

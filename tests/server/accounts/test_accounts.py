@@ -21,17 +21,6 @@ def test_sign_in_out_and_pages_need_a_session(browser: Browser, world: World) ->
     assert browser.get("/users").status_code == 303
 
 
-def test_wrong_password_and_lockout(browser: Browser, world: World, db) -> None:  # type: ignore[no-untyped-def]
-    browser.get("/login")
-    for _ in range(5):
-        r = browser.post("/login", {"login": "admin1", "password": "nope-nope-1"})
-        assert r.status_code == 401
-    # Locked now: even the right password is refused for a while.
-    r = browser.post("/login", {"login": "admin1", "password": password_of("admin1")})
-    assert r.status_code == 401
-    assert db.execute(select(User.locked_until_ms).where(User.login == "admin1")).scalar_one() > 0
-
-
 def test_login_form_needs_its_csrf_cookie(browser: Browser, world: World) -> None:
     r = browser.client.post(
         "/login",

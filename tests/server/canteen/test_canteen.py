@@ -159,9 +159,12 @@ def test_refund_and_corrections_are_audited_and_reasoned(
     provider: PaymentProviderSimulator,
 ) -> None:
     pk = world.students["s1-3a-1"]
-    provider.pay("s1-3a-1", 100_000)
+    provider.pay("s1-3a-1", 200_000)
+    # A paid meal of 300 ₸: what a refund may give back at most.
+    add_meal(db, add_device(db, "S1"), 1, "s1-3a-1", 30_000, 70_000)
+    db.commit()
     b = make_browser("canteen1")
-    assert b.get(f"/canteen/student/{pk}").status_code == 200
+    assert b.get(f"/canteen/student/{pk}").status_code == 200  # posts the meal first
     no_reason = b.post(
         f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "100", "reason": " "}
     )
@@ -186,9 +189,9 @@ def test_refund_and_corrections_are_audited_and_reasoned(
         ).status_code
         == 303
     )
-    assert ledger_balance(db, pk) == 100_000 + 25_050 - 70_000
+    assert ledger_balance(db, pk) == 200_000 - 30_000 + 25_050 - 70_000
     kinds = [c for c in changes(db, "S1") if isinstance(c, BalanceCredit)]
-    assert [c.amount_tiyn for c in kinds] == [100_000, 25_050]  # the debit stays at the server
+    assert [c.amount_tiyn for c in kinds] == [200_000, 25_050]  # the debit stays at the server
     audits = list(
         db.scalars(
             select(AuditEntry.summary)
@@ -199,7 +202,7 @@ def test_refund_and_corrections_are_audited_and_reasoned(
     assert [a.split()[0] for a in audits] == ["refund", "correction"]
     # the balance fell below the threshold (50 000 tiyn): one low-balance condition
     lows = list(db.scalars(select(LowBalance)))
-    assert lows == []  # 55 050 tiyn is still above the 50 000 threshold
+    assert lows == []  # 125 050 tiyn is still above the 50 000 threshold
     # scope: another school's manager may not book, a class teacher may not see
     assert (
         make_browser("admin3")
@@ -208,6 +211,33 @@ def test_refund_and_corrections_are_audited_and_reasoned(
         == 404
     )
     assert make_browser("teacher1").get(f"/canteen/student/{pk}").status_code in (403, 404)
+
+
+def test_a_refund_cannot_exceed_what_was_paid(
+    world: World, db: Session, make_browser: Any, provider: PaymentProviderSimulator
+) -> None:
+    pk = world.students["s1-3a-1"]
+    provider.pay("s1-3a-1", 100_000)
+    dev = add_device(db, "S1")
+    add_meal(db, dev, 1, "s1-3a-1", 30_000, 70_000)
+    add_meal(db, dev, 2, "s1-3a-1", 20_000, 50_000)
+    db.commit()
+    b = make_browser("canteen1")
+    assert b.get(f"/canteen/student/{pk}").status_code == 200  # posts the meals: 500 ₸ paid
+
+    def refund(amount: str):  # type: ignore[no-untyped-def]
+        return b.post(
+            f"/canteen/student/{pk}/book", {"kind": "refund", "amount": amount, "reason": "x"}
+        )
+
+    # A top-up is not a meal: 1 000 ₸ on the balance does not make 1 000 ₸ refundable.
+    assert refund("9000").status_code == 422
+    assert refund("500,01").status_code == 422
+    assert refund("300").status_code == 303
+    assert refund("200,01").status_code == 422  # 500 paid less 300 refunded
+    assert refund("200").status_code == 303
+    assert refund("0,01").status_code == 422
+    assert ledger_balance(db, pk) == 100_000 - 50_000 + 50_000
 
 
 # --------------------------------------------------------------------------- meal poster
@@ -380,7 +410,10 @@ def test_parent_sees_own_child_ledger_only(
 ) -> None:
     own, other = world.students["s1-3a-1"], world.students["s1-3a-2"]
     provider.pay("s1-3a-1", 123_450)
+    add_meal(db, add_device(db, "S1"), 1, "s1-3a-1", 1_000, 122_450)  # refundable: 10 ₸
+    db.commit()
     canteen = make_browser("canteen1")
+    assert canteen.get(f"/canteen/student/{own}").status_code == 200  # posts the meal first
     assert (
         canteen.post(
             f"/canteen/student/{own}/book",
@@ -391,7 +424,7 @@ def test_parent_sees_own_child_ledger_only(
     p = make_browser("parent1")
     page = p.get(f"/canteen/student/{own}")
     assert page.status_code == 200
-    assert "1\u00a0244,50\u00a0₸" in page.text  # 1 234,50 + 10
+    assert "1\u00a0234,50\u00a0₸" in page.text  # 1 234,50 - 10 (meal) + 10 (refund)
     assert "staff note" not in page.text  # the manager's reason is staff-only
     assert '/book"' not in page.text  # no refund / correction form for a parent
     assert p.get(f"/canteen/student/{other}").status_code == 404

@@ -115,6 +115,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # devices and payment providers authenticate otherwise (tokens, signatures)
     ("POST", "/api/v1/enrol"): R(None, "public", skip="device enrolment (one-time token)"),
     ("POST", "/canteen/api/payments/callback"): R(None, "public", skip="provider signature"),
+    ("GET", "/openapi.json"): R("api.docs", "list"),
     # roster
     ("GET", "/students"): R("students.view", "list"),
     ("GET", "/students/{pk}"): R("students.view", "student"),
