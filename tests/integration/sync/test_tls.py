@@ -383,12 +383,11 @@ DEPLOY_CONF = Path(__file__).resolve().parents[3] / "deploy" / "mosquitto" / "mo
 def test_the_shipped_mosquitto_conf_serves_tls_and_loopback_only(pki: Pki, tmp_path: Path) -> None:
     """deploy/mosquitto/mosquitto.conf with this test's paths and ports: TLS with a password on
     the schools' listener (plain refused there), plain on the loopback one, and the message size
-    limit of the protocol."""
-    from protocol.codec import MAX_MESSAGE_BYTES
+    limit of the protocol (as max_packet_size: tests/server/test_broker_limits.py)."""
     from server.broker_auth import mosquitto_hash
 
     text = DEPLOY_CONF.read_text()
-    assert f"\nmessage_size_limit {MAX_MESSAGE_BYTES}\n" in text
+    assert "\nmax_packet_size " in text and "\nmessage_size_limit " not in text
     assert "\ntls_version tlsv1.2\n" in text
     tls_port, plain_port = free_port(), free_port()
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"
