@@ -77,3 +77,19 @@ def test_a_crossing_import_breaks_a_contract(
     assert proc.returncode != 0, proc.stdout[-4000:]
     broken = [row for row in proc.stdout.splitlines() if " BROKEN" in row]
     assert any(row.startswith(contract) for row in broken), proc.stdout[-4000:]
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No circle between any two modules of ours, at any depth (grimp's graph holds every
+    import, including those inside functions): the sub-package contracts above allow a few
+    older circles between the server's sub-packages, never one between modules."""
+    import grimp
+
+    graph = grimp.build_graph(*PACKAGES)
+    circles = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back:
+                circles.append(" -> ".join((module, *back)))
+    assert circles == []
