@@ -26,7 +26,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         first = err.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         print(
-            f"qaqpa server: settings: {where + ': ' if where else ''}{first['msg']}",
+            f"qaqpa server: refusing to start: settings: {where + ': ' if where else ''}{first['msg']}",
             file=sys.stderr,
         )
         raise SystemExit(2) from err

@@ -164,7 +164,8 @@ def test_refund_and_corrections_are_audited_and_reasoned(
     add_meal(db, add_device(db, "S1"), 1, "s1-3a-1", 30_000, 70_000)
     db.commit()
     b = make_browser("canteen1")
-    assert b.get(f"/canteen/student/{pk}").status_code == 200  # posts the meal first
+    assert b.get(f"/canteen/student/{pk}").status_code == 200
+    assert b.post("/canteen/post-meals", {"school": "S1"}).status_code == 303  # the paid meal
     no_reason = b.post(
         f"/canteen/student/{pk}/book", {"kind": "refund", "amount": "100", "reason": " "}
     )
@@ -223,7 +224,8 @@ def test_a_refund_cannot_exceed_what_was_paid(
     add_meal(db, dev, 2, "s1-3a-1", 20_000, 50_000)
     db.commit()
     b = make_browser("canteen1")
-    assert b.get(f"/canteen/student/{pk}").status_code == 200  # posts the meals: 500 ₸ paid
+    assert b.get(f"/canteen/student/{pk}").status_code == 200
+    assert b.post("/canteen/post-meals", {"school": "S1"}).status_code == 303  # 500 ₸ paid
 
     def refund(amount: str):  # type: ignore[no-untyped-def]
         return b.post(
@@ -413,7 +415,8 @@ def test_parent_sees_own_child_ledger_only(
     add_meal(db, add_device(db, "S1"), 1, "s1-3a-1", 1_000, 122_450)  # refundable: 10 ₸
     db.commit()
     canteen = make_browser("canteen1")
-    assert canteen.get(f"/canteen/student/{own}").status_code == 200  # posts the meal first
+    assert canteen.get(f"/canteen/student/{own}").status_code == 200
+    assert canteen.post("/canteen/post-meals", {"school": "S1"}).status_code == 303
     assert (
         canteen.post(
             f"/canteen/student/{own}/book",
