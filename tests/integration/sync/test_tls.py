@@ -524,5 +524,7 @@ def test_server_commands_refuse_a_plain_broker_off_loopback(tmp_path: Path) -> N
         check=False,
     )
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("qaqpa server: refusing to start: settings: mqtt_host: a plain (unencrypted)")
+    assert done.stderr.startswith(
+        "qaqpa server: refusing to start: settings: mqtt_host: a plain (unencrypted)"
+    )
     assert "Traceback" not in done.stderr
