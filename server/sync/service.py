@@ -44,7 +44,8 @@ def _dump(changes: Sequence[Change]) -> list[dict[str, Any]]:
     return [c.model_dump(mode="json", by_alias=True) for c in changes]
 
 
-def _load(rows: Sequence[list[dict[str, Any]]]) -> list[Change]:
+def load_changes(rows: Sequence[list[dict[str, Any]]]) -> list[Change]:
+    """The changes in change-log rows (each row a list of change payloads), validated."""
     out: list[Change] = []
     for payload in rows:
         out.extend(_CHANGES.validate_python(payload, strict=False))
@@ -55,7 +56,7 @@ def load_state(session: Session, school: str, through: int | None = None) -> Sch
     q = select(ChangeLogEntry.changes).where(ChangeLogEntry.school_id == school)
     if through is not None:
         q = q.where(ChangeLogEntry.version <= through)
-    return fold(_load(list(session.execute(q.order_by(ChangeLogEntry.version)).scalars())))
+    return fold(load_changes(list(session.execute(q.order_by(ChangeLogEntry.version)).scalars())))
 
 
 def append_changes(session: Session, school: str, changes: Sequence[Change]) -> SyncDelta:
@@ -166,7 +167,7 @@ class DownlinkService(ThreadedService):
                     .order_by(ChangeLogEntry.version)
                 ).scalars()
                 delta = SyncDelta(
-                    school=school, version=head, base_version=sent, changes=_load(list(rows))
+                    school=school, version=head, base_version=sent, changes=load_changes(list(rows))
                 )
                 self._send_delta(session, school, delta)
 
@@ -270,7 +271,7 @@ class DownlinkService(ThreadedService):
                     school=school,
                     version=head,
                     base_version=ack.applied_version,
-                    changes=_load(list(rows)),
+                    changes=load_changes(list(rows)),
                 )
                 self._send(school, device, encode(delta))
                 self.deltas_sent += 1

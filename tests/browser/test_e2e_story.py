@@ -25,10 +25,9 @@ from server.settings import ServerSettings
 from server.sync.service import append_changes
 from simulators.notify_sinks import demo_notifications
 from tests.browser.live import chromium, needs_chromium, serve
-from tests.integration.school_sim import SimSchool
-from tests.integration.test_tap_arrives import ALL_DAY
-from tests.server.roster.test_roster import GOOD, csv_of
 from tests.support.console import World, password_of
+from tests.support.roster import GOOD, csv_of
+from tests.support.school_sim import ALL_DAY, SimSchool
 
 pytestmark = needs_chromium
 CARD = "EM:0012345678"

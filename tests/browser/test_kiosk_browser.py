@@ -18,7 +18,7 @@ import pytest
 
 from edge.store import EdgeStore
 from simulators.vpcd_card import VirtualCard, wait_card_state
-from tests.edge.canteen.school import SCHOOL, money_delta, money_invariants, snapshot
+from tests.support.canteen_school import SCHOOL, money_delta, money_invariants, snapshot
 
 CHROMIUM = "/usr/bin/chromium"
 READER = "Virtual PCD 00 01"

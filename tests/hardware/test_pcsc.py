@@ -12,7 +12,7 @@ from hardware.base import CredentialRead, ReaderStatus
 from hardware.pcsc import PcscMonitor, PcscSlot, match_readers, uid_from_response
 from hardware.support import Backoff
 from simulators.vpcd_card import VirtualCard, answer, wait_card_state
-from tests.hardware.conftest import EventLog
+from tests.support.hardware import EventLog
 
 READER_0 = "Virtual PCD 00 00"
 READER_1 = "Virtual PCD 00 01"

@@ -16,7 +16,7 @@ from hardware.magstripe import KeyboardWedgeMagstripeReader, magstripe_reader, t
 from hardware.serial_reader import em_marine_reader, serial_port_factory, wiegand_serial_reader
 from hardware.support import Backoff
 from simulators.serial_sim import EmMarineSim, MagstripeSim, WiegandSerialSim
-from tests.hardware.conftest import EventLog
+from tests.support.hardware import EventLog
 
 
 def _is_read(credential: str) -> Callable[[object], bool]:

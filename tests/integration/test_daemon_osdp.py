@@ -33,8 +33,7 @@ from protocol.messages import (
     SyncSnapshot,
 )
 from simulators.osdp_pd import PtyBus
-
-from .edge_harness import midday_zone
+from tests.support.edge_harness import midday_zone
 
 KEY = bytes.fromhex("7c3a5e1f9b2d4c6a8e0f1a2b3c4d5e6f")
 

@@ -14,7 +14,7 @@ from edge.pipeline import Pipeline
 from edge.roster import roster_records
 from protocol.messages import BalanceCredit, MenuSet, ParentLimitsSet, TerminalKind
 from simulators.school import make_roster
-from tests.edge.canteen.school import money_invariants, open_school, today
+from tests.support.canteen_school import money_invariants, open_school, today
 
 
 def test_canteen_day_covers_every_student() -> None:

@@ -9,26 +9,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from protocol.messages import CardBind, CardBinding, PolicyDoc, PolicySet, StudentUpsert
+from protocol.messages import CardBind, CardBinding, PolicySet, StudentUpsert
 from server.models import StoredEvent
 from server.people.models import Consent, Student
 from server.people.service import student_record
 from server.settings import ServerSettings
 from server.sync.service import append_changes
-from tests.integration.school_sim import SimSchool
 from tests.support.console import World
-
-ALL_DAY = PolicyDoc.model_validate(
-    {
-        "timezone": "Asia/Almaty",
-        "free_meal_grades": [1, 2, 3, 4],
-        "shift": [
-            {"number": 1, "entry_from": "00:00", "entry_to": "23:59"},
-            {"number": 2, "entry_from": "00:00", "entry_to": "23:59"},
-        ],
-    },
-    strict=False,
-)
+from tests.support.school_sim import ALL_DAY, SimSchool
 
 
 def publish_student_with_card(db: Session, ref: str, credential: str) -> None:

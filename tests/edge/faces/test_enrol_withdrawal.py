@@ -18,8 +18,15 @@ from edge.faces.store import FaceTemplateStore
 from edge.faces.withdrawal import DeletionReason, TemplateDeletion, WithdrawalWatcher
 from edge.store import EdgeStore
 from protocol.messages import ConsentKind, ConsentSet, StudentRemove, SyncDelta
-
-from .conftest import CARD_ONLY, CONSENTED, consent, face_crop, roster, student, unit_encoding
+from tests.support.faces import (
+    CARD_ONLY,
+    CONSENTED,
+    consent,
+    face_crop,
+    roster,
+    student,
+    unit_encoding,
+)
 
 
 class NoEncoder:

@@ -48,10 +48,9 @@ from protocol.messages import (
 from server.db import make_engine
 from server.embedded import EmbeddedServer
 from server.models import StoredEvent
-from tests.edge.core.test_decide import policy_doc
-from tests.integration.sync.helpers import Probe
-
-from .conftest import CARD_ONLY, CONSENTED, consent, face_crop
+from tests.support.faces import CARD_ONLY, CONSENTED, consent, face_crop
+from tests.support.policy import policy_doc
+from tests.support.sync import Probe
 
 pytestmark = [pytest.mark.mosquitto]
 

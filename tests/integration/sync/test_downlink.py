@@ -15,30 +15,16 @@ from sqlalchemy import select
 from edge.store import EdgeStore
 from edge.sync import EdgeSync
 from protocol.messages import (
-    CardBind,
-    CardBinding,
     CardBlock,
-    OwnerKind,
-    StudentRecord,
-    StudentUpsert,
 )
 from server.db import make_engine, session_factory
 from server.models import Device
 from server.settings import ServerSettings
 from server.sync import ChangeRejected, DownlinkService
-from tests.integration.sync.helpers import Probe, enrolled_device, wait_until
-from tests.integration.sync.test_uplink import sync_settings
 from tests.support.services import SYSTEM_BROKER
+from tests.support.sync import Probe, bind, enrolled_device, student, sync_settings, wait_until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
-
-
-def student(sid: str) -> StudentUpsert:
-    return StudentUpsert(student=StudentRecord(id=sid, grade=5, class_name="5A", shift=1))
-
-
-def bind(cred: str, sid: str) -> CardBind:
-    return CardBind(card=CardBinding(credential=cred, owner_kind=OwnerKind.STUDENT, owner_id=sid))
 
 
 async def wait_version(sync: EdgeSync, version: int, within: float = 10.0) -> bool:

@@ -13,8 +13,7 @@ from protocol.messages import CardBlock
 from server.db import make_engine
 from server.embedded import EmbeddedServer
 from server.models import StoredEvent
-from tests.integration.sync.helpers import journal_rush
-from tests.integration.sync.test_downlink import bind, student
+from tests.support.sync import bind, journal_rush, student
 
 
 async def test_embedded_server_round_trip(tmp_path: Path) -> None:

@@ -26,9 +26,14 @@ from server.db import make_engine, session_factory
 from server.ingest import IngestWorker
 from server.models import StoredEvent
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import enrolled_device, journal_rush, server_seqs, write_key_dir
-from tests.integration.sync.test_uplink import sync_settings
 from tests.support.services import SYSTEM_BROKER, PrivateBroker
+from tests.support.sync import (
+    enrolled_device,
+    journal_rush,
+    server_seqs,
+    sync_settings,
+    write_key_dir,
+)
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres, pytest.mark.slow]
 

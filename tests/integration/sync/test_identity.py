@@ -22,8 +22,8 @@ from server.db import make_engine, session_factory
 from server.devices import add_device
 from server.ingest import IngestWorker
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import Probe, journal_rush, server_seqs, signed, wait_until
 from tests.support.services import PrivateBroker, free_port, wait_port
+from tests.support.sync import Probe, journal_rush, server_seqs, signed, wait_until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 

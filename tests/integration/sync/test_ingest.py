@@ -15,8 +15,8 @@ from server.db import make_engine, session_factory
 from server.ingest import IngestWorker
 from server.models import IngestRejection, ServerAlarm, StoredEvent
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import Probe, enrolled_device, entries, signed, wait_until
 from tests.support.services import SYSTEM_BROKER
+from tests.support.sync import Probe, enrolled_device, entries, signed, wait_until
 
 pytestmark = [pytest.mark.mosquitto]
 

@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.store import EdgeStore
-from edge.sync import EdgeSync, SyncSettings, UplinkWindow, backoff_delay
+from edge.sync import EdgeSync, UplinkWindow, backoff_delay
 from protocol import topics
 from protocol.codec import decode
 from protocol.messages import DeviceStatus
 from server.db import make_engine, session_factory
 from server.ingest import IngestWorker
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import Probe, enrolled_device, journal_rush, server_seqs
 from tests.support.services import SYSTEM_BROKER
+from tests.support.sync import Probe, enrolled_device, journal_rush, server_seqs, sync_settings
 
 
 @given(st.integers(0, 100), st.floats(0, 0.999))
@@ -47,22 +47,6 @@ def test_window_rewinds_on_timeout_and_persistent_gap() -> None:
     assert w.sent_through == 500 and w.outstanding() == 0
     w.on_ack(400, has_gap=False, now=16.1)  # a stale ack never moves backwards
     assert w.acked == 500
-
-
-def sync_settings(
-    prefix: str, port: int, user: str | None = None, pw: str | None = None
-) -> SyncSettings:
-    return SyncSettings(
-        mqtt_host="127.0.0.1",
-        mqtt_port=port,
-        mqtt_username=user,
-        mqtt_password=pw,
-        topic_prefix=prefix,
-        ack_timeout_s=2.0,
-        gap_grace_s=0.5,
-        backoff_min_s=0.2,
-        backoff_max_s=2.0,
-    )
 
 
 @pytest.mark.mosquitto

@@ -19,7 +19,11 @@ from edge.pipeline import Pipeline
 from edge.store import EdgeStore
 from edge.sync import EdgeSync, SyncSettings
 from hardware.config import EmMarineConfig
-from protocol.messages import Direction, TerminalKind
+from protocol.messages import (
+    Direction,
+    PolicyDoc,
+    TerminalKind,
+)
 from protocol.signing import generate_key, public_key_raw
 from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
@@ -155,3 +159,16 @@ class SimSchool:
         finally:
             reader.close()
             await store.close()
+
+
+ALL_DAY = PolicyDoc.model_validate(
+    {
+        "timezone": "Asia/Almaty",
+        "free_meal_grades": [1, 2, 3, 4],
+        "shift": [
+            {"number": 1, "entry_from": "00:00", "entry_to": "23:59"},
+            {"number": 2, "entry_from": "00:00", "entry_to": "23:59"},
+        ],
+    },
+    strict=False,
+)
