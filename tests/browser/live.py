@@ -8,12 +8,13 @@ import os
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import uvicorn
+
+from tests.support.wait import wait_until
 
 CHROMIUM = os.environ.get("QAQPA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -47,11 +48,9 @@ def serve(app: Any) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the console did not start")
-        time.sleep(0.05)
+    wait_until(lambda: server.started or not thread.is_alive(), 20, "the console starts")
+    if not server.started:
+        raise RuntimeError("the console did not start (its thread ended)")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

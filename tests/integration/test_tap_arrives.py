@@ -3,7 +3,6 @@ student taps at the simulated turnstile, and the entry is stored at the server o
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,6 +16,7 @@ from server.settings import ServerSettings
 from server.sync.service import append_changes
 from tests.support.console import World
 from tests.support.school_sim import ALL_DAY, SimSchool
+from tests.support.wait import wait_until
 
 
 def publish_student_with_card(db: Session, ref: str, credential: str) -> None:
@@ -61,16 +61,13 @@ def test_card_reaches_the_edge_and_the_tap_reaches_the_server(
         publish_student_with_card(db, "s1-3a-1", "EM:0012345678")
         school.wait_synced()
         school.tap("EM:0012345678")
-        deadline = time.monotonic() + 20
-        rows: list[StoredEvent] = []
-        while time.monotonic() < deadline and not rows:
+
+        def entries() -> list[StoredEvent]:
             db.rollback()
-            rows = list(
-                db.execute(
-                    select(StoredEvent).where(
-                        StoredEvent.school_id == "S1", StoredEvent.kind == "entry"
-                    )
-                ).scalars()
+            query = select(StoredEvent).where(
+                StoredEvent.school_id == "S1", StoredEvent.kind == "entry"
             )
-            time.sleep(0.1)
+            return list(db.execute(query).scalars())
+
+        rows = wait_until(entries, 20, "the entry stored at the server", interval=0.1)
         assert [r.student_id for r in rows] == ["s1-3a-1"]

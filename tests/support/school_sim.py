@@ -8,7 +8,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,6 +31,7 @@ from server.models import School
 from server.settings import ServerSettings
 from server.sync.service import DownlinkService
 from simulators.serial_sim import EmMarineSim
+from tests.support.wait import wait_until
 
 
 class SimSchool:
@@ -102,13 +102,11 @@ class SimSchool:
 
     def wait_synced(self, timeout: float = 20.0) -> None:
         """Until the edge has applied every version the server has."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.edge_version() >= self.server_version():
-                return
-            time.sleep(0.1)
-        raise TimeoutError(
-            f"edge at version {self.edge_version()}, server at {self.server_version()}"
+        wait_until(
+            lambda: self.edge_version() >= self.server_version(),
+            timeout,
+            "the edge applies every version the server has",
+            interval=0.1,
         )
 
     def journaled(self) -> int:

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from server.migrate import upgrade
+from tests.support.wait import NotInTime, wait_until
 
 PG_ADMIN = os.environ.get("QAQPA_TEST_PG_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres")
 PG_URL_BASE = os.environ.get("QAQPA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -30,13 +30,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listens(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
 def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+    wait_until(lambda: listens(port), timeout, f"something listens on port {port}")
 
 
 @contextlib.contextmanager
@@ -83,7 +84,7 @@ class PrivateBroker:
         self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)])
         try:
             wait_port(self.port)
-        except TimeoutError as err:
+        except NotInTime as err:
             raise RuntimeError(
                 f"mosquitto did not start: {self.log_path.read_text()[-500:]}"
             ) from err

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -29,15 +28,7 @@ from protocol.signing import generate_key, public_key_raw, sign_batch
 from server.devices import add_device, enrol
 from server.models import Device
 from server.settings import ServerSettings
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return pred()
+from tests.support.wait import wait_until
 
 
 def entries(first: int, n: int, at_ms: int = 1_700_000_000_000) -> list[Event]:

@@ -34,6 +34,7 @@ from tests.support.sync import (
     sync_settings,
     write_key_dir,
 )
+from tests.support.wait import wait_until_async
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres, pytest.mark.slow]
 
@@ -41,13 +42,10 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 async def drain(sync: EdgeSync, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        st = await sync.status()
-        if st.backlog == 0:
-            return True
-        await asyncio.sleep(0.1)
-    return False
+    async def empty() -> bool:
+        return (await sync.status()).backlog == 0
+
+    return await wait_until_async(empty, within, "the edge's outbox drained")
 
 
 async def last_seq(db: Path, school: str, device: str) -> int:

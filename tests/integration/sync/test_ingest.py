@@ -16,7 +16,8 @@ from server.ingest import IngestWorker
 from server.models import IngestRejection, ServerAlarm, StoredEvent
 from server.settings import ServerSettings
 from tests.support.services import SYSTEM_BROKER
-from tests.support.sync import Probe, enrolled_device, entries, signed, wait_until
+from tests.support.sync import Probe, enrolled_device, entries, signed
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.mosquitto]
 

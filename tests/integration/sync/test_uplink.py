@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from server.ingest import IngestWorker
 from server.settings import ServerSettings
 from tests.support.services import SYSTEM_BROKER
 from tests.support.sync import Probe, enrolled_device, journal_rush, server_seqs, sync_settings
+from tests.support.wait import wait_until_async
 
 
 @given(st.integers(0, 100), st.floats(0, 0.999))
@@ -67,11 +67,12 @@ async def test_outbox_drains_to_server_and_status_is_retained(
         EdgeSync(store, sync_settings(prefix, SYSTEM_BROKER[1]), key) as sync,
     ):
         last = max(last, await journal_rush(store, 3000))  # and while online
-        for _ in range(200):
+
+        async def all_acked() -> bool:
             st = await sync.status()
-            if st.backlog == 0 and st.committed_through >= last:
-                break
-            await asyncio.sleep(0.1)
+            return st.backlog == 0 and st.committed_through >= last
+
+        await wait_until_async(all_acked, 20, "every event acked")
         st = await sync.status()
         assert st.online and st.backlog == 0, st
     await store.close()

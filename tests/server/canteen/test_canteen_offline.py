@@ -289,7 +289,7 @@ def test_poster_service_posts_what_arrives(
     world: World, db: Session, settings: ServerSettings, cs: Any
 ) -> None:
     from server.canteen.poster import MealPosterService
-    from tests.support.sync import wait_until
+    from tests.support.wait import wait_until
 
     dev = add_device(db, "S1")
     add_meal(db, dev, 1, PAYING[0], 1_000, 0)
