@@ -34,13 +34,36 @@ from simulators.payment_provider import CALLBACK_PATH, PaymentProviderSimulator
 from tests.support.canteen import SECRET, canteen_settings
 from tests.support.clock import travel_from_env
 from tests.support.console import Browser, World, add_student, password_of
+from tests.support.markers import GUARD, install_socket_guard, mark_by_fixtures
 from tests.support.services import SYSTEM_BROKER, PrivateBroker, free_port, fresh_pg_database
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    install_socket_guard()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_by_fixtures(items)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
-    with travel_from_env():
-        yield
+    GUARD.start(item)
+    try:
+        with travel_from_env():
+            yield
+    finally:
+        GUARD.finish()
+
+
+@pytest.fixture(autouse=True)
+def _service_markers() -> Iterator[None]:
+    """Fails a test that used a real service without carrying its marker."""
+    yield
+    missing = sorted(GUARD.unmarked)
+    if missing:
+        marks = ", ".join(f"pytest.mark.{m}" for m in missing)
+        pytest.fail(f"this test uses {', '.join(missing)} without its marker: add {marks}")
 
 
 @pytest.fixture

@@ -18,28 +18,13 @@ import pytest
 
 from edge.store import EdgeStore
 from simulators.vpcd_card import VirtualCard, wait_card_state
+from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support.canteen_school import SCHOOL, money_delta, money_invariants, snapshot
 
-CHROMIUM = "/usr/bin/chromium"
 READER = "Virtual PCD 00 01"
 TOKEN = "browser-kiosk-5c1d"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
-pytestmark = [
-    pytest.mark.pcscd,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Debian's chromium is not installed (/usr/bin/chromium): apt-get install chromium",
-    ),
-]
+pytestmark = [pytest.mark.pcscd, needs_chromium]
 
 
 def free_port() -> int:

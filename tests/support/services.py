@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from server.migrate import upgrade
+from tests.support.markers import GUARD
 from tests.support.wait import NotInTime, wait_until
 
 PG_ADMIN = os.environ.get("QAQPA_TEST_PG_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres")
@@ -42,6 +43,7 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def fresh_pg_database() -> Iterator[str]:
+    GUARD.require("postgres")
     name = f"qaqpa_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -70,6 +72,7 @@ class PrivateBroker:
         self.pid_file = self.directory / "mosquitto.pid"
 
     def start(self) -> None:
+        GUARD.require("mosquitto")
         conf = self.directory / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
