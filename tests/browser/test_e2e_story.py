@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+import pytest
 from sqlalchemy.orm import Session
 
 from protocol.messages import PolicySet
@@ -29,7 +30,7 @@ from tests.support.roster import GOOD, csv_of
 from tests.support.school_sim import ALL_DAY, SimSchool
 from tests.support.wait import wait_until
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.mosquitto]
 CARD = "EM:0012345678"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,8 @@ from server.sync.service import append_changes
 from tests.support.console import World
 from tests.support.school_sim import ALL_DAY, SimSchool
 from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.mosquitto
 
 
 def publish_student_with_card(db: Session, ref: str, credential: str) -> None:

@@ -26,7 +26,7 @@ def _acks(probe: Probe, topic: str) -> list[EventAck]:
     return [decode(p, EventAck) for p in probe.received(topic)]
 
 
-@pytest.mark.parametrize("db", ["postgres", "sqlite"])
+@pytest.mark.parametrize("db", [pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
 def test_batches_are_stored_once_and_acked(
     db: str,
     request: pytest.FixtureRequest,
