@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.core.model import (
-    Policy,
-)
+from edge.core.model import Policy
 from protocol.messages import (
     AntiPassback,
     MealPeriodDoc,

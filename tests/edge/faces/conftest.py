@@ -14,9 +14,7 @@ from skimage import data
 from edge.faces.crypto import TemplateCipher
 from edge.faces.store import FaceTemplateStore
 from edge.store import EdgeStore
-from tests.support.faces import (
-    roster,
-)
+from tests.support.faces import roster
 
 
 @pytest.fixture

@@ -14,9 +14,7 @@ from sqlalchemy import select
 
 from edge.store import EdgeStore
 from edge.sync import EdgeSync
-from protocol.messages import (
-    CardBlock,
-)
+from protocol.messages import CardBlock
 from server.db import make_engine, session_factory
 from server.models import Device
 from server.settings import ServerSettings
