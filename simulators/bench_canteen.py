@@ -137,7 +137,7 @@ def _tap(terminal: str, student: int) -> Tap:
     )
 
 
-async def _run(root: Path, students: int = STUDENTS) -> dict[str, Any]:
+async def run_rush(root: Path, students: int = STUDENTS) -> dict[str, Any]:
     snap, delta = _school(_midday_zone(), students)
     kiosk_store = await _store(root / "kiosk.sqlite", snap, delta)
     bare_store = await _store(root / "bare.sqlite", snap, delta)
@@ -276,4 +276,4 @@ async def _run(root: Path, students: int = STUDENTS) -> dict[str, Any]:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     with tempfile.TemporaryDirectory(dir=os.environ.get("QAQPA_BENCH_DIR")) as tmp:
-        return asyncio.run(_run(Path(tmp)))
+        return asyncio.run(run_rush(Path(tmp)))

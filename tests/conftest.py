@@ -1,11 +1,16 @@
 """Shared fixtures: a fresh PostgreSQL database per test, the real app through Starlette's
 TestClient and a small world of schools and users (console); a private topic prefix per test and
-private Mosquitto brokers (sync)."""
+private Mosquitto brokers (sync).
+
+``QAQPA_TEST_TRAVEL=2031-03-15T09:00+05:00`` (or ``"2031-03-15T09:00 Asia/Almaty"``) runs every
+test with the clock at that moment (ticking): time-machine inside this process, libfaketime
+(Debian's ``faketime``) for the processes a test starts. A test that reads the clock instead of
+taking its moment as an input fails then."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +34,38 @@ from simulators.notify_sinks import SmsSink, SmtpSink
 from simulators.payment_provider import CALLBACK_PATH, PaymentProviderSimulator
 from tests.support.canteen import SECRET, canteen_settings
 from tests.support.centre import centre_key_file
+from tests.support.clock import travel_from_env
 from tests.support.console import Browser, World, add_student, password_of
+from tests.support.markers import GUARD, install_socket_guard, mark_by_fixtures
 from tests.support.services import SYSTEM_BROKER, PrivateBroker, free_port, fresh_pg_database
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    install_socket_guard()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_by_fixtures(items)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    GUARD.start(item)
+    try:
+        with travel_from_env():
+            yield
+    finally:
+        GUARD.finish()
+
+
+@pytest.fixture(autouse=True)
+def _service_markers() -> Iterator[None]:
+    """Fails a test that used a real service without carrying its marker."""
+    yield
+    missing = sorted(GUARD.unmarked)
+    if missing:
+        marks = ", ".join(f"pytest.mark.{m}" for m in missing)
+        pytest.fail(f"this test uses {', '.join(missing)} without its marker: add {marks}")
 
 
 @pytest.fixture

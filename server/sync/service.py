@@ -30,7 +30,6 @@ from server.mqtt import connect_and_wait, make_client, reason_failed, shared
 from server.service import ThreadedService
 from server.settings import ServerSettings
 from server.sync.changelog import append_changes, changes_after, load_state
-from server.sync.changelog import load_changes as _load  # noqa: F401 (older imports)
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import time
 import zoneinfo
 from pathlib import Path
 from typing import Any
 
 import openpyxl
+import pytest
 from sqlalchemy.orm import Session
 
 from protocol.messages import PolicySet
@@ -25,12 +25,12 @@ from server.settings import ServerSettings
 from server.sync.service import append_changes
 from simulators.notify_sinks import demo_notifications
 from tests.browser.live import chromium, needs_chromium, serve
-from tests.integration.school_sim import SimSchool
-from tests.integration.test_tap_arrives import ALL_DAY
-from tests.server.roster.test_roster import GOOD, csv_of
 from tests.support.console import World, password_of
+from tests.support.roster import GOOD, csv_of
+from tests.support.school_sim import ALL_DAY, SimSchool
+from tests.support.wait import wait_until
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.mosquitto]
 CARD = "EM:0012345678"
 
 
@@ -43,13 +43,11 @@ def sign_in(page: Any, url: str, login: str, password: str, then: str) -> None:
 
 
 def poll_page(page: Any, address: str, text: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def shows() -> bool:
         page.goto(address)
-        if text in page.content():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{text!r} did not appear on {address}")
+        return text in page.content()
+
+    wait_until(shows, timeout, f"{text!r} appears on {address}", interval=0.5)
 
 
 def test_a_school_day_through_the_console(

@@ -18,28 +18,14 @@ import pytest
 
 from edge.store import EdgeStore
 from simulators.vpcd_card import VirtualCard, wait_card_state
-from tests.edge.canteen.school import SCHOOL, money_delta, money_invariants, snapshot
+from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from tests.support.canteen_school import SCHOOL, money_delta, money_invariants, snapshot
+from tests.support.wait import wait_until_async
 
-CHROMIUM = "/usr/bin/chromium"
 READER = "Virtual PCD 00 01"
 TOKEN = "browser-kiosk-5c1d"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
-pytestmark = [
-    pytest.mark.pcscd,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Debian's chromium is not installed (/usr/bin/chromium): apt-get install chromium",
-    ),
-]
+pytestmark = [pytest.mark.pcscd, needs_chromium]
 
 
 def free_port() -> int:
@@ -104,15 +90,16 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        async with httpx.AsyncClient() as client, asyncio.timeout(20):
-            while True:
+        async with httpx.AsyncClient() as client:
+
+            async def healthy() -> bool:
                 assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
                 try:
-                    if (await client.get(url + "healthz")).status_code == 200:
-                        break
+                    return (await client.get(url + "healthz")).status_code == 200
                 except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+                    return False
+
+            await wait_until_async(healthy, 20, "the daemon answers /healthz", interval=0.1)
         yield url, tmp_path
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -135,7 +122,7 @@ async def present(uid: str) -> None:
     await asyncio.to_thread(card.insert, 1)
     try:
         assert await asyncio.to_thread(wait_card_state, READER, True)
-        await asyncio.sleep(0.3)  # the monitor reads the UID while the card is on the reader
+        await wait_until_async(lambda: card.apdus, 5, "the daemon reads the card's UID")
     finally:
         await asyncio.to_thread(card.remove)
         assert await asyncio.to_thread(wait_card_state, READER, False)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser.live import chromium, needs_chromium, serve
-from tests.server.roster.test_roster import GOOD, csv_of, xlsx_of
 from tests.support.console import World, password_of
+from tests.support.roster import GOOD, csv_of, xlsx_of
 
 pytestmark = needs_chromium
 

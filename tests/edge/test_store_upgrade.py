@@ -25,7 +25,7 @@ from edge.store import EVENT_ADAPTER, SCHEMA_VERSION, EdgeStore, StoreError
 from edge.store.migrations import Migration
 from protocol.codec import loads_plain
 from protocol.messages import LibraryVisitEvent, TerminalKind
-from tests.integration.edge_harness import School
+from tests.support.edge_harness import School
 
 FIXTURE = Path(__file__).parent / "fixtures" / "release1_store.sql"
 SCHOOL, DEVICE = "S1", "edge-1"

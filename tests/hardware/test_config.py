@@ -23,7 +23,7 @@ from hardware.pcsc import PcscMonitor
 from hardware.relay import RelayGate
 from hardware.serial_reader import SerialLineReader
 from simulators.osdp_pd import PtyBus
-from tests.hardware.conftest import EventLog
+from tests.support.hardware import EventLog
 
 KEY = "000102030405060708090a0b0c0d0e0f"
 

@@ -18,7 +18,7 @@ from hardware.base import CredentialRead, HardwareError, Misread, PassageResult,
 from hardware.osdp import OsdpBus, OsdpReaderSpec, serial_channel_factory
 from hardware.support import Backoff
 from simulators.osdp_pd import PtyBus
-from tests.hardware.conftest import EventLog
+from tests.support.hardware import EventLog
 
 KEY_A = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 KEY_B = bytes.fromhex("f0e1d2c3b4a5968778695a4b3c2d1e0f")

@@ -12,7 +12,7 @@ from hardware.base import CredentialRead, ReaderStatus
 from hardware.pcsc import PcscMonitor, PcscSlot, match_readers, uid_from_response
 from hardware.support import Backoff
 from simulators.vpcd_card import VirtualCard, answer, wait_card_state
-from tests.hardware.conftest import EventLog
+from tests.support.hardware import EventLog
 
 READER_0 = "Virtual PCD 00 00"
 READER_1 = "Virtual PCD 00 01"
@@ -131,15 +131,28 @@ async def test_two_readers_insert_remove_and_a_missing_reader() -> None:
 @pytest.mark.usefixtures("vpcd_readers")
 async def test_card_already_on_the_reader_at_start_is_not_read() -> None:
     card = VirtualCard(bytes.fromhex("0102030405060708"))
+    other = VirtualCard(bytes.fromhex("0A0B0C0D"))
+    # pcscd has seen the cards of earlier tests taken off, then this one put on before the start
+    for reader in (READER_0, READER_1):
+        assert await asyncio.to_thread(wait_card_state, reader, False)
     await asyncio.to_thread(card.insert, 0)
     try:
-        monitor = PcscMonitor("desk", [PcscSlot("desk-1", READER_0)], wait_ms=200)
+        assert await asyncio.to_thread(wait_card_state, READER_0, True)
+        slots = [PcscSlot("desk-1", READER_0), PcscSlot("desk-2", READER_1)]
+        monitor = PcscMonitor("desk", slots, wait_ms=200)
         log = EventLog()
         async with monitor, asyncio.TaskGroup() as tg:
             consumer = tg.create_task(log.consume(monitor.events()))
-            await log.wait_for(lambda e: isinstance(e, ReaderStatus) and e.online, 5)
-            await asyncio.sleep(0.5)  # a wrong read would arrive within one wait
-            assert not log.of_type(CredentialRead)
+            for desk in ("desk-1", "desk-2"):
+                await log.wait_for(
+                    lambda e, d=desk: isinstance(e, ReaderStatus) and e.online and e.reader_id == d,
+                    5,
+                )
+            # A card put on the other reader now is read in a later round of the same monitor:
+            # a wrong read of the card that was already there would have come before it.
+            await asyncio.to_thread(other.insert, 1)
+            await log.wait_for(_read("desk-2", "UID:0A0B0C0D"), 5)
+            assert [e.reader_id for e in log.of_type(CredentialRead)] == ["desk-2"]  # type: ignore[attr-defined]
             await asyncio.to_thread(card.remove)
             assert await asyncio.to_thread(wait_card_state, READER_0, False)
             await asyncio.to_thread(card.insert, 0)
@@ -147,3 +160,4 @@ async def test_card_already_on_the_reader_at_start_is_not_read() -> None:
             consumer.cancel()
     finally:
         card.remove()
+        other.remove()

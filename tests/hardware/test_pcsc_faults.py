@@ -12,7 +12,7 @@ from typing import Any
 from hardware.base import CredentialRead, ReaderStatus
 from hardware.pcsc import PNP_READER, PcscMonitor, PcscSlot
 from hardware.support import Backoff
-from tests.hardware.conftest import EventLog
+from tests.support.hardware import EventLog
 
 S_SUCCESS = 0
 E_TIMEOUT = 0x8010000A

@@ -16,7 +16,8 @@ from hardware.magstripe import KeyboardWedgeMagstripeReader, magstripe_reader, t
 from hardware.serial_reader import em_marine_reader, serial_port_factory, wiegand_serial_reader
 from hardware.support import Backoff
 from simulators.serial_sim import EmMarineSim, MagstripeSim, WiegandSerialSim
-from tests.hardware.conftest import EventLog
+from tests.support.hardware import EventLog
+from tests.support.wait import wait_until_async
 
 
 def _is_read(credential: str) -> Callable[[object], bool]:
@@ -92,9 +93,8 @@ async def test_unplug_and_replug_flip_availability(
     sim = EmMarineSim(tmp_path / "em0")
     sim.plug()
     try:
-        reader = em_marine_reader(
-            "gate-2", serial_port_factory(str(sim.path)), backoff=fast_backoff()
-        )
+        backoff = fast_backoff()
+        reader = em_marine_reader("gate-2", serial_port_factory(str(sim.path)), backoff=backoff)
         log = EventLog()
         async with reader, asyncio.TaskGroup() as tg:
             consumer = tg.create_task(log.consume(reader.events()))
@@ -102,8 +102,10 @@ async def test_unplug_and_replug_flip_availability(
             sim.unplug()
             offline = await log.wait_for(_is_status(False), 5)
             assert isinstance(offline, ReaderStatus) and "failed" in offline.detail
-            mark = len(log.events)
-            await asyncio.sleep(0.5)  # several reopen attempts fail while unplugged
+            mark, failed = len(log.events), backoff.attempt
+            await wait_until_async(
+                lambda: backoff.attempt >= failed + 2, 5, "two more reopens fail"
+            )
             assert not any(isinstance(e, ReaderStatus) for e in log.events[mark:])
             sim.plug()
             await log.wait_for(_is_status(True), 5, start=mark)

@@ -33,8 +33,8 @@ from protocol.messages import (
     SyncSnapshot,
 )
 from simulators.osdp_pd import PtyBus
-
-from .edge_harness import midday_zone
+from tests.support.edge_harness import midday_zone
+from tests.support.wait import wait_until_async
 
 KEY = bytes.fromhex("7c3a5e1f9b2d4c6a8e0f1a2b3c4d5e6f")
 
@@ -68,9 +68,7 @@ def snapshot(credentials: dict[str, str]) -> SyncSnapshot:
 
 
 async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.05)
+    await wait_until_async(predicate, timeout)
 
 
 @pytest.mark.timeout(120)

@@ -14,7 +14,8 @@ from edge.roster import roster_records
 from protocol.messages import BalanceCredit, MenuSet, ParentLimitsSet, TerminalKind
 from qaqpa.demo import Cashier, canteen_day
 from simulators.school import make_roster
-from tests.edge.canteen.school import money_invariants, open_school, today
+from tests.support.canteen_school import money_invariants, open_school, today
+from tests.support.wait import wait_until_async
 
 
 def test_canteen_day_covers_every_student() -> None:
@@ -42,9 +43,9 @@ async def test_the_cashier_sells_what_the_pay_screen_allows(tmp_path: Path) -> N
                 credential="UID:04D4E5F6",
             )
             hub.show_tap(await pipeline.submit(tap))
-            async with asyncio.timeout(10):
-                while hub.current("canteen-1")["screen"] != "served":
-                    await asyncio.sleep(0.01)
+            await wait_until_async(
+                lambda: hub.current("canteen-1")["screen"] == "served", 10, interval=0.01
+            )
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         assert cashier.attempts == 1

@@ -17,8 +17,7 @@ import pytest
 
 from edge.faults import POINTS
 from protocol.messages import EntryEvent, LibraryVisitEvent, ManualPassEvent, MealServedEvent
-
-from .edge_harness import School
+from tests.support.edge_harness import School
 
 GRANT_KINDS = (EntryEvent, MealServedEvent, LibraryVisitEvent, ManualPassEvent)
 

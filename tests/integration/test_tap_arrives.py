@@ -3,32 +3,23 @@ student taps at the simulated turnstile, and the entry is stored at the server o
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from protocol.messages import CardBind, CardBinding, PolicyDoc, PolicySet, StudentUpsert
+from protocol.messages import CardBind, CardBinding, PolicySet, StudentUpsert
 from server.models import StoredEvent
 from server.people.models import Consent, Student
 from server.people.service import student_record
 from server.settings import ServerSettings
 from server.sync.service import append_changes
-from tests.integration.school_sim import SimSchool
 from tests.support.console import World
+from tests.support.school_sim import ALL_DAY, SimSchool
+from tests.support.wait import wait_until
 
-ALL_DAY = PolicyDoc.model_validate(
-    {
-        "timezone": "Asia/Almaty",
-        "free_meal_grades": [1, 2, 3, 4],
-        "shift": [
-            {"number": 1, "entry_from": "00:00", "entry_to": "23:59"},
-            {"number": 2, "entry_from": "00:00", "entry_to": "23:59"},
-        ],
-    },
-    strict=False,
-)
+pytestmark = pytest.mark.mosquitto
 
 
 def publish_student_with_card(db: Session, ref: str, credential: str) -> None:
@@ -73,16 +64,13 @@ def test_card_reaches_the_edge_and_the_tap_reaches_the_server(
         publish_student_with_card(db, "s1-3a-1", "EM:0012345678")
         school.wait_synced()
         school.tap("EM:0012345678")
-        deadline = time.monotonic() + 20
-        rows: list[StoredEvent] = []
-        while time.monotonic() < deadline and not rows:
+
+        def entries() -> list[StoredEvent]:
             db.rollback()
-            rows = list(
-                db.execute(
-                    select(StoredEvent).where(
-                        StoredEvent.school_id == "S1", StoredEvent.kind == "entry"
-                    )
-                ).scalars()
+            query = select(StoredEvent).where(
+                StoredEvent.school_id == "S1", StoredEvent.kind == "entry"
             )
-            time.sleep(0.1)
+            return list(db.execute(query).scalars())
+
+        rows = wait_until(entries, 20, "the entry stored at the server", interval=0.1)
         assert [r.student_id for r in rows] == ["s1-3a-1"]

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from pathlib import Path
 import psycopg
 
 from server.migrate import upgrade
+from tests.support.markers import GUARD
+from tests.support.wait import NotInTime, wait_until
 
 PG_ADMIN = os.environ.get("QAQPA_TEST_PG_ADMIN", "host=127.0.0.1 user=postgres dbname=postgres")
 PG_URL_BASE = os.environ.get("QAQPA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -30,17 +31,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listens(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
 def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+    wait_until(lambda: listens(port), timeout, f"something listens on port {port}")
 
 
 @contextlib.contextmanager
 def fresh_pg_database() -> Iterator[str]:
+    GUARD.require("postgres")
     name = f"qaqpa_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -69,6 +72,7 @@ class PrivateBroker:
         self.pid_file = self.directory / "mosquitto.pid"
 
     def start(self) -> None:
+        GUARD.require("mosquitto")
         conf = self.directory / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
@@ -83,7 +87,7 @@ class PrivateBroker:
         self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(conf)])
         try:
             wait_port(self.port)
-        except TimeoutError as err:
+        except NotInTime as err:
             raise RuntimeError(
                 f"mosquitto did not start: {self.log_path.read_text()[-500:]}"
             ) from err

@@ -11,7 +11,7 @@ from pathlib import Path
 from edge.core.model import Purchase
 from edge.pipeline import Pipeline
 from edge.store import EdgeStore
-from tests.edge.canteen.school import SCHOOL
+from tests.support.canteen_school import SCHOOL
 
 
 async def main(path: Path, sales: int) -> None:

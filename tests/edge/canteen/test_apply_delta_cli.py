@@ -13,7 +13,7 @@ import pytest
 
 from edge.store import EdgeStore
 from qaqpa.cli import main
-from tests.edge.canteen.school import SCHOOL, money_delta, snapshot
+from tests.support.canteen_school import SCHOOL, money_delta, snapshot
 
 
 @pytest.fixture

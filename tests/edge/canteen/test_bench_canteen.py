@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulators.bench_canteen import _run
+from simulators.bench_canteen import run_rush
 
 
 async def test_bench_canteen_small_rush(tmp_path: Path) -> None:
-    result = await _run(tmp_path, students=60)
+    result = await run_rush(tmp_path, students=60)
     assert result["students"] == 60 and result["terminals"] == 3
     screens = result["screens"]
     assert screens["free_meal"] == sum(1 for i in range(60) if 1 + i % 11 <= 4)  # grades 1-4

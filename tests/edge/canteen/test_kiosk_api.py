@@ -18,7 +18,7 @@ from edge.kiosk.server import KioskServer
 from edge.kiosk.sse import ScreenStream, sign_in
 from edge.pipeline import Pipeline
 from protocol.messages import TerminalKind
-from tests.edge.canteen.school import money_invariants, open_school
+from tests.support.canteen_school import money_invariants, open_school
 
 TOKEN = "kiosk-test-7f3a"
 

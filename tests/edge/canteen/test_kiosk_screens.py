@@ -16,7 +16,7 @@ from edge.kiosk.hub import KioskHub
 from edge.kiosk.screens import KioskScreen
 from edge.pipeline import Pipeline
 from protocol.messages import TerminalKind
-from tests.edge.canteen.school import open_school
+from tests.support.canteen_school import open_school
 
 BASE = ["id", "terminal", "screen", "colour", "headline", "reason", "message", "t_ms"]
 

@@ -33,7 +33,7 @@ from edge.pipeline import Pipeline
 from edge.store import EdgeStore
 from edge.web.guard import SignInThrottle, ThrottleRule, sign_in_delay
 from protocol.messages import TerminalKind
-from tests.edge.canteen.school import SCHOOL, money_invariants, open_school
+from tests.support.canteen_school import SCHOOL, money_invariants, open_school
 
 TOKEN = "kiosk-test-7f3a"
 CONSOLE_HEADERS = {  # what server/console/app.py sends

@@ -16,7 +16,7 @@ import pytest
 from edge.core.model import Purchase
 from edge.pipeline import Pipeline
 from edge.store import EdgeStore
-from tests.edge.canteen.school import SCHOOL, money_invariants, open_school
+from tests.support.canteen_school import SCHOOL, money_invariants, open_school
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -26,7 +26,7 @@ from protocol.messages import (
     SyncDelta,
     TerminalKind,
 )
-from tests.edge.canteen.school import (
+from tests.support.canteen_school import (
     SCHOOL,
     money_delta,
     money_invariants,

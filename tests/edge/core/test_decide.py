@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,11 +34,10 @@ from protocol.messages import (
     MealKind,
     MealPeriodDoc,
     OwnerKind,
-    PolicyDoc,
     Reason,
-    ShiftDoc,
     TerminalKind,
 )
+from tests.support.policy import POLICY, policy
 
 ALMATY = ZoneInfo("Asia/Almaty")  # UTC+5 since 2024-03-01
 DAY = dt.date(2025, 10, 6)  # a Monday
@@ -48,31 +46,6 @@ IN, OUT = Direction.IN, Direction.OUT
 DATA = frozenset({ConsentKind.DATA})
 
 
-def policy_doc(**over: Any) -> PolicyDoc:
-    fields: dict[str, Any] = {
-        "timezone": "Asia/Almaty",
-        "free_meal_grades": [1, 2, 3, 4],
-        "free_meal_categories": ["large_family", "orphan"],
-        "anti_passback": AntiPassback.HARD,
-        "manual_pass_roles": ["class_teacher", "deputy_director_on_duty"],
-        "shifts": [
-            ShiftDoc(number=1, entry_from="07:00", entry_to="13:00"),
-            ShiftDoc(number=2, entry_from="12:30", entry_to="18:30"),
-        ],
-        "meal_periods": [
-            MealPeriodDoc(name="breakfast", shifts=[1], from_="09:30", to="10:30"),
-            MealPeriodDoc(name="lunch", shifts=[1, 2], from_="12:00", to="13:30"),
-        ],
-    }
-    fields.update(over)
-    return PolicyDoc(**fields)
-
-
-def policy(**over: Any) -> Policy:
-    return Policy.from_doc(policy_doc(**over))
-
-
-POLICY = policy()
 SALT = b"0123456789abcdef"
 PINS = {"t1": "4821", "d1": "1111", "x1": "2222", "t2": "3333", "t7": "7777"}
 PIN_HASHES = {who: hash_pin(pin, SALT) for who, pin in PINS.items()}  # hashed once: ~3 ms each

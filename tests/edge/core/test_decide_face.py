@@ -11,7 +11,7 @@ from edge.core.decide import decide
 from edge.core.model import Card, Presence, SchoolState, Staff, Student, Tap
 from edge.core.reasons import MESSAGES, Lang, message
 from protocol.messages import ConsentKind, Direction, MealKind, OwnerKind, Reason, TerminalKind
-from tests.edge.core.test_decide import POLICY
+from tests.support.policy import POLICY
 
 ALMATY = ZoneInfo("Asia/Almaty")
 MORNING = dt.datetime(2025, 10, 6, 8, 0, tzinfo=ALMATY)  # shift 1 entry hours

@@ -16,8 +16,7 @@ from edge.faces.camera import Camera, open_source
 from edge.faces.service import FaceService
 from edge.store import EdgeStore
 from protocol.messages import CardBinding, OwnerKind
-
-from .conftest import CARD_ONLY, CONSENTED, face_crop, roster
+from tests.support.faces import CARD_ONLY, CONSENTED, face_crop, roster
 
 
 def frames(tmp_path: Path, name: str, *images: np.ndarray) -> str:

@@ -13,8 +13,7 @@ from edge.faces.crypto import (
     TemplateIntegrityError,
     load_or_create_key,
 )
-
-from .conftest import unit_encoding
+from tests.support.faces import unit_encoding
 
 
 def test_key_file_is_created_private_and_reused(tmp_path: Path) -> None:

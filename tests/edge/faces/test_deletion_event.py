@@ -17,7 +17,7 @@ from server.ingest.core import IngestStore
 from server.migrate import upgrade
 from server.models import StoredEvent
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import enrolled_device
+from tests.support.sync import enrolled_device
 
 
 def deletion(seq: int = 1, **kw: object) -> FaceTemplatesDeletedEvent:

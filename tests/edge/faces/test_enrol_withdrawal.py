@@ -18,8 +18,15 @@ from edge.faces.store import FaceTemplateStore
 from edge.faces.withdrawal import DeletionReason, TemplateDeletion, WithdrawalWatcher
 from edge.store import EdgeStore
 from protocol.messages import ConsentKind, ConsentSet, StudentRemove, SyncDelta
-
-from .conftest import CARD_ONLY, CONSENTED, consent, face_crop, roster, student, unit_encoding
+from tests.support.faces import (
+    CARD_ONLY,
+    CONSENTED,
+    consent,
+    face_crop,
+    roster,
+    student,
+    unit_encoding,
+)
 
 
 class NoEncoder:
@@ -75,12 +82,18 @@ async def test_encoding_does_not_block_the_event_loop(astronaut: np.ndarray) -> 
         task = asyncio.create_task(ticker())
         t0 = time.perf_counter()
         for _ in range(4):
-            assert len(await enc.encode(astronaut)) == 1
+            # In-thread dlib would run the whole detect/encode in the encode task's first step,
+            # so it would be done when the loop comes back here; in the worker it is not.
+            encoding = asyncio.create_task(enc.encode(astronaut))
+            await asyncio.sleep(0)
+            assert not encoding.done(), "the encode ran on the event loop"
+            ticks = len(gaps)
+            assert len(await encoding) == 1
+            assert len(gaps) > ticks, "the loop ran nothing else while a frame was encoded"
         busy = (time.perf_counter() - t0) / 4
         task.cancel()
+    # figures for the reader; speed is judged by the benches, not here
     print(f"\nencode in worker {busy * 1000:.0f} ms/frame; max loop gap {max(gaps) * 1000:.1f} ms")
-    # In-thread dlib stalls the loop for a whole detect/encode (~100+ ms); the worker must not.
-    assert max(gaps) < busy / 2
 
 
 async def consent_delta(store: EdgeStore, *changes: object) -> None:

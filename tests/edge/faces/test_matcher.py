@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.faces.matcher import Gallery, MatchParams, MatchReason, identify, verify
-
-from .conftest import unit_encoding
+from tests.support.faces import unit_encoding
 
 params_st = st.builds(
     MatchParams,

@@ -10,8 +10,7 @@ from edge.faces.crypto import TemplateCipher, TemplateIntegrityError
 from edge.faces.store import FaceStoreError, FaceTemplateStore, NoBiometricConsent
 from edge.store import EdgeStore
 from protocol.messages import ConsentKind
-
-from .conftest import CARD_ONLY, CONSENTED, roster, student, unit_encoding
+from tests.support.faces import CARD_ONLY, CONSENTED, roster, student, unit_encoding
 
 
 def raw_bytes(db_path: Path) -> bytes:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edge.store import EdgeStore
 from edge.sync import EdgeSync
-from tests.integration.sync.helpers import journal_rush
+from tests.support.sync import journal_rush
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -14,40 +14,22 @@ from sqlalchemy import select
 
 from edge.store import EdgeStore
 from edge.sync import EdgeSync
-from protocol.messages import (
-    CardBind,
-    CardBinding,
-    CardBlock,
-    OwnerKind,
-    StudentRecord,
-    StudentUpsert,
-)
+from protocol.messages import CardBlock
 from server.db import make_engine, session_factory
 from server.models import Device
 from server.settings import ServerSettings
 from server.sync import ChangeRejected, DownlinkService
-from tests.integration.sync.helpers import Probe, enrolled_device, wait_until
-from tests.integration.sync.test_uplink import sync_settings
 from tests.support.services import SYSTEM_BROKER
+from tests.support.sync import Probe, bind, enrolled_device, student, sync_settings
+from tests.support.wait import wait_until, wait_until_async
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 
 
-def student(sid: str) -> StudentUpsert:
-    return StudentUpsert(student=StudentRecord(id=sid, grade=5, class_name="5A", shift=1))
-
-
-def bind(cred: str, sid: str) -> CardBind:
-    return CardBind(card=CardBinding(credential=cred, owner_kind=OwnerKind.STUDENT, owner_id=sid))
-
-
 async def wait_version(sync: EdgeSync, version: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if sync.applied_version >= version:
-            return True
-        await asyncio.sleep(0.02)
-    return False
+    return await wait_until_async(
+        lambda: sync.applied_version >= version, within, f"the edge applies version {version}"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -57,10 +39,7 @@ async def edge(
     store = await EdgeStore.open(tmp / f"{school}-{device}.db", school=school, device=device)
     try:
         async with EdgeSync(store, sync_settings(prefix, SYSTEM_BROKER[1]), key) as sync:  # type: ignore[arg-type]
-            for _ in range(100):
-                if sync.online:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until_async(lambda: sync.online, 10, f"edge {device} online")
             yield store, sync
     finally:
         await store.close()
@@ -147,10 +126,12 @@ async def measure_card_block_latency(
         v = await asyncio.to_thread(
             downlink.publish_changes, "S1", [CardBlock(credential="EM:0001", reason=f"lost {n}")]
         )
-        for _ in range(300):
-            if all((i, v) in applied for i in range(len(stores))):
-                break
-            await asyncio.sleep(0.005)
+        await wait_until_async(
+            lambda v=v: all((i, v) in applied for i in range(len(stores))),  # type: ignore[misc]
+            10,
+            f"block {n} applied at every edge",
+            interval=0.005,
+        )
         samples += [applied[(i, v)] - t0 for i in range(len(stores)) if (i, v) in applied]
     samples.sort()
     return {

@@ -13,8 +13,8 @@ from protocol.messages import CardBlock
 from server.db import make_engine
 from server.embedded import EmbeddedServer
 from server.models import StoredEvent
-from tests.integration.sync.helpers import journal_rush
-from tests.integration.sync.test_downlink import bind, student
+from tests.support.sync import bind, journal_rush, student
+from tests.support.wait import wait_until_async
 
 
 async def test_embedded_server_round_trip(tmp_path: Path) -> None:
@@ -32,11 +32,12 @@ async def test_embedded_server_round_trip(tmp_path: Path) -> None:
                     CardBlock(credential="EM:0001", reason="x"),
                 ],
             )
-            for _ in range(200):
+
+            async def synced() -> bool:
                 st = await sync.status()
-                if st.backlog == 0 and sync.applied_version >= v:
-                    break
-                await asyncio.sleep(0.05)
+                return st.backlog == 0 and sync.applied_version >= v
+
+            await wait_until_async(synced, 10, "events acked and the changes applied")
             st = await sync.status()
             assert st.backlog == 0 and st.committed_through >= last
             assert store.state.cards["EM:0001"].blocked_reason == "x"

@@ -22,10 +22,21 @@ from server.db import make_engine, session_factory
 from server.devices import add_device
 from server.ingest import IngestWorker
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import Probe, journal_rush, server_seqs, signed, wait_until
 from tests.support.services import PrivateBroker, free_port, wait_port
+from tests.support.sync import Probe, journal_rush, server_seqs, signed
+from tests.support.wait import wait_until, wait_until_async
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
+
+
+def logs_in(port: int, username: str, password: str) -> bool:
+    """One login attempt: accepted (True) or refused (False)."""
+    probe = Probe(port, username, password)
+    try:
+        wait_until(lambda: probe.connected.is_set() or probe.refused is not None, 5)
+        return probe.connected.is_set()
+    finally:
+        probe.close()
 
 
 @contextlib.contextmanager
@@ -85,8 +96,16 @@ async def test_enrolment_and_acl_isolate_schools(
     assert key_mode == 0o600
     assert stat.S_IMODE((tmp_path / "keys-a" / "mqtt.json").stat().st_mode) == 0o600
     assert creds1["mqtt_username"] == "S1.a" and "S1.a:$7$" in passwd.read_text()
-    await asyncio.sleep(0.3)  # the broker reloads its files on SIGHUP
+    from edge.sync import load_enrolment
 
+    key_a, login_a = load_enrolment(tmp_path / "keys-a")
+    # the broker reloads its files on SIGHUP: wait until it knows the new device
+    await asyncio.to_thread(
+        wait_until,
+        lambda: logs_in(broker.port, login_a["mqtt_username"], login_a["mqtt_password"]),
+        10,
+        "the broker accepts the enrolled device's login",
+    )
     server = Probe(broker.port, "qaqpa-server", "server-secret")
     assert wait_until(server.connected.is_set, 5)
     server.subscribe(f"{prefix}/#")
@@ -95,9 +114,6 @@ async def test_enrolment_and_acl_isolate_schools(
     assert wait_until(lambda: intruder.refused is not None, 5)
     intruder.close()
 
-    from edge.sync import load_enrolment
-
-    key_a, login_a = load_enrolment(tmp_path / "keys-a")
     dev_a = Probe(broker.port, login_a["mqtt_username"], login_a["mqtt_password"])
     assert wait_until(dev_a.connected.is_set, 5)
     # A may not read school 2's downlink (nor another device's of its own school)
@@ -112,8 +128,9 @@ async def test_enrolment_and_acl_isolate_schools(
     dev_a.publish(topics.events("S2", "b", prefix), signed("S2", "b", key_a, 1, 1))
     dev_a.publish(topics.events("S1", "b", prefix), signed("S1", "b", key_a, 1, 1))
     dev_a.publish(topics.events("S1", "a", prefix), signed("S1", "a", key_a, 1, 1))
+    # Each client's messages arrive in the order they were sent: once the last one (allowed) is
+    # in, the refused ones before it would have been too.
     assert wait_until(lambda: bool(server.received(topics.events("S1", "a", prefix))), 5)
-    await asyncio.sleep(0.3)
     assert dev_a.received(topics.sync("S2", "b", prefix)) == []
     assert dev_a.received(topics.ack("S2", "b", prefix)) == []
     assert server.received(topics.events("S2", "b", prefix)) == []
@@ -128,10 +145,11 @@ async def test_enrolment_and_acl_isolate_schools(
         IngestWorker(settings, engine),
         EdgeSync.from_key_dir(store, tmp_path / "keys-a", ack_timeout_s=2.0) as sync,
     ):
-        for _ in range(100):
-            if (await sync.status()).committed_through >= last:
-                break
-            await asyncio.sleep(0.1)
+
+        async def all_acked() -> bool:
+            return (await sync.status()).committed_through >= last
+
+        await wait_until_async(all_acked, 10, "every event acked")
     await store.close()
     assert server_seqs(engine, "S1", "a") == list(range(1, last + 1))
     engine.dispose()

@@ -15,8 +15,9 @@ from server.db import make_engine, session_factory
 from server.ingest import IngestWorker
 from server.models import IngestRejection, ServerAlarm, StoredEvent
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import Probe, enrolled_device, entries, signed, wait_until
 from tests.support.services import SYSTEM_BROKER
+from tests.support.sync import Probe, enrolled_device, entries, signed
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.mosquitto]
 
@@ -25,7 +26,7 @@ def _acks(probe: Probe, topic: str) -> list[EventAck]:
     return [decode(p, EventAck) for p in probe.received(topic)]
 
 
-@pytest.mark.parametrize("db", ["postgres", "sqlite"])
+@pytest.mark.parametrize("db", [pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
 def test_batches_are_stored_once_and_acked(
     db: str,
     request: pytest.FixtureRequest,

@@ -43,16 +43,16 @@ from server.ingest import IngestWorker
 from server.models import Device
 from server.settings import ServerSettings
 from server.sync import DownlinkService
-from tests.integration.sync.helpers import (
+from tests.integration.sync.test_uplink import sync_settings
+from tests.support.centre import CENTRE_KEY
+from tests.support.services import SYSTEM_BROKER
+from tests.support.sync import (
     Probe,
     enrolled_device,
     journal_rush,
     server_seqs,
     wait_until,
 )
-from tests.integration.sync.test_uplink import sync_settings
-from tests.support.centre import CENTRE_KEY
-from tests.support.services import SYSTEM_BROKER
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 
@@ -273,7 +273,7 @@ def test_a_revoked_device_is_refused_and_a_replacement_enrols(
     from server.broker_auth import write_broker_files
     from server.devices import enrol, reissue_token, revoke
     from server.ingest.core import IngestStore, RejectReason
-    from tests.integration.sync.helpers import signed
+    from tests.support.sync import signed
 
     settings = make_settings(
         sqlite_url,

@@ -41,9 +41,9 @@ from server.devices import add_device
 from server.ingest import IngestWorker
 from server.mqtt import make_client
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import enrolled_device, journal_rush, server_seqs, write_key_dir
 from tests.support.centre import CENTRE_PUBLIC_B64
 from tests.support.services import PrivateBroker, free_port, wait_port
+from tests.support.sync import enrolled_device, journal_rush, server_seqs, write_key_dir
 from tests.support.tls import Issued, ThrowawayCA
 
 OFF_LOOPBACK = ["192.0.2.10", "10.0.0.5", "broker.example.kz", "2001:db8::1", "[2001:db8::1]"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,16 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge.store import EdgeStore
-from edge.sync import EdgeSync, SyncSettings, UplinkWindow, backoff_delay
+from edge.sync import EdgeSync, UplinkWindow, backoff_delay
 from protocol import topics
 from protocol.codec import decode
 from protocol.messages import DeviceStatus
 from server.db import make_engine, session_factory
 from server.ingest import IngestWorker
 from server.settings import ServerSettings
-from tests.integration.sync.helpers import Probe, enrolled_device, journal_rush, server_seqs
-from tests.support.centre import CENTRE_PUBLIC_B64
 from tests.support.services import SYSTEM_BROKER
+from tests.support.sync import Probe, enrolled_device, journal_rush, server_seqs, sync_settings
+from tests.support.wait import wait_until_async
 
 
 @given(st.integers(0, 100), st.floats(0, 0.999))
@@ -50,23 +49,6 @@ def test_window_rewinds_on_timeout_and_persistent_gap() -> None:
     assert w.acked == 500
 
 
-def sync_settings(
-    prefix: str, port: int, user: str | None = None, pw: str | None = None
-) -> SyncSettings:
-    return SyncSettings(
-        mqtt_host="127.0.0.1",
-        mqtt_port=port,
-        mqtt_username=user,
-        mqtt_password=pw,
-        topic_prefix=prefix,
-        ack_timeout_s=2.0,
-        gap_grace_s=0.5,
-        backoff_min_s=0.2,
-        backoff_max_s=2.0,
-        centre_key=CENTRE_PUBLIC_B64,
-    )
-
-
 @pytest.mark.mosquitto
 @pytest.mark.postgres
 async def test_outbox_drains_to_server_and_status_is_retained(
@@ -85,11 +67,12 @@ async def test_outbox_drains_to_server_and_status_is_retained(
         EdgeSync(store, sync_settings(prefix, SYSTEM_BROKER[1]), key) as sync,
     ):
         last = max(last, await journal_rush(store, 3000))  # and while online
-        for _ in range(200):
+
+        async def all_acked() -> bool:
             st = await sync.status()
-            if st.backlog == 0 and st.committed_through >= last:
-                break
-            await asyncio.sleep(0.1)
+            return st.backlog == 0 and st.committed_through >= last
+
+        await wait_until_async(all_acked, 20, "every event acked")
         st = await sync.status()
         assert st.online and st.backlog == 0, st
     await store.close()

@@ -5,7 +5,6 @@ reports (XLSX) and low-balance conditions."""
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import io
 import json
@@ -24,10 +23,10 @@ from server.canteen.models import LedgerEntry, LowBalance, Posting
 from server.canteen.settings import CanteenSettings
 from server.canteen.wiring import install as install_canteen
 from server.clock import now_ms
-from server.models import ChangeLogEntry, Device, StoredEvent
-from server.sync.service import _load
+from server.models import ChangeLogEntry
+from server.sync.changelog import load_changes
 from simulators.payment_provider import CALLBACK_PATH, Payment, PaymentProviderSimulator
-from tests.support.canteen import SECRET, canteen_settings
+from tests.support.canteen import SECRET, add_device, add_meal, canteen_settings
 from tests.support.console import World
 
 ZONE = zoneinfo.ZoneInfo("Asia/Almaty")
@@ -40,60 +39,12 @@ def changes(db: Session, school: str) -> list[Any]:
         .where(ChangeLogEntry.school_id == school)
         .order_by(ChangeLogEntry.version)
     )
-    return _load(list(rows))
+    return load_changes(list(rows))
 
 
 def ledger_balance(db: Session, student_pk: int) -> int:
     db.expire_all()
     return service.balance(db, student_pk)
-
-
-def add_device(db: Session, school: str, device: str = "edge-1", applied: int = 0) -> Device:
-    d = Device(school_id=school, device_id=device, created_at_ms=now_ms(), applied_version=applied)
-    db.add(d)
-    db.flush()
-    return d
-
-
-def add_meal(
-    db: Session,
-    device: Device,
-    seq: int,
-    student: str,
-    amount: int,
-    balance_after: int | None,
-    meal: str = "paid",
-    at_ms: int | None = None,
-) -> StoredEvent:
-    """An uplink event stored as ingest stores it (the whole protocol event as payload)."""
-    at = at_ms or now_ms()
-    payload = {
-        "kind": "meal_served",
-        "seq": seq,
-        "at_ms": at,
-        "terminal": "canteen-1",
-        "student_id": student,
-        "period": "lunch",
-        "local_date": dt.datetime.fromtimestamp(at / 1000, ZONE).date().isoformat(),
-        "meal": meal,
-        "amount_tiyn": amount,
-        "items": ["soup"] if amount else [],
-        "balance_after_tiyn": balance_after,
-    }
-    ev = StoredEvent(
-        device_pk=device.pk,
-        seq=seq,
-        school_id=device.school_id,
-        at_ms=at,
-        kind="meal_served",
-        terminal="canteen-1",
-        student_id=student,
-        payload=payload,
-        received_at_ms=now_ms(),
-    )
-    db.add(ev)
-    db.flush()
-    return ev
 
 
 # ------------------------------------------------------------------------------- top-ups

@@ -39,11 +39,11 @@ from server.db import make_engine
 from server.ingest.core import IngestStore
 from server.models import ChangeLogEntry, Device, School
 from server.settings import ServerSettings
-from server.sync.service import _load
+from server.sync.changelog import load_changes
 from simulators.payment_provider import PaymentProviderSimulator
-from tests.integration.sync.helpers import enrolled_device
-from tests.server.canteen.test_canteen import add_device, add_meal
+from tests.support.canteen import add_device, add_meal
 from tests.support.console import World
+from tests.support.sync import enrolled_device
 
 ROOT = Path(__file__).resolve().parents[3]
 PAYING = ("s1-7b-1", "s1-7b-2")
@@ -57,7 +57,8 @@ def deltas_since(db: Session, school: str, applied: int) -> list[SyncDelta]:
         .order_by(ChangeLogEntry.version)
     ).all()
     return [
-        SyncDelta(school=school, version=v, base_version=v - 1, changes=_load([c])) for v, c in rows
+        SyncDelta(school=school, version=v, base_version=v - 1, changes=load_changes([c]))
+        for v, c in rows
     ]
 
 
@@ -288,7 +289,7 @@ def test_poster_service_posts_what_arrives(
     world: World, db: Session, settings: ServerSettings, cs: Any
 ) -> None:
     from server.canteen.poster import MealPosterService
-    from tests.integration.sync.helpers import wait_until
+    from tests.support.wait import wait_until
 
     dev = add_device(db, "S1")
     add_meal(db, dev, 1, PAYING[0], 1_000, 0)

@@ -22,8 +22,7 @@ from server.canteen.wallet import HttpSocialWallet
 from server.canteen.wiring import install as install_canteen
 from server.clock import now_ms
 from simulators.social_wallet import SocialWalletSimulator
-from tests.server.canteen.test_canteen import add_device, add_meal
-from tests.support.canteen import canteen_settings
+from tests.support.canteen import add_device, add_meal, canteen_settings
 from tests.support.console import World
 
 KEY = "wallet-test-key"

@@ -14,7 +14,7 @@ from server.cards.service import CardError, card_fee, normalise_credential
 from server.models import ChangeLogEntry, School
 from server.people.models import StaffMember
 from server.sync.service import load_state
-from tests.server.consents.test_consents import changes, give
+from tests.support.consents import changes, give
 from tests.support.console import Browser, World
 
 

@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 from server.clock import now_ms
 from server.notify.planner import Planner
 from server.notify.settings import NotifySettings
-from tests.server.notify.test_notify import CHILD
-from tests.server.notify.test_notify_helpers import add_device, consent, outbox, store
 from tests.support.console import Browser, World
+from tests.support.notify import CHILD, add_device, consent, outbox, store
 
 
 def _queue_two(db: Session, world: World, engine: Engine, nset: NotifySettings) -> None:

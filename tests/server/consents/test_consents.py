@@ -5,7 +5,6 @@ at the school), each effect in the change log and the audit."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,31 +19,10 @@ from server.models import ChangeLogEntry, Device, StoredEvent
 from server.people.models import Consent, Student
 from server.people.service import has_consent
 from server.sync.service import load_state
-from tests.support.console import Browser, World
+from tests.support.consents import changes, give
+from tests.support.console import World
 
 TODAY = dt.date(2026, 3, 2)
-
-
-def changes(db: Session, school: str, since: int = 0) -> list[dict[str, Any]]:
-    db.expire_all()
-    rows = db.execute(
-        select(ChangeLogEntry.changes)
-        .where(ChangeLogEntry.school_id == school, ChangeLogEntry.version > since)
-        .order_by(ChangeLogEntry.version)
-    ).scalars()
-    return [c for row in rows for c in row]
-
-
-def give(b: Browser, pk: int, kind: str = "data", decision: str = "given", **kw: str):  # type: ignore[no-untyped-def]
-    b.get(f"/students/{pk}/consents")
-    form = {
-        "kind": kind,
-        "decision": decision,
-        "given_by": "Parent One (mother)",
-        "document": "Application No. 17 of 2026-02-20",
-        "signed_on": "2026-02-20",
-    } | kw
-    return b.post(f"/students/{pk}/consents", form)
 
 
 # ---------------------------------------------------------------------------- pure checks

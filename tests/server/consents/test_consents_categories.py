@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from server.consents.categories import CategoryError, parse_category_form
 from server.consents.models import StudentCategory
 from server.sync.service import load_state
-from tests.server.consents.test_consents import changes, give
+from tests.support.consents import changes, give
 from tests.support.console import World
 
 

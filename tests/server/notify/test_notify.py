@@ -25,11 +25,10 @@ from server.notify.settings import NotifySettings
 from server.people.models import Guardian
 from server.settings import ServerSettings
 from simulators.notify_sinks import SmsSink, SmtpSink
-from tests.server.notify.test_notify_helpers import add_device, consent, outbox, store
 from tests.support.console import World
+from tests.support.notify import CHILD, add_device, consent, outbox, store
 
 ROOT = Path(__file__).resolve().parents[3]
-CHILD = "s1-3a-1"  # parent1's child, given name "Name3AS1"
 PHONE = "+77010000001"
 
 

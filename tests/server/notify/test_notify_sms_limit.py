@@ -13,8 +13,8 @@ from server.notify.delivery import DeliveryWorker, digest
 from server.notify.planner import Planner
 from server.notify.settings import NotifySettings
 from simulators.notify_sinks import SmsSink
-from tests.server.notify.test_notify_helpers import add_device, consent, outbox, store
 from tests.support.console import World
+from tests.support.notify import add_device, consent, outbox, store
 
 CHILD = "s1-3a-1"  # parent1's child
 MINUTE = 60_000

@@ -14,8 +14,8 @@ from server.notify.settings import NotifySettings
 from server.people.models import Guardian, SchoolClass, StudentGuardian
 from server.people.service import add_school
 from simulators.notify_sinks import SmsSink
-from tests.server.notify.test_notify_helpers import add_device, consent, outbox, store
 from tests.support.console import add_student
+from tests.support.notify import add_device, consent, outbox, store
 
 
 def test_planner_and_worker_on_sqlite(tmp_path: Path) -> None:

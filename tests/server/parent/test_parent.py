@@ -18,8 +18,8 @@ from server.notify.settings import NotifySettings
 from server.people.models import Guardian
 from server.settings import ServerSettings
 from simulators.notify_sinks import SmsSink
-from tests.server.notify.test_notify_helpers import add_device, consent, store
 from tests.support.console import World
+from tests.support.notify import add_device, consent, store
 
 CHILD = "s1-3a-1"
 

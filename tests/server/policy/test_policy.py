@@ -27,7 +27,7 @@ from server.policy.service import (
     save_policy,
 )
 from server.sync.service import load_state
-from tests.server.consents.test_consents import changes
+from tests.support.consents import changes
 from tests.support.console import World
 
 D = dt.date

@@ -1,4 +1,5 @@
-"""Helpers of the notification tests (no tests here): a device whose events are "stored by ingest", consent."""
+"""Helpers of the notification tests: a device whose events are "stored by ingest", consent,
+the outbox."""
 
 from __future__ import annotations
 
@@ -82,3 +83,6 @@ def outbox(db: Session) -> list[Any]:
 
     db.expire_all()
     return list(db.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars())
+
+
+CHILD = "s1-3a-1"  # parent1's child, given name "Name3AS1"

@@ -1,11 +1,11 @@
-"""Test helpers: events, signed batches, an MQTT probe client, bounded waiting."""
+"""Helpers of the sync tests: events, signed batches, an MQTT probe client, edge sync settings,
+downlink changes."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -13,20 +13,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session
 
-from protocol.messages import EntryEvent, Event, EventBatch
+from edge.sync import SyncSettings
+from protocol.messages import (
+    CardBind,
+    CardBinding,
+    EntryEvent,
+    Event,
+    EventBatch,
+    OwnerKind,
+    StudentRecord,
+    StudentUpsert,
+)
 from protocol.signing import generate_key, public_key_raw, sign_batch
 from server.devices import add_device, enrol
+from server.models import Device
 from server.settings import ServerSettings
 from tests.support.centre import CENTRE_PUBLIC_B64
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return pred()
+from tests.support.wait import wait_until
 
 
 def entries(first: int, n: int, at_ms: int = 1_700_000_000_000) -> list[Event]:
@@ -134,7 +137,7 @@ async def journal_rush(store: Any, n: int, *, chunk: int = 2000, at_ms: int | No
 def server_seqs(engine: Any, school: str, device: str) -> list[int]:
     from sqlalchemy import select
 
-    from server.models import Device, StoredEvent
+    from server.models import StoredEvent
 
     with engine.connect() as c:
         return list(
@@ -183,3 +186,28 @@ def write_key_dir(
     )
     if centre_key is not None:
         (key_dir / "centre.json").write_text(json.dumps({"current": centre_key, "next": None}))
+
+
+def sync_settings(
+    prefix: str, port: int, user: str | None = None, pw: str | None = None
+) -> SyncSettings:
+    return SyncSettings(
+        mqtt_host="127.0.0.1",
+        mqtt_port=port,
+        mqtt_username=user,
+        mqtt_password=pw,
+        topic_prefix=prefix,
+        ack_timeout_s=2.0,
+        gap_grace_s=0.5,
+        backoff_min_s=0.2,
+        backoff_max_s=2.0,
+        centre_key=CENTRE_PUBLIC_B64,
+    )
+
+
+def student(sid: str) -> StudentUpsert:
+    return StudentUpsert(student=StudentRecord(id=sid, grade=5, class_name="5A", shift=1))
+
+
+def bind(cred: str, sid: str) -> CardBind:
+    return CardBind(card=CardBinding(credential=cred, owner_kind=OwnerKind.STUDENT, owner_id=sid))

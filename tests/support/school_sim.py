@@ -8,7 +8,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,7 +18,11 @@ from edge.pipeline import Pipeline
 from edge.store import EdgeStore
 from edge.sync import EdgeSync, SyncSettings
 from hardware.config import EmMarineConfig
-from protocol.messages import Direction, TerminalKind
+from protocol.messages import (
+    Direction,
+    PolicyDoc,
+    TerminalKind,
+)
 from protocol.signing import generate_key, public_key_raw
 from server.db import make_engine, session_factory
 from server.devices import add_device, enrol
@@ -29,6 +32,7 @@ from server.settings import ServerSettings
 from server.sync.service import DownlinkService
 from simulators.serial_sim import EmMarineSim
 from tests.support.centre import CENTRE_PUBLIC_B64
+from tests.support.wait import wait_until
 
 
 class SimSchool:
@@ -99,13 +103,11 @@ class SimSchool:
 
     def wait_synced(self, timeout: float = 20.0) -> None:
         """Until the edge has applied every version the server has."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.edge_version() >= self.server_version():
-                return
-            time.sleep(0.1)
-        raise TimeoutError(
-            f"edge at version {self.edge_version()}, server at {self.server_version()}"
+        wait_until(
+            lambda: self.edge_version() >= self.server_version(),
+            timeout,
+            "the edge applies every version the server has",
+            interval=0.1,
         )
 
     def journaled(self) -> int:
@@ -157,3 +159,16 @@ class SimSchool:
         finally:
             reader.close()
             await store.close()
+
+
+ALL_DAY = PolicyDoc.model_validate(
+    {
+        "timezone": "Asia/Almaty",
+        "free_meal_grades": [1, 2, 3, 4],
+        "shift": [
+            {"number": 1, "entry_from": "00:00", "entry_to": "23:59"},
+            {"number": 2, "entry_from": "00:00", "entry_to": "23:59"},
+        ],
+    },
+    strict=False,
+)

@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.store import EdgeStore
 from protocol.messages import Event
+from tests.support.wait import wait_until
 
 
 def midday_zone() -> str:
@@ -171,14 +171,14 @@ class Daemon:
         """Tap; True when the terminal actuated, False when the daemon died first."""
         before = len(self.school.actuation_lines())
         self.tap(terminal, credential)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def outcome() -> str | None:
             if len(self.school.actuation_lines()) > before:
-                return True
-            if self.proc.poll() is not None:
-                return False
-            time.sleep(0.01)
-        raise TimeoutError(f"no actuation and no exit after tapping {terminal}")
+                return "actuated"
+            return "died" if self.proc.poll() is not None else None
+
+        what = f"an actuation or the daemon's exit after tapping {terminal}"
+        return wait_until(outcome, timeout, what, interval=0.01) == "actuated"
 
     def stop(self) -> int:
         if self.proc.poll() is None:
