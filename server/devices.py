@@ -7,7 +7,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,21 @@ from server.models import Device, IngestProgress, School
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
+
+
+# PostgreSQL NOTIFY channel: a device's key changed (revoked, enrolled again). The ingest workers
+# LISTEN on it and drop the device from their key cache, so a revocation stops the very next
+# batch without a query per batch. NOTIFY is delivered at commit, never for a rolled-back change.
+KEY_CHANNEL = "qaqpa_device_keys"
+
+
+def announce_key_change(session: Session, school: str, device: str) -> None:
+    """Tell the ingest workers (at commit) that this device's key changed; no-op on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": KEY_CHANNEL, "payload": f"{school}/{device}"},
+        )
 
 
 class EnrolmentError(ValueError):
@@ -136,6 +151,7 @@ def enrol(
         session.flush()
     except IntegrityError as err:
         raise DeviceExists(f"MQTT user {username} is taken by another device") from err
+    announce_key_change(session, row.school_id, row.device_id)
     log.info("device enrolled school=%s device=%s", row.school_id, row.device_id)
     return Credentials(row.school_id, row.device_id, username, password)
 
@@ -158,4 +174,5 @@ def revoke(session: Session, school: str, device: str, *, now: int | None = None
     row.centre_key_pinned_ms = None
     row.revoked_at_ms = now if now is not None else now_ms()
     session.flush()
+    announce_key_change(session, school, device)
     log.warning("device revoked school=%s device=%s", school, device)

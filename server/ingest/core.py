@@ -8,6 +8,7 @@ in device order first, so N workers can run at once without deadlocks or lost up
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
@@ -28,6 +30,7 @@ from protocol.errors import ProtocolError
 from protocol.messages import EventAck, EventBatch, SeqRange
 from protocol.signing import load_public_key, verify
 from server.clock import now_ms
+from server.devices import KEY_CHANNEL
 from server.models import Device, IngestProgress, IngestRejection, ServerAlarm, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,45 @@ _COLUMNS = (
 )
 
 
+class KeyChanges:
+    """The devices whose key changed since the last look (``server.devices.KEY_CHANNEL``), from
+    a LISTEN connection of its own: reading it is a poll of a socket, not a query. ``None``
+    means "cannot tell" (SQLite, or the connection failed): the caller then trusts no cache."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        args, kwargs = self._engine.dialect.create_connect_args(self._engine.url)
+        conn: psycopg.Connection[Any] = psycopg.connect(*args, **kwargs, autocommit=True)
+        conn.execute(f"LISTEN {KEY_CHANNEL}")
+        return conn
+
+    def changed(self) -> set[tuple[str, str]] | None:
+        if self._engine.dialect.name != "postgresql":
+            return None
+        try:
+            if self._conn is None:
+                self._conn = self._listen()
+                return None  # changes before LISTEN are unknown: the caller drops its cache
+            out: set[tuple[str, str]] = set()
+            for note in self._conn.notifies(timeout=0):
+                school, _, device = note.payload.partition("/")
+                out.add((school, device))
+            return out
+        except psycopg.Error as err:
+            log.warning("ingest: device key notifications lost (%s); re-reading keys", err)
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+
 class IngestStore:
     """Database side of ingest. Thread-confined: one instance per worker thread."""
 
@@ -112,6 +154,21 @@ class IngestStore:
         self._devices: dict[tuple[str, str], _KnownDevice] = {}
         self._after_commit = after_commit
         self._pg = engine.dialect.name == "postgresql"
+        self._key_changes = KeyChanges(engine)
+
+    def close(self) -> None:
+        self._key_changes.close()
+
+    def _forget_changed_keys(self) -> None:
+        """Drop the cached devices whose key changed (revoked, enrolled again): a revocation
+        refuses the very next batch. Without notifications (SQLite, a lost connection) the
+        cache is dropped as a whole."""
+        changed = self._key_changes.changed()
+        if changed is None:
+            self._devices.clear()
+            return
+        for key in changed:
+            self._devices.pop(key, None)
 
     # ------------------------------------------------------------------ verification
 
@@ -190,6 +247,7 @@ class IngestStore:
         outcome = IngestOutcome()
         received = now_ms()
         accepted: list[_Accepted] = []
+        self._forget_changed_keys()
         with self._engine.connect() as conn:
             for topic, payload in messages:
                 result = self._check(conn, topic, payload, received)

@@ -159,6 +159,7 @@ class IngestWorker(ThreadedService):
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
             self._thread = None
+        self._store.close()
         if self._own_engine:
             self._engine.dispose()
 
