@@ -86,6 +86,10 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
             R.SOCIAL_PEDAGOGUE,
         },
         "canteen.manage": {R.OPERATOR, R.SCHOOL_ADMIN, R.CANTEEN_MANAGER},
+        # A school admin may stop a stolen edge of their own school at once (it only ever stops
+        # their school); new device credentials are issued by the operators who install edges.
+        "devices.revoke": _ADMINS,
+        "devices.enrol": {R.OPERATOR, R.REGIONAL_OPERATOR},
     }.items()
 }
 

@@ -30,7 +30,7 @@ from server.cards.models import Card
 from server.clock import now_ms
 from server.consents.models import StudentCategory
 from server.console.web import SESSION_COOKIE
-from server.models import Base
+from server.models import Base, Device
 from server.people.models import Consent, Guardian, StaffMember, Student, StudentGuardian
 from tests.support.console import Browser, World
 
@@ -258,6 +258,15 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/canteen/menu"): R("canteen.manage", "list"),
     ("POST", "/canteen/menu"): R("canteen.manage", "school", form={"school": "{school}"}),
     ("GET", "/canteen/reconcile"): R("canteen.view", "list"),
+    # edge devices: revoke, and a replacement's enrolment token
+    ("GET", "/devices"): R("devices.revoke", "list"),
+    ("GET", "/schools/{school}/devices"): R("devices.revoke", "school"),
+    ("POST", "/schools/{school}/devices/revoke"): R(
+        "devices.revoke", "school", form={"device": "edge1", "reason": "matrix", "confirm": "yes"}
+    ),
+    ("POST", "/schools/{school}/devices/token"): R(
+        "devices.enrol", "school", form={"device": "edge1"}
+    ),
     ("POST", "/canteen/post-meals"): R("canteen.view", "school", form={"school": "{school}"}),
     ("GET", "/canteen/reports"): R("canteen.view", "list"),
     ("GET", "/canteen/wallet"): R("canteen.view", "list"),
@@ -436,6 +445,8 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
         staff_cards.append(
             Target(f"{member.ref} card", {"pk": member.pk, "card_pk": card.pk}, school=school)
         )
+    for school in world.schools:
+        db.add(Device(school_id=school, device_id="edge1", created_at_ms=now, public_key=b"k" * 32))
     db.commit()
     schools = [Target(s, {"school": s, "school_id": s}, school=s) for s in world.schools]
     regions = [Target(r, {"region_id": r}, region=r) for r in ("R1", "R2")]
