@@ -123,9 +123,12 @@ class KeyChanges:
                 self._conn = self._listen()
                 return None  # changes before LISTEN are unknown: the caller drops its cache
             out: set[tuple[str, str]] = set()
-            for note in self._conn.notifies(timeout=0):
-                school, _, device = note.payload.partition("/")
-                out.add((school, device))
+            # Two looks: a connection the server ended shows as an error only on the read after
+            # its last message (the FATAL notice), and then the cache must not be trusted.
+            for _ in range(2):
+                for note in self._conn.notifies(timeout=0):
+                    school, _, device = note.payload.partition("/")
+                    out.add((school, device))
             return out
         except psycopg.Error as err:
             log.warning("ingest: device key notifications lost (%s); re-reading keys", err)

@@ -63,3 +63,39 @@ def test_a_device_revoked_in_the_console_is_refused_at_its_next_batch(
     assert reasons == [RejectReason.NOT_ENROLLED]
     probe.close()
     engine.dispose()
+
+
+def test_a_lost_listening_connection_never_leaves_a_revoked_key_cached(
+    pg_url: str, make_settings: Callable[..., ServerSettings], prefix: str
+) -> None:
+    """Kill the worker's LISTEN connection, then revoke (its notification is lost): the next
+    batch is still refused, because a worker that cannot hear key changes trusts no cache."""
+    from sqlalchemy import text
+
+    from server.db import session_factory
+    from server.devices import revoke
+    from server.ingest.core import IngestStore
+
+    settings = make_settings(pg_url)
+    engine = make_engine(pg_url)
+    with session_factory(engine)() as s:
+        key, _, _ = enrolled_device(s, settings, "S1", "gate1")
+    events = topics.events("S1", "gate1", prefix)
+    store = IngestStore(engine, topic_prefix=prefix)
+    assert store.ingest([(events, signed("S1", "gate1", key, 1, 2))]).events_inserted == 2
+    assert store.ingest([(events, signed("S1", "gate1", key, 3, 1))]).events_inserted == 1
+    with engine.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+            )
+        ).scalar_one()
+    assert killed == 1
+    with session_factory(engine)() as s:
+        revoke(s, "S1", "gate1")
+        s.commit()
+    out = store.ingest([(events, signed("S1", "gate1", key, 4, 1))])
+    assert [r.reason for r in out.rejections] == [RejectReason.NOT_ENROLLED]
+    store.close()
+    engine.dispose()
