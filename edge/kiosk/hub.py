@@ -164,7 +164,8 @@ class KioskHub:
             log.error("terminal %s: sale refused: %s", terminal, err)
             raise KioskError("the sale could not be recorded; nothing was debited") from err
         if sold.decision.granted:
-            del self._pending[tap_id]
+            # a new tap at this terminal may have replaced the menu while the sale committed
+            self._pending.pop(tap_id, None)
         return await self.show_sale(sold, tap_id)
 
     async def show_sale(self, sold: Sold, tap_id: str | None = None) -> KioskScreen:
