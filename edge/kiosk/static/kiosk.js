@@ -1,13 +1,16 @@
 const WORDS = {
   kk: {idle: "Картаны оқу құрылғысына тигізіңіз", cls: "Сынып", balance: "Баланс", total: "Барлығы",
        can: "Жұмсауға болады", earlier: "Бұрын берілді", confirm: "Растау", cancel: "Болдырмау",
-       after: "Қалдық", online: "байланыс бар", offline: "байланыс жоқ", blocked: "тыйым"},
+       after: "Қалдық", online: "байланыс бар", offline: "байланыс жоқ", blocked: "тыйым",
+       signout: "Шығу"},
   ru: {idle: "Приложите карту к считывателю", cls: "Класс", balance: "Баланс", total: "Итого",
        can: "Можно потратить", earlier: "Уже выдано", confirm: "Подтвердить", cancel: "Отмена",
-       after: "Остаток", online: "на связи", offline: "нет связи", blocked: "запрет"},
+       after: "Остаток", online: "на связи", offline: "нет связи", blocked: "запрет",
+       signout: "Выйти"},
   en: {idle: "Tap a card on the reader", cls: "Class", balance: "Balance", total: "Total",
        can: "Can spend", earlier: "Served earlier", confirm: "Confirm", cancel: "Cancel",
-       after: "Balance after", online: "connected", offline: "disconnected", blocked: "blocked"},
+       after: "Balance after", online: "connected", offline: "disconnected", blocked: "blocked",
+       signout: "Sign out"},
 };
 const $ = (id) => document.getElementById(id);
 let lang = localStorage.getItem("qaqpa.lang") || document.documentElement.lang;
@@ -26,6 +29,9 @@ function render() {
   const w = WORDS[lang];
   document.documentElement.lang = lang;
   document.querySelectorAll("[data-lang]").forEach((b) => b.classList.toggle("on", b.dataset.lang === lang));
+  text($("sign-out"), w.signout);  // a word: the power glyph is missing from the kiosk's fonts
+  const conn = $("conn");  // the connection label follows the language too
+  if (conn.dataset.state) text(conn, conn.dataset.state === "open" ? "● " + w.online : "○ " + w.offline);
   const p = $("panel");
   p.className = screen.colour || "grey";
   p.dataset.screen = screen.screen;
