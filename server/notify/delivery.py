@@ -294,8 +294,9 @@ class DeliveryWorker:
             # Only a held message gathers the others held with it: a digest.
             others: list[tuple[int, str]] = []
             if c.held:
-                others = list(
-                    session.execute(
+                others = [
+                    (int(i), str(b))
+                    for i, b in session.execute(
                         select(OutboxMessage.id, OutboxMessage.body)
                         .where(
                             *routine,
@@ -307,8 +308,8 @@ class DeliveryWorker:
                         )
                         .order_by(OutboxMessage.event_at_ms, OutboxMessage.id)
                         .with_for_update(skip_locked=True)
-                    ).tuples()
-                )
+                    )
+                ]
             others = [(r.id, r.body) for r in along] + others
             ids = [i for i, _b in others]
             if ids:
