@@ -35,8 +35,7 @@ log = logging.getLogger(__name__)
 
 _STOP = ("", b"")
 
-# Re-exported for older imports; new code imports them from ``server.sync.changelog``.
-__all__ = ["DownlinkService", "append_changes", "load_state"]
+__all__ = ["DownlinkService"]
 
 
 class DownlinkService(ThreadedService):

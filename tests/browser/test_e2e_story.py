@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from protocol.messages import PolicySet
 from server.settings import ServerSettings
-from server.sync.service import append_changes
+from server.sync.changelog import append_changes
 from simulators.notify_sinks import demo_notifications
 from tests.browser.live import chromium, needs_chromium, serve
 from tests.support.console import World, password_of

@@ -14,7 +14,7 @@ from server.models import StoredEvent
 from server.people.models import Consent, Student
 from server.people.service import student_record
 from server.settings import ServerSettings
-from server.sync.service import append_changes
+from server.sync.changelog import append_changes
 from tests.support.console import World
 from tests.support.school_sim import ALL_DAY, SimSchool
 from tests.support.wait import wait_until

@@ -320,7 +320,7 @@ def test_a_snapshot_carries_every_credit_and_the_limits(
 async def _snapshot(
     tmp_path: Path, world: World, db: Session, provider: PaymentProviderSimulator, make_browser: Any
 ) -> None:
-    from server.sync.service import load_state
+    from server.sync.changelog import load_state
 
     store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
     try:

@@ -13,7 +13,7 @@ from server.cards.models import Card
 from server.cards.service import CardError, card_fee, normalise_credential
 from server.models import ChangeLogEntry, School
 from server.people.models import StaffMember
-from server.sync.service import load_state
+from server.sync.changelog import load_state
 from tests.support.consents import changes, give
 from tests.support.console import Browser, World
 

@@ -18,7 +18,7 @@ from server.consents.service import ConsentError, parse_consent_form
 from server.models import ChangeLogEntry, Device, StoredEvent
 from server.people.models import Consent, Student
 from server.people.service import has_consent
-from server.sync.service import load_state
+from server.sync.changelog import load_state
 from tests.support.consents import changes, give
 from tests.support.console import World
 

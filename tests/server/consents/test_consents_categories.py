@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from server.consents.categories import CategoryError, parse_category_form
 from server.consents.models import StudentCategory
-from server.sync.service import load_state
+from server.sync.changelog import load_state
 from tests.support.consents import changes, give
 from tests.support.console import World
 

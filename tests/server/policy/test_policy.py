@@ -26,7 +26,7 @@ from server.policy.service import (
     publish_due_policies,
     save_policy,
 )
-from server.sync.service import load_state
+from server.sync.changelog import load_state
 from tests.support.consents import changes
 from tests.support.console import World
 

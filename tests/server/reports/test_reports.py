@@ -29,7 +29,7 @@ from server.clock import now_ms
 from server.models import Device, IngestProgress, ServerAlarm, StoredEvent
 from server.people.models import SchoolClass, StaffMember
 from server.reports import calc, service
-from server.sync.service import append_changes
+from server.sync.changelog import append_changes
 from tests.support.console import World, add_student
 
 ZONE = ZoneInfo("Asia/Almaty")

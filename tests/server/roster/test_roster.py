@@ -17,7 +17,7 @@ from server.people.models import Consent, Guardian, SchoolClass, StaffMember, St
 from server.roster import rules
 from server.roster.models import ImportPreview
 from server.roster.service import import_rows
-from server.sync.service import load_state
+from server.sync.changelog import load_state
 from tests.support.console import Browser, World
 from tests.support.roster import GOOD, csv_of, xlsx_of
 
@@ -759,7 +759,7 @@ def test_edits_keep_the_social_categories_the_edge_has(
     from protocol.messages import CategoriesSet, CategoryMembership
     from server.consents.models import StudentCategory
     from server.roster.service import publish_students
-    from server.sync.service import append_changes
+    from server.sync.changelog import append_changes
 
     pk = world.students["s1-3a-1"]
     _consent(db, pk)
@@ -816,7 +816,7 @@ def test_a_student_back_from_deactivation_gets_their_bound_cards_back(
     from protocol.messages import CardBind, CardBinding, OwnerKind
     from server.cards.models import Card
     from server.roster.service import publish_students
-    from server.sync.service import append_changes
+    from server.sync.changelog import append_changes
 
     pk = world.students["s1-3a-1"]
     _consent(db, pk)
