@@ -124,7 +124,8 @@ HEADLINES: dict[Screen, dict[Lang, str]] = {
     Screen.FREE_MEAL: {Lang.KK: "ТЕГІН ТАМАҚ", Lang.RU: "БЕСПЛАТНОЕ ПИТАНИЕ", Lang.EN: "FREE MEAL"},
     Screen.SERVED: {Lang.KK: "ТӨЛЕНДІ", Lang.RU: "ОПЛАЧЕНО", Lang.EN: "PAID"},
     Screen.ALREADY_SERVED: {
-        Lang.KK: "ТАМАҚ БЕРІЛДІ",
+        # "not given again": the old "ТАМАҚ БЕРІЛДІ" (meal given) read like a go-ahead
+        Lang.KK: "ҚАЙТА БЕРІЛМЕЙДІ",
         Lang.RU: "УЖЕ ВЫДАНО",
         Lang.EN: "ALREADY SERVED",
     },

@@ -29,6 +29,7 @@ from edge.kiosk.hub import KioskError, KioskHub
 from edge.kiosk.screens import KioskScreen
 from edge.web.guard import SecurityHeaders, same_secret
 from edge.web.sessions import ActiveSession, SignIn, StaffSessions
+from protocol.allergens import ALLERGENS
 from protocol.messages import Id
 
 COOKIE = "qaqpa_kiosk"  # the device's session: "<id>.<secret>"
@@ -140,7 +141,12 @@ def create_app(
         return TEMPLATES.TemplateResponse(
             request,
             "kiosk.html",
-            {"terminals": hub.terminals, "language": language.value, "csrf": session.csrf},
+            {
+                "terminals": hub.terminals,
+                "language": language.value,
+                "csrf": session.csrf,
+                "allergens": ALLERGENS,
+            },
         )
 
     @app.post("/login")

@@ -35,11 +35,14 @@ from edge.kiosk.screens import (
 )
 from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, Sold, utc_now
 from edge.store import EdgeStore
-from protocol.messages import ConsentKind, MealKind, Reason
+from protocol.messages import MealKind, Reason
 
 log = logging.getLogger(__name__)
 
 PAY_WINDOW_S = 180.0  # a PAY screen's menu can be confirmed this long after the tap
+# A result (FREE MEAL, ALREADY SERVED, a refusal...) is shown this long; then the terminal is idle
+# again, so a page opened (or reconnected) later never shows an old tap as if it were new.
+RESULT_HOLD_S = 30.0
 SUBSCRIBER_BACKLOG = 64  # screens queued for a slow page before it is dropped
 
 
@@ -84,6 +87,7 @@ class KioskHub:
         self.pipeline = pipeline
         self.terminals = list(terminals)
         self._current: dict[str, KioskScreen] = {}
+        self._shown_at: dict[str, float] = {}  # terminal -> monotonic time of its current screen
         self._subscribers: dict[str, set[asyncio.Queue[KioskScreen]]] = {
             t: set() for t in self.terminals
         }
@@ -97,8 +101,7 @@ class KioskHub:
             raise KioskError(f"terminal {terminal!r} is not shown on this kiosk")
         queue: asyncio.Queue[KioskScreen] = asyncio.Queue(SUBSCRIBER_BACKLOG)
         self._subscribers[terminal].add(queue)
-        current = self._current.get(terminal)
-        queue.put_nowait(current if current is not None else self._idle(terminal))
+        queue.put_nowait(self.current(terminal))
         return queue
 
     def unsubscribe(self, terminal: str, queue: asyncio.Queue[KioskScreen]) -> None:
@@ -106,6 +109,7 @@ class KioskHub:
 
     def publish(self, terminal: str, screen: KioskScreen) -> None:
         self._current[terminal] = screen
+        self._shown_at[terminal] = time.monotonic()
         for queue in list(self._subscribers.get(terminal, ())):
             try:
                 queue.put_nowait(screen)
@@ -114,7 +118,15 @@ class KioskHub:
                 log.warning("kiosk page of %s fell behind; dropped", terminal)
 
     def current(self, terminal: str) -> KioskScreen:
-        return self._current.get(terminal) or self._idle(terminal)
+        """The terminal's screen now: the last one while it is fresh (a PAY screen for as long as
+        its menu can be confirmed), else idle."""
+        screen = self._current.get(terminal)
+        if screen is None:
+            return self._idle(terminal)
+        hold = PAY_WINDOW_S if screen["screen"] == Screen.PAY else RESULT_HOLD_S
+        if time.monotonic() - self._shown_at.get(terminal, 0.0) > hold:
+            return self._idle(terminal)
+        return screen
 
     # ------------------------------------------------------------------------- decisions
 
@@ -206,6 +218,8 @@ class KioskHub:
             "reason": reason,
             "message": _messages(reason),
             "t_ms": int(time.time() * 1000),
+            "at": self._local_hhmm(self.clock()),  # shown beside the result: when it happened
+            "hold_s": PAY_WINDOW_S if screen == Screen.PAY else RESULT_HOLD_S,
         }
 
     def _idle(self, terminal: str) -> KioskScreen:
@@ -218,12 +232,13 @@ class KioskHub:
         if st is None:
             return None
         name = self.store.display_names.get(student_id, "")
-        # Photos are not stored yet: with a consent that covers the photo, initials stand in.
-        consented = ConsentKind.BIOMETRIC in st.consents
+        # Photos are not stored yet (a photo would need the consent that covers it); the initials
+        # of the name already on the screen stand in, so the worker can match face and name.
         return {
             "name": name,
             "class": st.class_name,
-            "photo": initials(name) if consented and name else None,
+            "photo": None,
+            "initials": initials(name) if name else "?",
         }
 
     def _add_offer(self, screen: KioskScreen, student_id: str, day: dt.date) -> None:

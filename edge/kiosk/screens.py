@@ -39,7 +39,9 @@ COLOURS: dict[Screen, Colour] = {
 Texts = dict[str, str]  # language code ("kk", "ru", "en") -> text
 
 # "class" is a keyword, hence the functional form.
-StudentCard = TypedDict("StudentCard", {"name": str, "class": str, "photo": str | None})
+StudentCard = TypedDict(
+    "StudentCard", {"name": str, "class": str, "photo": str | None, "initials": str}
+)
 
 
 class ServedBefore(TypedDict):
@@ -92,6 +94,8 @@ class KioskScreen(TypedDict):
     reason: NotRequired[Reason]
     message: NotRequired[Texts]
     t_ms: NotRequired[int]
+    at: NotRequired[str]  # HH:MM, the school's local time of the result
+    hold_s: NotRequired[float]  # how long the page shows it before going idle
     error: NotRequired[Refusal]  # a sale refused: the menu again, with why
     receipt: NotRequired[Receipt | None]  # a sale made
     balance_tiyn: NotRequired[int]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -151,6 +152,7 @@ async def test_kiosk_in_chromium_with_the_virtual_card(daemon: tuple[str, Path])
             await expect(panel).to_have_attribute("data-screen", "free_meal")
             await expect(panel).to_have_class("green")
             await expect(page.locator("#headline")).to_have_text("ТЕГІН ТАМАҚ")
+            await expect(page.locator("#at")).to_have_text(re.compile(r"^\d\d:\d\d$"))
             await expect(page.locator("#name")).to_have_text("Айгерім Сейітова")
             await expect(page.locator("#photo")).to_have_text("АС")
 
@@ -166,7 +168,14 @@ async def test_kiosk_in_chromium_with_the_virtual_card(daemon: tuple[str, Path])
             await present("04D4E5F6")
             await expect(panel).to_have_attribute("data-screen", "pay")
             await expect(page.locator("#headline")).to_have_text("PAY")
-            await expect(page.locator("#photo")).to_have_text("")  # no consent: no photo
+            await expect(page.locator("#photo")).to_have_text("НӘ")  # no photo: the initials
+            await expect(page.locator("#at")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+            # allergens by name in the page's language, not as codes
+            await expect(page.locator("[data-item=porridge] .allergens")).to_have_text("milk")
+            await page.click("[data-lang=kk]")
+            await expect(page.locator("[data-item=porridge] .allergens")).to_have_text("сүт")
+            await expect(page.locator("[data-item=bun] .allergens")).to_have_text("глютен, жаңғақ")
+            await page.click("[data-lang=en]")
             await page.click("[data-item=soup]")
             await page.click("[data-item=tea]")
             await expect(page.locator("#cart li")).to_have_count(2)

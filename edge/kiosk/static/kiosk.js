@@ -18,7 +18,11 @@ const CSRF = document.querySelector("meta[name=csrf-token]").content;
 let terminal = localStorage.getItem("qaqpa.terminal") || $("terminal").value;
 if (![...$("terminal").options].some((o) => o.value === terminal)) terminal = $("terminal").value;
 $("terminal").value = terminal;
-let screen = {screen: "idle", colour: "grey"};
+const IDLE = {screen: "idle", colour: "grey"};
+const ALLERGENS = JSON.parse($("allergen-names").textContent);
+const allergen = (code) => (ALLERGENS[code] ? ALLERGENS[code][lang] : code);
+let screen = IDLE;
+let idleTimer = null;
 let cart = [];
 let source = null;
 
@@ -37,11 +41,12 @@ function render() {
   p.dataset.screen = screen.screen;
   p.dataset.reason = screen.reason || "";
   text($("headline"), screen.headline ? screen.headline[lang] : "");
+  text($("at"), screen.at || "");  // when the shown result happened
   text($("message"), screen.screen === "idle" ? w.idle : (screen.message ? screen.message[lang] : ""));
   const st = screen.student;
   $("who").classList.toggle("hidden", !st);
   if (st) {
-    text($("photo"), st.photo || "");
+    text($("photo"), st.photo || st.initials || "");
     text($("name"), st.name);
     text($("class"), w.cls + ": " + st.class);
   }
@@ -83,7 +88,7 @@ function renderMenu(w) {
     const pr = document.createElement("span"); pr.className = "price"; pr.textContent = money(d.price_tiyn); b.appendChild(pr);
     if (d.allergens.length) {
       const a = document.createElement("span"); a.className = "allergens";
-      a.textContent = d.allergens.join(", ") + (d.blocked_allergens.length ? " — " + w.blocked : "");
+      a.textContent = d.allergens.map(allergen).join(", ") + (d.blocked_allergens.length ? " — " + w.blocked : "");
       b.appendChild(a);
     }
     b.onclick = () => { cart.push(d.id); render(); };
@@ -111,6 +116,9 @@ function renderMenu(w) {
 function show(s) {
   if (s.screen !== "pay" || s.tap_id !== screen.tap_id) cart = [];
   screen = s;
+  // a result stays on screen for hold_s seconds, then the terminal is idle again
+  clearTimeout(idleTimer);
+  if (s.screen !== "idle" && s.hold_s) idleTimer = setTimeout(() => show(IDLE), s.hold_s * 1000);
   render();
 }
 

@@ -12,13 +12,24 @@ import pytest
 from fastapi.encoders import jsonable_encoder
 
 from edge.core.model import Purchase, Tap
-from edge.kiosk.hub import KioskHub
+from edge.kiosk.hub import RESULT_HOLD_S, KioskHub
 from edge.kiosk.screens import KioskScreen
 from edge.pipeline import Pipeline
 from protocol.messages import TerminalKind
 from tests.support.canteen_school import open_school
 
-BASE = ["id", "terminal", "screen", "colour", "headline", "reason", "message", "t_ms"]
+BASE = [
+    "id",
+    "terminal",
+    "screen",
+    "colour",
+    "headline",
+    "reason",
+    "message",
+    "t_ms",
+    "at",
+    "hold_s",
+]
 
 
 @pytest.fixture
@@ -53,7 +64,7 @@ async def test_screens_keep_their_keys_in_order(hub: KioskHub) -> None:
     free = json.loads(on_the_wire(await tap(hub, "UID:04A1B2C3")))
     assert list(free) == [*BASE, "seq", "student", "meal_period"]
     assert (free["screen"], free["colour"], free["reason"]) == ("free_meal", "green", "ok")
-    assert list(free["student"]) == ["name", "class", "photo"]
+    assert list(free["student"]) == ["name", "class", "photo", "initials"]
 
     again = json.loads(on_the_wire(await tap(hub, "UID:04A1B2C3", "canteen-2")))
     assert list(again) == [*BASE, "seq", "student", "meal_period", "served_before"]
@@ -99,3 +110,19 @@ async def test_screens_keep_their_keys_in_order(hub: KioskHub) -> None:
     assert list(refused) == [*BASE, "error", *offer_keys, "seq", "student", "meal_period"]
     assert refused["error"]["reason"] == "allergen_blocked"
     assert list(refused["error"]) == ["reason", "message"]
+
+
+async def test_an_old_result_is_not_shown_to_a_page_opened_later(hub: KioskHub) -> None:
+    """At opening the kiosk showed the morning's ALREADY SERVED: a result goes stale."""
+    shown = await tap(hub, "UID:04A1B2C3")
+    hub.publish("canteen-1", shown)
+    assert hub.current("canteen-1")["screen"] == "free_meal"
+    assert hub.subscribe("canteen-1").get_nowait()["screen"] == "free_meal"
+    hub._shown_at["canteen-1"] -= RESULT_HOLD_S + 1  # as if shown half a minute ago
+    assert hub.current("canteen-1") == {
+        "id": 0,
+        "terminal": "canteen-1",
+        "screen": "idle",
+        "colour": "grey",
+    }
+    assert hub.subscribe("canteen-1").get_nowait()["screen"] == "idle"
