@@ -52,7 +52,7 @@ nav_item("students.view", "/classes", "Classes", 21)
 nav_item("staff.edit", "/staff", "Staff", 22)
 nav_item("roster.import", "/roster/import", "Import roster", 23)
 
-PAGE = 200
+PAGE = 100  # students per page
 Viewed = Annotated[Student, visible_student("students.view")]
 Edited = Annotated[Student, visible_student("students.edit")]
 
@@ -90,9 +90,12 @@ def students_page(
     class_pk: Annotated[str | None, Query(max_length=20)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
     inactive: Annotated[str, Query(max_length=3)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    sort: Annotated[str, Query(max_length=8)] = "class",
 ) -> Response:
     current = _pick_school(schools, school)
-    rows: list[Any] = []
+    found = service.StudentPage([], 0, 1, 1)
+    sort = sort if sort in service.SORTS else "class"
     classes: list[SchoolClass] = []
     cls_pk = parse_id(class_pk)
     if current is not None:
@@ -104,15 +107,24 @@ def students_page(
             other = db.get(SchoolClass, cls_pk)
             ensure(other is None or other.school_id != current.id)
             cls_pk = None
-        rows = service.find_students(
+        found = service.find_students(
             db,
             current.id,
             [cls_pk] if cls_pk else visible,
             q.strip(),
             with_inactive=bool(inactive),
-            limit=PAGE + 1,
+            page=page,
+            per_page=PAGE,
+            sort=sort,
         )
-        audit(db, who, "view", "students", school_id=current.id, summary=f"list, {len(rows)} rows")
+        audit(
+            db,
+            who,
+            "view",
+            "students",
+            school_id=current.id,
+            summary=f"list, page {found.page}, {len(found.rows)} rows",
+        )
         db.commit()
     can_edit = current is not None and who.can("students.edit", school_id=current.id)
     return render(
@@ -125,8 +137,9 @@ def students_page(
             "class_pk": cls_pk,
             "q": q,
             "inactive": bool(inactive),
-            "rows": rows[:PAGE],
-            "more": len(rows) > PAGE,
+            "rows": found.rows,
+            "found": found,
+            "sort": sort,
             "can_edit": can_edit,
             "can_import": current is not None and who.can("roster.import", school_id=current.id),
         },

@@ -8,6 +8,8 @@ the cells into typed ``RosterRow``s against the school's classes. Reasons are En
 
 from __future__ import annotations
 
+import unicodedata
+
 import csv
 import datetime as dt
 import hashlib
@@ -873,3 +875,9 @@ def rows_digest(rows: Iterable[RosterRow]) -> str:
     for r in rows:
         h.update(repr(sorted(r.to_json().items())).encode())
     return h.hexdigest()
+
+
+def search_key(text: str) -> str:
+    """``text`` as searches compare it: NFC, case-folded (Unicode, not ASCII-only), one space
+    between words. Kazakh letters fold like any other: "ӘЛИЯ" -> "әлия"."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())

@@ -803,6 +803,17 @@ def add_guardian(
     return g
 
 
+@dataclass(frozen=True)
+class StudentPage:
+    rows: list[tuple[Student, SchoolClass]]
+    total: int  # how many match, over all pages
+    page: int  # 1-based, clamped to the last page
+    pages: int
+
+
+SORTS = ("class", "name", "id")
+
+
 def find_students(
     session: Session,
     school_id: str,
@@ -810,29 +821,51 @@ def find_students(
     text: str = "",
     *,
     with_inactive: bool = False,
-    limit: int = 200,
-) -> list[tuple[Student, SchoolClass]]:
-    """Students of these classes of the school with their class, by class then name; ``text``
-    matches a part of the surname or given name, or the whole student id."""
+    page: int = 1,
+    per_page: int = 100,
+    sort: str = "class",
+) -> StudentPage:
+    """Students of these classes of the school with their class, one page of them.
+
+    ``text`` matches a part of the surname, given name or patronymic, or a part of the student
+    id, by Unicode case folding (``rules.search_key``): "иванов" finds "Иванов" and "ӘЛИЯ" finds
+    "Әлия" on PostgreSQL under any collation and on the demo's SQLite alike (SQL ``lower()`` is
+    ASCII-only there, and under PostgreSQL's "C" collation). A school's students are a few
+    thousand rows at most, so the match runs here, not in SQL. ``sort`` is one of ``SORTS``.
+    """
     q = (
         select(Student, SchoolClass)
         .join(SchoolClass, SchoolClass.pk == Student.class_pk)
         .where(Student.school_id == school_id, Student.class_pk.in_(list(class_pks)))
-        .order_by(SchoolClass.grade, SchoolClass.name, Student.surname, Student.given_name)
-        .limit(limit)
     )
     if not with_inactive:
         q = q.where(Student.active.is_(True))
-    if text:
-        like = f"%{text.lower()}%"
-        q = q.where(
-            or_(
-                func.lower(Student.surname).like(like),
-                func.lower(Student.given_name).like(like),
-                func.lower(Student.ref) == text.lower(),
-            )
-        )
-    return [(st, cls) for st, cls in session.execute(q).all()]
+    rows = [(st, cls) for st, cls in session.execute(q).all()]
+    needle = rules.search_key(text)
+    if needle:
+        rows = [
+            (st, cls)
+            for st, cls in rows
+            if needle in rules.search_key(st.full_name) or needle in rules.search_key(st.ref)
+        ]
+
+    def by_name(r: tuple[Student, SchoolClass]) -> tuple[str, ...]:
+        st = r[0]
+        return (rules.search_key(st.surname), rules.search_key(st.given_name), st.ref)
+
+    def by_class(r: tuple[Student, SchoolClass]) -> tuple[object, ...]:
+        return (r[1].grade, r[1].name, *by_name(r))
+
+    if sort == "name":
+        rows.sort(key=by_name)
+    elif sort == "id":
+        rows.sort(key=lambda r: r[0].ref)
+    else:
+        rows.sort(key=by_class)
+    pages = max(1, -(-len(rows) // per_page))
+    page = min(max(1, page), pages)
+    first = (page - 1) * per_page
+    return StudentPage(rows[first : first + per_page], len(rows), page, pages)
 
 
 def remove_guardian(session: Session, who: Principal | None, st: Student, guardian_pk: int) -> None:
