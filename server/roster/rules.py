@@ -8,13 +8,12 @@ the cells into typed ``RosterRow``s against the school's classes. Reasons are En
 
 from __future__ import annotations
 
-import unicodedata
-
 import csv
 import datetime as dt
 import hashlib
 import io
 import re
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
