@@ -632,9 +632,11 @@ def check_row(
     for col in ("surname", "given_name", "class"):
         if not c.get(col, "").strip():
             errors.append(row_error(line, col, E_REQUIRED))
-    for col in CONSENT_COLUMNS:
-        if not c.get(col, "").strip():
-            errors.append(row_error(line, col, E_NO_CONSENT))
+    missing = [col for col in CONSENT_COLUMNS if not c.get(col, "").strip()]
+    if len(missing) == len(CONSENT_COLUMNS):  # no consent at all: one message, not three
+        errors.append(row_error(line, CONSENT_COLUMNS[0], E_NO_CONSENT))
+    else:  # a consent written down in part: which field is missing
+        errors.extend(row_error(line, col, E_REQUIRED) for col in missing)
 
     ref = text("student_ref")
     if ref:
@@ -770,7 +772,7 @@ def check_rows(
     new_classes: dict[str, ClassInfo] = {}
     new_class_line: dict[str, int] = {}
     refs: dict[str, int] = {}
-    people: dict[str, int] = {}
+    people: dict[str, tuple[int, str]] = {}  # name and birth date -> (line, student id)
     for raw in raws:
         row, errs = check_row(raw, classes, today)
         errors.extend(errs)
@@ -782,10 +784,14 @@ def check_rows(
                 errors.append(row_error(row.line, "student_ref", E_DUP_REF, other=refs[row.ref]))
                 dup = True
             refs.setdefault(row.ref, row.line)
-        if row.person in people:
-            errors.append(row_error(row.line, "surname", E_DUP_PERSON, other=people[row.person]))
+        # Two rows with different student ids are two people, even with the same name and birth
+        # date (twins named alike, namesakes): the school's own export carries them so. Name and
+        # birth date identify a student only where a row has no id.
+        earlier = people.get(row.person)
+        if earlier is not None and not (row.ref and earlier[1]):
+            errors.append(row_error(row.line, "surname", E_DUP_PERSON, other=earlier[0]))
             dup = True
-        people.setdefault(row.person, row.line)
+        people.setdefault(row.person, (row.line, row.ref))
         key = class_key(row.class_name)
         if key not in classes and row.grade is not None and row.shift is not None:
             info = ClassInfo(row.class_name, row.grade, row.shift)

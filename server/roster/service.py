@@ -176,6 +176,8 @@ class PlannedRow:
     student_pk: int | None = None
     ref: str = ""
     changes: list[str] = field(default_factory=list)
+    # what the preview shows for a change: (field, stored value, the file's value)
+    diffs: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -371,17 +373,30 @@ def plan_import(
             continue
         seen_pks[st.pk] = row.line
         changes: list[str] = []
+        diffs: list[tuple[str, str, str]] = []
+
+        def differs(
+            name: str,
+            old: object,
+            new: object,
+            changes: list[str] = changes,
+            diffs: list[tuple[str, str, str]] = diffs,
+        ) -> None:
+            changes.append(name)
+            diffs.append((name, "" if old is None else str(old), "" if new is None else str(new)))
+
         if st.surname != row.surname:
-            changes.append("surname")
+            differs("surname", st.surname, row.surname)
         if st.given_name != row.given_name:
-            changes.append("given_name")
+            differs("given_name", st.given_name, row.given_name)
         if row.patronymic and st.patronymic != row.patronymic:
-            changes.append("patronymic")
+            differs("patronymic", st.patronymic, row.patronymic)
         if row.birth_date is not None and st.birth_date != row.birth_date:
-            changes.append("birth_date")
+            differs("birth_date", st.birth_date, row.birth_date)
         cls = classes.get(class_key(row.class_name))
         if cls is None or cls.pk != st.class_pk:
-            changes.append("class")
+            now_in = session.get(SchoolClass, st.class_pk)
+            differs("class", now_in.name if now_in is not None else "", row.class_name)
         if not st.active:
             changes.append("active")
         if row.guardian_name:
@@ -398,7 +413,7 @@ def plan_import(
         if consent:
             changes.append("consent")
         planned.append(
-            PlannedRow(row, "update" if changes else "unchanged", st.pk, st.ref, changes)
+            PlannedRow(row, "update" if changes else "unchanged", st.pk, st.ref, changes, diffs)
         )
     return ImportPlan(school_id, planned, errors, list(new_classes))
 

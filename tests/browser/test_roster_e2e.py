@@ -16,7 +16,8 @@ pytestmark = needs_chromium
 
 def test_import_a_roster_in_the_browser(app: Any, world: World, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_bytes(csv_of([GOOD[0] | {"consent_document": ""}]))
+    no_consent = {"consent_given_by": "", "consent_document": "", "consent_date": ""}
+    bad.write_bytes(csv_of([GOOD[0] | no_consent]))
     good = tmp_path / "roster.xlsx"
     good.write_bytes(xlsx_of(GOOD))
     with serve(app) as url, chromium() as browser:
@@ -33,7 +34,7 @@ def test_import_a_roster_in_the_browser(app: Any, world: World, tmp_path: Path) 
         page.click("form[action='/roster/import'] button[type=submit]")
         page.wait_for_selector("#errors")
         cells = page.locator("#errors tbody tr td").all_inner_texts()
-        assert cells[:2] == ["2", "consent_document"]
+        assert cells[:2] == ["2", "consent_given_by"]
         assert "келісім жоқ" in cells[2]
         assert page.locator("form[action='/roster/import/confirm']").count() == 0
 

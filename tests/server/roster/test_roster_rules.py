@@ -128,11 +128,7 @@ def test_every_row_error_has_line_column_reason() -> None:
     ]
     assert errors_of(rows) == [
         (3, "surname", "required field is empty"),
-        (
-            3,
-            "consent_document",
-            "no written data consent: a student's data enters the system only with a parent's consent",
-        ),
+        (3, "consent_document", "required field is empty"),
         (4, "birth_date", "not a date (write YYYY-MM-DD or DD.MM.YYYY)"),
         (
             4,
@@ -163,6 +159,33 @@ def test_every_row_error_has_line_column_reason() -> None:
         (19, "grade", "not a whole number"),
         (19, "shift", "shift must be 1 to 3"),
     ]
+
+
+def test_a_row_without_consent_gets_one_message_not_three() -> None:
+    checked = check_rows(
+        [RawRow(2, row(consent_given_by="", consent_document="", consent_date=""))],
+        CLASSES,
+        TODAY,
+    )
+    assert [e.as_tuple() for e in checked.errors] == [
+        (
+            2,
+            "consent_given_by",
+            "no written data consent: a student's data enters the system only with a parent's consent",
+        )
+    ]
+
+
+def test_namesakes_with_their_own_ids_are_two_students() -> None:
+    """The school's own export carries twins named alike (same birth date, different ids)."""
+    twin = row(student_ref="s-1")
+    other = row(student_ref="s-2")  # the same name and birth date
+    checked = check_rows([RawRow(2, twin), RawRow(3, other)], CLASSES, TODAY)
+    assert checked.errors == [] and [r.ref for r in checked.rows] == ["s-1", "s-2"]
+    # without an id, name and birth date still identify: the second line is a duplicate
+    for a, b in ((row(), row()), (twin, row()), (row(), other)):
+        checked = check_rows([RawRow(2, a), RawRow(3, b)], CLASSES, TODAY)
+        assert [e.as_tuple()[:2] for e in checked.errors] == [(3, "surname")]
 
 
 def test_new_class_from_grade_and_shift_and_lookalike_letters() -> None:
