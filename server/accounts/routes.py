@@ -164,6 +164,9 @@ def login(
             {"next": _safe_next(next), "error": error},
             429 if result.wait_s else 401,
         )
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in i18n.LANGS:  # the language picked on the sign-in page stays after signing in
+        user.lang = chosen
     token = open_session(db, user, settings.console_session_ttl_s)
     db.commit()
     response = redirect("/account/password" if user.must_change_password else _safe_next(next))

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from protocol.allergens import ALLERGENS
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.canteen import ledger, service
@@ -180,7 +181,7 @@ def _student_page(
     error: str | None = None,
     ok: str | None = None,
     status: int = 200,
-    form: dict[str, str] | None = None,
+    form: dict[str, Any] | None = None,
 ) -> Response:
     entries = service.student_entries(db, st.pk)
     bal, voucher = service.balances(db, [st.pk])[st.pk]
@@ -265,7 +266,7 @@ def _limits_page(
     *,
     error: str | None = None,
     status: int = 200,
-    form: dict[str, str] | None = None,
+    form: dict[str, Any] | None = None,
 ) -> Response:
     limits = db.get(ParentLimits, st.pk)
     audit(
@@ -279,8 +280,11 @@ def _limits_page(
     )
     db.commit()
     if form is None:
+        blocks = list(limits.allergen_blocks) if limits else []
         form = {
-            "allergens": ", ".join(limits.allergen_blocks) if limits else "",
+            "known": [a for a in blocks if a in ALLERGENS],
+            # codes of the school's own menu, beyond the list
+            "allergens": ", ".join(a for a in blocks if a not in ALLERGENS),
             "cap": (
                 ledger_tenge(limits.daily_cap_tiyn)
                 if limits and limits.daily_cap_tiyn is not None
@@ -290,7 +294,7 @@ def _limits_page(
     return render(
         request,
         "canteen/limits.html",
-        {"st": st, "limits": limits, "form": form, "error": error},
+        {"st": st, "limits": limits, "form": form, "error": error, "allergen_list": ALLERGENS},
         status,
     )
 
@@ -307,10 +311,12 @@ def limits_save(
     st: Limited,
     allergens: Annotated[str, Form(max_length=1000)] = "",
     cap: Annotated[str, Form(max_length=32)] = "",
+    allergen: Annotated[list[str] | None, Form(max_length=len(ALLERGENS))] = None,
 ) -> Response:
-    form = {"allergens": allergens, "cap": cap}
+    known = [a for a in (allergen or []) if a in ALLERGENS]
+    form: dict[str, Any] = {"allergens": allergens, "cap": cap, "known": known}
     try:
-        blocks = ledger.parse_allergens(allergens)
+        blocks = ledger.parse_allergens(", ".join([*known, allergens]))
         cap_tiyn: int | None = None
         if cap.strip():
             try:

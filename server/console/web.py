@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import escape
 from sqlalchemy.orm import Session, sessionmaker
 
+from protocol.allergens import allergen_names
 from server.accounts.access import Principal
 from server.accounts.models import User
 from server.accounts.service import load_principal
@@ -274,3 +275,36 @@ env.filters["datetime"] = _datetime
 # Jinja marks safe (translations are trusted markup), the result is escaped like any value.
 env.filters["t"] = lambda message: i18n.gettext(str(message))
 env.filters["money"] = _money
+
+# Meal periods are names the school admin typed into the policy ("breakfast", "lunch"): the usual
+# ones are shown in the reader's language, any other as typed.
+MEAL_PERIODS = ("breakfast", "second_breakfast", "lunch", "snack", "afternoon_snack", "dinner")
+
+
+def _meal_period(name: str | None) -> str:
+    if not name:
+        return ""
+    key = name.strip().casefold().replace(" ", "_")
+    return i18n.gettext(f"meal-period:{key}") if key in MEAL_PERIODS else name
+
+
+def _allergens(codes: Iterable[str] | None) -> str:
+    return ", ".join(allergen_names(codes or (), i18n.current_lang.get()))
+
+
+def _audit_term(value: str | None) -> str:
+    """An audit entry's action or subject in the reader's language: ``view`` -> "қарау",
+    ``student:12`` -> "оқушы 12"; a term without a translation is shown as recorded."""
+    if not value:
+        return ""
+    word, _sep, ref = value.partition(":")
+    key = f"audit:{word}"
+    said = i18n.gettext(key)
+    if said == key:
+        return value
+    return f"{said} {ref}" if ref else said
+
+
+env.filters["meal_period"] = _meal_period
+env.filters["audit_term"] = _audit_term
+env.filters["allergens"] = _allergens

@@ -97,3 +97,16 @@ def test_language_choice_kazakh_by_default(make_browser, world: World) -> None: 
     user = make_browser("admin1")
     user.post("/lang", {"lang": "en", "next": "/"})
     assert "Sign out" in user.get("/").text
+
+
+def test_the_language_chosen_on_the_sign_in_page_stays_after_signing_in(
+    make_browser, world: World
+) -> None:  # type: ignore[no-untyped-def]
+    b = make_browser()
+    b.post("/lang", {"lang": "en", "next": "/login"})
+    assert "Sign in" in b.get("/login").text
+    b.login("teacher1")  # whose account says Kazakh
+    assert "Sign out" in b.get("/").text
+    again = make_browser()  # another day, another browser: the account remembers
+    again.login("teacher1")
+    assert "Sign out" in again.get("/").text

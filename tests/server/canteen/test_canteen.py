@@ -292,6 +292,27 @@ def test_parent_limits_own_children_only(world: World, db: Session, make_browser
     assert p.get("/canteen/reconcile").status_code == 403
 
 
+def test_parent_picks_allergens_by_name_in_their_language(
+    world: World, db: Session, make_browser: Any
+) -> None:
+    """The form listed codes ("milk, nuts, gluten") in English on a Kazakh page."""
+    own = world.students["s1-3a-1"]
+    p = make_browser("parent1")
+    p.post("/lang", {"lang": "kk", "next": "/"})
+    page = p.get(f"/canteen/student/{own}/limits").text
+    assert 'name="allergen" value="milk"> сүт' in page and "жұмыртқа" in page
+    r = p.post(
+        f"/canteen/student/{own}/limits",
+        {"allergen": ["milk", "eggs", "nonsense"], "allergens": "kurt", "cap": ""},
+    )
+    assert r.status_code == 303
+    sent = [c for c in changes(db, "S1") if isinstance(c, ParentLimitsSet)]
+    assert sent[-1].allergen_blocks == ["eggs", "kurt", "milk"]  # an unknown box is dropped
+    page = p.get(f"/canteen/student/{own}/limits").text
+    assert 'value="milk" checked' in page and 'value="eggs" checked' in page
+    assert 'value="nuts" checked' not in page and 'value="kurt"' in page  # the school's own code
+
+
 # ------------------------------------------------------------------------------ reports
 
 

@@ -42,3 +42,18 @@ def test_every_message_is_translated(lang: str) -> None:
     i18n.catalogue.cache_clear()
     missing = sorted(m for m in used_messages() if m not in i18n.catalogue(lang))
     assert not missing, f"{len(missing)} messages without a {lang} translation: {missing[:20]}"
+
+
+KEYED = re.compile(r"[a-z][a-z_-]*:[A-Za-z0-9_.-]+")  # "consent:data", "edge-role:admin"
+
+
+@pytest.mark.parametrize("lang", ["kk", "ru", "en"])
+def test_a_keyed_message_has_text_in_every_language(lang: str) -> None:
+    """A key such as ``consent:data`` is not English source text: every catalogue, the English
+    one too, must say what it means, or the page shows the raw key."""
+    i18n.catalogue.cache_clear()
+    ids: set[str] = set()
+    for po in (i18n.LOCALE_DIR / lang).glob("*.po"):
+        ids |= {m for m in re.findall(r'^msgid "([^"]+)"$', po.read_text(), re.M)}
+    bare = sorted(m for m in ids if KEYED.fullmatch(m) and m not in i18n.catalogue(lang))
+    assert not bare, f"{len(bare)} keys without {lang} text: {bare[:20]}"
