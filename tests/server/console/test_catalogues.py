@@ -57,3 +57,23 @@ def test_a_keyed_message_has_text_in_every_language(lang: str) -> None:
         ids |= {m for m in re.findall(r'^msgid "([^"]+)"$', po.read_text(), re.M)}
     bare = sorted(m for m in ids if KEYED.fullmatch(m) and m not in i18n.catalogue(lang))
     assert not bare, f"{len(bare)} keys without {lang} text: {bare[:20]}"
+
+
+def test_kazakh_puts_the_date_before_its_postposition() -> None:
+    """ "бастап 2026-10-08" read wrong: Kazakh says "2026-10-08 бастап" (and "... дейін")."""
+    from server.console.web import env
+
+    i18n.catalogue.cache_clear()
+    page = env.from_string("{{ _('since %(date)s', date=d) }} / {{ _('until %(date)s', date=d) }}")
+    said = {}
+    for lang in ("kk", "ru", "en"):
+        token = i18n.current_lang.set(lang)
+        try:
+            said[lang] = page.render(d="2026-10-08")
+        finally:
+            i18n.current_lang.reset(token)
+    assert said == {
+        "kk": "2026-10-08 бастап / 2026-10-08 дейін",
+        "ru": "с 2026-10-08 / до 2026-10-08",
+        "en": "since 2026-10-08 / until 2026-10-08",
+    }
