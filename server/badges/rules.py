@@ -333,7 +333,7 @@ def _plan(obj: Any, level: Level) -> Plan:
         raise JournalError("plan.long", f"missing (required at {level.value})")
     heritage = obj["heritage"]
     if not isinstance(heritage, Mapping) or "mode" not in heritage:
-        _keys(heritage, "plan.heritage", ("mode",))
+        _keys(heritage, "plan.heritage", ("mode",), ("months",))
     mode = _choice(HeritageMode, heritage["mode"], "plan.heritage.mode")
     if mode is HeritageMode.BOOK:
         _keys(heritage, "plan.heritage", ("mode",))
