@@ -185,6 +185,17 @@ class Requirements:
     trip_days: int
     work_days: int | None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form ``requirements_from_mapping`` reads (to store an individual set)."""
+        return {
+            "weeks": {d.value: n for d, n in self.weeks.items()},
+            "books": self.books,
+            "kazakh_books": self.kazakh_books,
+            "heritage_weeks": self.heritage_weeks,
+            "trip_days": self.trip_days,
+            "work_days": self.work_days,
+        }
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -443,6 +454,48 @@ def level_requirements(level: Level, plan: Plan) -> Requirements:
         return Requirements(weeks, 6, 2, heritage_weeks, 3, None)
     weeks = {long: 39, other: 26, Direction.VOLUNTEERING: 52}
     return Requirements(weeks, 9, 3, heritage_weeks, 3, 5)
+
+
+MAX_REQUIRED = 520  # ten years of weeks: a bound on any individual number
+
+
+def requirements_from_mapping(data: Any) -> Requirements:
+    """An individual set of requirements recorded by the operator (``Requirements.as_dict``
+    form), checked: every key present, whole numbers in 0..520, Kazakh books within books.
+    Raises ``JournalError`` naming the field (``requirements.weeks.sport``)."""
+    keys = ("weeks", "books", "kazakh_books", "heritage_weeks", "trip_days", "work_days")
+    _keys(data, "requirements", keys)
+
+    def whole(value: Any, where: str, nullable: bool = False) -> int | None:
+        if value is None and nullable:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise JournalError(where, "must be a whole number" + (" or null" if nullable else ""))
+        if not 0 <= value <= MAX_REQUIRED:
+            raise JournalError(where, f"must be within 0..{MAX_REQUIRED}")
+        return value
+
+    weeks_in = data["weeks"]
+    _keys(weeks_in, "requirements.weeks", [d.value for d in WEEKLY_DIRECTIONS])
+    weeks: dict[Direction, int] = {}
+    for d in WEEKLY_DIRECTIONS:
+        n = whole(weeks_in[d.value], f"requirements.weeks.{d.value}")
+        assert n is not None
+        weeks[d] = n
+    books = whole(data["books"], "requirements.books")
+    kazakh = whole(data["kazakh_books"], "requirements.kazakh_books")
+    trip = whole(data["trip_days"], "requirements.trip_days")
+    assert books is not None and kazakh is not None and trip is not None
+    if kazakh > books:
+        raise JournalError("requirements.kazakh_books", "must not exceed books")
+    return Requirements(
+        weeks=weeks,
+        books=books,
+        kazakh_books=kazakh,
+        heritage_weeks=whole(data["heritage_weeks"], "requirements.heritage_weeks", True),
+        trip_days=trip,
+        work_days=whole(data["work_days"], "requirements.work_days", True),
+    )
 
 
 def _ratio(have: Fraction | Decimal | int, need: int) -> Fraction:

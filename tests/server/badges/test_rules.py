@@ -799,3 +799,94 @@ def test_age_agrees_with_counting_birthdays(birth, day):
 
 def test_level_enum_values():
     assert [lv.value for lv in Level] == ["bronze", "silver", "gold"]
+
+
+# --- individual requirements as stored JSON ------------------------------------------------
+
+
+def test_requirements_round_trip_and_refusals():
+    from server.badges.rules import Plan, level_requirements, requirements_from_mapping
+
+    plan = parse_journal(
+        json.dumps(
+            journal("gold", birth_date="2009-01-01")
+            | {"plan": {"long": "talents", "heritage": {"mode": "weeks", "months": 9}}}
+        )
+    ).plan
+    need = level_requirements(Level.GOLD, plan)
+    assert isinstance(plan, Plan)
+    assert requirements_from_mapping(json.loads(json.dumps(need.as_dict()))) == need
+    assert need.weeks[Direction.TALENTS] == 39 and need.weeks[Direction.SPORT] == 26
+    assert (need.heritage_weeks, need.work_days, need.books, need.kazakh_books) == (39, 5, 9, 3)
+    good = need.as_dict()
+    for change, field in [
+        ({"books": -1}, "requirements.books"),
+        ({"books": 1.5}, "requirements.books"),
+        ({"books": True}, "requirements.books"),
+        ({"kazakh_books": 10}, "requirements.kazakh_books"),
+        ({"trip_days": 521}, "requirements.trip_days"),
+        ({"work_days": "5"}, "requirements.work_days"),
+        ({"weeks": {"sport": 1, "talents": 1}}, "requirements.weeks.volunteering"),
+        (
+            {"weeks": {"sport": 1, "talents": 1, "volunteering": 1, "chess": 1}},
+            "requirements.weeks.chess",
+        ),
+        ({"extra": 1}, "requirements.extra"),
+    ]:
+        with pytest.raises(JournalError) as info:
+            requirements_from_mapping(good | change)
+        assert info.value.field == field
+    # null heritage weeks: book mode; null work days: no work direction
+    relaxed = requirements_from_mapping(good | {"heritage_weeks": None, "work_days": None})
+    assert (
+        "work"
+        not in evaluate(journal("gold", birth_date="2009-01-01"), TODAY, relaxed)["directions"]
+    )
+
+
+# --- robustness: anything but a journal raises JournalError, never another exception --------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_arbitrary_json_is_refused_cleanly(value):
+    # (a random value is never a whole journal: six exact keys are needed)
+    with pytest.raises(JournalError):
+        parse_journal(json.dumps(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_mutated_journal_parses_or_is_refused_cleanly(data):
+    j = example_one()
+    entries = j["entries"]
+    target = data.draw(st.sampled_from(["top", "plan", "entry"]))
+    if target == "top":
+        obj = j
+    elif target == "plan":
+        obj = j["plan"]["heritage"]
+    else:
+        obj = entries[data.draw(st.integers(0, len(entries) - 1))]
+    key = data.draw(st.sampled_from([*obj.keys(), "extra"]))
+    if data.draw(st.booleans()) and key in obj:
+        del obj[key]
+    else:
+        obj[key] = data.draw(json_values)
+    try:
+        report = evaluate(parse_journal(json.dumps(j)), TODAY)
+    except JournalError as err:
+        assert err.field and str(err).startswith(err.field)
+    else:
+        assert 0.0 <= report["rating"] <= 100.0
