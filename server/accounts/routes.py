@@ -34,7 +34,6 @@ from server.console.web import (
     Db,
     Forbidden,
     Settings,
-    any_user,
     nav_item,
     redirect,
     render,
@@ -292,11 +291,6 @@ def set_lang(
     response = redirect(_safe_next(next))
     response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax")
     return response
-
-
-@router.get("/")
-def home(request: Request, who: Annotated[Principal, any_user()]) -> Response:
-    return render(request, "accounts/home.html", {"roles": sorted(r.value for r in who.roles)})
 
 
 # ---------------------------------------------------------------------------------- users

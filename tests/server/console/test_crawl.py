@@ -150,6 +150,9 @@ def crawl(browser: Any) -> dict[str, tuple[int, str]]:
         r = browser.get(full)
         body = r.text if "text/html" in r.headers.get("content-type", "") else ""
         seen[full] = (r.status_code, body)
+        location = r.headers.get("location", "")
+        if r.status_code in (302, 303, 307) and location.startswith("/"):
+            queue.append(location)  # a page that sends the reader on (a parent's home)
         if r.status_code != 200 or not body:
             continue
         page = Page()

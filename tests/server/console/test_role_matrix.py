@@ -229,6 +229,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/reports/library"): R("reports.library", "list"),
     ("GET", "/reports/evacuation"): R("reports.evacuation", "list"),
     ("GET", "/status"): R("status.view", "list"),
+    ("GET", "/refused"): R("status.view", "list"),
     ("GET", "/status/fragment"): R("status.view", "list"),
     # notifications
     ("GET", "/notifications"): R("notifications.view", "list"),
