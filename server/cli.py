@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from server.gifted import cli as gifted_cli
 from server.settings import ServerSettings
 
 
@@ -351,6 +352,8 @@ def add_commands(subparsers: Any) -> None:
         help="read a password from stdin instead of printing an invitation link",
     )
     p.set_defaults(func=_user_add)
+
+    gifted_cli.add_commands(subparsers, common)
 
     p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")
