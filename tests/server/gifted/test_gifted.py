@@ -9,16 +9,21 @@ from __future__ import annotations
 import datetime as dt
 import io
 
+import pytest
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from server.audit.models import AuditEntry
+from server.cli import main
 from server.clock import now_ms
 from server.gifted import service
 from server.gifted.models import Activity, GiftedEntry, Nomination, Reminder, Support
+from server.notify.delivery import DeliveryWorker
 from server.notify.models import OutboxMessage
-from server.people.models import StaffMember
+from server.notify.settings import NotifySettings
+from server.people.models import StaffMember, Student
+from simulators.notify_sinks import SmsSink
 from tests.support.consents import changes, give
 from tests.support.console import World
 
@@ -282,3 +287,82 @@ def test_no_reminder_to_a_parent_without_notification_consent(
     assert service.send_reminders(db, today, 7) == 1  # the coordinator only
     db.commit()
     assert db.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+def _entered(make_browser, db: Session, ref_pk: int, admin_login: str = "admin1") -> None:  # type: ignore[no-untyped-def]
+    admin = make_browser(admin_login)
+    give(admin, ref_pk)
+    give(admin, ref_pk, kind="gifted")
+    db.add(
+        Nomination(
+            student_pk=ref_pk,
+            school_id=db.get_one(Student, ref_pk).school_id,
+            basis="teacher",
+            subject="Chemistry",
+            detail="",
+            nominated_on=dt.date.today(),
+            recorded_at_ms=now_ms(),
+        )
+    )
+    db.commit()
+    op = make_browser("operator")
+    assert op.post(f"/gifted/student/{ref_pk}/enter", {}).status_code == 303
+
+
+def test_the_cli_queues_a_parents_reminder_that_the_notify_worker_delivers(
+    make_browser,
+    world: World,
+    db: Session,
+    pg_console_url: str,
+    engine: Engine,
+    nset: NotifySettings,
+    sms: SmsSink,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # type: ignore[no-untyped-def]
+    pk = world.students["s1-3a-1"]  # the world's parent has a phone
+    _entered(make_browser, db, pk)
+    give(make_browser("admin1"), pk, kind="notifications")
+    today = dt.date.today()
+    coord = make_browser("gifted1")
+    coord.post(
+        f"/gifted/student/{pk}/activities",
+        {
+            "kind": "olympiad",
+            "title": "City chemistry olympiad",
+            "planned_from": (today + dt.timedelta(days=1)).isoformat(),
+        },
+    )
+    url = ["--database-url", pg_console_url]
+    assert main(["gifted", "remind", *url, "--today", today.isoformat(), "--days", "3"]) == 0
+    assert "gifted reminders added: 2" in capsys.readouterr().out
+    assert main(["gifted", "remind", *url, "--today", today.isoformat()]) == 0
+    assert "gifted reminders added: 0" in capsys.readouterr().out
+    assert main(["gifted", "remind", *url, "--today", "tomorrow"]) == 2
+    DeliveryWorker(engine, nset, rand=lambda: 0.0).run_once()
+    [got] = sms.delivered
+    assert got.to == "+77010000001"
+    # the first name and the activity, in the parent's language (Kazakh); no surname
+    assert "Name3AS1" in got.message and "City chemistry olympiad" in got.message
+    assert "Surname1" not in got.message and "еске салу" in got.message
+
+
+def test_statistics_and_teachers_keep_to_the_coordinators_region(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    for ref in ("s1-3a-1", "s3-3a-1"):
+        _entered(make_browser, db, world.students[ref], "operator")
+    op = make_browser("operator")
+    for school in ("S1", "S3"):
+        assert (
+            op.post(f"/gifted/schools/{school}/locality", {"locality": "urban"}).status_code == 303
+        )
+    year = dt.date.today().year
+    regional = make_browser("giftedr")
+    page = regional.get(f"/gifted/statistics?year={year}")
+    assert "Region One" in page.text and "Region Two" not in page.text
+    assert "Region Two" in op.get(f"/gifted/statistics?year={year}").text
+    # a school's coordinator sees their school's registry only
+    assert regional.get("/gifted?school=S3").status_code == 404
+    assert make_browser("gifted1").get("/gifted?school=S2").status_code == 404
+    rows = service.annual_statistics(db, None, year)
+    assert [(r.region, r.gifted, r.other) for r in rows] == [("R1", 1, 1), ("R2", 1, 1)]
