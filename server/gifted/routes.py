@@ -564,13 +564,20 @@ def _t(request: Request) -> Any:
     return lambda m: gettext(m, lang)
 
 
-def statistics_sheet(
+def statistics_sheets(
     t: Any, year: int, rows: list[rules.RegionYear], names: dict[str, str]
-) -> Sheet:
+) -> list[Sheet]:
+    """Two tables: the children by the decree's groups with their prizes, and the year's
+    activities and support by kind (one table of all would not fit a landscape page)."""
     kinds = list(service.ACTIVITY_LABELS)
     sups = list(service.SUPPORT_LABELS)
+    total = rules.statistics_total(rows)
+    subtitle = [
+        f"{t(N_('Year'))}: {year}",
+        t(N_("Decree No. 997: gifted children from rural areas, large and low-income families")),
+    ]
 
-    def line(r: rules.RegionYear, label: str) -> list[Cell]:
+    def children(r: rules.RegionYear, label: str) -> list[Cell]:
         return [
             label,
             r.gifted,
@@ -579,40 +586,53 @@ def statistics_sheet(
             r.urban_large_family,
             r.urban_low_income,
             r.other,
-            *[r.activities_done.get(k, 0) for k in kinds],
-            *[round(r.support_paid_tiyn.get(k, 0) / 100, 2) for k in sups],
             r.prize_winners,
             r.prizes,
         ]
 
-    total = rules.statistics_total(rows)
-    return Sheet(
-        title=t(N_("Gifted children: annual statistics by region")),
-        name=t(N_("Statistics")),
-        subtitle=[
-            f"{t(N_('Year'))}: {year}",
-            t(
-                N_(
-                    "Decree No. 997: gifted children from rural areas, large and low-income families"
-                )
-            ),
-        ],
-        headers=[
-            t(N_("Region")),
-            t(N_("In the registry")),
-            t(N_("Rural")),
-            t(N_("Urban, large or low-income family")),
-            t(N_("of them large families")),
-            t(N_("of them low-income")),
-            t(N_("Other")),
-            *[t(service.ACTIVITY_LABELS[k]) for k in kinds],
-            *[f"{t(service.SUPPORT_LABELS[k])}, ₸" for k in sups],
-            t(N_("Prize-winners")),
-            t(N_("Prize places")),
-        ],
-        rows=[line(r, names.get(r.region, r.region)) for r in rows],
-        totals=line(total, t(N_("Total"))),
-    )
+    def work(r: rules.RegionYear, label: str) -> list[Cell]:
+        return [
+            label,
+            *[r.activities_done.get(k, 0) for k in kinds],
+            r.activities_total,
+            *[round(r.support_paid_tiyn.get(k, 0) / 100, 2) for k in sups],
+            round(r.support_total_tiyn / 100, 2),
+        ]
+
+    return [
+        Sheet(
+            title=t(N_("Gifted children: annual statistics by region")),
+            name=t(N_("Statistics")),
+            subtitle=subtitle,
+            headers=[
+                t(N_("Region")),
+                t(N_("In the registry")),
+                t(N_("Rural")),
+                t(N_("Urban, large or low-income family")),
+                t(N_("of them large families")),
+                t(N_("of them low-income")),
+                t(N_("Other")),
+                t(N_("Prize-winners")),
+                t(N_("Prize places")),
+            ],
+            rows=[children(r, names.get(r.region, r.region)) for r in rows],
+            totals=children(total, t(N_("Total"))),
+        ),
+        Sheet(
+            title=t(N_("Activities done and support paid in the year")),
+            name=t(N_("Activities and support")),
+            subtitle=subtitle,
+            headers=[
+                t(N_("Region")),
+                *[t(service.ACTIVITY_LABELS[k]) for k in kinds],
+                t(N_("Activities, total")),
+                *[f"{t(service.SUPPORT_LABELS[k])}, ₸" for k in sups],
+                t(N_("Support, total, ₸")),
+            ],
+            rows=[work(r, names.get(r.region, r.region)) for r in rows],
+            totals=work(total, t(N_("Total"))),
+        ),
+    ]
 
 
 def teachers_sheet(t: Any, year: int, rows: list[service.TeacherRow]) -> Sheet:
@@ -642,11 +662,11 @@ def teachers_sheet(t: Any, year: int, rows: list[service.TeacherRow]) -> Sheet:
     )
 
 
-def _export(sheet: Sheet, fmt: str, *parts: str) -> Response:
+def _export(sheets: list[Sheet], fmt: str, *parts: str) -> Response:
     if fmt == "xlsx":
-        data, ctype = to_xlsx([sheet]), XLSX_TYPE
+        data, ctype = to_xlsx(sheets), XLSX_TYPE
     else:
-        data, ctype = to_pdf([sheet], subject=sheet.title), PDF_TYPE
+        data, ctype = to_pdf(sheets, subject=sheets[0].title), PDF_TYPE
     return Response(
         data, media_type=ctype, headers={"Content-Disposition": disposition(*parts, ext=fmt)}
     )
@@ -668,13 +688,13 @@ def statistics_page(
     fmt = _fmt(format)
     audit(db, who, "view" if fmt == "html" else "export", "gifted", summary=f"statistics {y}")
     db.commit()
-    sheet = statistics_sheet(_t(request), y, rows, names)
+    sheets = statistics_sheets(_t(request), y, rows, names)
     if fmt != "html":
-        return _export(sheet, fmt, "gifted-statistics", str(y))
+        return _export(sheets, fmt, "gifted-statistics", str(y))
     return render(
         request,
         "gifted/statistics.html",
-        {"year": y, "sheet": sheet, "years": range(y - 3, y + 2)},
+        {"year": y, "sheets": sheets, "years": range(y - 3, y + 2), "page": "statistics"},
     )
 
 
@@ -692,11 +712,11 @@ def teachers_page(
     fmt = _fmt(format)
     audit(db, who, "view" if fmt == "html" else "export", "gifted", summary=f"teachers {y}")
     db.commit()
-    sheet = teachers_sheet(_t(request), y, rows)
+    sheets = [teachers_sheet(_t(request), y, rows)]
     if fmt != "html":
-        return _export(sheet, fmt, "gifted-teachers", str(y))
+        return _export(sheets, fmt, "gifted-teachers", str(y))
     return render(
         request,
-        "gifted/teachers.html",
-        {"year": y, "sheet": sheet, "years": range(y - 3, y + 2)},
+        "gifted/statistics.html",
+        {"year": y, "sheets": sheets, "years": range(y - 3, y + 2), "page": "teachers"},
     )
