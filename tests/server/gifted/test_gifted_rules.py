@@ -201,3 +201,41 @@ def test_parsers_name_the_bad_field() -> None:
         parse_result("planned", "", "", "1", today)
     assert err.value.field == "status"
     assert parse_result("done", "2026-05-01", "2nd place", "2", today).place == 2
+
+
+def test_tutoring_results_come_from_the_tutoring_module_when_it_is_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    from server.gifted.service import tutoring_results
+
+    if "server.tutoring" not in sys.modules:
+        try:
+            import server.tutoring  # noqa: F401
+        except ModuleNotFoundError:
+            assert tutoring_results(None, 1) == []  # type: ignore[arg-type]
+
+    @dataclass
+    class CourseResult:
+        direction: str
+        subject: str
+        hours: int
+        before: float | None
+        after: float | None
+
+    fake = types.ModuleType("server.tutoring.service")
+    fake.course_results_for_student = lambda db, pk: (
+        [  # type: ignore[attr-defined]
+            CourseResult("English", "", 48, 46.0, 75.0)
+        ]
+        if pk == 7
+        else []
+    )
+    monkeypatch.setitem(sys.modules, "server.tutoring", types.ModuleType("server.tutoring"))
+    monkeypatch.setitem(sys.modules, "server.tutoring.service", fake)
+    [got] = tutoring_results(None, 7)  # type: ignore[arg-type]
+    assert (got.direction, got.hours, got.before, got.after) == ("English", 48, 46.0, 75.0)
+    assert tutoring_results(None, 8) == []  # type: ignore[arg-type]
