@@ -856,6 +856,8 @@ def due_items(
     """Everything on the roadmaps of these schools a reminder is due for."""
     out: list[DueRow] = []
     for e, s, _sch in _entries_with_rows(db, school_ids):
+        if not s.active:
+            continue  # a student who left, or whose data consent was withdrawn: nothing is said
         items = rules.due_soon(
             [(a.pk, activity_fact(a)) for a in activities_of(db, e.pk)],
             [(x.pk, support_fact(x)) for x in support_of(db, e.pk)],
@@ -957,18 +959,3 @@ def send_reminders(db: Session, today: dt.date, days_ahead: int = 7, now: int | 
                 db.flush()
                 rem.outbox_id = msg.id
     return added
-
-
-def coordinator_reminders(
-    db: Session, school_ids: set[str] | None, since: dt.date
-) -> list[tuple[Reminder, Student]]:
-    q = (
-        select(Reminder, Student)
-        .join(Student, Student.pk == Reminder.student_pk)
-        .where(Reminder.recipient == "coordinator", Reminder.due_on >= since)
-        .order_by(Reminder.due_on, Reminder.pk)
-        .limit(500)
-    )
-    if school_ids is not None:
-        q = q.where(Reminder.school_id.in_(sorted(school_ids)))
-    return [(r, s) for r, s in db.execute(q).all()]
