@@ -98,6 +98,7 @@ class ConsentKind(enum.StrEnum):
     DATA = "data"
     BIOMETRIC = "biometric"
     NOTIFICATIONS = "notifications"
+    GIFTED = "gifted"  # the gifted-children registry (decree No. 997); never sent to an edge
 
 
 class AntiPassback(enum.StrEnum):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from server.badges import cli as badges_cli
+from server.gifted import cli as gifted_cli
 from server.settings import ServerSettings
 
 
@@ -354,6 +355,8 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=_user_add)
 
     badges_cli.add_commands(subparsers)
+    gifted_cli.add_commands(subparsers, common)
+
     p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -33,6 +33,7 @@ from server.accounts.service import create_user
 from server.cards.models import BlockReason, Card, CardStatus
 from server.clock import Clock, now_ms
 from server.consents.models import StudentCategory
+from server.gifted.demo import seed_demo as seed_gifted
 from server.people.models import (
     Consent,
     Guardian,
@@ -212,5 +213,8 @@ def seed_demo(
                 .where(StudentGuardian.student_pk == students[0].pk)
             ).scalar_one()
             g.user_pk = user.pk
+    accounts += [
+        DemoAccount(*a) for a in seed_gifted(session, school, Clock().today_in(None), DEMO_PASSWORD)
+    ]
     session.flush()
     return accounts

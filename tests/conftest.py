@@ -128,7 +128,8 @@ def make_browser(app):  # type: ignore[no-untyped-def]
 def world(db: Session) -> World:
     """Region R1: schools S1, S2; region R2: school S3. Classes 3A, 7B in each school; two
     students per class; one user per role scoped to S1 (class teacher of S1/3A), one parent of
-    the first 3A student of S1, a regional operator of R1 and an operator."""
+    the first 3A student of S1, a regional operator of R1 and an operator; gifted-registry
+    coordinators of S1 (gifted1) and of R1 (giftedr)."""
     add_school(db, "S1", "School No. 1", region="R1", region_name="Region One")
     add_school(db, "S2", "School No. 2", region="R1")
     add_school(db, "S3", "School No. 3", region="R2", region_name="Region Two")
@@ -153,6 +154,8 @@ def world(db: Session) -> World:
         "canteen1": Grant(Role.CANTEEN_MANAGER, school_id="S1"),
         "parent1": Grant(Role.PARENT),
         "admin3": Grant(Role.SCHOOL_ADMIN, school_id="S3"),
+        "gifted1": Grant(Role.GIFTED_COORDINATOR, school_id="S1"),
+        "giftedr": Grant(Role.REGIONAL_GIFTED_COORDINATOR, region_id="R1"),
     }
     for login, grant in grants.items():
         u = create_user(db, login, f"User {login}", [grant], password=password_of(login))

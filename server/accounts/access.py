@@ -21,6 +21,9 @@ class Role(enum.StrEnum):
     SOCIAL_PEDAGOGUE = "social_pedagogue"
     CANTEEN_MANAGER = "canteen_manager"
     PARENT = "parent"
+    # The gifted-children registry (decree No. 997): a coordinator of a school or of a region.
+    GIFTED_COORDINATOR = "gifted_coordinator"
+    REGIONAL_GIFTED_COORDINATOR = "regional_gifted_coordinator"
 
 
 R = Role
@@ -90,6 +93,29 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
         # their school); new device credentials are issued by the operators who install edges.
         "devices.revoke": _ADMINS,
         "devices.enrol": {R.OPERATOR, R.REGIONAL_OPERATOR},
+        # gifted-children registry: roadmaps are the coordinators'; teachers nominate their class
+        "gifted.view": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.GIFTED_COORDINATOR,
+            R.REGIONAL_GIFTED_COORDINATOR,
+        },
+        "gifted.edit": {R.OPERATOR, R.GIFTED_COORDINATOR, R.REGIONAL_GIFTED_COORDINATOR},
+        "gifted.nominate": {
+            R.OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.CLASS_TEACHER,
+            R.GIFTED_COORDINATOR,
+            R.REGIONAL_GIFTED_COORDINATOR,
+        },
+        "gifted.report": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.GIFTED_COORDINATOR,
+            R.REGIONAL_GIFTED_COORDINATOR,
+        },
     }.items()
 }
 
@@ -103,6 +129,8 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.SOCIAL_PEDAGOGUE: "school",
     R.CANTEEN_MANAGER: "school",
     R.PARENT: "children",
+    R.GIFTED_COORDINATOR: "school",
+    R.REGIONAL_GIFTED_COORDINATOR: "region",
 }
 
 

@@ -57,12 +57,14 @@ GRANTABLE: dict[Role, set[Role]] = {
         Role.CLASS_TEACHER,
         Role.SOCIAL_PEDAGOGUE,
         Role.CANTEEN_MANAGER,
+        Role.GIFTED_COORDINATOR,
     },
     Role.SCHOOL_ADMIN: {
         Role.DUTY_DEPUTY,
         Role.CLASS_TEACHER,
         Role.SOCIAL_PEDAGOGUE,
         Role.CANTEEN_MANAGER,
+        Role.GIFTED_COORDINATOR,
     },
 }
 

@@ -15,7 +15,7 @@ Every effect gets its own audit entry, so the audit log shows the withdrawal and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -54,6 +54,17 @@ class ConsentError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+# What the withdrawal of a module's own consent kind removes: the module registers a function
+# (session, who, student) -> effects (English msgids) when it is imported, so that this module
+# does not import it back (server.gifted registers ConsentKind.GIFTED).
+WithdrawalHook = Callable[[Session, Principal, Student], list[str]]
+WITHDRAWAL_HOOKS: dict[ConsentKind, WithdrawalHook] = {}
+
+
+def on_withdrawal(kind: ConsentKind, hook: WithdrawalHook) -> None:
+    WITHDRAWAL_HOOKS[kind] = hook
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +183,15 @@ def record_consent(
         # Names of the fields recorded, never their values (a document may name the family).
         summary=f"{form.kind.value} consent {verb}; given_by, document, signed_on recorded",
     )
+    if form.kind is ConsentKind.GIFTED:
+        # The registry's consent stays on the server (no edge needs it); its withdrawal removes
+        # the child's registry entry, roadmap and nominations.
+        if not form.granted:
+            hook = WITHDRAWAL_HOOKS.get(form.kind)
+            if hook is None:  # never record a withdrawal whose effects nobody carries out
+                raise RuntimeError("server.gifted is not loaded: its withdrawal hook is missing")
+            effects.extend(hook(session, who, student))
+        return effects
     if form.granted:
         # Reactivate only a student this module deactivated (data withdrawn); one who left the
         # school (the roster's switch) stays inactive.

@@ -41,6 +41,7 @@ MODULES = (
     "server.canteen.routes",
     "server.edges.routes",
     "server.dashboard.routes",
+    "server.gifted.routes",
 )
 
 

@@ -73,7 +73,8 @@ def build_student_record(
             strict=False,
         )
         for kind in ConsentKind
-        if (c := consents.get(kind)) is not None
+        # The registry's consent is the server's alone: an edge has no use for it.
+        if kind is not ConsentKind.GIFTED and (c := consents.get(kind)) is not None
     ]
     return StudentRecord(
         id=student.ref,

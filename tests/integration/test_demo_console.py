@@ -63,6 +63,13 @@ def test_demo_console_shows_the_living_school(tmp_path: Path) -> None:
             home = admin.get("/")
             assert home.status_code == 200 and "Demo admin" in home.text
             assert admin.get("/users").status_code == 200
+        with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as gifted:
+            _sign_in(gifted, "gifted")  # the registry's coordinator: 3 children with roadmaps
+            assert 'id="total">3<' in gifted.get("/gifted").text
+        with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as operator:
+            _sign_in(operator, "operator")  # the statistics cover both demo regions
+            stats = operator.get("/gifted/statistics").text
+            assert "Demo region" in stats and "Demo region 2" in stats
         with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as parent:
             _sign_in(parent, "parent")
             assert parent.get("/users").status_code == 403

@@ -279,6 +279,42 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/canteen/voucher/redeem"): R(
         "canteen.manage", "opaque", form={"token": "not-a-token"}
     ),
+    # gifted-children registry
+    ("GET", "/gifted"): R("gifted.view", "list"),
+    ("POST", "/gifted/schools/{school}/locality"): R(
+        "gifted.edit", "school", form={"locality": "rural"}
+    ),
+    ("GET", "/gifted/nominations"): R("gifted.nominate", "list"),
+    ("GET", "/gifted/student/{pk}/nominate"): R("gifted.nominate", "student"),
+    ("POST", "/gifted/student/{pk}/nominate"): R(
+        "gifted.nominate",
+        "student",
+        form={"basis": "teacher", "subject": "Matrix", "nominated_on": "{today}"},
+    ),
+    ("GET", "/gifted/student/{pk}"): R("gifted.view", "student"),
+    ("POST", "/gifted/student/{pk}/enter"): R("gifted.edit", "student"),
+    ("POST", "/gifted/student/{pk}/roadmap"): R(
+        "gifted.edit", "student", form={"abilities": "Matrix", "goals": "Matrix"}
+    ),
+    ("POST", "/gifted/student/{pk}/activities"): R(
+        "gifted.edit",
+        "student",
+        form={"kind": "camp", "title": "Matrix camp", "planned_from": "{today}"},
+    ),
+    ("POST", "/gifted/student/{pk}/activities/result"): R(
+        "gifted.edit", "student", form={"item": "1", "status": "done", "done_on": "{today}"}
+    ),
+    ("POST", "/gifted/student/{pk}/support"): R(
+        "gifted.edit",
+        "student",
+        form={"kind": "trip", "title": "Matrix trip", "planned_on": "{today}", "amount": "100"},
+    ),
+    ("POST", "/gifted/student/{pk}/support/paid"): R(
+        "gifted.edit", "student", form={"item": "1", "paid_on": "{today}", "amount": "100"}
+    ),
+    ("GET", "/gifted/reminders"): R("gifted.view", "list"),
+    ("GET", "/gifted/statistics"): R("gifted.report", "list"),
+    ("GET", "/gifted/teachers"): R("gifted.report", "list"),
 }
 
 STUDENT_KINDS = {"student", "card", "membership", "guardian"}
@@ -292,6 +328,8 @@ ROLES = [
     "canteen1",
     "parent1",
     "admin3",
+    "gifted1",
+    "giftedr",
 ]
 TARGET_STUDENTS = ["s1-3a-1", "s1-7b-1", "s2-3a-1", "s3-3a-1"]
 # Tables a signed-in request may touch whatever it does (sessions, sign-in times).

@@ -1,0 +1,1 @@
+"""The gifted-children registry (decree No. 997)."""
