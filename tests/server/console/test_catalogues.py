@@ -77,3 +77,42 @@ def test_kazakh_puts_the_date_before_its_postposition() -> None:
         "ru": "с 2026-10-08 / до 2026-10-08",
         "en": "since 2026-10-08 / until 2026-10-08",
     }
+
+
+def audit_terms() -> set[str]:
+    """The actions and subjects the server's ``audit(...)`` calls write (constants only; a
+    subject such as ``f"student:{pk}"`` counts as ``student``)."""
+    import ast
+
+    terms: set[str] = set()
+    for py in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text())):
+            if not isinstance(node, ast.Call) or len(node.args) < 4:
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if name not in ("audit", "_audit"):
+                continue
+            for arg in node.args[2:4]:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    terms.add(arg.value)
+                elif isinstance(arg, ast.JoinedStr) and isinstance(arg.values[0], ast.Constant):
+                    terms.add(str(arg.values[0].value).rstrip(":"))
+    return terms
+
+
+@pytest.mark.parametrize("lang", ["kk", "ru", "en"])
+def test_the_audit_log_speaks_every_language(lang: str) -> None:
+    i18n.catalogue.cache_clear()
+    terms = audit_terms()
+    assert {"view", "student", "reports.attendance"} <= terms
+    missing = sorted(t for t in terms if f"audit:{t}" not in i18n.catalogue(lang))
+    assert not missing, f"audit words without {lang} text (audit.po): {missing}"
+
+
+@pytest.mark.parametrize("lang", ["kk", "ru", "en"])
+def test_every_consent_kind_has_a_name(lang: str) -> None:
+    from protocol.messages import ConsentKind
+
+    i18n.catalogue.cache_clear()
+    missing = [k.value for k in ConsentKind if f"consent:{k.value}" not in i18n.catalogue(lang)]
+    assert not missing, f"consent kinds without {lang} text: {missing}"

@@ -22,7 +22,18 @@ from sqlalchemy.orm import Session
 from server.models import Base
 from tests.support.console import World
 
-ROLES = ["operator", "regional", "admin1", "duty1", "teacher1", "social1", "canteen1", "parent1"]
+ROLES = [
+    "operator",
+    "regional",
+    "admin1",
+    "duty1",
+    "teacher1",
+    "social1",
+    "canteen1",
+    "parent1",
+    "gifted1",
+    "giftedr",
+]
 LANGS = ["kk", "ru", "en"]
 PER_ROLE = 120  # pages per role and language: every page of the console, with room to grow
 PER_PATH = 2  # the same page with other query strings (another day, another class)
