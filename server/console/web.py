@@ -63,16 +63,52 @@ class NavItem:
     url: str
     label: str  # an English msgid, translated at render time
     order: int
+    group: str = ""  # the menu group (an English msgid); "" stands alone
 
+
+# The menu by task: a page's group follows from the first part of its address, so a module's
+# pages gather under one heading (a module may name its own group).
+GROUP_OF: dict[str, str] = {
+    "students": "People",
+    "classes": "People",
+    "staff": "People",
+    "roster": "People",
+    "consents": "Cards and consents",
+    "cards": "Cards and consents",
+    "categories": "Cards and consents",
+    "canteen": "Canteen",
+    "policy": "Canteen",
+    "reports": "Reports",
+    "refused": "Today",
+    "status": "Today",
+    "notifications": "Settings",
+    "devices": "Settings",
+    "users": "Settings",
+    "audit": "Settings",
+    "gifted": "Gifted children",
+    "tutoring": "Tutoring",
+    "badges": "Youth award",
+    "equipment": "Equipment",
+}
 
 NAV: list[NavItem] = []
 
 
-def nav_item(perm: str, url: str, label: str, order: int = 50) -> None:
+def nav_item(perm: str, url: str, label: str, order: int = 50, group: str | None = None) -> None:
     """Modules add their pages to the menu; the menu shows an item only to who may open it."""
+    if group is None:
+        group = GROUP_OF.get(url.strip("/").split("/")[0], "")
     if all(n.url != url for n in NAV):
-        NAV.append(NavItem(perm, url, label, order))
+        NAV.append(NavItem(perm, url, label, order, group))
         NAV.sort(key=lambda n: n.order)
+
+
+def nav_groups(items: list[NavItem]) -> list[tuple[str, list[NavItem]]]:
+    """The visible items by group, groups in the order of their first item."""
+    groups: dict[str, list[NavItem]] = {}
+    for n in items:
+        groups.setdefault(n.group or n.url, []).append(n)
+    return [(items[0].group, items) for items in groups.values()]
 
 
 # -------------------------------------------------------------------------------- templates
@@ -118,10 +154,12 @@ def render(
     try:
         who = who if who is not None else getattr(request.state, "principal", None)
         nav = [n for n in NAV if who is not None and who.can(n.perm)]
+        menu = nav_groups(nav)
         html = env.get_template(template).render(
             request=request,
             who=who,
             nav=nav,
+            menu=menu,
             lang=lang,
             langs=i18n.LANG_NAMES,
             csrf=who.csrf_token if who is not None else request.cookies.get(PRELOGIN_COOKIE, ""),

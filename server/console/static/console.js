@@ -15,6 +15,16 @@ document.addEventListener("DOMContentLoaded", () => {
     };
     setInterval(refresh, every);
   }
+  // The menu: folded on a phone; one group open at a time, closed by a click elsewhere.
+  const all = document.querySelector("details.menu-all");
+  if (all && window.matchMedia("(max-width: 760px)").matches) all.open = false;
+  const groups = [...document.querySelectorAll("nav.menu details.group")];
+  for (const g of groups) {
+    g.addEventListener("toggle", () => { if (g.open) for (const o of groups) if (o !== g) o.open = false; });
+  }
+  document.addEventListener("click", (e) => {
+    for (const g of groups) if (g.open && !g.contains(e.target)) g.open = false;
+  });
   // Print buttons (evacuation list).
   for (const el of document.querySelectorAll("[data-print]")) {
     el.addEventListener("click", () => window.print());
