@@ -21,6 +21,14 @@ class Role(enum.StrEnum):
     SOCIAL_PEDAGOGUE = "social_pedagogue"
     CANTEEN_MANAGER = "canteen_manager"
     PARENT = "parent"
+    # The badge module (the Elbasy Medal): who each of them reaches is the module's own
+    # assignment (own record, assigned participants, overseen mentors, the centre), scope "badge".
+    BADGE_PARTICIPANT = "badge_participant"
+    BADGE_REPRESENTATIVE = "badge_representative"  # a minor participant's legal representative
+    BADGE_MENTOR = "badge_mentor"
+    BADGE_EXPERT = "badge_expert"
+    BADGE_COORDINATOR = "badge_coordinator"  # a region's coordinator
+    BADGE_CENTRE = "badge_centre"  # a programme centre's head
 
 
 R = Role
@@ -90,6 +98,24 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
         # their school); new device credentials are issued by the operators who install edges.
         "devices.revoke": _ADMINS,
         "devices.enrol": {R.OPERATOR, R.REGIONAL_OPERATOR},
+        # badges: the participant's own pages (journal, agreement, schedule, rating)
+        "badges.participate": {R.BADGE_PARTICIPANT, R.BADGE_REPRESENTATIVE},
+        # participants' cards, journals and ratings of the participants the user reaches
+        "badges.view": {
+            R.OPERATOR,
+            R.BADGE_MENTOR,
+            R.BADGE_EXPERT,
+            R.BADGE_COORDINATOR,
+            R.BADGE_CENTRE,
+        },
+        # confirm / reject / extra task: the participant's current supervisor only
+        "badges.decide": {R.BADGE_MENTOR, R.BADGE_EXPERT, R.BADGE_COORDINATOR},
+        # overturn a decision, hand a participant to another supervisor
+        "badges.review": {R.OPERATOR, R.BADGE_EXPERT, R.BADGE_COORDINATOR},
+        # applications, staff invitations, partners, award proposals of a centre
+        "badges.centre": {R.OPERATOR, R.BADGE_CENTRE, R.BADGE_COORDINATOR},
+        # book lists, centres' registration, individual requirements, commissions, revocation
+        "badges.manage": {R.OPERATOR},
     }.items()
 }
 
@@ -103,6 +129,12 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.SOCIAL_PEDAGOGUE: "school",
     R.CANTEEN_MANAGER: "school",
     R.PARENT: "children",
+    R.BADGE_PARTICIPANT: "badge",
+    R.BADGE_REPRESENTATIVE: "badge",
+    R.BADGE_MENTOR: "badge",
+    R.BADGE_EXPERT: "badge",
+    R.BADGE_COORDINATOR: "region",
+    R.BADGE_CENTRE: "badge",
 }
 
 
