@@ -6,6 +6,7 @@
   const DB_NAME = "qaqpa-badges";
   const STORE = "outbox";
   const RETRY_MS = 2000;
+  const TIMEOUT_MS = 8000; // a hanging village link must not stop the retries
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const net = document.getElementById("net");
   let flushing = false;
@@ -72,6 +73,7 @@
           headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
           body: JSON.stringify({ entries: body }),
           credentials: "same-origin",
+          signal: AbortSignal.timeout(TIMEOUT_MS),
         });
         if (!r.ok) throw new Error(`upload ${r.status}`);
         const answer = await r.json();
@@ -82,7 +84,7 @@
           else if (refused) await put({ ...e, sent: 1, error: refused.message });
         }
       }
-      const r2 = await fetch("/badges/api/entries", { credentials: "same-origin" });
+      const r2 = await fetch("/badges/api/entries", { credentials: "same-origin", signal: AbortSignal.timeout(TIMEOUT_MS) });
       if (r2.ok) listed = (await r2.json()).entries;
       net.textContent = net.dataset.online;
       net.className = "ok";
