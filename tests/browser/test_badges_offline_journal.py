@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server.accounts.models import User
 from server.badges import demo
 from server.badges.models import Entry, Participant
-from server.accounts.models import User
 from tests.browser.live import chromium, needs_chromium, serve
 from tests.support.tcp_proxy import tcp_proxy
 from tests.support.wait import wait_until
@@ -59,9 +59,11 @@ def test_offline_entries_upload_once_when_the_network_returns(app: Any, db: Sess
         uploads: list[str] = []
         page.on(
             "request",
-            lambda r: uploads.append(r.url)
-            if r.method == "POST" and r.url.endswith("/badges/api/entries")
-            else None,
+            lambda r: (
+                uploads.append(r.url)
+                if r.method == "POST" and r.url.endswith("/badges/api/entries")
+                else None
+            ),
         )
         base = proxy.url
         page.goto(f"{base}/login?next=/badges/me/journal")
@@ -133,6 +135,7 @@ def test_offline_entries_upload_once_when_the_network_returns(app: Any, db: Sess
         # the time it was written (offline), not the time it arrived
         assert written_before <= e.written_at_ms <= written_after < e.received_at_ms
         assert e.status == "pending"
-    assert db.scalar(select(func.count(Entry.pk)).where(Entry.participant_pk == p.pk)) == len(
-        before
-    ) + 3
+    assert (
+        db.scalar(select(func.count(Entry.pk)).where(Entry.participant_pk == p.pk))
+        == len(before) + 3
+    )
