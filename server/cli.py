@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from server.badges import cli as badges_cli
 from server.settings import ServerSettings
 
 
@@ -352,6 +353,7 @@ def add_commands(subparsers: Any) -> None:
     )
     p.set_defaults(func=_user_add)
 
+    badges_cli.add_commands(subparsers)
     p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
