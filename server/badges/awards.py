@@ -1,17 +1,16 @@
 """Awards, credentials and the staff/participant accounts of the badge module.
 
 The credential is an Open Badges 3.0 ``OpenBadgeCredential`` (a W3C Verifiable Credential)
-signed as a VC-JWT with the issuer's Ed25519 key (JOSE ``EdDSA``), with a place in a revocation
-status list. The issuer key is the PEM file named by ``QAQPA_BADGES_ISSUER_KEY_FILE``; without
+signed as a VC-JWT with the issuer's Ed25519 key by ``server.badges.credential``, and listed in
+the issuer's revocation list when revoked; the certificate PDF is ``server.badges.certificate``. The issuer key is the PEM file named by ``QAQPA_BADGES_ISSUER_KEY_FILE``; without
 it (a demo on one machine) a key is created once in the temporary directory, 0600.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
-import gzip
-import io
 import json
 import os
 import tempfile
@@ -21,15 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
-from joserfc import jws
-from joserfc.errors import JoseError
-from joserfc.jwk import OKPKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -37,6 +27,7 @@ from server.accounts.access import Grant, Principal, Role
 from server.accounts.models import User
 from server.accounts.service import create_user, invite
 from server.audit.service import audit
+from server.badges import certificate, credential
 from server.badges.models import (
     Application,
     Award,
@@ -53,8 +44,7 @@ from server.badges.service import BadgeError, needs_representative, title_key
 from server.settings import ServerSettings
 
 KEY_ENV = "QAQPA_BADGES_ISSUER_KEY_FILE"
-STATUS_LIST_SIZE = 131_072  # bits: the W3C minimum, so one index says nothing about a person
-LEVEL_NAMES = {"bronze": "Bronze", "silver": "Silver", "gold": "Gold"}
+ISSUER_NAME = "Elbasy Medal programme operator"
 
 
 # ----------------------------------------------------------------------------- accounts
@@ -231,25 +221,25 @@ def _dev_key_path() -> Path:
 
 
 def issuer_key() -> Ed25519PrivateKey:
-    path = Path(os.environ[KEY_ENV]) if os.environ.get(KEY_ENV) else _dev_key_path()
-    if not path.exists() and not os.environ.get(KEY_ENV):
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-    loaded = load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(loaded, Ed25519PrivateKey):
-        raise BadgeError("The issuer key is not an Ed25519 key.", "key")
-    return loaded
-
-
-def _jwk(key: Ed25519PrivateKey) -> OKPKey:
-    return OKPKey.import_key(key)
+    """The issuer key file named by ``QAQPA_BADGES_ISSUER_KEY_FILE`` (made by ``qaqpa server
+    badges issuer-key new``); without it, a demo key created once in the temporary directory."""
+    configured = os.environ.get(KEY_ENV)
+    path = Path(configured) if configured else _dev_key_path()
+    if not configured and not path.exists():
+        with contextlib.suppress(FileExistsError):
+            credential.new_issuer_key_file(path)
+    try:
+        return credential.load_issuer_key(path)
+    except credential.CredentialError as err:
+        raise BadgeError("The issuer key cannot be used.", "key") from err
 
 
 def issuer_id(base: str) -> str:
     return f"{base.rstrip('/')}/badges/issuer"
+
+
+def status_list_url(base: str) -> str:
+    return f"{base.rstrip('/')}/badges/status-list"
 
 
 # --------------------------------------------------------------------------- credentials
@@ -264,82 +254,33 @@ def short_id(full: str) -> str:
     return full.removeprefix("urn:uuid:")
 
 
-def build_credential(
-    *,
-    credential_id: str,
-    participant: Participant,
-    level: str,
-    awarded_on: dt.date,
-    status_index: int,
-    base_url: str,
-    issued_at: dt.datetime,
-) -> dict[str, Any]:
-    base = base_url.rstrip("/")
-    return {
-        "@context": [
-            "https://www.w3.org/ns/credentials/v2",
-            "https://purl.imsglobal.org/spec/ob/v3p0/context-3.0.3.json",
-        ],
-        "id": credential_id,
-        "type": ["VerifiableCredential", "OpenBadgeCredential"],
-        "issuer": {
-            "id": issuer_id(base),
-            "type": ["Profile"],
-            "name": "Elbasy Medal programme operator",
-        },
-        "validFrom": issued_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "name": f"Elbasy Medal — {LEVEL_NAMES[level]}",
-        "credentialSubject": {
-            "id": f"{base}/badges/holders/{participant.pk}",
-            "type": ["AchievementSubject"],
-            "name": participant.full_name,
-            "achievement": {
-                "id": f"{base}/badges/achievements/{level}",
-                "type": ["Achievement"],
-                "name": f"Elbasy Medal — {LEVEL_NAMES[level]}",
-                "description": f"The {LEVEL_NAMES[level]} level of the Elbasy Medal youth award.",
-                "criteria": {
-                    "narrative": "Every direction of the level completed and confirmed by the "
-                    "mentor; proposed by the programme centre and decided by the commission."
-                },
-            },
-            "activityEndDate": f"{awarded_on.isoformat()}T00:00:00Z",
-        },
-        "credentialStatus": {
-            "id": f"{base}/badges/status-list#{status_index}",
-            "type": "BitstringStatusListEntry",
-            "statusPurpose": "revocation",
-            "statusListIndex": str(status_index),
-            "statusListCredential": f"{base}/badges/status-list",
-        },
-    }
-
-
-def sign(doc: dict[str, Any], key: Ed25519PrivateKey) -> str:
-    jwk = _jwk(key)
-    header = {"alg": "EdDSA", "typ": "vc+jwt", "kid": jwk.thumbprint()}
-    payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-    return str(jws.serialize_compact(header, payload, jwk, algorithms=["EdDSA"]))
+def subject_id(p: Participant) -> str:
+    """An opaque, stable id of the holder (no personal data in it)."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'qaqpa-badges-participant-{p.pk}')}"
 
 
 def issue(db: Session, award: Award, base_url: str, now_ms: int) -> IssuedCredential:
+    """Sign the award's OpenBadgeCredential (``server.badges.credential``) and record it."""
     p = db.get_one(Participant, award.participant_pk)
     index = (db.scalar(select(func.max(IssuedCredential.status_index))) or 0) + 1
     cid = f"urn:uuid:{uuid.uuid4()}"
-    doc = build_credential(
+    issued_at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+    doc = credential.build_credential(
         credential_id=cid,
-        participant=p,
+        issuer=credential.IssuerProfile(id=issuer_id(base_url), name=ISSUER_NAME),
         level=award.level,
-        awarded_on=award.awarded_on,
-        status_index=index,
-        base_url=base_url,
-        issued_at=dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC),
+        subject_id=subject_id(p),
+        issued_at=issued_at,
+        achievement_base=f"{base_url.rstrip('/')}/badges/achievements",
+        status_list_url=status_list_url(base_url),
+        awarded_at=dt.datetime.combine(award.awarded_on, dt.time(), dt.UTC),
+        recipient_name=p.full_name,
     )
     c = IssuedCredential(
         id=cid,
         award_pk=award.pk,
         status_index=index,
-        document=sign(doc, issuer_key()),
+        document=credential.sign_credential(doc, issuer_key()),
         issued_at_ms=now_ms,
     )
     db.add(c)
@@ -349,25 +290,30 @@ def issue(db: Session, award: Award, base_url: str, now_ms: int) -> IssuedCreden
 
 
 def decode(c: IssuedCredential) -> dict[str, Any]:
-    """The credential's payload (not verified: for display)."""
+    """The credential inside the token (not verified: for display)."""
     part = c.document.split(".")[1]
     data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return data
+    vc: dict[str, Any] = data.get("vc", {})
+    return vc
 
 
-def verify(db: Session, c: IssuedCredential) -> dict[str, Any]:
-    """Signature against the issuer's key, and the status list: valid, revoked, or invalid."""
+def verify(db: Session, c: IssuedCredential, base_url: str, now_ms: int) -> dict[str, Any]:
+    """The signature against the issuer's key and the revocation list: valid, revoked, or
+    invalid (with the reason)."""
+    listing = status_list(db, base_url)
+    now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
     try:
-        obj = jws.deserialize_compact(c.document, _jwk(issuer_key()), algorithms=["EdDSA"])
-        doc = json.loads(obj.payload)
-        signature_ok = doc.get("id") == c.id
-    except (JoseError, ValueError):
-        signature_ok, doc = False, {}
+        vc = credential.verify_credential(c.document, issuer_key().public_key(), now, listing)
+        problem = ""
+    except credential.CredentialError as err:
+        vc, problem = decode(c), str(err)
+    ident = (vc.get("credentialSubject") or {}).get("identifier") or [{}]
     return {
-        "signature_ok": signature_ok,
-        "revoked": c.revoked_at_ms is not None,
-        "valid": signature_ok and c.revoked_at_ms is None,
-        "doc": doc,
+        "valid": not problem,
+        "revoked": credential.is_revoked(listing, c.id),
+        "problem": problem,
+        "doc": vc,
+        "recipient": ident[0].get("identityHash", ""),
     }
 
 
@@ -383,25 +329,16 @@ def revoke(db: Session, who: Principal, c: IssuedCredential, reason: str, now_ms
 
 
 def status_list(db: Session, base_url: str) -> dict[str, Any]:
-    bits = bytearray(STATUS_LIST_SIZE // 8)
-    for idx in db.scalars(
-        select(IssuedCredential.status_index).where(IssuedCredential.revoked_at_ms.is_not(None))
-    ):
-        bits[idx // 8] |= 0x80 >> (idx % 8)
-    encoded = base64.urlsafe_b64encode(gzip.compress(bytes(bits), mtime=0)).decode().rstrip("=")
-    base = base_url.rstrip("/")
-    return {
-        "@context": ["https://www.w3.org/ns/credentials/v2"],
-        "id": f"{base}/badges/status-list",
-        "type": ["VerifiableCredential", "BitstringStatusListCredential"],
-        "issuer": issuer_id(base),
-        "credentialSubject": {
-            "id": f"{base}/badges/status-list#list",
-            "type": "BitstringStatusList",
-            "statusPurpose": "revocation",
-            "encodedList": "u" + encoded,
-        },
-    }
+    """The issuer's revocation list (OB 3.0 ``1EdTechRevocationList``)."""
+    revoked = [
+        credential.Revocation(cid, reason or None)
+        for cid, reason in db.execute(
+            select(IssuedCredential.id, IssuedCredential.revoked_reason)
+            .where(IssuedCredential.revoked_at_ms.is_not(None))
+            .order_by(IssuedCredential.status_index)
+        )
+    ]
+    return credential.revocation_list(status_list_url(base_url), issuer_id(base_url), revoked)
 
 
 def awards_of(db: Session, p: Participant) -> list[tuple[Award, IssuedCredential | None]]:
@@ -425,37 +362,24 @@ def credentials(db: Session) -> list[tuple[IssuedCredential, Award, Participant]
     ]
 
 
-FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+CERT_TEXTS = (
+    certificate.CertificateText("kk", "Куәлік", ("«Елбасы медалі» марапатталды",)),
+    certificate.CertificateText("ru", "Свидетельство", ("награждается «Медалью Елбасы»",)),
+    certificate.CertificateText("en", "Certificate", ("is awarded the Elbasy Medal",)),
+)
 
 
-def certificate_pdf(db: Session, c: IssuedCredential, settings: ServerSettings) -> bytes:
-    """A one-page certificate with a QR code of the public verification page."""
-    import segno
-    from fpdf import FPDF
-
-    doc = decode(c)
-    url = f"{settings.console_base_url.rstrip('/')}/badges/verify/{short_id(c.id)}"
-    pdf = FPDF(orientation="L", format="A4")
-    pdf.add_page()
-    if FONT.exists():
-        pdf.add_font("DejaVu", "", str(FONT))
-        pdf.set_font("DejaVu", size=28)
-    else:
-        pdf.set_font("Helvetica", size=28)
-    pdf.cell(0, 30, "Елбасы медалі · Elbasy Medal" if FONT.exists() else "Elbasy Medal", align="C")
-    pdf.ln(30)
-    pdf.set_font_size(22)
-    pdf.cell(0, 15, str(doc["credentialSubject"]["name"]), align="C")
-    pdf.ln(15)
-    pdf.set_font_size(16)
-    pdf.cell(0, 12, str(doc["name"]), align="C")
-    pdf.ln(12)
-    pdf.set_font_size(10)
-    pdf.cell(0, 8, f"{c.id} · {doc['validFrom']}", align="C")
-    qr = io.BytesIO()
-    segno.make(url, error="m").save(qr, kind="png", scale=6, border=2)
-    qr.seek(0)
-    pdf.image(qr, x=123, y=120, w=50)
-    pdf.set_y(175)
-    pdf.cell(0, 8, url, align="C")
-    return bytes(pdf.output())
+def certificate_pdf(db: Session, c: IssuedCredential, base_url: str) -> bytes:
+    """The certificate (``server.badges.certificate``) with a QR code of the public
+    verification page."""
+    a = db.get_one(Award, c.award_pk)
+    p = db.get_one(Participant, a.participant_pk)
+    return certificate.certificate_pdf(
+        recipient=p.full_name,
+        level=a.level,
+        texts=CERT_TEXTS,
+        verify_url=f"{base_url.rstrip('/')}/badges/verify/{short_id(c.id)}",
+        issued_on=a.awarded_on,
+        verify_caption="Тексеру / Проверка / Verify",
+        footer=c.id,
+    )

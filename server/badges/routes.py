@@ -907,12 +907,14 @@ def credential_revoke(
 
 
 @router.get("/badges/verify/{credential_id}")
-def verify_page(request: Request, db: Db, credential_id: str) -> Response:
+def verify_page(
+    request: Request, db: Db, settings: Settings, clock: ClockDep, credential_id: str
+) -> Response:
     """Anyone holding the certificate's QR code checks it here, without signing in."""
     c = db.get(IssuedCredential, award_service.full_id(credential_id))
     if c is None:
         return _page(request, "badges/verify.html", {"c": None, "result": None}, 404)
-    result = award_service.verify(db, c)
+    result = award_service.verify(db, c, settings.console_base_url, clock.now_ms())
     return _page(request, "badges/verify.html", {"c": c, "result": result})
 
 
@@ -933,7 +935,7 @@ def credential_pdf(db: Db, settings: Settings, credential_id: str) -> Response:
     c = db.get(IssuedCredential, award_service.full_id(credential_id))
     if c is None:
         return JSONResponse({"detail": "not found"}, 404)
-    pdf = award_service.certificate_pdf(db, c, settings)
+    pdf = award_service.certificate_pdf(db, c, settings.console_base_url)
     return Response(
         pdf,
         media_type="application/pdf",

@@ -12,17 +12,15 @@ import json
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from functools import cache
 from typing import Any
 
-import holidays
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.accounts.access import Principal, Role
 from server.audit.service import audit
-from server.badges import scoring
+from server.badges import rules, scoring, working_days
 from server.badges.models import (
     Agreement,
     Application,
@@ -71,24 +69,9 @@ class BadgeError(ValueError):
 # --------------------------------------------------------------------------- calendar
 
 
-@cache
-def _kz_holidays(year: int) -> frozenset[dt.date]:
-    return frozenset(holidays.country_holidays("KZ", years=year))
-
-
-def is_working_day(day: dt.date) -> bool:
-    return day.weekday() < 5 and day not in _kz_holidays(day.year)
-
-
-def add_working_days(day: dt.date, n: int) -> dt.date:
-    """The ``n``-th Kazakh working day after ``day`` (weekends and public holidays skipped)."""
-    d = day
-    left = n
-    while left > 0:
-        d += dt.timedelta(days=1)
-        if is_working_day(d):
-            left -= 1
-    return d
+# Kazakh working days (weekends, public holidays and their transfers): server.badges.working_days
+is_working_day = working_days.is_working_day
+add_working_days = working_days.add_working_days
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -802,28 +785,23 @@ def reassign(
 def set_requirements(
     db: Session, who: Principal, p: Participant, text: str, basis: str, now_ms: int
 ) -> None:
-    """The operator's individual requirements (JSON: direction -> number) with their basis."""
+    """The operator's individual requirements (the rules' ``Requirements.as_dict`` JSON) with
+    their basis; the evaluator uses them instead of the level's numbers."""
     basis = _clean(basis, "basis", 300)
     if not basis:
         raise BadgeError("Give the basis (document).", "basis")
     try:
         data = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     except ValueError as err:
+        raise BadgeError("The requirements must be JSON.", "requirements") from err
+    try:
+        data = rules.requirements_from_mapping(data).as_dict()
+    except rules.JournalError as err:
         raise BadgeError(
-            "The requirements must be JSON: direction -> number.", "requirements"
+            "The requirements must be the rules' JSON form (weeks, books, kazakh_books, "
+            "heritage_weeks, trip_days, work_days).",
+            "requirements",
         ) from err
-    if (
-        not isinstance(data, dict)
-        or not data
-        or any(
-            k not in {d.value for d in Direction}
-            or not isinstance(v, int | float)
-            or isinstance(v, bool)
-            or not 0 <= v <= 1000
-            for k, v in data.items()
-        )
-    ):
-        raise BadgeError("The requirements must be JSON: direction -> number.", "requirements")
     row = db.scalars(select(Requirement).where(Requirement.participant_pk == p.pk)).first()
     if row is None:
         row = Requirement(
@@ -881,7 +859,10 @@ def journal_doc(db: Session, p: Participant, today: dt.date) -> dict[str, Any]:
 
 
 def evaluation(db: Session, p: Participant, today: dt.date) -> dict[str, Any]:
-    return scoring.evaluate(journal_doc(db, p, today), today)
+    """The rules' report; an individual set of requirements replaces the level's numbers."""
+    req = db.scalars(select(Requirement).where(Requirement.participant_pk == p.pk)).first()
+    individual = json.loads(req.requirements) if req is not None else None
+    return scoring.evaluate(journal_doc(db, p, today), today, individual)
 
 
 def rate_mentor(db: Session, who: Principal, p: Participant, score: int, today: dt.date) -> None:
