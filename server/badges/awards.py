@@ -43,6 +43,7 @@ from server.badges.models import (
 from server.badges.service import BadgeError, needs_representative, title_key
 from server.settings import ServerSettings
 
+N_ = str  # marks a message for the catalogues (translated where it is shown)
 KEY_ENV = "QAQPA_BADGES_ISSUER_KEY_FILE"
 ISSUER_NAME = "Elbasy Medal programme operator"
 
@@ -75,13 +76,13 @@ def invite_participant(
     links: list[str] = []
     if p.user_pk is None:
         if not login.strip():
-            raise BadgeError("Give the participant a login.", "login")
+            raise BadgeError(N_("Give the participant a login."), "login")
         u = create_user(db, login, p.full_name, [Grant(Role.BADGE_PARTICIPANT)], created_by=who)
         p.user_pk = u.pk
         links.append(_link(settings, invite(db, u, who.user_pk, settings.console_invite_ttl_s)))
     if needs_representative(p, today) and p.representative_user_pk is None:
         if not representative_login.strip():
-            raise BadgeError("Give the legal representative a login.", "representative_login")
+            raise BadgeError(N_("Give the legal representative a login."), "representative_login")
         r = create_user(
             db,
             representative_login,
@@ -116,11 +117,11 @@ def add_staff(
 ) -> Staff:
     role = STAFF_ROLES.get(kind)
     if role is None:
-        raise BadgeError("Choose the kind.", "kind")
+        raise BadgeError(N_("Choose the kind."), "kind")
     if expert_pk is not None:
         ex = db.get(Staff, expert_pk)
         if ex is None or ex.kind != StaffKind.EXPERT.value or ex.region_id != c.region_id:
-            raise BadgeError("Choose an expert of the region.", "expert_pk")
+            raise BadgeError(N_("Choose an expert of the region."), "expert_pk")
     grant = Grant(role, region_id=c.region_id) if role is Role.BADGE_COORDINATOR else Grant(role)
     u = create_user(db, login, full_name, [grant], email=email, password=password, created_by=who)
     s = Staff(
@@ -147,6 +148,7 @@ def invite_staff(
     expert_pk: str,
     settings: ServerSettings,
 ) -> str:
+
     ex = int(expert_pk) if expert_pk.isdigit() and len(expert_pk) < 10 else None
     s = add_staff(db, who, c, login, full_name, kind, email=email, expert_pk=ex)
     u = db.get_one(User, s.user_pk)
@@ -159,19 +161,19 @@ def member_pks(db: Session, text: str) -> list[int]:
     for login in text.replace(",", " ").split():
         pk = db.scalar(select(User.pk).where(User.login == login.strip().lower()))
         if pk is None:
-            raise BadgeError("Unknown member.", "members")
+            raise BadgeError(N_("Unknown member."), "members")
         out.append(pk)
     return out
 
 
 def add_book(db: Session, who: Principal, section: str, title: str, now_ms: int) -> Book:
     if section not in {s.value for s in Section}:
-        raise BadgeError("Unknown section.", "section")
+        raise BadgeError(N_("Unknown section."), "section")
     key = title_key(title)
     if not key:
-        raise BadgeError("Name the book.", "title")
+        raise BadgeError(N_("Name the book."), "title")
     if db.scalar(select(Book.pk).where(Book.section == section, Book.title_key == key)):
-        raise BadgeError("The book is already on the list.", "title")
+        raise BadgeError(N_("The book is already on the list."), "title")
     b = Book(
         section=section,
         title=title.strip(),
@@ -231,7 +233,7 @@ def issuer_key() -> Ed25519PrivateKey:
     try:
         return credential.load_issuer_key(path)
     except credential.CredentialError as err:
-        raise BadgeError("The issuer key cannot be used.", "key") from err
+        raise BadgeError(N_("The issuer key cannot be used."), "key") from err
 
 
 def issuer_id(base: str) -> str:
@@ -319,10 +321,10 @@ def verify(db: Session, c: IssuedCredential, base_url: str, now_ms: int) -> dict
 
 def revoke(db: Session, who: Principal, c: IssuedCredential, reason: str, now_ms: int) -> None:
     if c.revoked_at_ms is not None:
-        raise BadgeError("The credential is already revoked.", "credential")
+        raise BadgeError(N_("The credential is already revoked."), "credential")
     reason = reason.strip()[:300]
     if not reason:
-        raise BadgeError("Give the reason of the revocation.", "reason")
+        raise BadgeError(N_("Give the reason of the revocation."), "reason")
     c.revoked_at_ms = now_ms
     c.revoked_reason = reason
     audit(db, who, "revoke", "badge_credential", summary=f"status index {c.status_index}")

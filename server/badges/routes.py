@@ -80,6 +80,24 @@ STATUS_LABELS = {
     "lapsed": N_("lapsed"),
     "submitted": N_("submitted"),
 }
+# words shown through the ``t`` filter (stored values)
+VALUE_LABELS = (
+    N_("participant"),
+    N_("representative"),
+    N_("centre"),
+    N_("mentor"),
+    N_("expert"),
+    N_("coordinator"),
+    N_("centre_head"),
+    N_("review"),
+    N_("award"),
+    N_("decline"),
+    N_("for"),
+    N_("against"),
+    N_("volunteering"),
+    N_("trip"),
+    N_("work"),
+)
 SW_FILE = Path(__file__).resolve().parent / "sw.js"
 
 BASE_CTX = {
@@ -201,7 +219,7 @@ def me_sign(
     p = _own(db, who)
     try:
         if accept != "yes":
-            raise svc.BadgeError("Tick the box to accept the agreement.", "accept")
+            raise svc.BadgeError(N_("Tick the box to accept the agreement."), "accept")
         svc.sign_agreement(db, who, p, signer_name, clock.now_ms())
     except svc.BadgeError as err:
         db.rollback()
@@ -528,7 +546,7 @@ def participant_reassign(
 
     def run() -> None:
         if target is None or target.region_id != p.region_id:
-            raise svc.BadgeError("Choose a present mentor, expert or coordinator.", "to")
+            raise svc.BadgeError(N_("Choose a present mentor, expert or coordinator."), "to")
         svc.reassign(db, who, p, target, reason, clock.now_ms())
 
     return _act(request, db, who, p, clock, run)
@@ -653,7 +671,7 @@ def centre_create(
 ) -> Response:
     if db.get(Region, region_id) is None:
         return _applications_page(
-            request, db, who, clock, svc.BadgeError("Choose a region.", "region_id"), status=400
+            request, db, who, clock, svc.BadgeError(N_("Choose a region."), "region_id"), status=400
         )
     db.add(
         Centre(
@@ -743,7 +761,7 @@ def partner_add(
     ensure(c is not None and (who.can("badges.manage") or c.pk in heads))
     if kind not in ("volunteering", "trip", "work"):
         return _applications_page(
-            request, db, who, clock, svc.BadgeError("Choose the kind.", "kind"), status=400
+            request, db, who, clock, svc.BadgeError(N_("Choose the kind."), "kind"), status=400
         )
     db.add(Partner(centre_pk=centre_pk, name=name.strip(), kind=kind, created_at_ms=clock.now_ms()))
     audit(db, who, "create", "badge_partner", summary=f"centre {centre_pk}")

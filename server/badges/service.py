@@ -46,6 +46,8 @@ from server.badges.models import (
     StaffKind,
 )
 
+N_ = str  # marks a message for the catalogues (translated where it is shown)
+
 AGREEMENT_VERSION = "2026-1"  # the voluntary-participation agreement's text version
 APPLICATION_DAYS = 14  # working days to decide an application
 CENTRE_SIGN_DAYS = 10  # working days for an approved centre to sign its agreement
@@ -99,9 +101,9 @@ def staff_of(db: Session, user_pk: int, *kinds: StaffKind) -> list[Staff]:
 def _clean(text: str, field: str, limit: int) -> str:
     text = text.strip()
     if len(text) > limit:
-        raise BadgeError("The text is too long.", field)
+        raise BadgeError(N_("The text is too long."), field)
     if any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\r\t" for c in text):
-        raise BadgeError("Invisible or control characters are not allowed.", field)
+        raise BadgeError(N_("Invisible or control characters are not allowed."), field)
     return text
 
 
@@ -206,42 +208,44 @@ def parse_application(raw: dict[str, Any], today: dt.date) -> ApplicationForm:
     """A precise refusal for each field; nothing is stored on a refusal."""
     name = _clean(str(raw.get("full_name", "")), "full_name", 200)
     if not name:
-        raise BadgeError("Enter the full name.", "full_name")
+        raise BadgeError(N_("Enter the full name."), "full_name")
     try:
         birth = dt.date.fromisoformat(str(raw.get("birth_date", "")))
     except ValueError as err:
-        raise BadgeError("Enter the birth date as YYYY-MM-DD.", "birth_date") from err
+        raise BadgeError(N_("Enter the birth date as YYYY-MM-DD."), "birth_date") from err
     level = str(raw.get("level", ""))
     if level not in {lv.value for lv in Level}:
-        raise BadgeError("Choose a level.", "level")
+        raise BadgeError(N_("Choose a level."), "level")
     age = age_on(birth, today)
     if age < MIN_AGE_OF[level] or age > MAX_AGE:
         raise BadgeError(
-            "The age does not fit the level (14-29; silver 15+, gold 16+).", "birth_date"
+            N_("The age does not fit the level (14-29; silver 15+, gold 16+)."), "birth_date"
         )
     dirs = tuple(sorted({str(d) for d in raw.get("directions", []) or []}))
     if not dirs or any(d not in {x.value for x in Direction} for d in dirs):
-        raise BadgeError("Choose at least one direction.", "directions")
+        raise BadgeError(N_("Choose at least one direction."), "directions")
     plan_long = str(raw.get("plan_long") or "") or None
     if level != "bronze" and plan_long not in ("sport", "talents"):
-        raise BadgeError("Choose the longer of sport and talents.", "plan_long")
+        raise BadgeError(N_("Choose the longer of sport and talents."), "plan_long")
     mode = str(raw.get("heritage_mode") or "weeks")
     if mode not in ("weeks", "book"):
-        raise BadgeError("Choose how heritage is done.", "heritage_mode")
+        raise BadgeError(N_("Choose how heritage is done."), "heritage_mode")
     months: int | None = None
     if mode == "weeks":
         try:
             months = int(str(raw.get("heritage_months") or HERITAGE_MONTHS[level][0]))
         except ValueError as err:
             raise BadgeError(
-                "Heritage months are not allowed for the level.", "heritage_months"
+                N_("Heritage months are not allowed for the level."), "heritage_months"
             ) from err
         if months not in HERITAGE_MONTHS[level]:
-            raise BadgeError("Heritage months are not allowed for the level.", "heritage_months")
+            raise BadgeError(
+                N_("Heritage months are not allowed for the level."), "heritage_months"
+            )
     rep = _clean(str(raw.get("representative_name", "")), "representative_name", 200)
     if age < 18 and not rep:
         raise BadgeError(
-            "A participant under 18 names a legal representative.", "representative_name"
+            N_("A participant under 18 names a legal representative."), "representative_name"
         )
     return ApplicationForm(
         full_name=name,
@@ -297,7 +301,7 @@ def submit_application(
     from server.models import Region
 
     if db.get(Region, form.region_id) is None:
-        raise BadgeError("Choose a region.", "region_id")
+        raise BadgeError(N_("Choose a region."), "region_id")
     centre, mentor = propose_by_place(db, form.region_id, form.residence)
     p = Participant(
         user_pk=user_pk,
@@ -356,11 +360,11 @@ def decide_application(
     db: Session, who: Principal, a: Application, approve: bool, reason: str, now_ms: int
 ) -> None:
     if a.status != "submitted":
-        raise BadgeError("The application is already decided.", "decision")
+        raise BadgeError(N_("The application is already decided."), "decision")
     p = db.get_one(Participant, a.participant_pk)
     reason = _clean(reason, "reason", 500)
     if not approve and not reason:
-        raise BadgeError("Give the reason of the refusal.", "reason")
+        raise BadgeError(N_("Give the reason of the refusal."), "reason")
     a.status = "approved" if approve else "rejected"
     a.reason = reason
     a.decided_by = who.user_pk
@@ -390,7 +394,7 @@ def centre_state(c: Centre, today: dt.date) -> str:
 
 def approve_centre(db: Session, who: Principal, c: Centre, today: dt.date) -> None:
     if c.status != CentreStatus.APPLIED.value:
-        raise BadgeError("The centre is not waiting for approval.", "centre")
+        raise BadgeError(N_("The centre is not waiting for approval."), "centre")
     c.status = CentreStatus.APPROVED.value
     c.approved_on = today
     c.sign_due_on = add_working_days(today, CENTRE_SIGN_DAYS)
@@ -402,7 +406,7 @@ def sign_centre_agreement(
 ) -> None:
     if centre_state(c, today) != CentreStatus.APPROVED.value:
         raise BadgeError(
-            "The centre cannot sign: it is not approved or its time ran out.", "centre"
+            N_("The centre cannot sign: it is not approved or its time ran out."), "centre"
         )
     c.status = CentreStatus.REGISTERED.value
     c.agreement_signed_on = today
@@ -451,11 +455,11 @@ def sign_agreement(
     elif p.representative_user_pk == who.user_pk:
         role = "representative"
     else:
-        raise BadgeError("Only the participant or their representative signs.", "signer")
+        raise BadgeError(N_("Only the participant or their representative signs."), "signer")
     if any(
         a.signer_role == role and a.text_version == AGREEMENT_VERSION for a in agreements_of(db, p)
     ):
-        raise BadgeError("Already signed.", "signer")
+        raise BadgeError(N_("Already signed."), "signer")
     a = Agreement(
         participant_pk=p.pk,
         signer_role=role,
@@ -487,15 +491,15 @@ def set_schedule(
 ) -> Schedule:
     """The mentor writes (or changes) a direction's schedule; the participant agrees again."""
     if supervisor_of(db, who, p) is None:
-        raise BadgeError("Only the participant's mentor sets the schedule.", "direction")
+        raise BadgeError(N_("Only the participant's mentor sets the schedule."), "direction")
     if (
         direction not in p.directions.split(",")
         and direction not in scoring.LEVEL_DIRECTIONS[p.level]
     ):
-        raise BadgeError("Choose one of the participant's directions.", "direction")
+        raise BadgeError(N_("Choose one of the participant's directions."), "direction")
     plan = _clean(plan, "plan", 1000)
     if not plan:
-        raise BadgeError("Describe the schedule.", "plan")
+        raise BadgeError(N_("Describe the schedule."), "plan")
     h = parse_amount(hours, "hours_per_week", MAX_HOURS)
     s = db.scalars(
         select(Schedule).where(Schedule.participant_pk == p.pk, Schedule.direction == direction)
@@ -513,7 +517,7 @@ def set_schedule(
 
 def agree_schedule(db: Session, who: Principal, p: Participant, s: Schedule, now_ms: int) -> None:
     if p.user_pk != who.user_pk or s.participant_pk != p.pk:
-        raise BadgeError("Only the participant agrees to their schedule.", "schedule")
+        raise BadgeError(N_("Only the participant agrees to their schedule."), "schedule")
     s.participant_agreed_ms = now_ms
 
 
@@ -521,17 +525,19 @@ def activate(db: Session, who: Principal, p: Participant, today: dt.date) -> Non
     """The mentor activates the participant once the agreement is signed and every schedule
     is agreed by both."""
     if supervisor_of(db, who, p) is None:
-        raise BadgeError("Only the participant's mentor activates them.", "participant")
+        raise BadgeError(N_("Only the participant's mentor activates them."), "participant")
     if p.status != ParticipantStatus.APPROVED.value:
-        raise BadgeError("The participant is not waiting for activation.", "participant")
+        raise BadgeError(N_("The participant is not waiting for activation."), "participant")
     if not agreement_complete(db, p, today):
-        raise BadgeError("The agreement is not signed by everyone who must sign it.", "agreement")
+        raise BadgeError(
+            N_("The agreement is not signed by everyone who must sign it."), "agreement"
+        )
     sched = schedules_of(db, p)
     if not sched or any(
         s.mentor_agreed_ms is None or s.participant_agreed_ms is None for s in sched
     ):
         raise BadgeError(
-            "Every schedule must be agreed by the mentor and the participant.", "schedule"
+            N_("Every schedule must be agreed by the mentor and the participant."), "schedule"
         )
     p.status = ParticipantStatus.ACTIVE.value
     p.start = today
@@ -545,9 +551,9 @@ def parse_amount(text: Any, field: str, upper: Decimal) -> Decimal:
     try:
         value = Decimal(str(text).strip())
     except (InvalidOperation, ValueError) as err:
-        raise BadgeError("Enter a number.", field) from err
+        raise BadgeError(N_("Enter a number."), field) from err
     if not value.is_finite() or value < 0 or value > upper:
-        raise BadgeError("The number is out of range.", field)
+        raise BadgeError(N_("The number is out of range."), field)
     return value.quantize(Decimal("0.01"))
 
 
@@ -568,26 +574,26 @@ class EntryForm:
 def parse_entry(raw: Any, now_ms: int) -> EntryForm:
     """An uploaded entry (JSON from the offline page): every field bounded, precise errors."""
     if not isinstance(raw, dict):
-        raise BadgeError("An entry is an object.", "entry")
+        raise BadgeError(N_("An entry is an object."), "entry")
     key = raw.get("key")
     if not isinstance(key, str) or not 8 <= len(key) <= 64 or not key.isascii():
-        raise BadgeError("The entry's key must be 8-64 ASCII characters.", "key")
+        raise BadgeError(N_("The entry's key must be 8-64 ASCII characters."), "key")
     direction = raw.get("direction")
     if direction not in {d.value for d in Direction}:
-        raise BadgeError("Unknown direction.", "direction")
+        raise BadgeError(N_("Unknown direction."), "direction")
     try:
         day = dt.date.fromisoformat(str(raw.get("date")))
     except ValueError as err:
-        raise BadgeError("The date must be YYYY-MM-DD.", "date") from err
+        raise BadgeError(N_("The date must be YYYY-MM-DD."), "date") from err
     if len(str(raw.get("date"))) != 10:
-        raise BadgeError("The date must be YYYY-MM-DD.", "date")
+        raise BadgeError(N_("The date must be YYYY-MM-DD."), "date")
     written = raw.get("written_at_ms")
     if (
         not isinstance(written, int)
         or isinstance(written, bool)
         or not 0 < written <= now_ms + 86_400_000
     ):
-        raise BadgeError("The time the entry was written is not valid.", "written_at_ms")
+        raise BadgeError(N_("The time the entry was written is not valid."), "written_at_ms")
     text = _clean(str(raw.get("text", "") or ""), "text", MAX_TEXT)
     form: dict[str, Any] = {}
     if direction in ("sport", "talents", "volunteering") or (
@@ -597,16 +603,16 @@ def parse_entry(raw: Any, now_ms: int) -> EntryForm:
     elif direction in ("reading", "heritage"):
         title = _clean(str(raw.get("book", "") or ""), "book", 300)
         if not title:
-            raise BadgeError("Name the book.", "book")
+            raise BadgeError(N_("Name the book."), "book")
         section = raw.get("section")
         if section not in {s.value for s in Section}:
-            raise BadgeError("Unknown section.", "section")
+            raise BadgeError(N_("Unknown section."), "section")
         form["book_title"] = title
         form["book_section"] = section
     else:  # trip, work
         d = raw.get("days")
         if not isinstance(d, int) or isinstance(d, bool) or not 0 <= d <= MAX_DAYS:
-            raise BadgeError("The number of days is out of range.", "days")
+            raise BadgeError(N_("The number of days is out of range."), "days")
         form["days"] = d
         if direction == "work":
             form["employer_confirmation"] = _clean(
@@ -631,9 +637,11 @@ def add_entry(db: Session, p: Participant, form: EntryForm, now_ms: int) -> tupl
     if existing is not None:
         return existing, False
     if p.status != ParticipantStatus.ACTIVE.value:
-        raise BadgeError("The journal opens when the mentor activates the participant.", "entry")
+        raise BadgeError(
+            N_("The journal opens when the mentor activates the participant."), "entry"
+        )
     if form.direction == "work" and p.level != "gold":
-        raise BadgeError("Work experience belongs to the gold level.", "direction")
+        raise BadgeError(N_("Work experience belongs to the gold level."), "direction")
     listed = True
     if form.book_title is not None:
         from server.badges.models import Book
@@ -697,12 +705,12 @@ def decide_entry(
     book that is on no approved list is the mentor's approval of that book."""
     p = db.get_one(Participant, e.participant_pk)
     if supervisor_of(db, who, p) is None:
-        raise BadgeError("Only the participant's mentor decides their entries.", "entry")
+        raise BadgeError(N_("Only the participant's mentor decides their entries."), "entry")
     if action not in ACTIONS:
-        raise BadgeError("Unknown decision.", "action")
+        raise BadgeError(N_("Unknown decision."), "action")
     note = _clean(note, "note", 500)
     if action in ("reject", "task") and not note:
-        raise BadgeError("Give the reason or the task.", "note")
+        raise BadgeError(N_("Give the reason or the task."), "note")
     new = ACTIONS[action]
     db.add(
         Decision(
@@ -727,14 +735,14 @@ def overturn(db: Session, who: Principal, e: Entry, status: str, note: str, now_
     """An expert (or coordinator, operator) replaces the mentor's decision; audited."""
     p = db.get_one(Participant, e.participant_pk)
     if not may_review(db, who, p):
-        raise BadgeError("Only the expert over the mentor may overturn.", "entry")
+        raise BadgeError(N_("Only the expert over the mentor may overturn."), "entry")
     if status not in (EntryStatus.CONFIRMED.value, EntryStatus.REJECTED.value):
-        raise BadgeError("Unknown decision.", "status")
+        raise BadgeError(N_("Unknown decision."), "status")
     note = _clean(note, "note", 500)
     if not note:
-        raise BadgeError("Give the reason of the overturn.", "note")
+        raise BadgeError(N_("Give the reason of the overturn."), "note")
     if e.status == status:
-        raise BadgeError("The entry already has this status.", "status")
+        raise BadgeError(N_("The entry already has this status."), "status")
     db.add(
         Decision(
             entry_pk=e.pk,
@@ -762,12 +770,12 @@ def reassign(
 ) -> None:
     """Hand the participant to another supervisor while theirs is absent (audited)."""
     if not may_review(db, who, p):
-        raise BadgeError("Only the expert or the coordinator reassigns.", "participant")
+        raise BadgeError(N_("Only the expert or the coordinator reassigns."), "participant")
     if to.kind == StaffKind.CENTRE_HEAD.value or to.absent:
-        raise BadgeError("Choose a present mentor, expert or coordinator.", "to")
+        raise BadgeError(N_("Choose a present mentor, expert or coordinator."), "to")
     reason = _clean(reason, "reason", 300)
     if not reason:
-        raise BadgeError("Give the reason of the reassignment.", "reason")
+        raise BadgeError(N_("Give the reason of the reassignment."), "reason")
     db.add(
         Reassignment(
             participant_pk=p.pk,
@@ -789,17 +797,16 @@ def set_requirements(
     their basis; the evaluator uses them instead of the level's numbers."""
     basis = _clean(basis, "basis", 300)
     if not basis:
-        raise BadgeError("Give the basis (document).", "basis")
+        raise BadgeError(N_("Give the basis (document)."), "basis")
     try:
         data = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     except ValueError as err:
-        raise BadgeError("The requirements must be JSON.", "requirements") from err
+        raise BadgeError(N_("The requirements must be JSON."), "requirements") from err
     try:
         data = rules.requirements_from_mapping(data).as_dict()
     except rules.JournalError as err:
         raise BadgeError(
-            "The requirements must be the rules' JSON form (weeks, books, kazakh_books, "
-            "heritage_weeks, trip_days, work_days).",
+            N_("The requirements do not fit the rules' JSON form."),
             "requirements",
         ) from err
     row = db.scalars(select(Requirement).where(Requirement.participant_pk == p.pk)).first()
@@ -868,14 +875,14 @@ def evaluation(db: Session, p: Participant, today: dt.date) -> dict[str, Any]:
 def rate_mentor(db: Session, who: Principal, p: Participant, score: int, today: dt.date) -> None:
     """One anonymous rating per participant and mentor: the score is stored without them."""
     if p.user_pk != who.user_pk or p.mentor_pk is None:
-        raise BadgeError("Only a participant with a mentor rates them.", "score")
+        raise BadgeError(N_("Only a participant with a mentor rates them."), "score")
     if not 1 <= score <= 5:
-        raise BadgeError("The score is 1 to 5.", "score")
+        raise BadgeError(N_("The score is 1 to 5."), "score")
     try:
         with db.begin_nested():
             db.add(RatingGiven(participant_pk=p.pk, mentor_pk=p.mentor_pk))
     except IntegrityError as err:
-        raise BadgeError("You have already rated your mentor.", "score") from err
+        raise BadgeError(N_("You have already rated your mentor."), "score") from err
     db.add(MentorRating(mentor_pk=p.mentor_pk, score=score, day=today))
 
 
@@ -904,11 +911,11 @@ class DuplicateAward(BadgeError):
 def propose(db: Session, who: Principal, p: Participant, today: dt.date, now_ms: int) -> Proposal:
     """The centre head proposes a candidate whose level is complete."""
     if not evaluation(db, p, today).get("complete"):
-        raise BadgeError("The level is not complete.", "participant")
+        raise BadgeError(N_("The level is not complete."), "participant")
     if db.scalars(
         select(Award.pk).where(Award.participant_pk == p.pk, Award.level == p.level)
     ).first():
-        raise DuplicateAward("The participant already holds this level.", "participant")
+        raise DuplicateAward(N_("The participant already holds this level."), "participant")
     pr = Proposal(
         participant_pk=p.pk, level=p.level, proposed_by=who.user_pk, proposed_at_ms=now_ms
     )
@@ -922,14 +929,14 @@ def set_commission(
     db: Session, who: Principal, pr: Proposal, member_pks: list[int], slot: str, link: str
 ) -> None:
     if pr.decision is not None:
-        raise BadgeError("The commission has decided.", "proposal")
+        raise BadgeError(N_("The commission has decided."), "proposal")
     if not member_pks:
-        raise BadgeError("Name the commission's members.", "members")
+        raise BadgeError(N_("Name the commission's members."), "members")
     slot = _clean(slot, "interview_at", 32)
     try:
         dt.datetime.strptime(slot, "%Y-%m-%d %H:%M")
     except ValueError as err:
-        raise BadgeError("The interview time is YYYY-MM-DD HH:MM.", "interview_at") from err
+        raise BadgeError(N_("The interview time is YYYY-MM-DD HH:MM."), "interview_at") from err
     pr.interview_at = slot
     pr.interview_link = _clean(link, "interview_link", 300)
     have = {
@@ -940,7 +947,7 @@ def set_commission(
 
     for u in member_pks:
         if db.get(User, u) is None:
-            raise BadgeError("Unknown member.", "members")
+            raise BadgeError(N_("Unknown member."), "members")
         if u not in have:
             db.add(CommissionMember(proposal_pk=pr.pk, user_pk=u))
     db.flush()
@@ -948,16 +955,16 @@ def set_commission(
 
 def vote(db: Session, who: Principal, pr: Proposal, choice: str, now_ms: int) -> None:
     if pr.decision is not None:
-        raise BadgeError("The commission has decided.", "proposal")
+        raise BadgeError(N_("The commission has decided."), "proposal")
     if choice not in ("for", "against"):
-        raise BadgeError("Vote for or against.", "vote")
+        raise BadgeError(N_("Vote for or against."), "vote")
     m = db.scalars(
         select(CommissionMember).where(
             CommissionMember.proposal_pk == pr.pk, CommissionMember.user_pk == who.user_pk
         )
     ).first()
     if m is None:
-        raise BadgeError("Only a member of the commission votes.", "vote")
+        raise BadgeError(N_("Only a member of the commission votes."), "vote")
     m.vote = choice
     m.voted_at_ms = now_ms
 
@@ -978,10 +985,10 @@ def decide_proposal(
     """Every member has voted: a majority for awards the level (one award per level: the
     database refuses a second one), otherwise declined."""
     if pr.decision is not None:
-        raise BadgeError("The commission has decided.", "proposal")
+        raise BadgeError(N_("The commission has decided."), "proposal")
     members = members_of(db, pr)
     if not members or any(m.vote is None for m in members):
-        raise BadgeError("Every member must vote first.", "proposal")
+        raise BadgeError(N_("Every member must vote first."), "proposal")
     yes = sum(m.vote == "for" for m in members)
     pr.decided_at_ms = now_ms
     if yes * 2 <= len(members):
@@ -1005,5 +1012,7 @@ def award_level(
         with db.begin_nested():
             db.add(award)
     except IntegrityError as err:
-        raise DuplicateAward("The participant already holds this level.", "participant") from err
+        raise DuplicateAward(
+            N_("The participant already holds this level."), "participant"
+        ) from err
     return award
