@@ -35,6 +35,7 @@ from server.badges.models import (
     Centre,
     Entry,
     IssuedCredential,
+    Media,
     Participant,
     Section,
     Staff,
@@ -189,28 +190,14 @@ def add_book(db: Session, who: Principal, section: str, title: str, now_ms: int)
 # ---------------------------------------------------------------------------- integrity
 
 
-def integrity_notes(db: Session, entries: list[Entry]) -> dict[int, str]:
-    """An essay whose text another participant's earlier entry already has is flagged for
-    the mentor with the matching entry (never rejected automatically)."""
-    out: dict[int, str] = {}
-    for e in entries:
-        text = " ".join(e.text.split()).casefold()
-        if len(text) < 40:
-            continue
-        earlier = db.execute(
-            select(Entry.pk, Entry.text)
-            .where(
-                Entry.pk != e.pk,
-                Entry.received_at_ms <= e.received_at_ms,
-                Entry.participant_pk != e.participant_pk,
-                func.length(Entry.text) >= 40,
-            )
-            .limit(2000)
-        ).all()
-        for pk, other in earlier:
-            if " ".join(str(other).split()).casefold() == text:
-                out[e.pk] = f"same text as entry {pk}"
-                break
+def media_of(db: Session, entries: list[Entry]) -> dict[int, list[Media]]:
+    """The photos and videos of these entries (without their bytes' use in the page)."""
+    out: dict[int, list[Media]] = {e.pk: [] for e in entries}
+    if entries:
+        for m in db.scalars(
+            select(Media).where(Media.entry_pk.in_([e.pk for e in entries])).order_by(Media.pk)
+        ):
+            out[m.entry_pk].append(m)
     return out
 
 

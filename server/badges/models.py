@@ -247,6 +247,8 @@ class Entry(Base):
     reason: Mapped[str] = mapped_column(String(500), default="")
     extra_task: Mapped[str] = mapped_column(String(500), default="")
     integrity_note: Mapped[str] = mapped_column(String(300), default="")
+    # the essay's MinHash signature (integrity.essay_signature), to compare later essays with
+    essay_signature: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.pk"), default=None)
     decided_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
 

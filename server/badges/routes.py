@@ -9,7 +9,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Form, Request
+from fastapi import APIRouter, Body, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
 
@@ -24,6 +24,7 @@ from server.badges.models import (
     Centre,
     Entry,
     IssuedCredential,
+    Media,
     Participant,
     Partner,
     Proposal,
@@ -192,6 +193,7 @@ def _me_page(
         "mentor_name": db.get_one(User, mentor.user_pk).full_name if mentor else None,
         "is_self": p.user_pk == who.user_pk,
         "awards": award_service.awards_of(db, p),
+        "entries": svc.entries_of(db, p)[:50],
         "error": error,
     }
     return _page(request, "badges/me.html", ctx, status)
@@ -265,6 +267,41 @@ def me_rate(
         return _me_page(request, db, who, clock, err, 400)
     db.commit()
     return redirect("/badges/me")
+
+
+@router.post("/badges/me/entries/{entry_pk}/media")
+async def me_media(
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("badges.participate")],
+    entry_pk: Id,
+    file: Annotated[UploadFile, File()],
+) -> Response:
+    """A photo or short video of one of the participant's own entries (after it was uploaded)."""
+    p = _own(db, who)
+    e = db.get(Entry, entry_pk)
+    ensure(e is not None and e.participant_pk == p.pk)
+    assert e is not None
+    data = await file.read(svc.MAX_MEDIA_BYTES + 1)
+    try:
+        svc.add_media(db, who, p, e, file.content_type or "", data)
+    except svc.BadgeError as err:
+        db.rollback()
+        return _me_page(request, db, who, clock, err, 400)
+    db.commit()
+    return redirect("/badges/me")
+
+
+@router.get("/badges/media/{media_pk}")
+def media_file(db: Db, who: Annotated[Principal, require("badges.view")], media_pk: Id) -> Response:
+    """A photo or video of an entry, for the staff who reach the participant."""
+    m = db.get(Media, media_pk)
+    ensure(m is not None)
+    assert m is not None
+    e = db.get_one(Entry, m.entry_pk)
+    _participant(db, who, e.participant_pk)
+    return Response(m.data, media_type=m.content_type, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/badges/me/journal")
@@ -414,7 +451,7 @@ def _participant_page(
         "p": p,
         "entries": entries,
         "decisions": {e.pk: svc.decisions_of(db, e) for e in entries},
-        "integrity": award_service.integrity_notes(db, entries),
+        "media": award_service.media_of(db, entries),
         "schedules": svc.schedules_of(db, p),
         "agreements": svc.agreements_of(db, p),
         "agreement_done": svc.agreement_complete(db, p, today),

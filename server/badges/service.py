@@ -8,6 +8,7 @@ Every function takes the session and the actor; the caller commits. Refusals rai
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from server.accounts.access import Principal, Role
 from server.audit.service import audit
-from server.badges import rules, scoring, working_days
+from server.badges import integrity, rules, scoring, working_days
 from server.badges.models import (
     Agreement,
     Application,
@@ -33,6 +34,7 @@ from server.badges.models import (
     Entry,
     EntryStatus,
     Level,
+    Media,
     MentorRating,
     Participant,
     ParticipantStatus,
@@ -670,6 +672,9 @@ def add_entry(db: Session, p: Participant, form: EntryForm, now_ms: int) -> tupl
         employer_confirmation=form.employer_confirmation,
         status=EntryStatus.PENDING.value,
     )
+    if len(form.text.split()) >= ESSAY_MIN_WORDS:
+        entry.essay_signature = integrity.essay_signature(form.text)
+        entry.integrity_note = essay_note(db, p, form.text)
     try:
         with db.begin_nested():
             db.add(entry)
@@ -679,6 +684,74 @@ def add_entry(db: Session, p: Participant, form: EntryForm, now_ms: int) -> tupl
         ).one()
         return again, False
     return entry, True
+
+
+ESSAY_MIN_WORDS = 20  # shorter texts (a line of a weekly report) are not compared
+ESSAYS_COMPARED = 20_000  # the most recent essays of other participants
+
+
+def essay_note(db: Session, p: Participant, text: str) -> str:
+    """A suspected copy of another participant's earlier essay, named for the mentor (the
+    entry is flagged, never rejected)."""
+    earlier = [
+        (str(pk), bytes(sig))
+        for pk, sig in db.execute(
+            select(Entry.pk, Entry.essay_signature)
+            .where(Entry.participant_pk != p.pk, Entry.essay_signature.is_not(None))
+            .order_by(Entry.pk.desc())
+            .limit(ESSAYS_COMPARED)
+        )
+        if sig is not None
+    ]
+    found = integrity.suspected_copies(text, earlier)
+    if not found:
+        return ""
+    return f"similar to entry {found[0].key} ({round(found[0].similarity * 100)} %)"
+
+
+MAX_MEDIA_BYTES = 900_000
+MEDIA_TYPES = {"image/jpeg", "image/png", "video/mp4"}
+
+
+def add_media(
+    db: Session, who: Principal, p: Participant, e: Entry, content_type: str, data: bytes
+) -> Media:
+    """A photo (perceptual hash compared with every earlier photo of the platform) or a short
+    video of the participant's own entry; a reused photo is flagged, never rejected."""
+    if p.user_pk != who.user_pk or e.participant_pk != p.pk:
+        raise BadgeError(N_("Only the participant adds media to their entries."), "file")
+    if content_type not in MEDIA_TYPES:
+        raise BadgeError(N_("A photo (JPEG, PNG) or a short MP4 video."), "file")
+    if not data or len(data) > MAX_MEDIA_BYTES:
+        raise BadgeError(N_("The file is empty or larger than 900 KB."), "file")
+    phash = None
+    if content_type.startswith("image/"):
+        try:
+            phash = integrity.media_hash(data)
+        except integrity.IntegrityError as err:
+            raise BadgeError(N_("The image cannot be read."), "file") from err
+        earlier = [
+            (str(ep), h)
+            for ep, h in db.execute(
+                select(Media.entry_pk, Media.phash).where(
+                    Media.phash.is_not(None), Media.entry_pk != e.pk
+                )
+            )
+            if h is not None
+        ]
+        found = integrity.reused_media(phash, earlier)
+        if found:
+            e.integrity_note = f"photo like entry {found[0].key} ({found[0].distance} bits)"[:300]
+    m = Media(
+        entry_pk=e.pk,
+        content_type=content_type,
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        phash=phash,
+    )
+    db.add(m)
+    db.flush()
+    return m
 
 
 def entries_of(db: Session, p: Participant) -> list[Entry]:

@@ -19,6 +19,7 @@ from server.badges.models import (
     Centre,
     CommissionMember,
     Entry,
+    Media,
     Participant,
     Proposal,
     Schedule,
@@ -88,6 +89,8 @@ def badge_targets(db: Session, region: str, member_pk: int, tag: str = "m") -> d
     db.add_all([schedule, entry, application, proposal])
     db.flush()
     db.add(CommissionMember(proposal_pk=proposal.pk, user_pk=member_pk))
+    media = Media(entry_pk=entry.pk, content_type="image/png", data=b"png", sha256="0" * 64)
+    db.add(media)
     award = Award(participant_pk=p.pk, level="silver", awarded_on=today)
     db.add(award)
     db.flush()
@@ -98,6 +101,7 @@ def badge_targets(db: Session, region: str, member_pk: int, tag: str = "m") -> d
         "participant_pk": p.pk,
         "schedule_pk": schedule.pk,
         "entry_pk": entry.pk,
+        "media_pk": media.pk,
         "application_pk": application.pk,
         "proposal_pk": proposal.pk,
         "centre_pk": centre.pk,

@@ -269,6 +269,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=500), nullable=False),
         sa.Column("extra_task", sa.String(length=500), nullable=False),
         sa.Column("integrity_note", sa.String(length=300), nullable=False),
+        sa.Column("essay_signature", sa.LargeBinary(), nullable=True),
         sa.Column("decided_by", BigId, nullable=True),
         sa.Column("decided_at_ms", sa.BigInteger(), nullable=True),
         sa.CheckConstraint("days IS NULL OR days >= 0", name="ck_badge_entries_days"),

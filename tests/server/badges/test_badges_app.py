@@ -555,3 +555,89 @@ def test_proposal_commission_award_credential_and_revocation(
     c.revoked_at_ms = None
     db.commit()
     assert 'data-state="invalid"' in anon.get(f"/badges/verify/{short}").text
+
+
+# ----------------------------------------------------------------------------- integrity
+
+ESSAY = (
+    "Абай жолы романы қазақ даласының өмірін кең суреттейді, ақынның жастық шағынан бастап "
+    "оның ойшыл ретінде қалыптасуына дейінгі жолды көрсетеді, халықтың салт-дәстүрін, "
+    "ру арасындағы тартысты және білімге құштарлықты терең бейнелейді"
+)
+
+
+def _png(seed: int) -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (128, 128), "white")
+    d = ImageDraw.Draw(img)
+    for i in range(8):
+        d.rectangle(
+            [i * 16, (seed * 37 + i * 11) % 100, i * 16 + 12, 127],
+            fill=(i * 30, seed * 50 % 255, 90),
+        )
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_copied_essays_and_reused_photos_are_flagged_not_rejected(db: Session) -> None:
+    w = centre_world(db)
+    a = active_participant(db, w["m1"], "R1", "ia")
+    b = active_participant(db, w["m1"], "R1", "ib")
+    now = now_ms()
+    first, _ = service.add_entry(
+        db,
+        a,
+        service.parse_entry(
+            entry_json(
+                "essay-a-1", direction="reading", book="Абай жолы", section="kazakh", text=ESSAY
+            ),
+            now,
+        ),
+        now,
+    )
+    assert first.integrity_note == ""
+    copy, _ = service.add_entry(
+        db,
+        b,
+        service.parse_entry(
+            entry_json(
+                "essay-b-1",
+                direction="reading",
+                book="Абай жолы",
+                section="kazakh",
+                text=ESSAY + " деп ойлаймын",
+            ),
+            now,
+        ),
+        now,
+    )
+    own, _ = service.add_entry(
+        db,
+        b,
+        service.parse_entry(
+            entry_json(
+                "essay-b-2",
+                direction="reading",
+                book="Дон Кихот",
+                section="world",
+                text=" ".join(f"сөз{i}" for i in range(40)),
+            ),
+            now,
+        ),
+        now,
+    )
+    assert copy.integrity_note.startswith(f"similar to entry {first.pk}")
+    assert copy.status == "pending" and own.integrity_note == ""
+    photo = _png(1)
+    service.add_media(db, who(db, "ia"), a, first, "image/png", photo)
+    service.add_media(db, who(db, "ib"), b, own, "image/png", photo)
+    assert own.integrity_note.startswith(f"photo like entry {first.pk}")
+    with pytest.raises(service.BadgeError) as err:
+        service.add_media(db, who(db, "ib"), b, own, "image/png", b"not a png")
+    assert err.value.field == "file"
+    with pytest.raises(service.BadgeError):  # not their own entry
+        service.add_media(db, who(db, "ib"), b, first, "image/png", _png(2))

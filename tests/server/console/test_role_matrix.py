@@ -296,6 +296,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/badges/me/schedule/{schedule_pk}"): R("badges.participate", "badge"),
     ("POST", "/badges/me/rate"): R("badges.participate", "list", form={"score": "5"}),
     ("GET", "/badges/me/journal"): R("badges.participate", "list"),
+    ("POST", "/badges/me/entries/{entry_pk}/media"): R(
+        "badges.participate", "badge", files={"file": ("p.png", b"not an image", "image/png")}
+    ),
+    ("GET", "/badges/media/{media_pk}"): R("badges.view", "badge"),
     ("GET", "/badges/api/entries"): R("badges.participate", "list"),
     ("POST", "/badges/api/entries"): R("badges.participate", "list"),
     ("GET", "/badges"): R("badges.view", "list"),
