@@ -43,6 +43,14 @@ DEMO_LOGINS = {
 }
 
 
+def _years_ago(today: dt.date, n: int) -> dt.date:
+    """The same day ``n`` years before (28 February for a 29 February)."""
+    try:
+        return today.replace(year=today.year - n)
+    except ValueError:
+        return today.replace(year=today.year - n, day=28)
+
+
 def _user(db: Session, login: str, name: str, grant: Grant, password: str) -> User:
     u = create_user(db, login, name, [grant], password=password)
     u.must_change_password = False
@@ -175,9 +183,7 @@ def seed_demo(
         )
         db.add(p)
         db.flush()
-        for role in ("participant",) + (
-            ("representative",) if service.age_on(birth, today) < 18 else ()
-        ):
+        for role in ("participant",):  # the demo's active participants are adults
             db.add(
                 Agreement(
                     participant_pk=p.pk,
@@ -207,7 +213,7 @@ def seed_demo(
     done = participant(
         "participant",
         "Айдана Серікова",
-        today.replace(year=today.year - 17) - dt.timedelta(days=200),
+        _years_ago(today, 19),
         "bronze",
         mentor,
         start,
@@ -252,7 +258,7 @@ def seed_demo(
     silver = participant(
         "participant2",
         "Ерлан Нұрланов",
-        today.replace(year=today.year - 19),
+        _years_ago(today, 19),
         "silver",
         mentor,
         start2,
@@ -271,7 +277,7 @@ def seed_demo(
     gold = participant(
         None,
         "Томирис Әлиева",
-        today.replace(year=today.year - 22),
+        _years_ago(today, 22),
         "gold",
         mentor2,
         start3,
@@ -285,7 +291,7 @@ def seed_demo(
     minor_u = None
     minor = Participant(
         full_name="Данияр Қасымов",
-        birth_date=today.replace(year=today.year - 15),
+        birth_date=_years_ago(today, 15),
         region_id=region,
         residence="Demo town",
         study_place="School No. 7",
@@ -305,7 +311,7 @@ def seed_demo(
     # an application waiting for a decision
     form = service.ApplicationForm(
         full_name="Әлихан Омаров",
-        birth_date=today.replace(year=today.year - 16),
+        birth_date=_years_ago(today, 16),
         region_id=region,
         residence="Demo town",
         study_place="School No. 3",

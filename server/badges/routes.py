@@ -44,6 +44,7 @@ from server.console.web import (
     redirect,
     render,
     require,
+    tr,
 )
 from server.models import Region
 
@@ -317,7 +318,13 @@ def journal_page(
     return _page(
         request,
         "badges/journal.html",
-        {"p": p, "today": _today(clock).isoformat(), "is_self": p.user_pk == who.user_pk},
+        {
+            "p": p,
+            "today": _today(clock).isoformat(),
+            "is_self": p.user_pk == who.user_pk,
+            # the script shows stored values in the page's language
+            "labels": {k: tr(request, v) for k, v in (DIRECTION_LABELS | STATUS_LABELS).items()},
+        },
     )
 
 

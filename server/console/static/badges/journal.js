@@ -9,6 +9,8 @@
   const TIMEOUT_MS = 8000; // a hanging village link must not stop the retries
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const net = document.getElementById("net");
+  const labels = JSON.parse(document.getElementById("labels").textContent || "{}");
+  const label = (v) => (v != null && labels[v]) || v;
   let flushing = false;
 
   if ("serviceWorker" in navigator) {
@@ -49,7 +51,7 @@
       const tr = document.createElement("tr");
       tr.dataset.key = e.key;
       const amount = e.book ? e.book : e.days != null && e.days !== "" ? `${e.days} d` : `${e.hours} h`;
-      for (const v of [e.date, e.direction, amount, new Date(e.written_at_ms).toLocaleString(), e.state]) {
+      for (const v of [e.date, label(e.direction), amount, new Date(e.written_at_ms).toLocaleString(), label(e.state)]) {
         const td = document.createElement("td");
         td.textContent = v == null ? "" : String(v);
         tr.appendChild(td);
