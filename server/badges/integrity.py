@@ -16,12 +16,13 @@ Near-pure: no clock, no database; the caller stores each item's ``essay_signatur
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import imagehash
 import numpy as np
@@ -94,10 +95,16 @@ def _from_signature(signature: bytes) -> LeanMinHash:
     if len(signature) != SIGNATURE_BYTES:
         raise IntegrityError(f"a stored essay signature must be {SIGNATURE_BYTES} bytes")
     values = np.frombuffer(signature, dtype="<u8")
-    template = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME)
-    return LeanMinHash(
-        seed=SEED, hashvalues=values.astype(template.hashvalues.dtype), scheme=SCHEME
+    return LeanMinHash(seed=SEED, hashvalues=values.astype(_hash_dtype()), scheme=SCHEME)
+
+
+@functools.cache
+def _hash_dtype() -> np.dtype[Any]:
+    """The dtype of the scheme's hash values (a MinHash is costly to make: its permutations)."""
+    dtype: np.dtype[Any] = np.dtype(
+        MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).hashvalues.dtype
     )
+    return dtype
 
 
 @dataclass(frozen=True)
