@@ -6,6 +6,7 @@ assignment (``service.participants_in_scope``)."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +36,7 @@ from server.badges.models import (
 from server.clock import ClockDep
 from server.console.params import Id
 from server.console.web import (
+    PRELOGIN_COOKIE,
     Db,
     NotFound,
     Settings,
@@ -141,12 +143,31 @@ def _regions(db: Db) -> list[Region]:
 
 @router.get("/badges/apply")
 def apply_page(request: Request, db: Db) -> Response:
-    return _page(request, "badges/apply.html", {"regions": _regions(db), "form": {}, "error": None})
+    """The public application form; its CSRF token is a double-submit cookie (no session)."""
+    pre = request.cookies.get(PRELOGIN_COOKIE) or secrets.token_urlsafe(24)
+    request.cookies[PRELOGIN_COOKIE] = pre  # render() puts it in the form
+    response = _page(
+        request, "badges/apply.html", {"regions": _regions(db), "form": {}, "error": None}
+    )
+    response.set_cookie(PRELOGIN_COOKIE, pre, httponly=True, samesite="strict")
+    return response
 
 
 @router.post("/badges/apply")
 async def apply_submit(request: Request, db: Db, clock: ClockDep) -> Response:
     form = await request.form()
+    pre = request.cookies.get(PRELOGIN_COOKIE, "")
+    sent = str(form.get("csrf", ""))
+    if not pre or not secrets.compare_digest(pre, sent):
+        return render(
+            request,
+            "error.html",
+            {
+                "code": 403,
+                "message": "The form has expired. Go back, reload the page and try again.",
+            },
+            403,
+        )
     raw: dict[str, Any] = {k: str(v)[:2000] for k, v in form.items() if k != "directions"}
     raw["directions"] = [str(v)[:20] for v in form.getlist("directions")][:10]
     today = _today(clock)

@@ -641,3 +641,22 @@ def test_copied_essays_and_reused_photos_are_flagged_not_rejected(db: Session) -
     assert err.value.field == "file"
     with pytest.raises(service.BadgeError):  # not their own entry
         service.add_media(db, who(db, "ib"), b, first, "image/png", _png(2))
+
+
+def test_the_public_application_needs_its_form_token(db: Session, make_browser: Any) -> None:
+    """Another site's form cannot file applications in someone's name (double-submit cookie)."""
+    centre_world(db)
+    b: Browser = make_browser()
+    form = {
+        "full_name": "A B",
+        "birth_date": "2000-01-01",
+        "region_id": "R1",
+        "level": "bronze",
+        "directions": ["sport"],
+    }
+    r = b.client.post("/badges/apply", data=form, follow_redirects=False)
+    assert r.status_code == 403
+    assert db.scalar(select(func.count(Participant.pk))) == 0
+    b.get("/badges/apply")
+    assert b.post("/badges/apply", form).status_code == 200
+    assert db.scalar(select(func.count(Participant.pk))) == 1
