@@ -457,6 +457,7 @@ def dashboard(
         "mentor_averages": {m.pk: svc.mentor_average(db, m.pk) for m in mentors},
         "mentor_names": award_service.user_names(db, [m.user_pk for m in mentors]),
         "mentors": mentors,
+        "may_review": who.can("badges.review"),
     }
     return _page(request, "badges/dashboard.html", ctx)
 
@@ -615,6 +616,26 @@ def participant_reassign(
         svc.reassign(db, who, p, target, reason, clock.now_ms())
 
     return _act(request, db, who, p, clock, run)
+
+
+@router.post("/badges/staff/{staff_pk}/absent")
+def staff_absent(
+    request: Request,
+    db: Db,
+    who: Annotated[Principal, require("badges.review")],
+    staff_pk: Id,
+    absent: Annotated[str, Form(max_length=3)] = "yes",
+) -> Response:
+    s = db.get(Staff, staff_pk)
+    ensure(s is not None)
+    assert s is not None
+    try:
+        svc.set_absent(db, who, s, absent == "yes")
+    except svc.BadgeError as err:
+        db.rollback()
+        return render(request, "error.html", {"code": 400, "message": err.message}, 400)
+    db.commit()
+    return redirect("/badges")
 
 
 @router.post("/badges/participants/{pk}/requirements")

@@ -863,6 +863,23 @@ def reassign(
     p.mentor_pk = to.pk
 
 
+def set_absent(db: Session, who: Principal, s: Staff, absent: bool) -> None:
+    """An expert marks a mentor they oversee absent (or back); a coordinator anyone of their
+    region; the operator anyone. An absent mentor is proposed to no new participant; their
+    participants are handed over with ``reassign``."""
+    allowed = Role.OPERATOR in who.roles or any(
+        g.role is Role.BADGE_COORDINATOR and g.region_id == s.region_id for g in who.grants
+    )
+    for mine in staff_of(db, who.user_pk, StaffKind.EXPERT):
+        allowed = allowed or s.expert_pk == mine.pk
+    if not allowed:
+        raise BadgeError(
+            N_("Only the expert over the mentor or the coordinator marks an absence."), "staff"
+        )
+    s.absent = absent
+    audit(db, who, "absent" if absent else "present", "badge_staff", summary=f"staff {s.pk}")
+
+
 def set_requirements(
     db: Session, who: Principal, p: Participant, text: str, basis: str, now_ms: int
 ) -> None:

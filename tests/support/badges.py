@@ -101,6 +101,7 @@ def badge_targets(db: Session, region: str, member_pk: int, tag: str = "m") -> d
         "participant_pk": p.pk,
         "schedule_pk": schedule.pk,
         "entry_pk": entry.pk,
+        "staff_pk": mentor.pk,
         "media_pk": media.pk,
         "application_pk": application.pk,
         "proposal_pk": proposal.pk,

@@ -660,3 +660,20 @@ def test_the_public_application_needs_its_form_token(db: Session, make_browser: 
     b.get("/badges/apply")
     assert b.post("/badges/apply", form).status_code == 200
     assert db.scalar(select(func.count(Participant.pk))) == 1
+
+
+def test_absent_mentor_is_proposed_to_nobody_and_only_their_reviewers_mark_it(
+    db: Session,
+) -> None:
+    w = centre_world(db)
+    m1, m2 = w["m1"], w["m2"]
+    with pytest.raises(service.BadgeError):  # an expert over another mentor
+        service.set_absent(db, who(db, "ex1"), m2, True)
+    with pytest.raises(service.BadgeError):  # another region's coordinator
+        service.set_absent(db, who(db, "co2"), m1, True)
+    service.set_absent(db, who(db, "ex1"), m1, True)
+    service.set_absent(db, who(db, "co1"), m2, True)
+    _centre, mentor = service.propose_by_place(db, "R1", "Town a")
+    assert mentor is None
+    service.set_absent(db, who(db, "co1"), m2, False)
+    assert service.propose_by_place(db, "R1", "Town a")[1] == m2

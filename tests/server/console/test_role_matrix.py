@@ -317,6 +317,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/badges/participants/{pk}/reassign"): R(
         "badges.review", "badge", form={"to": "1", "reason": "matrix"}
     ),
+    ("POST", "/badges/staff/{staff_pk}/absent"): R("badges.review", "badge", form={"absent": "no"}),
     ("POST", "/badges/participants/{pk}/requirements"): R(
         "badges.manage", "badge", form={"requirements": "{}", "basis": "matrix"}
     ),
