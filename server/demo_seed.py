@@ -30,6 +30,7 @@ from protocol.messages import (
 from server.accounts.access import Grant, Role
 from server.accounts.models import User
 from server.accounts.service import create_user
+from server.badges import demo as badges_demo
 from server.cards.models import BlockReason, Card, CardStatus
 from server.clock import Clock, now_ms
 from server.consents.models import StudentCategory
@@ -217,4 +218,5 @@ def seed_demo(
         DemoAccount(*a) for a in seed_gifted(session, school, Clock().today_in(None), DEMO_PASSWORD)
     ]
     session.flush()
+    badges_demo.seed_demo(session, region=region, password=DEMO_PASSWORD)
     return accounts

@@ -5,6 +5,7 @@ from __future__ import annotations
 from server import models
 from server.accounts import models as accounts_models
 from server.audit import models as audit_models
+from server.badges import models as badges_models
 from server.canteen import models as canteen_models
 from server.cards import models as cards_models
 from server.consents import models as consents_models
@@ -20,6 +21,7 @@ __all__ = [
     "Base",
     "accounts_models",
     "audit_models",
+    "badges_models",
     "canteen_models",
     "cards_models",
     "consents_models",

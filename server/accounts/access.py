@@ -24,6 +24,14 @@ class Role(enum.StrEnum):
     # The gifted-children registry (decree No. 997): a coordinator of a school or of a region.
     GIFTED_COORDINATOR = "gifted_coordinator"
     REGIONAL_GIFTED_COORDINATOR = "regional_gifted_coordinator"
+    # The badge module (the Elbasy Medal): who each of them reaches is the module's own
+    # assignment (own record, assigned participants, overseen mentors, the centre), scope "badge".
+    BADGE_PARTICIPANT = "badge_participant"
+    BADGE_REPRESENTATIVE = "badge_representative"  # a minor participant's legal representative
+    BADGE_MENTOR = "badge_mentor"
+    BADGE_EXPERT = "badge_expert"
+    BADGE_COORDINATOR = "badge_coordinator"  # a region's coordinator
+    BADGE_CENTRE = "badge_centre"  # a programme centre's head
 
 
 R = Role
@@ -116,6 +124,24 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
             R.GIFTED_COORDINATOR,
             R.REGIONAL_GIFTED_COORDINATOR,
         },
+        # badges: the participant's own pages (journal, agreement, schedule, rating)
+        "badges.participate": {R.BADGE_PARTICIPANT, R.BADGE_REPRESENTATIVE},
+        # participants' cards, journals and ratings of the participants the user reaches
+        "badges.view": {
+            R.OPERATOR,
+            R.BADGE_MENTOR,
+            R.BADGE_EXPERT,
+            R.BADGE_COORDINATOR,
+            R.BADGE_CENTRE,
+        },
+        # confirm / reject / extra task: the participant's current supervisor only
+        "badges.decide": {R.BADGE_MENTOR, R.BADGE_EXPERT, R.BADGE_COORDINATOR},
+        # overturn a decision, hand a participant to another supervisor
+        "badges.review": {R.OPERATOR, R.BADGE_EXPERT, R.BADGE_COORDINATOR},
+        # applications, staff invitations, partners, award proposals of a centre
+        "badges.centre": {R.OPERATOR, R.BADGE_CENTRE, R.BADGE_COORDINATOR},
+        # book lists, centres' registration, individual requirements, commissions, revocation
+        "badges.manage": {R.OPERATOR},
     }.items()
 }
 
@@ -131,6 +157,12 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.PARENT: "children",
     R.GIFTED_COORDINATOR: "school",
     R.REGIONAL_GIFTED_COORDINATOR: "region",
+    R.BADGE_PARTICIPANT: "badge",
+    R.BADGE_REPRESENTATIVE: "badge",
+    R.BADGE_MENTOR: "badge",
+    R.BADGE_EXPERT: "badge",
+    R.BADGE_COORDINATOR: "region",
+    R.BADGE_CENTRE: "badge",
 }
 
 

@@ -42,6 +42,7 @@ MODULES = (
     "server.edges.routes",
     "server.dashboard.routes",
     "server.gifted.routes",
+    "server.badges.routes",
 )
 
 

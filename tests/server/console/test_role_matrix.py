@@ -32,6 +32,7 @@ from server.consents.models import StudentCategory
 from server.console.web import SESSION_COOKIE
 from server.models import Base, Device
 from server.people.models import Consent, Guardian, StaffMember, Student, StudentGuardian
+from tests.support.badges import badge_targets
 from tests.support.console import Browser, World
 
 # ------------------------------------------------------------------------------ the table
@@ -315,9 +316,81 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/gifted/reminders"): R("gifted.view", "list"),
     ("GET", "/gifted/statistics"): R("gifted.report", "list"),
     ("GET", "/gifted/teachers"): R("gifted.report", "list"),
+    # badges (the Elbasy Medal): the badge roles' own scopes are tested in tests/server/badges
+    ("GET", "/badges/apply"): R(None, "public", skip="the public application form"),
+    ("POST", "/badges/apply"): R(None, "public", skip="the public application form"),
+    ("GET", "/badges/sw.js"): R(None, "public", skip="the journal's service worker"),
+    ("GET", "/badges/verify/{credential_id}"): R(None, "public", skip="public verification"),
+    ("GET", "/badges/credentials/{credential_id}/credential.json"): R(
+        None, "public", skip="public verification"
+    ),
+    ("GET", "/badges/credentials/{credential_id}/certificate.pdf"): R(
+        None, "public", skip="public verification"
+    ),
+    ("GET", "/badges/status-list"): R(None, "public", skip="the public revocation list"),
+    ("GET", "/badges/me"): R("badges.participate", "list"),
+    ("POST", "/badges/me/agreement"): R("badges.participate", "list", form={"accept": "yes"}),
+    ("POST", "/badges/me/schedule/{schedule_pk}"): R("badges.participate", "badge"),
+    ("POST", "/badges/me/rate"): R("badges.participate", "list", form={"score": "5"}),
+    ("GET", "/badges/me/journal"): R("badges.participate", "list"),
+    ("POST", "/badges/me/entries/{entry_pk}/media"): R(
+        "badges.participate", "badge", files={"file": ("p.png", b"not an image", "image/png")}
+    ),
+    ("GET", "/badges/media/{media_pk}"): R("badges.view", "badge"),
+    ("GET", "/badges/api/entries"): R("badges.participate", "list"),
+    ("POST", "/badges/api/entries"): R("badges.participate", "list"),
+    ("GET", "/badges"): R("badges.view", "list"),
+    ("GET", "/badges/participants/{pk}"): R("badges.view", "badge"),
+    ("POST", "/badges/participants/{pk}/schedule"): R(
+        "badges.decide", "badge", form={"direction": "sport", "plan": "matrix"}
+    ),
+    ("POST", "/badges/participants/{pk}/activate"): R("badges.decide", "badge"),
+    ("POST", "/badges/entries/{entry_pk}/decide"): R(
+        "badges.decide", "badge", form={"action": "confirm"}
+    ),
+    ("POST", "/badges/entries/{entry_pk}/overturn"): R(
+        "badges.review", "badge", form={"status": "rejected", "note": "matrix"}
+    ),
+    ("POST", "/badges/participants/{pk}/reassign"): R(
+        "badges.review", "badge", form={"to": "1", "reason": "matrix"}
+    ),
+    ("POST", "/badges/staff/{staff_pk}/absent"): R("badges.review", "badge", form={"absent": "no"}),
+    ("POST", "/badges/participants/{pk}/requirements"): R(
+        "badges.manage", "badge", form={"requirements": "{}", "basis": "matrix"}
+    ),
+    ("POST", "/badges/participants/{pk}/propose"): R("badges.centre", "badge"),
+    ("GET", "/badges/applications"): R("badges.centre", "list"),
+    ("POST", "/badges/applications/{application_pk}/decide"): R(
+        "badges.centre", "badge", form={"decision": "reject", "reason": "matrix"}
+    ),
+    ("POST", "/badges/centres"): R("badges.manage", "list", form={"name": "C", "region_id": "R1"}),
+    ("POST", "/badges/centres/{centre_pk}/approve"): R("badges.manage", "badge"),
+    ("POST", "/badges/centres/{centre_pk}/sign"): R("badges.centre", "badge"),
+    ("POST", "/badges/books"): R("badges.manage", "list", form={"section": "world"}),
+    ("POST", "/badges/partners"): R(
+        "badges.centre", "badge", form={"centre_pk": "{centre_pk}", "kind": "trip"}
+    ),
+    ("POST", "/badges/staff"): R(
+        "badges.centre", "badge", form={"centre_pk": "{centre_pk}", "kind": "nobody"}
+    ),
+    ("GET", "/badges/awards"): R("badges.manage", "list"),
+    ("POST", "/badges/proposals/{proposal_pk}/commission"): R(
+        "badges.manage", "badge", form={"members": "operator", "interview_at": "2026-12-10 10:00"}
+    ),
+    # a commission member votes (the matrix's operator is one; anyone else: 404)
+    ("POST", "/badges/proposals/{proposal_pk}/vote"): R(
+        "badges.manage", "badge", gate="session", form={"vote": "for"}
+    ),
+    ("POST", "/badges/proposals/{proposal_pk}/decide"): R("badges.manage", "badge"),
+    ("POST", "/badges/credentials/{credential_id}/revoke"): R(
+        "badges.manage", "badge", form={"reason": "matrix"}, last=True
+    ),
 }
 
 STUDENT_KINDS = {"student", "card", "membership", "guardian"}
+# badge module records (participant, entry, proposal...): the console roles reach them through
+# the operator's grant only; the badge roles' scopes are tested in tests/server/badges
+BADGE_KINDS = {"badge"}
 ROLES = [
     "operator",
     "regional",
@@ -489,6 +562,8 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
     db.commit()
     schools = [Target(s, {"school": s, "school_id": s}, school=s) for s in world.schools]
     regions = [Target(r, {"region_id": r}, region=r) for r in ("R1", "R2")]
+    badge = [Target("badge records", badge_targets(db, "R1", world.users["operator"]))]
+    db.commit()
     return {
         "student": students,
         "card": cards,
@@ -499,6 +574,7 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
         "region": regions,
         "staff": staff,
         "staff_card": staff_cards,
+        "badge": badge,
     }
 
 
@@ -535,6 +611,8 @@ def expected(rule: Rule, who: Principal, t: Target | None) -> str:
         ok = any(who.can(p, school_id=t.school) for p in rule.perm)
     elif rule.kind == "school_any":
         ok = any((s := who.schools(p)) is None or t.school in s for p in rule.perm)
+    elif rule.kind in BADGE_KINDS:
+        ok = any(who.can(p) for p in rule.perm)
     elif rule.kind == "region":
         assert t.region is not None
         ok = any(region_allowed(who, p, t.region) for p in rule.perm)
