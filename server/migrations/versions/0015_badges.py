@@ -3,7 +3,7 @@ schedules, journal entries with an idempotency key, decisions, books, awards uni
 credentials)
 
 Revision ID: 0015
-Revises: 0008
+Revises: 0014
 """
 
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ from alembic import op
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision: str = "0015"
-down_revision: str | None = "0008"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
