@@ -202,6 +202,18 @@ class ManualPassEvent(_EventBase):
     direction: DirectionW
 
 
+class CardsBlockedEvent(_EventBase):
+    """A staff member blocked a student's cards at the school (a lost card, from the staff
+    page): the server blocks the student's active cards for every edge of the school. No card
+    number travels: the student, who, why and how many were blocked here."""
+
+    kind: Literal["cards_blocked"] = "cards_blocked"
+    student_id: Id
+    authorised_by: Id
+    reason: Literal["lost", "damaged"]
+    cards: Annotated[int, Field(ge=0, le=100)]
+
+
 class AlarmEvent(_EventBase):
     kind: Literal["alarm"] = "alarm"
     code: AlarmCodeW
@@ -230,6 +242,7 @@ Event = Annotated[
     | MealServedEvent
     | LibraryVisitEvent
     | ManualPassEvent
+    | CardsBlockedEvent
     | AlarmEvent
     | FaceTemplatesDeletedEvent,
     Field(discriminator="kind"),

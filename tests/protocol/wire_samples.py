@@ -19,6 +19,7 @@ from protocol.messages import (
     CardBind,
     CardBinding,
     CardBlock,
+    CardsBlockedEvent,
     CardUnbind,
     CategoriesSet,
     CategoryMembership,
@@ -159,12 +160,21 @@ def sample_events() -> dict[str, Message]:
             templates=2,
             reason="consent_withdrawn",
         ),
+        "cards_blocked": CardsBlockedEvent(
+            seq=10,
+            at_ms=T0 + 280_000,
+            terminal="staff-page",
+            student_id="s2",
+            authorised_by="t1",
+            reason="lost",
+            cards=1,
+        ),
     }
 
 
 # Event kinds added after the combined batch vector was frozen: they get their own
 # ``event_batch.<kind>`` vector, and ``event_batch`` (and its signed twin) keep their bytes.
-NOT_IN_SAMPLE_BATCH = frozenset({"face_templates_deleted"})
+NOT_IN_SAMPLE_BATCH = frozenset({"face_templates_deleted", "cards_blocked"})
 
 
 def sample_policy() -> PolicyDoc:
