@@ -387,8 +387,15 @@ def open_sync(config_path: Path, cfg: EdgeConfig, store: EdgeStore) -> EdgeSync:
         "mqtt_allow_plain": cfg.mqtt_allow_plain or None,
     }
     overrides = {name: value for name, value in link.items() if value is not None}
+    from edge.staff.pins import PinKeyError, load_pin_key
+
+    assert cfg.staff_pin_key_file is not None  # load_config sets the default
     try:
-        return EdgeSync.from_key_dir(store, cfg.sync_key_dir, **overrides)
+        pin_key = load_pin_key(cfg.staff_pin_key_file)
+    except (OSError, PinKeyError) as err:
+        raise ConfigError(f"{config_path}: staff_pin_key_file: {err}") from err
+    try:
+        return EdgeSync.from_key_dir(store, cfg.sync_key_dir, pin_key=pin_key, **overrides)
     except SyncError as err:
         raise ConfigError(f"{config_path}: sync_key_dir: {err}") from err
 
