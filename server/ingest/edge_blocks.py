@@ -63,7 +63,7 @@ def apply_card_blocks(conn: Connection, rows: Iterable[dict[str, Any]]) -> int:
                     f"{payload.get('authorised_by', '?')} (staff page, event {r['seq']})",
                 )
                 done += 1
-        session.flush()
+        session.commit()  # releases the savepoint: the ingest transaction commits it all
     if done:
         log.info("ingest: %d card(s) blocked at the schools' request", done)
     return done
