@@ -36,7 +36,7 @@ class Refusal(enum.StrEnum):
     """Why a sign-in failed (the page shows it in kk/ru/en)."""
 
     NO_CARD = "no_card"  # no card at the reader in time
-    NOT_STAFF = "not_staff"  # unknown, blocked or a student's card
+    NOT_STAFF = "not_staff"  # a blocked staff card, or a member no longer on the roster
     NO_PIN = "no_pin"  # no PIN set for this member yet
     WRONG_PIN = "wrong_pin"
     WAIT = "wait"  # too many wrong PINs: wait ``retry_after`` seconds
@@ -100,7 +100,7 @@ class StaffAuth:
         if self.throttle.wait_s() > 0:
             return SignInResult(refusal=Refusal.WAIT, retry_after=self.throttle.retry_after())
         try:
-            async with self.readers.claim(terminal) as claim:
+            async with self.readers.claim(terminal, self._is_staff_card) as claim:
                 try:
                     async with asyncio.timeout(self.card_wait_s):
                         credential = await claim.card()
@@ -114,6 +114,11 @@ class StaffAuth:
             self._global_failure()
             return SignInResult(refusal=Refusal.NOT_STAFF)
         return await self._check_pin(staff, pin, address=address, agent=agent)
+
+    def _is_staff_card(self, credential: str) -> bool:
+        """Only staff cards sign in: a student's tap at the same reader meanwhile is a tap."""
+        card = self.store.state.card(credential)
+        return card is not None and card.owner_kind is OwnerKind.STAFF
 
     def _staff_of(self, credential: str) -> Staff | None:
         card = self.store.state.card(credential)

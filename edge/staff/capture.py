@@ -1,7 +1,9 @@
 """A staff page borrows a reader: its next card (and keypad keys) go to the page, not to a tap.
 
 While a page waits at a terminal's reader (a claim), the daemon hands that reader's card reads
-and keypad keys to the claim instead of deciding a tap; without a claim nothing changes. One
+the claim accepts (the sign-in: staff cards only, so a student tapping at the same turnstile
+meanwhile still goes through) and its keypad keys to the claim instead of deciding a tap;
+without a claim, or for a card the claim does not accept, nothing changes. One
 claim per reader at a time, and a claim lasts seconds: a forgotten page never holds a turnstile.
 Keypad keys follow the OSDP reader convention: digits, ``#`` (or CR) ends the entry, ``*`` (or
 DEL) clears it."""
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 ENTER = frozenset("#\r")
@@ -22,9 +24,14 @@ class ReaderBusy(Exception):
     """Another staff page is already waiting at this reader."""
 
 
+def any_card(_credential: str) -> bool:
+    return True
+
+
 @dataclass
 class Claim:
     terminal: str
+    accepts: Callable[[str], bool] = any_card
     cards: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=4))
     entries: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=4))
     _keys: list[str] = field(default_factory=list)
@@ -55,10 +62,14 @@ class ReaderInput:
         self._claims: dict[str, Claim] = {}
 
     @contextlib.asynccontextmanager
-    async def claim(self, terminal: str) -> AsyncIterator[Claim]:
+    async def claim(
+        self, terminal: str, accepts: Callable[[str], bool] = any_card
+    ) -> AsyncIterator[Claim]:
+        """Borrow ``terminal``'s reader: cards for which ``accepts`` is true, and keypad keys,
+        go to the claim until the ``async with`` ends."""
         if terminal in self._claims:
             raise ReaderBusy(terminal)
-        claim = Claim(terminal)
+        claim = Claim(terminal, accepts)
         self._claims[terminal] = claim
         try:
             yield claim
@@ -73,7 +84,7 @@ class ReaderInput:
         """Called by the terminal's loop for each card read: True when a page took it (then it
         is no tap)."""
         claim = self._claims.get(terminal)
-        if claim is None:
+        if claim is None or not claim.accepts(credential):
             return False
         with contextlib.suppress(asyncio.QueueFull):
             claim.cards.put_nowait(credential)

@@ -133,6 +133,7 @@ class StaffPage:
     server: StaffServer
     readers: ReaderInput
     actuations: Path
+    taken: bool = False  # the last card offered went to the page (else: a tap)
 
     @property
     def url(self) -> str:
@@ -151,7 +152,7 @@ class StaffPage:
             client.post("/login", data={"csrf": csrf, "reader": "gate-1", "pin": pin})
         )
         await wait_until_async(lambda: self.readers.claimed("gate-1"), 10, "the page waits")
-        self.readers.offer_card("gate-1", card)
+        self.taken = self.readers.offer_card("gate-1", card)
         if keypad is not None:
             self.readers.offer_keys("gate-1", keypad)
         return await post
@@ -165,7 +166,9 @@ async def staff_page(tmp: Path, *, rule: PinRule | None = None) -> AsyncIterator
         async with Pipeline(store) as pipeline, LogGate("gate-1", actuations) as gate:
             act = Actuation(GATE, pipeline, utc_now, log_gate=gate)
             readers = ReaderInput()
-            auth = StaffAuth(store, readers, KEY, ["gate-1"], lifetime_s=600, rule=rule)
+            auth = StaffAuth(
+                store, readers, KEY, ["gate-1"], lifetime_s=600, rule=rule, card_wait_s=3
+            )
             ctx = StaffContext(
                 store=store,
                 pipeline=pipeline,
