@@ -130,3 +130,12 @@ async def test_roles_and_other_cards(tmp_path: Path) -> None:
             # sign out ends the session
             await c.post("/logout", data={"csrf": csrf_of(listing.text)})
             assert (await c.get("/pass/")).status_code == 303
+
+
+async def test_a_blocked_staff_card_does_not_sign_in(tmp_path: Path) -> None:
+    from protocol.messages import CardBlock
+
+    async with staff_page(tmp_path) as page, httpx.AsyncClient(base_url=page.url) as c:
+        await page.store.apply_local([CardBlock(credential=TEACHER_CARD, reason="lost")])
+        r = await page.sign_in(c, TEACHER_CARD, TEACHER_PIN)
+        assert r.status_code == 401 and 'data-refusal="not_staff"' in r.text
