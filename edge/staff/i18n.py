@@ -94,7 +94,7 @@ class Strings:
             return key
         return texts.get(lang) or texts.get(Lang.KK) or key
 
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         return sorted(self._all)
 
     def table(self, key: str) -> Mapping[Lang, str]:
