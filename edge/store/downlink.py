@@ -210,6 +210,7 @@ def _apply_change(
             "DELETE FROM cards WHERE owner_id = ? AND owner_kind = 'staff'", (change.staff_id,)
         )
         db.execute("DELETE FROM staff WHERE id = ?", (change.staff_id,))
+        db.execute("DELETE FROM staff_pins WHERE staff_id = ?", (change.staff_id,))
     elif op == "card_bind":
         c = change.card
         db.execute(
@@ -270,6 +271,8 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkE
         _put_student(db, s)
     for t in snap.staff:
         _put_staff(db, t)
+    # PIN verifiers arrive apart from the roster (sealed): kept, except those of staff gone
+    db.execute("DELETE FROM staff_pins WHERE staff_id NOT IN (SELECT id FROM staff)")
     db.executemany(
         "INSERT INTO cards VALUES (?, ?, ?, ?)",
         [

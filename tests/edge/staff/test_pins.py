@@ -166,3 +166,24 @@ async def test_reader_claims_take_cards_and_keypad_entries() -> None:
         async with asyncio.timeout(1):
             assert await claim.keypad_entry() == "4821"
     assert not readers.claimed("gate-1")
+
+
+async def test_a_removed_member_loses_the_verifier(tmp_path: Path) -> None:
+    from protocol.messages import StaffRecord, StaffRemove, StaffUpsert
+
+    store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
+    try:
+        await store.apply_local(
+            [
+                StaffUpsert(staff=StaffRecord(id=sid, roles=["class_teacher"]))
+                for sid in ("t1", "t2")
+            ]
+        )
+        for sid in ("t1", "t2"):
+            await store.set_staff_pin(sid, verifier(KEY, sid, "4821"), 1, 0)
+        await store.apply_local([StaffUpsert(staff=StaffRecord(id="t1", roles=[]))])
+        assert await store.staff_pin("t1") is not None  # a roster change keeps the PIN
+        await store.apply_local([StaffRemove(staff_id="t1")])
+        assert await store.staff_pin("t1") is None and await store.staff_pin("t2") is not None
+    finally:
+        await store.close()
