@@ -23,14 +23,22 @@ from starlette.responses import Response
 
 from edge.core.decide import CLASS_TEACHER
 from edge.core.model import Student, Tap
-from edge.core.reasons import Lang, message
+from edge.core.reasons import message
 from edge.kiosk.hub import initials
 from edge.staff.auth import StaffUser
 from edge.staff.i18n import _t
 from edge.staff.sections import Section, StaffContext
 from edge.store import EdgeStore
 from edge.store.journal import JournalEntry
-from protocol.messages import CardBlock, CardsBlockedEvent, ConsentKind, Id, OwnerKind, TerminalKind
+from protocol.messages import (
+    CardBlock,
+    CardsBlockedEvent,
+    ConsentKind,
+    Id,
+    OwnerKind,
+    Reason,
+    TerminalKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +182,25 @@ def build(ctx: StaffContext) -> APIRouter:
         request: Request,
         user: Viewer,
         class_name: Annotated[str | None, Query(alias="class", max_length=16)] = None,
+        done: Annotated[str | None, Query(max_length=24)] = None,
+        reason: Annotated[str | None, Query(max_length=32)] = None,
+        blocked: Annotated[int | None, Query(ge=0, le=100)] = None,
     ) -> Response:
-        return page(request, user, class_name)
+        """The class list; after a pass or a block (POST, then a redirect here, so a reload
+        never opens the turnstile again) what happened, in the page's language."""
+        lang = ctx.lang(request)
+        result, ok = None, False
+        if done == "opened":
+            result, ok = ctx.t("pass.opened", lang), True
+        elif done == "failed":
+            result = ctx.t("pass.failed", lang)
+        elif done == "refused" and reason in {r.value for r in Reason}:
+            result = f"{ctx.t('pass.refused', lang)} {message(Reason(reason), lang)}"
+        elif done == "blocked" and blocked is not None:
+            result, ok = f"{ctx.t('pass.cards_blocked', lang)} {blocked}", blocked > 0
+        return page(request, user, class_name, result=result, ok=ok)
 
-    @router.post("/open", response_class=HTMLResponse)
+    @router.post("/open")
     async def open_gate(
         request: Request,
         user: Writer,
@@ -199,29 +222,18 @@ def build(ctx: StaffContext) -> APIRouter:
             signed_in_staff=user.staff_id,
         )
         outcome = await opener.tap(tap)
-        lang = ctx.lang(request)
         if outcome is None:
-            result, ok = ctx.t("pass.failed", lang), False
-        elif outcome.decision.granted:
-            result, ok = ctx.t("pass.opened", lang), True
-        else:
-            refused = message(outcome.decision.reason, lang)
-            result, ok = f"{ctx.t('pass.refused', lang)} {refused}", False
-        return page(request, user, None, result=result, ok=ok)
+            return ctx.redirect(SECTION, "/?done=failed")
+        if outcome.decision.granted:
+            return ctx.redirect(SECTION, "/?done=opened")
+        return ctx.redirect(SECTION, f"/?done=refused&reason={outcome.decision.reason.value}")
 
-    @router.post("/block", response_class=HTMLResponse)
+    @router.post("/block")
     async def block(request: Request, user: Writer, student: Annotated[Id, Form()]) -> Response:
         if not _may_see(ctx, user, ctx.store.state.student(student)):
             raise HTTPException(404, "no such student in your classes")
         blocked = await block_lost_cards(ctx.store, student, user.staff_id, ctx.clock())
-        lang: Lang = ctx.lang(request)
-        return page(
-            request,
-            user,
-            None,
-            result=f"{ctx.t('pass.cards_blocked', lang)} {blocked}",
-            ok=blocked > 0,
-        )
+        return ctx.redirect(SECTION, f"/?done=blocked&blocked={blocked}")
 
     return router
 

@@ -39,9 +39,13 @@ async def test_teacher_signs_in_and_lets_own_student_in(tmp_path: Path) -> None:
         assert '<span class="photo"></span>' in listing.text
         csrf = csrf_of(listing.text)
         opened = await c.post(
-            "/pass/open", data={"csrf": csrf, "student": "s2", "terminal": "gate-1"}
+            "/pass/open",
+            follow_redirects=True,
+            data={"csrf": csrf, "student": "s2", "terminal": "gate-1"},
         )
         assert opened.status_code == 200 and 'class="ok"' in opened.text
+        assert opened.url.path == "/pass/"  # redirected: a reload never opens the gate again
+        assert len(opened.history) == 1 and opened.history[0].status_code == 303
         events = await page.store.journal_rows()
         (ev,) = [e for e in events if isinstance(e, ManualPassEvent)]
         assert (ev.student_id, ev.authorised_by, ev.terminal) == ("s2", "t1", "gate-1")
@@ -49,18 +53,24 @@ async def test_teacher_signs_in_and_lets_own_student_in(tmp_path: Path) -> None:
         assert page.actuations.read_text().split() == ["gate-1", str(ev.seq), "open"]
         # no data consent: refused by the core, the gate stays shut
         refused = await c.post(
-            "/pass/open", data={"csrf": csrf, "student": "s3", "terminal": "gate-1"}
+            "/pass/open",
+            follow_redirects=True,
+            data={"csrf": csrf, "student": "s3", "terminal": "gate-1"},
         )
         assert 'class="failed"' in refused.text
         assert page.actuations.read_text().split()[-1] == "red"
         # another class's student: not this teacher's to pass
         other = await c.post(
-            "/pass/open", data={"csrf": csrf, "student": "s9", "terminal": "gate-1"}
+            "/pass/open",
+            follow_redirects=True,
+            data={"csrf": csrf, "student": "s9", "terminal": "gate-1"},
         )
         assert other.status_code == 404
         # no CSRF token: refused, nothing journaled
         before = len(await page.store.journal_rows())
-        bad = await c.post("/pass/open", data={"student": "s2", "terminal": "gate-1"})
+        bad = await c.post(
+            "/pass/open", follow_redirects=True, data={"student": "s2", "terminal": "gate-1"}
+        )
         assert bad.status_code == 403
         assert len(await page.store.journal_rows()) == before
 
@@ -69,14 +79,16 @@ async def test_lost_card_is_blocked_and_journaled(tmp_path: Path) -> None:
     async with staff_page(tmp_path) as page, httpx.AsyncClient(base_url=page.url) as c:
         await page.sign_in(c, TEACHER_CARD, TEACHER_PIN)
         csrf = csrf_of((await c.get("/pass/")).text)
-        r = await c.post("/pass/block", data={"csrf": csrf, "student": "s1"})
+        r = await c.post("/pass/block", follow_redirects=True, data={"csrf": csrf, "student": "s1"})
         assert r.status_code == 200 and 'class="ok"' in r.text
         card = page.store.state.card("UID:04A1B2C3")
         assert card is not None and card.blocked_reason == "lost"
         (ev,) = [e for e in await page.store.journal_rows() if isinstance(e, CardsBlockedEvent)]
         assert (ev.student_id, ev.authorised_by, ev.cards, ev.reason) == ("s1", "t1", 1, "lost")
         assert "UID" not in ev.model_dump_json()  # no card number leaves the school
-        again = await c.post("/pass/block", data={"csrf": csrf, "student": "s1"})
+        again = await c.post(
+            "/pass/block", follow_redirects=True, data={"csrf": csrf, "student": "s1"}
+        )
         assert 'class="failed"' in again.text  # nothing left to block, nothing journaled
         assert len([e for e in await page.store.journal_rows() if e.kind == "cards_blocked"]) == 1
 
