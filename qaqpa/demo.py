@@ -23,12 +23,20 @@ from typing import Any
 
 from edge.config import TerminalConfig
 from edge.core.model import Tap
-from edge.daemon import run_terminal
+from edge.core.reasons import Lang
+from edge.daemon import Actuation, run_terminal
 from edge.kiosk.hub import KioskError, KioskHub
 from edge.kiosk.server import KioskServer
 from edge.pipeline import Pipeline
 from edge.replay import load_policy
-from edge.roster import Roster, roster_records
+from edge.roster import Roster, RosterFile, roster_records
+from edge.staff.auth import StaffAuth
+from edge.staff.capture import ReaderInput
+from edge.staff.i18n import Strings
+from edge.staff.pins import load_pin_key, verifier
+from edge.staff.registry import SECTIONS
+from edge.staff.sections import StaffContext
+from edge.staff.server import StaffServer
 from edge.store import EdgeStore
 from hardware.config import EmMarineConfig, RelaySerialGateConfig
 from protocol.messages import (
@@ -61,6 +69,11 @@ TERMINALS: dict[str, tuple[TerminalKind, Direction | None]] = {
 POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy.toml"
 CANTEENS = [t for t, (kind, _) in TERMINALS.items() if kind is TerminalKind.CANTEEN]
 KIOSK_PORT = 8080  # when free; any free port otherwise
+STAFF_PORT = 8090  # the staff page (teacher's pass), likewise
+PERSON_GATE = "gate-1-in"  # where the demo taps a card for a person signing in at the page
+PERSON_CARD = "EM:1000000000"  # teacher-1A's card (roster: simulators.school)
+PERSON_PIN = "1000"
+STAY_UP = frozenset({"person-card", "terminal-gate-1-in", "terminal-gate-2-in"})
 MENU = [
     MenuItem(id="plov", name="Палау / Плов", price_tiyn=65_000),
     MenuItem(id="sorpa", name="Сорпа / Суп", price_tiyn=35_000),
@@ -95,7 +108,11 @@ class SimClock:
 
 
 async def _play(
-    actions: list[Action], clock: SimClock, readers: dict[str, EmMarineSim], pipeline: Pipeline
+    actions: list[Action],
+    clock: SimClock,
+    readers: dict[str, EmMarineSim],
+    teacher: TeacherAtThePage,
+    tg: asyncio.TaskGroup,
 ) -> None:
     for act in actions:
         delay = clock.real_delay(act.at)
@@ -103,19 +120,158 @@ async def _play(
             await asyncio.sleep(delay)
         if act.credential is not None:
             readers[act.terminal].present_card(int(act.credential.removeprefix("EM:")))
-        else:  # a manual pass keyed in at the turnstile's keypad
-            kind, direction = TERMINALS[act.terminal]
-            await pipeline.submit(
-                Tap(
-                    at=clock(),
-                    terminal=act.terminal,
-                    kind=kind,
-                    direction=direction,
-                    manual_student=act.manual_student,
-                    staff_credential=act.staff_credential,
-                    pin=act.pin,
-                )
+        else:  # a lost card: the class teacher lets the student in from the staff page
+            tg.create_task(teacher.let_in(act), name=f"teacher-{act.manual_student}")
+
+
+class TeacherAtThePage:
+    """A class teacher using the staff page over HTTP like a person would: sign in with her own
+    card at the turnstile's reader and her PIN, pick the student, open the turnstile.
+
+    While a person has the page open waiting at gate-1-in (and no simulated teacher is signing
+    in), the demo taps ``PERSON_CARD`` there for them: the readers are simulated."""
+
+    def __init__(
+        self,
+        url: str,
+        readers: dict[str, EmMarineSim],
+        claims: ReaderInput,
+        gates: dict[str, Actuation],
+        store: EdgeStore,
+        clock: SimClock,
+    ) -> None:
+        self.url = url
+        self.readers = readers
+        self.claims = claims
+        self.gates = gates
+        self.store = store
+        self.clock = clock
+        self.signing_in = 0
+        self.passes = 0  # manual passes opened from the page
+        self.failures: list[str] = []
+        self._one_at_a_time = asyncio.Lock()  # a reader serves one sign-in at a time
+
+    async def let_in(self, act: Action) -> None:
+        async with self._one_at_a_time:
+            if not await self._through_the_page(act):
+                await self._at_the_gate(act)
+
+    async def _at_the_gate(self, act: Action) -> None:
+        """The page failed (logged in the summary): the pass still happens, so that the day's
+        count of events holds, as the teacher would at the turnstile."""
+        log.warning(
+            "demo: the staff page failed (%s): the pass is given at the gate", self.failures[-1:]
+        )
+        card = self.store.state.card(act.staff_credential or "")
+        kind, direction = TERMINALS[act.terminal]
+        await self.gates[act.terminal].tap(
+            Tap(
+                at=self.clock(),
+                terminal=act.terminal,
+                kind=kind,
+                direction=direction,
+                manual_student=act.manual_student,
+                signed_in_staff=card.owner_id if card is not None else "?",
             )
+        )
+
+    async def _through_the_page(self, act: Action) -> bool:
+        assert act.staff_credential and act.pin and act.manual_student
+        import httpx
+
+        self.signing_in += 1
+        try:
+            async with httpx.AsyncClient(base_url=self.url, timeout=40) as c:
+                form = (await c.get("/")).text
+                login = asyncio.create_task(
+                    c.post(
+                        "/login", data={"csrf": _csrf(form), "reader": act.terminal, "pin": act.pin}
+                    )
+                )
+                async with asyncio.timeout(20):
+                    while not self.claims.claimed(act.terminal):  # noqa: ASYNC110 - set by the page's task
+                        await asyncio.sleep(0.02)
+                card = int(act.staff_credential.removeprefix("EM:"))
+                self.readers[act.terminal].present_card(card)
+                signed_in = await login
+                if signed_in.status_code != 303:
+                    self.failures.append(f"sign-in {signed_in.status_code}")
+                    return False
+                page = (await c.get("/pass/")).text
+                r = await c.post(
+                    "/pass/open",
+                    follow_redirects=True,
+                    data={
+                        "csrf": _csrf(page),
+                        "student": act.manual_student,
+                        "terminal": act.terminal,
+                    },
+                )
+                if 'id="result" class="ok"' in r.text:
+                    self.passes += 1
+                else:
+                    self.failures.append("pass refused")  # journaled as refused: counted
+                await c.post("/logout", data={"csrf": _csrf(page)})
+                return True
+        except (httpx.HTTPError, TimeoutError, ValueError) as err:
+            self.failures.append(type(err).__name__)
+            return False
+        finally:
+            self.signing_in -= 1
+
+    async def tap_for_a_person(self) -> None:
+        while True:
+            await asyncio.sleep(0.3)
+            if self.signing_in == 0 and self.claims.claimed(PERSON_GATE):
+                self.readers[PERSON_GATE].present_card(int(PERSON_CARD.removeprefix("EM:")))
+                await asyncio.sleep(2.0)
+
+
+def _csrf(html: str) -> str:
+    marker = 'name="csrf" value="'
+    if marker not in html:
+        raise ValueError("no CSRF token on the page")
+    return html.split(marker, 1)[1].split('"', 1)[0]
+
+
+async def _open_staff_page(
+    store: EdgeStore,
+    pipeline: Pipeline,
+    gates: dict[str, Actuation],
+    claims: ReaderInput,
+    terminals: list[TerminalConfig],
+    clock: SimClock,
+    pin_key: bytes,
+) -> StaffServer:
+    turnstiles = [t.id for t in terminals if t.kind is TerminalKind.TURNSTILE]
+    auth = StaffAuth(store, claims, pin_key, turnstiles, lifetime_s=30 * 60)
+    ctx = StaffContext(
+        store=store,
+        pipeline=pipeline,
+        readers=claims,
+        gates=gates,
+        terminals=terminals,
+        clock=clock,
+        language=Lang.KK,
+        auth=auth,
+        strings=Strings(),
+        sections=SECTIONS,
+    )
+    for port in (STAFF_PORT, 0):
+        server = StaffServer(ctx, "127.0.0.1", port)
+        try:
+            return await server.__aenter__()
+        except OSError:
+            continue
+    raise RuntimeError("no port for the staff page")
+
+
+async def _install_pins(store: EdgeStore, roster_file: RosterFile, pin_key: bytes) -> None:
+    """The demo school's staff PINs, as keyed verifiers (a real school gets them sealed from
+    the console: README, staff PINs)."""
+    for member in roster_file.staff:
+        if member.pin:
+            await store.set_staff_pin(member.id, verifier(pin_key, member.id, member.pin), 1, 0)
 
 
 def _named(roster: Roster) -> Roster:
@@ -267,6 +423,8 @@ async def _school(
     sync = EdgeSync(store, SyncSettings(**sync_settings), key)
     await store.import_roster(roster.students, roster.staff, roster.cards, load_policy(POLICY))
     await store.apply_local(canteen_day(roster, today))
+    pin_key = await asyncio.to_thread(load_pin_key, directory / "staff-pin.key")
+    await _install_pins(store, roster_file, pin_key)
     await _console_banner(server, roster)
     day_seconds = duration or 120.0
     span = dt.datetime.combine(today, DAY_END) - dt.datetime.combine(today, DAY_START)
@@ -317,6 +475,19 @@ async def _school(
             kiosk = await _open_kiosk(hub, token)
             stack.push_async_exit(kiosk.__aexit__)
             kiosk_url = kiosk.url
+            claims = ReaderInput()
+            gates: dict[str, Actuation] = {}
+            staff_page = await _open_staff_page(
+                store, pipeline, gates, claims, terminals, clock, pin_key
+            )
+            stack.push_async_exit(staff_page.__aexit__)
+            teacher = TeacherAtThePage(staff_page.url, readers, claims, gates, store, clock)
+            print(
+                f"Staff page (teacher's pass for a lost card): {staff_page.url}  reader "
+                f"{PERSON_GATE}, PIN {PERSON_PIN} (teacher of 1A; the demo taps her card "
+                f"{PERSON_CARD} at the reader when the page waits for it)",
+                file=sys.stderr,
+            )
             print(
                 f"Canteen kiosk (lunch rush at about {clock.real_delay(dt.time(12)):.0f} s): "
                 f"{kiosk.url}?token={token}",
@@ -325,24 +496,29 @@ async def _school(
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             running = [
                 tg.create_task(
-                    run_terminal(t, pipeline, store, clock, kiosk=hub), name=f"terminal-{t.id}"
+                    run_terminal(t, pipeline, store, clock, kiosk=hub, readers=claims, gates=gates),
+                    name=f"terminal-{t.id}",
                 )
                 for t in terminals
             ]
+            running.append(tg.create_task(teacher.tap_for_a_person(), name="person-card"))
             running.append(tg.create_task(_progress(clock, store), name="progress"))
             if duration is None:  # the full demo sells paid lunches too; --duration leaves
                 cashier = Cashier(hub)  # the kiosk's PAY screens to a person
                 running += [tg.create_task(cashier.run(t), name=f"cashier-{t}") for t in CANTEENS]
             await asyncio.sleep(1.0)  # the readers open their ports before the first card
             clock.t0 = time.monotonic()
-            await _play(actions, clock, readers, pipeline)
+            await _play(actions, clock, readers, teacher, tg)
             await asyncio.sleep(max(0.0, clock.real_delay(DAY_END)))
             # at this speed the turnstiles queue up: let every presented card be decided
             async with asyncio.timeout(60):
                 await all_decided.wait()
             await asyncio.sleep(0.5)  # the last decision's gate finishes its release
+            staying = duration is None and server.console_url is not None
             for task in running:
-                task.cancel()
+                # `make demo` stays open: the turnstiles stay up for the staff page
+                if not (staying and task.get_name() in STAY_UP):
+                    task.cancel()
             # the day is over: let the outbox drain to the server
             async with asyncio.timeout(60):
                 while (await sync.status()).backlog > 0:  # noqa: ASYNC110 - acks arrive via paho's thread
@@ -352,6 +528,9 @@ async def _school(
         releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
         summary = await _summary(store, len(actions), time.monotonic() - started, releases)
         summary["kiosk_url"] = kiosk_url
+        summary["staff_page_url"] = staff_page.url
+        summary["manual_passes_from_staff_page"] = teacher.passes
+        summary["staff_page_failures"] = teacher.failures
         summary["canteen_sales_attempted"] = cashier.attempts if cashier else 0
         summary["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
         return summary

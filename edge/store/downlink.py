@@ -139,6 +139,7 @@ class DownlinkMixin(StoreBase):
         students, staff, cards = await self._roster_records()
         fresh = build_state(students, staff, cards)
         self.display_names = {s.id: s.display_name for s in students}
+        self.staff_names = {t.id: t.display_name for t in staff}
         self.state.students = fresh.students
         self.state.staff_by_id = fresh.staff_by_id
         self.state.cards = fresh.cards
@@ -209,6 +210,7 @@ def _apply_change(
             "DELETE FROM cards WHERE owner_id = ? AND owner_kind = 'staff'", (change.staff_id,)
         )
         db.execute("DELETE FROM staff WHERE id = ?", (change.staff_id,))
+        db.execute("DELETE FROM staff_pins WHERE staff_id = ?", (change.staff_id,))
     elif op == "card_bind":
         c = change.card
         db.execute(
@@ -269,6 +271,8 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkE
         _put_student(db, s)
     for t in snap.staff:
         _put_staff(db, t)
+    # PIN verifiers arrive apart from the roster (sealed): kept, except those of staff gone
+    db.execute("DELETE FROM staff_pins WHERE staff_id NOT IN (SELECT id FROM staff)")
     db.executemany(
         "INSERT INTO cards VALUES (?, ?, ?, ?)",
         [

@@ -43,6 +43,7 @@ MODULES = (
     "server.dashboard.routes",
     "server.gifted.routes",
     "server.badges.routes",
+    "server.staffpins.routes",
 )
 
 
