@@ -1,7 +1,7 @@
 """staff PINs: edges' box keys, PIN versions, sealed PINs awaiting receipt (no PIN, no hash)
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0015
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0008"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
