@@ -12,6 +12,7 @@ from server.notify import models as notify_models
 from server.people import models as people_models
 from server.policy import models as policy_models
 from server.roster import models as roster_models
+from server.sync import cardmove as cardmove_models
 
 Base = models.Base
 
@@ -20,6 +21,7 @@ __all__ = [
     "accounts_models",
     "audit_models",
     "canteen_models",
+    "cardmove_models",
     "cards_models",
     "consents_models",
     "models",

@@ -320,11 +320,11 @@ def _follow_record(db: sqlite3.Connection, r: CardRecord) -> None:
 
 def _replace_cards(db: sqlite3.Connection, snap: SyncSnapshot, key_of: CardKeyOf) -> None:
     """A snapshot's cards. From a school whose cards have not moved (no records): the numbers
-    it carries, wholesale. Otherwise the store keeps the numbers it holds: a card stays when the
+    it carries, wholesale (a card issued at this desk stays: its record is on its way). Otherwise the store keeps the numbers it holds: a card stays when the
     snapshot carries its number or its record, or when it was issued here and the centre has not
     acknowledged its event yet; the records set owners and statuses."""
-    if snap.card_records is None:
-        db.execute("DELETE FROM cards")
+    if snap.card_records is None:  # the numbers the centre bound, wholesale; desk cards stay
+        db.execute("DELETE FROM cards WHERE issued_seq IS NULL")
         for c in snap.cards:
             _bind(db, c, key_of)
         return
