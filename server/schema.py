@@ -12,6 +12,7 @@ from server.notify import models as notify_models
 from server.people import models as people_models
 from server.policy import models as policy_models
 from server.roster import models as roster_models
+from server.staffpins import models as staffpins_models
 from server.sync import cardmove as cardmove_models
 
 Base = models.Base
@@ -29,4 +30,5 @@ __all__ = [
     "people_models",
     "policy_models",
     "roster_models",
+    "staffpins_models",
 ]

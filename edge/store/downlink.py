@@ -146,6 +146,13 @@ class DownlinkMixin(StoreBase):
         ) as cur:
             return [(r, b) for r, b in await cur.fetchall()]
 
+    async def block_cards_here(self, card_keys: Sequence[str], reason: str) -> None:
+        """Block cards by the store's keys of their numbers (the teacher's page: a lost card,
+        already journaled for the centre), atomically; memory follows."""
+        async with self.write_lock:
+            await self._write(_block_keys, list(card_keys), reason)
+        await self._reload_roster()
+
     async def reload_cards(self) -> None:
         """Memory follows a card change made at the desk (``edge.cards``)."""
         await self._reload_roster()
@@ -165,6 +172,7 @@ class DownlinkMixin(StoreBase):
         students, staff, cards = await self._roster_records()
         fresh = build_state(students, staff, cards)
         self.display_names = {s.id: s.display_name for s in students}
+        self.staff_names = {t.id: t.display_name for t in staff}
         self.state.students = fresh.students
         self.state.staff_by_id = fresh.staff_by_id
         self.state.cards = fresh.cards
@@ -172,6 +180,12 @@ class DownlinkMixin(StoreBase):
         await self._load_canteen_setup()
         for cb in self._change_listeners:
             cb()
+
+
+def _block_keys(db: sqlite3.Connection, keys: list[str], reason: str) -> None:
+    db.executemany(
+        "UPDATE cards SET blocked_reason = ? WHERE card_key = ?", [(reason, k) for k in keys]
+    )
 
 
 def _set_version(db: sqlite3.Connection, version: int) -> None:

@@ -140,6 +140,10 @@ def record_desk_events(session: Session, school: str, events: list[dict[str, Any
     changes: list[Change] = []
     done = 0
     for ev in events:
+        if ev["kind"] == "cards_blocked":  # the teacher's page: every active card of the child
+            changes += _block_lost(session, school, ev)
+            done += 1
+            continue
         card = _card_by_ref(session, school, ev["card_ref"])
         if ev["kind"] == "card_issued":
             if card is not None:
@@ -202,6 +206,35 @@ def record_desk_events(session: Session, school: str, events: list[dict[str, Any
     if changes:
         append_changes(session, school, changes)
     return done
+
+
+def _block_lost(session: Session, school: str, ev: dict[str, Any]) -> list[Change]:
+    student, _ = _owner(session, school, ev)
+    if student is None:
+        return []
+    out: list[Change] = []
+    for card in session.execute(
+        select(Card).where(Card.student_pk == student.pk, Card.status == CardStatus.ACTIVE.value)
+    ).scalars():
+        card.status = CardStatus.BLOCKED.value
+        card.block_reason = ev.get("reason") or BlockReason.LOST.value
+        card.blocked_at_ms = int(ev["at_ms"])
+        if numbered(session, card):
+            assert card.credential is not None
+            out.append(CardBlock(credential=card.credential, reason=card.block_reason))
+        else:
+            out.append(CardRecordBlock(card_ref=card.card_ref, reason=card.block_reason))
+        audit(
+            session,
+            None,
+            "change",
+            "card",
+            student_pk=student.pk,
+            school_id=school,
+            summary=f"card #{card.pk} ({card.card_ref}) blocked as {card.block_reason} on the "
+            f"teacher's page by staff {ev.get('authorised_by')}",
+        )
+    return out
 
 
 def parse_reason(reason: str) -> BlockReason:

@@ -102,7 +102,7 @@ _COLUMNS = (
 
 
 # Events that make or change a card record at the centre (``server.cards.service``).
-CARD_EVENT_KINDS = frozenset({"card_issued", "card_changed"})
+CARD_EVENT_KINDS = frozenset({"card_issued", "card_changed", "cards_blocked"})
 
 
 def _record_cards(conn: Connection, rows: list[dict[str, Any]]) -> None:

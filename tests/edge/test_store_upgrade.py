@@ -109,7 +109,10 @@ async def test_release1_store_upgrades_with_nothing_lost_and_the_seq_continuing(
         # without the card key here, so the numbers stay as they were; see test_card_store)
         assert [r[:4] for r in after["cards"]] == before["cards"]
         assert {r[4:] for r in after["cards"]} == {(None, None)}
-        assert {t: r for t, r in after.items() if t not in before} == {"web_sessions": []}
+        assert {t: r for t, r in after.items() if t not in before} == {
+            "web_sessions": [],
+            "staff_pins": [],
+        }
         assert {k: v for k, v in meta(path).items() if k != "schema_version"} == {
             k: v for k, v in dict(before["meta"]).items() if k != "schema_version"
         }

@@ -41,6 +41,7 @@ from protocol.messages import (
     CardRecordUnbind,
     CardRefAssign,
     CardRefsAssign,
+    CardsBlockedEvent,
     CardUnbind,
     CategoriesSet,
     CategoryMembership,
@@ -141,6 +142,12 @@ def event_fields(cls: type[Message]) -> dict[str, st.SearchStrategy[Any]]:
             "student_id": ids,
             "authorised_by": ids,
             "direction": st.sampled_from(Direction),
+        },
+        CardsBlockedEvent: {
+            "student_id": ids,
+            "authorised_by": ids,
+            "reason": st.sampled_from(["lost", "damaged"]),
+            "cards": st.integers(0, 100),
         },
         AlarmEvent: {"code": st.sampled_from(AlarmCode), "active": st.booleans(), "detail": texts},
         FaceTemplatesDeletedEvent: {
