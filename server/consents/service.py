@@ -215,11 +215,12 @@ def record_consent(
             for card in cards:
                 card.status = CardStatus.UNBOUND.value
                 card.unbound_at_ms = now
-                changes.append(unbind_change(session, card))
+                unbind = unbind_change(session, card)
+                changes.append(unbind)
                 effect(
                     "change",
                     "card",
-                    f"card #{card.pk} unbound (card_unbind): data consent withdrawn",
+                    f"card #{card.pk} unbound ({unbind.op}): data consent withdrawn",
                     N_("A card was unbound."),
                 )
             changes.append(StudentRemove(student_id=student.ref))
