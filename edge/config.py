@@ -267,6 +267,11 @@ class EdgeConfig(BaseSettings):
         description="AES key of the face templates (created 0600 when absent); "
         "required when a terminal uses faces",
     )
+    card_key_file: Path | None = Field(
+        None,
+        description="HMAC key under which the store keeps card numbers (created 0600 when "
+        "absent); default: card.key beside the store",
+    )
     terminals: list[TerminalConfig] = Field(
         default_factory=list, alias="terminal", description="[[terminal]] tables"
     )
@@ -332,6 +337,10 @@ def load_config(path: Path) -> EdgeConfig:
         cfg.staff_pin_key_file = base / cfg.staff_pin_key_file
     if cfg.face_key_file is not None and not cfg.face_key_file.is_absolute():
         cfg.face_key_file = base / cfg.face_key_file
+    if cfg.card_key_file is None:
+        cfg.card_key_file = cfg.store.with_name("card.key")
+    elif not cfg.card_key_file.is_absolute():
+        cfg.card_key_file = base / cfg.card_key_file
     _check_mqtt_tls(path, cfg)
     ids = [t.id for t in cfg.terminals]
     if len(set(ids)) != len(ids):

@@ -46,8 +46,18 @@ log = logging.getLogger(__name__)
 
 
 async def open_store(cfg: EdgeConfig) -> EdgeStore:
+    from edge.cards import load_card_key
+
+    key = None
+    if cfg.card_key_file is not None:
+        await asyncio.to_thread(cfg.store.parent.mkdir, parents=True, exist_ok=True)
+        key = await asyncio.to_thread(load_card_key, cfg.card_key_file)
     return await EdgeStore.open(
-        cfg.store, school=cfg.school, device=cfg.device, outbox_capacity=cfg.outbox_capacity
+        cfg.store,
+        school=cfg.school,
+        device=cfg.device,
+        outbox_capacity=cfg.outbox_capacity,
+        card_key=key,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from edge.core.model import Card, Category, SchoolState, Staff, Student
 from protocol.messages import (
@@ -46,10 +47,15 @@ def card(b: CardBinding) -> Card:
 
 
 def build_state(
-    students: list[StudentRecord], staff_records: list[StaffRecord], cards: list[CardBinding]
+    students: list[StudentRecord],
+    staff_records: list[StaffRecord],
+    cards: Sequence[CardBinding | Card],
 ) -> SchoolState:
+    """The decision state; ``cards`` as bindings (a roster file: by number) or as the store
+    keeps them (``Card.credential`` is then the store's key of the number)."""
     state = SchoolState()
     state.students = {s.id: student(s) for s in students}
     state.staff_by_id = {s.id: staff(s) for s in staff_records}
-    state.cards = {c.credential.upper(): card(c) for c in cards}
+    kept = [c if isinstance(c, Card) else card(c) for c in cards]
+    state.cards = {c.credential: c for c in kept}
     return state

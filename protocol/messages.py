@@ -6,7 +6,11 @@ message is unique (see ``protocol.codec``).
 
 Identification data rules (DESIGN invariant 5) are visible in the types: uplink events name a
 student by the roster id only; a raw card number never appears in an uplink message, and there is
-no field anywhere that could carry a face template.
+no field anywhere that could carry a face template. Cards are bound at the school: the centre
+knows a card *record* (``CardRecord``: ref, owner, status, fee, dates) and addresses it by its
+``card_ref``; the only downlink fields that carry a number (``CardBinding.credential`` in
+``card_bind``, ``card_block``, ``card_unbind`` and a snapshot's ``cards``) serve schools whose
+numbers the centre still holds from before the move (README, "Identification data").
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import itertools
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -222,6 +228,37 @@ class AlarmEvent(_EventBase):
     detail: Text = ""
 
 
+class CardIssuedEvent(_EventBase):
+    """A card was bound at the school's desk (``edge.cards``): its record, never its number.
+
+    ``card_ref`` is made at the school (the number is not derivable from it); ``replaces_ref``
+    names the record it replaces (lost, damaged). ``terminal`` names the desk.
+    """
+
+    kind: Literal["card_issued"] = "card_issued"
+    card_ref: Id
+    student_id: Id | None = None
+    staff_id: Id | None = None
+    replaces_ref: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> CardIssuedEvent:
+        if (self.student_id is None) == (self.staff_id is None):
+            raise ValueError("a card has exactly one owner: student_id or staff_id")
+        return self
+
+
+class CardChangedEvent(_EventBase):
+    """A card record was blocked or unbound at the school's desk (by record, never by number)."""
+
+    kind: Literal["card_changed"] = "card_changed"
+    card_ref: Id
+    change: Literal["blocked", "unbound"]
+    reason: Annotated[str, Field(max_length=32)] | None = None
+    student_id: Id | None = None
+    staff_id: Id | None = None
+
+
 class FaceTemplatesDeletedEvent(_EventBase):
     """The school deleted a student's face templates (consent withdrawn or student removed).
 
@@ -245,7 +282,9 @@ Event = Annotated[
     | ManualPassEvent
     | CardsBlockedEvent
     | AlarmEvent
-    | FaceTemplatesDeletedEvent,
+    | FaceTemplatesDeletedEvent
+    | CardIssuedEvent
+    | CardChangedEvent,
     Field(discriminator="kind"),
 ]
 
@@ -344,10 +383,33 @@ class StaffRecord(Message):
 
 
 class CardBinding(Message):
+    """A card number bound to a person: only from a centre that still holds the school's numbers
+    (before the move of its cards to the school)."""
+
     credential: Credential
     owner_kind: OwnerKindW
     owner_id: Id
     blocked_reason: Text | None = None
+
+
+class CardRefAssign(Message):
+    """During the move: the record that a number the edge already holds belongs to."""
+
+    credential: Credential
+    card_ref: Id
+
+
+class CardRecord(Message):
+    """A card as the centre knows it: owner, status, fee and dates; never the number."""
+
+    card_ref: Id
+    owner_kind: OwnerKindW
+    owner_id: Id
+    status: Literal["active", "blocked"] = "active"
+    blocked_reason: Text | None = None
+    fee_tiyn: Annotated[int, Field(ge=0, le=10**9)] = 0
+    issued_at_ms: Millis
+    replaces_ref: Id | None = None
 
 
 class ShiftDoc(Message):
@@ -471,6 +533,34 @@ class CardUnbind(Message):
     credential: Credential
 
 
+class CardRefsAssign(Message):
+    """The move of a school's cards to the school: names the record of every number the edge
+    already holds. Once every edge of the school has applied this version, the centre deletes
+    its copy of the numbers and rewrites this change to ``refs=[]`` (the mark of the move)."""
+
+    op: Literal["card_refs"] = "card_refs"
+    refs: Annotated[list[CardRefAssign], Field(max_length=200_000)]
+
+
+class CardRecordSet(Message):
+    """A card record as the centre has it (issued at the school, its fee, a status): the edge
+    updates the card it holds under that ref, and ignores a ref it does not hold."""
+
+    op: Literal["card_record"] = "card_record"
+    record: CardRecord
+
+
+class CardRecordBlock(Message):
+    op: Literal["card_record_block"] = "card_record_block"
+    card_ref: Id
+    reason: Text
+
+
+class CardRecordUnbind(Message):
+    op: Literal["card_record_unbind"] = "card_record_unbind"
+    card_ref: Id
+
+
 class ConsentSet(Message):
     """A consent given or withdrawn. Withdrawal of biometric consent deletes templates at the school."""
 
@@ -525,6 +615,10 @@ Change = Annotated[
     | CardBind
     | CardBlock
     | CardUnbind
+    | CardRefsAssign
+    | CardRecordSet
+    | CardRecordBlock
+    | CardRecordUnbind
     | ConsentSet
     | CategoriesSet
     | PolicySet
@@ -558,8 +652,23 @@ class SyncSnapshot(Message):
     policy: PolicyDoc | None
     students: list[StudentRecord]
     staff: list[StaffRecord]
-    cards: list[CardBinding]
+    cards: list[CardBinding]  # numbers: only while the centre still holds the school's
     menu: list[MenuItem] = []
+    # The school's card records and, during the move, the records of the numbers above (None:
+    # a school whose cards have not moved; left out of the encoding then, so an edge of the
+    # release before reads the snapshot). With records, the edge keeps the numbers it holds and
+    # follows the records' owners and statuses.
+    card_refs: list[CardRefAssign] | None = None
+    card_records: list[CardRecord] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unmoved(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        for key in ("card_refs", "card_records"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
+
     # canteen money: every credit of the current accounts (the edge applies each ledger id once,
     # so a snapshot never loses a credit of a delta it replaces, nor credits one twice) ...
     balance_credits: list[BalanceCredit] = []

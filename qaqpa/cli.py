@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.kiosk_cli import add_commands as add_kiosk_session_commands
 
     add_kiosk_session_commands(edge_sub)
+    from edge.cards_cli import add_commands as add_card_commands
+
+    add_card_commands(edge_sub)
     srv = sub.add_parser("server", help="central server administration and processes")
     add_server_commands(srv.add_subparsers(dest="server_command", required=True))
     return p

@@ -19,7 +19,7 @@ import sys
 import time
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edge.config import TerminalConfig
 from edge.core.model import Tap
@@ -47,6 +47,7 @@ from protocol.messages import (
     MealServedEvent,
     MenuItem,
     MenuSet,
+    OwnerKind,
     ParentLimitsSet,
     TerminalKind,
 )
@@ -421,7 +422,8 @@ async def _school(
     store = await EdgeStore.open(directory / "edge.sqlite", school="DEMO", device="demo-edge")
     key, sync_settings = await asyncio.to_thread(server.add_device, "DEMO", "demo-edge")
     sync = EdgeSync(store, SyncSettings(**sync_settings), key)
-    await store.import_roster(roster.students, roster.staff, roster.cards, load_policy(POLICY))
+    await store.import_roster(roster.students, roster.staff, [], load_policy(POLICY))
+    desk = await _bind_cards_at_desk(store, roster)
     await store.apply_local(canteen_day(roster, today))
     pin_key = await asyncio.to_thread(load_pin_key, directory / "staff-pin.key")
     await _install_pins(store, roster_file, pin_key)
@@ -463,7 +465,7 @@ async def _school(
     store.add_append_listener(
         lambda last: (
             all_decided.set()
-            if last - (cashier.attempts if cashier else 0) >= len(actions)
+            if last - desk - (cashier.attempts if cashier else 0) >= len(actions)
             else None
         )
     )
@@ -540,6 +542,25 @@ async def _school(
         await store.close()
 
 
+async def _bind_cards_at_desk(store: EdgeStore, roster: Roster) -> int:
+    """The school binds its cards at its own desk (DESIGN invariant 5): each card of the roster
+    file is issued here (its record goes to the centre, its number stays), a lost one blocked.
+    A student without a data consent gets no card. Returns the events this journaled."""
+    from edge.cards import CardRefused, block_card, issue_card
+
+    for b in roster.cards:
+        try:
+            card = await issue_card(store, OwnerKind(b.owner_kind), b.owner_id, b.credential)
+        except CardRefused:
+            continue  # no data consent: no card (invariant 6)
+        if b.blocked_reason is not None:
+            await block_card(store, card.card_ref, "lost")
+    return store.last_seq
+
+
+DESK_KINDS: tuple[Literal["card_issued"], Literal["card_changed"]] = ("card_issued", "card_changed")
+
+
 async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -> dict[str, Any]:
     events = await store.journal_rows()
     kinds = collections.Counter(e.kind for e in events)
@@ -551,8 +572,11 @@ async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -
     return {
         "seconds": round(seconds, 1),
         "taps": taps,
-        "grants": sum(n for k, n in kinds.items() if k not in ("denied", "alarm", "not_passed"))
+        "grants": sum(
+            n for k, n in kinds.items() if k not in ("denied", "alarm", "not_passed", *DESK_KINDS)
+        )
         - paid,
+        "desk_card_events": sum(kinds.get(k, 0) for k in DESK_KINDS),
         "denials": sum(denials.values()),
         "denials_by_reason": dict(denials.most_common()),
         "entries": kinds.get("entry", 0),

@@ -307,6 +307,9 @@ def add_commands(subparsers: Any) -> None:
         "broker-files", parents=[common], help="rewrite the Mosquitto password/ACL files, SIGHUP"
     )
     p.set_defaults(func=_broker_files)
+    from server.cards.cli import add_commands as add_card_commands
+
+    add_card_commands(subparsers, common, _settings)
     p = subparsers.add_parser("ingest", parents=[common], help="run an ingest worker")
     p.set_defaults(func=_ingest)
     p = subparsers.add_parser("downlink", parents=[common], help="run the downlink service")

@@ -15,12 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
-    CardBind,
     CardBinding,
-    CardBlock,
     Change,
     ConsentKind,
-    OwnerKind,
     PolicyDoc,
     StaffRecord,
     StaffUpsert,
@@ -31,7 +28,6 @@ from server.accounts.access import Grant, Role
 from server.accounts.models import User
 from server.accounts.service import create_user
 from server.badges import demo as badges_demo
-from server.cards.models import BlockReason, Card, CardStatus
 from server.clock import Clock, now_ms
 from server.consents.models import StudentCategory
 from server.gifted.demo import seed_demo as seed_gifted
@@ -161,31 +157,9 @@ def seed_demo(
         staff_rows[staff.id] = row
         changes.append(StaffUpsert(staff=staff))
     session.flush()
-    for binding in cards_in or []:
-        student = by_ref.get(binding.owner_id) if binding.owner_kind == OwnerKind.STUDENT else None
-        owner = staff_rows.get(binding.owner_id) if binding.owner_kind == OwnerKind.STAFF else None
-        if student is None and owner is None:
-            continue
-        if student is not None and not student.active:
-            continue  # no card without a data consent
-        blocked = binding.blocked_reason is not None
-        session.add(
-            Card(
-                credential=binding.credential,
-                student_pk=student.pk if student is not None else None,
-                staff_pk=owner.pk if owner is not None else None,
-                school_id=school,
-                status=CardStatus.BLOCKED.value if blocked else CardStatus.ACTIVE.value,
-                block_reason=BlockReason.LOST.value if blocked else None,
-                issued_at_ms=now,
-                blocked_at_ms=now if blocked else None,
-            )
-        )
-        changes.append(CardBind(card=binding.model_copy(update={"blocked_reason": None})))
-        if blocked:
-            changes.append(
-                CardBlock(credential=binding.credential, reason=binding.blocked_reason or "lost")
-            )
+    # Cards: bound at the school's desk (DESIGN invariant 5), never here. ``cards_in`` (the
+    # roster file's numbers) stays at the school; the records come with the school's uplink.
+    del cards_in
     append_changes(session, school, changes)
     if policy is not None:
         save_policy(

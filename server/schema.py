@@ -15,6 +15,7 @@ from server.people import models as people_models
 from server.policy import models as policy_models
 from server.roster import models as roster_models
 from server.staffpins import models as staffpins_models
+from server.sync import cardmove as cardmove_models
 
 Base = models.Base
 
@@ -24,6 +25,7 @@ __all__ = [
     "audit_models",
     "badges_models",
     "canteen_models",
+    "cardmove_models",
     "cards_models",
     "consents_models",
     "gifted_models",

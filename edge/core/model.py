@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from edge.core.cardkey import CardKeyOf, plain
 from protocol.messages import (
     AntiPassback,
     ConsentKind,
@@ -50,7 +51,7 @@ class Staff:
 
 @dataclass(frozen=True, slots=True)
 class Card:
-    credential: str
+    credential: str  # as the store keeps it: a keyed hash (edge.core.cardkey) or the number
     owner_kind: OwnerKind
     owner_id: str
     blocked_reason: str | None = None
@@ -236,9 +237,11 @@ class SchoolState:
     spending: dict[tuple[str, dt.date], int] = field(default_factory=dict)  # paid per local day
     parent_limits: dict[str, ParentLimits] = field(default_factory=dict)
     menus: dict[dt.date, tuple[Dish, ...]] = field(default_factory=dict)
+    # how a tapped number is looked up in ``cards`` (the store's keyed hash, or the number)
+    card_key: CardKeyOf = plain
 
     def card(self, credential: str) -> Card | None:
-        return self.cards.get(credential.upper())
+        return self.cards.get(self.card_key(credential))
 
     def student(self, student_id: str) -> Student | None:
         return self.students.get(student_id)

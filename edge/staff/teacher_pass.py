@@ -31,7 +31,6 @@ from edge.staff.sections import Section, StaffContext
 from edge.store import EdgeStore
 from edge.store.journal import JournalEntry
 from protocol.messages import (
-    CardBlock,
     CardsBlockedEvent,
     ConsentKind,
     Id,
@@ -125,7 +124,7 @@ async def block_lost_cards(store: EdgeStore, student_id: str, by: str, at: dt.da
     """Block the student's active cards: journal the block first (the server then blocks them
     for every edge of the school, even if this edge stops now), then block them here. Returns
     how many were blocked (0: none active, nothing journaled)."""
-    active = [
+    active = [  # the store's keys of the numbers (keyed hashes): never a number here
         c.credential
         for c in store.state.cards.values()
         if c.owner_kind is OwnerKind.STUDENT and c.owner_id == student_id and not c.blocked_reason
@@ -143,7 +142,7 @@ async def block_lost_cards(store: EdgeStore, student_id: str, by: str, at: dt.da
     )
     async with store.write_lock:
         await store.journal([JournalEntry(event)])
-    await store.apply_local([CardBlock(credential=c, reason=LOST) for c in active])
+    await store.block_cards_here(active, LOST)
     log.info("staff page: %d card(s) of a student blocked as lost", len(active))
     return len(active)
 

@@ -14,7 +14,9 @@ from typing import Any, Self, TypeVar
 
 import aiosqlite
 
+from edge.core.cardkey import CardKeyOf, is_keyed, keyed, plain
 from edge.core.model import (
+    Card,
     Dish,
     MealKey,
     ParentLimits,
@@ -27,9 +29,9 @@ from edge.state import build_state
 from edge.store.errors import StoreError
 from edge.store.migrations import migrate
 from protocol.messages import (
-    CardBinding,
     CategoryMembership,
     ConsentRecord,
+    OwnerKind,
     PolicyDoc,
     StaffRecord,
     StudentRecord,
@@ -42,8 +44,18 @@ class StoreBase:
     """What every part of ``EdgeStore`` shares: the connections, the journal thread and the
     memory. The parts (journal, downlink, canteen) are mixins over it; there is one writer."""
 
-    def __init__(self, db: aiosqlite.Connection, school: str, device: str, capacity: int) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        school: str,
+        device: str,
+        capacity: int,
+        card_key: bytes | None = None,
+    ) -> None:
         self._db = db
+        # how a card number is kept and looked up (DESIGN invariant 5): a keyed hash with the
+        # school's card key; the number itself only for a store opened without the key
+        self.card_key_of: CardKeyOf = keyed(card_key) if card_key is not None else plain
         # The journal's transactions run whole in one dedicated thread on their own connection:
         # one hop per group commit instead of one per statement (see ``journal``).
         self._writer: sqlite3.Connection | None = None
@@ -85,15 +97,21 @@ class StoreBase:
         device: str,
         outbox_capacity: int = 100_000,
         create: bool = True,
+        card_key: bytes | None = None,
     ) -> Self:
-        """Open (or create) the store. A damaged or foreign file raises; it is never recreated."""
+        """Open (or create) the store. A damaged or foreign file raises; it is never recreated.
+
+        ``card_key`` (``edge.cards.load_card_key``): card numbers are kept as keyed hashes, and
+        numbers an older store kept as they are get hashed now, once. Without it, numbers are
+        kept as they are, and a store whose numbers are hashed is refused (nothing would match).
+        """
         exists = await asyncio.to_thread(lambda: path.exists() and path.stat().st_size > 0)
         if not exists and not create:
             raise StoreError(f"{path}: no edge store here")
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
-            store = cls(db, school, device, outbox_capacity)
+            store = cls(db, school, device, outbox_capacity, card_key)
             await store._init(path, fresh=not exists)
         except BaseException:
             await db.close()
@@ -115,6 +133,7 @@ class StoreBase:
             await asyncio.to_thread(
                 migrate, path, school=self.school, device=self.device, fresh=fresh
             )
+            await asyncio.to_thread(_hash_card_numbers, path, self.card_key_of)
             meta = await self._meta()
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path}: not a usable edge store ({err})") from err
@@ -163,6 +182,7 @@ class StoreBase:
     async def _load_state(self) -> None:
         students, staff, cards = await self._roster_records()
         state = build_state(students, staff, cards)
+        state.card_key = self.card_key_of
         self.display_names = {s.id: s.display_name for s in students}
         self.staff_names = {t.id: t.display_name for t in staff}
         async with self._db.execute("SELECT person_id, local_date, state FROM presence") as cur:
@@ -210,7 +230,7 @@ class StoreBase:
 
     async def _roster_records(
         self,
-    ) -> tuple[list[StudentRecord], list[StaffRecord], list[CardBinding]]:
+    ) -> tuple[list[StudentRecord], list[StaffRecord], list[Card]]:
         db = self._db
         consents: dict[str, list[ConsentRecord]] = {}
         async with db.execute(
@@ -265,15 +285,46 @@ class StoreBase:
                 for i, r, c, p, n in await cur.fetchall()
             ]
         async with db.execute(
-            "SELECT credential, owner_kind, owner_id, blocked_reason FROM cards"
+            "SELECT card_key, owner_kind, owner_id, blocked_reason FROM cards"
         ) as cur:
-            cards = [
-                CardBinding.model_validate(
-                    {"credential": c, "owner_kind": k, "owner_id": o, "blocked_reason": b}
-                )
-                for c, k, o, b in await cur.fetchall()
-            ]
+            cards = [Card(c, OwnerKind(k), o, b) for c, k, o, b in await cur.fetchall()]
         return students, staff, cards
+
+
+def _hash_card_numbers(path: Path, key_of: CardKeyOf) -> None:
+    """With the card key: replace the numbers the store keeps as they are by their keyed hash
+    (one transaction), and check the key is the one the store's hashes were made with (its
+    fingerprint in ``meta.card_key_id``): a lost key replaced by a new one would leave every
+    card unknown, so it is refused. Without a key (a tool, a test) nothing changes here, and a
+    keyed hash matches no tap."""
+    if key_of is plain:
+        return
+    fingerprint = key_of("QAQPA:CARDKEYID")[len("h1:") : len("h1:") + 16]
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'card_key_id'").fetchone()
+            if row is not None and row[0] != fingerprint:
+                raise StoreError(
+                    f"{path}: the card key is not the one this store's card numbers were "
+                    "hashed with (card_key_file); restore that key file"
+                )
+            numbers = [k for (k,) in db.execute("SELECT card_key FROM cards") if not is_keyed(k)]
+            db.executemany(
+                "UPDATE cards SET card_key = ? WHERE card_key = ?",
+                [(key_of(n), n) for n in numbers],
+            )
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('card_key_id', ?)", (fingerprint,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    finally:
+        db.close()
 
 
 def _writer_connection(path: Path) -> sqlite3.Connection:

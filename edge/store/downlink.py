@@ -10,11 +10,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from edge.core.cardkey import CardKeyOf, plain
 from edge.state import build_state
 from edge.store.base import StoreBase
 from edge.store.errors import StoreError, SyncGap
 from protocol.messages import (
     CardBinding,
+    CardRecord,
     CategoryMembership,
     Change,
     PolicyDoc,
@@ -29,9 +31,11 @@ _T = TypeVar("_T")
 
 @dataclass
 class _DownlinkEffects:
-    """What a downlink transaction changed that memory must follow once it commits."""
+    """What a downlink transaction changed that memory must follow once it commits (and how
+    the store keeps card numbers, for the changes that carry one)."""
 
     credits: list[tuple[str, int]]  # (student, amount) of credits applied for the first time
+    card_key: CardKeyOf = plain
 
 
 class DownlinkMixin(StoreBase):
@@ -92,7 +96,7 @@ class DownlinkMixin(StoreBase):
     ) -> _T:
         """``fn(db, message, effects, *args)`` as one transaction; with credits in it, it waits
         for the sales being committed and holds new ones until memory has the credits."""
-        effects = _DownlinkEffects(credits=[])
+        effects = _DownlinkEffects(credits=[], card_key=self.card_key_of)
         if money:
             self._money_settled.clear()
         try:
@@ -124,6 +128,35 @@ class DownlinkMixin(StoreBase):
             )
         )
 
+    async def card_record(self, card_ref: str) -> tuple[str, str, str | None] | None:
+        """(owner kind, owner id, blocked reason) of the card this store holds under a record."""
+        async with self._db.execute(
+            "SELECT owner_kind, owner_id, blocked_reason FROM cards WHERE card_ref = ?",
+            (card_ref,),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), row[2])
+
+    async def cards_of(self, owner_kind: str, owner_id: str) -> list[tuple[str | None, str | None]]:
+        """(record, blocked reason) of each card bound here to a person: never the number."""
+        async with self._db.execute(
+            "SELECT card_ref, blocked_reason FROM cards WHERE owner_kind = ? AND owner_id = ? "
+            "ORDER BY rowid",
+            (owner_kind, owner_id),
+        ) as cur:
+            return [(r, b) for r, b in await cur.fetchall()]
+
+    async def block_cards_here(self, card_keys: Sequence[str], reason: str) -> None:
+        """Block cards by the store's keys of their numbers (the teacher's page: a lost card,
+        already journaled for the centre), atomically; memory follows."""
+        async with self.write_lock:
+            await self._write(_block_keys, list(card_keys), reason)
+        await self._reload_roster()
+
+    async def reload_cards(self) -> None:
+        """Memory follows a card change made at the desk (``edge.cards``)."""
+        await self._reload_roster()
+
     async def install_policy(self, doc: PolicyDoc) -> None:
         """A locally configured policy (a school not yet enrolled with a server)."""
         async with self.write_lock:
@@ -143,9 +176,16 @@ class DownlinkMixin(StoreBase):
         self.state.students = fresh.students
         self.state.staff_by_id = fresh.staff_by_id
         self.state.cards = fresh.cards
+        self.state.card_key = self.card_key_of
         await self._load_canteen_setup()
         for cb in self._change_listeners:
             cb()
+
+
+def _block_keys(db: sqlite3.Connection, keys: list[str], reason: str) -> None:
+    db.executemany(
+        "UPDATE cards SET blocked_reason = ? WHERE card_key = ?", [(reason, k) for k in keys]
+    )
 
 
 def _set_version(db: sqlite3.Connection, version: int) -> None:
@@ -211,19 +251,29 @@ def _apply_change(
         )
         db.execute("DELETE FROM staff WHERE id = ?", (change.staff_id,))
         db.execute("DELETE FROM staff_pins WHERE staff_id = ?", (change.staff_id,))
-    elif op == "card_bind":
-        c = change.card
-        db.execute(
-            "INSERT OR REPLACE INTO cards VALUES (?, ?, ?, ?)",
-            (c.credential.upper(), c.owner_kind.value, c.owner_id, c.blocked_reason),
-        )
+    elif op == "card_bind":  # from a centre that still holds the school's numbers
+        _bind(db, change.card, effects.card_key)
     elif op == "card_block":
         db.execute(
-            "UPDATE cards SET blocked_reason = ? WHERE credential = ?",
-            (change.reason, change.credential.upper()),
+            "UPDATE cards SET blocked_reason = ? WHERE card_key = ?",
+            (change.reason, effects.card_key(change.credential)),
         )
     elif op == "card_unbind":
-        db.execute("DELETE FROM cards WHERE credential = ?", (change.credential.upper(),))
+        db.execute("DELETE FROM cards WHERE card_key = ?", (effects.card_key(change.credential),))
+    elif op == "card_refs":  # the move: the record of each number this store holds
+        db.executemany(
+            "UPDATE cards SET card_ref = ? WHERE card_key = ?",
+            [(r.card_ref, effects.card_key(r.credential)) for r in change.refs],
+        )
+    elif op == "card_record":  # a record the store holds a number for; others: not here
+        _follow_record(db, change.record)
+    elif op == "card_record_block":
+        db.execute(
+            "UPDATE cards SET blocked_reason = ? WHERE card_ref = ?",
+            (change.reason, change.card_ref),
+        )
+    elif op == "card_record_unbind":
+        db.execute("DELETE FROM cards WHERE card_ref = ?", (change.card_ref,))
     elif op == "consent_set":
         c = change.consent
         db.execute(
@@ -262,10 +312,60 @@ def _apply_change(
     return None
 
 
+def _bind(db: sqlite3.Connection, c: CardBinding, key_of: CardKeyOf) -> None:
+    db.execute(
+        "INSERT INTO cards (card_key, owner_kind, owner_id, blocked_reason) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (card_key) DO UPDATE SET owner_kind = excluded.owner_kind, "
+        "owner_id = excluded.owner_id, blocked_reason = excluded.blocked_reason",
+        (key_of(c.credential), c.owner_kind.value, c.owner_id, c.blocked_reason),
+    )
+
+
+def _follow_record(db: sqlite3.Connection, r: CardRecord) -> None:
+    db.execute(
+        "UPDATE cards SET owner_kind = ?, owner_id = ?, blocked_reason = ? WHERE card_ref = ?",
+        (
+            r.owner_kind.value,
+            r.owner_id,
+            (r.blocked_reason or "blocked") if r.status == "blocked" else None,
+            r.card_ref,
+        ),
+    )
+
+
+def _replace_cards(db: sqlite3.Connection, snap: SyncSnapshot, key_of: CardKeyOf) -> None:
+    """A snapshot's cards. From a school whose cards have not moved (no records): the numbers
+    it carries, wholesale (a card issued at this desk stays: its record is on its way). Otherwise the store keeps the numbers it holds: a card stays when the
+    snapshot carries its number or its record, or when it was issued here and the centre has not
+    acknowledged its event yet; the records set owners and statuses."""
+    if snap.card_records is None:  # the numbers the centre bound, wholesale; desk cards stay
+        db.execute("DELETE FROM cards WHERE issued_seq IS NULL")
+        for c in snap.cards:
+            _bind(db, c, key_of)
+        return
+    (acked,) = db.execute("SELECT value FROM meta WHERE key = 'acked_through'").fetchone()
+    numbers = {key_of(c.credential) for c in snap.cards}
+    refs = {r.card_ref for r in snap.card_records}
+    gone = [
+        (k,)
+        for k, ref, seq in db.execute("SELECT card_key, card_ref, issued_seq FROM cards")
+        if k not in numbers and ref not in refs and (seq is None or seq <= int(acked))
+    ]
+    db.executemany("DELETE FROM cards WHERE card_key = ?", gone)
+    for c in snap.cards:
+        _bind(db, c, key_of)
+    db.executemany(
+        "UPDATE cards SET card_ref = ? WHERE card_key = ?",
+        [(r.card_ref, key_of(r.credential)) for r in snap.card_refs or []],
+    )
+    for r in snap.card_records:
+        _follow_record(db, r)
+
+
 def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkEffects) -> None:
     # Menus are dated and replaced date by date (menu_set); the snapshot's undated ``menu`` cannot
     # replace them, so they stay: a snapshot in the morning must not stop the day's sales.
-    for table in ("consents", "categories", "cards", "staff", "students"):
+    for table in ("consents", "categories", "staff", "students"):
         db.execute(f"DELETE FROM {table}")
     for s in snap.students:
         _put_student(db, s)
@@ -273,13 +373,7 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkE
         _put_staff(db, t)
     # PIN verifiers arrive apart from the roster (sealed): kept, except those of staff gone
     db.execute("DELETE FROM staff_pins WHERE staff_id NOT IN (SELECT id FROM staff)")
-    db.executemany(
-        "INSERT INTO cards VALUES (?, ?, ?, ?)",
-        [
-            (c.credential.upper(), c.owner_kind.value, c.owner_id, c.blocked_reason)
-            for c in snap.cards
-        ],
-    )
+    _replace_cards(db, snap, effects.card_key)
     if snap.policy is not None:
         _put_policy(db, snap.policy)
     for credit in snap.balance_credits:  # each ledger id once, whatever came before

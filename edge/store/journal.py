@@ -12,7 +12,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
@@ -41,6 +41,18 @@ class OutboxStats:
 
 
 @dataclass(frozen=True, slots=True)
+class CardWrite:
+    """A card changed at the school's desk (``edge.cards``), written with its event."""
+
+    action: Literal["issue", "block", "unbind"]
+    card_ref: str
+    card_key: str = ""  # issue: the store's key of the number (a keyed hash)
+    owner_kind: str = ""
+    owner_id: str = ""
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class JournalEntry:
     """One event to journal in a transaction, with its side effects."""
 
@@ -49,6 +61,7 @@ class JournalEntry:
     meal: tuple[MealKey, str, int] | None = None  # key, meal kind, amount in tiyn
     presence: tuple[str, dt.date, Presence] | None = None
     sale: Sale | None = None  # a paid meal: debit + receipt (with ``meal``)
+    card: CardWrite | None = None
 
 
 @dataclass(slots=True)
@@ -66,6 +79,7 @@ class PreparedJournal:
         list[tuple[Any, ...]],
         tuple[Any, ...] | None,
         list[tuple[Any, ...]],
+        list[tuple[int, CardWrite]],
     ]
     epoch: int = 0  # the store's failure count when prepared
     txn: asyncio.Future[None] | None = None
@@ -104,6 +118,7 @@ class JournalMixin(StoreBase):
         meals: list[tuple[Any, ...]] = []
         presence: list[tuple[Any, ...]] = []
         sales: list[tuple[Any, ...]] = []
+        cards: list[tuple[int, CardWrite]] = []
         for entry in entries:
             ev = entry.event.model_copy(update={"seq": seq})
             events.append(ev)
@@ -147,6 +162,8 @@ class JournalMixin(StoreBase):
                         sale.balance_after_tiyn,
                     )
                 )
+            if entry.card is not None:
+                cards.append((seq, entry.card))
             seq += 1
         backlog = seq - 1 - self._acked
         alarm_row: tuple[Any, ...] | None = None
@@ -171,7 +188,7 @@ class JournalMixin(StoreBase):
             events,
             first,
             seq,
-            (rows, meals, presence, alarm_row, sales),
+            (rows, meals, presence, alarm_row, sales, cards),
             self._epoch,
         )
         # Queued now, not when the caller gets round to awaiting it: another group prepared
@@ -322,9 +339,12 @@ def write_group(
     presence: list[tuple[Any, ...]],
     alarm_row: tuple[Any, ...] | None,
     sales: list[tuple[Any, ...]],
+    cards: list[tuple[int, CardWrite]] | None = None,
 ) -> None:
     """Events, their side effects, and the high-water alarm if it fires (one transaction)."""
     db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", rows)
+    for seq, card in cards or []:
+        _write_card(db, seq, card)
     free = [m for m in meals if m[3] != "paid"]
     if free:
         db.executemany("INSERT INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)", free)
@@ -341,6 +361,19 @@ def write_group(
     if alarm_row is not None:
         db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", alarm_row)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('outbox_alarm', '1')")
+
+
+def _write_card(db: sqlite3.Connection, seq: int, c: CardWrite) -> None:
+    if c.action == "issue":  # a number already bound fails the group (checked before, too)
+        db.execute(
+            "INSERT INTO cards (card_key, owner_kind, owner_id, blocked_reason, card_ref, "
+            "issued_seq) VALUES (?, ?, ?, NULL, ?, ?)",
+            (c.card_key, c.owner_kind, c.owner_id, c.card_ref, seq),
+        )
+    elif c.action == "block":
+        db.execute("UPDATE cards SET blocked_reason = ? WHERE card_ref = ?", (c.reason, c.card_ref))
+    else:
+        db.execute("DELETE FROM cards WHERE card_ref = ?", (c.card_ref,))
 
 
 def _upsert_presence(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

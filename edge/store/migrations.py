@@ -122,10 +122,24 @@ CREATE TABLE web_sessions (
 CREATE INDEX web_sessions_page ON web_sessions (page, expires_ms);
 """
 
+# Cards bound at the school (DESIGN invariant 5): each row keeps its number as the store's key of
+# it (``card_key``: a keyed hash, ``edge.core.cardkey``; the rows of older stores are hashed at
+# the first open with the card key), the centre's record of it (``card_ref``: none for a card the
+# centre bound before the move, until the move names it) and, for a card issued at this school's
+# desk, the journal seq of its ``card_issued`` event (a snapshot keeps a card whose event the
+# centre has not acknowledged yet).
+CARD_RECORDS_SCHEMA = """
+ALTER TABLE cards RENAME COLUMN credential TO card_key;
+ALTER TABLE cards ADD COLUMN card_ref TEXT;
+ALTER TABLE cards ADD COLUMN issued_seq INTEGER;
+CREATE UNIQUE INDEX cards_ref ON cards (card_ref);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "roster, policy, journal and canteen money", SCHEMA + CANTEEN_SCHEMA),
     Migration(2, "staff sessions of the edge's web pages", WEB_SESSIONS_SCHEMA),
     Migration(3, "staff PIN verifiers (keyed, set through sealed downlink)", STAFF_PINS_SCHEMA),
+    Migration(4, "cards by keyed hash and card record", CARD_RECORDS_SCHEMA),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version  # the version this code writes and reads
 

@@ -1,4 +1,7 @@
-"""A student's card credentials as the console issued them (the edge gets CardBinding)."""
+"""Card records: what the centre knows of a card of a student or staff member (owner, status,
+fee, dates), addressed by ``card_ref``. The number is bound at the school and kept only there
+(DESIGN invariant 5); ``credential`` holds it only for cards the console bound before the move
+of the school's cards (``CardMove``), and is erased when that move is done."""
 
 from __future__ import annotations
 
@@ -36,10 +39,15 @@ class Card(Base):
             postgresql_where=text("status <> 'unbound'"),
             sqlite_where=text("status <> 'unbound'"),
         ),
+        Index("uq_cards_school_ref", "school_id", "card_ref", unique=True),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    credential: Mapped[str] = mapped_column(String(128))
+    # the record's id on the wire: made at the school ("k-...") or, for a card the console bound
+    # before the move, "c-<pk>"
+    card_ref: Mapped[str] = mapped_column(String(64))
+    # the number: only for a card bound by the console before the move; None once it is done
+    credential: Mapped[str | None] = mapped_column(String(128), default=None)
     student_pk: Mapped[int | None] = mapped_column(
         ForeignKey("students.pk"), default=None, index=True
     )

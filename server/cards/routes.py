@@ -1,5 +1,7 @@
-"""Cards of a student (/students/{pk}/cards): issue, block, replace, unbind; the school's card
-list (/cards, find a card by its number) and the card fees list (/cards/fees)."""
+"""Card records of a student (/students/{pk}/cards) and of a staff member: block, replace, unbind
+by record; the school's card list (/cards, find a record by its ref) and the card fees list
+(/cards/fees). Cards are bound at the school (the edge's desk): the centre never shows, takes or
+searches a card number (DESIGN invariant 5); a form that sends one is refused with where to go."""
 
 from __future__ import annotations
 
@@ -14,12 +16,10 @@ from server.accounts.access import Principal
 from server.audit.service import audit
 from server.cards.models import BlockReason, Card, CardStatus
 from server.cards.service import (
+    AT_THE_SCHOOL,
     CardError,
     block_card,
-    issue_card,
-    issue_staff_card,
     next_fee,
-    normalise_credential,
     parse_reason,
     replace_card,
     staff_cards,
@@ -53,7 +53,6 @@ def _page(
     *,
     error: CardError | None = None,
     done: str | None = None,
-    issued: Card | None = None,
     status: int = 200,
 ) -> Response:
     school = db.get_one(School, student.school_id)
@@ -76,7 +75,6 @@ def _page(
             "statuses": STATUS_LABELS,
             "error": error,
             "done": done,
-            "issued": issued,
             "zone": school.timezone,
         },
         status,
@@ -104,7 +102,7 @@ def cards_page(
         "card",
         student_pk=student.pk,
         school_id=student.school_id,
-        summary="card numbers and history",
+        summary="card records and history",
     )
     db.commit()
     return _page(request, db, who, student)
@@ -118,20 +116,8 @@ def cards_issue(
     student: Annotated[Student, visible_student("cards.issue")],
     credential: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    try:
-        card = issue_card(db, who, student, credential)
-    except CardError as err:
-        db.rollback()
-        return _page(request, db, who, student, error=err, status=400)
-    db.commit()
-    return _page(
-        request,
-        db,
-        who,
-        student,
-        done=N_("The card is issued and sent to the school."),
-        issued=card,
-    )
+    """An old form that sends a number: refused, nothing changes (the number is not kept)."""
+    return _page(request, db, who, student, error=CardError("card", AT_THE_SCHOOL), status=400)
 
 
 @router.post("/students/{pk}/cards/{card_pk}/block")
@@ -163,16 +149,23 @@ def cards_replace(
     student: Annotated[Student, visible_student("cards.issue")],
     card_pk: Id,
     reason: Annotated[str, Form(max_length=20)] = "",
-    credential: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     card = _card(db, student, card_pk)
     try:
-        new = replace_card(db, who, student, card, parse_reason(reason), credential)
+        replace_card(db, who, card, parse_reason(reason))
     except CardError as err:
         db.rollback()
         return _page(request, db, who, student, error=err, status=400)
     db.commit()
-    return _page(request, db, who, student, done=N_("The card is replaced."), issued=new)
+    return _page(
+        request,
+        db,
+        who,
+        student,
+        done=N_(
+            "The card is blocked. Tap the new card at the school's desk (Cards, Replace): its record and fee will show here."
+        ),
+    )
 
 
 @router.post("/students/{pk}/cards/{card_pk}/unbind")
@@ -217,12 +210,9 @@ def cards_list(
 ) -> Response:
     chosen = pick_school(schools, school)
     query = _scoped_cards(who, "cards.block", chosen)
-    error = None
+    error: CardError | None = None
     if q.strip():
-        try:
-            query = query.where(Card.credential == normalise_credential(q))
-        except CardError as err:
-            error = err
+        query = query.where(Card.card_ref == q.strip())
     rows = db.execute(query.order_by(Card.pk.desc()).limit(500)).all() if error is None else []
     audit(
         db,
@@ -230,7 +220,7 @@ def cards_list(
         "view",
         "card",
         school_id=chosen.id,
-        summary=f"card list{' (search by number)' if q.strip() else ''}: {len(rows)} row(s)",
+        summary=f"card list{' (search by record)' if q.strip() else ''}: {len(rows)} row(s)",
     )
     db.commit()
     return render(
@@ -334,14 +324,9 @@ def staff_cards_issue(
     pk: Id,
     credential: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
+    """An old form that sends a number: refused, nothing changes (the number is not kept)."""
     member = _staff(db, who, pk)
-    try:
-        issue_staff_card(db, who, member, credential)
-    except CardError as err:
-        db.rollback()
-        return _staff_page(request, db, member, error=err, status=400)
-    db.commit()
-    return _staff_page(request, db, member, done=N_("The card is issued and sent to the school."))
+    return _staff_page(request, db, member, error=CardError("card", AT_THE_SCHOOL), status=400)
 
 
 @router.post("/staff/{pk}/cards/{card_pk}/block")

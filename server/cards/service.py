@@ -1,37 +1,42 @@
-"""Issue, block, replace and unbind students' cards; every change reaches the school's edges in
-the same transaction (card_bind / card_block / card_unbind in the change log)."""
+"""Card records at the centre (DESIGN invariant 5): a card is bound at the school's desk and the
+school's edge tells the centre "card record k was issued for student X" (``card_issued``), never
+the number. Block, replace and unbind work here by record; every change reaches the school's
+edges in the same transaction (``card_record*`` ops in the change log, or, for a school whose
+numbers the centre still holds from before the move, the numbered ops its edges know)."""
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
-    CardBind,
-    CardBinding,
     CardBlock,
+    CardRecord,
+    CardRecordBlock,
+    CardRecordSet,
+    CardRecordUnbind,
     CardUnbind,
     Change,
-    ConsentKind,
     OwnerKind,
 )
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.cards.models import BlockReason, Card, CardStatus
 from server.clock import now_ms
-from server.consents.service import edge_presence
 from server.models import School
 from server.people.models import StaffMember, Student
-from server.people.service import has_consent
-from server.sync.changelog import append_changes, load_state
+from server.sync.cardmove import CardMove
+from server.sync.changelog import append_changes
 from server.sync.state import ChangeRejected
 
 N_ = str
 
-_CREDENTIAL = re.compile(r"^[A-Z0-9]+:[A-Z0-9:]+$")
+# What the centre answers to a card number (a roster import, an old form): bind it at the school.
+AT_THE_SCHOOL = N_(
+    "Card numbers are bound at the school, not here: at the school's edge, tap the card at the desk (staff page, Cards) or import the file there with: qaqpa edge cards import FILE.csv"
+)
 
 
 class CardError(ValueError):
@@ -39,27 +44,6 @@ class CardError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
-
-
-def normalise_credential(text: str) -> str:
-    """The reader's format: type prefix, a colon, the number ("em: 0012 345678" gives
-    "EM:0012345678"). Raises CardError with the reason. Pure."""
-    value = "".join(text.split()).upper()
-    if not value:
-        raise CardError("credential", N_("Write the card number."))
-    if ":" not in value:
-        raise CardError(
-            "credential",
-            N_("Write the card type before the number, e.g. EM:0012345678."),
-        )
-    if len(value) < 3 or len(value) > 128:
-        raise CardError("credential", N_("The card number must be 3 to 128 characters."))
-    if not _CREDENTIAL.match(value):
-        raise CardError(
-            "credential",
-            N_("Only Latin letters, digits and colons, e.g. EM:0012345678."),
-        )
-    return value
 
 
 def card_fee(previous_cards: int, price_tiyn: int) -> int:
@@ -87,73 +71,7 @@ def _publish(session: Session, school: str, changes: list[Change]) -> None:
     try:
         append_changes(session, school, changes)
     except ChangeRejected as err:
-        raise CardError(
-            "credential", N_("The school's terminals refused this card binding.")
-        ) from err
-
-
-def issue_card(
-    session: Session,
-    who: Principal,
-    student: Student,
-    credential: str,
-    *,
-    replaces: Card | None = None,
-) -> Card:
-    """Bind a new card to the student (invariant 6: only with a current data consent)."""
-    cred = normalise_credential(credential)
-    if not student.active:
-        raise CardError("credential", N_("The student is not active."))
-    if not has_consent(session, student.pk, ConsentKind.DATA):
-        raise CardError(
-            "credential",
-            N_("No data consent is recorded for this student: record the parent's consent first."),
-        )
-    active = (
-        session.execute(
-            select(Card).where(
-                Card.student_pk == student.pk, Card.status == CardStatus.ACTIVE.value
-            )
-        )
-        .scalars()
-        .first()
-    )
-    if active is not None:
-        raise CardError(
-            "credential",
-            N_("The student already has an active card: block or replace it first."),
-        )
-    _refuse_taken(session, student.school_id, cred)
-    card = Card(
-        credential=cred,
-        student_pk=student.pk,
-        school_id=student.school_id,
-        status=CardStatus.ACTIVE.value,
-        issued_at_ms=now_ms(),
-        issued_by=who.user_pk,
-        fee_tiyn=next_fee(session, student),
-        replaces_card_pk=replaces.pk if replaces is not None else None,
-    )
-    _add(session, card)
-    state = load_state(session, student.school_id)
-    changes: list[Change] = [
-        *edge_presence(session, student, state),
-        CardBind(
-            card=CardBinding(credential=cred, owner_kind=OwnerKind.STUDENT, owner_id=student.ref)
-        ),
-    ]
-    _publish(session, student.school_id, changes)
-    audit(
-        session,
-        who,
-        "change",
-        "card",
-        student_pk=student.pk,
-        school_id=student.school_id,
-        summary=f"card #{card.pk} issued and bound (card_bind); fee {card.fee_tiyn} tiyn"
-        + (f"; replaces card #{replaces.pk}" if replaces is not None else ""),
-    )
-    return card
+        raise CardError("card", N_("The school's terminals refused this card change.")) from err
 
 
 def staff_cards(session: Session, staff_pk: int) -> list[Card]:
@@ -164,84 +82,159 @@ def staff_cards(session: Session, staff_pk: int) -> list[Card]:
     )
 
 
-def issue_staff_card(
-    session: Session, who: Principal, member: StaffMember, credential: str
-) -> Card:
-    """A staff member's card (manual passes, staff entry): no fee; adults consent to their own
-    data at hiring, so no parent's consent applies."""
-    from server.roster.service import staff_change  # the roster owns what the edge knows of staff
+def numbered(session: Session, card: Card) -> bool:
+    """Address this card by its number: the centre still holds it and the school's cards have
+    not begun their move (its edges may be of the release before card records)."""
+    return card.credential is not None and session.get(CardMove, card.school_id) is None
 
-    cred = normalise_credential(credential)
-    if not member.active:
-        raise CardError("credential", N_("The staff member is not active."))
-    active = (
-        session.execute(
-            select(Card).where(Card.staff_pk == member.pk, Card.status == CardStatus.ACTIVE.value)
+
+def record_of(card: Card, owner_id: str) -> CardRecord:
+    return CardRecord(
+        card_ref=card.card_ref,
+        owner_kind=OwnerKind.STUDENT if card.student_pk is not None else OwnerKind.STAFF,
+        owner_id=owner_id,
+        status="blocked" if card.status == CardStatus.BLOCKED.value else "active",
+        blocked_reason=card.block_reason if card.status == CardStatus.BLOCKED.value else None,
+        fee_tiyn=card.fee_tiyn,
+        issued_at_ms=card.issued_at_ms,
+    )
+
+
+def owner_ref(session: Session, card: Card) -> str:
+    if card.student_pk is not None:
+        return session.get_one(Student, card.student_pk).ref
+    assert card.staff_pk is not None
+    return session.get_one(StaffMember, card.staff_pk).ref
+
+
+# ------------------------------------------------------------------ from the school's desk
+
+
+def _card_by_ref(session: Session, school: str, ref: str) -> Card | None:
+    return session.execute(
+        select(Card).where(Card.school_id == school, Card.card_ref == ref)
+    ).scalar_one_or_none()
+
+
+def _owner(
+    session: Session, school: str, ev: dict[str, Any]
+) -> tuple[Student | None, StaffMember | None]:
+    if ev.get("student_id"):
+        st = session.execute(
+            select(Student).where(Student.school_id == school, Student.ref == ev["student_id"])
+        ).scalar_one_or_none()
+        return st, None
+    member = session.execute(
+        select(StaffMember).where(
+            StaffMember.school_id == school, StaffMember.ref == ev.get("staff_id")
         )
-        .scalars()
-        .first()
-    )
-    if active is not None:
-        raise CardError(
-            "credential",
-            N_("The staff member already has an active card: block or unbind it first."),
-        )
-    _refuse_taken(session, member.school_id, cred)
-    card = Card(
-        credential=cred,
-        staff_pk=member.pk,
-        school_id=member.school_id,
-        status=CardStatus.ACTIVE.value,
-        issued_at_ms=now_ms(),
-        issued_by=who.user_pk,
-        fee_tiyn=0,
-    )
-    _add(session, card)
-    state = load_state(session, member.school_id)
-    changes: list[Change] = [] if member.ref in state.staff else [staff_change(session, member)]
-    changes.append(
-        CardBind(card=CardBinding(credential=cred, owner_kind=OwnerKind.STAFF, owner_id=member.ref))
-    )
-    _publish(session, member.school_id, changes)
-    audit(
-        session,
-        who,
-        "change",
-        "card",
-        school_id=member.school_id,
-        summary=f"staff card #{card.pk} issued and bound (card_bind) to staff {member.ref}",
-    )
-    return card
+    ).scalar_one_or_none()
+    return None, member
 
 
-def _refuse_taken(session: Session, school_id: str, cred: str) -> None:
-    taken = (
-        session.execute(
-            select(Card).where(
-                Card.school_id == school_id,
-                Card.credential == cred,
-                Card.status != CardStatus.UNBOUND.value,
+def record_desk_events(session: Session, school: str, events: list[dict[str, Any]]) -> int:
+    """The card events an edge of ``school`` sent (``card_issued``, ``card_changed``, as stored
+    by ingest), in seq order: each makes or changes the record and appends it to the school's
+    change log for its other edges. Idempotent (a record is made once per ref). Returns how
+    many changed something."""
+    changes: list[Change] = []
+    done = 0
+    for ev in events:
+        if ev["kind"] == "cards_blocked":  # the teacher's page: every active card of the child
+            changes += _block_lost(session, school, ev)
+            done += 1
+            continue
+        card = _card_by_ref(session, school, ev["card_ref"])
+        if ev["kind"] == "card_issued":
+            if card is not None:
+                continue
+            student, member = _owner(session, school, ev)
+            if student is None and member is None:
+                continue  # removed from the roster meanwhile: its edges dropped the card too
+            replaced = (
+                _card_by_ref(session, school, ev["replaces_ref"])
+                if ev.get("replaces_ref")
+                else None
             )
-        )
-        .scalars()
-        .first()
-    )
-    if taken is not None:
-        raise CardError(
-            "credential",
-            N_("This card is already bound at the school (another card record): unbind it first."),
-        )
+            card = Card(
+                card_ref=ev["card_ref"],
+                student_pk=student.pk if student is not None else None,
+                staff_pk=member.pk if member is not None else None,
+                school_id=school,
+                status=CardStatus.ACTIVE.value,
+                issued_at_ms=int(ev["at_ms"]),
+                fee_tiyn=next_fee(session, student) if student is not None else 0,
+                replaces_card_pk=replaced.pk if replaced is not None else None,
+            )
+            session.add(card)
+            session.flush()
+            owner = student.ref if student is not None else member.ref  # type: ignore[union-attr]
+            changes.append(CardRecordSet(record=record_of(card, owner)))
+            audit(
+                session,
+                None,
+                "change",
+                "card",
+                student_pk=card.student_pk,
+                school_id=school,
+                summary=f"card #{card.pk} ({card.card_ref}) issued at the school's desk; "
+                f"fee {card.fee_tiyn} tiyn",
+            )
+            done += 1
+        elif card is not None and card.status != CardStatus.UNBOUND.value:
+            if ev.get("change") == "blocked" and card.status == CardStatus.ACTIVE.value:
+                card.status = CardStatus.BLOCKED.value
+                card.block_reason = ev.get("reason") or BlockReason.LOST.value
+                card.blocked_at_ms = int(ev["at_ms"])
+                changes.append(CardRecordBlock(card_ref=card.card_ref, reason=card.block_reason))
+            elif ev.get("change") == "unbound":
+                card.status = CardStatus.UNBOUND.value
+                card.unbound_at_ms = int(ev["at_ms"])
+                changes.append(CardRecordUnbind(card_ref=card.card_ref))
+            else:
+                continue
+            audit(
+                session,
+                None,
+                "change",
+                "card",
+                student_pk=card.student_pk,
+                school_id=school,
+                summary=f"card #{card.pk} ({card.card_ref}) {ev.get('change')} at the school's desk",
+            )
+            done += 1
+    if changes:
+        append_changes(session, school, changes)
+    return done
 
 
-def _add(session: Session, card: Card) -> None:
-    session.add(card)
-    try:
-        session.flush()
-    except IntegrityError as err:  # the same number bound at this moment by another user
-        raise CardError(
-            "credential",
-            N_("This card is already bound at the school (another card record): unbind it first."),
-        ) from err
+def _block_lost(session: Session, school: str, ev: dict[str, Any]) -> list[Change]:
+    student, _ = _owner(session, school, ev)
+    if student is None:
+        return []
+    out: list[Change] = []
+    for card in session.execute(
+        select(Card).where(Card.student_pk == student.pk, Card.status == CardStatus.ACTIVE.value)
+    ).scalars():
+        card.status = CardStatus.BLOCKED.value
+        card.block_reason = ev.get("reason") or BlockReason.LOST.value
+        card.blocked_at_ms = int(ev["at_ms"])
+        if numbered(session, card):
+            assert card.credential is not None
+            out.append(CardBlock(credential=card.credential, reason=card.block_reason))
+        else:
+            out.append(CardRecordBlock(card_ref=card.card_ref, reason=card.block_reason))
+        audit(
+            session,
+            None,
+            "change",
+            "card",
+            student_pk=student.pk,
+            school_id=school,
+            summary=f"card #{card.pk} ({card.card_ref}) blocked as {card.block_reason} on the "
+            f"teacher's page by staff {ev.get('authorised_by')}",
+        )
+    return out
 
 
 def parse_reason(reason: str) -> BlockReason:
@@ -258,7 +251,13 @@ def block_card(session: Session, who: Principal | None, card: Card, reason: Bloc
     card.block_reason = reason.value
     card.blocked_at_ms = now_ms()
     session.flush()
-    _publish(session, card.school_id, [CardBlock(credential=card.credential, reason=reason.value)])
+    change: Change
+    if numbered(session, card):
+        assert card.credential is not None
+        change = CardBlock(credential=card.credential, reason=reason.value)
+    else:
+        change = CardRecordBlock(card_ref=card.card_ref, reason=reason.value)
+    _publish(session, card.school_id, [change])
     audit(
         session,
         who,
@@ -266,34 +265,32 @@ def block_card(session: Session, who: Principal | None, card: Card, reason: Bloc
         "card",
         student_pk=card.student_pk,
         school_id=card.school_id,
-        summary=f"card #{card.pk} blocked (card_block): {reason.value}",
+        summary=f"card #{card.pk} ({card.card_ref}) blocked: {reason.value}",
     )
 
 
-def replace_card(
-    session: Session,
-    who: Principal,
-    student: Student,
-    card: Card,
-    reason: BlockReason,
-    credential: str,
-) -> Card:
-    """Block the old card (if still active) and issue the new one; the fee is recorded on it."""
-    normalise_credential(credential)  # refuse a bad number before blocking anything
+def replace_card(session: Session, who: Principal, card: Card, reason: BlockReason) -> None:
+    """Block the old card (if still active): the new card is tapped at the school's desk
+    ("replace" there names this record), and its record and fee come back from the school."""
     if card.status == CardStatus.UNBOUND.value:
-        raise CardError("credential", N_("This card is unbound: issue a new card instead."))
+        raise CardError("reason", N_("This card is unbound: issue a new card at the school."))
     if card.status == CardStatus.ACTIVE.value:
         block_card(session, who, card, reason)
-    return issue_card(session, who, student, credential, replaces=card)
 
 
 def unbind_card(session: Session, who: Principal, card: Card) -> None:
     if card.status == CardStatus.UNBOUND.value:
-        raise CardError("credential", N_("This card is already unbound."))
+        raise CardError("card", N_("This card is already unbound."))
     card.status = CardStatus.UNBOUND.value
     card.unbound_at_ms = now_ms()
     session.flush()
-    _publish(session, card.school_id, [CardUnbind(credential=card.credential)])
+    change: Change
+    if numbered(session, card):
+        assert card.credential is not None
+        change = CardUnbind(credential=card.credential)
+    else:
+        change = CardRecordUnbind(card_ref=card.card_ref)
+    _publish(session, card.school_id, [change])
     audit(
         session,
         who,
@@ -301,5 +298,13 @@ def unbind_card(session: Session, who: Principal, card: Card) -> None:
         "card",
         student_pk=card.student_pk,
         school_id=card.school_id,
-        summary=f"card #{card.pk} unbound (card_unbind)",
+        summary=f"card #{card.pk} ({card.card_ref}) unbound",
     )
+
+
+def unbind_change(session: Session, card: Card) -> Change:
+    """The change that unbinds ``card`` at the school (by number before the move)."""
+    if numbered(session, card):
+        assert card.credential is not None
+        return CardUnbind(credential=card.credential)
+    return CardRecordUnbind(card_ref=card.card_ref)

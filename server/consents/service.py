@@ -22,7 +22,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
-    CardUnbind,
     CategoriesSet,
     Change,
     ConsentKind,
@@ -34,6 +33,7 @@ from protocol.messages import (
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.cards.models import Card, CardStatus
+from server.cards.service import unbind_change
 from server.clock import now_ms
 from server.consents.categories import published_memberships
 from server.models import School, StoredEvent
@@ -235,11 +235,12 @@ def record_consent(
             for card in cards:
                 card.status = CardStatus.UNBOUND.value
                 card.unbound_at_ms = now
-                changes.append(CardUnbind(credential=card.credential))
+                unbind = unbind_change(session, card)
+                changes.append(unbind)
                 effect(
                     "change",
                     "card",
-                    f"card #{card.pk} unbound (card_unbind): data consent withdrawn",
+                    f"card #{card.pk} unbound ({unbind.op}): data consent withdrawn",
                     N_("A card was unbound."),
                 )
             changes.append(StudentRemove(student_id=student.ref))

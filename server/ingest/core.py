@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from protocol import topics
 from protocol.codec import loads_plain, open_envelope
@@ -31,7 +32,6 @@ from protocol.messages import EventAck, EventBatch, SeqRange
 from protocol.signing import load_public_key, verify
 from server.clock import now_ms
 from server.devices import KEY_CHANNEL
-from server.ingest.edge_blocks import apply_card_blocks
 from server.models import Device, IngestProgress, IngestRejection, ServerAlarm, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,22 @@ _COLUMNS = (
     "payload",
     "received_at_ms",
 )
+
+
+# Events that make or change a card record at the centre (``server.cards.service``).
+CARD_EVENT_KINDS = frozenset({"card_issued", "card_changed", "cards_blocked"})
+
+
+def _record_cards(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    from server.cards.service import record_desk_events
+
+    by_school: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: (r["device_pk"], r["seq"])):
+        by_school.setdefault(r["school_id"], []).append(r["payload"])
+    with Session(bind=conn) as session:  # joins the ingest transaction; commits with it
+        for school, events in sorted(by_school.items()):
+            record_desk_events(session, school, events)
+        session.flush()
 
 
 class KeyChanges:
@@ -293,7 +309,9 @@ class IngestStore:
                     )
                     before[pk] = 0
             outcome.events_inserted = self._insert(conn, rows, sorted(by_device))
-            apply_card_blocks(conn, rows)  # a lost card blocked at a school: every edge of it
+            desk = [r for r in rows if r["kind"] in CARD_EVENT_KINDS]
+            if desk:  # card records from the schools' desks, in the same transaction
+                _record_cards(conn, desk)
             for pk, accs in by_device.items():
                 for acc in accs:
                     if acc.last_seq <= before[pk]:

@@ -98,6 +98,27 @@ E_XLSX_DIMENSION = N_(
 E_EMPTY = N_("The file is empty: the first line must name the columns.")
 E_NO_ROWS = N_("The file has no student lines under the column names.")
 E_UNKNOWN_COLUMN = N_("unknown column")
+# Card numbers stay at the school (DESIGN invariant 5): a roster carrying them is refused whole,
+# so that no number is read here, with where the file goes instead.
+E_CARD_COLUMN = N_(
+    "Card numbers are bound at the school, not here: at the school's edge, tap the card at the desk (staff page, Cards) or import the file there with: qaqpa edge cards import FILE.csv"
+)
+CARD_COLUMNS = frozenset(
+    {
+        "card",
+        "cards",
+        "card_number",
+        "card_no",
+        "credential",
+        "rfid",
+        "uid",
+        "карта",
+        "карты",
+        "номер_карты",
+        "карта_нөмірі",
+        "карточка",
+    }
+)
 E_MISSING_COLUMN = N_("required column is missing")
 E_DUP_COLUMN = N_("the column appears twice")
 E_EXTRA_CELLS = N_("more cells than there are columns")
@@ -431,6 +452,11 @@ def _take_table(table: list[tuple[int, list[str]]], out: ParsedRoster) -> None:
         header.pop()
     names = [_norm_header(h) for h in header]
     seen: set[str] = set()
+    if any(name in CARD_COLUMNS for name in names):
+        card = next(name for name in names if name in CARD_COLUMNS)
+        out.errors.append(row_error(header_line, card, E_CARD_COLUMN))
+        out.refused = True
+        return
     for name in names:
         if name not in COLUMNS:
             out.errors.append(row_error(header_line, name or "?", E_UNKNOWN_COLUMN))

@@ -147,6 +147,8 @@ def student_changes(session: Session, students: Sequence[Student]) -> list[Chang
 
 
 def _card_binds(st: Student, cards: Sequence[Card]) -> list[Change]:
+    """Numbers the centre still holds (before the move) go back to the edges; a card bound at
+    the school went with the student's removal there and is tapped again at the desk."""
     return [
         CardBind(
             card=CardBinding(
@@ -157,6 +159,7 @@ def _card_binds(st: Student, cards: Sequence[Card]) -> list[Change]:
             )
         )
         for c in cards
+        if c.credential is not None
     ]
 
 

@@ -30,6 +30,7 @@ from server.mqtt import connect_and_wait, make_client, reason_failed, shared
 from server.service import ThreadedService
 from server.settings import ServerSettings
 from server.staffpins import service as staffpins
+from server.sync.cardmove import finish_move
 from server.sync.changelog import append_changes, changes_after, load_state
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,8 @@ class DownlinkService(ThreadedService):
                 return
             row.applied_version = ack.applied_version
             row.applied_at_ms = now_ms()
+            session.flush()
+            finish_move(session, school)  # every edge now holds the school's numbers?
             announcement = self._signer.announcement(school, device)
             if announcement is not None:  # a rotation: first, the next key under the current
                 self._send(school, device, announcement)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from protocol.messages import (
     BalanceCredit,
     CardBinding,
+    CardRecord,
+    CardRefAssign,
     Change,
     MenuItem,
     OwnerKind,
@@ -31,7 +33,11 @@ class ChangeRejected(ValueError):
 class SchoolState:
     students: dict[str, StudentRecord] = field(default_factory=dict)
     staff: dict[str, StaffRecord] = field(default_factory=dict)
+    # numbers: only of a school whose cards the centre bound before the move (erased after it)
     cards: dict[str, CardBinding] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)  # number -> record, during the move
+    records: dict[str, CardRecord] = field(default_factory=dict)  # the school's card records
+    moved: bool = False  # the log holds the move (card_refs): snapshots carry records
     policy: PolicyDoc | None = None
     menus: dict[str, list[MenuItem]] = field(default_factory=dict)
     # canteen money: every credit ever sent (the edge applies a ledger id once) and each
@@ -60,6 +66,21 @@ class SchoolState:
                     self.cards[cred] = card.model_copy(update={"blocked_reason": change.reason})
             case "card_unbind":
                 self.cards.pop(change.credential.upper(), None)
+                self.refs.pop(change.credential.upper(), None)
+            case "card_refs":
+                self.moved = True
+                for r in change.refs:
+                    self.refs[r.credential.upper()] = r.card_ref
+            case "card_record":
+                self.records[change.record.card_ref] = change.record
+            case "card_record_block":
+                rec = self.records.get(change.card_ref)
+                if rec is not None:
+                    self.records[rec.card_ref] = rec.model_copy(
+                        update={"status": "blocked", "blocked_reason": change.reason}
+                    )
+            case "card_record_unbind":
+                self.records.pop(change.card_ref, None)
             case "consent_set":
                 st = self.students.get(change.student_id)
                 if st is not None:
@@ -85,6 +106,11 @@ class SchoolState:
             c for c, b in self.cards.items() if b.owner_kind == kind and b.owner_id == owner
         ]:
             del self.cards[cred]
+            self.refs.pop(cred, None)
+        for ref in [
+            r for r, c in self.records.items() if c.owner_kind == kind and c.owner_id == owner
+        ]:
+            del self.records[ref]
 
     def check(self, change: Change) -> None:
         """Invariant 5: a card is bound only to a person of this school."""
@@ -106,6 +132,12 @@ class SchoolState:
             students=list(self.students.values()),
             staff=list(self.staff.values()),
             cards=list(self.cards.values()),
+            card_refs=(
+                [CardRefAssign(credential=c, card_ref=r) for c, r in self.refs.items()]
+                if self.moved or self.records
+                else None
+            ),
+            card_records=list(self.records.values()) if self.moved or self.records else None,
             menu=menu,
             balance_credits=list(self.credits.values()),
             parent_limits=list(self.limits.values()),

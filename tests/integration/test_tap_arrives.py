@@ -1,5 +1,6 @@
-"""A card bound in the central database reaches the school's edge through the downlink, the
-student taps at the simulated turnstile, and the entry is stored at the server once."""
+"""A student with a data consent reaches the school's edge through the downlink, a card is bound
+at the school's desk (the centre stores its record, never the number), the student taps at the
+simulated turnstile, and the entry is stored at the server once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from protocol.messages import CardBind, CardBinding, PolicySet, StudentUpsert
+from protocol.messages import PolicySet, StudentUpsert
+from server.cards.models import Card
 from server.models import StoredEvent
 from server.people.models import Consent, Student
 from server.people.service import student_record
@@ -22,7 +24,7 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.mosquitto
 
 
-def publish_student_with_card(db: Session, ref: str, credential: str) -> None:
+def publish_student(db: Session, ref: str) -> None:
     import datetime as dt
 
     from server.clock import now_ms
@@ -46,12 +48,6 @@ def publish_student_with_card(db: Session, ref: str, credential: str) -> None:
         [
             PolicySet(policy=ALL_DAY),
             StudentUpsert(student=student_record(db, st)),
-            CardBind(
-                card=CardBinding.model_validate(
-                    {"credential": credential, "owner_kind": "student", "owner_id": ref},
-                    strict=False,
-                )
-            ),
         ],
     )
     db.commit()
@@ -61,8 +57,19 @@ def test_card_reaches_the_edge_and_the_tap_reaches_the_server(
     settings: ServerSettings, world: World, db: Session, tmp_path: Path
 ) -> None:
     with SimSchool(settings, "S1", tmp_path) as school:
-        publish_student_with_card(db, "s1-3a-1", "EM:0012345678")
+        publish_student(db, "s1-3a-1")
         school.wait_synced()
+        ref = school.desk_issue("s1-3a-1", "EM:0012345678")
+
+        def record() -> list[tuple[str, str | None, int | None]]:
+            db.rollback()
+            return [
+                (c.card_ref, c.credential, c.student_pk) for c in db.execute(select(Card)).scalars()
+            ]
+
+        got = wait_until(record, 20, "the card record at the server", interval=0.1)
+        st = db.execute(select(Student).where(Student.ref == "s1-3a-1")).scalar_one()
+        assert got == [(ref, None, st.pk)]  # the record, never the number
         school.tap("EM:0012345678")
 
         def entries() -> list[StoredEvent]:

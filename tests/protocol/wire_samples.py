@@ -19,6 +19,14 @@ from protocol.messages import (
     CardBind,
     CardBinding,
     CardBlock,
+    CardChangedEvent,
+    CardIssuedEvent,
+    CardRecord,
+    CardRecordBlock,
+    CardRecordSet,
+    CardRecordUnbind,
+    CardRefAssign,
+    CardRefsAssign,
     CardsBlockedEvent,
     CardUnbind,
     CategoriesSet,
@@ -165,6 +173,23 @@ def sample_events() -> dict[str, Message]:
             templates=2,
             reason="consent_withdrawn",
         ),
+        "card_issued": CardIssuedEvent(
+            seq=10,
+            at_ms=T0 + 280_000,
+            terminal="desk",
+            card_ref="k-3f9a0c1d2e4b5a69",
+            student_id="s2",
+            replaces_ref="c-17",
+        ),
+        "card_changed": CardChangedEvent(
+            seq=11,
+            at_ms=T0 + 281_000,
+            terminal="desk",
+            card_ref="c-17",
+            change="blocked",
+            reason="lost",
+            student_id="s2",
+        ),
         "cards_blocked": CardsBlockedEvent(
             seq=10,
             at_ms=T0 + 280_000,
@@ -179,7 +204,13 @@ def sample_events() -> dict[str, Message]:
 
 # Event kinds added after the combined batch vector was frozen: they get their own
 # ``event_batch.<kind>`` vector, and ``event_batch`` (and its signed twin) keep their bytes.
-NOT_IN_SAMPLE_BATCH = frozenset({"face_templates_deleted", "cards_blocked"})
+NOT_IN_SAMPLE_BATCH = frozenset(
+    {"face_templates_deleted", "cards_blocked", "card_issued", "card_changed"}
+)
+# The same for change ops added after the combined delta vector was frozen.
+NOT_IN_SAMPLE_DELTA = frozenset(
+    {"card_refs", "card_record", "card_record_block", "card_record_unbind"}
+)
 
 
 def sample_policy() -> PolicyDoc:
@@ -242,6 +273,18 @@ def sample_card() -> CardBinding:
     return CardBinding(credential="EM:0004567891", owner_kind=OwnerKind.STUDENT, owner_id="s1")
 
 
+def sample_card_record() -> CardRecord:
+    return CardRecord(
+        card_ref="k-3f9a0c1d2e4b5a69",
+        owner_kind=OwnerKind.STUDENT,
+        owner_id="s2",
+        status="active",
+        fee_tiyn=10_000,
+        issued_at_ms=T0 + 280_000,
+        replaces_ref="c-17",
+    )
+
+
 def sample_menu() -> list[MenuItem]:
     return [
         MenuItem(id="m1", name="Ботқа", price_tiyn=35_000, allergens=["milk"]),
@@ -284,6 +327,12 @@ def sample_changes() -> dict[str, Message]:
         "parent_limits_set": ParentLimitsSet(
             student_id="s5", allergen_blocks=["milk", "nuts"], daily_cap_tiyn=150_000
         ),
+        "card_refs": CardRefsAssign(
+            refs=[CardRefAssign(credential="EM:0004567891", card_ref="c-17")]
+        ),
+        "card_record": CardRecordSet(record=sample_card_record()),
+        "card_record_block": CardRecordBlock(card_ref="c-17", reason="lost"),
+        "card_record_unbind": CardRecordUnbind(card_ref="c-18"),
     }
 
 
@@ -320,7 +369,7 @@ def sample_messages() -> dict[str, Message]:
             school=SCHOOL,
             version=8,
             base_version=7,
-            changes=list(sample_changes().values()),  # type: ignore[arg-type]
+            changes=[c for k, c in sample_changes().items() if k not in NOT_IN_SAMPLE_DELTA],  # type: ignore[misc]
         ),
         "sync_snapshot": SyncSnapshot(
             school=SCHOOL,
@@ -394,5 +443,38 @@ def golden_samples() -> dict[str, Message]:
             base_version=1,
             changes=[change],  # type: ignore[list-item]
         )
+    # a snapshot of a school whose cards moved: records, no numbers
+    out["sync_snapshot.card_records"] = SyncSnapshot(
+        school=SCHOOL,
+        version=9,
+        policy=sample_policy(),
+        students=[sample_student()],
+        staff=[sample_staff()],
+        cards=[],
+        card_refs=[],
+        card_records=[
+            sample_card_record(),
+            CardRecord(
+                card_ref="c-5",
+                owner_kind=OwnerKind.STAFF,
+                owner_id="t1",
+                status="blocked",
+                blocked_reason="damaged",
+                issued_at_ms=T0,
+            ),
+        ],
+    )
+    # a staff member's card, issued and unbound at the desk
+    out["event_batch.card_staff"] = EventBatch(
+        school=SCHOOL,
+        device=DEVICE,
+        sent_at_ms=T0 + 300_000,
+        events=[
+            CardIssuedEvent(seq=12, at_ms=T0, terminal="desk", card_ref="k-01", staff_id="t1"),
+            CardChangedEvent(
+                seq=13, at_ms=T0, terminal="desk", card_ref="c-5", change="unbound", staff_id="t1"
+            ),
+        ],
+    )
     assert set(ALL_MESSAGES) <= set(out)
     return out

@@ -20,6 +20,7 @@ from edge.sync import EdgeSync, SyncSettings
 from hardware.config import EmMarineConfig
 from protocol.messages import (
     Direction,
+    OwnerKind,
     PolicyDoc,
     TerminalKind,
 )
@@ -36,11 +37,27 @@ from tests.support.wait import wait_until
 
 
 class SimSchool:
-    def __init__(self, settings: ServerSettings, school: str, directory: Path) -> None:
+    """``device``: another edge of the same school; ``services=False`` when another SimSchool
+    already runs the server's ingest and downlink; ``card_key``: the school's card key (the
+    store then keeps numbers as keyed hashes, as the daemon does)."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        school: str,
+        directory: Path,
+        *,
+        device: str = "edge-1",
+        services: bool = True,
+        card_key: bytes | None = None,
+    ) -> None:
         self.settings = settings
         self.school = school
-        self.device = "edge-1"
+        self.device = device
         self.directory = directory
+        self.with_services = services
+        self.card_key = card_key
+        self.key: Any = None
         self._engine = make_engine(settings.database_url)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -54,17 +71,20 @@ class SimSchool:
     # --------------------------------------------------------------------------- control
 
     def __enter__(self) -> SimSchool:
-        ingest = IngestWorker(self.settings, self._engine)
-        ingest.start()
-        self._services.append(ingest)
-        downlink = DownlinkService(self.settings, self._engine)
-        downlink.start()
-        self._services.append(downlink)
-        key = generate_key()
-        with session_factory(self._engine)() as session:
-            token = add_device(session, self.settings, self.school, self.device)
-            enrol(session, self.settings, token, self.device, public_key_raw(key))
-            session.commit()
+        if self.with_services:
+            ingest = IngestWorker(self.settings, self._engine)
+            ingest.start()
+            self._services.append(ingest)
+            downlink = DownlinkService(self.settings, self._engine)
+            downlink.start()
+            self._services.append(downlink)
+        key = self.key
+        if key is None:  # enrolled once; an edge started again keeps its key and its store
+            key = self.key = generate_key()
+            with session_factory(self._engine)() as session:
+                token = add_device(session, self.settings, self.school, self.device)
+                enrol(session, self.settings, token, self.device, public_key_raw(key))
+                session.commit()
         self._thread = threading.Thread(target=self._run, args=(key,), daemon=True)
         self._thread.start()
         if not self._ready.wait(30) or self._error is not None:
@@ -80,7 +100,10 @@ class SimSchool:
             self._thread.join(30)
         for service in reversed(self._services):
             service.stop()
-        self._engine.dispose()
+        self._services.clear()
+        self._ready.clear()
+        self._loop = self._thread = None
+        self._engine.dispose()  # the pool only: a SimSchool entered again opens new connections
 
     def call(self, coro: Any, timeout: float = 10.0) -> Any:
         assert self._loop is not None
@@ -92,6 +115,20 @@ class SimSchool:
         assert self._loop is not None and self.reader is not None
         number = int(credential.removeprefix("EM:"))
         self._loop.call_soon_threadsafe(self.reader.present_card, number)
+
+    def desk_issue(
+        self, owner_id: str, credential: str, *, staff: bool = False, replaces: str | None = None
+    ) -> str:
+        """A card tapped at the school's desk and bound there (``edge.cards.issue_card``);
+        returns its record's ref (the centre learns the record through the uplink)."""
+        from edge.cards import issue_card
+
+        assert self.store is not None
+        kind = OwnerKind.STAFF if staff else OwnerKind.STUDENT
+        issued = self.call(
+            issue_card(self.store, kind, owner_id, credential, replaces_ref=replaces)
+        )
+        return str(issued.card_ref)
 
     def edge_version(self) -> int:
         assert self.store is not None
@@ -127,10 +164,13 @@ class SimSchool:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         store = await EdgeStore.open(
-            self.directory / "edge.sqlite", school=self.school, device=self.device
+            self.directory / f"{self.device}.sqlite",
+            school=self.school,
+            device=self.device,
+            card_key=self.card_key,
         )
         self.store = store
-        reader = EmMarineSim(self.directory / "gate-in.reader")
+        reader = EmMarineSim(self.directory / f"{self.device}-gate-in.reader")
         reader.plug()
         self.reader = reader
         term = TerminalConfig(

@@ -46,6 +46,8 @@ OTHER_TEACHER_CARD = "UID:07EAC4E3"
 COOK_CARD = "UID:0C00C001"
 TEACHER_PIN = "4821"
 CHILD_CARD = "UID:04A1B2C3"
+ADMIN_CARD = "UID:0AD0AD01"  # the school admin: the cards section
+ADMIN_PIN = "2468"
 
 
 def _consents(*kinds: ConsentKind) -> list[ConsentRecord]:
@@ -97,12 +99,14 @@ def snapshot() -> SyncSnapshot:
         ),
         StaffRecord(id="t2", roles=["class_teacher"], classes=["8B"], display_name="Ерлан Бекұлы"),
         StaffRecord(id="cook", roles=["canteen"], display_name="Асхат"),
+        StaffRecord(id="adm", roles=["admin"], display_name="Сәуле Admin"),
     ]
     cards = [
         CardBinding(credential=CHILD_CARD, owner_kind=OwnerKind.STUDENT, owner_id="s1"),
         CardBinding(credential=TEACHER_CARD, owner_kind=OwnerKind.STAFF, owner_id="t1"),
         CardBinding(credential=OTHER_TEACHER_CARD, owner_kind=OwnerKind.STAFF, owner_id="t2"),
         CardBinding(credential=COOK_CARD, owner_kind=OwnerKind.STAFF, owner_id="cook"),
+        CardBinding(credential=ADMIN_CARD, owner_kind=OwnerKind.STAFF, owner_id="adm"),
     ]
     return SyncSnapshot(
         school=SCHOOL, version=1, policy=policy, students=students, staff=staff, cards=cards
@@ -112,7 +116,7 @@ def snapshot() -> SyncSnapshot:
 async def open_school(path: Path) -> EdgeStore:
     store = await EdgeStore.open(path, school=SCHOOL, device="edge-1")
     await store.apply_snapshot(snapshot())
-    for sid, pin in (("t1", TEACHER_PIN), ("t2", "5555"), ("cook", "7777")):
+    for sid, pin in (("t1", TEACHER_PIN), ("t2", "5555"), ("cook", "7777"), ("adm", ADMIN_PIN)):
         await store.set_staff_pin(sid, verifier(KEY, sid, pin), 1, 0)
     return store
 

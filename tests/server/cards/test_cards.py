@@ -1,37 +1,26 @@
-"""Cards: the credential format, the fee (first card free, later ones at the school's price),
-block / replace / unbind reaching the edges, duplicate and cross-scope refusals."""
+"""Card records at the centre: made from the school's desk events (fee: first card free, later
+ones at the school's price), blocked / replaced / unbound by record from the console and sent to
+the edges by record; a card number is refused everywhere at the centre (the console's old forms,
+the card list's search, a roster file with a card column) and never shown."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.cards.models import Card
-from server.cards.service import CardError, card_fee, normalise_credential
+from server.cards.service import AT_THE_SCHOOL, card_fee, record_desk_events
+from server.clock import now_ms
 from server.models import ChangeLogEntry, School
 from server.people.models import StaffMember
-from server.sync.changelog import load_state
+from server.roster.rules import E_CARD_COLUMN, parse_file
+from server.sync.changelog import append_changes, load_state
 from tests.support.consents import changes, give
 from tests.support.console import Browser, World
 
-
-def test_normalise_credential() -> None:
-    assert normalise_credential(" em: 0012 345678 ") == "EM:0012345678"
-    assert normalise_credential("MF:04:A1:B2") == "MF:04:A1:B2"
-    for bad, words in [
-        ("", "Write the card number"),
-        ("0012345678", "type before the number"),
-        ("EM:00-12", "Only Latin letters"),
-        ("ЕМ:0012", "Only Latin letters"),  # Cyrillic letters that look Latin
-        (":0012", "Only Latin letters"),
-        ("EM:" + "1" * 200, "3 to 128"),
-    ]:
-        with pytest.raises(CardError) as err:
-            normalise_credential(bad)
-        assert words in err.value.message, bad
+NUMBER = "EM:0000000001"
 
 
 def test_card_fee() -> None:
@@ -40,93 +29,139 @@ def test_card_fee() -> None:
     assert card_fee(5, 15_000) == 15_000
 
 
-def issue(b: Browser, pk: int, credential: str):  # type: ignore[no-untyped-def]
-    b.get(f"/students/{pk}/cards")
-    return b.post(f"/students/{pk}/cards", {"credential": credential})
+def issued(
+    ref: str, student: str | None = None, *, staff: str | None = None, **kw: Any
+) -> dict[str, Any]:
+    """A card_issued event as the school's edge sends it (and ingest stores it)."""
+    return {
+        "kind": "card_issued",
+        "seq": 1,
+        "at_ms": now_ms(),
+        "terminal": "desk",
+        "card_ref": ref,
+        "student_id": student,
+        "staff_id": staff,
+        "replaces_ref": kw.get("replaces"),
+    }
 
 
-def test_replace_fee_first_free_then_the_price(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def changed(ref: str, change: str, reason: str | None = None) -> dict[str, Any]:
+    return {
+        "kind": "card_changed",
+        "seq": 2,
+        "at_ms": now_ms(),
+        "terminal": "desk",
+        "card_ref": ref,
+        "change": change,
+        "reason": reason,
+    }
+
+
+def no_number_anywhere(db: Session) -> None:
+    db.expire_all()
+    assert all(c.credential is None for c in db.execute(select(Card)).scalars())
+    for row in db.execute(select(ChangeLogEntry.changes)).scalars():
+        assert "EM:" not in repr(row)
+
+
+def test_desk_records_with_fee_replacement_and_replay(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     db.get_one(School, "S1").card_price_tiyn = 15_000
     db.commit()
     admin = make_browser("admin1")
     pk = world.students["s1-3a-1"]
     give(admin, pk)
-    page = admin.get(f"/students/{pk}/cards").text
-    assert 'id="next-fee"' in page
-    r = issue(admin, pk, "EM:0000000001")
-    assert r.status_code == 200
-    first = db.execute(select(Card).where(Card.student_pk == pk)).scalar_one()
-    assert first.fee_tiyn == 0
-    # Lost: replaced by a new card, which costs the school's price.
-    r = admin.post(
-        f"/students/{pk}/cards/{first.pk}/replace",
-        {"reason": "lost", "credential": "EM:0000000002"},
-    )
-    assert r.status_code == 200, r.text
-    assert "150,00" in r.text.split('id="fee"')[1][:40]
-    db.expire_all()
+    assert record_desk_events(db, "S1", [issued("k-aa01", "s1-3a-1")]) == 1
+    db.commit()
+    # Lost at the school: blocked at the desk, the new card replaces it (at the school's price).
+    events = [changed("k-aa01", "blocked", "lost"), issued("k-aa02", "s1-3a-1", replaces="k-aa01")]
+    assert record_desk_events(db, "S1", events) == 2
+    db.commit()
+    # The same events again (a batch sent twice): nothing changes.
+    before = changes(db, "S1")
+    assert record_desk_events(db, "S1", [issued("k-aa01", "s1-3a-1"), *events]) == 0
+    db.commit()
+    assert changes(db, "S1") == before
     cards = db.execute(select(Card).where(Card.student_pk == pk).order_by(Card.pk)).scalars().all()
-    assert [(c.credential, c.status, c.block_reason, c.fee_tiyn) for c in cards] == [
-        ("EM:0000000001", "blocked", "lost", 0),
-        ("EM:0000000002", "active", None, 15_000),
+    assert [(c.card_ref, c.status, c.block_reason, c.fee_tiyn) for c in cards] == [
+        ("k-aa01", "blocked", "lost", 0),
+        ("k-aa02", "active", None, 15_000),
     ]
     assert cards[1].replaces_card_pk == cards[0].pk
-    ops = [
-        (c["op"], c.get("credential") or c.get("card", {}).get("credential"))
-        for c in changes(db, "S1")
-    ]
-    assert ops[-2:] == [("card_block", "EM:0000000001"), ("card_bind", "EM:0000000002")]
-    state = load_state(db, "S1")
-    assert state.cards["EM:0000000001"].blocked_reason == "lost"
-    assert state.cards["EM:0000000002"].blocked_reason is None
-    # The fees list of the school shows the paid card and the total.
+    # The school's other edges get the records, by ref.
+    ops = [c["op"] for c in changes(db, "S1")]
+    assert ops[-3:] == ["card_record", "card_record_block", "card_record"]
+    records = load_state(db, "S1").records
+    assert records["k-aa01"].status == "blocked" and records["k-aa02"].fee_tiyn == 15_000
+    # The console shows records and fees, never a number.
+    page = admin.get(f"/students/{pk}/cards").text
+    assert "k-aa01" in page and "k-aa02" in page and 'id="issue-at-school"' in page
     fees = admin.get("/cards/fees?school=S1").text
-    assert "EM:0000000002" in fees and "EM:0000000001" not in fees
+    assert "k-aa02" in fees and "k-aa01" not in fees
     assert "150,00" in fees.split('id="total"')[1][:40]
+    no_number_anywhere(db)
 
 
-def test_bad_and_duplicate_credentials_are_refused(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_a_desk_event_for_someone_not_on_the_roster_makes_no_record(
+    world: World, db: Session
+) -> None:
+    assert record_desk_events(db, "S1", [issued("k-bb01", "nobody")]) == 0
+    assert record_desk_events(db, "S1", [issued("k-bb02", "s3-3a-1")]) == 0  # another school's
+    assert db.execute(select(Card)).first() is None
+
+
+def issue_form(b: Browser, pk: int, credential: str):  # type: ignore[no-untyped-def]
+    b.get(f"/students/{pk}/cards")
+    return b.post(f"/students/{pk}/cards", {"credential": credential})
+
+
+def test_a_number_sent_to_the_centre_is_refused_and_not_kept(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
-    a, b = world.students["s1-3a-1"], world.students["s1-3a-2"]
-    give(admin, a)
-    give(admin, b)
-    r = issue(admin, a, "12345")
-    assert r.status_code == 400 and "EM:0012345678" in r.text
-    assert issue(admin, a, "EM:0000000009").status_code == 200
-    # The same card number cannot be bound to another student while it is bound.
-    r = issue(admin, b, "em:0000000009")
-    assert r.status_code == 400 and 'data-field="credential"' in r.text
-    # A second active card for the same student is refused too.
-    assert issue(admin, a, "EM:0000000010").status_code == 400
-    assert len(db.execute(select(Card)).all()) == 1
-    # Unbound, the number may be bound again (to the other student).
-    card = db.execute(select(Card)).scalar_one()
-    assert admin.post(f"/students/{a}/cards/{card.pk}/unbind").status_code == 200
-    assert issue(admin, b, "EM:0000000009").status_code == 200
-    assert load_state(db, "S1").cards["EM:0000000009"].owner_id == "s1-3a-2"
+    pk = world.students["s1-3a-1"]
+    give(admin, pk)
+    before = changes(db, "S1")
+    r = issue_form(admin, pk, NUMBER)
+    assert r.status_code == 400 and "qaqpa edge cards import FILE.csv" in r.text
+    assert NUMBER not in r.text  # not even echoed back
+    assert db.execute(select(Card)).first() is None and changes(db, "S1") == before
+    # The card list finds records, not numbers.
+    record_desk_events(db, "S1", [issued("k-cc01", "s1-3a-1")])
+    db.commit()
+    assert "k-cc01" in admin.get("/cards?school=S1&q=k-cc01").text
+    assert "k-cc01" not in admin.get(f"/cards?school=S1&q={NUMBER}").text
 
 
-def test_block_by_duty_deputy_and_scope(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_a_roster_file_with_card_numbers_is_refused_whole() -> None:
+    head = "surname,given_name,birth_date,class,card\n"
+    parsed = parse_file("roster.csv", (head + f"Ахметов,Айдос,2016-03-01,3A,{NUMBER}\n").encode())
+    assert parsed.refused and parsed.rows == []
+    assert [(e.line, e.column, e.reason) for e in parsed.errors] == [(1, "card", E_CARD_COLUMN)]
+    assert E_CARD_COLUMN == AT_THE_SCHOOL
+    ru = "фамилия,имя,дата рождения,класс,номер карты\nА,Б,2016-03-01,3A,1\n"
+    assert parse_file("r.csv", ru.encode()).errors[0].reason == E_CARD_COLUMN
+
+
+def test_block_and_unbind_by_record_and_scope(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
     admin = make_browser("admin1")
     pk = world.students["s1-7b-1"]
     give(admin, pk)
-    issue(admin, pk, "EM:0000000077")
+    record_desk_events(db, "S1", [issued("k-dd01", "s1-7b-1")])
+    db.commit()
     card = db.execute(select(Card)).scalar_one()
     duty = make_browser("duty1")
-    # The duty deputy may block a lost card but not issue one.
-    assert issue(duty, pk, "EM:0000000078").status_code == 403
     duty.get(f"/students/{pk}/cards")
     r = duty.post(f"/students/{pk}/cards/{card.pk}/block", {"reason": "stolen"})
     assert r.status_code == 400 and 'data-field="reason"' in r.text
     r = duty.post(f"/students/{pk}/cards/{card.pk}/block", {"reason": "damaged"})
     assert r.status_code == 200
     assert changes(db, "S1")[-1] == {
-        "op": "card_block",
-        "credential": "EM:0000000077",
+        "op": "card_record_block",
+        "card_ref": "k-dd01",
         "reason": "damaged",
     }
-    # Found by number on the card list.
-    assert "EM:0000000077" in duty.get("/cards?q=em:0000000077").text
     # Other school, other class: not found, nothing changes.
     before = db.execute(select(ChangeLogEntry.version)).scalars().all()
     admin3 = make_browser("admin3")
@@ -136,19 +171,52 @@ def test_block_by_duty_deputy_and_scope(make_browser, world: World, db: Session)
     teacher = make_browser("teacher1")  # class teacher of 3A, the card is 7B's
     assert teacher.get(f"/students/{pk}/cards").status_code == 404
     assert teacher.post(f"/students/{pk}/cards/{card.pk}/unbind").status_code == 404
-    # A card id of another student under this student's path is not found either.
     other = world.students["s1-3a-1"]
     assert admin.post(f"/students/{other}/cards/{card.pk}/unbind").status_code == 404
     db.expire_all()
     assert db.execute(select(ChangeLogEntry.version)).scalars().all() == before
-    assert db.get_one(Card, card.pk).status == "blocked"
+    # Replace from the console: the old card is blocked already; unbind then goes by record.
+    admin.get(f"/students/{pk}/cards")
+    r = admin.post(f"/students/{pk}/cards/{card.pk}/replace", {"reason": "lost"})
+    assert r.status_code == 200 and 'id="done"' in r.text
+    assert admin.post(f"/students/{pk}/cards/{card.pk}/unbind").status_code == 200
+    assert changes(db, "S1")[-1] == {"op": "card_record_unbind", "card_ref": "k-dd01"}
+    assert "k-dd01" not in load_state(db, "S1").records
+    no_number_anywhere(db)
 
 
-def _ops(rows: list[dict[str, Any]]) -> list[str]:
-    return [r["op"] for r in rows]
+def test_a_school_not_moved_yet_is_addressed_by_number(
+    make_browser, world: World, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    """A card the console bound before this release (its number still here, the school's move
+    not started): its edges may be of the release before, so the block goes by number."""
+    admin = make_browser("admin1")
+    pk = world.students["s1-3a-1"]
+    give(admin, pk)
+    card = Card(card_ref="c-tmp", credential=NUMBER, student_pk=pk, school_id="S1", issued_at_ms=1)
+    db.add(card)
+    db.flush()
+    card.card_ref = f"c-{card.pk}"
+    append_changes(db, "S1", [bind_by_number(NUMBER, "s1-3a-1")])
+    db.commit()
+    admin.get(f"/students/{pk}/cards")
+    page = admin.get(f"/students/{pk}/cards").text
+    assert f"c-{card.pk}" in page and NUMBER not in page
+    assert (
+        admin.post(f"/students/{pk}/cards/{card.pk}/block", {"reason": "lost"}).status_code == 200
+    )
+    assert changes(db, "S1")[-1] == {"op": "card_block", "credential": NUMBER, "reason": "lost"}
 
 
-def test_staff_cards(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+def bind_by_number(number: str, owner: str) -> Any:
+    from protocol.messages import CardBind, CardBinding, OwnerKind
+
+    return CardBind(
+        card=CardBinding(credential=number, owner_kind=OwnerKind.STUDENT, owner_id=owner)
+    )
+
+
+def test_staff_cards_move_the_same_way(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
     member = StaffMember(
         school_id="S1", ref="t-77", full_name="Teacher Seven", edge_roles="class_teacher"
     )
@@ -157,29 +225,18 @@ def test_staff_cards(make_browser, world: World, db: Session) -> None:  # type: 
     db.commit()
     admin = make_browser("admin1")
     admin.get(f"/staff/{member.pk}/cards")
-    assert admin.post(f"/staff/{member.pk}/cards", {"credential": "bad"}).status_code == 400
     r = admin.post(f"/staff/{member.pk}/cards", {"credential": "em:0000000500"})
-    assert r.status_code == 200, r.text
-    # Not on the school's terminals yet: the staff record goes first, then the binding.
-    last = changes(db, "S1")[-2:]
-    assert [c["op"] for c in last] == ["staff_upsert", "card_bind"]
-    assert last[1]["card"] == {
-        "credential": "EM:0000000500",
-        "owner_kind": "staff",
-        "owner_id": "t-77",
-        "blocked_reason": None,
-    }
+    assert r.status_code == 400 and "qaqpa edge cards import" in r.text
+    assert db.execute(select(Card)).first() is None
+    record_desk_events(db, "S1", [issued("k-ee01", staff="t-77")])
+    db.commit()
     card = db.execute(select(Card).where(Card.staff_pk == member.pk)).scalar_one()
-    assert card.fee_tiyn == 0 and card.student_pk is None
-    # A student cannot get the same number while the staff card holds it.
-    give(admin, world.students["s1-3a-1"])
-    assert issue(admin, world.students["s1-3a-1"], "EM:0000000500").status_code == 400
-    admin.get(f"/staff/{member.pk}/cards")
-    assert (
-        admin.post(f"/staff/{member.pk}/cards/{card.pk}/block", {"reason": "lost"}).status_code
-        == 200
-    )
-    assert load_state(db, "S1").cards["EM:0000000500"].blocked_reason == "lost"
+    assert card.fee_tiyn == 0 and card.student_pk is None and card.credential is None
+    assert changes(db, "S1")[-1]["record"]["owner_kind"] == "staff"
+    assert "k-ee01" in admin.get(f"/staff/{member.pk}/cards").text
+    r = admin.post(f"/staff/{member.pk}/cards/{card.pk}/block", {"reason": "lost"})
+    assert r.status_code == 200
+    assert load_state(db, "S1").records["k-ee01"].status == "blocked"
     # Scope: another school's admin, a teacher (no staff.edit), a card of another person.
     before = db.execute(select(ChangeLogEntry.version)).scalars().all()
     admin3 = make_browser("admin3")
@@ -192,3 +249,4 @@ def test_staff_cards(make_browser, world: World, db: Session) -> None:  # type: 
     db.expire_all()
     assert db.execute(select(ChangeLogEntry.version)).scalars().all() == before
     assert db.get_one(Card, card.pk).status == "blocked"
+    no_number_anywhere(db)

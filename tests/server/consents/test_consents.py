@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from protocol.messages import ConsentKind
 from server.audit.models import AuditEntry
 from server.cards.models import Card
+from server.cards.service import record_desk_events
 from server.clock import now_ms
 from server.consents.service import ConsentError, parse_consent_form
 from server.models import ChangeLogEntry, Device, StoredEvent
@@ -51,24 +52,44 @@ def test_parse_consent_form_names_the_bad_field() -> None:
 
 
 def test_no_card_without_data_consent(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    """Cards are bound at the school's desk, which refuses a student without a data consent
+    (tests/edge/test_cards.py): without one the student is not on the school's edges at all.
+    The console never takes a number, consent or not."""
     admin = make_browser("admin1")
     pk = world.students["s1-3a-1"]
     admin.get(f"/students/{pk}/cards")
     r = admin.post(f"/students/{pk}/cards", {"credential": "EM:0012345678"})
     assert r.status_code == 400
     assert 'id="error"' in r.text
+    assert 'id="no-consent"' in r.text
     assert db.execute(select(Card)).first() is None
     assert changes(db, "S1") == []
-    # Once the parent's data consent is recorded, the card is issued and reaches the edges.
+    # Once the parent's data consent is recorded, the student reaches the edges, and a card
+    # bound there comes back as a record.
     assert give(admin, pk).status_code == 200
     admin.get(f"/students/{pk}/cards")
     r = admin.post(f"/students/{pk}/cards", {"credential": "em:0012345678"})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 400 and db.execute(select(Card)).first() is None
+    record_desk_events(db, "S1", [desk_issued("k-0001", "s1-3a-1")])
+    db.commit()
     ops = [c["op"] for c in changes(db, "S1")]
-    assert ops == ["student_upsert", "card_bind"]
+    assert ops == ["student_upsert", "card_record"]
     state = load_state(db, "S1")
-    assert state.cards["EM:0012345678"].owner_id == "s1-3a-1"
+    assert state.records["k-0001"].owner_id == "s1-3a-1"
     assert [c.kind.value for c in state.students["s1-3a-1"].consents] == ["data"]
+
+
+def desk_issued(ref: str, student: str, replaces: str | None = None) -> dict[str, object]:
+    """A card_issued event as the school's edge sends it."""
+    return {
+        "kind": "card_issued",
+        "seq": 1,
+        "at_ms": now_ms(),
+        "terminal": "desk",
+        "card_ref": ref,
+        "student_id": student,
+        "replaces_ref": replaces,
+    }
 
 
 def test_consent_history_and_page(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
@@ -137,12 +158,13 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(
     pk = world.students["s1-3a-1"]
     give(admin, pk)
     give(admin, pk, kind="biometric")
-    admin.get(f"/students/{pk}/cards")
-    admin.post(f"/students/{pk}/cards", {"credential": "EM:0000000111"})
+    record_desk_events(db, "S1", [desk_issued("k-0111", "s1-3a-1")])
+    db.commit()
     card = db.execute(select(Card).where(Card.student_pk == pk)).scalar_one()
-    admin.post(
-        f"/students/{pk}/cards/{card.pk}/replace", {"reason": "lost", "credential": "EM:0000000222"}
-    )
+    admin.get(f"/students/{pk}/cards")
+    admin.post(f"/students/{pk}/cards/{card.pk}/replace", {"reason": "lost"})
+    record_desk_events(db, "S1", [desk_issued("k-0222", "s1-3a-1", replaces="k-0111")])
+    db.commit()
     head = (
         db.execute(select(ChangeLogEntry.version).order_by(ChangeLogEntry.version.desc()))
         .scalars()
@@ -155,14 +177,14 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(
     assert "The student was removed" in r.text or "Оқушы" in r.text  # the effects are listed
 
     ops = [c["op"] for c in changes(db, "S1", since=head)]
-    assert ops == ["consent_set", "card_unbind", "card_unbind", "student_remove"]
+    assert ops == ["consent_set", "card_record_unbind", "card_record_unbind", "student_remove"]
     db.expire_all()
     assert {c.status for c in db.execute(select(Card).where(Card.student_pk == pk)).scalars()} == {
         "unbound"
     }
     assert db.get_one(Student, pk).active is False
     state = load_state(db, "S1")
-    assert "s1-3a-1" not in state.students and state.cards == {}
+    assert "s1-3a-1" not in state.students and state.records == {}
 
     summaries = [
         a.summary
@@ -173,7 +195,7 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(
     # The fields are named, the document's text is not copied.
     assert any("data consent withdrawn; given_by, document, signed_on" in s for s in summaries)
     assert not any("Withdrawal letter 9" in s for s in summaries)
-    assert sum("unbound (card_unbind): data consent withdrawn" in s for s in summaries) == 2
+    assert sum("unbound (card_record_unbind): data consent withdrawn" in s for s in summaries) == 2
     assert any("student_remove" in s for s in summaries)
     assert any("deactivated" in s for s in summaries)
     # Removal from the edges deletes the face templates there too (reason student_removed).

@@ -499,8 +499,8 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
                 recorded_at_ms=now,
             )
         )
-        card = Card(
-            credential=f"EM:77{st.pk}",
+        card = Card(  # a record issued at the school's desk: no number at the centre
+            card_ref=f"k-matrix-{st.pk}",
             student_pk=st.pk,
             school_id=st.school_id,
             status="active",
@@ -551,7 +551,7 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
         db.add(member)
         db.flush()
         card = Card(
-            credential=f"EM:66{member.pk}",
+            card_ref=f"k-matrix-staff-{member.pk}",
             staff_pk=member.pk,
             school_id=school,
             status="active",

@@ -850,8 +850,13 @@ def test_a_student_back_from_deactivation_gets_their_bound_cards_back(
     publish_students(db, "S1", [db.get_one(Student, pk)])
     for cred, status in (("EM:0001", "active"), ("EM:0002", "unbound")):
         db.add(
-            Card(
-                credential=cred, student_pk=pk, school_id="S1", status=status, issued_at_ms=now_ms()
+            Card(  # bound by the console before the move: the number is still here
+                card_ref=f"c-{cred}",
+                credential=cred,
+                student_pk=pk,
+                school_id="S1",
+                status=status,
+                issued_at_ms=now_ms(),
             )
         )
     append_changes(
