@@ -116,6 +116,9 @@ def staff_sign_in(page: Any, staff_url: str, reader: EmMarineSim, pin: str) -> N
     raise AssertionError("the staff page did not sign the teacher in")
 
 
+EDGE_CARDS = [sys.executable, "-m", "qaqpa.cli", "edge", "cards"]
+
+
 def test_a_teacher_lets_a_child_in_after_a_lost_card(
     app: Any, world: World, settings: ServerSettings, db: Session, tmp_path: Path, make_browser: Any
 ) -> None:
@@ -134,16 +137,6 @@ def test_a_teacher_lets_a_child_in_after_a_lost_card(
     admin_api = make_browser("admin1")
     assert give(admin_api, child_pk).status_code == 200
     assert give(admin_api, child_pk, kind="notifications").status_code == 200
-    admin_api.get(f"/students/{child_pk}/cards")
-    assert (
-        admin_api.post(f"/students/{child_pk}/cards", {"credential": cred(CHILD)}).status_code
-        == 200
-    )
-    admin_api.get(f"/staff/{teacher.pk}/cards")
-    assert (
-        admin_api.post(f"/staff/{teacher.pk}/cards", {"credential": cred(TEACHER)}).status_code
-        == 200
-    )
     root = tmp_path / "edge"
     root.mkdir()
     engine_settings = settings
@@ -171,12 +164,16 @@ def test_a_teacher_lets_a_child_in_after_a_lost_card(
         staff_port = free_port()
         config = edge_config(root, reader.path, relay.path, staff_port)
         log = (root / "daemon.log").open("wb")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "qaqpa.cli", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "qaqpa.cli", "run", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+        daemon = start()
         try:
             staff_url = f"http://127.0.0.1:{staff_port}/"
 
@@ -186,6 +183,27 @@ def test_a_teacher_lets_a_child_in_after_a_lost_card(
                 return db.get(EdgeBoxKey, device.pk) is not None and device.applied_version >= 1
 
             wait_until(edge_ready, 60, "the edge announces its box key and syncs", interval=0.3)
+
+            # 0. the cards are bound at the school (card numbers never go to the centre): the
+            # daemon stops, the school's tool binds both, the daemon starts again
+            daemon.terminate()
+            daemon.wait(timeout=20)
+            for who, card in (("--student=s1-3a-1", CHILD), ("--staff=t-1", TEACHER)):
+                bound = subprocess.run(
+                    [*EDGE_CARDS, "issue", "--config", str(config), who, "--card", cred(card)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert bound.returncode == 0, bound.stderr
+            daemon = start()
+
+            def records() -> int:
+                db.expire_all()
+                return len(db.execute(select(Card)).scalars().all())
+
+            wait_until(lambda: records() == 2, 60, "the card records reach the centre", 0.3)
+            assert cred(CHILD) not in str([c.__dict__ for c in db.execute(select(Card)).scalars()])
 
             # 1. the school admin sets the teacher's PIN in the console
             admin = browser.new_page()
