@@ -98,6 +98,8 @@ class ConsentKind(enum.StrEnum):
     DATA = "data"
     BIOMETRIC = "biometric"
     NOTIFICATIONS = "notifications"
+    # A parent's answers for the equipment survey (computer at home, family income).
+    EQUIPMENT_SURVEY = "equipment_survey"
 
 
 class AntiPassback(enum.StrEnum):

@@ -8,6 +8,7 @@ from server.audit import models as audit_models
 from server.canteen import models as canteen_models
 from server.cards import models as cards_models
 from server.consents import models as consents_models
+from server.equipment import models as equipment_models
 from server.notify import models as notify_models
 from server.people import models as people_models
 from server.policy import models as policy_models
@@ -22,6 +23,7 @@ __all__ = [
     "canteen_models",
     "cards_models",
     "consents_models",
+    "equipment_models",
     "models",
     "notify_models",
     "people_models",
