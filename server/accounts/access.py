@@ -21,6 +21,13 @@ class Role(enum.StrEnum):
     SOCIAL_PEDAGOGUE = "social_pedagogue"
     CANTEEN_MANAGER = "canteen_manager"
     PARENT = "parent"
+    # equipment module (seed 000): the school's library desk and equipment officer; the district
+    # education department and the regional one approve the lists (both scoped to a region: the
+    # accounts have no district grant yet).
+    LIBRARIAN = "librarian"
+    EQUIPMENT_OFFICER = "equipment_officer"
+    DISTRICT_APPROVER = "district_approver"
+    REGION_APPROVER = "region_approver"
 
 
 R = Role
@@ -90,6 +97,28 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
         # their school); new device credentials are issued by the operators who install edges.
         "devices.revoke": _ADMINS,
         "devices.enrol": {R.OPERATOR, R.REGIONAL_OPERATOR},
+        # equipment module
+        "equipment.view": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.EQUIPMENT_OFFICER,
+            R.LIBRARIAN,
+            R.DISTRICT_APPROVER,
+            R.REGION_APPROVER,
+        },
+        "equipment.import": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.DISTRICT_APPROVER,
+            R.REGION_APPROVER,
+        },
+        "equipment.campaign": {R.OPERATOR, R.REGIONAL_OPERATOR, R.REGION_APPROVER},
+        "equipment.propose": {R.OPERATOR, R.SCHOOL_ADMIN, R.EQUIPMENT_OFFICER},
+        "equipment.approve_district": {R.OPERATOR, R.DISTRICT_APPROVER},
+        "equipment.approve_region": {R.OPERATOR, R.REGION_APPROVER},
+        "equipment.accept": {R.OPERATOR, R.SCHOOL_ADMIN, R.EQUIPMENT_OFFICER},
+        "equipment.lend": {R.OPERATOR, R.SCHOOL_ADMIN, R.EQUIPMENT_OFFICER, R.LIBRARIAN},
     }.items()
 }
 
@@ -103,6 +132,10 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.SOCIAL_PEDAGOGUE: "school",
     R.CANTEEN_MANAGER: "school",
     R.PARENT: "children",
+    R.LIBRARIAN: "school",
+    R.EQUIPMENT_OFFICER: "school",
+    R.DISTRICT_APPROVER: "region",
+    R.REGION_APPROVER: "region",
 }
 
 

@@ -347,7 +347,7 @@ def record_answer(
     audit(
         db,
         who,
-        "equipment.answer",
+        "eq.answer",
         f"student:{student.pk}",
         student_pk=student.pk,
         school_id=student.school_id,
@@ -440,7 +440,7 @@ def build_list(
     audit(
         db,
         who,
-        "equipment.list",
+        "eq.list",
         f"list:{lst.pk}",
         school_id=school_id,
         summary=f"v{lst.version}: {len(ranked)} children",
@@ -842,7 +842,7 @@ def lend(
     audit(
         db,
         who,
-        "equipment.lend",
+        "eq.lend",
         f"item:{item.pk}",
         student_pk=student.pk,
         school_id=item.school_id,
@@ -870,7 +870,7 @@ def give_back(
     audit(
         db,
         who,
-        "equipment.return",
+        "eq.return",
         f"item:{item.pk}",
         student_pk=loan.student_pk,
         school_id=item.school_id,
