@@ -153,6 +153,8 @@ def world(db: Session) -> World:
         "canteen1": Grant(Role.CANTEEN_MANAGER, school_id="S1"),
         "parent1": Grant(Role.PARENT),
         "admin3": Grant(Role.SCHOOL_ADMIN, school_id="S3"),
+        "librarian1": Grant(Role.LIBRARIAN, school_id="S1"),
+        "approver1": Grant(Role.REGION_APPROVER, region_id="R1"),
     }
     for login, grant in grants.items():
         u = create_user(db, login, f"User {login}", [grant], password=password_of(login))

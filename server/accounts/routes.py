@@ -58,12 +58,16 @@ GRANTABLE: dict[Role, set[Role]] = {
         Role.CLASS_TEACHER,
         Role.SOCIAL_PEDAGOGUE,
         Role.CANTEEN_MANAGER,
+        Role.LIBRARIAN,
+        Role.EQUIPMENT_OFFICER,
     },
     Role.SCHOOL_ADMIN: {
         Role.DUTY_DEPUTY,
         Role.CLASS_TEACHER,
         Role.SOCIAL_PEDAGOGUE,
         Role.CANTEEN_MANAGER,
+        Role.LIBRARIAN,
+        Role.EQUIPMENT_OFFICER,
     },
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, UploadFile
@@ -27,6 +28,7 @@ from server.console.scope import (
 from server.console.web import Db, NotFound, nav_item, redirect, render, require, tr
 from server.equipment import service as svc
 from server.equipment.calc import COLUMN_LABELS, COLUMNS, report_json
+from server.equipment.calc import coverage as empty_coverage
 from server.equipment.export import coverage_sheet
 from server.equipment.importer import ImportFailed, parse_rows, read_table
 from server.equipment.models import (
@@ -136,9 +138,12 @@ def tiyn(text: str) -> int:
     """Tenge as typed ("79 500 000", "150000,50") -> tiyn; bad input is an EquipmentError."""
     clean = text.replace("\u00a0", "").replace(" ", "").replace(",", ".")
     try:
-        value = round(float(clean) * 100)
+        number = float(clean)
     except ValueError as err:
         raise EquipmentError(N_("An amount in tenge."), text[:30]) from err
+    if not math.isfinite(number) or not 0 <= number <= 10**11:
+        raise EquipmentError(N_("An amount in tenge."), text[:30])
+    value = round(number * 100)
     if not 0 <= value <= 10**13:
         raise EquipmentError(N_("An amount in tenge."), text[:30])
     return value
@@ -190,29 +195,29 @@ def coverage_page(
     return render(request, "equipment/coverage.html", ctx)
 
 
-@router.get("/equipment/coverage.{fmt}")
+@router.get("/equipment/coverage.xlsx")
+@router.get("/equipment/coverage.pdf")
+@router.get("/equipment/coverage.json")
 def coverage_file(
     request: Request,
     db: Db,
     clock: ClockDep,
     who: Annotated[Principal, require("equipment.view")],
-    fmt: str,
     region: Annotated[str | None, Query(max_length=64)] = None,
     period: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
-    if fmt not in ("xlsx", "pdf", "json"):
-        raise NotFound()
+    fmt = request.url.path.rsplit(".", 1)[1]
     ctx = _coverage_ctx(db, who, region, period, clock.today_in(None))
-    report = ctx["report"]
-    if report is None:
-        raise NotFound()
+    region_name = ctx["region"].name if ctx["region"] is not None else ""
+    # Nothing reported yet: an empty table, not an error.
+    report = ctx["report"] or empty_coverage(region or "", period or "", [])
     if fmt == "json":
         import json
 
         return Response(
             json.dumps(report_json(report), ensure_ascii=False), media_type="application/json"
         )
-    sheet = coverage_sheet(report, ctx["region"].name, lambda m: tr(request, m))
+    sheet = coverage_sheet(report, region_name, lambda m: tr(request, m))
     body, media = (to_xlsx([sheet]), XLSX_TYPE) if fmt == "xlsx" else (to_pdf([sheet]), PDF_TYPE)
     return Response(
         body,
