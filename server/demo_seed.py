@@ -33,6 +33,7 @@ from server.accounts.service import create_user
 from server.cards.models import BlockReason, Card, CardStatus
 from server.clock import Clock, now_ms
 from server.consents.models import StudentCategory
+from server.equipment.demo import seed_equipment
 from server.people.models import (
     Consent,
     Guardian,
@@ -212,5 +213,9 @@ def seed_demo(
                 .where(StudentGuardian.student_pk == students[0].pk)
             ).scalar_one()
             g.user_pk = user.pk
+    accounts += [
+        DemoAccount(*a)
+        for a in seed_equipment(session, school, students, region=region, password=DEMO_PASSWORD)
+    ]
     session.flush()
     return accounts
