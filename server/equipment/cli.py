@@ -11,10 +11,11 @@ from typing import Any
 
 
 def _session(args: argparse.Namespace) -> Any:
-    from server.cli import _settings
     from server.db import make_engine, session_factory
+    from server.settings import ServerSettings
 
-    engine = make_engine(_settings(args).database_url)
+    url = args.database_url or ServerSettings().database_url
+    engine = make_engine(url)
     return engine, session_factory(engine)()
 
 
