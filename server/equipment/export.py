@@ -14,7 +14,8 @@ def coverage_sheet(report: Report, region_name: str, tr: Callable[[str], str]) -
     rows: list[list[Cell]] = []
     for i, d in enumerate(report.districts, start=1):
         note = tr(N_("flagged, not summed")) if d.flagged else ""
-        rows.append([i, d.district, *(getattr(d.counts, c) for c in COLUMNS), note])
+        shown = d.counts if (d.counts.students or not d.flagged) else d.flagged[0].counts
+        rows.append([i, d.district, *(getattr(shown, c) for c in COLUMNS), note])
     subtitle = [f"{region_name} · {report.period}"]
     for r in report.flagged:
         subtitle.append(

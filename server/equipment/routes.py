@@ -25,7 +25,7 @@ from server.console.scope import (
     schools_in_scope,
     visible_student,
 )
-from server.console.web import Db, NotFound, nav_item, redirect, render, require, tr
+from server.console.web import Db, NotFound, env, nav_item, redirect, render, require, tr
 from server.equipment import service as svc
 from server.equipment.calc import COLUMN_LABELS, COLUMNS, report_json
 from server.equipment.calc import coverage as empty_coverage
@@ -64,6 +64,9 @@ from server.reports.export import PDF_TYPE, XLSX_TYPE, disposition, to_pdf, to_x
 router = APIRouter()
 nav_item("equipment.view", "/equipment", "Equipment", 70)
 nav_item("parent.view", "/equipment/parent", "Items my child holds", 71)
+
+# 193212 -> "193 212" (no-break space), as the seed's table prints counts.
+env.filters["thousands"] = lambda n: f"{n:,}".replace(",", "\u00a0") if isinstance(n, int) else n
 
 N_ = str
 Text = Annotated[str, Form(max_length=200)]

@@ -263,6 +263,11 @@ class RiskSignal:
     detail: str
 
 
+def _tenge(tiyn: int) -> str:
+    """Whole tenge grouped by thousands with a no-break space: 79 500 000 (any language)."""
+    return f"{tiyn // 100:,}".replace(",", "\u00a0")
+
+
 def risk_signals(
     *,
     today: dt.date,
@@ -278,22 +283,20 @@ def risk_signals(
     out: list[RiskSignal] = []
     promised = max(paid_tiyn, pledged_tiyn)
     if goal_tiyn > 0 and promised < goal_tiyn:
-        out.append(
-            RiskSignal(Signal.MONEY_SHORT, f"{promised / 100:,.0f} of {goal_tiyn / 100:,.0f} tenge")
-        )
+        out.append(RiskSignal(Signal.MONEY_SHORT, f"{_tenge(promised)} / {_tenge(goal_tiyn)} ₸"))
     for c in contracts:
         if planned_unit_price_tiyn > 0 and c.unit_price_tiyn > planned_unit_price_tiyn:
             out.append(
                 RiskSignal(
                     Signal.PRICE_ABOVE_PLAN,
-                    f"{c.number}: {c.unit_price_tiyn / 100:,.0f} > {planned_unit_price_tiyn / 100:,.0f}",
+                    f"{c.number}: {_tenge(c.unit_price_tiyn)} > {_tenge(planned_unit_price_tiyn)} ₸",
                 )
             )
         if c.delivered < c.quantity and (today > c.due_on or today > deadline):
             out.append(
                 RiskSignal(
                     Signal.LATE_DELIVERY,
-                    f"{c.number}: {c.delivered} of {c.quantity}, due {c.due_on.isoformat()}",
+                    f"{c.number}: {c.delivered}/{c.quantity}, {c.due_on.isoformat()}",
                 )
             )
     if rejected > 0:

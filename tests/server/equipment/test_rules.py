@@ -255,7 +255,8 @@ def test_risk_signals() -> None:
         Signal.LATE_DELIVERY,
         Signal.SPEC_MISMATCH,
     ]
-    assert sigs[2].detail == "K-2: 90 of 100, due 2021-08-20"
+    assert sigs[2].detail == "K-2: 90/100, 2021-08-20"
+    assert sigs[0].detail == "70\u00a0000\u00a0000 / 79\u00a0500\u00a0000 ₸"
     assert (
         risk_signals(
             today=dt.date(2021, 3, 1),
