@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.equipment.calc import Counts, Row, StudentFact, coverage, report_json, school_counts
+from server.equipment.calc import (
+    Counts,
+    Row,
+    StudentFact,
+    coverage,
+    report_json,
+    row_problems,
+    school_counts,
+)
 from server.equipment.rules import (
     ORDER_79_MINIMUMS,
     Applicant,
@@ -303,3 +311,46 @@ def test_lending_event_shape() -> None:
         parse_lending_event("meal", "s", {"inventory_no": "X", "at_ms": 5})
     with pytest.raises(EquipmentError):
         parse_lending_event("equipment_return", "s", {"inventory_no": "X", "at_ms": True})
+
+
+counts = st.builds(Counts, *[st.integers(-5, 60) for _ in range(8)])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), counts), max_size=30))
+def test_coverage_sums_exactly_the_valid_rows(rows: list[tuple[str, Counts]]) -> None:
+    rep = coverage("R", "p", [Row(d, c) for d, c in rows])
+    valid = [c for _d, c in rows if not row_problems(c)]
+    total = Counts()
+    for c in valid:
+        total = total + c
+    assert rep.total == total
+    assert len(rep.flagged) == len(rows) - len(valid)
+    assert all(r.problems for r in rep.flagged)
+    everything = Counts()
+    for _d, c in rows:
+        everything = everything + c
+    assert rep.total_as_submitted == everything
+
+
+def test_xlsx_import_reads_the_seed_table() -> None:
+    import io
+
+    import openpyxl
+
+    from server.equipment.importer import parse_rows, read_table
+    from server.equipment.seed000 import HEADER
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(HEADER.split(","))
+    for d, *nums in DISTRICTS:
+        ws.append([d, None, *nums])
+    buf = io.BytesIO()
+    wb.save(buf)
+    rows = parse_rows(read_table("seed.xlsx", buf.getvalue()))
+    assert len(rows) == 20
+    assert rows[14].district == "Риддер" and rows[14].counts.without_computer == -58
+    assert rows[0].school_id is None and rows[0].counts == Counts(
+        12, 2483, 1717, 766, 163, 47, 22, 5
+    )
