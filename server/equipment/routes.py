@@ -15,10 +15,12 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from protocol.messages import ConsentKind
 from server.accounts.access import PERMISSIONS, SCOPE_OF_ROLE, Principal
 from server.audit.service import audit
 from server.clock import ClockDep
-from server.console.params import SchoolId, parse_day, parse_id
+from server.consents.service import ConsentInput, record_consent
+from server.console.params import Id, SchoolId, parse_day, parse_id
 from server.console.scope import (
     classes_in_scope,
     school_in_scope,
@@ -58,7 +60,8 @@ from server.equipment.rules import (
     parse_properties,
 )
 from server.models import Region, School
-from server.people.models import Student
+from server.people.models import Guardian, Student
+from server.people.service import has_consent
 from server.reports.export import PDF_TYPE, XLSX_TYPE, disposition, to_pdf, to_xlsx
 
 router = APIRouter()
@@ -549,14 +552,7 @@ def school_page(
                 .order_by(Student.surname, Student.given_name)
             )
         }
-        answers = {
-            a.student_pk: a
-            for a in db.scalars(
-                select(SurveyAnswer).where(
-                    SurveyAnswer.campaign_pk == camp.pk, SurveyAnswer.school_id == school.id
-                )
-            )
-        }
+        answers = {a.student_pk: a for a in svc.consented_answers(db, camp, school.id)}
         ctx |= {
             "versions": versions,
             "entries": {v.pk: svc.entries(db, v.pk) for v in versions[:3]},
@@ -1060,13 +1056,105 @@ def student_items(request: Request, db: Db, st: Pupil) -> Response:
 
 @router.get("/equipment/parent")
 def parent_items(
-    request: Request, db: Db, who: Annotated[Principal, require("parent.view")]
+    request: Request, db: Db, clock: ClockDep, who: Annotated[Principal, require("parent.view")]
 ) -> Response:
     kids = [db.get_one(Student, c[0]) for c in who.children]
     held = svc.outstanding(db, [k.pk for k in kids])
     by_child: dict[int, list[Any]] = {}
     for loan, item in held:
         by_child.setdefault(loan.student_pk, []).append((loan, item))
+    survey: dict[int, list[tuple[Campaign, SurveyAnswer | None]]] = {}
+    consent: dict[int, bool] = {}
+    for k in kids:
+        school = db.get_one(School, k.school_id)
+        consent[k.pk] = has_consent(db, k.pk, ConsentKind.EQUIPMENT_SURVEY)
+        survey[k.pk] = [
+            (
+                c,
+                db.execute(
+                    select(SurveyAnswer).where(
+                        SurveyAnswer.campaign_pk == c.pk, SurveyAnswer.student_pk == k.pk
+                    )
+                ).scalar_one_or_none(),
+            )
+            for c in svc.open_campaigns(db, school.region_id, clock.school_today(school))
+        ]
     return render(
-        request, "equipment/parent.html", {"kids": kids, "held": by_child, "kinds": KIND_LABELS}
+        request,
+        "equipment/parent.html",
+        {
+            "kids": kids,
+            "held": by_child,
+            "kinds": KIND_LABELS,
+            "survey": survey,
+            "consent": consent,
+        },
     )
+
+
+@router.post("/equipment/parent/{pk}/survey")
+def parent_survey(
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("parent.view")],
+    pk: Id,
+    campaign: Annotated[str, Form(max_length=20)] = "",
+    agree: Annotated[str, Form(max_length=5)] = "",
+    has_computer: Annotated[str, Form(max_length=5)] = "",
+    low_income: Annotated[str, Form(max_length=5)] = "",
+    action: Annotated[str, Form(max_length=10)] = "answer",
+) -> Response:
+    """A parent answers the survey for their own child, giving the survey consent on the same
+    form (recorded in the consent ledger), or withdraws it (the answers are erased)."""
+    st = db.get(Student, pk)
+    if st is None or not any(c[0] == pk for c in who.children):
+        raise NotFound()
+    school = db.get_one(School, st.school_id)
+    back = "/equipment/parent"
+    today = clock.school_today(school)
+    guardian = db.execute(
+        select(Guardian).where(Guardian.user_pk == who.user_pk).limit(1)
+    ).scalar_one_or_none()
+    given_by = guardian.full_name if guardian is not None else who.full_name
+    try:
+        if action == "withdraw":
+            if has_consent(db, st.pk, ConsentKind.EQUIPMENT_SURVEY):
+                record_consent(
+                    db,
+                    who,
+                    st,
+                    ConsentInput(
+                        ConsentKind.EQUIPMENT_SURVEY, False, given_by[:200], "parent page", today
+                    ),
+                )
+            svc.erase_answers(db, who, st)
+        else:
+            camp = campaign_of(db, school.region_id or "", campaign)
+            if not has_consent(db, st.pk, ConsentKind.EQUIPMENT_SURVEY):
+                if agree != "1":
+                    raise EquipmentError(
+                        N_("No parent's consent to the equipment survey for this student.")
+                    )
+                record_consent(
+                    db,
+                    who,
+                    st,
+                    ConsentInput(
+                        ConsentKind.EQUIPMENT_SURVEY, True, given_by[:200], "parent page", today
+                    ),
+                )
+            svc.record_answer(
+                db,
+                who,
+                camp,
+                st,
+                has_computer=has_computer == "yes",
+                low_income=bool(low_income),
+                applied_at_ms=clock.now_ms(),
+                source="parent",
+            )
+    except EquipmentError as err:
+        return refused(request, db, err, back)
+    db.commit()
+    return redirect(back)

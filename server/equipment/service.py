@@ -189,16 +189,56 @@ def needy_students(db: Session, student_pks: Iterable[int], today: dt.date) -> s
     )
 
 
+def consented_answers(db: Session, campaign: Campaign, school_id: str) -> list[SurveyAnswer]:
+    """The school's answers whose survey consent still stands (a withdrawn consent hides the
+    answer at once; ``erase_answers`` removes it)."""
+    answers = list(
+        db.scalars(
+            select(SurveyAnswer)
+            .where(SurveyAnswer.campaign_pk == campaign.pk, SurveyAnswer.school_id == school_id)
+            .order_by(SurveyAnswer.student_pk)
+        )
+    )
+    return [a for a in answers if has_consent(db, a.student_pk, ConsentKind.EQUIPMENT_SURVEY)]
+
+
+def erase_answers(db: Session, who: Principal | None, student: Student) -> int:
+    """The child's survey answers removed (the parent withdrew the consent)."""
+    n = db.scalar(
+        select(func.count()).select_from(SurveyAnswer).where(SurveyAnswer.student_pk == student.pk)
+    )
+    db.execute(delete(SurveyAnswer).where(SurveyAnswer.student_pk == student.pk))
+    audit(
+        db,
+        who,
+        "eq.erase",
+        f"student:{student.pk}",
+        student_pk=student.pk,
+        school_id=student.school_id,
+        summary=f"{n} survey answers erased",
+    )
+    db.flush()
+    return int(n or 0)
+
+
+def open_campaigns(db: Session, region_id: str | None, today: dt.date) -> list[Campaign]:
+    return list(
+        db.scalars(
+            select(Campaign)
+            .where(
+                Campaign.region_id == region_id,
+                Campaign.starts_on <= today,
+                Campaign.deadline >= today,
+            )
+            .order_by(Campaign.pk.desc())
+        )
+    )
+
+
 def school_facts(
     db: Session, campaign: Campaign, school_id: str, today: dt.date
 ) -> list[calc.StudentFact]:
-    answers = list(
-        db.scalars(
-            select(SurveyAnswer).where(
-                SurveyAnswer.campaign_pk == campaign.pk, SurveyAnswer.school_id == school_id
-            )
-        )
-    )
+    answers = consented_answers(db, campaign, school_id)
     pks = [a.student_pk for a in answers]
     fam = families(db, pks)
     needy = needy_students(db, pks, today)
@@ -395,14 +435,7 @@ def build_list(
     latest = versions[0] if versions else None
     rules.new_version_allowed(latest.status if latest is not None else None, reason)
     facts = school_facts(db, campaign, school_id, today)
-    answers = {
-        a.student_pk: a
-        for a in db.scalars(
-            select(SurveyAnswer).where(
-                SurveyAnswer.campaign_pk == campaign.pk, SurveyAnswer.school_id == school_id
-            )
-        )
-    }
+    answers = {a.student_pk: a for a in consented_answers(db, campaign, school_id)}
     ranked = rules.priority_list(
         rules.Applicant(
             f.student, f.family, f.has_computer, f.needy, answers[f.student].applied_at_ms

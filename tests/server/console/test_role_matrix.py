@@ -354,6 +354,9 @@ ROUTES: dict[tuple[str, str], Rule] = {
         ("equipment.view", "parent.view"), "student", gate="session"
     ),
     ("GET", "/equipment/parent"): R("parent.view", "list"),
+    ("POST", "/equipment/parent/{pk}/survey"): R(
+        "parent.view", "student", form={"campaign": "999999", "agree": "1"}
+    ),
 }
 
 STUDENT_KINDS = {"student", "card", "membership", "guardian"}

@@ -174,3 +174,54 @@ def test_campaign_to_lending_through_the_pages(make_browser, world: World, db: S
     assert parent.get(f"/equipment/student/{other}").status_code == 404
     final = op.get(f"/equipment/campaign?region=R1&campaign={camp}").text
     assert 'id="signals"' in final and "Delivered devices did not match the specification" in final
+
+
+def test_parent_answers_with_consent_and_withdraws(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]
+    from server.clock import Clock
+    from server.equipment import service as svc
+    from server.equipment.models import SurveyAnswer
+
+    today = Clock().today_in(None)
+    camp = svc.create_campaign(
+        db,
+        "R1",
+        name="Open now",
+        period=str(today.year),
+        goal_tiyn=100,
+        planned_unit_price_tiyn=10,
+        starts_on=today - dt.timedelta(days=1),
+        deadline=today + dt.timedelta(days=30),
+        fund_name="",
+        now=1,
+    )
+    db.commit()
+    child = world.students["s1-3a-1"]
+    p = make_browser("parent1")
+    p.post("/lang", {"lang": "en", "next": "/"})
+    assert "Open now" in p.get("/equipment/parent").text
+    url = f"/equipment/parent/{child}/survey"
+    r = p.post(url, {"campaign": str(camp.pk), "has_computer": "no"})
+    assert r.status_code == 422 and "consent" in r.text  # no agreement ticked: nothing kept
+    p.get("/equipment/parent")
+    r = p.post(
+        url, {"campaign": str(camp.pk), "has_computer": "no", "low_income": "1", "agree": "1"}
+    )
+    assert r.status_code == 303
+    db.rollback()
+    ans = db.scalars(select(SurveyAnswer)).one()
+    assert (ans.student_pk, ans.has_computer, ans.low_income, ans.source) == (
+        child,
+        False,
+        True,
+        "parent",
+    )
+    assert db.scalars(select(Consent).where(Consent.kind == "equipment_survey")).one().granted
+    other = world.students["s1-3a-2"]
+    p.get("/equipment/parent")
+    assert (
+        p.post(f"/equipment/parent/{other}/survey", {"campaign": str(camp.pk)}).status_code == 404
+    )
+    p.get("/equipment/parent")
+    assert p.post(url, {"action": "withdraw"}).status_code == 303
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(SurveyAnswer)) == 0
