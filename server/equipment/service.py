@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from protocol.messages import ConsentKind
 from server.accounts.access import Principal
+from server.accounts.models import User
 from server.audit.service import audit
 from server.consents.models import StudentCategory
 from server.equipment import calc, rules
@@ -1109,7 +1110,9 @@ def send_overdue_reminders(db: Session, today: dt.date, now: int, every_days: in
         for g in guardians:
             if not g.phone:
                 continue
-            body = REMINDER_TEXT["kk"].format(
+            user = db.get(User, g.user_pk) if g.user_pk is not None else None
+            lang = user.lang if user is not None and user.lang in REMINDER_TEXT else "kk"
+            body = REMINDER_TEXT[lang].format(
                 name=st.given_name,
                 title=item.title or item.inventory_no,
                 due=loan.due_on.isoformat(),
@@ -1124,7 +1127,7 @@ def send_overdue_reminders(db: Session, today: dt.date, now: int, every_days: in
                     student_pk=st.pk,
                     school_id=loan.school_id,
                     kind="overdue",
-                    lang="kk",
+                    lang=lang,
                     body=body[:500],
                     event_at_ms=now,
                     created_at_ms=now,

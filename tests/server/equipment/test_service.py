@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server.accounts.models import User
 from server.equipment import service as svc
 from server.equipment.calc import Counts
 from server.equipment.importer import ImportFailed, parse_rows, read_table
@@ -232,12 +233,19 @@ def test_list_flow_versions_and_lending(db: Session, world: World) -> None:
     # reminders: overdue after the school year ends, once a week, with a notifications consent
     _consent(db, pks[0], "notifications")
     later = dt.date(2027, 6, 2)
+    db.get_one(User, world.users["parent1"]).lang = "en"  # the first guardian reads English
     assert svc.send_overdue_reminders(db, later, NOW) == 2  # both of the child's guardians
     assert svc.send_overdue_reminders(db, later + dt.timedelta(days=1), NOW) == 0
     msgs = db.scalars(select(OutboxMessage)).all()
     assert {(m.kind, m.device_pk, m.student_pk) for m in msgs} == {
         ("overdue", svc.REMINDER_DEVICE, pks[0])
     }
+    assert sorted(m.lang for m in msgs) == ["en", "kk"]
+    en = next(m for m in msgs if m.lang == "en")
+    assert en.body == (
+        "Name3AS1 has not returned to the school library: Laptop (order No. 79) "
+        "(due 2027-05-31). School No. 1"
+    )
     # end of year: bulk return
     assert svc.bulk_return(db, None, "S1", None, now=NOW) == 3
     assert (
