@@ -49,6 +49,7 @@ from server.equipment.models import (
     SurveyAnswer,
 )
 from server.equipment.rules import (
+    ACTION_LABELS,
     ITEM_STATUS_LABELS,
     KIND_LABELS,
     PROPERTY_LABELS,
@@ -713,6 +714,7 @@ def inventory_page(
             "history": history,
             "kinds": KIND_LABELS,
             "statuses": ITEM_STATUS_LABELS,
+            "actions": ACTION_LABELS | {k.value: v for k, v in ITEM_STATUS_LABELS.items()},
             "property_labels": PROPERTY_LABELS,
             "may_accept": who.can("equipment.accept", school_id=school.id),
         },

@@ -324,13 +324,21 @@ class ItemStatus(enum.StrEnum):
 KIND_LABELS = {
     ItemKind.DEVICE: N_("Device"),
     ItemKind.TEXTBOOK: N_("Textbook"),
-    ItemKind.BOOK: N_("Book"),
+    ItemKind.BOOK: N_("Library book"),
+}
+# An item's history, by action (statuses share the status labels).
+ACTION_LABELS = {
+    "accepted": N_("accepted at delivery"),
+    "added": N_("added to the balance"),
+    "lent": N_("lent"),
+    "returned": N_("given back"),
+    "counted": N_("counted at stocktaking"),
 }
 ITEM_STATUS_LABELS = {
     ItemStatus.IN_STOCK: N_("in stock"),
     ItemStatus.LENT: N_("lent"),
     ItemStatus.REPAIR: N_("in repair"),
-    ItemStatus.LOST: N_("lost"),
+    ItemStatus.LOST: N_("lost or missing"),
     ItemStatus.WRITTEN_OFF: N_("written off"),
 }
 
