@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ def _coverage(args: argparse.Namespace) -> int:
     if args.xlsx:
         Path(args.xlsx).write_bytes(to_xlsx([sheet]))
     if args.pdf:
+        logging.getLogger("fontTools").setLevel(logging.WARNING)  # a line per subset glyph table
         Path(args.pdf).write_bytes(to_pdf([sheet], subject=region.name))
     if args.json or not (args.xlsx or args.pdf):
         print(json.dumps(report_json(report), ensure_ascii=False, indent=1))
