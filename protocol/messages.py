@@ -105,6 +105,8 @@ class ConsentKind(enum.StrEnum):
     BIOMETRIC = "biometric"
     NOTIFICATIONS = "notifications"
     GIFTED = "gifted"  # the gifted-children registry (decree No. 997); never sent to an edge
+    # A parent's answers for the equipment survey (computer at home, family income).
+    EQUIPMENT_SURVEY = "equipment_survey"
 
 
 class AntiPassback(enum.StrEnum):

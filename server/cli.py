@@ -364,6 +364,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=_api)
+    from server.equipment.cli import add_commands as add_equipment_commands
+
+    add_equipment_commands(subparsers, common)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from server.accounts.service import create_user
 from server.badges import demo as badges_demo
 from server.clock import Clock, now_ms
 from server.consents.models import StudentCategory
+from server.equipment.demo import seed_equipment
 from server.gifted.demo import seed_demo as seed_gifted
 from server.people.models import (
     Consent,
@@ -190,6 +191,10 @@ def seed_demo(
             g.user_pk = user.pk
     accounts += [
         DemoAccount(*a) for a in seed_gifted(session, school, Clock().today_in(None), DEMO_PASSWORD)
+    ]
+    accounts += [
+        DemoAccount(*a)
+        for a in seed_equipment(session, school, students, region=region, password=DEMO_PASSWORD)
     ]
     session.flush()
     badges_demo.seed_demo(session, region=region, password=DEMO_PASSWORD)

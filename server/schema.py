@@ -9,6 +9,7 @@ from server.badges import models as badges_models
 from server.canteen import models as canteen_models
 from server.cards import models as cards_models
 from server.consents import models as consents_models
+from server.equipment import models as equipment_models
 from server.gifted import models as gifted_models
 from server.notify import models as notify_models
 from server.people import models as people_models
@@ -28,6 +29,7 @@ __all__ = [
     "cardmove_models",
     "cards_models",
     "consents_models",
+    "equipment_models",
     "gifted_models",
     "models",
     "notify_models",

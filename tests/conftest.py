@@ -156,6 +156,8 @@ def world(db: Session) -> World:
         "admin3": Grant(Role.SCHOOL_ADMIN, school_id="S3"),
         "gifted1": Grant(Role.GIFTED_COORDINATOR, school_id="S1"),
         "giftedr": Grant(Role.REGIONAL_GIFTED_COORDINATOR, region_id="R1"),
+        "librarian1": Grant(Role.LIBRARIAN, school_id="S1"),
+        "approver1": Grant(Role.REGION_APPROVER, region_id="R1"),
     }
     for login, grant in grants.items():
         u = create_user(db, login, f"User {login}", [grant], password=password_of(login))

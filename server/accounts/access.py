@@ -32,6 +32,13 @@ class Role(enum.StrEnum):
     BADGE_EXPERT = "badge_expert"
     BADGE_COORDINATOR = "badge_coordinator"  # a region's coordinator
     BADGE_CENTRE = "badge_centre"  # a programme centre's head
+    # equipment module (seed 000): the school's library desk and equipment officer; the district
+    # education department and the regional one approve the lists (both scoped to a region: the
+    # accounts have no district grant yet).
+    LIBRARIAN = "librarian"
+    EQUIPMENT_OFFICER = "equipment_officer"
+    DISTRICT_APPROVER = "district_approver"
+    REGION_APPROVER = "region_approver"
 
 
 R = Role
@@ -142,6 +149,28 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
         "badges.centre": {R.OPERATOR, R.BADGE_CENTRE, R.BADGE_COORDINATOR},
         # book lists, centres' registration, individual requirements, commissions, revocation
         "badges.manage": {R.OPERATOR},
+        # equipment module
+        "equipment.view": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.EQUIPMENT_OFFICER,
+            R.LIBRARIAN,
+            R.DISTRICT_APPROVER,
+            R.REGION_APPROVER,
+        },
+        "equipment.import": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.DISTRICT_APPROVER,
+            R.REGION_APPROVER,
+        },
+        "equipment.campaign": {R.OPERATOR, R.REGIONAL_OPERATOR, R.REGION_APPROVER},
+        "equipment.propose": {R.OPERATOR, R.SCHOOL_ADMIN, R.EQUIPMENT_OFFICER},
+        "equipment.approve_district": {R.OPERATOR, R.DISTRICT_APPROVER},
+        "equipment.approve_region": {R.OPERATOR, R.REGION_APPROVER},
+        "equipment.accept": {R.OPERATOR, R.SCHOOL_ADMIN, R.EQUIPMENT_OFFICER},
+        "equipment.lend": {R.OPERATOR, R.SCHOOL_ADMIN, R.EQUIPMENT_OFFICER, R.LIBRARIAN},
     }.items()
 }
 
@@ -163,6 +192,10 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.BADGE_EXPERT: "badge",
     R.BADGE_COORDINATOR: "region",
     R.BADGE_CENTRE: "badge",
+    R.LIBRARIAN: "school",
+    R.EQUIPMENT_OFFICER: "school",
+    R.DISTRICT_APPROVER: "region",
+    R.REGION_APPROVER: "region",
 }
 
 

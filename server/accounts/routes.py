@@ -58,6 +58,8 @@ GRANTABLE: dict[Role, set[Role]] = {
         Role.SOCIAL_PEDAGOGUE,
         Role.CANTEEN_MANAGER,
         Role.GIFTED_COORDINATOR,
+        Role.LIBRARIAN,
+        Role.EQUIPMENT_OFFICER,
     },
     Role.SCHOOL_ADMIN: {
         Role.DUTY_DEPUTY,
@@ -65,6 +67,8 @@ GRANTABLE: dict[Role, set[Role]] = {
         Role.SOCIAL_PEDAGOGUE,
         Role.CANTEEN_MANAGER,
         Role.GIFTED_COORDINATOR,
+        Role.LIBRARIAN,
+        Role.EQUIPMENT_OFFICER,
     },
 }
 

@@ -48,6 +48,7 @@ KIND_LABELS = {
     ConsentKind.BIOMETRIC.value: N_("Biometrics (face)"),
     ConsentKind.NOTIFICATIONS.value: N_("Notifications to parents"),
     ConsentKind.GIFTED.value: N_("Gifted-children registry"),
+    ConsentKind.EQUIPMENT_SURVEY.value: N_("Equipment survey (computer at home, family income)"),
 }
 
 

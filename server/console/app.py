@@ -44,6 +44,7 @@ MODULES = (
     "server.gifted.routes",
     "server.badges.routes",
     "server.staffpins.routes",
+    "server.equipment.routes",
 )
 
 

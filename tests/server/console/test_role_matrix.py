@@ -80,6 +80,12 @@ def R(perm: str | tuple[str, ...] | None, kind: str, **kw: Any) -> Rule:
 
 
 CSV = ("roster.csv", b"surname,given_name,class,grade,shift\nA,B,3A,3,1\n", "text/csv")
+EQUIPMENT_CSV = (
+    "coverage.csv",
+    b"district,schools,students,with_computer,without_computer,needy_students,"
+    b"needy_families,uncovered_students,uncovered_families\nMatrix,1,10,5,5,1,1,1,1\n",
+    "text/csv",
+)
 POLICY_FORM = {
     "valid_from": "{today}",
     "timezone": "Asia/Almaty",
@@ -391,6 +397,78 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/badges/proposals/{proposal_pk}/decide"): R("badges.manage", "badge"),
     ("POST", "/badges/credentials/{credential_id}/revoke"): R(
         "badges.manage", "badge", form={"reason": "matrix"}, last=True
+    # equipment (seed 000): coverage, campaigns, lists and approvals, inventory, lending
+    ("GET", "/equipment"): R("equipment.view", "list"),
+    ("GET", "/equipment/coverage.xlsx"): R("equipment.view", "list"),
+    ("GET", "/equipment/coverage.pdf"): R("equipment.view", "list"),
+    ("GET", "/equipment/coverage.json"): R("equipment.view", "list"),
+    ("POST", "/equipment/region/{region_id}/import"): R(
+        "equipment.import",
+        "region",
+        form={"period": "2020"},
+        files={"file": EQUIPMENT_CSV},
+    ),
+    ("GET", "/equipment/campaign"): R("equipment.view", "list"),
+    ("POST", "/equipment/region/{region_id}/campaigns"): R(
+        "equipment.campaign",
+        "region",
+        form={
+            "name": "Matrix campaign",
+            "period": "2026",
+            "goal": "1000",
+            "unit_price": "100",
+            "starts_on": "2026-01-01",
+            "deadline": "2026-08-20",
+        },
+    ),
+    ("POST", "/equipment/region/{region_id}/sponsors"): R(
+        "equipment.campaign", "region", form={"campaign": "999999", "name": "Sponsor M"}
+    ),
+    ("POST", "/equipment/region/{region_id}/contracts"): R(
+        "equipment.campaign", "region", form={"campaign": "999999"}
+    ),
+    ("POST", "/equipment/region/{region_id}/approve-district"): R(
+        "equipment.approve_district", "region", form={"list_pk": "999999"}
+    ),
+    ("POST", "/equipment/region/{region_id}/approve-region"): R(
+        "equipment.approve_region", "region", form={"list_pk": "999999"}
+    ),
+    ("GET", "/equipment/school/{school_id}"): R("equipment.view", "school"),
+    ("POST", "/equipment/school/{school_id}/answers"): R(
+        "equipment.propose", "school", form={"campaign": "999999", "student": "1"}
+    ),
+    ("POST", "/equipment/school/{school_id}/list"): R(
+        "equipment.propose", "school", form={"campaign": "999999"}
+    ),
+    ("GET", "/equipment/school/{school_id}/inventory"): R("equipment.view", "school"),
+    ("POST", "/equipment/school/{school_id}/delivery"): R(
+        "equipment.accept",
+        "school",
+        form={"contract": "999999", "delivered_on": "{today}", "devices": "I | S | ram_gb=8"},
+    ),
+    ("POST", "/equipment/school/{school_id}/items"): R(
+        "equipment.accept",
+        "school",
+        form={"kind": "book", "inventory_no": "MATRIX-1", "title": "Matrix"},
+    ),
+    ("GET", "/equipment/school/{school_id}/labels"): R("equipment.view", "school"),
+    ("GET", "/equipment/school/{school_id}/stocktake"): R("equipment.view", "school"),
+    ("POST", "/equipment/school/{school_id}/stocktake"): R(
+        "equipment.lend", "school", form={"code": "MATRIX-1"}
+    ),
+    ("GET", "/equipment/school/{school_id}/desk"): R("equipment.lend", "school"),
+    ("POST", "/equipment/school/{school_id}/lend"): R(
+        "equipment.lend", "school", form={"inventory_no": "MATRIX-1", "action": "return"}
+    ),
+    ("POST", "/equipment/school/{school_id}/bulk"): R(
+        "equipment.lend", "school", form={"action": "return_class", "class_pk": "999999"}
+    ),
+    ("GET", "/equipment/student/{pk}"): R(
+        ("equipment.view", "parent.view"), "student", gate="session"
+    ),
+    ("GET", "/equipment/parent"): R("parent.view", "list"),
+    ("POST", "/equipment/parent/{pk}/survey"): R(
+        "parent.view", "student", form={"campaign": "999999", "agree": "1"}
     ),
 }
 
@@ -410,6 +488,8 @@ ROLES = [
     "admin3",
     "gifted1",
     "giftedr",
+    "librarian1",
+    "approver1",
 ]
 TARGET_STUDENTS = ["s1-3a-1", "s1-7b-1", "s2-3a-1", "s3-3a-1"]
 # Tables a signed-in request may touch whatever it does (sessions, sign-in times).
