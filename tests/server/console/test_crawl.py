@@ -33,6 +33,8 @@ ROLES = [
     "parent1",
     "gifted1",
     "giftedr",
+    "librarian1",
+    "approver1",
 ]
 LANGS = ["kk", "ru", "en"]
 PER_ROLE = 120  # pages per role and language: every page of the console, with room to grow

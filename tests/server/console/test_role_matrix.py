@@ -397,6 +397,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/badges/proposals/{proposal_pk}/decide"): R("badges.manage", "badge"),
     ("POST", "/badges/credentials/{credential_id}/revoke"): R(
         "badges.manage", "badge", form={"reason": "matrix"}, last=True
+    ),
     # equipment (seed 000): coverage, campaigns, lists and approvals, inventory, lending
     ("GET", "/equipment"): R("equipment.view", "list"),
     ("GET", "/equipment/coverage.xlsx"): R("equipment.view", "list"),
