@@ -98,6 +98,8 @@ class ConsentKind(enum.StrEnum):
     DATA = "data"
     BIOMETRIC = "biometric"
     NOTIFICATIONS = "notifications"
+    # taking part in a tutoring project (server only: the edges are never sent it)
+    TUTORING = "tutoring"
 
 
 class AntiPassback(enum.StrEnum):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from server.settings import ServerSettings
+from server.tutoring import cli as tutoring_cli
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -356,6 +357,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=_api)
+    tutoring_cli.add_commands(subparsers, common, _settings)
 
 
 def main(argv: list[str] | None = None) -> int:

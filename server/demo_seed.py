@@ -44,6 +44,7 @@ from server.people.models import (
 from server.people.service import add_school, student_record
 from server.policy.service import save_policy
 from server.sync.changelog import append_changes
+from server.tutoring import demo as tutoring_demo
 
 DEMO_PASSWORD = "qaqpa-demo-2026"  # the demo's accounts only; printed by `qaqpa demo`
 SURNAMES = ["Ахметов", "Серікбаев", "Жұмабаев", "Нұрланов", "Қасымов", "Иванов", "Әлиев", "Омаров"]
@@ -212,5 +213,6 @@ def seed_demo(
                 .where(StudentGuardian.student_pk == students[0].pk)
             ).scalar_one()
             g.user_pk = user.pk
+    tutoring_demo.seed_demo(session, region=region)
     session.flush()
     return accounts

@@ -47,6 +47,7 @@ KIND_LABELS = {
     ConsentKind.DATA.value: N_("Personal data"),
     ConsentKind.BIOMETRIC.value: N_("Biometrics (face)"),
     ConsentKind.NOTIFICATIONS.value: N_("Notifications to parents"),
+    ConsentKind.TUTORING.value: N_("Tutoring project"),
 }
 
 

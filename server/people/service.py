@@ -73,7 +73,8 @@ def build_student_record(
             strict=False,
         )
         for kind in ConsentKind
-        if (c := consents.get(kind)) is not None
+        # The edges decide nothing on a tutoring consent: least data, it stays at the centre.
+        if kind is not ConsentKind.TUTORING and (c := consents.get(kind)) is not None
     ]
     return StudentRecord(
         id=student.ref,
