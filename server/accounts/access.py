@@ -21,6 +21,11 @@ class Role(enum.StrEnum):
     SOCIAL_PEDAGOGUE = "social_pedagogue"
     CANTEEN_MANAGER = "canteen_manager"
     PARENT = "parent"
+    # tutoring (seed 001): a project's coordinator (their region's projects), a volunteer tutor
+    # (their own groups' journals) and a member of the expert council (their own scores)
+    TUTORING_COORDINATOR = "tutoring_coordinator"
+    VOLUNTEER = "volunteer"
+    COUNCIL_MEMBER = "council_member"
 
 
 R = Role
@@ -90,6 +95,18 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
         # their school); new device credentials are issued by the operators who install edges.
         "devices.revoke": _ADMINS,
         "devices.enrol": {R.OPERATOR, R.REGIONAL_OPERATOR},
+        # tutoring: projects, growth table, indicators (aggregates, no child's name)
+        "tutoring.view": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.TUTORING_COORDINATOR,
+            R.COUNCIL_MEMBER,
+        },
+        "tutoring.manage": {R.OPERATOR, R.TUTORING_COORDINATOR},
+        # the attendance journal: a volunteer sees only their own groups
+        "tutoring.journal": {R.OPERATOR, R.TUTORING_COORDINATOR, R.VOLUNTEER},
+        # scoring applications: a council member scores only as themselves
+        "tutoring.council": {R.COUNCIL_MEMBER},
     }.items()
 }
 
@@ -103,6 +120,11 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.SOCIAL_PEDAGOGUE: "school",
     R.CANTEEN_MANAGER: "school",
     R.PARENT: "children",
+    R.TUTORING_COORDINATOR: "region",
+    # what a volunteer or a council member may touch is their own (groups, scores): the
+    # tutoring service narrows it by their account, not by a school
+    R.VOLUNTEER: "all",
+    R.COUNCIL_MEMBER: "all",
 }
 
 

@@ -93,13 +93,13 @@ def rank_applications(
         results.append((app, mean, tuple(members)))
     results.sort(key=lambda r: (r[1] is None, -(r[1] or 0), r[0]))
     out = []
-    for i, (app, mean, members) in enumerate(results, start=1):
+    for i, (app, mean, counted) in enumerate(results, start=1):
         out.append(
             Ranked(
                 application=app,
                 rank=i,
                 score=None if mean is None else round_half_up(mean, 2),
-                members=members,
+                members=counted,
                 excluded=tuple(sorted(conflicted[app])),
                 selected=mean is not None and i <= places,
             )
