@@ -153,6 +153,10 @@ def world(db: Session) -> World:
         "canteen1": Grant(Role.CANTEEN_MANAGER, school_id="S1"),
         "parent1": Grant(Role.PARENT),
         "admin3": Grant(Role.SCHOOL_ADMIN, school_id="S3"),
+        # tutoring: a coordinator of region R1's projects, a volunteer tutor, a council member
+        "coord1": Grant(Role.TUTORING_COORDINATOR, region_id="R1"),
+        "volunteer1": Grant(Role.VOLUNTEER),
+        "council1": Grant(Role.COUNCIL_MEMBER),
     }
     for login, grant in grants.items():
         u = create_user(db, login, f"User {login}", [grant], password=password_of(login))

@@ -121,10 +121,10 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.CANTEEN_MANAGER: "school",
     R.PARENT: "children",
     R.TUTORING_COORDINATOR: "region",
-    # what a volunteer or a council member may touch is their own (groups, scores): the
-    # tutoring service narrows it by their account, not by a school
-    R.VOLUNTEER: "all",
-    R.COUNCIL_MEMBER: "all",
+    # "own": a volunteer's own groups, a council member's own scores; no school, class or
+    # student is in this scope (the tutoring service narrows by the user's account)
+    R.VOLUNTEER: "own",
+    R.COUNCIL_MEMBER: "own",
 }
 
 

@@ -40,6 +40,7 @@ MODULES = (
     "server.parent.routes",
     "server.canteen.routes",
     "server.edges.routes",
+    "server.tutoring.routes",
 )
 
 

@@ -385,14 +385,14 @@ def _subjects_of(db: Session, student_pk: int) -> dict[int, str]:
 
 def may_see_project(who: Principal, perm: str, project: Project) -> bool:
     """The operator everywhere; a regional operator or coordinator in their region's projects;
-    a volunteer or council member (scope "all") in every project, narrowed to their own
+    a volunteer or council member (scope "own") in every project, narrowed to their own
     groups and scores by the functions that serve them."""
     roles = PERMISSIONS[perm]
     for g in who.grants:
         if g.role not in roles:
             continue
         scope = SCOPE_OF_ROLE[g.role]
-        if scope == "all" or (scope == "region" and g.region_id == project.region_id):
+        if scope in ("all", "own") or (scope == "region" and g.region_id == project.region_id):
             return True
     return False
 
@@ -803,11 +803,13 @@ def survey_summary(db: Session, survey: Survey, by: str) -> list[tuple[str, int,
 
 # ------------------------------------------------------------------------- expert council
 
+N_ = str  # marks a message for the catalogue test; translated where shown
+
 APPLICATION_CRITERIA = (
-    ("motivation", "Motivation", 2, 10),
-    ("knowledge", "Knowledge of the subject", 2, 10),
-    ("experience", "Experience with students", 1, 10),
-    ("availability", "Time available", 1, 10),
+    ("motivation", N_("Motivation"), 2, 10),
+    ("knowledge", N_("Knowledge of the subject"), 2, 10),
+    ("experience", N_("Experience with students"), 1, 10),
+    ("availability", N_("Time available"), 1, 10),
 )
 
 
@@ -1149,17 +1151,17 @@ def decide_awards(
 
 
 INDICATORS = (
-    ("meetings", "Meetings held"),
-    ("people_reached", "People reached"),
-    ("survey_answers", "Survey answers"),
-    ("applicants", "Volunteer applicants"),
-    ("volunteers_selected", "Volunteers selected"),
-    ("students_taught", "Students taught"),
-    ("low_income_students", "Of them from low-income families"),
-    ("exam_takers", "National exam takers"),
-    ("exam_grants", "National exam grants won"),
-    ("olympiad_places", "Olympiad places"),
-    ("awards", "Volunteers awarded"),
+    ("meetings", N_("Meetings held")),
+    ("people_reached", N_("People reached")),
+    ("survey_answers", N_("Survey answers")),
+    ("applicants", N_("Volunteer applicants")),
+    ("volunteers_selected", N_("Volunteers selected")),
+    ("students_taught", N_("Students taught")),
+    ("low_income_students", N_("Of them from low-income families")),
+    ("exam_takers", N_("National exam takers")),
+    ("exam_grants", N_("National exam grants won")),
+    ("olympiad_places", N_("Olympiad places")),
+    ("awards", N_("Volunteers awarded")),
 )
 
 
