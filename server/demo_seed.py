@@ -213,6 +213,6 @@ def seed_demo(
                 .where(StudentGuardian.student_pk == students[0].pk)
             ).scalar_one()
             g.user_pk = user.pk
-    tutoring_demo.seed_demo(session, region=region)
+    tutoring_demo.seed_demo(session, region=region, password=DEMO_PASSWORD)
     session.flush()
     return accounts

@@ -146,7 +146,8 @@ def rank_awards(
         return sum((parts[k] * w for k, w in weights.items()), Fraction(0)) / total
 
     ranked = sorted(metrics, key=lambda m: (-score(m), m.volunteer))
+    # a volunteer with nothing to show (no hours, no attendance, no growth) is not awarded
     return [
-        AwardRank(m.volunteer, i, round_half_up(score(m), 3), i <= places)
+        AwardRank(m.volunteer, i, round_half_up(score(m), 3), i <= places and score(m) > 0)
         for i, m in enumerate(ranked, start=1)
     ]

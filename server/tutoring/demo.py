@@ -9,15 +9,45 @@ seed's: per direction hours, volunteers, students and the mean scores before and
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from .models import ProjectStatus
-from .service import ImportResult, get_project, import_project
+from server.accounts.access import Grant, Role
+from server.accounts.models import User
+from server.accounts.service import create_user
+from server.clock import now_ms
+
+from .models import (
+    Assignment,
+    Attendance,
+    Conflict,
+    CouncilMember,
+    CouncilScore,
+    Group,
+    GroupMember,
+    Lesson,
+    Project,
+    ProjectStatus,
+    TestResult,
+    Volunteer,
+    VolunteerStatus,
+)
+from .service import (
+    DEFAULT_TIMES,
+    ImportResult,
+    applications_of,
+    criteria_of,
+    decide_selection,
+    directions_of,
+    get_project,
+    import_project,
+)
 
 PROJECT = "birgemiz-bilim"
 NAME = "Birgemiz: Bilim"
@@ -175,8 +205,26 @@ FACTS = {
 }
 
 
-def seed_demo(db: Session, *, region: str | None = None) -> ImportResult | None:
-    """Loads the seed project once (None when it is there already). Caller commits."""
+COUNCIL = (
+    "Council Member A",
+    "Council Member B",
+    "Council Member C",
+    "Council Member D",
+    "Council Member E",
+)
+APPLICANTS = 203  # "200+" applied; the council chose 110
+DEMO_ACCOUNTS = (
+    ("coordinator", Role.TUTORING_COORDINATOR, "tutoring project coordinator"),
+    ("tutor", Role.VOLUNTEER, "volunteer tutor V001 (attendance journal)"),
+    ("council", Role.COUNCIL_MEMBER, "member of the expert council"),
+)
+
+
+def seed_demo(
+    db: Session, *, region: str | None = None, password: str | None = None
+) -> ImportResult | None:
+    """Loads the seed project once (None when it is there already), with its council and, given
+    a ``password``, the accounts of DEMO_ACCOUNTS. Caller commits."""
     if get_project(db, PROJECT) is not None:
         return None
     result = import_project(
@@ -194,4 +242,141 @@ def seed_demo(db: Session, *, region: str | None = None) -> ImportResult | None:
     assert project is not None
     project.plan = dict(PLAN)
     project.facts = dict(FACTS)
+    _groups_and_journals(db, project)
+    member_pks = _council(db, project)
+    if password is not None:
+        _accounts(db, project, region, password, member_pks[0])
     return result
+
+
+def _council(db: Session, project: Project, seed: int = 3) -> list[int]:
+    """Five members; 93 more applicants; every member scores every application on the published
+    criteria (the 110 selected higher); member B declares one conflict of interest; the
+    selection is decided (110 places) and kept as the protocol."""
+    rng = random.Random(seed)
+    now = now_ms()
+    members = [CouncilMember(project_pk=project.pk, full_name=n) for n in COUNCIL]
+    db.add_all(members)
+    known = applications_of(db, project)
+    extra = [
+        Volunteer(
+            project_pk=project.pk,
+            code=f"A{i:03d}",
+            district=DISTRICTS[i % len(DISTRICTS)],
+            created_at_ms=now,
+        )
+        for i in range(1, APPLICANTS - len(known) + 1)
+    ]
+    db.add_all(extra)
+    db.flush()
+    criteria = criteria_of(db, project)
+    rows = []
+    for v in [*known, *extra]:
+        lo, hi = (7, 10) if v.status == VolunteerStatus.SELECTED else (2, 6)
+        for m in members:
+            for c in criteria:
+                rows.append(
+                    {
+                        "volunteer_pk": v.pk,
+                        "member_pk": m.pk,
+                        "criterion_pk": c.pk,
+                        "score": rng.randint(lo, hi),
+                        "at_ms": now,
+                    }
+                )
+    db.execute(insert(CouncilScore), rows)
+    db.add(
+        Conflict(
+            volunteer_pk=known[0].pk,
+            member_pk=members[1].pk,
+            reason="a relative of the applicant",
+            at_ms=now,
+        )
+    )
+    db.flush()
+    decide_selection(db, None, project, 110, dt.date(2026, 2, 20))
+    return [m.pk for m in members]
+
+
+def _accounts(
+    db: Session, project: Project, region: str | None, password: str, member_pk: int
+) -> None:
+    for login, role, _what in DEMO_ACCOUNTS:
+        if db.execute(select(User.pk).where(User.login == login)).first() is not None:
+            continue
+        grant = Grant(role, region_id=region) if role is Role.TUTORING_COORDINATOR else Grant(role)
+        user = create_user(db, login, f"Demo {login}", [grant], password=password)
+        user.must_change_password = False
+        if role is Role.VOLUNTEER:
+            v = db.execute(
+                select(Volunteer).where(
+                    Volunteer.project_pk == project.pk, Volunteer.code == "V001"
+                )
+            ).scalar_one()
+            v.user_pk = user.pk
+        elif role is Role.COUNCIL_MEMBER:
+            db.get_one(CouncilMember, member_pk).user_pk = user.pk
+    db.flush()
+
+
+def _groups_and_journals(db: Session, project: Project, seed: int = 2) -> None:
+    """One group per volunteer (their direction and subject), the direction's students dealt
+    round-robin into its groups, a session every week (two hours each, up to the direction's
+    hours) and the attendance marks of each session."""
+    rng = random.Random(seed)
+    start = dt.date(2026, 3, 2)
+    for d in directions_of(db, project.pk):
+        assigned = db.execute(
+            select(Assignment.volunteer_pk, Assignment.subject_pk)
+            .where(Assignment.direction_pk == d.pk)
+            .order_by(Assignment.volunteer_pk)
+        ).all()
+        students = list(
+            db.execute(
+                select(TestResult.participant_pk)
+                .where(TestResult.direction_pk == d.pk)
+                .distinct()
+                .order_by(TestResult.participant_pk)
+            ).scalars()
+        )
+        groups = []
+        for i, (volunteer_pk, subject_pk) in enumerate(assigned):
+            g = Group(
+                direction_pk=d.pk,
+                subject_pk=subject_pk,
+                volunteer_pk=volunteer_pk,
+                name=f"{d.name[:90]} {i + 1}",
+                slot=rng.choice(DEFAULT_TIMES),
+            )
+            db.add(g)
+            groups.append(g)
+        db.flush()
+        members: dict[int, list[int]] = {g.pk: [] for g in groups}
+        for i, participant in enumerate(students):
+            members[groups[i % len(groups)].pk].append(participant)
+        db.execute(
+            insert(GroupMember),
+            [{"group_pk": g, "participant_pk": p} for g, ps in members.items() for p in ps],
+        )
+        for g in groups:
+            rate = rng.uniform(0.7, 0.97)
+            lessons = [
+                Lesson(group_pk=g.pk, held_on=start + dt.timedelta(weeks=w), hours=2)
+                for w in range(d.hours // 2)
+            ]
+            db.add_all(lessons)
+            db.flush()
+            rows = [
+                {
+                    "session_pk": lesson.pk,
+                    "participant_pk": p,
+                    "present": rng.random() < rate,
+                    "marked_by": None,
+                    "marked_at_ms": 0,
+                }
+                for lesson in lessons
+                for p in members[g.pk]
+            ]
+            if rows:
+                db.execute(insert(Attendance), rows)
+    db.flush()

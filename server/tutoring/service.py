@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from protocol.messages import ConsentKind
@@ -186,9 +186,8 @@ def _store(
             db.execute(select(Student.ref, Student.pk).where(Student.ref.in_(wanted))).all()
         )
     for t in checked.tests:
-        p = students.get(t.student)
-        if p is None:
-            p = Participant(
+        if t.student not in students:
+            students[t.student] = Participant(
                 project_pk=project.pk,
                 code=t.student,
                 student_pk=refs.get(t.student),
@@ -197,16 +196,20 @@ def _store(
                 low_income=t.low_income,
                 created_at_ms=now,
             )
-            db.add(p)
-            db.flush()
-            students[t.student] = p
-        db.add(
-            TestResult(
-                participant_pk=p.pk,
-                direction_pk=directions[key(t.direction)].pk,
-                phase=t.phase,
-                score_centi=t.score_centi,
-            )
+    db.add_all(students.values())
+    db.flush()
+    if checked.tests:
+        db.execute(
+            insert(TestResult),
+            [
+                {
+                    "participant_pk": students[t.student].pk,
+                    "direction_pk": directions[key(t.direction)].pk,
+                    "phase": t.phase,
+                    "score_centi": t.score_centi,
+                }
+                for t in checked.tests
+            ],
         )
     db.flush()
     audit(
@@ -983,7 +986,7 @@ def council_ranking(db: Session, project: Project, places: int) -> list[RankedAp
 
 
 def decide_selection(
-    db: Session, who: Principal, project: Project, places: int, today: dt.date
+    db: Session, who: Principal | None, project: Project, places: int, today: dt.date
 ) -> Decision:
     """The council's decision: the first ``places`` applications are selected, the others
     not; the ranking is kept as it was (the protocol)."""
@@ -1012,7 +1015,7 @@ def decide_selection(
             }
             for r in ranking
         ],
-        recorded_by=who.user_pk,
+        recorded_by=who.user_pk if who is not None else None,
         at_ms=now_ms(),
     )
     db.add(decision)

@@ -21,6 +21,8 @@ from server.tutoring import demo
 from server.tutoring.models import Participant, Project, TestResult
 from server.tutoring.service import (
     TutoringError,
+    award_ranking,
+    council_ranking,
     course_results_for_student,
     enrol_student,
     get_project,
@@ -157,6 +159,15 @@ def test_demo_reproduces_seed_001(db: Session) -> None:
         ("Олимпиадалар мен ғылыми жобаларға дайындық", 48, 17, 128, 56.0, 81.0, 25.0),
     ]
     assert sum(r["students"] for r in rows) == 1618
+    # the council chose 110 of 203 applicants; member B's conflict is left out of V001's mean
+    ranking = council_ranking(db, project, 110)
+    assert len(ranking) == 203 and sum(r.ranked.selected for r in ranking) == 110
+    assert {r.volunteer.code[0] for r in ranking if r.ranked.selected} == {"V"}
+    v001 = next(r for r in ranking if r.volunteer.code == "V001")
+    assert v001.excluded_names == ["Council Member B"] and len(v001.ranked.members) == 4
+    # awards on the published criteria: the groups' journals and tests give every volunteer a score
+    awards = award_ranking(db, project, 35)
+    assert len(awards) == 110 and sum(a.awarded for a in awards) == 35
 
 
 def _consent(db: Session, world: World, ref: str, kind: ConsentKind, granted: bool) -> None:
