@@ -138,7 +138,9 @@ def project_files(seed: int = 1) -> dict[str, tuple[str, bytes]]:
     """The three spreadsheets of the seed project (CSV)."""
     rng = random.Random(seed)
     directions: list[list[object]] = [["direction", "hours", "subject"]]
-    assignments: list[list[object]] = [["volunteer", "direction", "subject"]]
+    assignments: list[list[object]] = [
+        ["volunteer", "direction", "subject", "training_pre", "training_post"]
+    ]
     tests: list[list[object]] = [
         ["student", "direction", "test", "score", "district", "grade", "low_income"]
     ]
@@ -151,7 +153,10 @@ def project_files(seed: int = 1) -> dict[str, tuple[str, bytes]]:
         for i in range(d.volunteers):
             v += 1
             subject = d.subjects[i % len(d.subjects)] if d.subjects else ""
-            assignments.append([f"V{v:03d}", d.name, subject])
+            trained = rng.randint(45, 75)  # the volunteer's own training test
+            assignments.append(
+                [f"V{v:03d}", d.name, subject, trained, min(100, trained + rng.randint(10, 30))]
+            )
         # about 2 % took only the pre-test and 1 % only the post-test
         only_pre = d.students // 50
         only_post = d.students // 100

@@ -132,6 +132,9 @@ class Participant(Base):
     )
     district: Mapped[str] = mapped_column(String(100), default="")
     language: Mapped[str] = mapped_column(String(8), default="kk")
+    # what the student asked for (direction codes) and when they can (time slots), for matching
+    directions: Mapped[list[str]] = mapped_column(Json, default=list)
+    slots: Mapped[list[str]] = mapped_column(Json, default=list)
     grade: Mapped[int | None] = mapped_column(Integer, default=None)
     low_income: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at_ms: Mapped[int] = mapped_column(BigInteger)

@@ -134,7 +134,25 @@ def groups_page(request: Request, who: View, db: Db, project: ProjectQ = None) -
         "tutoring.view",
         project,
         "tutoring/groups.html",
-        build=lambda p: {"groups": service.groups_of_project(db, p)},
+        build=lambda p: {
+            "groups": service.groups_of_project(db, p),
+            "can_manage": service.may_see_project(who, "tutoring.manage", p),
+        },
+    )
+
+
+@router.post("/tutoring/groups/place")
+def groups_place(
+    request: Request,
+    who: Manage,
+    db: Db,
+    project: Annotated[str, Form(max_length=64)],
+) -> Response:
+    p = _managed(db, who, project)
+    result = service.place_students(db, who, p)
+    db.commit()
+    return redirect(
+        f"/tutoring/groups?project={p.code}&placed={result.placed}&unplaced={result.unplaced}"
     )
 
 

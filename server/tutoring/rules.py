@@ -87,13 +87,18 @@ class ProjectFiles:
     directions: list[DirectionRow] = field(default_factory=list)
     assignments: list[AssignmentRow] = field(default_factory=list)
     tests: list[TestRow] = field(default_factory=list)
+    # volunteer code -> their own training test (before, after), hundredths of a percent
+    training: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
     problems: list[ImportProblem] = field(default_factory=list)
 
 
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # table -> (required columns, optional columns)
     "directions": (("direction", "hours"), ("subject",)),
-    "assignments": (("volunteer", "direction"), ("subject", "name")),
+    "assignments": (
+        ("volunteer", "direction"),
+        ("subject", "name", "training_pre", "training_post"),
+    ),
     "tests": (("student", "direction", "test", "score"), ("district", "grade", "low_income")),
 }
 ALIASES = {
@@ -332,7 +337,9 @@ def _check_assignments(
     out: ProjectFiles,
 ) -> None:
     seen: dict[tuple[str, str, str], int] = {}
+    trained: dict[str, tuple[int, int | None, int | None]] = {}  # code -> (line, pre, post)
     for line, row in rows:
+        before = len(out.problems)
         code = row["volunteer"].strip()
         if not CODE_RE.fullmatch(code):
             out.problems.append(
@@ -348,6 +355,27 @@ def _check_assignments(
                 ImportProblem(fname, line, "subject", "the direction has no such subject")
             )
             continue
+        training: list[int | None] = []
+        for column in ("training_pre", "training_post"):
+            text = row.get(column, "").strip()
+            value = parse_score(text) if text else None
+            if text and value is None:
+                out.problems.append(
+                    ImportProblem(fname, line, column, "a score from 0 to 100 (e.g. 75 or 75,5)")
+                )
+            training.append(value)
+        if len(out.problems) > before:
+            continue
+        if any(t is not None for t in training):
+            prev = trained.get(code)
+            if prev is not None and (prev[1], prev[2]) != (training[0], training[1]):
+                out.problems.append(
+                    ImportProblem(
+                        fname, line, "training_pre", f"other training scores on line {prev[0]}"
+                    )
+                )
+                continue
+            trained[code] = (line, training[0], training[1])
         k = (code, key(d.name), key(subject or ""))
         if k in seen:
             out.problems.append(
@@ -356,8 +384,14 @@ def _check_assignments(
             continue
         seen[k] = line
         out.assignments.append(
-            AssignmentRow(code, d.name, subject, " ".join(row.get("name", "").split()))
+            AssignmentRow(
+                code,
+                d.name,
+                subject,
+                " ".join(row.get("name", "").split()),
+            )
         )
+    out.training = {code: (pre, post) for code, (_line, pre, post) in trained.items()}
 
 
 def _check_tests(

@@ -41,6 +41,7 @@ from .council import (
     rank_applications,
     rank_awards,
 )
+from .matching import Learner, Tutor, match_students
 from .models import (
     Assignment,
     Attendance,
@@ -164,6 +165,8 @@ def _store(
                 project_pk=project.pk,
                 code=a.volunteer,
                 full_name=a.name,
+                training_pre_centi=checked.training.get(a.volunteer, (None, None))[0],
+                training_post_centi=checked.training.get(a.volunteer, (None, None))[1],
                 status=VolunteerStatus.SELECTED,
                 created_at_ms=now,
             )
@@ -276,9 +279,18 @@ def growth_report(db: Session, project: Project) -> list[GrowthRow]:
 
 
 def enrol_student(
-    db: Session, who: Principal | None, project: Project, student: Student
+    db: Session,
+    who: Principal | None,
+    project: Project,
+    student: Student,
+    *,
+    directions: list[str] | None = None,
+    slots: list[str] | None = None,
+    language: str = "kk",
+    district: str = "",
 ) -> Participant:
-    """A live project takes a roster student only with the parent's tutoring consent."""
+    """A live project takes a roster student only with the parent's tutoring consent, with
+    the directions (codes) asked for and the time slots the student can attend."""
     if project.status != ProjectStatus.LIVE:
         raise TutoringError("a finished project enrols nobody")
     if not student.active or not has_consent(db, student.pk, ConsentKind.TUTORING):
@@ -288,12 +300,25 @@ def enrol_student(
             Participant.project_pk == project.pk, Participant.student_pk == student.pk
         )
     ).scalar_one_or_none()
+    codes = {d.code for d in directions_of(db, project.pk)}
+    if directions is not None and not set(directions) <= codes:
+        raise TutoringError("not a direction of this project")
+    if slots is not None and not set(slots) <= set(DEFAULT_TIMES):
+        raise TutoringError("not a time slot of the survey")
     if existing is not None:
+        if directions is not None:
+            existing.directions = sorted(set(existing.directions or []) | set(directions))
+        if slots is not None:
+            existing.slots = sorted(set(slots))
         return existing
     p = Participant(
         project_pk=project.pk,
         code=student.ref,
         student_pk=student.pk,
+        directions=sorted(set(directions or [])),
+        slots=sorted(set(slots or [])),
+        language=language[:8],
+        district=district[:100],
         created_at_ms=now_ms(),
     )
     db.add(p)
@@ -1210,3 +1235,117 @@ def indicators(db: Session, project: Project) -> list[tuple[str, str, int | None
             (k, label, None if plan is None else int(plan), None if fact is None else int(fact))
         )
     return out
+
+
+# --------------------------------------------------------------- placing students in groups
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    placed: int
+    unplaced: int
+    groups_created: int
+
+
+def place_students(db: Session, who: Principal | None, project: Project) -> Placement:
+    """Puts every student not yet in a group of a direction they take (a test in it, or asked
+    for it at enrolment) into a selected volunteer's group by ``matching.match_students``
+    (direction, subject, district, language, time slots, capacity left). A volunteer's group
+    per time slot is created when needed. A student or volunteer with no slots recorded is
+    taken to be free at every slot of the survey."""
+    placed = unplaced = created = 0
+    for d in directions_of(db, project.pk):
+        in_groups = set(
+            db.execute(
+                select(GroupMember.participant_pk)
+                .join(Group, Group.pk == GroupMember.group_pk)
+                .where(Group.direction_pk == d.pk)
+            ).scalars()
+        )
+        tested = set(
+            db.execute(
+                select(TestResult.participant_pk).where(TestResult.direction_pk == d.pk)
+            ).scalars()
+        )
+        participants = db.execute(
+            select(Participant).where(Participant.project_pk == project.pk)
+        ).scalars()
+        learners = [
+            Learner(
+                str(p.pk),
+                d.code,
+                None,
+                p.district,
+                p.language,
+                frozenset(p.slots or DEFAULT_TIMES),
+            )
+            for p in participants
+            if (p.pk in tested or d.code in (p.directions or [])) and p.pk not in in_groups
+        ]
+        if not learners:
+            continue
+        tutors = []
+        groups_of: dict[tuple[int, str], Group] = {}
+        for g in db.execute(select(Group).where(Group.direction_pk == d.pk)).scalars():
+            groups_of[(g.volunteer_pk, g.slot)] = g
+        load = dict(
+            db.execute(
+                select(Group.volunteer_pk, func.count())
+                .join(GroupMember, GroupMember.group_pk == Group.pk)
+                .where(Group.direction_pk == d.pk)
+                .group_by(Group.volunteer_pk)
+            ).all()
+        )
+        subjects: dict[int, set[str]] = {}
+        for vpk, sname in db.execute(
+            select(Assignment.volunteer_pk, Subject.name)
+            .outerjoin(Subject, Subject.pk == Assignment.subject_pk)
+            .where(Assignment.direction_pk == d.pk)
+        ).all():
+            subjects.setdefault(vpk, set())
+            if sname is not None:
+                subjects[vpk].add(sname)
+        for v in db.execute(
+            select(Volunteer).where(
+                Volunteer.pk.in_(list(subjects)), Volunteer.status == VolunteerStatus.SELECTED
+            )
+        ).scalars():
+            tutors.append(
+                Tutor(
+                    str(v.pk),
+                    d.code,
+                    frozenset(subjects[v.pk]),
+                    v.district,
+                    frozenset(x.strip() for x in v.languages.split(",") if x.strip()),
+                    frozenset(v.slots or DEFAULT_TIMES),
+                    max(0, v.capacity - int(load.get(v.pk, 0))),
+                )
+            )
+        result = match_students(learners, tutors)
+        for m in result.matches:
+            vpk = int(m.tutor)
+            group = groups_of.get((vpk, m.slot))
+            if group is None:
+                code = db.get_one(Volunteer, vpk).code
+                group = Group(
+                    direction_pk=d.pk,
+                    volunteer_pk=vpk,
+                    name=f"{d.name[:60]} · {code} · {m.slot}",
+                    slot=m.slot,
+                )
+                db.add(group)
+                db.flush()
+                groups_of[(vpk, m.slot)] = group
+                created += 1
+            db.add(GroupMember(group_pk=group.pk, participant_pk=int(m.learner)))
+        placed += len(result.matches)
+        unplaced += len(result.unmatched)
+    db.flush()
+    audit(
+        db,
+        who,
+        "change",
+        "tutoring_groups",
+        summary=f"project {project.code}: {placed} students placed, {unplaced} not, {created} groups",
+    )
+    return Placement(placed, unplaced, created)

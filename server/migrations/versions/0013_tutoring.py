@@ -551,6 +551,16 @@ def upgrade() -> None:
         ),
         sa.Column("district", sa.String(length=100), nullable=False),
         sa.Column("language", sa.String(length=8), nullable=False),
+        sa.Column(
+            "directions",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "slots",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("grade", sa.Integer(), nullable=True),
         sa.Column("low_income", sa.Boolean(), nullable=False),
         sa.Column("created_at_ms", sa.BigInteger(), nullable=False),

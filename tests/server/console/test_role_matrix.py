@@ -287,6 +287,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/tutoring/ranking"): R("tutoring.view", "list"),
     ("GET", "/tutoring/indicators"): R("tutoring.view", "list"),
     ("GET", "/tutoring/protocol"): R("tutoring.view", "opaque"),
+    ("POST", "/tutoring/groups/place"): R("tutoring.manage", "opaque", form={"project": "no-such"}),
     ("GET", "/tutoring/journal"): R("tutoring.journal", "list"),
     ("POST", "/tutoring/journal/session"): R(
         "tutoring.journal", "opaque", form={"group": "1", "held_on": "{today}"}

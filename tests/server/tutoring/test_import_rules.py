@@ -113,3 +113,22 @@ def test_hours_disagree() -> None:
     assert [p.as_tuple() for p in out.problems] == [
         ("directions.csv", 3, "hours", "the direction has 8 hours on line 2")
     ]
+
+
+def test_volunteer_training_scores() -> None:
+    assignments = (
+        "volunteer,direction,subject,training_pre,training_post\n"
+        'V1,English,,55,"80,5"\n'
+        "V2,ұбт,математика,,\n"
+        "V3,English,,50,70\n"
+        "V3,ұбт,тарих,51,70\n"  # V3 again with other scores
+        "V4,English,,101,70\n"
+    )
+    out = check_files(files(assignments=assignments.encode()))
+    assert [p.as_tuple() for p in out.problems] == [
+        ("assignments.csv", 5, "training_pre", "other training scores on line 4"),
+        ("assignments.csv", 6, "training_pre", "a score from 0 to 100 (e.g. 75 or 75,5)"),
+    ]
+    out = check_files(files(assignments=assignments.encode().rsplit(b"\n", 3)[0] + b"\n"))
+    assert out.problems == []
+    assert out.training == {"V1": (5500, 8050), "V3": (5000, 7000)}

@@ -4,22 +4,32 @@ interest, the decision and its PDF protocol, and the needs survey through one-ti
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from protocol.messages import ConsentKind
 from server.accounts.access import Grant, Role
 from server.accounts.service import create_user
 from server.audit.models import AuditEntry
+from server.clock import now_ms
+from server.people.models import Consent, Student
 from server.tutoring.models import (
     Attendance,
+    Award,
     CouncilScore,
+    Criterion,
     Decision,
+    Group,
+    GroupMember,
     Project,
     SurveyAnswer,
     Volunteer,
 )
+from server.tutoring.service import TutoringError, enrol_student, get_project
 from tests.support.console import World, password_of
 from tests.support.tutoring import make_project
 
@@ -136,8 +146,6 @@ def test_council_scores_conflict_decision_protocol(db: Session, world: World, ma
     assert db.scalar(select(func.count()).select_from(CouncilScore)) == 4
     # the other members' scores (entered for them here) make the ranking
     other = t.members["Member Two"]
-    from server.tutoring.models import Criterion
-
     for c in db.execute(select(Criterion).where(Criterion.project_pk == project.pk)).scalars():
         db.add(CouncilScore(volunteer_pk=v2, member_pk=other, criterion_pk=c.pk, score=10, at_ms=1))
         db.add(CouncilScore(volunteer_pk=v1, member_pk=other, criterion_pk=c.pk, score=6, at_ms=1))
@@ -206,3 +214,64 @@ def test_survey_one_time_links(db: Session, world: World, make_browser) -> None:
     assert [(a.district, a.grade, a.directions) for a in answers] == [("Ақжайық", 9, codes[:1])]
     r = coord.get(f"/tutoring/survey?project={t.project}&by=district")
     assert "Ақжайық" in r.text and "English: 1" in r.text
+
+
+def test_awards_ranked_and_recorded(db: Session, world: World, make_browser) -> None:  # type: ignore[no-untyped-def]
+    t = make_project(db, world)
+    # V1: G1 held one 2-hour session (no marks yet), its students grew 30 and 25 -> 27.5;
+    # V2: G2 held none, its student grew 15. Relative to the best: V1 (1 + 0 + 1) / 3 = 0.667,
+    # V2 (0 + 0 + 15/27.5) / 3 = 0.182.
+    coord = make_browser("coord1")
+    r = coord.get(f"/tutoring/indicators?project={t.project}&places=1")
+    assert r.status_code == 200
+    rows = re.findall(
+        r'<tr><td class="num">(\d+)</td><td><code>(V\d)</code></td><td class="num">([^<]+)</td>',
+        r.text,
+    )
+    assert rows == [("1", "V1", "0.667"), ("2", "V2", "0.182")]
+    assert (
+        coord.post("/tutoring/awards/decide", {"project": t.project, "places": "1"}).status_code
+        == 303
+    )
+    awards = db.execute(select(Award)).scalars().all()
+    assert [(a.volunteer_pk, a.rank, a.score_milli) for a in awards] == [
+        (t.volunteers["V1"], 1, 667)
+    ]
+    r = coord.get(f"/tutoring/indicators?project={t.project}")
+    assert "Марапатталған волонтерлер" in r.text
+
+
+def test_place_students_by_matching(db: Session, world: World, make_browser) -> None:  # type: ignore[no-untyped-def]
+    t = make_project(db, world)
+    project = get_project(db, t.project)
+    assert project is not None
+    newcomer = db.get_one(Student, world.students["s2-7b-1"])
+    with pytest.raises(TutoringError):  # no tutoring consent yet
+        enrol_student(db, None, project, newcomer, directions=["english"])
+    db.add(
+        Consent(
+            student_pk=newcomer.pk,
+            kind=ConsentKind.TUTORING.value,
+            granted=True,
+            given_by="Parent",
+            document="Application 7",
+            signed_on=dt.date(2026, 1, 12),
+            recorded_at_ms=now_ms(),
+        )
+    )
+    db.flush()
+    p = enrol_student(db, None, project, newcomer, directions=["english"], slots=["mon-16"])
+    db.commit()
+    coord = make_browser("coord1")
+    coord.get(f"/tutoring/groups?project={t.project}")
+    r = coord.post("/tutoring/groups/place", {"project": t.project})
+    assert r.status_code == 303 and "placed=1" in r.headers["location"]
+    # V1 teaches English on Monday 16:00 in G1: the newcomer joins G1
+    g = db.execute(
+        select(Group)
+        .join(GroupMember, GroupMember.group_pk == Group.pk)
+        .where(GroupMember.participant_pk == p.pk)
+    ).scalar_one()
+    assert g.pk == t.group1
+    r = coord.post("/tutoring/groups/place", {"project": t.project})
+    assert "placed=0" in r.headers["location"]  # nobody left to place
