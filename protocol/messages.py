@@ -107,12 +107,20 @@ class ConsentKind(enum.StrEnum):
     GIFTED = "gifted"  # the gifted-children registry (decree No. 997); never sent to an edge
     # A parent's answers for the equipment survey (computer at home, family income).
     EQUIPMENT_SURVEY = "equipment_survey"
+    # taking part in a tutoring project (server only: the edges are never sent it)
+    TUTORING = "tutoring"
 
 
 class AntiPassback(enum.StrEnum):
     OFF = "off"
     SOFT = "soft"  # grant, but log the violation
     HARD = "hard"  # deny
+
+
+# Consents that only the centre acts on: never sent to an edge (least data).
+CENTRE_ONLY_CONSENTS = frozenset(
+    {ConsentKind.GIFTED, ConsentKind.TUTORING, ConsentKind.EQUIPMENT_SURVEY}
+)
 
 
 class OwnerKind(enum.StrEnum):

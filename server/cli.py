@@ -13,6 +13,7 @@ from typing import Any
 from server.badges import cli as badges_cli
 from server.gifted import cli as gifted_cli
 from server.settings import ServerSettings
+from server.tutoring import cli as tutoring_cli
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -367,6 +368,7 @@ def add_commands(subparsers: Any) -> None:
     from server.equipment.cli import add_commands as add_equipment_commands
 
     add_equipment_commands(subparsers, common)
+    tutoring_cli.add_commands(subparsers, common, _settings)
 
 
 def main(argv: list[str] | None = None) -> int:

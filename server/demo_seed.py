@@ -43,6 +43,7 @@ from server.people.models import (
 from server.people.service import add_school, student_record
 from server.policy.service import save_policy
 from server.sync.changelog import append_changes
+from server.tutoring import demo as tutoring_demo
 
 DEMO_PASSWORD = "qaqpa-demo-2026"  # the demo's accounts only; printed by `qaqpa demo`
 SURNAMES = ["Ахметов", "Серікбаев", "Жұмабаев", "Нұрланов", "Қасымов", "Иванов", "Әлиев", "Омаров"]
@@ -196,6 +197,7 @@ def seed_demo(
         DemoAccount(*a)
         for a in seed_equipment(session, school, students, region=region, password=DEMO_PASSWORD)
     ]
+    tutoring_demo.seed_demo(session, region=region, password=DEMO_PASSWORD)
     session.flush()
     badges_demo.seed_demo(session, region=region, password=DEMO_PASSWORD)
     return accounts

@@ -17,6 +17,7 @@ from server.policy import models as policy_models
 from server.roster import models as roster_models
 from server.staffpins import models as staffpins_models
 from server.sync import cardmove as cardmove_models
+from server.tutoring import models as tutoring_models
 
 Base = models.Base
 
@@ -37,4 +38,5 @@ __all__ = [
     "policy_models",
     "roster_models",
     "staffpins_models",
+    "tutoring_models",
 ]

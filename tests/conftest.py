@@ -158,6 +158,10 @@ def world(db: Session) -> World:
         "giftedr": Grant(Role.REGIONAL_GIFTED_COORDINATOR, region_id="R1"),
         "librarian1": Grant(Role.LIBRARIAN, school_id="S1"),
         "approver1": Grant(Role.REGION_APPROVER, region_id="R1"),
+        # tutoring: a coordinator of region R1's projects, a volunteer tutor, a council member
+        "coord1": Grant(Role.TUTORING_COORDINATOR, region_id="R1"),
+        "volunteer1": Grant(Role.VOLUNTEER),
+        "council1": Grant(Role.COUNCIL_MEMBER),
     }
     for login, grant in grants.items():
         u = create_user(db, login, f"User {login}", [grant], password=password_of(login))

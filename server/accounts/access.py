@@ -39,6 +39,11 @@ class Role(enum.StrEnum):
     EQUIPMENT_OFFICER = "equipment_officer"
     DISTRICT_APPROVER = "district_approver"
     REGION_APPROVER = "region_approver"
+    # tutoring (seed 001): a project's coordinator (their region's projects), a volunteer tutor
+    # (their own groups' journals) and a member of the expert council (their own scores)
+    TUTORING_COORDINATOR = "tutoring_coordinator"
+    VOLUNTEER = "volunteer"
+    COUNCIL_MEMBER = "council_member"
 
 
 R = Role
@@ -171,6 +176,18 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
         "equipment.approve_region": {R.OPERATOR, R.REGION_APPROVER},
         "equipment.accept": {R.OPERATOR, R.SCHOOL_ADMIN, R.EQUIPMENT_OFFICER},
         "equipment.lend": {R.OPERATOR, R.SCHOOL_ADMIN, R.EQUIPMENT_OFFICER, R.LIBRARIAN},
+        # tutoring: projects, growth table, indicators (aggregates, no child's name)
+        "tutoring.view": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.TUTORING_COORDINATOR,
+            R.COUNCIL_MEMBER,
+        },
+        "tutoring.manage": {R.OPERATOR, R.TUTORING_COORDINATOR},
+        # the attendance journal: a volunteer sees only their own groups
+        "tutoring.journal": {R.OPERATOR, R.TUTORING_COORDINATOR, R.VOLUNTEER},
+        # scoring applications: a council member scores only as themselves
+        "tutoring.council": {R.COUNCIL_MEMBER},
     }.items()
 }
 
@@ -196,6 +213,11 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.EQUIPMENT_OFFICER: "school",
     R.DISTRICT_APPROVER: "region",
     R.REGION_APPROVER: "region",
+    R.TUTORING_COORDINATOR: "region",
+    # "own": a volunteer's own groups, a council member's own scores; no school, class or
+    # student is in this scope (the tutoring service narrows by the user's account)
+    R.VOLUNTEER: "own",
+    R.COUNCIL_MEMBER: "own",
 }
 
 

@@ -35,6 +35,7 @@ def check_grant(g: Grant) -> None:
         "class": (False, True, True),
         "children": (False, False, False),
         "badge": (False, False, False),
+        "own": (False, False, False),
     }[scope]
     have = (g.region_id is not None, g.school_id is not None, g.class_pk is not None)
     if have != need:

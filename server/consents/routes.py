@@ -49,6 +49,7 @@ KIND_LABELS = {
     ConsentKind.NOTIFICATIONS.value: N_("Notifications to parents"),
     ConsentKind.GIFTED.value: N_("Gifted-children registry"),
     ConsentKind.EQUIPMENT_SURVEY.value: N_("Equipment survey (computer at home, family income)"),
+    ConsentKind.TUTORING.value: N_("Tutoring project"),
 }
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from protocol.messages import (
+    CENTRE_ONLY_CONSENTS,
     CategoriesSet,
     Change,
     ConsentKind,
@@ -43,6 +44,7 @@ from server.people.service import current_consent, has_consent, student_record
 from server.policy.service import school_today
 from server.sync.changelog import append_changes, load_state
 from server.sync.state import SchoolState
+from server.tutoring.service import withdraw_tutoring
 
 N_ = str  # marks a message for the catalogue test; translated where shown
 
@@ -218,11 +220,20 @@ def record_consent(
                 "student sent to the school's edges (student_upsert)",
                 N_("The student is now on the school's terminals."),
             )
-        else:
+        elif form.kind not in CENTRE_ONLY_CONSENTS:
             changes.append(ConsentSet(student_id=student.ref, consent=_record(row)))
     else:
-        changes.append(ConsentSet(student_id=student.ref, consent=_record(row)))
-        if form.kind is ConsentKind.DATA:
+        if form.kind not in CENTRE_ONLY_CONSENTS:
+            changes.append(ConsentSet(student_id=student.ref, consent=_record(row)))
+        if form.kind is ConsentKind.TUTORING:
+            removed = withdraw_tutoring(session, student.pk)
+            effect(
+                "change",
+                "tutoring",
+                f"tutoring participation removed: {removed} records (tutoring consent withdrawn)",
+                N_("The student's tutoring records were removed."),
+            )
+        elif form.kind is ConsentKind.DATA:
             cards = (
                 session.execute(
                     select(Card).where(

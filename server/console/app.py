@@ -45,6 +45,7 @@ MODULES = (
     "server.badges.routes",
     "server.staffpins.routes",
     "server.equipment.routes",
+    "server.tutoring.routes",
 )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from protocol.messages import ConsentKind, ConsentRecord, StudentRecord
+from protocol.messages import CENTRE_ONLY_CONSENTS, ConsentKind, ConsentRecord, StudentRecord
 from server.devices import ensure_school
 from server.models import Region, School
 from server.people.models import Consent, SchoolClass, Student
@@ -73,8 +73,8 @@ def build_student_record(
             strict=False,
         )
         for kind in ConsentKind
-        # The registry's consent is the server's alone: an edge has no use for it.
-        if kind is not ConsentKind.GIFTED and (c := consents.get(kind)) is not None
+        # Consents the edges decide nothing on stay at the centre (least data).
+        if kind not in CENTRE_ONLY_CONSENTS and (c := consents.get(kind)) is not None
     ]
     return StudentRecord(
         id=student.ref,

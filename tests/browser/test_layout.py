@@ -20,7 +20,15 @@ ARTIFACTS = Path(os.environ.get("QAQPA_ARTIFACTS", "/tmp/qaqpa-artifacts")) / "l
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SAMPLE = {
-    "admin1": ["/", "/students", "/cards", "/consents", "/reports/attendance", "/canteen", "/policy"],
+    "admin1": [
+        "/",
+        "/students",
+        "/cards",
+        "/consents",
+        "/reports/attendance",
+        "/canteen",
+        "/policy",
+    ],
     "duty1": ["/", "/refused", "/status", "/reports/evacuation"],
     "teacher1": ["/", "/students", "/reports/attendance"],
     "canteen1": ["/", "/canteen", "/reports/meals"],
@@ -64,7 +72,9 @@ def test_pages_fit_a_desktop_and_a_phone(app: Any, world: World, login: str) -> 
                 page.screenshot(path=str(shot), full_page=True)
                 found = page.evaluate(OVERFLOW)
                 if found["page"] > 1:
-                    problems.append(f"{name} {path}: the page scrolls sideways by {found['page']} px")
+                    problems.append(
+                        f"{name} {path}: the page scrolls sideways by {found['page']} px"
+                    )
                 if name == "desktop" and found["tables"]:
                     problems.append(f"{name} {path}: tables wider than 1280 px: {found['tables']}")
                 if name == "phone":

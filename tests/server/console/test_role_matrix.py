@@ -471,6 +471,42 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/equipment/parent/{pk}/survey"): R(
         "parent.view", "student", form={"campaign": "999999", "agree": "1"}
     ),
+    # tutoring: pages of a project (the first visible one without ?project=); writes act on
+    # ids or codes (opaque: a refusal or a 404, never a crash); the survey link is public
+    ("GET", "/tutoring"): R("tutoring.view", "list"),
+    ("GET", "/tutoring/growth"): R("tutoring.view", "list"),
+    ("GET", "/tutoring/volunteers"): R("tutoring.view", "list"),
+    ("GET", "/tutoring/groups"): R("tutoring.view", "list"),
+    ("GET", "/tutoring/ranking"): R("tutoring.view", "list"),
+    ("GET", "/tutoring/indicators"): R("tutoring.view", "list"),
+    ("GET", "/tutoring/protocol"): R("tutoring.view", "opaque"),
+    ("POST", "/tutoring/groups/place"): R("tutoring.manage", "opaque", form={"project": "no-such"}),
+    ("GET", "/tutoring/journal"): R("tutoring.journal", "list"),
+    ("POST", "/tutoring/journal/session"): R(
+        "tutoring.journal", "opaque", form={"group": "1", "held_on": "{today}"}
+    ),
+    ("POST", "/tutoring/journal/attendance"): R(
+        "tutoring.journal", "opaque", form={"session": "1"}
+    ),
+    ("GET", "/tutoring/council"): R("tutoring.council", "list"),
+    ("POST", "/tutoring/council/score"): R("tutoring.council", "opaque", form={"volunteer": "1"}),
+    ("POST", "/tutoring/council/conflict"): R(
+        "tutoring.council", "opaque", form={"volunteer": "1", "reason": "matrix"}
+    ),
+    ("POST", "/tutoring/ranking/decide"): R(
+        "tutoring.manage", "opaque", form={"project": "no-such", "places": "1"}
+    ),
+    ("POST", "/tutoring/awards/decide"): R(
+        "tutoring.manage", "opaque", form={"project": "no-such", "places": "1"}
+    ),
+    ("GET", "/tutoring/survey"): R("tutoring.manage", "list"),
+    ("POST", "/tutoring/survey/links"): R(
+        "tutoring.manage",
+        "opaque",
+        form={"project": "no-such", "district": "D", "school": "S", "grade": "9"},
+    ),
+    ("GET", "/tutoring/s/{token}"): R(None, "public", skip="a one-time survey link"),
+    ("POST", "/tutoring/s/{token}"): R(None, "public", skip="a one-time survey link"),
 }
 
 STUDENT_KINDS = {"student", "card", "membership", "guardian"}
@@ -491,6 +527,9 @@ ROLES = [
     "giftedr",
     "librarian1",
     "approver1",
+    "coord1",
+    "volunteer1",
+    "council1",
 ]
 TARGET_STUDENTS = ["s1-3a-1", "s1-7b-1", "s2-3a-1", "s3-3a-1"]
 # Tables a signed-in request may touch whatever it does (sessions, sign-in times).
