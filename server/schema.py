@@ -6,12 +6,16 @@ from server import models
 from server.accounts import models as accounts_models
 from server.audit import models as audit_models
 from server.canteen import models as canteen_models
+from server.cardfee import models as cardfee_models
 from server.cards import models as cards_models
 from server.consents import models as consents_models
+from server.duty import models as duty_models
 from server.notify import models as notify_models
 from server.people import models as people_models
 from server.policy import models as policy_models
+from server.retention import models as retention_models
 from server.roster import models as roster_models
+from server.trustees import models as trustees_models
 
 Base = models.Base
 
@@ -20,11 +24,15 @@ __all__ = [
     "accounts_models",
     "audit_models",
     "canteen_models",
+    "cardfee_models",
     "cards_models",
     "consents_models",
+    "duty_models",
     "models",
     "notify_models",
     "people_models",
     "policy_models",
+    "retention_models",
     "roster_models",
+    "trustees_models",
 ]
