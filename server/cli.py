@@ -352,6 +352,10 @@ def add_commands(subparsers: Any) -> None:
     )
     p.set_defaults(func=_user_add)
 
+    from server.retention.cli import add_commands as retention_commands
+
+    retention_commands(subparsers, common)
+
     p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -97,19 +97,13 @@ def upgrade() -> None:
         sa.Column("card_pk", sa.BigInteger(), nullable=True, unique=True),
         sa.Column("amount_tiyn", sa.BigInteger(), nullable=False),
         sa.Column("paid_by", sa.String(8), nullable=False),
-        sa.Column(
-            "ledger_entry_id", BigId, sa.ForeignKey("canteen_entries.id"), nullable=True
-        ),
+        sa.Column("ledger_entry_id", BigId, sa.ForeignKey("canteen_entries.id"), nullable=True),
         sa.Column("at_ms", sa.BigInteger(), nullable=False),
         sa.Column("booked_by", BigId, sa.ForeignKey("users.pk"), nullable=True),
         sa.CheckConstraint("amount_tiyn > 0", name="ck_card_fee_payments_positive"),
-        sa.CheckConstraint(
-            "paid_by IN ('cash', 'balance')", name="ck_card_fee_payments_paid_by"
-        ),
+        sa.CheckConstraint("paid_by IN ('cash', 'balance')", name="ck_card_fee_payments_paid_by"),
     )
-    op.create_index(
-        "ix_card_fee_payments_school_at", "card_fee_payments", ["school_id", "at_ms"]
-    )
+    op.create_index("ix_card_fee_payments_school_at", "card_fee_payments", ["school_id", "at_ms"])
     op.create_index("ix_card_fee_payments_student_pk", "card_fee_payments", ["student_pk"])
     op.create_table(
         "parent_concerns",
