@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import column, delete, func, select, table, update
 from sqlalchemy.orm import Session
 
 from protocol.messages import CardUnbind, Change, StudentRemove
@@ -25,18 +25,21 @@ from server.accounts.models import Invitation, RoleGrant, User, WebSession
 from server.audit.service import audit
 from server.canteen.models import LedgerEntry, ParentLimits
 from server.cards.models import Card, CardStatus
-from server.consents.models import StudentCategory
 from server.models import ChangeLogEntry, School, StoredEvent
 from server.notify.models import NotifyPreference, OutboxMessage
 from server.people.models import Consent, Guardian, Student, StudentGuardian
 from server.retention import rules
 from server.retention.models import Erasure, InactiveSince, RetentionSetting
-from server.roster.models import ImportPreview
 from server.sync.changelog import append_changes, load_state
 
 log = logging.getLogger(__name__)
 
 PREVIEW_TTL_MS = 3_600_000
+# The consents module's table of social categories, named here without importing that module
+# (it calls this one when data consent is withdrawn).
+_categories = table("student_categories", column("student_pk"), column("document"))
+# The roster's previews of uploads (the roster module imports the consents module too).
+_previews = table("roster_import_previews", column("school_id"), column("created_at_ms"))
 CONSENT_WITHDRAWN = "consent_withdrawn"
 RETENTION_PERIOD = "retention_period"
 
@@ -165,7 +168,7 @@ def _erase_one(session: Session, st: Student, token: str, now: int, counts: Coun
     )
     counts["student_categories"] += _n(
         session.execute(
-            update(StudentCategory).where(StudentCategory.student_pk == st.pk).values(document="")
+            update(_categories).where(_categories.c.student_pk == st.pk).values(document="")
         )
     )
     for card in session.scalars(select(Card).where(Card.student_pk == st.pk)):
@@ -241,9 +244,9 @@ def erase_students(
     # previews of roster uploads past their hour (they hold children's rows)
     out.counts["import_previews"] += _n(
         session.execute(
-            delete(ImportPreview).where(
-                ImportPreview.school_id == school,
-                ImportPreview.created_at_ms < now - PREVIEW_TTL_MS,
+            delete(_previews).where(
+                _previews.c.school_id == school,
+                _previews.c.created_at_ms < now - PREVIEW_TTL_MS,
             )
         )
     )
