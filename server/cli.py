@@ -355,6 +355,9 @@ def add_commands(subparsers: Any) -> None:
     from server.retention.cli import add_commands as retention_commands
 
     retention_commands(subparsers, common, _settings)
+    from server.duty.cli import add_commands as duty_commands
+
+    duty_commands(subparsers, common, _settings)
 
     p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")

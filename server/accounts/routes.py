@@ -57,12 +57,14 @@ GRANTABLE: dict[Role, set[Role]] = {
         Role.DUTY_DEPUTY,
         Role.CLASS_TEACHER,
         Role.SOCIAL_PEDAGOGUE,
+        Role.SENIOR_COUNSELLOR,
         Role.CANTEEN_MANAGER,
     },
     Role.SCHOOL_ADMIN: {
         Role.DUTY_DEPUTY,
         Role.CLASS_TEACHER,
         Role.SOCIAL_PEDAGOGUE,
+        Role.SENIOR_COUNSELLOR,
         Role.CANTEEN_MANAGER,
     },
 }

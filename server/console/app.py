@@ -40,6 +40,9 @@ MODULES = (
     "server.parent.routes",
     "server.canteen.routes",
     "server.edges.routes",
+    "server.duty.routes",
+    "server.cardfee.routes",
+    "server.trustees.routes",
 )
 
 

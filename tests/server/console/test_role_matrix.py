@@ -275,6 +275,11 @@ ROUTES: dict[tuple[str, str], Rule] = {
         ("canteen.manage", "parent.view"), "student", gate="session"
     ),
     ("GET", "/canteen/voucher/redeem"): R("canteen.manage", "list"),
+    # duty roster
+    ("GET", "/duty"): R("duty.view", "list"),
+    ("POST", "/schools/{school}/duty"): R(
+        "duty.plan", "school", form={"day": "{today}", "shift": "1", "user": ""}
+    ),
     ("POST", "/canteen/voucher/redeem"): R(
         "canteen.manage", "opaque", form={"token": "not-a-token"}
     ),
