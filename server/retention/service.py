@@ -23,7 +23,6 @@ from protocol.messages import CardUnbind, Change, StudentRemove
 from server.accounts.access import Principal
 from server.accounts.models import Invitation, RoleGrant, User, WebSession
 from server.audit.service import audit
-from server.canteen.models import LedgerEntry, ParentLimits
 from server.cards.models import Card, CardStatus
 from server.models import ChangeLogEntry, School, StoredEvent
 from server.notify.models import NotifyPreference, OutboxMessage
@@ -38,6 +37,10 @@ PREVIEW_TTL_MS = 3_600_000
 # The consents module's table of social categories, named here without importing that module
 # (it calls this one when data consent is withdrawn).
 _categories = table("student_categories", column("student_pk"), column("document"))
+# The canteen's ledger entries and parents' limits (the canteen module imports the card fees,
+# which import the cards module, which imports the consents module, which calls this one).
+_entries = table("canteen_entries", column("student_pk"), column("student_ref"), column("reason"))
+_limits = table("canteen_limits", column("student_pk"))
 # The roster's previews of uploads (the roster module imports the consents module too).
 _previews = table("roster_import_previews", column("school_id"), column("created_at_ms"))
 CONSENT_WITHDRAWN = "consent_withdrawn"
@@ -147,8 +150,8 @@ def _erase_one(session: Session, st: Student, token: str, now: int, counts: Coun
             counts["events_tombstoned"] += 1
     counts["canteen_entries"] += _n(
         session.execute(
-            update(LedgerEntry)
-            .where(LedgerEntry.student_pk == st.pk)
+            update(_entries)
+            .where(_entries.c.student_pk == st.pk)
             .values(student_ref=token, reason="")
         )
     )
@@ -159,7 +162,7 @@ def _erase_one(session: Session, st: Student, token: str, now: int, counts: Coun
         session.execute(delete(NotifyPreference).where(NotifyPreference.student_pk == st.pk))
     )
     counts["canteen_limits"] += _n(
-        session.execute(delete(ParentLimits).where(ParentLimits.student_pk == st.pk))
+        session.execute(delete(_limits).where(_limits.c.student_pk == st.pk))
     )
     counts["consents"] += _n(
         session.execute(

@@ -275,6 +275,14 @@ ROUTES: dict[tuple[str, str], Rule] = {
         ("canteen.manage", "parent.view"), "student", gate="session"
     ),
     ("GET", "/canteen/voucher/redeem"): R("canteen.manage", "list"),
+    # card price and fees
+    ("GET", "/cardfees"): R("cardfee.manage", "list"),
+    ("POST", "/schools/{school}/cardfees/price"): R(
+        "cardfee.manage", "school", form={"price": "120"}
+    ),
+    ("POST", "/schools/{school}/cardfees/paid"): R(
+        "cardfee.manage", "school", form={"card": "999999", "paid_by": "cash"}
+    ),
     # duty roster
     ("GET", "/duty"): R("duty.view", "list"),
     ("POST", "/schools/{school}/duty"): R(
