@@ -156,6 +156,61 @@ class KioskConfig(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
+class StaffPageConfig(_Section):
+    listen: str = Field(
+        "127.0.0.1:8090",
+        description="host:port of the staff page (teacher's pass and other sections); "
+        "0.0.0.0:8090 to serve the school network (it works with the internet down)",
+    )
+    sign_in_terminals: list[Id] = Field(
+        default_factory=list,
+        description="terminals whose readers staff may sign in at (card, then PIN on the page "
+        "or the reader's keypad); empty: every terminal with a reader",
+    )
+    language: Lang | None = Field(
+        None, description="the page's first language (kk, ru, en); default: the edge's language"
+    )
+    session_minutes: float = Field(
+        30.0,
+        gt=0,
+        le=720,
+        description="how long a member stays signed in on a device (default 30 minutes: staff "
+        "sign in with their own card and PIN, and a shared tablet must not stay theirs)",
+    )
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate (with its chain) to serve the page over HTTPS"
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> StaffPageConfig:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both or neither")
+        return self
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @property
+    def tls(self) -> tuple[Path, Path] | None:
+        if self.tls_certfile is None or self.tls_keyfile is None:
+            return None
+        return self.tls_certfile, self.tls_keyfile
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class CanteenConfig(_Section):
     overdraft_tiyn: int = Field(
         0,
@@ -201,6 +256,12 @@ class EdgeConfig(BaseSettings):
         description="allow a plain (unencrypted) connection to a broker off loopback: a "
         "private network only",
     )
+    staff_pin_key_file: Path | None = Field(
+        None,
+        description="key of the staff PIN verifiers (HMAC; created 0600 when absent, readable "
+        "by the daemon only; without it a stolen store does not give the PINs); default "
+        "staff-pin.key beside the store",
+    )
     face_key_file: Path | None = Field(
         None,
         description="AES key of the face templates (created 0600 when absent); "
@@ -215,6 +276,16 @@ class EdgeConfig(BaseSettings):
     canteen: CanteenConfig = Field(
         default_factory=CanteenConfig, description="[canteen]: money rules at the terminal"
     )
+    staff: StaffPageConfig | None = Field(
+        None, description="[staff]: the staff page (card + PIN sign-in, teacher's pass)"
+    )
+
+    @property
+    def staff_sign_in_terminals(self) -> list[str]:
+        if self.staff is None:
+            return []
+        with_reader = [t.id for t in self.terminals if t.reader is not None]
+        return list(self.staff.sign_in_terminals) or with_reader
 
     @property
     def kiosk_terminals(self) -> list[str]:
@@ -255,6 +326,10 @@ def load_config(path: Path) -> EdgeConfig:
         cfg.policy = base / cfg.policy
     if cfg.sync_key_dir is not None and not cfg.sync_key_dir.is_absolute():
         cfg.sync_key_dir = base / cfg.sync_key_dir
+    if cfg.staff_pin_key_file is None:
+        cfg.staff_pin_key_file = cfg.store.parent / "staff-pin.key"
+    elif not cfg.staff_pin_key_file.is_absolute():
+        cfg.staff_pin_key_file = base / cfg.staff_pin_key_file
     if cfg.face_key_file is not None and not cfg.face_key_file.is_absolute():
         cfg.face_key_file = base / cfg.face_key_file
     _check_mqtt_tls(path, cfg)
@@ -275,6 +350,8 @@ def load_config(path: Path) -> EdgeConfig:
                 setattr(cfg.kiosk, name, file)
                 if not file.is_file():
                     raise ConfigError(f"{path}: kiosk.{name}: {file} is not a file")
+    if cfg.staff is not None:
+        _check_staff(path, cfg, cfg.staff)
     for i, t in enumerate(cfg.terminals):
         if t.kind is TerminalKind.TURNSTILE and t.direction is None:
             raise ConfigError(f"{path}: terminal.{i}.direction: a turnstile reader needs in or out")
@@ -291,6 +368,23 @@ def load_config(path: Path) -> EdgeConfig:
             cam = Path(t.camera)
             t.camera = str(cam if cam.is_absolute() else base / cam)
     return cfg
+
+
+def _check_staff(path: Path, cfg: EdgeConfig, staff: StaffPageConfig) -> None:
+    base = path.parent
+    with_reader = {t.id for t in cfg.terminals if t.reader is not None}
+    for j, tid in enumerate(staff.sign_in_terminals):
+        if tid not in with_reader:
+            raise ConfigError(
+                f"{path}: staff.sign_in_terminals.{j}: {tid!r} is not a terminal with a reader"
+            )
+    for name in ("tls_certfile", "tls_keyfile"):
+        file: Path | None = getattr(staff, name)
+        if file is not None:
+            file = file if file.is_absolute() else base / file
+            setattr(staff, name, file)
+            if not file.is_file():
+                raise ConfigError(f"{path}: staff.{name}: {file} is not a file")
 
 
 def _check_mqtt_tls(path: Path, cfg: EdgeConfig) -> None:

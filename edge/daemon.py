@@ -20,7 +20,15 @@ from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, utc_now
 from edge.replay import ReplayError, load_policy
 from edge.roster import load_roster
 from edge.store import EdgeStore
-from hardware.base import Feedback, Gate, Misread, PassageResult, Reader, ReaderStatus
+from hardware.base import (
+    Feedback,
+    Gate,
+    KeypadKeys,
+    Misread,
+    PassageResult,
+    Reader,
+    ReaderStatus,
+)
 from hardware.config import OsdpBuses, open_feedback, open_gate, open_reader
 from hardware.log_gate import LogGate
 from protocol.messages import AlarmCode, ConsentKind, OwnerKind
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
     from edge.faces.camera import Camera
     from edge.faces.matcher import MatchParams
     from edge.faces.service import FaceService
+    from edge.staff.capture import ReaderInput
     from edge.sync import EdgeSync
 
 log = logging.getLogger(__name__)
@@ -179,9 +188,15 @@ async def run_terminal(
     buses: OsdpBuses | None = None,
     faces: FaceService | None = None,
     kiosk: KioskHub | None = None,
+    readers: ReaderInput | None = None,
+    gates: dict[str, Actuation] | None = None,
 ) -> None:
     """One terminal: its reader's events (or its camera's faces) become taps; actuation only
     after the commit.
+
+    With the staff page on, the terminal's actuation is in ``gates`` (a teacher's pass opens it
+    through the same pipeline) and, while the page waits for a staff member's card or keypad
+    entry at this reader (``readers``), the reads go to the page instead of becoming taps.
 
     With a hardware gate the anti-passback state is written once the gate reports the passage
     (or, for a gate without a sensor, once it has been released): a student who turns back, or a
@@ -196,6 +211,8 @@ async def run_terminal(
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(reader)
         act = await Actuation.open(stack, term, pipeline, clock, reader, kiosk)
+        if gates is not None:
+            gates[term.id] = act
         camera: Camera | None = None
         if term.face_mode == "card_and_face":
             assert faces is not None and term.camera is not None
@@ -214,6 +231,12 @@ async def run_terminal(
             if isinstance(event, Misread):
                 log.debug("terminal %s: misread (%s)", term.id, event.detail)
                 continue
+            if isinstance(event, KeypadKeys):
+                if readers is None or not readers.offer_keys(term.id, event.keys):
+                    log.debug("terminal %s: keypad keys with no page waiting", term.id)
+                continue
+            if readers is not None and readers.offer_card(term.id, event.credential):
+                continue  # a staff member signing in at the staff page: no tap
             verified = None
             if camera is not None and faces is not None:
                 verified = await verify_card_face(term, store, faces, camera, event.credential)
@@ -326,6 +349,31 @@ async def open_kiosk(
     return hub
 
 
+async def open_staff_page(
+    stack: contextlib.AsyncExitStack,
+    cfg: EdgeConfig,
+    store: EdgeStore,
+    pipeline: Pipeline,
+    clock: Clock = utc_now,
+) -> tuple[ReaderInput, dict[str, Actuation]] | None:
+    """The staff page (card + PIN sign-in, the teacher's pass, other sections), served from this
+    loop; None when not configured. Returns the readers it borrows and the gates it opens (the
+    terminals fill ``gates`` as they start)."""
+    if cfg.staff is None:
+        return None
+    from edge.staff.server import StaffServer
+
+    gates: dict[str, Actuation] = {}
+    server = StaffServer.from_config(cfg, store, pipeline, gates, clock)
+    try:
+        await stack.enter_async_context(server)
+    except ssl.SSLError as err:
+        raise ConfigError(f"staff.tls_certfile / tls_keyfile: cannot be used: {err}") from err
+    except OSError as err:
+        raise ConfigError(f"staff.listen: cannot listen on {cfg.staff.listen}: {err}") from err
+    return server.readers, gates
+
+
 def open_sync(config_path: Path, cfg: EdgeConfig, store: EdgeStore) -> EdgeSync:
     """The sync of the enrolment in ``sync_key_dir``, with the config's TLS settings on top; an
     unusable enrolment or link (e.g. plain to a broker off loopback) is a ``ConfigError``."""
@@ -339,8 +387,15 @@ def open_sync(config_path: Path, cfg: EdgeConfig, store: EdgeStore) -> EdgeSync:
         "mqtt_allow_plain": cfg.mqtt_allow_plain or None,
     }
     overrides = {name: value for name, value in link.items() if value is not None}
+    from edge.staff.pins import PinKeyError, load_pin_key
+
+    assert cfg.staff_pin_key_file is not None  # load_config sets the default
     try:
-        return EdgeSync.from_key_dir(store, cfg.sync_key_dir, **overrides)
+        pin_key = load_pin_key(cfg.staff_pin_key_file)
+    except (OSError, PinKeyError) as err:
+        raise ConfigError(f"{config_path}: staff_pin_key_file: {err}") from err
+    try:
+        return EdgeSync.from_key_dir(store, cfg.sync_key_dir, pin_key=pin_key, **overrides)
     except SyncError as err:
         raise ConfigError(f"{config_path}: sync_key_dir: {err}") from err
 
@@ -386,10 +441,12 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
                 log.info("face matching on: %d templates loaded", len(faces.gallery))
             pipeline = await stack.enter_async_context(Pipeline(store))
             kiosk = await open_kiosk(stack, cfg, store, pipeline, clock)
+            staff = await open_staff_page(stack, cfg, store, pipeline, clock)
+            readers, gates = staff if staff is not None else (None, None)
             tg = await stack.enter_async_context(asyncio.TaskGroup())
             tasks = [
                 tg.create_task(
-                    run_terminal(t, pipeline, store, clock, buses, faces, kiosk),
+                    run_terminal(t, pipeline, store, clock, buses, faces, kiosk, readers, gates),
                     name=f"terminal-{t.id}",
                 )
                 for t in cfg.terminals

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,7 @@ from edge.centre import (
     DownlinkSignatures,
     write_private,
 )
+from edge.staff.delivery import BOX_KEY_FILE, BoxKeyError, PinInstaller, load_box_key
 from edge.tls import TlsSetupError, link_error, link_problem, mqtt_tls_context
 from protocol import topics
 from protocol.centre import (
@@ -65,19 +67,24 @@ from protocol.messages import (
     AlarmCode,
     CentreKeyAnnounce,
     DeviceStatus,
+    EdgeBoxKey,
     Event,
     EventAck,
     EventBatch,
+    StaffPins,
+    StaffPinsAck,
     SyncAck,
     SyncDelta,
     SyncSnapshot,
 )
+from protocol.sealing import b64, raw_public
 from protocol.signing import (
     generate_key,
     load_private_key,
     private_key_pem,
     public_key_raw,
     sign_batch,
+    sign_message,
 )
 
 if TYPE_CHECKING:
@@ -296,6 +303,9 @@ class EdgeSync:
         self._store = store
         self._settings = settings
         self._key = key
+        # staff PINs sealed to this edge (set by ``from_key_dir``): None, and they are refused
+        self.box: X25519PrivateKey | None = None
+        self.pins: PinInstaller | None = None
         if centre is None and settings.centre_key is not None:
             try:
                 centre = CentreTrust.from_b64(settings.centre_key)
@@ -345,8 +355,12 @@ class EdgeSync:
         self.failed_connections = 0
 
     @classmethod
-    def from_key_dir(cls, store: EdgeStore, key_dir: Path, **overrides: Any) -> EdgeSync:
-        """Key and MQTT login from ``qaqpa edge enrol``'s directory; ``overrides`` win."""
+    def from_key_dir(
+        cls, store: EdgeStore, key_dir: Path, *, pin_key: bytes | None = None, **overrides: Any
+    ) -> EdgeSync:
+        """Key and MQTT login from ``qaqpa edge enrol``'s directory; ``overrides`` win. With
+        ``pin_key`` (the staff PIN verifiers' key) the edge announces its box key (``box.key``
+        in the directory, created when absent) and installs PINs sealed to it."""
         key, creds = load_enrolment(key_dir)
         try:
             centre = CentreTrust.load(key_dir / CENTRE_FILE)
@@ -373,7 +387,14 @@ class EdgeSync:
             settings = SyncSettings.model_validate(values)
         except ValidationError as err:
             raise SyncError(f"{key_dir / CREDENTIALS_FILE}: {link_problem(err)}") from err
-        return cls(store, settings, key, centre)
+        sync = cls(store, settings, key, centre)
+        if pin_key is not None:
+            try:
+                sync.box = load_box_key(key_dir / BOX_KEY_FILE)
+            except (OSError, BoxKeyError) as err:
+                raise SyncError(f"{key_dir / BOX_KEY_FILE}: {err}") from err
+            sync.pins = PinInstaller(store, sync.box, pin_key)
+        return sync
 
     # ------------------------------------------------------------------------- public API
 
@@ -588,6 +609,11 @@ class EdgeSync:
         stats = await self._store.outbox_stats()
         self._publish(self._t_status, encode(self._device_status(True, stats)), retain=True)
         await self._publish_sync_ack(need_snapshot=False)
+        if self.box is not None:
+            announce = EdgeBoxKey(
+                school=self._school, device=self._device, public_key=b64(raw_public(self.box))
+            )
+            self._publish(self._t_sync_ack, sign_message(announce, self._key))
         # What was in flight on the old connection may be lost: start again from the last ack.
         self._window.rewind(time.monotonic())
         self._wake.set()
@@ -703,6 +729,8 @@ class EdgeSync:
             await self._handle_snapshot(env.message(SyncSnapshot))
         elif topic == self._t_sync and env.type_name == "centre_key":
             self._handle_key_announcement(env.message(CentreKeyAnnounce), sig)
+        elif topic == self._t_sync and env.type_name == "staff_pins":
+            await self._handle_staff_pins(env.message(StaffPins), sig)
         else:
             raise DownlinkRefused(Refusal.MALFORMED, f"{env.type_name} on the wrong topic")
         if sig is not None:  # applied: the newest accepted, and a next key now in use
@@ -755,6 +783,20 @@ class EdgeSync:
         if key_id(public) != msg.key_id:
             raise DownlinkRefused(Refusal.MALFORMED, "announced key id does not match the key")
         self._centre.announce(public)
+
+    async def _handle_staff_pins(self, msg: StaffPins, sig: CentreSignature | None) -> None:
+        """PINs only under a verified centre signature, whatever the downlink mode: anyone who
+        can publish here could seal a PIN to this edge's public key."""
+        if msg.school != self._school or msg.device != self._device:
+            raise DownlinkRefused(Refusal.WRONG_ADDRESS, "staff PINs for another device")
+        if sig is None:
+            raise DownlinkRefused(Refusal.UNSIGNED, "staff PINs must be signed by the centre")
+        if self.pins is None:
+            log.warning("staff PINs arrived but this edge has no PIN key: not installed")
+            return
+        receipts = await self.pins.install(msg)
+        ack = StaffPinsAck(school=self._school, device=self._device, receipts=receipts)
+        self._publish(self._t_sync_ack, sign_message(ack, self._key))
 
     async def _handle_ack(self, ack: EventAck) -> None:
         if ack.school != self._school or ack.device != self._device:

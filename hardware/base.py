@@ -59,7 +59,19 @@ class Misread:
     detail: str
 
 
-ReaderEvent = CredentialRead | ReaderStatus | Misread
+@dataclass(frozen=True, slots=True)
+class KeypadKeys:
+    """Keys pressed on a reader's keypad (OSDP keypad data), as ASCII: digits, ``#`` (enter)
+    and ``*`` (clear). A PIN typed here never appears in a log."""
+
+    reader_id: str
+    keys: str
+
+    def __repr__(self) -> str:  # keep typed PINs out of logs and tracebacks
+        return f"KeypadKeys(reader_id={self.reader_id!r}, keys=<{len(self.keys)}>)"
+
+
+ReaderEvent = CredentialRead | ReaderStatus | Misread | KeypadKeys
 
 
 class PassageResult(enum.StrEnum):

@@ -72,6 +72,7 @@ from hardware import wiegand
 from hardware.base import (
     CredentialRead,
     HardwareError,
+    KeypadKeys,
     Misread,
     PassageResult,
     ReaderEvent,
@@ -594,6 +595,8 @@ class OsdpBus:
         kind = event.get("event")
         if kind == osdp.Event.CardRead:
             self._card(state, event)
+        elif kind == osdp.Event.KeyPress:
+            self._keys(state, event)
         elif kind == osdp.Event.Status and event.get("type") == osdp.StatusReportType.Input:
             self._inputs(state, bytes(event.get("report", b"")))
         elif kind == osdp.Event.Notification:
@@ -611,6 +614,18 @@ class OsdpBus:
             self._emit(Misread(reader_id, str(err)))
             return
         self._emit(CredentialRead(reader_id, normalise_credential(credential), time.monotonic()))
+
+    def _keys(self, state: _PdState, event: dict[str, Any]) -> None:
+        """Keypad data: ASCII digits, CR (``#``, enter) and DEL (``*``, clear); anything else
+        is dropped. The keys themselves (a PIN) are never logged."""
+        raw = bytes(event.get("data", b""))[:32]
+        keys = "".join(
+            "#" if b == 0x0D else "*" if b == 0x7F else chr(b)
+            for b in raw
+            if 0x30 <= b <= 0x39 or b in (0x0D, 0x7F, 0x23, 0x2A)
+        )
+        if keys:
+            self._emit(KeypadKeys(state.spec.reader_id, keys))
 
     def _inputs(self, state: _PdState, report: bytes) -> None:
         state.inputs = report

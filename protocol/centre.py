@@ -41,7 +41,9 @@ from protocol.errors import ProtocolError
 from protocol.messages import TYPE_NAMES, Message
 from protocol.signing import load_public_key, public_key_raw
 
-SIGNED_DOWNLINK_TYPES = frozenset({"sync_delta", "sync_snapshot", "centre_key", "event_ack"})
+SIGNED_DOWNLINK_TYPES = frozenset(
+    {"sync_delta", "sync_snapshot", "centre_key", "event_ack", "staff_pins"}
+)
 
 
 class Refusal(enum.StrEnum):

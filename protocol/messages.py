@@ -202,6 +202,18 @@ class ManualPassEvent(_EventBase):
     direction: DirectionW
 
 
+class CardsBlockedEvent(_EventBase):
+    """A staff member blocked a student's cards at the school (a lost card, from the staff
+    page): the server blocks the student's active cards for every edge of the school. No card
+    number travels: the student, who, why and how many were blocked here."""
+
+    kind: Literal["cards_blocked"] = "cards_blocked"
+    student_id: Id
+    authorised_by: Id
+    reason: Literal["lost", "damaged"]
+    cards: Annotated[int, Field(ge=0, le=100)]
+
+
 class AlarmEvent(_EventBase):
     kind: Literal["alarm"] = "alarm"
     code: AlarmCodeW
@@ -230,6 +242,7 @@ Event = Annotated[
     | MealServedEvent
     | LibraryVisitEvent
     | ManualPassEvent
+    | CardsBlockedEvent
     | AlarmEvent
     | FaceTemplatesDeletedEvent,
     Field(discriminator="kind"),
@@ -576,6 +589,54 @@ class CentreKeyAnnounce(Message):
     public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")]
 
 
+# Standard base64 of a raw 32-byte X25519 public key, and of a short ciphertext.
+Key32B64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+SealedB64 = Annotated[str, Field(min_length=4, max_length=128, pattern=r"^[A-Za-z0-9+/]+={0,2}$")]
+
+
+class EdgeBoxKey(Message):
+    """Edge -> server on its sync/ack topic, signed with the device's key: the X25519 public key
+    the centre seals staff PINs to (``protocol.sealing``). Sent at every connection; the server
+    keeps the newest one whose signature verifies with the device's enrolled key."""
+
+    school: Id
+    device: Id
+    public_key: Key32B64
+
+
+class SealedStaffPin(Message):
+    """A staff member's new PIN sealed to one edge's box key (never the PIN, never a hash)."""
+
+    staff_id: Id
+    version: Annotated[int, Field(ge=1, le=2**31)]  # the console's reset counter for this member
+    enc: Key32B64  # the sender's one-time X25519 public key
+    ct: SealedB64  # ChaCha20-Poly1305 of the PIN, bound to school, device, staff and version
+
+
+class StaffPins(Message):
+    """Server -> edge on its sync topic (centre-signed): PINs set from the console since the
+    edge last acknowledged; sent again until acknowledged."""
+
+    school: Id
+    device: Id
+    pins: Annotated[list[SealedStaffPin], Field(min_length=1, max_length=200)]
+
+
+class StaffPinReceipt(Message):
+    staff_id: Id
+    version: Annotated[int, Field(ge=1, le=2**31)]
+    opened: bool  # False: the seal did not open with this edge's key (sealed to an old key)
+
+
+class StaffPinsAck(Message):
+    """Edge -> server on its sync/ack topic, signed with the device's key: these sealed PINs
+    were handled (the server then drops its ciphertexts)."""
+
+    school: Id
+    device: Id
+    receipts: Annotated[list[StaffPinReceipt], Field(min_length=1, max_length=200)]
+
+
 ALL_MESSAGES: dict[str, type[Message]] = {
     "event_batch": EventBatch,
     "event_ack": EventAck,
@@ -584,5 +645,8 @@ ALL_MESSAGES: dict[str, type[Message]] = {
     "sync_snapshot": SyncSnapshot,
     "sync_ack": SyncAck,
     "centre_key": CentreKeyAnnounce,
+    "edge_box_key": EdgeBoxKey,
+    "staff_pins": StaffPins,
+    "staff_pins_ack": StaffPinsAck,
 }
 TYPE_NAMES: dict[type[Message], str] = {cls: name for name, cls in ALL_MESSAGES.items()}

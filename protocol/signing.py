@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from protocol.codec import Envelope, encode, open_envelope
 from protocol.errors import ProtocolError
-from protocol.messages import EventBatch
+from protocol.messages import EventBatch, Message
 
 
 def generate_key() -> Ed25519PrivateKey:
@@ -45,6 +45,13 @@ def sign_batch(batch: EventBatch, key: Ed25519PrivateKey) -> bytes:
     """The envelope bytes of ``batch`` with the device's signature."""
     unsigned = open_envelope(encode(batch))
     return encode(batch, signature=key.sign(unsigned.signed_bytes()))
+
+
+def sign_message(msg: Message, key: Ed25519PrivateKey) -> bytes:
+    """The envelope bytes of any message with the device's signature (an uplink control
+    message: the edge's box key, its receipt of staff PINs)."""
+    unsigned = open_envelope(encode(msg))
+    return encode(msg, signature=key.sign(unsigned.signed_bytes()))
 
 
 def verify(envelope: Envelope, public_key: Ed25519PublicKey) -> None:

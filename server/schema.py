@@ -15,6 +15,7 @@ from server.people import models as people_models
 from server.policy import models as policy_models
 from server.retention import models as retention_models
 from server.roster import models as roster_models
+from server.staffpins import models as staffpins_models
 from server.trustees import models as trustees_models
 
 Base = models.Base
@@ -34,5 +35,6 @@ __all__ = [
     "policy_models",
     "retention_models",
     "roster_models",
+    "staffpins_models",
     "trustees_models",
 ]

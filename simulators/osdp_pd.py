@@ -171,6 +171,12 @@ class SimulatedPd:
             }
         )
 
+    def press_keys(self, keys: str, reader_no: int = 0) -> bool:
+        """Keys on the reader's keypad, as OSDP sends them: ASCII digits, ``#`` as CR (0x0D),
+        ``*`` as DEL (0x7F)."""
+        data = keys.replace("#", "\r").replace("*", "\x7f").encode("ascii")
+        return self._submit({"event": osdp.Event.KeyPress, "reader_no": reader_no, "data": data})
+
     def set_input(self, input_no: int, active: bool) -> bool:
         report = bytearray(self._inputs)
         report[input_no] = 1 if active else 0

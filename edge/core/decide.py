@@ -171,13 +171,20 @@ def _canteen(
 
 
 def _manual_pass(policy: Policy, state: StateView, tap: Tap, day: dt.date) -> Decision:
-    card = state.card(tap.staff_credential or "")
-    staff = (
-        state.staff(card.owner_id)
-        if card is not None and card.owner_kind is OwnerKind.STAFF and card.blocked_reason is None
-        else None
-    )
-    if staff is None or not verify_pin(tap.pin or "", staff.pin_hash):
+    if tap.signed_in_staff is not None:  # signed in at the staff page with card + PIN
+        staff = state.staff(tap.signed_in_staff)
+    else:  # a card and a PIN keyed in with the pass (replay, a local roster's PIN hash)
+        card = state.card(tap.staff_credential or "")
+        staff = (
+            state.staff(card.owner_id)
+            if card is not None
+            and card.owner_kind is OwnerKind.STAFF
+            and card.blocked_reason is None
+            else None
+        )
+        if staff is not None and not verify_pin(tap.pin or "", staff.pin_hash):
+            staff = None
+    if staff is None:
         return Decision(False, Reason.NOT_AUTHORISED, day)
     if tap.kind is not TerminalKind.TURNSTILE:
         return Decision(False, Reason.NOT_ALLOWED_HERE, day, authorised_by=staff.id)

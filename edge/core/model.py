@@ -129,6 +129,9 @@ class Tap:
     ``face_student``: the student a face-only terminal identified (1:N, computed by the shell).
     ``face_verified``: at a card + face terminal, whether the face matched the card's student
     (None when no face check applies: card-only terminal, staff card, no biometric consent).
+    ``signed_in_staff``: a manual pass from the staff page: the member the shell signed in with
+    their own card and PIN (keyed verifier, ``edge.staff``); the core then checks their roles
+    and classes, not a card and PIN again.
     """
 
     at: dt.datetime  # timezone-aware
@@ -141,6 +144,7 @@ class Tap:
     pin: str | None = None
     face_student: str | None = None
     face_verified: bool | None = None
+    signed_in_staff: str | None = None
 
     @property
     def is_manual(self) -> bool:

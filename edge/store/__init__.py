@@ -15,7 +15,8 @@ One object, ``EdgeStore``, with one writer (the journal thread); its code by con
 - ``journal``: events, their side effects, the gap-free seq, the outbox and its acknowledgement;
 - ``downlink``: deltas and snapshots from the server, the sync version, local roster changes;
 - ``canteen``: balances, debits and receipts;
-- ``web_sessions``: staff sessions of the edge's own web pages (the kiosk).
+- ``web_sessions``: staff sessions of the edge's own web pages (the kiosk, the staff page);
+- ``staff_pins``: keyed verifiers of staff PINs and their wrong-entry counts.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from edge.store.journal import (
     PreparedJournal,
 )
 from edge.store.migrations import SCHEMA_VERSION
+from edge.store.staff_pins import StaffPin, StaffPinsMixin
 from edge.store.web_sessions import WebSession, WebSessionsMixin
 
 __all__ = [
@@ -43,11 +45,12 @@ __all__ = [
     "OutboxStats",
     "PreparedJournal",
     "Sale",
+    "StaffPin",
     "StoreError",
     "SyncGap",
     "WebSession",
 ]
 
 
-class EdgeStore(JournalMixin, DownlinkMixin, CanteenMixin, WebSessionsMixin):
+class EdgeStore(JournalMixin, DownlinkMixin, CanteenMixin, WebSessionsMixin, StaffPinsMixin):
     """The school's store: open it with ``await EdgeStore.open(path, school=..., device=...)``."""

@@ -53,6 +53,7 @@ class StoreBase:
         self.capacity = capacity
         self.state = SchoolState()
         self.display_names: dict[str, str] = {}  # shown on the canteen kiosk only, never logged
+        self.staff_names: dict[str, str] = {}  # shown on the staff page only, never logged
         self.policy: Policy | None = None
         self.policy_doc: PolicyDoc | None = None
         self.write_lock = asyncio.Lock()
@@ -163,6 +164,7 @@ class StoreBase:
         students, staff, cards = await self._roster_records()
         state = build_state(students, staff, cards)
         self.display_names = {s.id: s.display_name for s in students}
+        self.staff_names = {t.id: t.display_name for t in staff}
         async with self._db.execute("SELECT person_id, local_date, state FROM presence") as cur:
             for pid, day, st in await cur.fetchall():
                 state.presence_by_person[pid] = (dt.date.fromisoformat(day), Presence(st))

@@ -139,6 +139,7 @@ class DownlinkMixin(StoreBase):
         students, staff, cards = await self._roster_records()
         fresh = build_state(students, staff, cards)
         self.display_names = {s.id: s.display_name for s in students}
+        self.staff_names = {t.id: t.display_name for t in staff}
         self.state.students = fresh.students
         self.state.staff_by_id = fresh.staff_by_id
         self.state.cards = fresh.cards

@@ -85,6 +85,15 @@ CREATE TABLE IF NOT EXISTS parent_limits (
   student_id TEXT PRIMARY KEY, allergen_blocks TEXT NOT NULL, daily_cap_tiyn INTEGER);
 """
 
+# Staff PINs (migration 3): only a keyed verifier (edge.staff.pins), never the PIN; the count of
+# wrong entries in a row and the time before which no attempt is compared.
+STAFF_PINS_SCHEMA = """
+CREATE TABLE staff_pins (
+  staff_id TEXT PRIMARY KEY, verifier TEXT NOT NULL, version INTEGER NOT NULL,
+  set_ms INTEGER NOT NULL, failures INTEGER NOT NULL DEFAULT 0,
+  not_before_ms INTEGER NOT NULL DEFAULT 0);
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -116,6 +125,7 @@ CREATE INDEX web_sessions_page ON web_sessions (page, expires_ms);
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "roster, policy, journal and canteen money", SCHEMA + CANTEEN_SCHEMA),
     Migration(2, "staff sessions of the edge's web pages", WEB_SESSIONS_SCHEMA),
+    Migration(3, "staff PIN verifiers (keyed, set through sealed downlink)", STAFF_PINS_SCHEMA),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version  # the version this code writes and reads
 

@@ -251,7 +251,7 @@ def parse_reason(reason: str) -> BlockReason:
         raise CardError("reason", N_("Choose a reason: lost or damaged.")) from err
 
 
-def block_card(session: Session, who: Principal, card: Card, reason: BlockReason) -> None:
+def block_card(session: Session, who: Principal | None, card: Card, reason: BlockReason) -> None:
     if card.status != CardStatus.ACTIVE.value:
         raise CardError("reason", N_("Only an active card can be blocked."))
     card.status = CardStatus.BLOCKED.value

@@ -43,6 +43,7 @@ MODULES = (
     "server.duty.routes",
     "server.cardfee.routes",
     "server.trustees.routes",
+    "server.staffpins.routes",
 )
 
 

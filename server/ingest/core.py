@@ -31,6 +31,7 @@ from protocol.messages import EventAck, EventBatch, SeqRange
 from protocol.signing import load_public_key, verify
 from server.clock import now_ms
 from server.devices import KEY_CHANNEL
+from server.ingest.edge_blocks import apply_card_blocks
 from server.models import Device, IngestProgress, IngestRejection, ServerAlarm, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -292,6 +293,7 @@ class IngestStore:
                     )
                     before[pk] = 0
             outcome.events_inserted = self._insert(conn, rows, sorted(by_device))
+            apply_card_blocks(conn, rows)  # a lost card blocked at a school: every edge of it
             for pk, accs in by_device.items():
                 for acc in accs:
                     if acc.last_seq <= before[pk]:

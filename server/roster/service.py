@@ -670,15 +670,11 @@ def staff_record(session: Session, member: StaffMember) -> StaffRecord:
 
 
 def staff_change(session: Session, member: StaffMember) -> Change:
-    """An upsert replaces the edge's record: it keeps the PIN hash the edge has (the console
-    never sees a PIN)."""
+    """An upsert replaces the edge's record. It never carries a PIN hash: PINs reach the edges
+    sealed (``server.staffpins``) and the edge keeps them apart from the roster."""
     if not member.active:
         return StaffRemove(staff_id=member.ref)
-    record = staff_record(session, member)
-    on_edge = load_state(session, member.school_id).staff.get(member.ref)
-    if on_edge is not None and on_edge.pin_hash:
-        record = record.model_copy(update={"pin_hash": on_edge.pin_hash})
-    return StaffUpsert(staff=record)
+    return StaffUpsert(staff=staff_record(session, member))
 
 
 # ------------------------------------------------------------------------- editing one student

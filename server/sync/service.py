@@ -29,6 +29,7 @@ from server.models import Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
 from server.service import ThreadedService
 from server.settings import ServerSettings
+from server.staffpins import service as staffpins
 from server.sync.changelog import append_changes, changes_after, load_state
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,28 @@ class DownlinkService(ThreadedService):
                 self._send_new_versions()
             except Exception:
                 log.exception("downlink: failed to send new versions")
+            try:
+                self._send_due_pins()
+            except Exception:
+                log.exception("downlink: failed to send staff PINs")
+
+    def _send_pins(self, school: str, device: str, *, resend: bool) -> None:
+        """Sealed staff PINs the device has not acknowledged (centre-signed, like the rest)."""
+        with self._sessions() as session:
+            msg = staffpins.due(session, school, device, now=now_ms(), resend=resend)
+            if msg is None:
+                return
+            session.commit()
+        self._send(school, device, self._signer.sign(msg, school, device))
+        log.info("downlink: %d sealed staff PIN(s) to %s/%s", len(msg.pins), school, device)
+
+    def _send_due_pins(self) -> None:
+        """PINs set by the console since the last look (or not acknowledged for a while), to
+        the devices that are online."""
+        with self._sessions() as session:
+            targets = staffpins.devices_with_due_pins(session, now=now_ms())
+        for school, device in targets:
+            self._send_pins(school, device, resend=False)
 
     def _send_new_versions(self) -> None:
         with self._sent_lock, self._sessions() as session:
@@ -168,8 +191,17 @@ class DownlinkService(ThreadedService):
     def _handle(self, topic: str, payload: bytes) -> None:
         school, device, rest = topics.parse_device_topic(topic, self._settings.topic_prefix)
         env = open_envelope(payload)
-        if rest == "sync/ack":
+        if rest == "sync/ack" and env.type_name == "edge_box_key":
+            with self._sessions() as session:
+                if staffpins.register_box_key(session, school, device, env):
+                    session.commit()
+        elif rest == "sync/ack" and env.type_name == "staff_pins_ack":
+            with self._sessions() as session:
+                if staffpins.record_receipts(session, school, device, env):
+                    session.commit()
+        elif rest == "sync/ack":
             self._handle_sync_ack(school, device, env.message(SyncAck))
+            self._send_pins(school, device, resend=True)
         elif rest == "status":
             self._handle_status(school, device, env.message(DeviceStatus))
 

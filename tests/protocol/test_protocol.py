@@ -33,6 +33,7 @@ from protocol.messages import (
     CardBind,
     CardBinding,
     CardBlock,
+    CardsBlockedEvent,
     CardUnbind,
     CategoriesSet,
     CategoryMembership,
@@ -133,6 +134,12 @@ def event_fields(cls: type[Message]) -> dict[str, st.SearchStrategy[Any]]:
             "student_id": ids,
             "authorised_by": ids,
             "direction": st.sampled_from(Direction),
+        },
+        CardsBlockedEvent: {
+            "student_id": ids,
+            "authorised_by": ids,
+            "reason": st.sampled_from(["lost", "damaged"]),
+            "cards": st.integers(0, 100),
         },
         AlarmEvent: {"code": st.sampled_from(AlarmCode), "active": st.booleans(), "detail": texts},
         FaceTemplatesDeletedEvent: {

@@ -19,6 +19,7 @@ from protocol.messages import (
     CardBind,
     CardBinding,
     CardBlock,
+    CardsBlockedEvent,
     CardUnbind,
     CategoriesSet,
     CategoryMembership,
@@ -30,6 +31,7 @@ from protocol.messages import (
     DeniedEvent,
     DeviceStatus,
     Direction,
+    EdgeBoxKey,
     EntryEvent,
     Event,
     EventAck,
@@ -50,8 +52,12 @@ from protocol.messages import (
     PolicyDoc,
     PolicySet,
     Reason,
+    SealedStaffPin,
     SeqRange,
     ShiftDoc,
+    StaffPinReceipt,
+    StaffPins,
+    StaffPinsAck,
     StaffRecord,
     StaffRemove,
     StaffUpsert,
@@ -159,12 +165,21 @@ def sample_events() -> dict[str, Message]:
             templates=2,
             reason="consent_withdrawn",
         ),
+        "cards_blocked": CardsBlockedEvent(
+            seq=10,
+            at_ms=T0 + 280_000,
+            terminal="staff-page",
+            student_id="s2",
+            authorised_by="t1",
+            reason="lost",
+            cards=1,
+        ),
     }
 
 
 # Event kinds added after the combined batch vector was frozen: they get their own
 # ``event_batch.<kind>`` vector, and ``event_batch`` (and its signed twin) keep their bytes.
-NOT_IN_SAMPLE_BATCH = frozenset({"face_templates_deleted"})
+NOT_IN_SAMPLE_BATCH = frozenset({"face_templates_deleted", "cards_blocked"})
 
 
 def sample_policy() -> PolicyDoc:
@@ -330,6 +345,22 @@ def sample_messages() -> dict[str, Message]:
         ),
         "sync_ack": SyncAck(school=SCHOOL, device=DEVICE, applied_version=8, need_snapshot=True),
         "centre_key": centre_key_announcement(),
+        # fixed bytes, not real keys or ciphertexts: the vectors fix the wire format only
+        "edge_box_key": EdgeBoxKey(school=SCHOOL, device=DEVICE, public_key="A" * 43 + "="),
+        "staff_pins": StaffPins(
+            school=SCHOOL,
+            device=DEVICE,
+            pins=[
+                SealedStaffPin(
+                    staff_id="t1", version=2, enc="B" * 43 + "=", ct="Y2lwaGVydGV4dC1vZi1hLXBpbg=="
+                )
+            ],
+        ),
+        "staff_pins_ack": StaffPinsAck(
+            school=SCHOOL,
+            device=DEVICE,
+            receipts=[StaffPinReceipt(staff_id="t1", version=2, opened=True)],
+        ),
     }
 
 
@@ -343,7 +374,7 @@ def centre_key_announcement() -> CentreKeyAnnounce:
 
 
 # Messages the centre signs for (SCHOOL, DEVICE): ``<type>.centre_signed`` vectors.
-CENTRE_SIGNED = ("event_ack", "sync_delta", "sync_snapshot", "centre_key")
+CENTRE_SIGNED = ("event_ack", "sync_delta", "sync_snapshot", "centre_key", "staff_pins")
 
 
 def golden_samples() -> dict[str, Message]:

@@ -2,7 +2,7 @@
 parents' concerns
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009 (0008 in the brief; chained after sd-pass's 0009, merged here for the staff page)
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
