@@ -3,7 +3,8 @@ with one line here (see ``edge.staff.sections`` for the API)."""
 
 from __future__ import annotations
 
+from edge.staff.duty import SECTION as DUTY
 from edge.staff.sections import Section
 from edge.staff.teacher_pass import SECTION as TEACHER_PASS
 
-SECTIONS: tuple[Section, ...] = (TEACHER_PASS,)
+SECTIONS: tuple[Section, ...] = (TEACHER_PASS, DUTY)
