@@ -4,15 +4,14 @@ has a person responsible for the system).
 
 It shows the alarms this edge raised that are still active (a reader or camera offline, the
 outbox 80 % full, a gate fault, a refused secure channel or downlink message), the recent ones,
-and the state of the link: how many events wait for the centre and since when. The same rule
-(``signal``) tells the readers' LEDs and buzzers what to show (``edge.staff.signal``).
+and the state of the link: how many events wait for the centre and since when. The same rules
+(``edge.core.alarms``) tell the readers' LEDs and buzzers what to show (``edge.alarm_lights``).
 
 No ``from __future__ import annotations`` here: the routes' ``Annotated`` dependencies are local
 to ``build`` (see ``edge.staff.sections``)."""
 
 import datetime as dt
-import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -21,15 +20,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from starlette.responses import Response
 
+from edge.core.alarms import active_alarms, link_down, signal
 from edge.core.reasons import Lang
 from edge.staff.auth import StaffUser
 from edge.staff.i18n import _t
 from edge.staff.sections import Section, StaffContext
 from protocol.messages import AlarmEvent
 
-# The link is taken as down when the oldest unsent event has waited this long (the edge sends
-# every few seconds when connected).
-LINK_DOWN_AFTER_MS = 120_000
 ROLES = frozenset(
     {
         "duty_deputy",
@@ -84,42 +81,6 @@ STRINGS = {
         "A message from the centre was refused",
     ),
 }
-
-
-class Signal(enum.StrEnum):
-    """What the readers show between taps."""
-
-    QUIET = "quiet"  # nothing wrong
-    ALARM = "alarm"  # an alarm is active: amber blink
-    ALARM_OFFLINE = "alarm_offline"  # and nobody at the centre can learn of it: amber + beep
-
-
-def active_alarms(recent_newest_first: Iterable[AlarmEvent]) -> list[AlarmEvent]:
-    """The alarms still raised: the newest event per (terminal, code) wins."""
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for ev in recent_newest_first:
-        key = (ev.terminal, ev.code.value)
-        if key in seen:
-            continue
-        seen.add(key)
-        if ev.active:
-            out.append(ev)
-    return out
-
-
-def link_down(backlog: int, oldest_unsent_ms: int | None, now_ms: int) -> bool:
-    return (
-        backlog > 0
-        and oldest_unsent_ms is not None
-        and now_ms - oldest_unsent_ms >= LINK_DOWN_AFTER_MS
-    )
-
-
-def signal(active: Sequence[AlarmEvent], link_is_down: bool) -> Signal:
-    if not active:
-        return Signal.QUIET
-    return Signal.ALARM_OFFLINE if link_is_down else Signal.ALARM
 
 
 @dataclass(frozen=True, slots=True)

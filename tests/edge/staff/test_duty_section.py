@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from edge.staff.duty import Signal, active_alarms, link_down, signal
+from edge.core.alarms import Signal, active_alarms, beep_due, link_down, signal
 from edge.staff.pins import verifier
 from protocol.messages import (
     AlarmCode,
@@ -88,3 +88,7 @@ def test_rules() -> None:
     assert signal([], True) is Signal.QUIET
     assert signal(active_alarms(newest_first), False) is Signal.ALARM
     assert signal(active_alarms(newest_first), True) is Signal.ALARM_OFFLINE
+    assert beep_due(Signal.ALARM_OFFLINE, None, 5, 900_000)
+    assert not beep_due(Signal.ALARM_OFFLINE, 5, 5 + 899_999, 900_000)
+    assert beep_due(Signal.ALARM_OFFLINE, 5, 5 + 900_000, 900_000)
+    assert not beep_due(Signal.ALARM, None, 5, 900_000)
