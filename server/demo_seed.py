@@ -44,6 +44,7 @@ from server.people.models import (
 from server.people.service import add_school, student_record
 from server.policy.service import save_policy
 from server.sync.changelog import append_changes
+from server.trustees.demo import seed_demo as duty_demo
 
 DEMO_PASSWORD = "qaqpa-demo-2026"  # the demo's accounts only; printed by `qaqpa demo`
 SURNAMES = ["Ахметов", "Серікбаев", "Жұмабаев", "Нұрланов", "Қасымов", "Иванов", "Әлиев", "Омаров"]
@@ -213,4 +214,5 @@ def seed_demo(
             ).scalar_one()
             g.user_pk = user.pk
     session.flush()
+    duty_demo(session, school)  # duty roster, card price, parents' concerns
     return accounts
