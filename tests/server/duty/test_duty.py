@@ -164,3 +164,24 @@ def test_rules() -> None:
         else:
             raise AssertionError(bad)
     assert len(rules.week_of(d)) == 6 and rules.week_of(d)[0].weekday() == 0
+
+
+def test_cli_alarms_once(
+    pg_console_url: str,
+    db: Session,
+    world: World,
+    sms: SmsSink,
+    capsys,  # type: ignore[no-untyped-def]
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from server.cli import main
+
+    admin = db.get_one(User, world.users["admin1"])
+    admin.phone = "+77015551002"
+    db.commit()
+    dev = add_device(db, "S1", "s1-edge")
+    store(db, dev, "S1", "alarm", None, code="gate_fault", active=True)
+    monkeypatch.setenv("QAQPA_NOTIFY_SMS_URL", sms.url())
+    assert main(["duty", "alarms", "--database-url", pg_console_url, "--once"]) == 0
+    assert "1 routed, 1 sent, 0 failed" in capsys.readouterr().out
+    assert sms.wait_for(1)[0].to == "+77015551002"

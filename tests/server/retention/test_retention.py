@@ -375,3 +375,28 @@ def test_rules() -> None:
     assert rules.tombstone(
         {"kind": "entry", "seq": 3, "at_ms": 5, "terminal": "g", "student_id": "x"}
     ) == {"kind": "entry", "seq": 3, "at_ms": 5, "terminal": "g", "erased": True}
+
+
+def test_cli_run_dry_run_and_set(
+    pg_console_url: str, db: Session, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    url = ["--database-url", pg_console_url]
+    st = db.get_one(Student, world.students["s1-7b-2"])
+    st.active = False
+    db.commit()
+    assert main(["retention", "set", *url, "--region", "R1", "--days", "0", "--basis", "test"]) == 0
+    assert main(["retention", "set", *url, "--region", "NOPE", "--days", "10"]) == 2
+    assert main(["retention", "set", *url, "--region", "R1", "--days", "99999"]) == 2
+    capsys.readouterr()
+    assert main(["retention", "run", *url, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would erase 1 student(s)" in out and "S1: 1" in out
+    db.expire_all()
+    assert db.get_one(Student, st.pk).surname == "Surname2"  # the dry run changed nothing
+    assert db.get(InactiveSince, st.pk) is None
+    assert main(["retention", "run", *url]) == 0
+    assert "erased 1 student(s)" in capsys.readouterr().out
+    db.expire_all()
+    assert db.get_one(Student, st.pk).surname == "" and db.get(Erasure, st.pk) is not None
