@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.alarm_lights import AlarmLights
 from edge.config import ConfigError, EdgeConfig, TerminalConfig, load_config
 from edge.core.model import Tap
 from edge.faults import crash_point
@@ -200,6 +201,7 @@ async def run_terminal(
     kiosk: KioskHub | None = None,
     readers: ReaderInput | None = None,
     gates: dict[str, Actuation] | None = None,
+    lights: AlarmLights | None = None,
 ) -> None:
     """One terminal: its reader's events (or its camera's faces) become taps; actuation only
     after the commit.
@@ -223,6 +225,8 @@ async def run_terminal(
         act = await Actuation.open(stack, term, pipeline, clock, reader, kiosk)
         if gates is not None:
             gates[term.id] = act
+        if lights is not None and act.feedback is not None:
+            lights.register(term.id, act.feedback)
         camera: Camera | None = None
         if term.face_mode == "card_and_face":
             assert faces is not None and term.camera is not None
@@ -454,13 +458,17 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
             staff = await open_staff_page(stack, cfg, store, pipeline, clock)
             readers, gates = staff if staff is not None else (None, None)
             tg = await stack.enter_async_context(asyncio.TaskGroup())
+            lights = AlarmLights(store)
             tasks = [
                 tg.create_task(
-                    run_terminal(t, pipeline, store, clock, buses, faces, kiosk, readers, gates),
+                    run_terminal(
+                        t, pipeline, store, clock, buses, faces, kiosk, readers, gates, lights
+                    ),
                     name=f"terminal-{t.id}",
                 )
                 for t in cfg.terminals
             ]
+            tasks.append(tg.create_task(lights.run(), name="alarm-lights"))
             await stop.wait()
             log.info("stopping")
             for task in tasks:

@@ -109,6 +109,13 @@ class Feedback(Protocol):
     async def show(self, granted: bool) -> None: ...
 
 
+@runtime_checkable
+class AlarmIndicator(Protocol):
+    """A reader that can show an alarm between taps (its LED's idle state, a short beep)."""
+
+    async def indicate(self, alarm: bool, beep: bool) -> None: ...
+
+
 class Gate(Protocol):
     """A turnstile or door that can be released once, with an optional passage sensor."""
 

@@ -814,6 +814,38 @@ class OsdpFeedback:
             },
         )
 
+    async def indicate(self, alarm: bool, beep: bool) -> None:
+        """The LED's permanent (idle) state: amber blinking while an alarm is active, off
+        otherwise; a tap's green or red is a temporary state over it. ``beep``: one short
+        beep as well."""
+        spec = self._bus.spec(self._address)
+        commands: list[dict[str, object]] = [
+            {
+                "command": osdp.Command.LED,
+                "reader": spec.reader_no,
+                "led_number": spec.led_number,
+                "temporary": False,
+                "control_code": 1,  # set the permanent state
+                "on_color": osdp.CommandLEDColor.Amber if alarm else osdp.CommandLEDColor.Black,
+                "off_color": osdp.CommandLEDColor.Black,
+                "on_count": 5 if alarm else 1,  # 500 ms on, 500 ms off; steady dark
+                "off_count": 5 if alarm else 0,
+                "timer_count": 0,
+            }
+        ]
+        if beep:
+            commands.append(
+                {
+                    "command": osdp.Command.Buzzer,
+                    "reader": spec.reader_no,
+                    "control_code": 2,
+                    "on_count": 3,
+                    "off_count": 2,
+                    "rep_count": 2,
+                }
+            )
+        await self._bus.submit(self._address, *commands)
+
 
 class OsdpGate:
     """A turnstile released by an OSDP output with the passage sensor on a PD input."""

@@ -360,6 +360,12 @@ def add_commands(subparsers: Any) -> None:
 
     badges_cli.add_commands(subparsers)
     gifted_cli.add_commands(subparsers, common)
+    from server.retention.cli import add_commands as retention_commands
+
+    retention_commands(subparsers, common, _settings)
+    from server.duty.cli import add_commands as duty_commands
+
+    duty_commands(subparsers, common, _settings)
 
     p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")

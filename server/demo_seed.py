@@ -43,6 +43,7 @@ from server.people.models import (
 from server.people.service import add_school, student_record
 from server.policy.service import save_policy
 from server.sync.changelog import append_changes
+from server.trustees.demo import seed_demo as duty_demo
 from server.tutoring import demo as tutoring_demo
 
 DEMO_PASSWORD = "qaqpa-demo-2026"  # the demo's accounts only; printed by `qaqpa demo`
@@ -200,4 +201,5 @@ def seed_demo(
     tutoring_demo.seed_demo(session, region=region, password=DEMO_PASSWORD)
     session.flush()
     badges_demo.seed_demo(session, region=region, password=DEMO_PASSWORD)
+    duty_demo(session, school)  # duty roster, card price, parents' concerns
     return accounts

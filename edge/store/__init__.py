@@ -16,11 +16,13 @@ One object, ``EdgeStore``, with one writer (the journal thread); its code by con
 - ``downlink``: deltas and snapshots from the server, the sync version, local roster changes;
 - ``canteen``: balances, debits and receipts;
 - ``web_sessions``: staff sessions of the edge's own web pages (the kiosk, the staff page);
-- ``staff_pins``: keyed verifiers of staff PINs and their wrong-entry counts.
+- ``staff_pins``: keyed verifiers of staff PINs and their wrong-entry counts;
+- ``alarms``: the alarms journaled here, for the staff page's duty section.
 """
 
 from __future__ import annotations
 
+from edge.store.alarms import AlarmsMixin
 from edge.store.canteen import CanteenMixin, Sale
 from edge.store.downlink import DownlinkMixin
 from edge.store.errors import StoreError, SyncGap
@@ -52,5 +54,7 @@ __all__ = [
 ]
 
 
-class EdgeStore(JournalMixin, DownlinkMixin, CanteenMixin, WebSessionsMixin, StaffPinsMixin):
+class EdgeStore(
+    JournalMixin, DownlinkMixin, CanteenMixin, WebSessionsMixin, StaffPinsMixin, AlarmsMixin
+):
     """The school's store: open it with ``await EdgeStore.open(path, school=..., device=...)``."""

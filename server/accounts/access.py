@@ -19,6 +19,8 @@ class Role(enum.StrEnum):
     DUTY_DEPUTY = "duty_deputy"  # deputy director on duty for a shift (responsible for the system)
     CLASS_TEACHER = "class_teacher"
     SOCIAL_PEDAGOGUE = "social_pedagogue"
+    # аға тәлімгер (seed 002): assists the deputy on duty and the social pedagogue
+    SENIOR_COUNSELLOR = "senior_counsellor"
     CANTEEN_MANAGER = "canteen_manager"
     PARENT = "parent"
     # The gifted-children registry (decree No. 997): a coordinator of a school or of a region.
@@ -52,8 +54,11 @@ _SCHOOL_STAFF = {
     R.DUTY_DEPUTY,
     R.CLASS_TEACHER,
     R.SOCIAL_PEDAGOGUE,
+    R.SENIOR_COUNSELLOR,
     R.CANTEEN_MANAGER,
 }
+# Who answers for the system on a shift and who assists them (seed 002).
+_DUTY_TEAM = {R.SCHOOL_ADMIN, R.DUTY_DEPUTY, R.SOCIAL_PEDAGOGUE, R.SENIOR_COUNSELLOR}
 _ADMINS = {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN}
 
 # permission -> roles that have it (their scope still applies)
@@ -97,8 +102,28 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
             R.CANTEEN_MANAGER,
         },
         "reports.library": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.CLASS_TEACHER},
-        "reports.evacuation": {R.OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY, R.CLASS_TEACHER},
-        "status.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY},
+        "reports.evacuation": {
+            R.OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.DUTY_DEPUTY,
+            R.CLASS_TEACHER,
+            R.SENIOR_COUNSELLOR,
+        },
+        "status.view": {
+            R.OPERATOR,
+            R.REGIONAL_OPERATOR,
+            R.SCHOOL_ADMIN,
+            R.DUTY_DEPUTY,
+            R.SENIOR_COUNSELLOR,
+        },
+        # the duty roster: who answers for the system on each shift, and the alarms they got
+        "duty.view": {R.OPERATOR, R.REGIONAL_OPERATOR} | _DUTY_TEAM,
+        "duty.plan": {R.OPERATOR, R.SCHOOL_ADMIN},
+        # the card price of a school and the card fees booked
+        "cardfee.manage": {R.OPERATOR, R.SCHOOL_ADMIN},
+        # the board of trustees' report and the parents' concerns log
+        "trustees.view": {R.OPERATOR, R.REGIONAL_OPERATOR, R.SCHOOL_ADMIN, R.DUTY_DEPUTY},
+        "concerns.edit": {R.OPERATOR, R.SCHOOL_ADMIN, R.SOCIAL_PEDAGOGUE, R.SENIOR_COUNSELLOR},
         "notifications.view": {R.OPERATOR, R.SCHOOL_ADMIN},
         "parent.view": {R.PARENT},
         "canteen.view": {
@@ -199,6 +224,7 @@ SCOPE_OF_ROLE: dict[Role, str] = {
     R.DUTY_DEPUTY: "school",
     R.CLASS_TEACHER: "class",
     R.SOCIAL_PEDAGOGUE: "school",
+    R.SENIOR_COUNSELLOR: "school",
     R.CANTEEN_MANAGER: "school",
     R.PARENT: "children",
     R.GIFTED_COORDINATOR: "school",

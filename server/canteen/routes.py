@@ -25,6 +25,7 @@ from server.canteen.service import CanteenError
 from server.canteen.wallet import WalletError
 from server.canteen.wiring import CanteenDep
 from server.canteen.wiring import install as install  # built once at start (install_console)
+from server.cardfee.service import FeeDay, fees_by_day
 from server.clock import ClockDep
 from server.console.params import SchoolId, parse_day
 from server.console.scope import may_see_student, pick_school, visible_schools, visible_student
@@ -473,10 +474,11 @@ def reports_page(
     rows = service.meal_report(db, sch.id, lo, hi)
     recon = service.reconciliation(db, sch.id)
     problems = [r for r in recon if r.recon.differences]
+    card_fees = fees_by_day(db, sch, lo, hi)
     if format == "xlsx" and error is None:
         audit(db, who, "export", "canteen", school_id=sch.id, summary=f"XLSX {lo}..{hi}")
         db.commit()
-        return _xlsx(request, sch, lo, hi, rows, problems)
+        return _xlsx(request, sch, lo, hi, rows, problems, card_fees)
     return render(
         request,
         "canteen/reports.html",
@@ -489,6 +491,7 @@ def reports_page(
             "problems": problems,
             "error": tr(request, error) if error else None,
             "total": _totals(rows),
+            "card_fees": card_fees,
         },
         422 if error else 200,
     )
@@ -506,6 +509,7 @@ def _xlsx(
     hi: dt.date,
     rows: list[service.DayRow],
     problems: list[service.ReconRow],
+    card_fees: list[FeeDay],
 ) -> Response:
     from openpyxl import Workbook
 
@@ -557,6 +561,10 @@ def _xlsx(
             tot["revenue_tiyn"] / 100,
         ]
     )
+    ws3 = wb.create_sheet("card fees")
+    ws3.append([t("Day"), t("Cards"), t("In cash, ₸"), t("From the balance, ₸")])
+    for f in card_fees:
+        ws3.append([f.day, f.count, f.cash_tiyn / 100, f.balance_tiyn / 100])
     ws2 = wb.create_sheet("reconciliation")
     ws2.append([t("Student id"), t("Ledger, ₸"), t("School, ₸"), t("Difference"), t("Amount, ₸")])
     for p in problems:

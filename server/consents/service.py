@@ -42,6 +42,7 @@ from server.notify.planner import cancel_student, cancel_without_consent
 from server.people.models import Consent, Student
 from server.people.service import current_consent, has_consent, student_record
 from server.policy.service import school_today
+from server.retention.service import CONSENT_WITHDRAWN, erase_students, is_erased
 from server.sync.changelog import append_changes, load_state
 from server.sync.state import SchoolState
 from server.tutoring.service import withdraw_tutoring
@@ -142,6 +143,11 @@ def record_consent(
     session: Session, who: Principal, student: Student, form: ConsentInput
 ) -> list[str]:
     """Record the decision and its effects; returns the effects (English msgids). Caller commits."""
+    if is_erased(session, student.pk):
+        raise ConsentError(
+            "decision",
+            N_("This student's personal data was erased: register the student again."),
+        )
     if not form.granted and not has_consent(session, student.pk, form.kind):
         raise ConsentError("decision", N_("There is no given consent of this kind to withdraw."))
     previous = current_consent(session, student.pk, form.kind)
@@ -302,6 +308,11 @@ def record_consent(
                 N_("Notifications to the parents stopped."),
             )
     append_changes(session, student.school_id, changes)
+    if not form.granted and form.kind is ConsentKind.DATA:
+        # Retention (README): withdrawn data consent erases the personal data at the centre;
+        # the meals the budget pays for stay, under a random token.
+        erase_students(session, who, student.school_id, [student], CONSENT_WITHDRAWN, now)
+        effects.append(N_("The student's personal data was erased at the centre."))
     return effects
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Row, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from server.clock import DEFAULT_ZONE
+from server.consents.models import StudentCategory
 from server.models import Device, IngestProgress, School, ServerAlarm, StoredEvent
 from server.people.models import SchoolClass, StaffMember, Student
 from server.reports import calc
@@ -187,6 +188,17 @@ def meal_month(db: Session, school_id: str, month: dt.date) -> MealMonth:
         ]
         for ref, rec in state.students.items()
     }
+    # A student no longer on the edges (data consent withdrawn, erased, left) keeps the
+    # categories recorded here, so a month's statement does not change when they go.
+    for ref, code, valid_from, valid_to in db.execute(
+        select(
+            Student.ref, StudentCategory.code, StudentCategory.valid_from, StudentCategory.valid_to
+        )
+        .join(StudentCategory, StudentCategory.student_pk == Student.pk)
+        .where(Student.school_id == school_id)
+    ):
+        if ref not in state.students:
+            members.setdefault(ref, []).append(Membership(code, valid_from, valid_to))
     policy = state.policy
     grades = list(policy.free_meal_grades) if policy else []
     cats = list(policy.free_meal_categories) if policy else []

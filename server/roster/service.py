@@ -951,6 +951,7 @@ EDGE_ROLES = (
     "class_teacher",
     "duty_deputy",
     "social_pedagogue",
+    "senior_counsellor",
     "canteen",
     "librarian",
     "security",

@@ -210,10 +210,12 @@ def test_data_withdrawal_unbinds_cards_removes_the_student_and_is_audited(
     # No card can be issued now.
     admin.get(f"/students/{pk}/cards")
     assert admin.post(f"/students/{pk}/cards", {"credential": "EM:0000000333"}).status_code == 400
-    # Consent given again: the student is back on the edges.
-    give(admin, pk, document="Application 18")
-    assert db.get_one(Student, pk).active is True
-    assert "s1-3a-1" in load_state(db, "S1").students
+    # The withdrawal erased the child's personal data at the centre (retention): a consent
+    # given again is refused; the child is registered anew.
+    assert give(admin, pk, document="Application 18").status_code == 400
+    db.expire_all()
+    assert db.get_one(Student, pk).active is False
+    assert db.get_one(Student, pk).ref.startswith("erased-")
 
 
 def test_biometric_withdrawal_reaches_the_edge_and_the_deletion_is_shown(

@@ -290,6 +290,30 @@ ROUTES: dict[tuple[str, str], Rule] = {
         ("canteen.manage", "parent.view"), "student", gate="session"
     ),
     ("GET", "/canteen/voucher/redeem"): R("canteen.manage", "list"),
+    # card price and fees
+    ("GET", "/cardfees"): R("cardfee.manage", "list"),
+    ("POST", "/schools/{school}/cardfees/price"): R(
+        "cardfee.manage", "school", form={"price": "120"}
+    ),
+    ("POST", "/schools/{school}/cardfees/paid"): R(
+        "cardfee.manage", "school", form={"card": "999999", "paid_by": "cash"}
+    ),
+    # board of trustees' report, parents' concerns
+    ("GET", "/trustees"): R("trustees.view", "list"),
+    ("GET", "/concerns"): R("concerns.edit", "list"),
+    ("POST", "/schools/{school}/concerns"): R(
+        "concerns.edit",
+        "school",
+        form={"raised_on": "{today}", "topic": "biometrics", "text": "Matrix concern"},
+    ),
+    ("POST", "/schools/{school}/concerns/answer"): R(
+        "concerns.edit", "school", form={"concern": "999999", "answer": "Matrix answer"}
+    ),
+    # duty roster
+    ("GET", "/duty"): R("duty.view", "list"),
+    ("POST", "/schools/{school}/duty"): R(
+        "duty.plan", "school", form={"day": "{today}", "shift": "1", "user": ""}
+    ),
     ("POST", "/canteen/voucher/redeem"): R(
         "canteen.manage", "opaque", form={"token": "not-a-token"}
     ),
