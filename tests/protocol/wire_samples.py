@@ -16,12 +16,14 @@ from protocol.messages import (
     AlarmEvent,
     AntiPassback,
     BalanceCredit,
+    BalanceDebit,
     CardBind,
     CardBinding,
     CardBlock,
     CardUnbind,
     CategoriesSet,
     CategoryMembership,
+    CategoryPrice,
     CentreKeyAnnounce,
     Change,
     ConsentKind,
@@ -62,6 +64,9 @@ from protocol.messages import (
     SyncDelta,
     SyncSnapshot,
     TerminalKind,
+    VoucherGrant,
+    VoucherIssuerKey,
+    VoucherSpend,
 )
 
 T0 = 1_759_719_300_000  # 2025-10-06T08:55:00+05:00 in ms
@@ -165,6 +170,8 @@ def sample_events() -> dict[str, Message]:
 # Event kinds added after the combined batch vector was frozen: they get their own
 # ``event_batch.<kind>`` vector, and ``event_batch`` (and its signed twin) keep their bytes.
 NOT_IN_SAMPLE_BATCH = frozenset({"face_templates_deleted"})
+# Likewise change ops added after the combined delta vector was frozen.
+NOT_IN_SAMPLE_DELTA = frozenset({"balance_debit", "voucher_grant", "voucher_issuer_key"})
 
 
 def sample_policy() -> PolicyDoc:
@@ -269,6 +276,21 @@ def sample_changes() -> dict[str, Message]:
         "parent_limits_set": ParentLimitsSet(
             student_id="s5", allergen_blocks=["milk", "nuts"], daily_cap_tiyn=150_000
         ),
+        "balance_debit": BalanceDebit(
+            ledger_id="L-2025-000124", student_id="s5", amount_tiyn=7_000
+        ),
+        "voucher_grant": VoucherGrant(
+            voucher_id="V-77",
+            issuer="social-wallet",
+            student_id="s5",
+            amount_tiyn=1_200_000,
+            valid_from="2025-10-01",
+            valid_to="2025-10-31",
+            meal_periods=["lunch"],
+        ),
+        "voucher_issuer_key": VoucherIssuerKey(
+            issuer="social-wallet", public_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        ),
     }
 
 
@@ -305,7 +327,7 @@ def sample_messages() -> dict[str, Message]:
             school=SCHOOL,
             version=8,
             base_version=7,
-            changes=list(sample_changes().values()),  # type: ignore[arg-type]
+            changes=[c for op, c in sample_changes().items() if op not in NOT_IN_SAMPLE_DELTA],  # type: ignore[misc]
         ),
         "sync_snapshot": SyncSnapshot(
             school=SCHOOL,
@@ -363,5 +385,30 @@ def golden_samples() -> dict[str, Message]:
             base_version=1,
             changes=[change],  # type: ignore[list-item]
         )
+    # optional fields added later: their own vectors (the ones above keep their bytes)
+    voucher_meal = sample_events()["meal_served"].model_copy(
+        update={
+            "vouchers": [VoucherSpend(voucher_id="V-77", amount_tiyn=30_000)],
+            "qr_token": "V-77",
+        }
+    )
+    out["event_batch.meal_served.voucher"] = EventBatch(
+        school=SCHOOL, device=DEVICE, sent_at_ms=T0 + 300_000, events=[voucher_meal]
+    )
+    prices = sample_policy().model_copy(
+        update={
+            "category_prices": [
+                CategoryPrice(
+                    category="large_family",
+                    percent=50,
+                    valid_from="2025-09-01",
+                    valid_to="2026-05-31",
+                )
+            ]
+        }
+    )
+    out["sync_delta.policy_set.prices"] = SyncDelta(
+        school=SCHOOL, version=2, base_version=1, changes=[PolicySet(policy=prices)]
+    )
     assert set(ALL_MESSAGES) <= set(out)
     return out
