@@ -192,3 +192,65 @@ async def voucher_counts(store: EdgeStore) -> dict[str, int]:
     for _seq, vid, _sid, tiyn in rows["voucher_spends"]:
         used[vid] = used.get(vid, 0) + tiyn
     return {**used, "tokens": len(rows["voucher_tokens"])}
+
+
+# ------------------------------------------------------------------ social-wallet vouchers
+
+ISSUER = "social-wallet"
+
+
+def issuer_key() -> Any:
+    """The test issuer's private key (fixed, so a child process signs with the same one)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+
+def issuer_public_b64() -> str:
+    import base64
+
+    from protocol.signing import public_key_raw
+
+    return base64.b64encode(public_key_raw(issuer_key())).decode("ascii")
+
+
+def voucher_delta(
+    version: int = 3, *, amount: int = 70_000, student_id: str = "s-pay", periods: Any = ()
+) -> SyncDelta:
+    """The issuer's public key and one voucher of ``student_id`` valid this month."""
+    from protocol.messages import VoucherGrant, VoucherIssuerKey
+
+    day = today()
+    return SyncDelta(
+        school=SCHOOL,
+        version=version,
+        base_version=version - 1,
+        changes=[
+            VoucherIssuerKey(issuer=ISSUER, public_key=issuer_public_b64()),
+            VoucherGrant(
+                voucher_id=f"V-{student_id}-{version}",
+                issuer=ISSUER,
+                student_id=student_id,
+                amount_tiyn=amount,
+                valid_from=(day - dt.timedelta(days=3)).isoformat(),
+                valid_to=(day + dt.timedelta(days=3)).isoformat(),
+                meal_periods=list(periods),
+            ),
+        ],
+    )
+
+
+def qr(token_id: str, student_id: str = "s-pay", amount: int = 20_000, key: Any = None) -> str:
+    """The QR text of a voucher token signed by the issuer (or by ``key``: a forger)."""
+    from protocol.vouchers import VoucherToken, sign_token
+
+    day = today()
+    token = VoucherToken(
+        token_id=token_id,
+        issuer=ISSUER,
+        student_id=student_id,
+        amount_tiyn=amount,
+        valid_from=day - dt.timedelta(days=1),
+        valid_to=day + dt.timedelta(days=1),
+    )
+    return sign_token(token, key if key is not None else issuer_key())

@@ -1,0 +1,222 @@
+"""Social-wallet vouchers, QR vouchers and server debits in the real store and pipeline: a
+voucher applied once (replay, snapshot), spent by card tap before the balance, two terminals on
+one voucher, a QR voucher verified with the issuer's public key and used once, a debit applied
+once, a disk failure inside a voucher sale."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import edge.store.canteen
+from edge.core.model import Purchase, Tap
+from edge.pipeline import Pipeline, PipelineError
+from edge.store import EdgeStore
+from protocol.messages import (
+    BalanceDebit,
+    MealServedEvent,
+    Reason,
+    SyncDelta,
+    TerminalKind,
+    VoucherGrant,
+)
+from tests.support.canteen_school import (
+    SCHOOL,
+    money_invariants,
+    open_school,
+    qr,
+    snapshot,
+    voucher_counts,
+    voucher_delta,
+)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def buy(
+    student: str, *items: str, token: str | None = None, terminal: str = "canteen-1"
+) -> Purchase:
+    return Purchase(at=now(), terminal=terminal, student_id=student, items=items, qr_token=token)
+
+
+async def test_card_voucher_pays_before_the_balance_and_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "edge.sqlite"
+    store = await open_school(path)
+    assert await store.apply_delta(voucher_delta(amount=40_000)) is True
+    assert await store.apply_delta(voucher_delta(amount=40_000)) is False  # a replay
+    async with Pipeline(store) as p:
+        tapped = await p.submit(
+            Tap(
+                at=now(), terminal="canteen-1", kind=TerminalKind.CANTEEN, credential="UID:04D4E5F6"
+            )
+        )
+        first = await p.sell(buy("s-pay", "soup"))  # 30,000: all from the voucher
+        second = await p.sell(buy("s-pay", "soup"))  # 10,000 voucher + 20,000 balance
+    assert tapped.decision.reason is Reason.PAY
+    assert first.decision.vouchers == (("V-s-pay-3", 30_000),)
+    assert first.decision.meal == "voucher" and first.decision.balance_after_tiyn == 100_000
+    assert second.decision.vouchers == (("V-s-pay-3", 10_000),)
+    assert second.decision.meal == "paid" and second.decision.balance_after_tiyn == 80_000
+    assert isinstance(second.event, MealServedEvent)
+    assert [(v.voucher_id, v.amount_tiyn) for v in second.event.vouchers] == [("V-s-pay-3", 10_000)]
+    assert second.event.amount_tiyn == 30_000 and second.event.balance_after_tiyn == 80_000
+    await money_invariants(store)
+    await store.close()
+    reopened = await EdgeStore.open(path, school=SCHOOL, device="edge-1")
+    try:
+        (voucher,) = reopened.state.vouchers("s-pay")
+        assert reopened.state.voucher_left(voucher) == 0
+        assert reopened.state.balance("s-pay") == 80_000
+        await money_invariants(reopened)
+    finally:
+        await reopened.close()
+
+
+async def test_a_snapshot_carrying_a_voucher_adds_it_once(tmp_path: Path) -> None:
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        delta = voucher_delta(amount=40_000)
+        await store.apply_delta(delta)
+        async with Pipeline(store) as p:
+            await p.sell(buy("s-pay", "soup"))
+        grant = delta.changes[1]
+        assert isinstance(grant, VoucherGrant)
+        snap = snapshot().model_copy(update={"version": 9, "vouchers": [grant]})
+        await store.apply_snapshot(snap)
+        (voucher,) = store.state.vouchers("s-pay")
+        assert store.state.voucher_left(voucher) == 10_000  # not 40,000 again
+        assert store.state.issuer_keys() != {}  # the key stayed (the snapshot does not list it)
+        await money_invariants(store)
+    finally:
+        await store.close()
+
+
+async def test_a_voucher_for_another_meal_period_or_expired_does_not_pay(tmp_path: Path) -> None:
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        await store.apply_delta(voucher_delta(amount=40_000, periods=["breakfast"]))
+        async with Pipeline(store) as p:
+            sold = await p.sell(buy("s-pay", "soup"))  # the school's period is "lunch"
+        assert sold.decision.vouchers == () and sold.decision.balance_after_tiyn == 70_000
+        await money_invariants(store)
+    finally:
+        await store.close()
+
+
+async def test_two_terminals_on_one_voucher_never_overspend_it(tmp_path: Path) -> None:
+    store = await open_school(tmp_path / "edge.sqlite", **{"s-pay": 1_000_000})
+    try:
+        await store.apply_delta(voucher_delta(amount=100_000))
+        async with Pipeline(store) as p:
+            sales = await asyncio.gather(
+                *(p.sell(buy("s-pay", "soup", terminal=f"canteen-{i % 2}")) for i in range(12))
+            )
+        assert all(s.decision.granted for s in sales)
+        assert sum(s.decision.voucher_tiyn for s in sales) == 100_000
+        assert (await voucher_counts(store))["V-s-pay-3"] == 100_000
+        assert store.state.balance("s-pay") == 1_000_000 - (12 * 30_000 - 100_000)
+        await money_invariants(store)
+    finally:
+        await store.close()
+
+
+async def test_qr_voucher_pays_once_and_a_forged_one_is_refused(tmp_path: Path) -> None:
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        await store.apply_delta(voucher_delta(amount=5_000))
+        token = qr("Q-1", amount=20_000)
+        forged = qr("Q-2", amount=20_000, key=Ed25519PrivateKey.generate())
+        async with Pipeline(store) as p:
+            paid = await p.sell(buy("s-pay", "soup", token=token))
+            again = await p.sell(buy("s-pay", "soup", token=token))
+            fake = await p.sell(buy("s-pay", "soup", token=forged))
+            other = await p.sell(buy("s-allergy", "soup", token=qr("Q-3")))  # not their QR
+        # the QR first (20,000), then the card voucher (5,000), then the balance (5,000)
+        assert paid.decision.vouchers == (("Q-1", 20_000), ("V-s-pay-3", 5_000))
+        assert paid.decision.balance_after_tiyn == 95_000
+        assert isinstance(paid.event, MealServedEvent) and paid.event.qr_token == "Q-1"
+        assert again.decision.reason is Reason.VOUCHER_USED
+        assert fake.decision.reason is Reason.VOUCHER_INVALID
+        assert other.decision.reason is Reason.VOUCHER_INVALID
+        assert store.state.balance("s-pay") == 95_000  # refusals debited nothing
+        assert await voucher_counts(store) == {"Q-1": 20_000, "V-s-pay-3": 5_000, "tokens": 1}
+        await money_invariants(store)
+    finally:
+        await store.close()
+
+
+async def test_the_same_qr_at_two_terminals_at_once_pays_once(tmp_path: Path) -> None:
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        await store.apply_delta(voucher_delta(amount=1))
+        token = qr("Q-race", amount=30_000)
+        async with Pipeline(store) as p:
+            a, b = await asyncio.gather(
+                p.sell(buy("s-pay", "soup", token=token, terminal="canteen-1")),
+                p.sell(buy("s-pay", "soup", token=token, terminal="canteen-2")),
+            )
+        assert sorted([a.decision.granted, b.decision.granted]) == [False, True]
+        assert Reason.VOUCHER_USED in (a.decision.reason, b.decision.reason)
+        await money_invariants(store)
+    finally:
+        await store.close()
+
+
+async def test_a_debit_from_the_server_applies_once_even_below_the_overdraft(
+    tmp_path: Path,
+) -> None:
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        debit = BalanceDebit(ledger_id="L-77", student_id="s-pay", amount_tiyn=120_000)
+        delta = SyncDelta(school=SCHOOL, version=3, base_version=2, changes=[debit, debit])
+        assert await store.apply_delta(delta) is True
+        assert store.state.balance("s-pay") == -20_000  # once, in full
+        again = SyncDelta(school=SCHOOL, version=4, base_version=3, changes=[debit])
+        await store.apply_delta(again)
+        assert store.state.balance("s-pay") == -20_000
+        async with Pipeline(store) as p:
+            refused = await p.sell(buy("s-pay", "tea"))
+        assert refused.decision.reason is Reason.INSUFFICIENT_BALANCE
+        rows = await store.money_rows()
+        assert rows["server_debits"] == [("L-77", "s-pay", 120_000, -20_000, 3)]
+        await money_invariants(store)
+    finally:
+        await store.close()
+
+
+async def test_a_disk_failure_inside_a_voucher_sale_spends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_school(tmp_path / "edge.sqlite")
+    await store.apply_delta(voucher_delta(amount=40_000))
+    real = edge.store.canteen.write_sales
+    failures = {"left": 1}
+
+    def failing(db: sqlite3.Connection, sales: list[tuple[Any, ...]], *more: Any) -> None:
+        real(db, sales, *more)  # the debit, receipt, voucher spend and token rows are written
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+    monkeypatch.setattr(edge.store.canteen, "write_sales", failing)
+    try:
+        async with Pipeline(store) as p:
+            with pytest.raises(PipelineError, match="injected"):
+                await p.sell(buy("s-pay", "soup", token=qr("Q-9", amount=10_000)))
+            (voucher,) = store.state.vouchers("s-pay")
+            assert store.state.voucher_left(voucher) == 40_000
+            assert not store.state.token_redeemed("Q-9")
+            assert await voucher_counts(store) == {"tokens": 0}
+            sold = await p.sell(buy("s-pay", "soup", token=qr("Q-9", amount=10_000)))
+        assert sold.decision.vouchers == (("Q-9", 10_000), ("V-s-pay-3", 20_000))
+        await money_invariants(store)
+    finally:
+        await store.close()
