@@ -12,6 +12,7 @@ from server.notify import models as notify_models
 from server.people import models as people_models
 from server.policy import models as policy_models
 from server.roster import models as roster_models
+from server.vouchers import models as vouchers_models
 
 Base = models.Base
 
@@ -27,4 +28,5 @@ __all__ = [
     "people_models",
     "policy_models",
     "roster_models",
+    "vouchers_models",
 ]
