@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from server.settings import ServerSettings
+from server.vouchers import cli as vouchers_cli
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -351,6 +352,8 @@ def add_commands(subparsers: Any) -> None:
         help="read a password from stdin instead of printing an invitation link",
     )
     p.set_defaults(func=_user_add)
+
+    vouchers_cli.add_commands(subparsers, common, _settings)
 
     p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")

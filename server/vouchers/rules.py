@@ -80,12 +80,14 @@ class VoucherLine:
         """What is left to spend (a QR voucher is single use: nothing once redeemed)."""
         if self.kind == "qr" and self.meals:
             return 0
-        return self.issued_tiyn - self.spent_tiyn
+        return max(0, self.issued_tiyn - self.spent_tiyn)
 
     @property
     def lapsed_tiyn(self) -> int:
         """A redeemed QR voucher's part its meal did not need (not paid to the canteen)."""
-        return self.issued_tiyn - self.spent_tiyn if self.kind == "qr" and self.meals else 0
+        if self.kind != "qr" or not self.meals:
+            return 0
+        return max(0, self.issued_tiyn - self.spent_tiyn)
 
 
 @dataclass(frozen=True, slots=True)

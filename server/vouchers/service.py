@@ -324,8 +324,10 @@ class MealLine:
 
 def settlement(db: Session, school_id: str) -> tuple[rules.Settlement, list[MealLine]]:
     """The school's vouchers: issued, spent and remaining, checked against the meals it served
-    (the voucher part of every meal event), with the meals per day and meal period."""
-    collect_uses(db, school_id)
+    (the voucher part of every meal event), with the meals per day and meal period. Uses are
+    collected from every school first: a copy of a QR voucher redeemed elsewhere shows here."""
+    while collect_uses(db):
+        pass
     vouchers = list(db.scalars(select(Voucher).where(Voucher.school_id == school_id)))
     ids = [v.id for v in vouchers]
     uses = list(
