@@ -40,6 +40,7 @@ from protocol.messages import (
     MenuItem,
     MenuSet,
     ParentLimitsSet,
+    Reason,
     TerminalKind,
 )
 from simulators.school import Action, make_roster, school_day
@@ -364,10 +365,14 @@ async def _school(
 async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -> dict[str, Any]:
     events = await store.journal_rows()
     kinds = collections.Counter(e.kind for e in events)
-    denials = collections.Counter(e.reason.value for e in events if isinstance(e, DeniedEvent))
+    # a paying student's tap (PAY: "choose and pay") records the tap, it is not a refusal
+    pay_taps = sum(1 for e in events if isinstance(e, DeniedEvent) and e.reason is Reason.PAY)
+    denials = collections.Counter(
+        e.reason.value for e in events if isinstance(e, DeniedEvent) and e.reason is not Reason.PAY
+    )
     meals = collections.Counter(e.meal.value for e in events if isinstance(e, MealServedEvent))
     stats = await store.outbox_stats()
-    paid = meals.get("paid", 0)
+    paid = meals.get("paid", 0) + meals.get("voucher", 0)
     money = await store.money_rows()
     return {
         "seconds": round(seconds, 1),
@@ -376,6 +381,8 @@ async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -
         - paid,
         "denials": sum(denials.values()),
         "denials_by_reason": dict(denials.most_common()),
+        "pay_taps": pay_taps,
+        "voucher_meals": meals.get("voucher", 0),
         "entries": kinds.get("entry", 0),
         "exits": kinds.get("exit", 0),
         "manual_passes": kinds.get("manual_pass", 0),

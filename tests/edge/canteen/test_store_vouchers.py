@@ -6,6 +6,7 @@ once, a disk failure inside a voucher sale."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import sqlite3
 from pathlib import Path
@@ -217,6 +218,49 @@ async def test_a_disk_failure_inside_a_voucher_sale_spends_nothing(
             assert await voucher_counts(store) == {"tokens": 0}
             sold = await p.sell(buy("s-pay", "soup", token=qr("Q-9", amount=10_000)))
         assert sold.decision.vouchers == (("Q-9", 10_000), ("V-s-pay-3", 20_000))
+        await money_invariants(store)
+    finally:
+        await store.close()
+
+
+async def test_a_paying_students_tap_is_not_counted_as_a_refusal(tmp_path: Path) -> None:
+    from qaqpa.demo import _summary
+
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        await store.apply_delta(voucher_delta(amount=40_000))
+        async with Pipeline(store) as p:
+            card = Tap(at=now(), terminal="canteen-1", kind=TerminalKind.CANTEEN, credential="")
+            pay = await p.submit(dataclasses.replace(card, credential="UID:04D4E5F6"))
+            blocked = await p.submit(dataclasses.replace(card, credential="UID:04DEAD00"))
+            await p.sell(buy("s-pay", "soup"))
+        assert pay.decision.reason is Reason.PAY and blocked.decision.reason is Reason.CARD_BLOCKED
+        summary = await _summary(store, taps=2, seconds=1.0, releases=0)
+        assert summary["denials"] == 1 and summary["denials_by_reason"] == {"card_blocked": 1}
+        assert summary["pay_taps"] == 1 and summary["voucher_meals"] == 1
+    finally:
+        await store.close()
+
+
+async def test_the_kiosk_scans_a_qr_voucher_and_sells_with_it_once(tmp_path: Path) -> None:
+    from edge.kiosk.hub import KioskHub
+
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        await store.apply_delta(voucher_delta(amount=1))
+        async with Pipeline(store) as p:
+            hub = KioskHub(store, p, ["canteen-1"])
+            shown = hub.scan_voucher("canteen-1", qr("Q-kiosk", amount=30_000))
+            assert shown["screen"] == "pay" and shown["voucher_tiyn"] == 30_000
+            sold = await hub.purchase("canteen-1", str(shown["tap_id"]), ["soup"])
+            assert sold["screen"] == "served" and sold["voucher_tiyn"] == 30_000
+            assert sold["balance_tiyn"] == 100_000  # the balance was not touched
+            again = hub.scan_voucher("canteen-1", qr("Q-kiosk", amount=30_000))
+            assert again["reason"] == Reason.VOUCHER_USED
+            forged = hub.scan_voucher(
+                "canteen-1", qr("Q-x", amount=30_000, key=Ed25519PrivateKey.generate())
+            )
+            assert forged["reason"] == Reason.VOUCHER_INVALID
         await money_invariants(store)
     finally:
         await store.close()
