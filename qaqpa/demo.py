@@ -43,6 +43,7 @@ from protocol.messages import (
     Reason,
     TerminalKind,
 )
+from server.vouchers import demo as vouchers_demo
 from simulators.school import Action, make_roster, school_day
 from simulators.serial_sim import EmMarineSim, RelayBoardSim
 
@@ -140,6 +141,7 @@ def canteen_day(roster: Roster, today: dt.date) -> list[Change]:
             changes.append(
                 ParentLimitsSet(student_id=s.id, allergen_blocks=["milk"], daily_cap_tiyn=80_000)
             )
+    changes += vouchers_demo.grants([s.id for s in roster.students], today)  # paid by card
     return changes
 
 

@@ -44,6 +44,7 @@ from server.people.models import (
 from server.people.service import add_school, student_record
 from server.policy.service import save_policy
 from server.sync.changelog import append_changes
+from server.vouchers import demo as vouchers_demo
 
 DEMO_PASSWORD = "qaqpa-demo-2026"  # the demo's accounts only; printed by `qaqpa demo`
 SURNAMES = ["Ахметов", "Серікбаев", "Жұмабаев", "Нұрланов", "Қасымов", "Иванов", "Әлиев", "Омаров"]
@@ -185,6 +186,7 @@ def seed_demo(
                 CardBlock(credential=binding.credential, reason=binding.blocked_reason or "lost")
             )
     append_changes(session, school, changes)
+    vouchers_demo.seed_demo(session, school, [r.id for r in students_in], Clock().today_in(None))
     if policy is not None:
         save_policy(
             session,
