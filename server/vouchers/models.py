@@ -49,6 +49,8 @@ class Voucher(Base):
         ForeignKey("canteen_entries.id"), default=None
     )
     sync_version: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # a QR voucher's signed text, shown to the child's parent on their page as the QR code
+    token: Mapped[str | None] = mapped_column(String(600), default=None)
 
 
 class VoucherUse(Base):

@@ -261,7 +261,9 @@ def mint_qr(
         valid_to=form.valid_to,
         meal_periods=form.meal_periods,
     )
-    return voucher, sign_token(token, key)
+    text = sign_token(token, key)
+    voucher.token = text  # shown to the child's parent as the QR code (a bearer voucher)
+    return voucher, text
 
 
 def qr_svg(text: str) -> str:
@@ -322,12 +324,23 @@ class MealLine:
     voucher_tiyn: int
 
 
-def settlement(db: Session, school_id: str) -> tuple[rules.Settlement, list[MealLine]]:
+def collect_all(db: Session) -> int:
+    """Collect every school's voucher uses not yet recorded (the caller commits)."""
+    total = 0
+    while n := collect_uses(db):
+        total += n
+    return total
+
+
+def settlement(
+    db: Session, school_id: str, *, collect: bool = True
+) -> tuple[rules.Settlement, list[MealLine]]:
     """The school's vouchers: issued, spent and remaining, checked against the meals it served
     (the voucher part of every meal event), with the meals per day and meal period. Uses are
-    collected from every school first: a copy of a QR voucher redeemed elsewhere shows here."""
-    while collect_uses(db):
-        pass
+    collected from every school first (``collect``): a copy of a QR voucher redeemed elsewhere
+    shows here. A page reads with ``collect=False`` (no write in a GET)."""
+    if collect:
+        collect_all(db)
     vouchers = list(db.scalars(select(Voucher).where(Voucher.school_id == school_id)))
     ids = [v.id for v in vouchers]
     uses = list(

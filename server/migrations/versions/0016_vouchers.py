@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("ledger_entry_id", BigId, sa.ForeignKey("canteen_entries.id"), nullable=True),
         sa.Column("sync_version", sa.BigInteger(), nullable=True),
+        sa.Column("token", sa.String(600), nullable=True),
     )
     op.create_index("ix_vouchers_school_student", "vouchers", ["school_id", "student_pk"])
     op.create_table(

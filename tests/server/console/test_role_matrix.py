@@ -275,6 +275,23 @@ ROUTES: dict[tuple[str, str], Rule] = {
         ("canteen.manage", "parent.view"), "student", gate="session"
     ),
     ("GET", "/canteen/voucher/redeem"): R("canteen.manage", "list"),
+    # social-wallet vouchers (issue 13, part 4)
+    ("GET", "/vouchers"): R("canteen.view", "list"),
+    ("POST", "/vouchers/collect"): R("canteen.view", "school", form={"school": "{school}"}),
+    ("GET", "/vouchers/student/{pk}"): R(
+        ("vouchers.issue", "canteen.view", "parent.view"), "student", gate="session"
+    ),
+    ("POST", "/vouchers/student/{pk}/issue"): R(
+        "vouchers.issue",
+        "student",
+        form={
+            "issuer": "social-wallet",
+            "amount": "600",
+            "valid_from": "{today}",
+            "valid_to": "{today}",
+            "periods": "lunch",
+        },
+    ),
     ("POST", "/canteen/voucher/redeem"): R(
         "canteen.manage", "opaque", form={"token": "not-a-token"}
     ),
