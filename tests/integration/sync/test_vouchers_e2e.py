@@ -275,3 +275,6 @@ async def _end_to_end(tmp_path: Path, world: World, db: Session, srv: ServerSett
     # vouchers: 48,000 funded - 40,000 (card) - 5,000 (QR at S1); the S2 copy is not this
     # child's at S2: it waits in suspense for the operator, never lost
     assert canteen.balance(db, st.pk, AccountKind.STUDENT_VOUCHER) == 3_000
+    # and the reconciliation explains every difference with the school's last balance
+    (row,) = [r for r in canteen.reconciliation(db, "S1") if r.student_ref == PAYER]
+    assert row.recon.agrees and row.recon.unexplained_tiyn == 0, row.recon
