@@ -231,7 +231,6 @@ class KioskHub:
         screen["student"] = self._student(student.id)
         screen["meal_period"] = period.name if period is not None else None
         self._add_offer(screen, student.id, day, screen["meal_period"], token.amount_tiyn)
-        screen["voucher_tiyn"] = token.amount_tiyn
         tap_id = self._remember(terminal, student.id)
         self._pending[tap_id].qr_token = text.strip()
         self._pending[tap_id].token_tiyn = token.amount_tiyn
@@ -301,6 +300,8 @@ class KioskHub:
         assert policy is not None
         o: Offer = offer(policy, self.store.state, student_id, day, period, token_tiyn)
         screen["balance_tiyn"] = o.balance_tiyn
+        if o.voucher_tiyn:  # the QR shown and the card vouchers usable for this meal
+            screen["voucher_tiyn"] = o.voucher_tiyn
         screen["offer"] = OfferView(
             spendable_tiyn=o.spendable_tiyn,
             cap_left_tiyn=o.cap_left_tiyn,

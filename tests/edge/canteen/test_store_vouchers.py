@@ -251,7 +251,7 @@ async def test_the_kiosk_scans_a_qr_voucher_and_sells_with_it_once(tmp_path: Pat
         async with Pipeline(store) as p:
             hub = KioskHub(store, p, ["canteen-1"])
             shown = hub.scan_voucher("canteen-1", qr("Q-kiosk", amount=30_000))
-            assert shown["screen"] == "pay" and shown["voucher_tiyn"] == 30_000
+            assert shown["screen"] == "pay" and shown["voucher_tiyn"] == 30_001  # QR + card voucher
             sold = await hub.purchase("canteen-1", str(shown["tap_id"]), ["soup"])
             assert sold["screen"] == "served" and sold["voucher_tiyn"] == 30_000
             assert sold["balance_tiyn"] == 100_000  # the balance was not touched
