@@ -15,8 +15,10 @@ import asyncio
 import datetime as dt
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.core.decide import Decision, decide
 from edge.core.model import (
@@ -28,6 +30,7 @@ from edge.core.model import (
     SchoolState,
     ServedMeal,
     Tap,
+    Voucher,
 )
 from edge.core.money import PurchaseDecision, decide_purchase
 from edge.faults import crash_point
@@ -44,6 +47,7 @@ from protocol.messages import (
     NotPassedEvent,
     Reason,
     TerminalKind,
+    VoucherSpend,
 )
 
 log = logging.getLogger(__name__)
@@ -81,13 +85,15 @@ def utc_now() -> dt.datetime:
 class _Layer:
     """Effects of one group of decisions that is not committed yet."""
 
-    __slots__ = ("debits", "meals", "presence_by_person", "spending")
+    __slots__ = ("debits", "meals", "presence_by_person", "spending", "tokens", "voucher_spends")
 
     def __init__(self) -> None:
         self.presence_by_person: dict[str, tuple[dt.date, Presence]] = {}
         self.meals: dict[MealKey, ServedMeal] = {}
         self.debits: dict[str, int] = {}  # tiyn per student
         self.spending: dict[tuple[str, dt.date], int] = {}
+        self.voucher_spends: dict[str, int] = {}  # tiyn per voucher id
+        self.tokens: set[str] = set()  # QR vouchers used
 
 
 class _View:
@@ -102,6 +108,17 @@ class _View:
         self.staff = base.staff
         self.limits: Callable[[str], ParentLimits] = base.limits
         self.menu: Callable[[dt.date], tuple[Dish, ...]] = base.menu
+        self.vouchers: Callable[[str], tuple[Voucher, ...]] = base.vouchers
+        self.issuer_keys: Callable[[], Mapping[str, Ed25519PublicKey]] = base.issuer_keys
+
+    def voucher_left(self, voucher: Voucher) -> int:
+        pending = sum(layer.voucher_spends.get(voucher.id, 0) for layer in self.layers)
+        return self.base.voucher_left(voucher) - pending
+
+    def token_redeemed(self, token_id: str) -> bool:
+        return self.base.token_redeemed(token_id) or any(
+            token_id in layer.tokens for layer in self.layers
+        )
 
     def balance(self, student_id: str) -> int:
         pending = sum(layer.debits.get(student_id, 0) for layer in self.layers)
@@ -226,8 +243,18 @@ def plan_purchase(
         amount_tiyn=decision.amount_tiyn,
         items=list(decision.items),
         balance_after_tiyn=decision.balance_after_tiyn,
+        vouchers=[VoucherSpend(voucher_id=v, amount_tiyn=t) for v, t in decision.vouchers],
+        qr_token=decision.token.token_id if decision.token is not None else None,
     )
-    sale = Sale(decision.student_id, decision.amount_tiyn, decision.balance_after_tiyn, lines)
+    token = decision.token
+    sale = Sale(
+        decision.student_id,
+        decision.amount_tiyn,
+        decision.balance_after_tiyn,
+        lines,
+        vouchers=decision.vouchers,
+        token=(token.token_id, token.issuer) if token is not None else None,
+    )
     return JournalEntry(ev, meal=(key, decision.meal.value, decision.amount_tiyn), sale=sale)
 
 
@@ -334,9 +361,13 @@ class Pipeline:
                 entry = plan_purchase(tap, sale, view.menu(sale.local_date))
                 if entry.sale is not None and entry.meal is not None:
                     sid, amount = sale.student_id, sale.amount_tiyn
-                    layer.debits[sid] = layer.debits.get(sid, 0) + amount
+                    layer.debits[sid] = layer.debits.get(sid, 0) + sale.balance_paid_tiyn
                     key = (sid, sale.local_date)
                     layer.spending[key] = layer.spending.get(key, 0) + amount
+                    for vid, tiyn in sale.vouchers:
+                        layer.voucher_spends[vid] = layer.voucher_spends.get(vid, 0) + tiyn
+                    if sale.token is not None:
+                        layer.tokens.add(sale.token.token_id)
                     if view.served(entry.meal[0]) is None:
                         layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
                 entries.append(entry)

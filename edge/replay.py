@@ -21,7 +21,7 @@ from edge.core.model import Card, MealKey, Policy, SchoolState, ServedMeal, Tap
 from edge.roster import RosterError, load_roster
 from edge.state import build_state
 from edge.validation import first_problem
-from protocol.messages import Direction, PolicyDoc, TerminalKind
+from protocol.messages import Direction, PolicyDoc, Reason, TerminalKind
 
 
 class ReplayError(ValueError):
@@ -175,7 +175,10 @@ def replay(roster_path: Path, policy_path: Path, taps_path: Path, out: TextIO) -
                         "at": item.at.isoformat(),
                         "terminal": item.terminal,
                         "student": d.student_id,
-                        "decision": "grant" if d.granted else "deny",
+                        # a paying student's tap is an offer to pay, not a refusal
+                        "decision": "grant"
+                        if d.granted
+                        else ("pay" if d.reason is Reason.PAY else "deny"),
                         "reason": d.reason.value,
                         "meal": d.meal.value if d.meal else None,
                     },

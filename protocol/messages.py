@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import itertools
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -53,6 +53,23 @@ class Message(BaseModel):
     """Base of all wire messages: immutable, strict types, unknown fields refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class _OmitsNewFields(Message):
+    """A message that gained optional fields after release: while such a field is empty (its
+    default) it is left out of the encoding, so the bytes are the previous release's and a
+    reader of that release (which refuses unknown fields) still reads them."""
+
+    omit_when_empty: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in self.omit_when_empty:
+                if key in data and data[key] in (None, [], ()):
+                    del data[key]
+        return data
 
 
 # ---------------------------------------------------------------------------------- vocabulary
@@ -92,6 +109,9 @@ class Reason(enum.StrEnum):
     ALLERGEN_BLOCKED = "allergen_blocked"  # an item holds an allergen the parent blocked
     DAILY_CAP_EXCEEDED = "daily_cap_exceeded"  # over the parent's daily spending cap
     NOT_ON_MENU = "not_on_menu"  # an item not on today's menu (or no menu today)
+    # social-wallet vouchers (servers older than these codes refuse batches carrying them)
+    VOUCHER_INVALID = "voucher_invalid"  # a voucher QR code forged, expired, not for this meal
+    VOUCHER_USED = "voucher_used"  # a voucher QR code already redeemed (single use)
 
 
 class MealKind(enum.StrEnum):
@@ -192,7 +212,16 @@ class DeniedEvent(_EventBase):
     student_id: Id | None = None  # None when the card is unknown: the raw card stays at the school
 
 
-class MealServedEvent(_EventBase):
+class VoucherSpend(Message):
+    """Part of a meal's price paid from one social-wallet voucher (by card or by QR code)."""
+
+    voucher_id: Id
+    amount_tiyn: Annotated[int, Field(ge=1, le=10**9)]
+
+
+class MealServedEvent(_EventBase, _OmitsNewFields):
+    omit_when_empty: ClassVar[tuple[str, ...]] = ("vouchers", "qr_token")
+
     kind: Literal["meal_served"] = "meal_served"
     student_id: Id
     period: Id
@@ -203,6 +232,15 @@ class MealServedEvent(_EventBase):
     # at the school right after the debit (negative only within the configured overdraft)
     items: Annotated[list[Id], Field(max_length=50)] = []
     balance_after_tiyn: int | None = None
+    # vouchers that paid part (or all) of ``amount_tiyn`` before the balance was touched; the
+    # balance paid the rest. ``qr_token``: the single-use QR voucher redeemed (its id is also
+    # in ``vouchers``). Both left out of the bytes when empty (older servers read them).
+    vouchers: Annotated[list[VoucherSpend], Field(max_length=10)] = []
+    qr_token: Id | None = None
+
+    @property
+    def voucher_tiyn(self) -> int:
+        return sum(v.amount_tiyn for v in self.vouchers)
 
 
 class LibraryVisitEvent(_EventBase):
@@ -452,8 +490,26 @@ class MealPeriodDoc(Message):
         return self
 
 
-class PolicyDoc(Message):
+class CategoryPrice(Message):
+    """A reduced price (order No. 456): members of ``category`` pay ``percent`` of the menu price
+    (rounded down to the tiyn) from ``valid_from`` to ``valid_to`` inclusive. 0 % is free."""
+
+    category: Id
+    percent: Annotated[int, Field(ge=0, le=100)]
+    valid_from: LocalDate
+    valid_to: LocalDate
+
+    @model_validator(mode="after")
+    def _dates(self) -> CategoryPrice:
+        if dt.date.fromisoformat(self.valid_to) < dt.date.fromisoformat(self.valid_from):
+            raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}")
+        return self
+
+
+class PolicyDoc(_OmitsNewFields):
     """The school's rules as data (DESIGN invariant 7). Times are local to ``timezone``."""
+
+    omit_when_empty: ClassVar[tuple[str, ...]] = ("category_prices",)
 
     timezone: Annotated[str, Field(min_length=1, max_length=64)]
     free_meal_grades: list[Annotated[int, Field(ge=0, le=12)]] = []
@@ -463,6 +519,9 @@ class PolicyDoc(Message):
     shifts: Annotated[list[ShiftDoc], Field(alias="shift", min_length=1)]
     meal_periods: Annotated[list[MealPeriodDoc], Field(alias="meal_period")] = []
     valid_from: LocalDate | None = None
+    # reduced prices by category; empty: everyone who pays pays the menu price (left out of the
+    # bytes when empty, so edges of the release before read the policy unchanged)
+    category_prices: Annotated[list[CategoryPrice], Field(max_length=100)] = []
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
 
@@ -617,6 +676,49 @@ class ParentLimitsSet(Message):
     daily_cap_tiyn: Annotated[int, Field(ge=0, le=10**9)] | None = None
 
 
+class BalanceDebit(Message):
+    """Money taken from a student's canteen balance at the school (a canteen manager's negative
+    correction at the server), named by the server's ledger entry: applied once per
+    ``ledger_id``. Applied in full, even below the overdraft (the server's ledger has already
+    booked it); a balance below the overdraft sells nothing until topped up."""
+
+    op: Literal["balance_debit"] = "balance_debit"
+    ledger_id: Id
+    student_id: Id
+    amount_tiyn: Annotated[int, Field(ge=1, le=10**9)]
+
+
+class VoucherGrant(Message):
+    """A social-wallet voucher of a student, issued by ``issuer``: ``amount_tiyn`` to spend on
+    meals of ``meal_periods`` (empty: any) from ``valid_from`` to ``valid_to`` inclusive. The
+    school spends it by card, offline, before the prepaid balance; applied once per id."""
+
+    op: Literal["voucher_grant"] = "voucher_grant"
+    voucher_id: Id
+    issuer: Id
+    student_id: Id
+    amount_tiyn: Annotated[int, Field(ge=1, le=10**9)]
+    valid_from: LocalDate
+    valid_to: LocalDate
+    meal_periods: Annotated[list[Id], Field(max_length=10)] = []
+
+    @model_validator(mode="after")
+    def _dates(self) -> VoucherGrant:
+        if dt.date.fromisoformat(self.valid_to) < dt.date.fromisoformat(self.valid_from):
+            raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}")
+        return self
+
+
+class VoucherIssuerKey(Message):
+    """The PUBLIC key of a voucher issuer (the social wallet): the school verifies QR vouchers
+    with it and can never mint one. ``public_key``: raw 32-byte Ed25519, standard base64."""
+
+    op: Literal["voucher_issuer_key"] = "voucher_issuer_key"
+    issuer: Id
+    public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+    revoked: bool = False
+
+
 Change = Annotated[
     StudentUpsert
     | StudentRemove
@@ -634,7 +736,10 @@ Change = Annotated[
     | PolicySet
     | MenuSet
     | BalanceCredit
-    | ParentLimitsSet,
+    | ParentLimitsSet
+    | BalanceDebit
+    | VoucherGrant
+    | VoucherIssuerKey,
     Field(discriminator="op"),
 ]
 
@@ -654,8 +759,10 @@ class SyncDelta(Message):
         return self
 
 
-class SyncSnapshot(Message):
+class SyncSnapshot(_OmitsNewFields):
     """Everything a school's edge needs, at ``version``: replaces the edge's roster wholesale."""
+
+    omit_when_empty: ClassVar[tuple[str, ...]] = ("balance_debits", "vouchers", "voucher_issuers")
 
     school: Id
     version: Annotated[int, Field(ge=0)]
@@ -684,6 +791,11 @@ class SyncSnapshot(Message):
     balance_credits: list[BalanceCredit] = []
     # ... and every student's limits (None: not carried, the edge keeps what it has)
     parent_limits: list[ParentLimitsSet] | None = None
+    # ... every debit and voucher ever sent (each applied once by id) and the issuers' public
+    # keys (left out of the bytes when empty)
+    balance_debits: list[BalanceDebit] = []
+    vouchers: list[VoucherGrant] = []
+    voucher_issuers: list[VoucherIssuerKey] = []
 
 
 class SyncAck(Message):

@@ -49,8 +49,10 @@ from protocol.messages import (
     MenuSet,
     OwnerKind,
     ParentLimitsSet,
+    Reason,
     TerminalKind,
 )
+from server.vouchers import demo as vouchers_demo
 from simulators.school import Action, make_roster, school_day
 from simulators.serial_sim import EmMarineSim, RelayBoardSim
 
@@ -296,6 +298,7 @@ def canteen_day(roster: Roster, today: dt.date) -> list[Change]:
             changes.append(
                 ParentLimitsSet(student_id=s.id, allergen_blocks=["milk"], daily_cap_tiyn=80_000)
             )
+    changes += vouchers_demo.grants([s.id for s in roster.students], today)  # paid by card
     return changes
 
 
@@ -564,10 +567,14 @@ DESK_KINDS: tuple[Literal["card_issued"], Literal["card_changed"]] = ("card_issu
 async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -> dict[str, Any]:
     events = await store.journal_rows()
     kinds = collections.Counter(e.kind for e in events)
-    denials = collections.Counter(e.reason.value for e in events if isinstance(e, DeniedEvent))
+    # a paying student's tap (PAY: "choose and pay") records the tap, it is not a refusal
+    pay_taps = sum(1 for e in events if isinstance(e, DeniedEvent) and e.reason is Reason.PAY)
+    denials = collections.Counter(
+        e.reason.value for e in events if isinstance(e, DeniedEvent) and e.reason is not Reason.PAY
+    )
     meals = collections.Counter(e.meal.value for e in events if isinstance(e, MealServedEvent))
     stats = await store.outbox_stats()
-    paid = meals.get("paid", 0)
+    paid = meals.get("paid", 0) + meals.get("voucher", 0)
     money = await store.money_rows()
     return {
         "seconds": round(seconds, 1),
@@ -579,6 +586,8 @@ async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -
         "desk_card_events": sum(kinds.get(k, 0) for k in DESK_KINDS),
         "denials": sum(denials.values()),
         "denials_by_reason": dict(denials.most_common()),
+        "pay_taps": pay_taps,
+        "voucher_meals": meals.get("voucher", 0),
         "entries": kinds.get("entry", 0),
         "exits": kinds.get("exit", 0),
         "manual_passes": kinds.get("manual_pass", 0),

@@ -14,6 +14,7 @@ from server.badges import cli as badges_cli
 from server.gifted import cli as gifted_cli
 from server.settings import ServerSettings
 from server.tutoring import cli as tutoring_cli
+from server.vouchers import cli as vouchers_cli
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -366,6 +367,7 @@ def add_commands(subparsers: Any) -> None:
     from server.duty.cli import add_commands as duty_commands
 
     duty_commands(subparsers, common, _settings)
+    vouchers_cli.add_commands(subparsers, common, _settings)
 
     p = subparsers.add_parser("api", parents=[common], help="run the HTTP API and the console")
     p.add_argument("--host", default="127.0.0.1")

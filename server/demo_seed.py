@@ -45,6 +45,7 @@ from server.policy.service import save_policy
 from server.sync.changelog import append_changes
 from server.trustees.demo import seed_demo as duty_demo
 from server.tutoring import demo as tutoring_demo
+from server.vouchers import demo as vouchers_demo
 
 DEMO_PASSWORD = "qaqpa-demo-2026"  # the demo's accounts only; printed by `qaqpa demo`
 SURNAMES = ["Ахметов", "Серікбаев", "Жұмабаев", "Нұрланов", "Қасымов", "Иванов", "Әлиев", "Омаров"]
@@ -164,6 +165,7 @@ def seed_demo(
     # roster file's numbers) stays at the school; the records come with the school's uplink.
     del cards_in
     append_changes(session, school, changes)
+    vouchers_demo.seed_demo(session, school, [r.id for r in students_in], Clock().today_in(None))
     if policy is not None:
         save_policy(
             session,

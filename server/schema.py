@@ -22,6 +22,7 @@ from server.staffpins import models as staffpins_models
 from server.sync import cardmove as cardmove_models
 from server.trustees import models as trustees_models
 from server.tutoring import models as tutoring_models
+from server.vouchers import models as vouchers_models
 
 Base = models.Base
 
@@ -47,4 +48,5 @@ __all__ = [
     "staffpins_models",
     "trustees_models",
     "tutoring_models",
+    "vouchers_models",
 ]

@@ -146,7 +146,7 @@ def _canteen(
             return Decision(
                 False, Reason.NOT_ELIGIBLE, day, student_id=student.id, meal_period=period.name
             )
-        o = offer(policy, state, student.id, day)
+        o = offer(policy, state, student.id, day, period.name)
         return Decision(
             False,
             pay_reason(o),

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from edge.core.cardkey import CardKeyOf, plain
 from protocol.messages import (
     AntiPassback,
@@ -77,6 +79,37 @@ class MealPeriod:
 
 
 @dataclass(frozen=True, slots=True)
+class CategoryPrice:
+    """Members of ``category`` pay ``percent`` of the menu price on days in the validity."""
+
+    category: str
+    percent: int
+    valid_from: dt.date
+    valid_to: dt.date  # inclusive
+
+    def valid_on(self, day: dt.date) -> bool:
+        return self.valid_from <= day <= self.valid_to
+
+
+@dataclass(frozen=True, slots=True)
+class Voucher:
+    """A social-wallet voucher of a student held at the school (spent by card tap)."""
+
+    id: str
+    issuer: str
+    student_id: str
+    amount_tiyn: int
+    valid_from: dt.date
+    valid_to: dt.date  # inclusive
+    meal_periods: frozenset[str] = frozenset()  # empty: any meal period
+
+    def usable(self, day: dt.date, period: str) -> bool:
+        return self.valid_from <= day <= self.valid_to and (
+            not self.meal_periods or period in self.meal_periods
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     timezone: ZoneInfo
     free_meal_grades: frozenset[int]
@@ -87,6 +120,7 @@ class Policy:
     meal_periods: tuple[MealPeriod, ...]
     # how far below zero a paying student's balance may go (tiyn); 0: no overdraft
     overdraft_tiyn: int = 0
+    category_prices: tuple[CategoryPrice, ...] = ()  # reduced prices (order No. 456)
 
     @classmethod
     def from_doc(cls, doc: PolicyDoc, *, overdraft_tiyn: int = 0) -> Policy:
@@ -113,6 +147,15 @@ class Policy:
                 for p in doc.meal_periods
             ),
             overdraft_tiyn=overdraft_tiyn,
+            category_prices=tuple(
+                CategoryPrice(
+                    c.category,
+                    c.percent,
+                    dt.date.fromisoformat(c.valid_from),
+                    dt.date.fromisoformat(c.valid_to),
+                )
+                for c in doc.category_prices
+            ),
         )
 
 
@@ -200,6 +243,7 @@ class Purchase:
     terminal: str
     student_id: str
     items: tuple[str, ...]
+    qr_token: str | None = None  # a dynamic QR voucher shown for this meal (its text)
 
 
 class StateView(Protocol):
@@ -223,6 +267,14 @@ class StateView(Protocol):
 
     def menu(self, day: dt.date) -> tuple[Dish, ...]: ...
 
+    def vouchers(self, student_id: str) -> tuple[Voucher, ...]: ...
+
+    def voucher_left(self, voucher: Voucher) -> int: ...
+
+    def token_redeemed(self, token_id: str) -> bool: ...
+
+    def issuer_keys(self) -> Mapping[str, Ed25519PublicKey]: ...
+
 
 @dataclass
 class SchoolState:
@@ -239,6 +291,10 @@ class SchoolState:
     menus: dict[dt.date, tuple[Dish, ...]] = field(default_factory=dict)
     # how a tapped number is looked up in ``cards`` (the store's keyed hash, or the number)
     card_key: CardKeyOf = plain
+    vouchers_by_student: dict[str, tuple[Voucher, ...]] = field(default_factory=dict)
+    voucher_spent: dict[str, int] = field(default_factory=dict)  # tiyn per voucher id
+    redeemed_tokens: set[str] = field(default_factory=set)  # QR voucher ids used here
+    issuer_public_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
 
     def card(self, credential: str) -> Card | None:
         return self.cards.get(self.card_key(credential))
@@ -267,3 +323,15 @@ class SchoolState:
 
     def menu(self, day: dt.date) -> tuple[Dish, ...]:
         return self.menus.get(day, ())
+
+    def vouchers(self, student_id: str) -> tuple[Voucher, ...]:
+        return self.vouchers_by_student.get(student_id, ())
+
+    def voucher_left(self, voucher: Voucher) -> int:
+        return voucher.amount_tiyn - self.voucher_spent.get(voucher.id, 0)
+
+    def token_redeemed(self, token_id: str) -> bool:
+        return token_id in self.redeemed_tokens
+
+    def issuer_keys(self) -> Mapping[str, Ed25519PublicKey]:
+        return self.issuer_public_keys

@@ -105,6 +105,16 @@ MESSAGES: dict[Reason, dict[Lang, str]] = {
         Lang.RU: "Нет в сегодняшнем меню",
         Lang.EN: "Not on today's menu",
     },
+    Reason.VOUCHER_INVALID: {
+        Lang.KK: "Ваучер жарамсыз: қолтаңба, мерзім немесе оқушы сәйкес емес",
+        Lang.RU: "Ваучер недействителен: подпись, срок или ученик не совпадают",
+        Lang.EN: "Voucher not valid: signature, dates or student do not match",
+    },
+    Reason.VOUCHER_USED: {
+        Lang.KK: "Бұл ваучер бұрын пайдаланылған",
+        Lang.RU: "Этот ваучер уже использован",
+        Lang.EN: "This voucher has already been used",
+    },
 }
 
 

@@ -67,6 +67,12 @@ class PurchaseRequest(BaseModel):
     items: Annotated[list[Id], Field(min_length=1, max_length=20)]
 
 
+class VoucherRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    terminal: Id
+    qr: Annotated[str, Field(min_length=1, max_length=600)]  # protocol.vouchers.MAX_TOKEN_CHARS
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     terminal: Id
@@ -220,6 +226,14 @@ def create_app(
     async def purchase(_: StaffWrite, body: PurchaseRequest) -> Any:
         try:
             return await hub.purchase(known(body.terminal), body.tap_id, body.items)
+        except KioskError as err:
+            return JSONResponse({"error": str(err)}, status_code=409)
+
+    @app.post("/api/voucher", response_model=None)
+    async def voucher(_: StaffWrite, body: VoucherRequest) -> Any:
+        """A QR voucher scanned (a scanner types it, or staff paste it): the menu to pay with it."""
+        try:
+            return hub.scan_voucher(known(body.terminal), body.qr)
         except KioskError as err:
             return JSONResponse({"error": str(err)}, status_code=409)
 

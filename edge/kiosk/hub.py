@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from edge.core.meals import meal_period_at
 from edge.core.model import Purchase, Student
 from edge.core.money import Offer, offer
 from edge.core.reasons import HEADLINES, MESSAGES, Screen
@@ -36,6 +37,7 @@ from edge.kiosk.screens import (
 from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, Sold, utc_now
 from edge.store import EdgeStore
 from protocol.messages import MealKind, Reason
+from protocol.vouchers import TokenError, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class KioskError(Exception):
 
 def screen_of(reason: Reason, granted: bool, meal: MealKind | None) -> Screen:
     if granted:
-        return Screen.SERVED if meal is MealKind.PAID else Screen.FREE_MEAL
+        return Screen.SERVED if meal in (MealKind.PAID, MealKind.VOUCHER) else Screen.FREE_MEAL
     return {
         Reason.ALREADY_SERVED: Screen.ALREADY_SERVED,
         Reason.PAY: Screen.PAY,
@@ -70,6 +72,8 @@ class _PendingPay:
     terminal: str
     student_id: str
     created: float
+    qr_token: str | None = None  # a QR voucher scanned for this meal (checked again at sale)
+    token_tiyn: int = 0
 
 
 class KioskHub:
@@ -149,7 +153,7 @@ class KioskHub:
             Reason.DAILY_CAP_EXCEEDED,
             Reason.ALLERGEN_BLOCKED,
         ):
-            self._add_offer(screen, d.student_id, d.local_date)
+            self._add_offer(screen, d.student_id, d.local_date, d.meal_period)
             if d.reason is Reason.PAY:
                 screen["tap_id"] = self._remember(terminal, d.student_id)
         self.publish(terminal, screen)
@@ -169,6 +173,7 @@ class KioskHub:
             terminal=terminal,
             student_id=pending.student_id,
             items=tuple(items),
+            qr_token=pending.qr_token,
         )
         try:
             sold = await self.pipeline.sell(purchase)
@@ -187,14 +192,54 @@ class KioskHub:
             screen = self._base(terminal, Screen.SERVED, Reason.OK)
             screen["receipt"] = _receipt(await self.store.receipt(sold.event.seq))
             screen["balance_tiyn"] = d.balance_after_tiyn
+            if d.voucher_tiyn:
+                screen["voucher_tiyn"] = d.voucher_tiyn  # what vouchers paid of this meal
         else:  # the menu again, with why the choice was refused
             screen = self._base(terminal, Screen.PAY, Reason.PAY)
             screen["error"] = {"reason": d.reason, "message": _messages(d.reason)}
-            self._add_offer(screen, d.student_id, d.local_date)
+            pending = self._pending.get(tap_id or "")
+            token_tiyn = pending.token_tiyn if pending is not None else 0
+            self._add_offer(screen, d.student_id, d.local_date, d.meal_period, token_tiyn)
             screen["tap_id"] = tap_id
         screen["seq"] = sold.event.seq
         screen["student"] = self._student(d.student_id)
         screen["meal_period"] = d.meal_period
+        self.publish(terminal, screen)
+        return screen
+
+    def scan_voucher(self, terminal: str, text: str) -> KioskScreen:
+        """A QR voucher scanned at the terminal: checked with the issuer's public key (only
+        public keys are at the school), then the student's menu with the voucher's value. The
+        sale checks it again and journals it; nothing is spent by the scan itself."""
+        policy = self.store.policy
+        if policy is None:
+            raise KioskError("no policy loaded yet")
+        now = self.clock()
+        day = now.astimezone(policy.timezone).date()
+        try:
+            token = verify_token(text, self.store.state.issuer_keys(), day)
+        except TokenError as err:
+            log.info("terminal %s: QR voucher refused (%s)", terminal, err.code)
+            return self._voucher_refused(terminal, Reason.VOUCHER_INVALID)
+        if self.store.state.token_redeemed(token.token_id):
+            return self._voucher_refused(terminal, Reason.VOUCHER_USED)
+        student = self.store.state.student(token.student_id)
+        if student is None:
+            return self._voucher_refused(terminal, Reason.VOUCHER_INVALID)
+        period = meal_period_at(policy, student.shift, now.astimezone(policy.timezone).time())
+        screen = self._base(terminal, Screen.PAY, Reason.PAY)
+        screen["student"] = self._student(student.id)
+        screen["meal_period"] = period.name if period is not None else None
+        self._add_offer(screen, student.id, day, screen["meal_period"], token.amount_tiyn)
+        tap_id = self._remember(terminal, student.id)
+        self._pending[tap_id].qr_token = text.strip()
+        self._pending[tap_id].token_tiyn = token.amount_tiyn
+        screen["tap_id"] = tap_id
+        self.publish(terminal, screen)
+        return screen
+
+    def _voucher_refused(self, terminal: str, reason: Reason) -> KioskScreen:
+        screen = self._base(terminal, Screen.DENIED, reason)
         self.publish(terminal, screen)
         return screen
 
@@ -241,12 +286,22 @@ class KioskHub:
             "initials": initials(name) if name else "?",
         }
 
-    def _add_offer(self, screen: KioskScreen, student_id: str, day: dt.date) -> None:
-        """The student's balance and today's menu against their money rules (a PAY screen)."""
+    def _add_offer(
+        self,
+        screen: KioskScreen,
+        student_id: str,
+        day: dt.date,
+        period: str | None = None,
+        token_tiyn: int = 0,
+    ) -> None:
+        """The student's balance and today's menu against their money rules (a PAY screen):
+        vouchers usable for this meal count, prices are the student's (reduced) ones."""
         policy = self.store.policy
         assert policy is not None
-        o: Offer = offer(policy, self.store.state, student_id, day)
+        o: Offer = offer(policy, self.store.state, student_id, day, period, token_tiyn)
         screen["balance_tiyn"] = o.balance_tiyn
+        if o.voucher_tiyn:  # the QR shown and the card vouchers usable for this meal
+            screen["voucher_tiyn"] = o.voucher_tiyn
         screen["offer"] = OfferView(
             spendable_tiyn=o.spendable_tiyn,
             cap_left_tiyn=o.cap_left_tiyn,
@@ -255,7 +310,7 @@ class KioskHub:
                 {
                     "id": x.dish.id,
                     "name": x.dish.name,
-                    "price_tiyn": x.dish.price_tiyn,
+                    "price_tiyn": x.pays_tiyn,
                     "allergens": sorted(x.dish.allergens),
                     "blocked_allergens": sorted(x.blocked_allergens),
                     "allowed": x.allowed,

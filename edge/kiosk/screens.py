@@ -99,6 +99,7 @@ class KioskScreen(TypedDict):
     error: NotRequired[Refusal]  # a sale refused: the menu again, with why
     receipt: NotRequired[Receipt | None]  # a sale made
     balance_tiyn: NotRequired[int]
+    voucher_tiyn: NotRequired[int]  # vouchers usable (PAY) or that paid (SERVED)
     offer: NotRequired[OfferView]  # a PAY (or refused) screen's menu
     tap_id: NotRequired[str | None]  # what the page sends back to confirm a PAY
     seq: NotRequired[int]

@@ -4,6 +4,7 @@ that runs every write transaction, and loading the decision state from the datab
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import sqlite3
@@ -24,6 +25,7 @@ from edge.core.model import (
     Presence,
     SchoolState,
     ServedMeal,
+    Voucher,
 )
 from edge.state import build_state
 from edge.store.errors import StoreError
@@ -36,6 +38,7 @@ from protocol.messages import (
     StaffRecord,
     StudentRecord,
 )
+from protocol.signing import load_public_key
 
 _T = TypeVar("_T")
 
@@ -207,6 +210,12 @@ class StoreBase:
         ) as cur:
             for sid, day, total in await cur.fetchall():
                 state.spending[(sid, dt.date.fromisoformat(day))] = int(total)
+        async with self._db.execute(
+            "SELECT voucher_id, SUM(amount_tiyn) FROM voucher_spends GROUP BY voucher_id"
+        ) as cur:
+            state.voucher_spent = {vid: int(t) for vid, t in await cur.fetchall()}
+        async with self._db.execute("SELECT token_id FROM voucher_tokens") as cur:
+            state.redeemed_tokens = {t for (t,) in await cur.fetchall()}
         self.state = state
         await self._load_canteen_setup()
 
@@ -225,8 +234,33 @@ class StoreBase:
         ) as cur:
             for sid, blocks, cap in await cur.fetchall():
                 limits[sid] = ParentLimits(frozenset(json.loads(blocks)), cap)
+        vouchers: dict[str, list[Voucher]] = {}
+        async with self._db.execute(
+            "SELECT voucher_id, issuer, student_id, amount_tiyn, valid_from, valid_to, "
+            "meal_periods FROM vouchers ORDER BY voucher_id"
+        ) as cur:
+            for vid, issuer, sid, amount, vf, vt, periods in await cur.fetchall():
+                vouchers.setdefault(sid, []).append(
+                    Voucher(
+                        vid,
+                        issuer,
+                        sid,
+                        int(amount),
+                        dt.date.fromisoformat(vf),
+                        dt.date.fromisoformat(vt),
+                        frozenset(json.loads(periods)),
+                    )
+                )
+        keys = {}
+        async with self._db.execute(
+            "SELECT issuer, public_key FROM voucher_issuers WHERE revoked = 0"
+        ) as cur:
+            for issuer, pub in await cur.fetchall():
+                keys[issuer] = load_public_key(base64.b64decode(pub))
         self.state.menus = menus
         self.state.parent_limits = limits
+        self.state.vouchers_by_student = {sid: tuple(vs) for sid, vs in vouchers.items()}
+        self.state.issuer_public_keys = keys
 
     async def _roster_records(
         self,

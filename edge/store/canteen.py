@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,15 @@ class Sale:
     """A paid meal's money: the debit and the receipt that commit with its event."""
 
     student_id: str
-    amount_tiyn: int
+    amount_tiyn: int  # the price paid: vouchers + balance
     balance_after_tiyn: int
     lines: tuple[tuple[str, str, int, int], ...]  # item id, name, unit price, portions
+    vouchers: tuple[tuple[str, int], ...] = ()  # (voucher id, tiyn) paid before the balance
+    token: tuple[str, str] | None = None  # a QR voucher redeemed: (token id, issuer)
+
+    @property
+    def balance_paid_tiyn(self) -> int:
+        return self.amount_tiyn - sum(t for _, t in self.vouchers)
 
 
 class CanteenMixin(StoreBase):
@@ -40,6 +47,10 @@ class CanteenMixin(StoreBase):
             ("balance_credits", "ledger_id"),
             ("debits", "seq"),
             ("receipts", "seq"),
+            ("vouchers", "voucher_id"),
+            ("voucher_spends", "seq"),
+            ("voucher_tokens", "token_id"),
+            ("server_debits", "ledger_id"),
         ):
             async with self._db.execute(f"SELECT * FROM {table} ORDER BY {order}") as cur:
                 out[table] = [tuple(r) for r in await cur.fetchall()]
@@ -76,13 +87,28 @@ class CanteenMixin(StoreBase):
             return [(a, b, c, int(d)) for a, b, c, d in await cur.fetchall()]
 
 
-def write_sales(db: sqlite3.Connection, sales: list[tuple[Any, ...]]) -> None:
-    """Debit, balance and receipt of each sale (inside the journal's transaction)."""
+def write_sales(
+    db: sqlite3.Connection,
+    sales: list[tuple[Any, ...]],
+    spends: Sequence[tuple[Any, ...]] = (),
+    tokens: Sequence[tuple[Any, ...]] = (),
+) -> None:
+    """Debit, balance and receipt of each sale, the vouchers it spent and the QR voucher it
+    used up (inside the journal's transaction: all of it or none of it)."""
+    from_vouchers: dict[int, int] = {}
+    for seq, _vid, _sid, tiyn in spends:
+        from_vouchers[seq] = from_vouchers.get(seq, 0) + tiyn
     for seq, sid, _day, _period, _term, _at, _lines, amount, after in sales:
-        db.execute("INSERT INTO debits VALUES (?, ?, ?, ?)", (seq, sid, amount, after))
-        db.execute(
-            "INSERT INTO balances VALUES (?, ?) ON CONFLICT (student_id) DO UPDATE "
-            "SET balance_tiyn = balance_tiyn + excluded.balance_tiyn",
-            (sid, -amount),
-        )
+        paid = amount - from_vouchers.get(seq, 0)
+        if paid > 0 or not from_vouchers.get(seq):
+            db.execute("INSERT INTO debits VALUES (?, ?, ?, ?)", (seq, sid, paid, after))
+            db.execute(
+                "INSERT INTO balances VALUES (?, ?) ON CONFLICT (student_id) DO UPDATE "
+                "SET balance_tiyn = balance_tiyn + excluded.balance_tiyn",
+                (sid, -paid),
+            )
     db.executemany("INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", sales)
+    if spends:
+        db.executemany("INSERT INTO voucher_spends VALUES (?, ?, ?, ?)", spends)
+    if tokens:  # the primary key refuses a second redemption even if a decision missed it
+        db.executemany("INSERT INTO voucher_tokens VALUES (?, ?, ?, ?)", tokens)

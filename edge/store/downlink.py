@@ -34,7 +34,8 @@ class _DownlinkEffects:
     """What a downlink transaction changed that memory must follow once it commits (and how
     the store keeps card numbers, for the changes that carry one)."""
 
-    credits: list[tuple[str, int]]  # (student, amount) of credits applied for the first time
+    # (student, amount) of credits (+) and server debits (-) applied for the first time
+    credits: list[tuple[str, int]]
     card_key: CardKeyOf = plain
 
 
@@ -46,7 +47,8 @@ class DownlinkMixin(StoreBase):
         """Replace roster, cards, staff and policy wholesale, atomically; add the credits it
         carries (once per ledger id) and replace the parents' limits when it carries them."""
         async with self.write_lock:
-            await self._money_transaction(_replace_all, snap, bool(snap.balance_credits))
+            money = bool(snap.balance_credits or snap.balance_debits)
+            await self._money_transaction(_replace_all, snap, money)
             self._after_downlink(snap.policy, snap.version)
         await self._reload_roster()
 
@@ -85,7 +87,7 @@ class DownlinkMixin(StoreBase):
     ) -> PolicyDoc | None:
         """The delta's transaction; a credit waits for the sales being committed and holds new
         ones until it is in memory (the balance a sale states is the one its debit leaves)."""
-        money = any(c.op == "balance_credit" for c in delta.changes)
+        money = any(c.op in ("balance_credit", "balance_debit") for c in delta.changes)
         policy: PolicyDoc | None = await self._money_transaction(
             _apply_delta, delta, money, keep_version
         )
@@ -302,6 +304,27 @@ def _apply_change(
                 (change.student_id, change.amount_tiyn),
             )
             effects.credits.append((change.student_id, change.amount_tiyn))
+    elif op == "balance_debit":
+        _apply_debit(db, change, effects, version)
+    elif op == "voucher_grant":
+        db.execute(  # once per voucher id: a replay or a snapshot never adds it twice
+            "INSERT OR IGNORE INTO vouchers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                change.voucher_id,
+                change.issuer,
+                change.student_id,
+                change.amount_tiyn,
+                change.valid_from,
+                change.valid_to,
+                json.dumps(sorted(change.meal_periods)),
+                version,
+            ),
+        )
+    elif op == "voucher_issuer_key":
+        db.execute(
+            "INSERT OR REPLACE INTO voucher_issuers VALUES (?, ?, ?)",
+            (change.issuer, change.public_key, int(change.revoked)),
+        )
     elif op == "parent_limits_set":
         db.execute(
             "INSERT OR REPLACE INTO parent_limits VALUES (?, ?, ?)",
@@ -362,6 +385,29 @@ def _replace_cards(db: sqlite3.Connection, snap: SyncSnapshot, key_of: CardKeyOf
         _follow_record(db, r)
 
 
+def _apply_debit(
+    db: sqlite3.Connection, change: Any, effects: _DownlinkEffects, version: int
+) -> None:
+    """A server debit (a manager's negative correction), once per ledger id, in full: the
+    server's ledger has booked it, so refusing it here would leave the two apart for good. A
+    balance taken below the overdraft sells nothing until it is topped up (money.py)."""
+    row = db.execute(
+        "SELECT balance_tiyn FROM balances WHERE student_id = ?", (change.student_id,)
+    ).fetchone()
+    after = (int(row[0]) if row else 0) - change.amount_tiyn
+    cur = db.execute(
+        "INSERT OR IGNORE INTO server_debits VALUES (?, ?, ?, ?, ?)",
+        (change.ledger_id, change.student_id, change.amount_tiyn, after, version),
+    )
+    if cur.rowcount == 1:
+        db.execute(
+            "INSERT INTO balances VALUES (?, ?) ON CONFLICT (student_id) DO UPDATE "
+            "SET balance_tiyn = balance_tiyn + excluded.balance_tiyn",
+            (change.student_id, -change.amount_tiyn),
+        )
+        effects.credits.append((change.student_id, -change.amount_tiyn))
+
+
 def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkEffects) -> None:
     # Menus are dated and replaced date by date (menu_set); the snapshot's undated ``menu`` cannot
     # replace them, so they stay: a snapshot in the morning must not stop the day's sales.
@@ -378,6 +424,8 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkE
         _put_policy(db, snap.policy)
     for credit in snap.balance_credits:  # each ledger id once, whatever came before
         _apply_change(db, credit, effects, snap.version)
+    for change in [*snap.balance_debits, *snap.vouchers, *snap.voucher_issuers]:
+        _apply_change(db, change, effects, snap.version)  # each id once, as in a delta
     if snap.parent_limits is not None:
         db.execute("DELETE FROM parent_limits")
         for limits in snap.parent_limits:

@@ -79,6 +79,8 @@ class PreparedJournal:
         list[tuple[Any, ...]],
         tuple[Any, ...] | None,
         list[tuple[Any, ...]],
+        list[tuple[Any, ...]],
+        list[tuple[Any, ...]],
         list[tuple[int, CardWrite]],
     ]
     epoch: int = 0  # the store's failure count when prepared
@@ -119,6 +121,8 @@ class JournalMixin(StoreBase):
         presence: list[tuple[Any, ...]] = []
         sales: list[tuple[Any, ...]] = []
         cards: list[tuple[int, CardWrite]] = []
+        spends: list[tuple[Any, ...]] = []
+        tokens: list[tuple[Any, ...]] = []
         for entry in entries:
             ev = entry.event.model_copy(update={"seq": seq})
             events.append(ev)
@@ -162,6 +166,9 @@ class JournalMixin(StoreBase):
                         sale.balance_after_tiyn,
                     )
                 )
+                spends.extend((seq, vid, sale.student_id, t) for vid, t in sale.vouchers)
+                if sale.token is not None:
+                    tokens.append((sale.token[0], sale.token[1], sale.student_id, seq))
             if entry.card is not None:
                 cards.append((seq, entry.card))
             seq += 1
@@ -188,7 +195,7 @@ class JournalMixin(StoreBase):
             events,
             first,
             seq,
-            (rows, meals, presence, alarm_row, sales, cards),
+            (rows, meals, presence, alarm_row, sales, spends, tokens, cards),
             self._epoch,
         )
         # Queued now, not when the caller gets round to awaiting it: another group prepared
@@ -235,9 +242,15 @@ class JournalMixin(StoreBase):
             if entry.sale is not None and entry.meal is not None:
                 sale, day = entry.sale, entry.meal[0].local_date
                 balances, spending = self.state.balances, self.state.spending
-                balances[sale.student_id] = balances.get(sale.student_id, 0) - sale.amount_tiyn
+                paid = sale.balance_paid_tiyn
+                balances[sale.student_id] = balances.get(sale.student_id, 0) - paid
                 spent = spending.get((sale.student_id, day), 0)
                 spending[(sale.student_id, day)] = spent + sale.amount_tiyn
+                for vid, tiyn in sale.vouchers:
+                    used = self.state.voucher_spent
+                    used[vid] = used.get(vid, 0) + tiyn
+                if sale.token is not None:
+                    self.state.redeemed_tokens.add(sale.token[0])
             if entry.presence is not None:
                 pid, day, st = entry.presence
                 self.state.presence_by_person[pid] = (day, st)
@@ -339,23 +352,26 @@ def write_group(
     presence: list[tuple[Any, ...]],
     alarm_row: tuple[Any, ...] | None,
     sales: list[tuple[Any, ...]],
+    spends: list[tuple[Any, ...]],
+    tokens: list[tuple[Any, ...]],
     cards: list[tuple[int, CardWrite]] | None = None,
 ) -> None:
     """Events, their side effects, and the high-water alarm if it fires (one transaction)."""
     db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", rows)
     for seq, card in cards or []:
         _write_card(db, seq, card)
-    free = [m for m in meals if m[3] != "paid"]
+    bought = ("paid", "voucher")  # a student who pays may buy again in the same period
+    free = [m for m in meals if m[3] not in bought]
     if free:
         db.executemany("INSERT INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)", free)
     if len(free) < len(meals):
         # a paying student may buy again in the same period: the ledger keeps the period's first
         db.executemany(
             "INSERT OR IGNORE INTO meal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [m for m in meals if m[3] == "paid"],
+            [m for m in meals if m[3] in bought],
         )
     if sales:
-        canteen.write_sales(db, sales)
+        canteen.write_sales(db, sales, spends, tokens)
     if presence:
         _upsert_presence(db, presence)
     if alarm_row is not None:

@@ -135,11 +135,36 @@ ALTER TABLE cards ADD COLUMN issued_seq INTEGER;
 CREATE UNIQUE INDEX cards_ref ON cards (card_ref);
 """
 
+# Social-wallet vouchers and server debits (issue 13, part 4). A voucher is applied once per id;
+# each sale's voucher spends commit with its event (journal first); a QR voucher's id is kept
+# with the sale that used it, so a second redemption is refused even after a crash; the issuers'
+# public keys verify QR vouchers (no secret at the school); a server debit is applied once.
+VOUCHERS_SCHEMA = """
+CREATE TABLE vouchers (
+  voucher_id TEXT PRIMARY KEY, issuer TEXT NOT NULL, student_id TEXT NOT NULL,
+  amount_tiyn INTEGER NOT NULL, valid_from TEXT NOT NULL, valid_to TEXT NOT NULL,
+  meal_periods TEXT NOT NULL, sync_version INTEGER NOT NULL);
+CREATE INDEX vouchers_student ON vouchers (student_id);
+CREATE TABLE voucher_spends (
+  seq INTEGER NOT NULL, voucher_id TEXT NOT NULL, student_id TEXT NOT NULL,
+  amount_tiyn INTEGER NOT NULL, PRIMARY KEY (seq, voucher_id));
+CREATE INDEX voucher_spends_voucher ON voucher_spends (voucher_id);
+CREATE TABLE voucher_tokens (
+  token_id TEXT PRIMARY KEY, issuer TEXT NOT NULL, student_id TEXT NOT NULL,
+  seq INTEGER NOT NULL);
+CREATE TABLE voucher_issuers (
+  issuer TEXT PRIMARY KEY, public_key TEXT NOT NULL, revoked INTEGER NOT NULL);
+CREATE TABLE server_debits (
+  ledger_id TEXT PRIMARY KEY, student_id TEXT NOT NULL, amount_tiyn INTEGER NOT NULL,
+  balance_after_tiyn INTEGER NOT NULL, sync_version INTEGER NOT NULL);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "roster, policy, journal and canteen money", SCHEMA + CANTEEN_SCHEMA),
     Migration(2, "staff sessions of the edge's web pages", WEB_SESSIONS_SCHEMA),
     Migration(3, "staff PIN verifiers (keyed, set through sealed downlink)", STAFF_PINS_SCHEMA),
     Migration(4, "cards by keyed hash and card record", CARD_RECORDS_SCHEMA),
+    Migration(5, "social-wallet vouchers, QR redemptions, server debits", VOUCHERS_SCHEMA),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version  # the version this code writes and reads
 

@@ -134,6 +134,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
             R.SOCIAL_PEDAGOGUE,
         },
         "canteen.manage": {R.OPERATOR, R.SCHOOL_ADMIN, R.CANTEEN_MANAGER},
+        # social-wallet vouchers: the social pedagogue records them for the school's children
+        "vouchers.issue": {R.OPERATOR, R.SOCIAL_PEDAGOGUE},
         # A school admin may stop a stolen edge of their own school at once (it only ever stops
         # their school); new device credentials are issued by the operators who install edges.
         "devices.revoke": _ADMINS,

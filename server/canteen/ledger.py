@@ -181,6 +181,37 @@ def voucher_fund(student_pk: int, amount: int) -> list[Posting]:
     )
 
 
+def split_meal(student_pk: int | None, amount: int, from_vouchers: int) -> list[Posting]:
+    """A meal the school paid partly from the child's vouchers, the rest from the balance (the
+    school spends vouchers first). ``from_vouchers`` = 0 is ``meal``; = amount is
+    ``voucher_meal``."""
+    if not 0 <= from_vouchers <= amount:
+        raise MoneyError("bad_split", "The vouchers paid more than the meal cost.")
+    if from_vouchers == 0:
+        return meal(student_pk, amount)
+    if from_vouchers == amount:
+        return voucher_meal(student_pk, amount)
+    check_amount(amount)
+    if student_pk is None:
+        return list(
+            balanced(
+                [
+                    Posting(Account(AccountKind.CANTEEN_REVENUE), amount),
+                    Posting(Account(AccountKind.SUSPENSE), -amount),
+                ]
+            )
+        )
+    return list(
+        balanced(
+            [
+                Posting(Account(AccountKind.CANTEEN_REVENUE), amount),
+                Posting(Account(AccountKind.STUDENT_BALANCE, student_pk), from_vouchers - amount),
+                Posting(Account(AccountKind.STUDENT_VOUCHER, student_pk), -from_vouchers),
+            ]
+        )
+    )
+
+
 def voucher_meal(student_pk: int | None, amount: int) -> list[Posting]:
     """A meal paid from the voucher (QR code or card)."""
     payer = (
@@ -374,7 +405,7 @@ def reconcile(
         parts.append(
             Difference(
                 "unsent",
-                "Debits kept at the server only (no debit op to the school)",
+                "Debits not yet in the school's last balance",
                 -unsent_debits_tiyn,
             )
         )

@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from protocol.messages import BalanceCredit, MenuItem, MenuSet, ParentLimitsSet
+from protocol.messages import BalanceCredit, BalanceDebit, MenuItem, MenuSet, ParentLimitsSet
 from server import clock
 from server.accounts.access import Principal
 from server.audit.service import audit
@@ -109,6 +109,40 @@ def _publish_credit(db: Session, entry: LedgerEntry) -> None:
         ],
     )
     entry.sync_version = delta.version
+
+
+def _publish_debit(db: Session, entry: LedgerEntry) -> None:
+    """Send a manager's negative correction to the school; the edge applies one ledger id once,
+    in full (a balance below the overdraft then sells nothing until topped up)."""
+    delta = append_changes(
+        db,
+        entry.school_id,
+        [
+            BalanceDebit(
+                ledger_id=ledger_id(entry),
+                student_id=entry.student_ref,
+                amount_tiyn=entry.amount_tiyn,
+            )
+        ],
+    )
+    entry.sync_version = delta.version
+
+
+def book_voucher_fund(
+    db: Session, student: Student, amount: int, external_ref: str, at_ms: int
+) -> LedgerEntry:
+    """The social wallet paid ``amount`` into the child's voucher account (caller commits)."""
+    return _book(
+        db,
+        school_id=student.school_id,
+        student=student,
+        student_ref=student.ref,
+        kind=EntryKind.VOUCHER_FUND,
+        amount=amount,
+        postings=ledger.voucher_fund(student.pk, amount),
+        external_ref=external_ref,
+        at_ms=at_ms,
+    )
 
 
 def ledger_id(entry: LedgerEntry) -> str:
@@ -244,8 +278,7 @@ def book_manual(
     reason: str,
 ) -> LedgerEntry:
     """A manager's refund (+) or correction (+/−) with a reason, audited. A credit goes to the
-    school; a negative correction stays at the server (the wire has no debit op) and shows as an
-    explained difference in the reconciliation."""
+    school as a ``balance_credit``, a negative correction as a ``balance_debit``."""
     reason = reason.strip()
     if not reason:
         raise CanteenError(422, "no_reason", "Give a reason.")
@@ -279,6 +312,8 @@ def book_manual(
     )
     if amount > 0:
         _publish_credit(db, entry)
+    else:
+        _publish_debit(db, entry)
     _low_balance_check(db, settings, entry, before, before + amount)
     audit(
         db,
@@ -376,6 +411,8 @@ def post_meals(
         student = students[key]
         amount = int(ev.payload["amount_tiyn"])
         voucher = ev.payload.get("meal") == "voucher"
+        # the school spent vouchers first and the balance only the rest
+        from_vouchers = amount if voucher else voucher_part(ev.payload, amount)
         zone = zones.setdefault(ev.school_id, zone_of(db, ev.school_id))
         try:
             day = dt.date.fromisoformat(str(ev.payload.get("local_date")))
@@ -383,6 +420,10 @@ def post_meals(
             day = local_date(ev.at_ms, zone)
         pk = student.pk if student is not None else None
         before = balance(db, pk) if pk is not None and not voucher else 0
+        if not voucher and from_vouchers:
+            postings = ledger.split_meal(pk, amount, from_vouchers)
+        else:
+            postings = (ledger.voucher_meal if voucher else ledger.meal)(pk, amount)
         entry = _book(
             db,
             school_id=ev.school_id,
@@ -390,7 +431,7 @@ def post_meals(
             student_ref=ref or "-",
             kind=EntryKind.VOUCHER_MEAL if voucher else EntryKind.MEAL,
             amount=amount,
-            postings=(ledger.voucher_meal if voucher else ledger.meal)(pk, amount),
+            postings=postings,
             external_ref=f"meal:{ev.device_pk}:{ev.seq}",
             at_ms=ev.at_ms,
             local_date=day,
@@ -398,8 +439,17 @@ def post_meals(
             seq=ev.seq,
         )
         if not voucher:
-            _low_balance_check(db, settings, entry, before, before - amount)
+            _low_balance_check(db, settings, entry, before, before - (amount - from_vouchers))
     return len(events)
+
+
+def voucher_part(payload: dict[str, Any], amount: int) -> int:
+    """What the vouchers named in a meal event paid of ``amount`` (bounded by it)."""
+    spent = 0
+    for v in payload.get("vouchers") or []:
+        if isinstance(v, dict) and isinstance(v.get("amount_tiyn"), int):
+            spent += int(v["amount_tiyn"])
+    return max(0, min(spent, amount))
 
 
 # -------------------------------------------------------------------------- reconciliation
@@ -443,18 +493,39 @@ def reconciliation(
     unacked: dict[int, int] = {}
     acked: dict[int, int] = {}
     unsent: dict[int, int] = {}
-    for pk, _kind, amount, version in db.execute(
+    debit_ids = set(
+        db.scalars(
+            select(Posting.entry_id).where(
+                Posting.school_id == school_id,
+                Posting.account == AccountKind.STUDENT_BALANCE.value,
+                Posting.amount_tiyn < 0,
+                Posting.entry_id.in_(
+                    select(LedgerEntry.id).where(
+                        LedgerEntry.school_id == school_id,
+                        LedgerEntry.kind == EntryKind.CORRECTION.value,
+                    )
+                ),
+            )
+        )
+    )
+    debits: list[tuple[int, int, int | None, int]] = []  # pk, amount, version, booked at
+    for entry_pk, pk, _kind, amount, version, at_ms in db.execute(
         select(
+            LedgerEntry.id,
             LedgerEntry.student_pk,
             LedgerEntry.kind,
             LedgerEntry.amount_tiyn,
             LedgerEntry.sync_version,
+            LedgerEntry.at_ms,
         ).where(
             LedgerEntry.school_id == school_id,
             LedgerEntry.kind.in_([k.value for k in ledger.CREDIT_KINDS]),
         )
     ):
         if pk is None:
+            continue
+        if entry_pk in debit_ids:  # a negative correction: a balance_debit at the school
+            debits.append((pk, amount, version, at_ms))
             continue
         if version is None:
             unsent[pk] = unsent.get(pk, 0) + amount
@@ -497,7 +568,18 @@ def reconciliation(
             ~booked,
         )
     ):
-        unposted[ref] = unposted.get(ref, 0) + int(payload.get("amount_tiyn") or 0)
+        amount = int(payload.get("amount_tiyn") or 0)
+        unposted[ref] = unposted.get(ref, 0) + amount - voucher_part(payload, amount)
+    # a debit is in the school's last balance once acknowledged, unless booked after that sale
+    refs = dict(
+        db.execute(
+            select(Student.pk, Student.ref).where(Student.pk.in_({d[0] for d in debits}))
+        ).all()
+    )
+    for pk, amount, version, at_ms in debits:
+        sale_at = last.get(refs.get(pk, ""), (None, None))[0]
+        if version is None or version > ack or sale_at is None or at_ms > sale_at:
+            unsent[pk] = unsent.get(pk, 0) + amount
 
     q = (
         select(Student, SchoolClass.name)

@@ -39,6 +39,7 @@ MODULES = (
     "server.notify.routes",
     "server.parent.routes",
     "server.canteen.routes",
+    "server.vouchers.routes",
     "server.edges.routes",
     "server.dashboard.routes",
     "server.gifted.routes",

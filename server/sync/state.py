@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from protocol.messages import (
     BalanceCredit,
+    BalanceDebit,
     CardBinding,
     CardRecord,
     CardRefAssign,
@@ -22,6 +23,8 @@ from protocol.messages import (
     StaffRecord,
     StudentRecord,
     SyncSnapshot,
+    VoucherGrant,
+    VoucherIssuerKey,
 )
 
 
@@ -44,6 +47,10 @@ class SchoolState:
     # student's current limits, so that a snapshot loses none of the deltas it replaces
     credits: dict[str, BalanceCredit] = field(default_factory=dict)
     limits: dict[str, ParentLimitsSet] = field(default_factory=dict)
+    # ... and every debit and voucher ever sent (applied once by id there), the issuers' keys
+    debits: dict[str, BalanceDebit] = field(default_factory=dict)
+    vouchers: dict[str, VoucherGrant] = field(default_factory=dict)
+    issuers: dict[str, VoucherIssuerKey] = field(default_factory=dict)
 
     def apply(self, change: Change) -> None:
         match change.op:
@@ -100,6 +107,12 @@ class SchoolState:
                 self.credits.setdefault(change.ledger_id, change)
             case "parent_limits_set":
                 self.limits[change.student_id] = change
+            case "balance_debit":
+                self.debits.setdefault(change.ledger_id, change)
+            case "voucher_grant":
+                self.vouchers.setdefault(change.voucher_id, change)
+            case "voucher_issuer_key":
+                self.issuers[change.issuer] = change
 
     def _drop_cards(self, kind: OwnerKind, owner: str) -> None:
         for cred in [
@@ -141,6 +154,9 @@ class SchoolState:
             menu=menu,
             balance_credits=list(self.credits.values()),
             parent_limits=list(self.limits.values()),
+            balance_debits=list(self.debits.values()),
+            vouchers=list(self.vouchers.values()),
+            voucher_issuers=list(self.issuers.values()),
         )
 
 

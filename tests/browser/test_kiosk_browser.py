@@ -20,7 +20,14 @@ import pytest
 from edge.store import EdgeStore
 from simulators.vpcd_card import VirtualCard, wait_card_state
 from tests.browser.live import CHROMIUM, CHROMIUM_ARGS, needs_chromium
-from tests.support.canteen_school import SCHOOL, money_delta, money_invariants, snapshot
+from tests.support.canteen_school import (
+    SCHOOL,
+    money_delta,
+    money_invariants,
+    qr,
+    snapshot,
+    voucher_delta,
+)
 from tests.support.wait import wait_until_async
 
 READER = "Virtual PCD 00 01"
@@ -77,6 +84,21 @@ async def daemon(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     cli = [sys.executable, "-m", "qaqpa.cli"]
     applied = subprocess.run(
         [*cli, "edge", "apply-delta", "--config", str(config), "--delta", str(delta)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    # the social wallet's public key and a small card voucher of s-allergy (the QR test)
+    vouchers = tmp_path / "vouchers.json"
+    vouchers.write_text(
+        voucher_delta(version=3, amount=1_000, student_id="s-allergy").model_dump_json(
+            by_alias=True
+        ),
+        encoding="utf-8",
+    )
+    applied = subprocess.run(
+        [*cli, "edge", "apply-delta", "--config", str(config), "--delta", str(vouchers)],
         capture_output=True,
         text=True,
         check=False,
@@ -238,3 +260,44 @@ async def test_the_token_link_signs_in_to_a_clean_url_and_revoking_signs_out(
             assert page.url == url
         finally:
             await browser.close()
+
+
+async def test_a_qr_voucher_scanned_at_the_kiosk_pays_once(daemon: tuple[str, Path]) -> None:
+    """The worker scans the parent's QR voucher (the scanner types its text and Enter): the
+    child's menu with the voucher, a dish, SERVED; the same code again is refused."""
+    from playwright.async_api import async_playwright, expect
+
+    url, root = daemon
+    code = qr("Q-browser", student_id="s-allergy", amount=20_000)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{url}?token={TOKEN}")
+            await expect(page.locator("#conn")).to_have_attribute("data-state", "open")
+            await page.click("[data-lang=en]")
+            panel = page.locator("#panel")
+            await page.fill("#voucher-qr", code)
+            await page.press("#voucher-qr", "Enter")
+            await expect(panel).to_have_attribute("data-screen", "pay")
+            await expect(page.locator("#name")).to_have_text("Мадина Оспанова")
+            await expect(page.locator("#detail")).to_contain_text("Voucher: 210,00")  # QR + card
+            await page.click("[data-item=soup]")
+            await page.click("#confirm")
+            await expect(panel).to_have_attribute("data-screen", "served")
+            await expect(page.locator("#detail")).to_contain_text("Voucher: 210,00")
+            await page.fill("#voucher-qr", code)
+            await page.press("#voucher-qr", "Enter")
+            await expect(panel).to_have_attribute("data-reason", "voucher_used")
+            await expect(page.locator("#message")).to_have_text(
+                "This voucher has already been used"
+            )
+        finally:
+            await browser.close()
+    store = await EdgeStore.open(root / "edge.sqlite", school=SCHOOL, device="edge-1")
+    try:
+        # soup 300,00: the QR paid 200,00, the card voucher 10,00, the balance 90,00
+        assert await money_invariants(store) == {"debits": 1, "debited_tiyn": 9_000}
+        assert store.state.balance("s-allergy") == 100_000 - 9_000
+    finally:
+        await store.close()

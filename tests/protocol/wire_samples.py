@@ -16,6 +16,7 @@ from protocol.messages import (
     AlarmEvent,
     AntiPassback,
     BalanceCredit,
+    BalanceDebit,
     CardBind,
     CardBinding,
     CardBlock,
@@ -31,6 +32,7 @@ from protocol.messages import (
     CardUnbind,
     CategoriesSet,
     CategoryMembership,
+    CategoryPrice,
     CentreKeyAnnounce,
     Change,
     ConsentKind,
@@ -76,6 +78,9 @@ from protocol.messages import (
     SyncDelta,
     SyncSnapshot,
     TerminalKind,
+    VoucherGrant,
+    VoucherIssuerKey,
+    VoucherSpend,
 )
 
 T0 = 1_759_719_300_000  # 2025-10-06T08:55:00+05:00 in ms
@@ -209,7 +214,15 @@ NOT_IN_SAMPLE_BATCH = frozenset(
 )
 # The same for change ops added after the combined delta vector was frozen.
 NOT_IN_SAMPLE_DELTA = frozenset(
-    {"card_refs", "card_record", "card_record_block", "card_record_unbind"}
+    {
+        "card_refs",
+        "card_record",
+        "card_record_block",
+        "card_record_unbind",
+        "balance_debit",
+        "voucher_grant",
+        "voucher_issuer_key",
+    }
 )
 
 
@@ -333,6 +346,21 @@ def sample_changes() -> dict[str, Message]:
         "card_record": CardRecordSet(record=sample_card_record()),
         "card_record_block": CardRecordBlock(card_ref="c-17", reason="lost"),
         "card_record_unbind": CardRecordUnbind(card_ref="c-18"),
+        "balance_debit": BalanceDebit(
+            ledger_id="L-2025-000124", student_id="s5", amount_tiyn=7_000
+        ),
+        "voucher_grant": VoucherGrant(
+            voucher_id="V-77",
+            issuer="social-wallet",
+            student_id="s5",
+            amount_tiyn=1_200_000,
+            valid_from="2025-10-01",
+            valid_to="2025-10-31",
+            meal_periods=["lunch"],
+        ),
+        "voucher_issuer_key": VoucherIssuerKey(
+            issuer="social-wallet", public_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+        ),
     }
 
 
@@ -475,6 +503,31 @@ def golden_samples() -> dict[str, Message]:
                 seq=13, at_ms=T0, terminal="desk", card_ref="c-5", change="unbound", staff_id="t1"
             ),
         ],
+    )
+    # optional fields added later: their own vectors (the ones above keep their bytes)
+    voucher_meal = sample_events()["meal_served"].model_copy(
+        update={
+            "vouchers": [VoucherSpend(voucher_id="V-77", amount_tiyn=30_000)],
+            "qr_token": "V-77",
+        }
+    )
+    out["event_batch.meal_served.voucher"] = EventBatch(
+        school=SCHOOL, device=DEVICE, sent_at_ms=T0 + 300_000, events=[voucher_meal]
+    )
+    prices = sample_policy().model_copy(
+        update={
+            "category_prices": [
+                CategoryPrice(
+                    category="large_family",
+                    percent=50,
+                    valid_from="2025-09-01",
+                    valid_to="2026-05-31",
+                )
+            ]
+        }
+    )
+    out["sync_delta.policy_set.prices"] = SyncDelta(
+        school=SCHOOL, version=2, base_version=1, changes=[PolicySet(policy=prices)]
     )
     assert set(ALL_MESSAGES) <= set(out)
     return out

@@ -129,22 +129,52 @@ async def open_school(path: Path, *, extra_students: int = 0, **credits: int) ->
 
 
 async def money_invariants(store: EdgeStore) -> dict[str, int]:
-    """Counts that must agree after anything: every debit has its receipt and its paid-meal
-    event (same seq, same amount), and each balance is its credits minus its debits."""
+    """Counts that must agree after anything: every receipt has its meal event (same seq,
+    student, price); the vouchers each sale spent are the event's; what the balance paid (the
+    debit row) is the price less those vouchers; no voucher is spent beyond its amount; a QR
+    voucher is used by one sale only; each balance is its credits minus server debits minus
+    its sales' debits, on disk and in memory."""
     from protocol.messages import MealServedEvent
 
     rows = await store.money_rows()
     debits = {r[0]: (r[1], r[2]) for r in rows["debits"]}
     receipts = {r[0]: (r[1], r[7]) for r in rows["receipts"]}
-    events = {
-        e.seq: (e.student_id, e.amount_tiyn)
+    bought = [
+        e
         for e in await store.journal_rows()
-        if isinstance(e, MealServedEvent) and e.meal == "paid"
+        if isinstance(e, MealServedEvent) and e.meal in ("paid", "voucher")
+    ]
+    events = {e.seq: (e.student_id, e.amount_tiyn) for e in bought}
+    assert receipts == events, (receipts, events)
+    spends: dict[int, dict[str, int]] = {}
+    for seq, vid, _sid, tiyn in rows["voucher_spends"]:
+        spends.setdefault(seq, {})[vid] = tiyn
+    assert spends == {
+        e.seq: {v.voucher_id: v.amount_tiyn for v in e.vouchers} for e in bought if e.vouchers
     }
-    assert debits == receipts == events, (debits, receipts, events)
+    balance_paid = {
+        seq: (sid, total - sum(spends.get(seq, {}).values()))
+        for seq, (sid, total) in receipts.items()
+        if total - sum(spends.get(seq, {}).values()) > 0 or seq not in spends
+    }
+    assert debits == balance_paid, (debits, balance_paid)
+    granted = {r[0]: r[3] for r in rows["vouchers"]}
+    used: dict[str, int] = {}
+    for per_sale in spends.values():
+        for vid, tiyn in per_sale.items():
+            used[vid] = used.get(vid, 0) + tiyn
+    for vid, tiyn in used.items():
+        assert tiyn <= granted.get(vid, tiyn), f"voucher {vid} overspent: {tiyn}"
+        if vid in granted:
+            assert store.state.voucher_spent.get(vid, 0) == tiyn  # memory follows the disk
+    tokens = {r[0]: r[3] for r in rows["voucher_tokens"]}
+    assert tokens == {e.qr_token: e.seq for e in bought if e.qr_token is not None}
+    assert store.state.redeemed_tokens == set(tokens)
     credited: dict[str, int] = {}
     for _lid, sid, amount, _v in rows["balance_credits"]:
         credited[sid] = credited.get(sid, 0) + amount
+    for _lid, sid, amount, _after, _v in rows["server_debits"]:
+        credited[sid] = credited.get(sid, 0) - amount
     for sid, amount in debits.values():
         credited[sid] = credited.get(sid, 0) - amount
     stored = {sid: b for sid, b in rows["balances"]}
@@ -152,3 +182,75 @@ async def money_invariants(store: EdgeStore) -> dict[str, int]:
     assert set(stored) == set(credited)
     assert {s: b for s, b in store.state.balances.items()} == stored  # memory follows the disk
     return {"debits": len(debits), "debited_tiyn": sum(a for _, a in debits.values())}
+
+
+async def voucher_counts(store: EdgeStore) -> dict[str, int]:
+    """What vouchers paid (after ``money_invariants`` checked they agree): tiyn spent per
+    voucher id (card vouchers and QR tokens), and how many QR tokens were used."""
+    rows = await store.money_rows()
+    used: dict[str, int] = {}
+    for _seq, vid, _sid, tiyn in rows["voucher_spends"]:
+        used[vid] = used.get(vid, 0) + tiyn
+    return {**used, "tokens": len(rows["voucher_tokens"])}
+
+
+# ------------------------------------------------------------------ social-wallet vouchers
+
+ISSUER = "social-wallet"
+
+
+def issuer_key() -> Any:
+    """The test issuer's private key (fixed, so a child process signs with the same one)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+
+def issuer_public_b64() -> str:
+    import base64
+
+    from protocol.signing import public_key_raw
+
+    return base64.b64encode(public_key_raw(issuer_key())).decode("ascii")
+
+
+def voucher_delta(
+    version: int = 3, *, amount: int = 70_000, student_id: str = "s-pay", periods: Any = ()
+) -> SyncDelta:
+    """The issuer's public key and one voucher of ``student_id`` valid this month."""
+    from protocol.messages import VoucherGrant, VoucherIssuerKey
+
+    day = today()
+    return SyncDelta(
+        school=SCHOOL,
+        version=version,
+        base_version=version - 1,
+        changes=[
+            VoucherIssuerKey(issuer=ISSUER, public_key=issuer_public_b64()),
+            VoucherGrant(
+                voucher_id=f"V-{student_id}-{version}",
+                issuer=ISSUER,
+                student_id=student_id,
+                amount_tiyn=amount,
+                valid_from=(day - dt.timedelta(days=3)).isoformat(),
+                valid_to=(day + dt.timedelta(days=3)).isoformat(),
+                meal_periods=list(periods),
+            ),
+        ],
+    )
+
+
+def qr(token_id: str, student_id: str = "s-pay", amount: int = 20_000, key: Any = None) -> str:
+    """The QR text of a voucher token signed by the issuer (or by ``key``: a forger)."""
+    from protocol.vouchers import VoucherToken, sign_token
+
+    day = today()
+    token = VoucherToken(
+        token_id=token_id,
+        issuer=ISSUER,
+        student_id=student_id,
+        amount_tiyn=amount,
+        valid_from=day - dt.timedelta(days=1),
+        valid_to=day + dt.timedelta(days=1),
+    )
+    return sign_token(token, key if key is not None else issuer_key())

@@ -2,15 +2,15 @@ const WORDS = {
   kk: {idle: "Картаны оқу құрылғысына тигізіңіз", cls: "Сынып", balance: "Баланс", total: "Барлығы",
        can: "Жұмсауға болады", earlier: "Бұрын берілді", confirm: "Растау", cancel: "Болдырмау",
        after: "Қалдық", online: "байланыс бар", offline: "байланыс жоқ", blocked: "тыйым",
-       signout: "Шығу"},
+       signout: "Шығу", voucher: "Ваучер"},
   ru: {idle: "Приложите карту к считывателю", cls: "Класс", balance: "Баланс", total: "Итого",
        can: "Можно потратить", earlier: "Уже выдано", confirm: "Подтвердить", cancel: "Отмена",
        after: "Остаток", online: "на связи", offline: "нет связи", blocked: "запрет",
-       signout: "Выйти"},
+       signout: "Выйти", voucher: "Ваучер"},
   en: {idle: "Tap a card on the reader", cls: "Class", balance: "Balance", total: "Total",
        can: "Can spend", earlier: "Served earlier", confirm: "Confirm", cancel: "Cancel",
        after: "Balance after", online: "connected", offline: "disconnected", blocked: "blocked",
-       signout: "Sign out"},
+       signout: "Sign out", voucher: "Voucher"},
 };
 const $ = (id) => document.getElementById(id);
 let lang = localStorage.getItem("qaqpa.lang") || document.documentElement.lang;
@@ -53,6 +53,7 @@ function render() {
   let detail = "";
   if (screen.served_before) detail = w.earlier + ": " + screen.served_before.at + ", " + screen.served_before.terminal;
   else if (screen.balance_tiyn != null && screen.screen !== "served") detail = w.balance + ": " + money(screen.balance_tiyn);
+  if (screen.voucher_tiyn) detail += (detail ? " · " : "") + w.voucher + ": " + money(screen.voucher_tiyn);
   text($("detail"), detail);
   $("error").classList.toggle("hidden", !screen.error);
   if (screen.error) text($("error"), screen.error.message[lang]);
@@ -145,6 +146,13 @@ async function post(path, body) {
 
 $("confirm").onclick = () => { if (cart.length) post("/api/purchase", {terminal, tap_id: screen.tap_id, items: cart.slice()}); };
 $("cancel").onclick = () => post("/api/cancel", {terminal, tap_id: screen.tap_id || ""});
+// a QR scanner types the voucher's text and Enter: the menu to pay with it
+$("voucher-form").onsubmit = (e) => {
+  e.preventDefault();
+  const qr = $("voucher-qr").value.trim();
+  $("voucher-qr").value = "";
+  if (qr) post("/api/voucher", {terminal, qr});
+};
 document.querySelectorAll("[data-lang]").forEach((b) => b.onclick = () => {
   lang = b.dataset.lang; localStorage.setItem("qaqpa.lang", lang); render();
 });

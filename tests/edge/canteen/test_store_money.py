@@ -172,16 +172,16 @@ async def test_a_failure_between_decide_and_commit_leaves_no_half_sale(
     real = edge.store.canteen.write_sales
     failures = {"left": 1}
 
-    def failing(db: sqlite3.Connection, sales: list[tuple[Any, ...]]) -> None:
+    def failing(db: sqlite3.Connection, sales: list[tuple[Any, ...]], *more: Any) -> None:
         if failures["left"] > 0:
             failures["left"] -= 1
             if where == "after_debit":
                 seq, sid, *_rest, amount, after = sales[0]
                 db.execute("INSERT INTO debits VALUES (?, ?, ?, ?)", (seq, sid, amount, after))
             else:
-                real(db, sales)
+                real(db, sales, *more)
             raise sqlite3.OperationalError("disk I/O error (injected)")
-        real(db, sales)
+        real(db, sales, *more)
 
     monkeypatch.setattr(edge.store.canteen, "write_sales", failing)
     try:

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from protocol.messages import BalanceCredit, MenuSet, ParentLimitsSet
+from protocol.messages import BalanceCredit, BalanceDebit, MenuSet, ParentLimitsSet
 from server.audit.models import AuditEntry
 from server.canteen import service
 from server.canteen.models import LedgerEntry, LowBalance, Posting
@@ -143,7 +143,9 @@ def test_refund_and_corrections_are_audited_and_reasoned(
     )
     assert ledger_balance(db, pk) == 200_000 - 30_000 + 25_050 - 70_000
     kinds = [c for c in changes(db, "S1") if isinstance(c, BalanceCredit)]
-    assert [c.amount_tiyn for c in kinds] == [200_000, 25_050]  # the debit stays at the server
+    assert [c.amount_tiyn for c in kinds] == [200_000, 25_050]
+    debits = [c for c in changes(db, "S1") if isinstance(c, BalanceDebit)]
+    assert [c.amount_tiyn for c in debits] == [70_000]  # the debit reaches the school too
     audits = list(
         db.scalars(
             select(AuditEntry.summary)

@@ -314,6 +314,23 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/schools/{school}/duty"): R(
         "duty.plan", "school", form={"day": "{today}", "shift": "1", "user": ""}
     ),
+    # social-wallet vouchers (issue 13, part 4)
+    ("GET", "/vouchers"): R("canteen.view", "list"),
+    ("POST", "/vouchers/collect"): R("canteen.view", "school", form={"school": "{school}"}),
+    ("GET", "/vouchers/student/{pk}"): R(
+        ("vouchers.issue", "canteen.view", "parent.view"), "student", gate="session"
+    ),
+    ("POST", "/vouchers/student/{pk}/issue"): R(
+        "vouchers.issue",
+        "student",
+        form={
+            "issuer": "social-wallet",
+            "amount": "600",
+            "valid_from": "{today}",
+            "valid_to": "{today}",
+            "periods": "lunch",
+        },
+    ),
     ("POST", "/canteen/voucher/redeem"): R(
         "canteen.manage", "opaque", form={"token": "not-a-token"}
     ),
