@@ -191,13 +191,13 @@ def record_consent(
         # Names of the fields recorded, never their values (a document may name the family).
         summary=f"{form.kind.value} consent {verb}; given_by, document, signed_on recorded",
     )
-    if form.kind is ConsentKind.GIFTED:
-        # The registry's consent stays on the server (no edge needs it); its withdrawal removes
-        # the child's registry entry, roadmap and nominations.
+    if form.kind in (ConsentKind.GIFTED, ConsentKind.EQUIPMENT_SURVEY):
+        # A module's own consent stays on the server (no edge needs it); its withdrawal removes
+        # what it covered (the registry's entry, roadmap and nominations; the survey answers).
         if not form.granted:
             hook = WITHDRAWAL_HOOKS.get(form.kind)
             if hook is None:  # never record a withdrawal whose effects nobody carries out
-                raise RuntimeError("server.gifted is not loaded: its withdrawal hook is missing")
+                raise RuntimeError(f"no withdrawal hook for {form.kind.value}: module not loaded")
             effects.extend(hook(session, who, student))
         return effects
     if form.granted:
@@ -309,6 +309,12 @@ def record_consent(
             )
     append_changes(session, student.school_id, changes)
     if not form.granted and form.kind is ConsentKind.DATA:
+        # Without data consent nothing of the child stays in the modules either: the registry,
+        # the survey answers and the tutoring records go with it.
+        for hook in WITHDRAWAL_HOOKS.values():
+            effects.extend(hook(session, who, student))
+        if withdraw_tutoring(session, student.pk):
+            effects.append(N_("The student's tutoring records were removed."))
         # Retention (README): withdrawn data consent erases the personal data at the centre;
         # the meals the budget pays for stay, under a random token.
         erase_students(session, who, student.school_id, [student], CONSENT_WITHDRAWN, now)

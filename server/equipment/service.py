@@ -17,6 +17,7 @@ from server.accounts.access import Principal
 from server.accounts.models import User
 from server.audit.service import audit
 from server.consents.models import StudentCategory
+from server.consents.service import on_withdrawal
 from server.equipment import calc, rules
 from server.equipment.importer import ImportFailed, ImportRow
 from server.equipment.models import (
@@ -1276,3 +1277,15 @@ def final_report(db: Session, campaign: Campaign, today: dt.date) -> dict[str, A
         "spent_tiyn": spent,
         "signals": [(s.signal.value, s.detail) for s in signals],
     }
+
+
+def _survey_withdrawn(db: Session, who: Principal | None, student: Student) -> list[str]:
+    """The consents module calls this when the survey's (or the data) consent is withdrawn."""
+    return (
+        [N_("The child's equipment survey answers were erased.")]
+        if erase_answers(db, who, student)
+        else []
+    )
+
+
+on_withdrawal(ConsentKind.EQUIPMENT_SURVEY, _survey_withdrawn)
