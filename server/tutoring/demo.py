@@ -219,7 +219,7 @@ COUNCIL = (
 )
 APPLICANTS = 203  # "200+" applied; the council chose 110
 DEMO_ACCOUNTS = (
-    ("coordinator", Role.TUTORING_COORDINATOR, "tutoring project coordinator"),
+    ("tutoring", Role.TUTORING_COORDINATOR, "tutoring project coordinator"),
     ("tutor", Role.VOLUNTEER, "volunteer tutor V001 (attendance journal)"),
     ("council", Role.COUNCIL_MEMBER, "member of the expert council"),
 )
