@@ -16,7 +16,8 @@ One object, ``EdgeStore``, with one writer (the journal thread); its code by con
 - ``downlink``: deltas and snapshots from the server, the sync version, local roster changes;
 - ``canteen``: balances, debits and receipts;
 - ``web_sessions``: staff sessions of the edge's own web pages (the kiosk, the staff page);
-- ``staff_pins``: keyed verifiers of staff PINs and their wrong-entry counts.
+- ``staff_pins``: keyed verifiers of staff PINs and their wrong-entry counts;
+- ``lending``: the library desk's items, approved lists and who holds what.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from edge.store.journal import (
     OutboxStats,
     PreparedJournal,
 )
+from edge.store.lending import DeskApproval, DeskItem, LendingMixin, LendingWrite
 from edge.store.migrations import SCHEMA_VERSION
 from edge.store.staff_pins import StaffPin, StaffPinsMixin
 from edge.store.web_sessions import WebSession, WebSessionsMixin
@@ -40,8 +42,11 @@ __all__ = [
     "EVENT_ADAPTER",
     "HIGH_WATER",
     "SCHEMA_VERSION",
+    "DeskApproval",
+    "DeskItem",
     "EdgeStore",
     "JournalEntry",
+    "LendingWrite",
     "OutboxStats",
     "PreparedJournal",
     "Sale",
@@ -52,5 +57,7 @@ __all__ = [
 ]
 
 
-class EdgeStore(JournalMixin, DownlinkMixin, CanteenMixin, WebSessionsMixin, StaffPinsMixin):
+class EdgeStore(
+    JournalMixin, DownlinkMixin, CanteenMixin, WebSessionsMixin, StaffPinsMixin, LendingMixin
+):
     """The school's store: open it with ``await EdgeStore.open(path, school=..., device=...)``."""

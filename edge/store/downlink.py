@@ -14,6 +14,7 @@ from edge.core.cardkey import CardKeyOf, plain
 from edge.state import build_state
 from edge.store.base import StoreBase
 from edge.store.errors import StoreError, SyncGap
+from edge.store.lending import put_lending
 from protocol.messages import (
     CardBinding,
     CardRecord,
@@ -302,6 +303,8 @@ def _apply_change(
                 (change.student_id, change.amount_tiyn),
             )
             effects.credits.append((change.student_id, change.amount_tiyn))
+    elif op == "lending_set":
+        put_lending(db, change)
     elif op == "parent_limits_set":
         db.execute(
             "INSERT OR REPLACE INTO parent_limits VALUES (?, ?, ?)",
@@ -378,6 +381,8 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkE
         _put_policy(db, snap.policy)
     for credit in snap.balance_credits:  # each ledger id once, whatever came before
         _apply_change(db, credit, effects, snap.version)
+    if snap.lending is not None:
+        put_lending(db, snap.lending)
     if snap.parent_limits is not None:
         db.execute("DELETE FROM parent_limits")
         for limits in snap.parent_limits:

@@ -15,6 +15,7 @@ from protocol.messages import (
     CardRecord,
     CardRefAssign,
     Change,
+    LendingSet,
     MenuItem,
     OwnerKind,
     ParentLimitsSet,
@@ -44,6 +45,7 @@ class SchoolState:
     # student's current limits, so that a snapshot loses none of the deltas it replaces
     credits: dict[str, BalanceCredit] = field(default_factory=dict)
     limits: dict[str, ParentLimitsSet] = field(default_factory=dict)
+    lending: LendingSet | None = None  # the library desk's items and approved lists
 
     def apply(self, change: Change) -> None:
         match change.op:
@@ -100,6 +102,8 @@ class SchoolState:
                 self.credits.setdefault(change.ledger_id, change)
             case "parent_limits_set":
                 self.limits[change.student_id] = change
+            case "lending_set":
+                self.lending = change
 
     def _drop_cards(self, kind: OwnerKind, owner: str) -> None:
         for cred in [
@@ -141,6 +145,7 @@ class SchoolState:
             menu=menu,
             balance_credits=list(self.credits.values()),
             parent_limits=list(self.limits.values()),
+            lending=self.lending,
         )
 
 
