@@ -45,7 +45,7 @@ from server.equipment.models import (
 from server.equipment.rules import EquipmentError, ItemKind, ItemStatus, ListStatus, Step
 from server.models import School
 from server.notify.models import OutboxMessage
-from server.people.models import Guardian, SchoolClass, Student, StudentGuardian
+from server.people.models import Guardian, SchoolClass, StaffMember, Student, StudentGuardian
 from server.people.service import current_consent, has_consent
 from server.sync.changelog import append_changes
 
@@ -1065,6 +1065,7 @@ def apply_lending_event(
     student = db.execute(select(Student).where(Student.ref == ev.student_id)).scalar_one_or_none()
     if student is None or student.school_id != school_id:
         raise EquipmentError(N_("Unknown student."))
+    by = _desk_user(db, school_id, payload.get("staff_id"))
     if ev.act != "lend":
         loan = open_loan(db, item.pk)
         if loan is not None and loan.student_pk != student.pk:
@@ -1073,11 +1074,13 @@ def apply_lending_event(
             rules.check_return(item.status, loan is not None)
             assert loan is not None
             set_status(db, None, item, ItemStatus.LOST.value, "reported at the desk", ev.at_ms)
-            return loan
-        return give_back(
-            db, None, item, now=ev.at_ms, condition="damaged" if ev.act == "damaged" else "ok"
-        )
-    return lend(
+        else:
+            condition = "damaged" if ev.act == "damaged" else "ok"
+            loan = give_back(db, None, item, now=ev.at_ms, condition=condition)
+        loan.returned_by = by
+        db.flush()
+        return loan
+    loan = lend(
         db,
         None,
         item,
@@ -1088,6 +1091,20 @@ def apply_lending_event(
         source="edge",
         event=(device_pk, seq),
     )
+    loan.lent_by = by
+    db.flush()
+    return loan
+
+
+def _desk_user(db: Session, school_id: str, staff_ref: object) -> int | None:
+    """The console account of the staff member who acted at the desk, when they have one."""
+    if not isinstance(staff_ref, str) or not staff_ref:
+        return None
+    return db.execute(
+        select(StaffMember.user_pk).where(
+            StaffMember.school_id == school_id, StaffMember.ref == staff_ref[:64]
+        )
+    ).scalar_one_or_none()
 
 
 def lending_set(db: Session, school_id: str) -> LendingSet:

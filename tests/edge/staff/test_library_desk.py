@@ -15,6 +15,7 @@ from edge.staff.pins import verifier
 from protocol.messages import (
     CardBind,
     CardBinding,
+    CardBlock,
     LendingActEvent,
     LendingApproval,
     LendingItem,
@@ -161,6 +162,23 @@ async def test_refusals_are_precise_and_change_nothing(tmp_path: Path) -> None:
         assert (await act(c, csrf, "s1", "steal", "B-100")).status_code == 422
         no_csrf = {"student": "s1", "act": "lend", "inventory_no": "T-7-01"}
         assert (await c.post("/lending/act", data=no_csrf)).status_code == 403
+
+
+async def test_a_blocked_card_names_nobody_and_a_staff_card_is_not_taken(tmp_path: Path) -> None:
+    async with staff_page(tmp_path) as page, httpx.AsyncClient(base_url=page.url) as c:
+        await with_librarian(page)
+        await page.sign_in(c, LIB_CARD, LIB_PIN)
+        csrf = csrf_of((await c.get("/lending/")).text)
+        await page.store.apply_local([CardBlock(credential=CHILD_CARD, reason="lost")])
+        r = await tap_student(page, c, csrf, CHILD_CARD)
+        assert "This card is blocked" in r.text and 'id="student"' not in r.text
+        post = asyncio.create_task(
+            c.post("/lending/tap", data={"csrf": csrf, "terminal": "gate-1"})
+        )
+        await wait_until_async(lambda: page.readers.claimed("gate-1"), 10, "the page waits")
+        assert not page.readers.offer_card("gate-1", LIB_CARD)  # a staff card: a tap, not read
+        assert page.readers.offer_card("gate-1", S2_CARD)
+        assert 'data-student="s2"' in (await post).text
 
 
 async def test_a_list_from_the_centre_keeps_acts_it_has_not_seen(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from server.equipment.models import Item, Loan
 from server.equipment.rules import EquipmentError, parse_lending_event
 from server.ingest.core import IngestStore
 from server.models import ChangeLogEntry
-from server.people.models import Student
+from server.people.models import StaffMember, Student
 from server.settings import ServerSettings
 from server.sync.changelog import load_changes
 from tests.support.console import World
@@ -53,6 +53,8 @@ def test_desk_acts_are_applied_once_through_ingest(
     db: Session, world: World, settings: ServerSettings
 ) -> None:
     key, _, _ = enrolled_device(db, settings, "S1", "edge-1")
+    user = world.users["admin1"]  # the member who acts at the desk has a console account
+    db.add(StaffMember(school_id="S1", ref="lib1", full_name="Librarian", user_pk=user))
     for kind, inv in (("book", "B-1"), ("textbook", "T-1"), ("book", "B-2")):
         svc.add_item(db, None, "S1", kind=kind, inventory_no=inv, title=inv, now=NOW)
     db.commit()
@@ -90,6 +92,8 @@ def test_desk_acts_are_applied_once_through_ingest(
     assert again.events_inserted == 0
     assert state() == first
     assert db.scalar(select(func.count()).select_from(Loan)) == 3
+    by = db.execute(select(Loan.lent_by, Loan.returned_by)).all()
+    assert set(by) == {(user, user)}
 
 
 def test_the_desk_list_carries_items_holders_and_approved_lists(db: Session, world: World) -> None:
