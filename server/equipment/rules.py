@@ -333,6 +333,7 @@ ACTION_LABELS = {
     "lent": N_("lent"),
     "returned": N_("given back"),
     "counted": N_("counted at stocktaking"),
+    "desk_refused": N_("an act of the school's desk refused here"),
 }
 ITEM_STATUS_LABELS = {
     ItemStatus.IN_STOCK: N_("in stock"),

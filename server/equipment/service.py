@@ -1096,6 +1096,28 @@ def apply_lending_event(
     return loan
 
 
+def record_refused_act(
+    db: Session, school_id: str, payload: dict[str, Any], reason: str, now: int
+) -> None:
+    """An act of the school's desk the centre refused: kept in the item's history (the act and
+    the reason, no student), so the inventory page shows what the desk and the centre disagree
+    on."""
+    inv = payload.get("inventory_no")
+    item = find_item(db, school_id, inv) if isinstance(inv, str) else None
+    if item is None:
+        return
+    act = payload.get("act")
+    db.add(
+        ItemEvent(
+            item_pk=item.pk,
+            at_ms=now,
+            action="desk_refused",
+            note=f"{str(act)[:16]}: {reason}"[:300],
+        )
+    )
+    db.flush()
+
+
 def _desk_user(db: Session, school_id: str, staff_ref: object) -> int | None:
     """The console account of the staff member who acted at the desk, when they have one."""
     if not isinstance(staff_ref, str) or not staff_ref:

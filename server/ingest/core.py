@@ -147,7 +147,7 @@ def _record_lending(conn: Connection, rows: list[dict[str, Any]]) -> None:
     reason, without the student; the event itself stays stored."""
     from server.clock import local_date, zone
     from server.equipment.rules import EquipmentError
-    from server.equipment.service import apply_lending_event
+    from server.equipment.service import apply_lending_event, record_refused_act
 
     with Session(bind=conn) as session:  # joins the ingest transaction; commits with it
         for r in sorted(rows, key=lambda r: (r["device_pk"], r["seq"])):
@@ -170,6 +170,7 @@ def _record_lending(conn: Connection, rows: list[dict[str, Any]]) -> None:
                     r["seq"],
                     err.message,
                 )
+                record_refused_act(session, r["school_id"], r["payload"], err.message, r["at_ms"])
         session.flush()
 
 

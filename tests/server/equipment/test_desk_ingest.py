@@ -17,7 +17,7 @@ from protocol.messages import EventBatch, LendingActEvent
 from protocol.signing import sign_batch
 from server.db import make_engine
 from server.equipment import service as svc
-from server.equipment.models import Item, Loan
+from server.equipment.models import Item, ItemEvent, Loan
 from server.equipment.rules import EquipmentError, parse_lending_event
 from server.ingest.core import IngestStore
 from server.models import ChangeLogEntry
@@ -94,6 +94,17 @@ def test_desk_acts_are_applied_once_through_ingest(
     assert db.scalar(select(func.count()).select_from(Loan)) == 3
     by = db.execute(select(Loan.lent_by, Loan.returned_by)).all()
     assert set(by) == {(user, user)}
+    # The refused acts are in the items' history, by reason (no student).
+    refused = db.execute(
+        select(Item.inventory_no, ItemEvent.note)
+        .join(ItemEvent, ItemEvent.item_pk == Item.pk)
+        .where(ItemEvent.action == "desk_refused")
+        .order_by(ItemEvent.pk)
+    ).all()
+    assert [tuple(r) for r in refused] == [
+        ("B-2", "return: The item is not lent: nothing to return."),
+        ("B-1", "return: The item is lent to another student."),
+    ]
 
 
 def test_the_desk_list_carries_items_holders_and_approved_lists(db: Session, world: World) -> None:
