@@ -269,6 +269,22 @@ class CardsBlockedEvent(_EventBase):
     cards: Annotated[int, Field(ge=0, le=100)]
 
 
+InventoryNo = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
+
+
+class LendingActEvent(_EventBase):
+    """A lending act at the school's library desk (``edge.lending``): an item named by its
+    inventory number handed over to, given back by, or reported lost or damaged by a student,
+    who was identified by a tap of their card (no card number travels). ``terminal`` names the
+    desk, ``staff_id`` the member who did it."""
+
+    kind: Literal["lending"] = "lending"
+    act: Literal["lend", "return", "lost", "damaged"]
+    inventory_no: InventoryNo
+    student_id: Id
+    staff_id: Id
+
+
 class AlarmEvent(_EventBase):
     kind: Literal["alarm"] = "alarm"
     code: AlarmCodeW
@@ -332,7 +348,8 @@ Event = Annotated[
     | AlarmEvent
     | FaceTemplatesDeletedEvent
     | CardIssuedEvent
-    | CardChangedEvent,
+    | CardChangedEvent
+    | LendingActEvent,
     Field(discriminator="kind"),
 ]
 
@@ -719,6 +736,36 @@ class VoucherIssuerKey(Message):
     revoked: bool = False
 
 
+class LendingItem(Message):
+    """An item of the school's balance that the library desk lends: a device of a campaign, a
+    textbook or a book; ``holder`` is the student who holds it as the centre knows it."""
+
+    inventory_no: InventoryNo
+    kind: Literal["device", "textbook", "book"]
+    title: Annotated[str, Field(max_length=200)] = ""
+    campaign: Id | None = None  # a device's campaign (its approved list decides who gets it)
+    holder: Id | None = None
+
+
+class LendingApproval(Message):
+    """A student on a campaign's approved list at this school: a device of that campaign is
+    theirs to receive (one per campaign)."""
+
+    campaign: Id
+    campaign_name: Annotated[str, Field(max_length=200)] = ""
+    student_id: Id
+    rank: Annotated[int, Field(ge=1, le=10**6)]
+
+
+class LendingSet(Message):
+    """The school's lendable items and approved lists, wholesale (the desk works offline on
+    them): sent when a list is approved or the school's items change."""
+
+    op: Literal["lending_set"] = "lending_set"
+    items: Annotated[list[LendingItem], Field(max_length=100_000)]
+    approvals: Annotated[list[LendingApproval], Field(max_length=100_000)] = []
+
+
 Change = Annotated[
     StudentUpsert
     | StudentRemove
@@ -739,7 +786,8 @@ Change = Annotated[
     | ParentLimitsSet
     | BalanceDebit
     | VoucherGrant
-    | VoucherIssuerKey,
+    | VoucherIssuerKey
+    | LendingSet,
     Field(discriminator="op"),
 ]
 
@@ -779,9 +827,14 @@ class SyncSnapshot(_OmitsNewFields):
     card_records: list[CardRecord] | None = None
 
     @model_serializer(mode="wrap")
-    def _omit_unmoved(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The base's rule for the money fields; the card move's fields and the lending list
+        are left out only when None (an empty list of records still says "moved")."""
         out: dict[str, Any] = handler(self)
-        for key in ("card_refs", "card_records"):
+        for key in self.omit_when_empty:
+            if out.get(key) in (None, [], ()):
+                out.pop(key, None)
+        for key in ("card_refs", "card_records", "lending"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out
@@ -796,6 +849,8 @@ class SyncSnapshot(_OmitsNewFields):
     balance_debits: list[BalanceDebit] = []
     vouchers: list[VoucherGrant] = []
     voucher_issuers: list[VoucherIssuerKey] = []
+    # the library desk's items and approved lists (None: none published; left out then)
+    lending: LendingSet | None = None
 
 
 class SyncAck(Message):

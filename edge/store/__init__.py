@@ -18,6 +18,7 @@ One object, ``EdgeStore``, with one writer (the journal thread); its code by con
 - ``web_sessions``: staff sessions of the edge's own web pages (the kiosk, the staff page);
 - ``staff_pins``: keyed verifiers of staff PINs and their wrong-entry counts;
 - ``alarms``: the alarms journaled here, for the staff page's duty section.
+- ``lending``: the library desk's items, approved lists and who holds what.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from edge.store.journal import (
     OutboxStats,
     PreparedJournal,
 )
+from edge.store.lending import DeskApproval, DeskItem, LendingMixin, LendingWrite
 from edge.store.migrations import SCHEMA_VERSION
 from edge.store.staff_pins import StaffPin, StaffPinsMixin
 from edge.store.web_sessions import WebSession, WebSessionsMixin
@@ -42,8 +44,11 @@ __all__ = [
     "EVENT_ADAPTER",
     "HIGH_WATER",
     "SCHEMA_VERSION",
+    "DeskApproval",
+    "DeskItem",
     "EdgeStore",
     "JournalEntry",
+    "LendingWrite",
     "OutboxStats",
     "PreparedJournal",
     "Sale",
@@ -55,6 +60,12 @@ __all__ = [
 
 
 class EdgeStore(
-    JournalMixin, DownlinkMixin, CanteenMixin, WebSessionsMixin, StaffPinsMixin, AlarmsMixin
+    JournalMixin,
+    DownlinkMixin,
+    CanteenMixin,
+    WebSessionsMixin,
+    StaffPinsMixin,
+    AlarmsMixin,
+    LendingMixin,
 ):
     """The school's store: open it with ``await EdgeStore.open(path, school=..., device=...)``."""

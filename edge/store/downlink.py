@@ -14,6 +14,7 @@ from edge.core.cardkey import CardKeyOf, plain
 from edge.state import build_state
 from edge.store.base import StoreBase
 from edge.store.errors import StoreError, SyncGap
+from edge.store.lending import put_lending
 from protocol.messages import (
     CardBinding,
     CardRecord,
@@ -325,6 +326,8 @@ def _apply_change(
             "INSERT OR REPLACE INTO voucher_issuers VALUES (?, ?, ?)",
             (change.issuer, change.public_key, int(change.revoked)),
         )
+    elif op == "lending_set":
+        put_lending(db, change)
     elif op == "parent_limits_set":
         db.execute(
             "INSERT OR REPLACE INTO parent_limits VALUES (?, ?, ?)",
@@ -426,6 +429,8 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkE
         _apply_change(db, credit, effects, snap.version)
     for change in [*snap.balance_debits, *snap.vouchers, *snap.voucher_issuers]:
         _apply_change(db, change, effects, snap.version)  # each id once, as in a delta
+    if snap.lending is not None:
+        put_lending(db, snap.lending)
     if snap.parent_limits is not None:
         db.execute("DELETE FROM parent_limits")
         for limits in snap.parent_limits:

@@ -21,6 +21,7 @@ from edge.store import canteen
 from edge.store.base import StoreBase, _in_transaction
 from edge.store.canteen import Sale
 from edge.store.errors import StoreError
+from edge.store.lending import LendingWrite, write_lending
 from protocol.codec import canonical, loads_plain
 from protocol.messages import AlarmCode, AlarmEvent, Event
 
@@ -62,6 +63,7 @@ class JournalEntry:
     presence: tuple[str, dt.date, Presence] | None = None
     sale: Sale | None = None  # a paid meal: debit + receipt (with ``meal``)
     card: CardWrite | None = None
+    lending: LendingWrite | None = None  # a library desk act: the item's new holder
 
 
 @dataclass(slots=True)
@@ -82,6 +84,7 @@ class PreparedJournal:
         list[tuple[Any, ...]],
         list[tuple[Any, ...]],
         list[tuple[int, CardWrite]],
+        list[tuple[int, LendingWrite]],
     ]
     epoch: int = 0  # the store's failure count when prepared
     txn: asyncio.Future[None] | None = None
@@ -123,6 +126,7 @@ class JournalMixin(StoreBase):
         cards: list[tuple[int, CardWrite]] = []
         spends: list[tuple[Any, ...]] = []
         tokens: list[tuple[Any, ...]] = []
+        lendings: list[tuple[int, LendingWrite]] = []
         for entry in entries:
             ev = entry.event.model_copy(update={"seq": seq})
             events.append(ev)
@@ -171,6 +175,8 @@ class JournalMixin(StoreBase):
                     tokens.append((sale.token[0], sale.token[1], sale.student_id, seq))
             if entry.card is not None:
                 cards.append((seq, entry.card))
+            if entry.lending is not None:
+                lendings.append((seq, entry.lending))
             seq += 1
         backlog = seq - 1 - self._acked
         alarm_row: tuple[Any, ...] | None = None
@@ -195,7 +201,7 @@ class JournalMixin(StoreBase):
             events,
             first,
             seq,
-            (rows, meals, presence, alarm_row, sales, spends, tokens, cards),
+            (rows, meals, presence, alarm_row, sales, spends, tokens, cards, lendings),
             self._epoch,
         )
         # Queued now, not when the caller gets round to awaiting it: another group prepared
@@ -355,11 +361,14 @@ def write_group(
     spends: list[tuple[Any, ...]],
     tokens: list[tuple[Any, ...]],
     cards: list[tuple[int, CardWrite]] | None = None,
+    lendings: list[tuple[int, LendingWrite]] | None = None,
 ) -> None:
     """Events, their side effects, and the high-water alarm if it fires (one transaction)."""
     db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)", rows)
     for seq, card in cards or []:
         _write_card(db, seq, card)
+    for seq, act in lendings or []:
+        write_lending(db, seq, act)
     bought = ("paid", "voucher")  # a student who pays may buy again in the same period
     free = [m for m in meals if m[3] not in bought]
     if free:

@@ -159,12 +159,29 @@ CREATE TABLE server_debits (
   balance_after_tiyn INTEGER NOT NULL, sync_version INTEGER NOT NULL);
 """
 
+# The library desk (migration 6): the school's lendable items and approved lists from the centre
+# (``lending_set``), and who holds each item. ``holder_seq`` is the journal seq of the desk's
+# ``lending`` event that set the holder here: until the centre acknowledges it, a list from the
+# centre does not overwrite it (the centre has not seen it yet); ``away``: reported lost or
+# damaged here (not lendable until the centre lists it again).
+LENDING_SCHEMA = """
+CREATE TABLE lending_items (
+  inventory_no TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT NOT NULL,
+  campaign TEXT, holder TEXT, holder_seq INTEGER, away INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX lending_items_holder ON lending_items (holder);
+CREATE TABLE lending_approvals (
+  campaign TEXT NOT NULL, campaign_name TEXT NOT NULL, student_id TEXT NOT NULL,
+  rank INTEGER NOT NULL, PRIMARY KEY (campaign, student_id));
+CREATE INDEX lending_approvals_student ON lending_approvals (student_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "roster, policy, journal and canteen money", SCHEMA + CANTEEN_SCHEMA),
     Migration(2, "staff sessions of the edge's web pages", WEB_SESSIONS_SCHEMA),
     Migration(3, "staff PIN verifiers (keyed, set through sealed downlink)", STAFF_PINS_SCHEMA),
     Migration(4, "cards by keyed hash and card record", CARD_RECORDS_SCHEMA),
     Migration(5, "social-wallet vouchers, QR redemptions, server debits", VOUCHERS_SCHEMA),
+    Migration(6, "the library desk's items, approved lists and holders", LENDING_SCHEMA),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version  # the version this code writes and reads
 

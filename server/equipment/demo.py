@@ -183,5 +183,6 @@ def seed_equipment(
     )
     if active:
         svc.lend(session, None, book, active[-1], today=today, now=now)
+    svc.publish_lending(session, school)  # the desk at the school lends by card tap offline
     session.flush()
     return accounts

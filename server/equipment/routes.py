@@ -760,6 +760,7 @@ def delivery_save(
         )
     except EquipmentError as err:
         return refused(request, db, err, back)
+    svc.publish_lending(db, school.id)  # the school's library desk follows
     db.commit()
     return redirect(back)
 
@@ -801,6 +802,7 @@ def item_add(
             )
     except EquipmentError as err:
         return refused(request, db, err, back)
+    svc.publish_lending(db, school.id)  # the school's library desk follows
     db.commit()
     return redirect(back)
 
@@ -987,6 +989,7 @@ def lend_save(
             )
     except EquipmentError as err:
         return refused(request, db, err, back)
+    svc.publish_lending(db, school.id)  # the school's library desk follows
     db.commit()
     return redirect(back)
 
@@ -1030,6 +1033,7 @@ def bulk_save(
             raise EquipmentError(N_("Unknown action."))
     except EquipmentError as err:
         return refused(request, db, err, back)
+    svc.publish_lending(db, school.id)  # the school's library desk follows
     db.commit()
     return redirect(back + (f"?class_pk={cpk}" if cpk else ""))
 

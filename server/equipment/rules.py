@@ -333,6 +333,7 @@ ACTION_LABELS = {
     "lent": N_("lent"),
     "returned": N_("given back"),
     "counted": N_("counted at stocktaking"),
+    "desk_refused": N_("an act of the school's desk refused here"),
 }
 ITEM_STATUS_LABELS = {
     ItemStatus.IN_STOCK: N_("in stock"),
@@ -375,18 +376,22 @@ def overdue(due_on: dt.date, today: dt.date, returned: bool) -> bool:
     return not returned and today > due_on
 
 
-# The lending event a school's desk records offline and syncs like every event (its ``kind``
-# and payload as stored in ``events``). The server applies it once per (device, seq).
-LEND_EVENT_KINDS = ("equipment_lend", "equipment_return")
+# The lending event a school's desk records offline and syncs like every event (``lending``,
+# ``protocol.messages.LendingActEvent``: its act, the item's inventory number, the student; its
+# payload as stored in ``events``). The older names (``equipment_lend``/``equipment_return``,
+# the act in the kind) are read too. The server applies each stored event once.
+LEND_EVENT_KINDS = ("lending", "equipment_lend", "equipment_return")
+LEND_ACTS = ("lend", "return", "lost", "damaged")
 
 
 @dataclass(frozen=True, slots=True)
 class LendingEvent:
-    kind: str  # equipment_lend / equipment_return
+    kind: str  # lending (or equipment_lend / equipment_return)
     student_id: str  # the student's ref (never a name)
     inventory_no: str
     at_ms: int
     act_ref: str = ""  # the signed act's scan, for a hand-over
+    act: str = "lend"  # lend / return / lost / damaged
 
 
 def parse_lending_event(
@@ -395,11 +400,16 @@ def parse_lending_event(
     """A stored edge event as a lending event; anything malformed is refused with the reason."""
     if kind not in LEND_EVENT_KINDS:
         raise EquipmentError(N_("Not a lending event."), kind[:32])
+    act = payload.get("act") if kind == "lending" else kind.removeprefix("equipment_")
+    if act not in LEND_ACTS:
+        raise EquipmentError(N_("Not a lending event."), str(act)[:32])
     inv = payload.get("inventory_no")
     at = payload.get("at_ms")
     if not student_id or not isinstance(inv, str) or not inv or len(inv) > 64:
         raise EquipmentError(N_("A lending event names a student and an inventory number."))
     if not isinstance(at, int) or isinstance(at, bool) or at <= 0:
         raise EquipmentError(N_("A lending event carries its time."))
-    act = payload.get("act_ref", "")
-    return LendingEvent(kind, student_id, inv, at, act[:200] if isinstance(act, str) else "")
+    ref = payload.get("act_ref", "")
+    return LendingEvent(
+        kind, student_id, inv, at, ref[:200] if isinstance(ref, str) else "", str(act)
+    )

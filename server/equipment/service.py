@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from protocol.messages import ConsentKind
+from protocol.messages import ConsentKind, LendingApproval, LendingItem, LendingSet
 from server.accounts.access import Principal
 from server.accounts.models import User
 from server.audit.service import audit
@@ -46,8 +46,9 @@ from server.equipment.models import (
 from server.equipment.rules import EquipmentError, ItemKind, ItemStatus, ListStatus, Step
 from server.models import School
 from server.notify.models import OutboxMessage
-from server.people.models import Guardian, SchoolClass, Student, StudentGuardian
+from server.people.models import Guardian, SchoolClass, StaffMember, Student, StudentGuardian
 from server.people.service import current_consent, has_consent
+from server.sync.changelog import append_changes
 
 N_ = str
 NEEDY_CATEGORIES = ("large_family", "targeted_assistance", "below_subsistence")
@@ -499,6 +500,8 @@ def step_list(
         Approval(list_pk=lst.pk, step=step.value, decided_by=_uid(who), at_ms=now, note=note[:300])
     )
     db.flush()
+    if new is ListStatus.APPROVED:  # the school's desk lends by the list it now has
+        publish_lending(db, lst.school_id)
     return lst
 
 
@@ -1048,8 +1051,9 @@ def apply_lending_event(
     payload: dict[str, Any],
     today: dt.date,
 ) -> Loan:
-    """A hand-over or return recorded offline at the school's desk and synced: applied once per
-    (device, seq); a refusal says why (the desk had decided on what it knew offline)."""
+    """A hand-over, return, lost or damaged report recorded offline at the school's desk and
+    synced: a hand-over is applied once per (device, seq) (the caller applies each stored event
+    once); a refusal says why (the desk had decided on what it knew offline)."""
     ev = rules.parse_lending_event(kind, student_id, payload)
     done = db.execute(
         select(Loan).where(Loan.device_pk == device_pk, Loan.seq == seq)
@@ -1059,12 +1063,25 @@ def apply_lending_event(
     item = find_item(db, school_id, ev.inventory_no)
     if item is None:
         raise EquipmentError(N_("Unknown inventory number."), ev.inventory_no)
-    if ev.kind == "equipment_return":
-        return give_back(db, None, item, now=ev.at_ms)
     student = db.execute(select(Student).where(Student.ref == ev.student_id)).scalar_one_or_none()
     if student is None or student.school_id != school_id:
         raise EquipmentError(N_("Unknown student."))
-    return lend(
+    by = _desk_user(db, school_id, payload.get("staff_id"))
+    if ev.act != "lend":
+        loan = open_loan(db, item.pk)
+        if loan is not None and loan.student_pk != student.pk:
+            raise EquipmentError(N_("The item is lent to another student."), ev.inventory_no)
+        if ev.act == "lost":
+            rules.check_return(item.status, loan is not None)
+            assert loan is not None
+            set_status(db, None, item, ItemStatus.LOST.value, "reported at the desk", ev.at_ms)
+        else:
+            condition = "damaged" if ev.act == "damaged" else "ok"
+            loan = give_back(db, None, item, now=ev.at_ms, condition=condition)
+        loan.returned_by = by
+        db.flush()
+        return loan
+    loan = lend(
         db,
         None,
         item,
@@ -1075,6 +1092,99 @@ def apply_lending_event(
         source="edge",
         event=(device_pk, seq),
     )
+    loan.lent_by = by
+    db.flush()
+    return loan
+
+
+def record_refused_act(
+    db: Session, school_id: str, payload: dict[str, Any], reason: str, now: int
+) -> None:
+    """An act of the school's desk the centre refused: kept in the item's history (the act and
+    the reason, no student), so the inventory page shows what the desk and the centre disagree
+    on."""
+    inv = payload.get("inventory_no")
+    item = find_item(db, school_id, inv) if isinstance(inv, str) else None
+    if item is None:
+        return
+    act = payload.get("act")
+    db.add(
+        ItemEvent(
+            item_pk=item.pk,
+            at_ms=now,
+            action="desk_refused",
+            note=f"{str(act)[:16]}: {reason}"[:300],
+        )
+    )
+    db.flush()
+
+
+def _desk_user(db: Session, school_id: str, staff_ref: object) -> int | None:
+    """The console account of the staff member who acted at the desk, when they have one."""
+    if not isinstance(staff_ref, str) or not staff_ref:
+        return None
+    return db.execute(
+        select(StaffMember.user_pk).where(
+            StaffMember.school_id == school_id, StaffMember.ref == staff_ref[:64]
+        )
+    ).scalar_one_or_none()
+
+
+def lending_set(db: Session, school_id: str) -> LendingSet:
+    """What the school's library desk needs offline: the items it may lend or take back (in
+    stock or lent), who holds each, and the approved lists of the campaigns with devices here."""
+    items = list(
+        db.scalars(
+            select(Item)
+            .where(
+                Item.school_id == school_id,
+                Item.status.in_([ItemStatus.IN_STOCK.value, ItemStatus.LENT.value]),
+            )
+            .order_by(Item.inventory_no)
+        )
+    )
+    holders = dict(
+        db.execute(
+            select(Loan.item_pk, Student.ref)
+            .join(Student, Student.pk == Loan.student_pk)
+            .where(Loan.school_id == school_id, Loan.returned_at_ms.is_(None))
+        ).all()
+    )
+    approvals: list[LendingApproval] = []
+    for camp_pk in sorted({i.campaign_pk for i in items if i.campaign_pk is not None}):
+        lst = approved_list(db, camp_pk, school_id)
+        camp = db.get(Campaign, camp_pk)
+        if lst is None or camp is None:
+            continue
+        for e in entries(db, lst.pk):
+            ref = db.get_one(Student, e.student_pk).ref
+            approvals.append(
+                LendingApproval(
+                    campaign=str(camp_pk),
+                    campaign_name=camp.name[:200],
+                    student_id=ref,
+                    rank=e.rank,
+                )
+            )
+    return LendingSet(
+        items=[
+            LendingItem(
+                inventory_no=i.inventory_no,
+                kind=i.kind,  # type: ignore[arg-type]
+                title=i.title[:200],
+                campaign=str(i.campaign_pk) if i.campaign_pk is not None else None,
+                holder=holders.get(i.pk),
+            )
+            for i in items
+        ],
+        approvals=approvals,
+    )
+
+
+def publish_lending(db: Session, school_id: str) -> None:
+    """Append the school's desk list to its downlink log (caller commits): sent when a list is
+    approved and when the school's items or loans change at the console."""
+    append_changes(db, school_id, [lending_set(db, school_id)])
 
 
 # ---------------------------------------------------------------------------------- reminders

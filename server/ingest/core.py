@@ -117,6 +117,63 @@ def _record_cards(conn: Connection, rows: list[dict[str, Any]]) -> None:
         session.flush()
 
 
+# Acts of the schools' library desks (``server.equipment``): each applied once, when its event is
+# first stored.
+LENDING_EVENT_KINDS = frozenset({"lending"})
+
+
+def _stored_keys(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[int, int]]:
+    """The (device, seq) of ``rows`` already in ``events`` (a re-sent batch)."""
+    keys = {(r["device_pk"], r["seq"]) for r in rows}
+    found: set[tuple[int, int]] = set()
+    by_device: dict[int, list[int]] = {}
+    for pk, seq in keys:
+        by_device.setdefault(pk, []).append(seq)
+    for pk, seqs in by_device.items():
+        found.update(
+            (pk, int(s))
+            for s in conn.execute(
+                select(StoredEvent.seq).where(
+                    StoredEvent.device_pk == pk, StoredEvent.seq.in_(sorted(seqs))
+                )
+            ).scalars()
+        )
+    return found
+
+
+def _record_lending(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Apply the desks' lending acts in the ingest transaction, in (device, seq) order. A refused
+    act (the centre knows better than the desk did offline) changes nothing and is logged by
+    reason, without the student; the event itself stays stored."""
+    from server.clock import local_date, zone
+    from server.equipment.rules import EquipmentError
+    from server.equipment.service import apply_lending_event, record_refused_act
+
+    with Session(bind=conn) as session:  # joins the ingest transaction; commits with it
+        for r in sorted(rows, key=lambda r: (r["device_pk"], r["seq"])):
+            try:
+                with session.begin_nested():
+                    apply_lending_event(
+                        session,
+                        r["school_id"],
+                        r["device_pk"],
+                        r["seq"],
+                        r["kind"],
+                        r["student_id"],
+                        r["payload"],
+                        local_date(r["at_ms"], zone(None)),  # the act's day: its due date
+                    )
+            except EquipmentError as err:
+                log.warning(
+                    "ingest: lending act %s/%d refused: %s",
+                    r["school_id"],
+                    r["seq"],
+                    err.message,
+                )
+                record_refused_act(session, r["school_id"], r["payload"], err.message, r["at_ms"])
+        session.flush()
+
+
 class KeyChanges:
     """The devices whose key changed since the last look (``server.devices.KEY_CHANNEL``), from
     a LISTEN connection of its own: reading it is a poll of a socket, not a query. ``None``
@@ -308,10 +365,17 @@ class IngestStore:
                         )
                     )
                     before[pk] = 0
+            lending = [r for r in rows if r["kind"] in LENDING_EVENT_KINDS]
+            if lending:  # only those stored for the first time are applied
+                seen = _stored_keys(conn, lending)
+                fresh = {(r["device_pk"], r["seq"]): r for r in lending}  # a batch sent twice
+                lending = [r for k, r in fresh.items() if k not in seen]
             outcome.events_inserted = self._insert(conn, rows, sorted(by_device))
             desk = [r for r in rows if r["kind"] in CARD_EVENT_KINDS]
             if desk:  # card records from the schools' desks, in the same transaction
                 _record_cards(conn, desk)
+            if lending:  # the library desks' acts, in the same transaction
+                _record_lending(conn, lending)
             for pk, accs in by_device.items():
                 for acc in accs:
                     if acc.last_seq <= before[pk]:

@@ -16,6 +16,7 @@ from protocol.messages import (
     CardRecord,
     CardRefAssign,
     Change,
+    LendingSet,
     MenuItem,
     OwnerKind,
     ParentLimitsSet,
@@ -51,6 +52,7 @@ class SchoolState:
     debits: dict[str, BalanceDebit] = field(default_factory=dict)
     vouchers: dict[str, VoucherGrant] = field(default_factory=dict)
     issuers: dict[str, VoucherIssuerKey] = field(default_factory=dict)
+    lending: LendingSet | None = None  # the library desk's items and approved lists
 
     def apply(self, change: Change) -> None:
         match change.op:
@@ -113,6 +115,8 @@ class SchoolState:
                 self.vouchers.setdefault(change.voucher_id, change)
             case "voucher_issuer_key":
                 self.issuers[change.issuer] = change
+            case "lending_set":
+                self.lending = change
 
     def _drop_cards(self, kind: OwnerKind, owner: str) -> None:
         for cred in [
@@ -157,6 +161,7 @@ class SchoolState:
             balance_debits=list(self.debits.values()),
             vouchers=list(self.vouchers.values()),
             voucher_issuers=list(self.issuers.values()),
+            lending=self.lending,
         )
 
 

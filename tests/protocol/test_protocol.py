@@ -56,6 +56,7 @@ from protocol.messages import (
     EventBatch,
     ExitEvent,
     FaceTemplatesDeletedEvent,
+    LendingActEvent,
     LibraryVisitEvent,
     ManualPassEvent,
     MealKind,
@@ -166,6 +167,12 @@ def event_fields(cls: type[Message]) -> dict[str, st.SearchStrategy[Any]]:
             "change": st.sampled_from(["blocked", "unbound"]),
             "reason": st.none() | st.sampled_from(["lost", "damaged"]),
             **person,
+        },
+        LendingActEvent: {
+            "act": st.sampled_from(["lend", "return", "lost", "damaged"]),
+            "inventory_no": st.from_regex(r"[A-Za-z0-9/ -]{1,20}", fullmatch=True),
+            "student_id": ids,
+            "staff_id": ids,
         },
     }
     return table[cls]

@@ -48,6 +48,10 @@ from protocol.messages import (
     EventBatch,
     ExitEvent,
     FaceTemplatesDeletedEvent,
+    LendingActEvent,
+    LendingApproval,
+    LendingItem,
+    LendingSet,
     LibraryVisitEvent,
     ManualPassEvent,
     MealKind,
@@ -204,13 +208,22 @@ def sample_events() -> dict[str, Message]:
             reason="lost",
             cards=1,
         ),
+        "lending": LendingActEvent(
+            seq=14,
+            at_ms=T0 + 290_000,
+            terminal="library-desk",
+            act="lend",
+            inventory_no="INV-2025/0042",
+            student_id="s3",
+            staff_id="t1",
+        ),
     }
 
 
 # Event kinds added after the combined batch vector was frozen: they get their own
 # ``event_batch.<kind>`` vector, and ``event_batch`` (and its signed twin) keep their bytes.
 NOT_IN_SAMPLE_BATCH = frozenset(
-    {"face_templates_deleted", "cards_blocked", "card_issued", "card_changed"}
+    {"face_templates_deleted", "cards_blocked", "card_issued", "card_changed", "lending"}
 )
 # The same for change ops added after the combined delta vector was frozen.
 NOT_IN_SAMPLE_DELTA = frozenset(
@@ -222,6 +235,7 @@ NOT_IN_SAMPLE_DELTA = frozenset(
         "balance_debit",
         "voucher_grant",
         "voucher_issuer_key",
+        "lending_set",
     }
 )
 
@@ -361,7 +375,24 @@ def sample_changes() -> dict[str, Message]:
         "voucher_issuer_key": VoucherIssuerKey(
             issuer="social-wallet", public_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
         ),
+        "lending_set": sample_lending(),
     }
+
+
+def sample_lending() -> LendingSet:
+    return LendingSet(
+        items=[
+            LendingItem(
+                inventory_no="INV-2025/0042",
+                kind="device",
+                title="Ноутбук",
+                campaign="c1",
+                holder="s3",
+            ),
+            LendingItem(inventory_no="T-7-001", kind="textbook", title="Алгебра 7"),
+        ],
+        approvals=[LendingApproval(campaign="c1", campaign_name="2025", student_id="s3", rank=1)],
+    )
 
 
 def sample_batch() -> EventBatch:
@@ -491,6 +522,16 @@ def golden_samples() -> dict[str, Message]:
                 issued_at_ms=T0,
             ),
         ],
+    )
+    # a snapshot with the library desk's items and approved lists
+    out["sync_snapshot.lending"] = SyncSnapshot(
+        school=SCHOOL,
+        version=10,
+        policy=sample_policy(),
+        students=[sample_student()],
+        staff=[sample_staff()],
+        cards=[],
+        lending=sample_lending(),
     )
     # a staff member's card, issued and unbound at the desk
     out["event_batch.card_staff"] = EventBatch(

@@ -39,7 +39,9 @@ from tests.support.wait import wait_until
 class SimSchool:
     """``device``: another edge of the same school; ``services=False`` when another SimSchool
     already runs the server's ingest and downlink; ``card_key``: the school's card key (the
-    store then keeps numbers as keyed hashes, as the daemon does)."""
+    store then keeps numbers as keyed hashes, as the daemon does); ``staff_pin_key``: the staff
+    page is served too (``staff_url``), with a library desk terminal (``DESK``, its own
+    simulated reader: ``desk_tap``) whose reads go to the page while it waits there."""
 
     def __init__(
         self,
@@ -50,6 +52,7 @@ class SimSchool:
         device: str = "edge-1",
         services: bool = True,
         card_key: bytes | None = None,
+        staff_pin_key: bytes | None = None,
     ) -> None:
         self.settings = settings
         self.school = school
@@ -66,6 +69,10 @@ class SimSchool:
         self._error: BaseException | None = None
         self.store: EdgeStore | None = None
         self.reader: EmMarineSim | None = None
+        self.staff_pin_key = staff_pin_key
+        self.desk_reader: EmMarineSim | None = None
+        self.staff: Any = None
+        self.staff_url = ""
         self._services: list[Any] = []
 
     # --------------------------------------------------------------------------- control
@@ -115,6 +122,17 @@ class SimSchool:
         assert self._loop is not None and self.reader is not None
         number = int(credential.removeprefix("EM:"))
         self._loop.call_soon_threadsafe(self.reader.present_card, number)
+
+    def desk_tap(self, credential: str) -> None:
+        """A card held to the library desk's reader (with ``staff_pin_key``)."""
+        assert self._loop is not None and self.desk_reader is not None
+        number = int(credential.removeprefix("EM:"))
+        self._loop.call_soon_threadsafe(self.desk_reader.present_card, number)
+
+    def desk_waits(self) -> bool:
+        """A staff page waits for a card at the library desk's reader."""
+        assert self.staff is not None
+        return self.staff.readers.claimed(DESK)
 
     def desk_issue(
         self, owner_id: str, credential: str, *, staff: bool = False, replaces: str | None = None
@@ -187,18 +205,83 @@ class SimSchool:
             backoff_max_s=2.0,
             centre_key=CENTRE_PUBLIC_B64,
         )
+        desk: TerminalConfig | None = None
+        if self.staff_pin_key is not None:
+            self.desk_reader = EmMarineSim(self.directory / f"{self.device}-desk.reader")
+            self.desk_reader.plug()
+            desk = TerminalConfig(
+                id=DESK,
+                kind=TerminalKind.LIBRARY,
+                reader=EmMarineConfig(
+                    type="em_marine", reader_id=DESK, port=str(self.desk_reader.path)
+                ),
+            )
         try:
-            async with EdgeSync(store, sync_settings, key), Pipeline(store) as pipeline:
-                task = asyncio.create_task(run_terminal(term, pipeline, store), name="gate-in")
+            async with (
+                EdgeSync(store, sync_settings, key),
+                Pipeline(store) as pipeline,
+                contextlib.AsyncExitStack() as stack,
+            ):
+                readers, gates = None, None
+                if desk is not None:
+                    self.staff = await stack.enter_async_context(
+                        _staff_server(store, pipeline, [term, desk], self.staff_pin_key)
+                    )
+                    self.staff_url = self.staff.url
+                    readers, gates = self.staff.readers, {}
+                tasks = [
+                    asyncio.create_task(
+                        run_terminal(t, pipeline, store, readers=readers, gates=gates), name=t.id
+                    )
+                    for t in ([term] if desk is None else [term, desk])
+                ]
                 await asyncio.sleep(0.5)  # the reader's port is open before the first card
                 self._ready.set()
                 await self._stop.wait()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         finally:
             reader.close()
+            if self.desk_reader is not None:
+                self.desk_reader.close()
             await store.close()
+
+
+DESK = "library-desk"
+
+
+def _staff_server(
+    store: EdgeStore, pipeline: Pipeline, terminals: list[TerminalConfig], key: bytes
+) -> Any:
+    """The staff page as the daemon serves it (all sections), signing in at the desk reader."""
+    import datetime as dt
+
+    from edge.core.reasons import Lang
+    from edge.staff.auth import StaffAuth
+    from edge.staff.capture import ReaderInput
+    from edge.staff.i18n import Strings
+    from edge.staff.registry import SECTIONS
+    from edge.staff.sections import StaffContext
+    from edge.staff.server import StaffServer
+
+    readers = ReaderInput()
+    auth = StaffAuth(store, readers, key, [DESK], lifetime_s=600, card_wait_s=10)
+    ctx = StaffContext(
+        store=store,
+        pipeline=pipeline,
+        readers=readers,
+        gates={},
+        terminals=terminals,
+        clock=lambda: dt.datetime.now(dt.UTC),
+        language=Lang.EN,
+        auth=auth,
+        strings=Strings(),
+        sections=SECTIONS,
+    )
+    return StaffServer(ctx, "127.0.0.1", 0)
 
 
 ALL_DAY = PolicyDoc.model_validate(

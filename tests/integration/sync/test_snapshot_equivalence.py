@@ -18,6 +18,9 @@ from protocol.messages import (
     ConsentKind,
     ConsentRecord,
     ConsentSet,
+    LendingApproval,
+    LendingItem,
+    LendingSet,
     OwnerKind,
     StaffRecord,
     StaffRemove,
@@ -90,6 +93,24 @@ def random_changes(rng: random.Random, n: int) -> list[list[Change]]:
                 )
             state.apply(change)
             changes.append(change)
+        if rng.random() < 0.2:  # the library desk's list, wholesale
+            lending = LendingSet(
+                items=[
+                    LendingItem(
+                        inventory_no=f"I-{i}",
+                        kind="device" if i < 3 else "book",
+                        campaign="c1" if i < 3 else None,
+                        holder=rng.choice([None, *sorted(state.students)]),
+                    )
+                    for i in range(rng.randint(0, 5))
+                ],
+                approvals=[
+                    LendingApproval(campaign="c1", student_id=sid, rank=r + 1)
+                    for r, sid in enumerate(sorted(state.students)[: rng.randint(0, 3)])
+                ],
+            )
+            state.apply(lending)
+            changes.append(lending)
         versions.append(changes)
     return versions
 
@@ -99,9 +120,15 @@ def edge_view(store: EdgeStore) -> tuple[object, object, object]:
     return (dict(s.students), dict(s.staff_by_id), dict(s.cards))
 
 
+async def desk_view(store: EdgeStore) -> tuple[object, object]:
+    items = [await store.desk_item(f"I-{i}") for i in range(6)]
+    approvals = [await store.desk_approvals_of(f"st{i}") for i in range(1, 7)]
+    return items, approvals
+
+
 async def test_snapshot_equals_deltas_and_replay_changes_nothing(tmp_path: Path) -> None:
     rng = random.Random(2026)
-    non_empty = 0
+    non_empty = lent = 0
     for trial in range(5):
         versions = random_changes(rng, 25)
         by_delta = await EdgeStore.open(tmp_path / f"d{trial}.db", school="S1", device="a")
@@ -117,8 +144,10 @@ async def test_snapshot_equals_deltas_and_replay_changes_nothing(tmp_path: Path)
             await by_snap.apply_snapshot(state.snapshot("S1", len(versions)))
             assert await by_snap.sync_version() == await by_delta.sync_version()
             assert edge_view(by_snap) == edge_view(by_delta), f"trial {trial}"
+            assert await desk_view(by_snap) == await desk_view(by_delta), f"trial {trial}"
+            lent += any(i is not None and i.holder for i in (await desk_view(by_snap))[0])
             non_empty += bool(by_delta.state.students and by_delta.state.cards)
         finally:
             await by_delta.close()
             await by_snap.close()
-    assert non_empty >= 2  # the comparison is not vacuous
+    assert non_empty >= 2 and lent >= 1  # the comparison is not vacuous
