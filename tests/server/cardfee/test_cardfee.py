@@ -15,7 +15,9 @@ from server.canteen.models import LedgerEntry, Posting
 from server.cardfee import rules
 from server.cardfee.models import CardFeePayment, CardPrice
 from server.cards.models import Card
+from server.cards.service import record_desk_events
 from server.models import School
+from tests.server.cards.test_cards import changed, issued
 from tests.support.consents import give
 from tests.support.console import World
 
@@ -37,13 +39,13 @@ def test_price_fee_booking_and_the_canteen_report(make_browser, db: Session, wor
     # first card free; its replacement costs the price (the cards module records it)
     pk = world.students["s1-3a-1"]
     assert give(admin, pk).status_code == 200
-    admin.get(f"/students/{pk}/cards")
-    admin.post(f"/students/{pk}/cards", {"credential": "EM:0000000111"})
-    first = db.execute(select(Card).where(Card.student_pk == pk)).scalar_one()
-    admin.post(
-        f"/students/{pk}/cards/{first.pk}/replace",
-        {"reason": "lost", "credential": "EM:0000000222"},
-    )
+    # the cards are issued at the school's desk; the centre learns their records (no number)
+    assert record_desk_events(db, "S1", [issued("k-fee1", "s1-3a-1")]) == 1
+    db.commit()
+    lost = [changed("k-fee1", "blocked", "lost"), issued("k-fee2", "s1-3a-1", replaces="k-fee1")]
+    assert record_desk_events(db, "S1", lost) == 2
+    db.commit()
+    first = db.execute(select(Card).where(Card.card_ref == "k-fee1")).scalar_one()
     db.expire_all()
     cards = db.scalars(select(Card).where(Card.student_pk == pk).order_by(Card.pk)).all()
     assert [c.fee_tiyn for c in cards] == [0, 15_000]

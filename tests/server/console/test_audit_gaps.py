@@ -48,7 +48,8 @@ def test_views_exports_and_account_changes_are_audited(
         },
     )
     assert r.status_code == 303
-    got = _entries(db)[start:]
+    # (signing in opens the home page, whose day view is audited too: not what this test is about)
+    got = [e for e in _entries(db)[start:] if e[1] != "dashboard"]
     admin_pk, canteen_pk = world.users["admin1"], world.users["canteen1"]
     assert [(a, s, u) for a, s, u, _m in got] == [
         ("view", "students", admin_pk),
