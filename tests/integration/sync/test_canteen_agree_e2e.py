@@ -201,11 +201,16 @@ async def _run(
     assert home.status_code == 200
     assert _money(1_435_000) in home.text
     assert when in home.text  # the time of the school's last sync next to the balance
+    child = parent.get(f"/parent/child/{st.pk}")
+    assert child.status_code == 200
+    (parent_balance,) = BALANCE_RE.findall(child.text)
+    assert parent_balance == console_balance
+    assert f"<time>{_datetime(synced, zone)}</time>" in SYNCED_RE.search(child.text).group(0)  # type: ignore[union-attr]
 
     # and the reconciliation has nothing unexplained
     (recon,) = [r for r in canteen.reconciliation(db, "S1") if r.student_ref == CHILD]
     assert recon.recon.agrees and recon.recon.unexplained_tiyn == 0, recon.recon
     print(
         f"balances: edge {at_school}, kiosk PAY {kiosk_pay}, ledger {at_server}, "
-        f"console {console_balance!r}, parent {_money(1_435_000)!r}"
+        f"console {console_balance!r}, parent {parent_balance!r}"
     )
