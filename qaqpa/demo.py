@@ -411,10 +411,12 @@ async def _balances_agree(server: Any, store: EdgeStore) -> dict[str, int]:
     at_server = await asyncio.to_thread(server.canteen_balances, "DEMO")
     at_school = {str(r[0]): int(r[1]) for r in (await store.money_rows())["balances"]}
     differ = sum(1 for ref, b in at_server.items() if at_school.get(ref, 0) != b)
+    unexplained = await asyncio.to_thread(server.canteen_unexplained, "DEMO")
     return {
         "canteen_balance_at_server_tiyn": sum(at_server.values()),
         "canteen_balance_at_school_tiyn": sum(at_school.values()),
         "canteen_balances_differing": differ,
+        "canteen_unexplained_differences": unexplained,
     }
 
 

@@ -249,6 +249,14 @@ class EmbeddedServer:
             session.commit()
         return {s.ref: money[s.pk][0] for s in students}
 
+    def canteen_unexplained(self, school: str) -> int:
+        """How many rows of the canteen reconciliation have a difference nothing explains."""
+        from server.canteen.service import reconciliation
+
+        with session_factory(self._engine)() as session:
+            rows = reconciliation(session, school)
+        return sum(1 for r in rows if r.recon.unexplained_tiyn != 0)
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

@@ -25,11 +25,11 @@ class DemoLimits:
     daily_cap_tiyn: int | None
 
 
-def _manager(db: Session) -> Principal:
+def _manager(db: Session, login: str) -> Principal:
     """The demo's canteen manager books the demo's money (the audit names who did)."""
-    u = db.scalar(select(User).where(User.login == "canteen"))
+    u = db.scalar(select(User).where(User.login == login))
     if u is None:
-        return Principal(0, "demo", "demo", "kk", "", [Grant(Role.OPERATOR)])
+        raise LookupError(f"no account {login!r}: seed the demo's accounts first")
     return Principal(u.pk, u.login, u.full_name, u.lang, "", [Grant(Role.CANTEEN_MANAGER)])
 
 
@@ -40,10 +40,12 @@ def seed_canteen(
     menu: Sequence[ledger.MenuLine],
     topups: Sequence[tuple[str, int]],
     limits: Sequence[DemoLimits],
+    manager: str = "canteen",
 ) -> int:
     """Menu of ``today``, one cash top-up per (student ref, tiyn) and the limits, each booked
-    once (a second run books nothing new). Returns the school's change-log head to wait for."""
-    who = _manager(db)
+    once (a second run books no top-up twice). Returns the school's change-log head to wait
+    for."""
+    who = _manager(db, manager)
     service.set_menu(db, who, school_id, today, menu)
     refs = {r for r, _ in topups} | {lim.student_ref for lim in limits}
     students = {

@@ -42,4 +42,5 @@ def test_demo_summary(tmp_path: Path) -> None:
     # last sync the server's ledger and the school hold the same balance for every student
     assert summary["canteen_balance_at_server_tiyn"] > 0
     assert summary["canteen_balances_differing"] == 0
+    assert summary["canteen_unexplained_differences"] == 0  # the reconciliation agrees
     assert summary["canteen_balance_at_server_tiyn"] == summary["canteen_balance_at_school_tiyn"]
