@@ -810,7 +810,12 @@ class SyncDelta(Message):
 class SyncSnapshot(_OmitsNewFields):
     """Everything a school's edge needs, at ``version``: replaces the edge's roster wholesale."""
 
-    omit_when_empty: ClassVar[tuple[str, ...]] = ("balance_debits", "vouchers", "voucher_issuers")
+    omit_when_empty: ClassVar[tuple[str, ...]] = (
+        "balance_debits",
+        "vouchers",
+        "voucher_issuers",
+        "menus",
+    )
 
     school: Id
     version: Annotated[int, Field(ge=0)]
@@ -851,6 +856,10 @@ class SyncSnapshot(_OmitsNewFields):
     voucher_issuers: list[VoucherIssuerKey] = []
     # the library desk's items and approved lists (None: none published; left out then)
     lending: LendingSet | None = None
+    # the dated menus of the last days (the edge replaces each date's menu, as a delta's
+    # menu_set does; left out of the bytes when empty): a school that is brought up to date by a
+    # snapshot sells today's menu set at the server before
+    menus: list[MenuSet] = []
 
 
 class SyncAck(Message):

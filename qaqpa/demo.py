@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -40,18 +41,17 @@ from edge.staff.server import StaffServer
 from edge.store import EdgeStore
 from hardware.config import EmMarineConfig, RelaySerialGateConfig
 from protocol.messages import (
-    BalanceCredit,
     Change,
     DeniedEvent,
     Direction,
     MealServedEvent,
     MenuItem,
-    MenuSet,
     OwnerKind,
-    ParentLimitsSet,
     Reason,
     TerminalKind,
 )
+from server.canteen.demo import DemoLimits
+from server.canteen.ledger import MenuLine
 from server.vouchers import demo as vouchers_demo
 from simulators.school import Action, make_roster, school_day
 from simulators.serial_sim import EmMarineSim, RelayBoardSim
@@ -286,20 +286,33 @@ def _named(roster: Roster) -> Roster:
     return roster.model_copy(update={"students": students})
 
 
-def canteen_day(roster: Roster, today: dt.date) -> list[Change]:
-    """Today's menu, parents' top-ups (a few too small for lunch) and some parents' limits."""
-    changes: list[Change] = [MenuSet(local_date=today.isoformat(), items=MENU)]
+@dataclasses.dataclass(frozen=True, slots=True)
+class CanteenPlan:
+    """What the demo's canteen manager and parents enter at the server before the day."""
+
+    menu: list[MenuLine]
+    topups: list[tuple[str, int]]  # (student id, tiyn)
+    limits: list[DemoLimits]
+
+
+def canteen_plan(roster: Roster) -> CanteenPlan:
+    """Today's menu, parents' top-ups (a few too small for lunch) and some parents' limits:
+    booked at the server, they reach the school through the signed downlink."""
+    topups: list[tuple[str, int]] = []
+    limits: list[DemoLimits] = []
     for i, s in enumerate(roster.students):
-        amount = 2_000 if i % 13 == 5 else 1_500_000
-        changes.append(
-            BalanceCredit(ledger_id=f"demo-topup-{s.id}", student_id=s.id, amount_tiyn=amount)
-        )
+        topups.append((s.id, 2_000 if i % 13 == 5 else 1_500_000))
         if i % 9 == 4:
-            changes.append(
-                ParentLimitsSet(student_id=s.id, allergen_blocks=["milk"], daily_cap_tiyn=80_000)
-            )
-    changes += vouchers_demo.grants([s.id for s in roster.students], today)  # paid by card
-    return changes
+            limits.append(DemoLimits(s.id, ("milk",), 80_000))
+    menu = [MenuLine(m.id, m.name, m.price_tiyn, tuple(m.allergens)) for m in MENU]
+    return CanteenPlan(menu, topups, limits)
+
+
+def canteen_day(roster: Roster, today: dt.date) -> list[Change]:
+    """What the school itself holds before the day: the social wallet's card vouchers (also
+    sent by the server; the edge applies one voucher id once). Money, the menu and the
+    limits come from the server (``canteen_plan``)."""
+    return list(vouchers_demo.grants([s.id for s in roster.students], today))
 
 
 class Cashier:
@@ -383,12 +396,28 @@ async def _stay_open(server: Any, store: EdgeStore, taps: int) -> None:
     """``make demo``: after the day, keep the school connected and the console up."""
     stored = await asyncio.to_thread(server.stored_events, "DEMO")
     done = {"taps": taps, "events_journaled": store.last_seq, "events_stored_at_server": stored}
+    done.update(await _balances_agree(server, store))
     print(json.dumps(done), file=sys.stderr)
     print(
         f"The school day is over; the console stays at {server.console_url} until Ctrl-C.",
         file=sys.stderr,
     )
     await asyncio.Event().wait()
+
+
+async def _balances_agree(server: Any, store: EdgeStore) -> dict[str, int]:
+    """After the school's last sync: the server ledger's balance of each student (top-ups less
+    the meals posted) against the school's own; every screen shows the server's."""
+    at_server = await asyncio.to_thread(server.canteen_balances, "DEMO")
+    at_school = {str(r[0]): int(r[1]) for r in (await store.money_rows())["balances"]}
+    differ = sum(1 for ref, b in at_server.items() if at_school.get(ref, 0) != b)
+    unexplained = await asyncio.to_thread(server.canteen_unexplained, "DEMO")
+    return {
+        "canteen_balance_at_server_tiyn": sum(at_server.values()),
+        "canteen_balance_at_school_tiyn": sum(at_school.values()),
+        "canteen_balances_differing": differ,
+        "canteen_unexplained_differences": unexplained,
+    }
 
 
 async def _console_banner(server: Any, roster: Any) -> None:
@@ -431,6 +460,10 @@ async def _school(
     pin_key = await asyncio.to_thread(load_pin_key, directory / "staff-pin.key")
     await _install_pins(store, roster_file, pin_key)
     await _console_banner(server, roster)
+    plan = canteen_plan(roster)  # money, menu and limits enter at the server
+    canteen_version = await asyncio.to_thread(
+        server.seed_canteen, "DEMO", today, plan.menu, plan.topups, plan.limits
+    )
     day_seconds = duration or 120.0
     span = dt.datetime.combine(today, DAY_END) - dt.datetime.combine(today, DAY_START)
     clock = SimClock(today, span.total_seconds() / day_seconds)
@@ -511,6 +544,10 @@ async def _school(
             if duration is None:  # the full demo sells paid lunches too; --duration leaves
                 cashier = Cashier(hub)  # the kiosk's PAY screens to a person
                 running += [tg.create_task(cashier.run(t), name=f"cashier-{t}") for t in CANTEENS]
+            # the school starts its day with the server's money, menu and limits (downlink)
+            async with asyncio.timeout(60):
+                while (await sync.status()).applied_version < canteen_version:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # the readers open their ports before the first card
             clock.t0 = time.monotonic()
             await _play(actions, clock, readers, teacher, tg)
@@ -538,6 +575,7 @@ async def _school(
         summary["staff_page_failures"] = teacher.failures
         summary["canteen_sales_attempted"] = cashier.attempts if cashier else 0
         summary["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
+        summary.update(await _balances_agree(server, store))
         return summary
     finally:
         for device in [*readers.values(), *boards]:

@@ -217,6 +217,46 @@ class EmbeddedServer:
             session.commit()
         return accounts
 
+    def seed_canteen(
+        self,
+        school: str,
+        today: Any,
+        menu: Any,
+        topups: Any,
+        limits: Any = (),
+    ) -> int:
+        """The demo school's menu, top-ups and parents' limits booked at the server (the edge
+        gets them by the signed downlink). Returns the change-log version to wait for."""
+        from server.canteen.demo import seed_canteen
+
+        with session_factory(self._engine)() as session:
+            head = seed_canteen(session, school, today, menu, topups, limits)
+            session.commit()
+        return head
+
+    def canteen_balances(self, school: str) -> dict[str, int]:
+        """Student ref -> the server ledger's balance in tiyn (meals posted so far)."""
+        from sqlalchemy import select
+
+        from server.canteen.service import balances, post_waiting_meals
+        from server.canteen.settings import CanteenSettings
+        from server.people.models import Student
+
+        with session_factory(self._engine)() as session:
+            post_waiting_meals(session, CanteenSettings(), school)
+            students = list(session.scalars(select(Student).where(Student.school_id == school)))
+            money = balances(session, [s.pk for s in students])
+            session.commit()
+        return {s.ref: money[s.pk][0] for s in students}
+
+    def canteen_unexplained(self, school: str) -> int:
+        """How many rows of the canteen reconciliation have a difference nothing explains."""
+        from server.canteen.service import reconciliation
+
+        with session_factory(self._engine)() as session:
+            rows = reconciliation(session, school)
+        return sum(1 for r in rows if r.recon.unexplained_tiyn != 0)
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

@@ -413,7 +413,8 @@ def _apply_debit(
 
 def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkEffects) -> None:
     # Menus are dated and replaced date by date (menu_set); the snapshot's undated ``menu`` cannot
-    # replace them, so they stay: a snapshot in the morning must not stop the day's sales.
+    # replace them, so they stay: a snapshot in the morning must not stop the day's sales. Its
+    # dated ``menus`` (the last days set at the server) replace their dates, as a delta would.
     for table in ("consents", "categories", "staff", "students"):
         db.execute(f"DELETE FROM {table}")
     for s in snap.students:
@@ -427,7 +428,7 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkE
         _put_policy(db, snap.policy)
     for credit in snap.balance_credits:  # each ledger id once, whatever came before
         _apply_change(db, credit, effects, snap.version)
-    for change in [*snap.balance_debits, *snap.vouchers, *snap.voucher_issuers]:
+    for change in [*snap.balance_debits, *snap.vouchers, *snap.voucher_issuers, *snap.menus]:
         _apply_change(db, change, effects, snap.version)  # each id once, as in a delta
     if snap.lending is not None:
         put_lending(db, snap.lending)

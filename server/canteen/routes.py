@@ -95,6 +95,7 @@ def index(
             "low": low,
             "can_manage": who.can("canteen.manage", school_id=sch.id),
             "waiting": service.waiting_meals(db, sch.id),
+            "synced_ms": service.school_synced_ms(db, sch.id),
         },
     )
 
@@ -112,6 +113,11 @@ def post_waiting_meals(
     sch = pick_school(schools, school)
     service.post_waiting_meals(db, canteen.settings, sch.id)
     return redirect(f"{back if back in BACK else '/canteen'}?school={sch.id}")
+
+
+def _synced(db: Session, kids: list[Student]) -> dict[str, int | None]:
+    """School id -> when the school last synced (the balances are the server's as of then)."""
+    return {k.school_id: service.school_synced_ms(db, k.school_id) for k in kids}
 
 
 @router.get("/canteen/parent")
@@ -136,7 +142,12 @@ def canteen_parent_home(
     return render(
         request,
         "canteen/parent.html",
-        {"rows": [(k, *money[k.pk]) for k in kids], "can_pay": can_pay, "error": None},
+        {
+            "rows": [(k, *money[k.pk]) for k in kids],
+            "can_pay": can_pay,
+            "error": None,
+            "synced": _synced(db, kids),
+        },
     )
 
 
@@ -166,6 +177,7 @@ def topup_start(
             "rows": [(k, *money[k.pk]) for k in kids],
             "can_pay": True,
             "error": tr(request, str(err)),
+            "synced": _synced(db, kids),
         }
         return render(
             request, "canteen/parent.html", ctx, 422 if isinstance(err, MoneyError) else err.status
@@ -207,6 +219,7 @@ def _student_page(
             "entries": [(e, service.entry_delta(e), service.ledger_id(e)) for e in entries],
             "balance": bal,
             "voucher": voucher,
+            "synced_ms": service.school_synced_ms(db, st.school_id),
             "limits": limits,
             "can_manage": who.can("canteen.manage", school_id=st.school_id),
             "can_limits": _may_set_limits(who, st),

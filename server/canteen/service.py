@@ -250,6 +250,47 @@ def book_topup(db: Session, payment: ProviderPayment, provider: str) -> TopupRes
     return TopupResult(entry.id, duplicate=False)
 
 
+def book_cash_topup(
+    db: Session, who: Principal, student: Student, amount: int, external_ref: str
+) -> TopupResult:
+    """Money paid in at the school's office (and the demo's top-ups): booked once per
+    ``external_ref`` as a top-up, sent to the school as a credit, audited."""
+    if amount <= 0:
+        raise CanteenError(422, "bad_amount", "The amount must be positive.")
+    ref = f"cash:{external_ref}"[:200]
+    found = db.scalar(select(LedgerEntry).where(LedgerEntry.external_ref == ref))
+    if found is not None:
+        if found.amount_tiyn != amount or found.student_pk != student.pk:
+            raise CanteenError(
+                409, "txid_conflict", "This transaction id was booked with another amount or child."
+            )
+        return TopupResult(found.id, duplicate=True)
+    entry = _book(
+        db,
+        school_id=student.school_id,
+        student=student,
+        student_ref=student.ref,
+        kind=EntryKind.TOPUP,
+        amount=amount,
+        postings=ledger.topup(student.pk, amount),
+        external_ref=ref,
+        at_ms=now_ms(),
+        created_by=who.user_pk,
+        reason="cash",
+    )
+    _publish_credit(db, entry)
+    audit(
+        db,
+        who,
+        "canteen.book",
+        f"student:{student.pk}",
+        student_pk=student.pk,
+        school_id=student.school_id,
+        summary=f"topup {ledger_id(entry)}: {amount:+d} tiyn, cash",
+    )
+    return TopupResult(entry.id, duplicate=False)
+
+
 def _refundable(db: Session, student_pk: int) -> int:
     # The student's row is locked, so two refunds at once cannot both pass the cap.
     db.execute(select(Student.pk).where(Student.pk == student_pk).with_for_update())
@@ -470,6 +511,13 @@ def school_ack_version(db: Session, school_id: str) -> int:
     school: one daemon per school holds the balances)."""
     v = db.scalar(select(func.max(Device.applied_version)).where(Device.school_id == school_id))
     return int(v or 0)
+
+
+def school_synced_ms(db: Session, school_id: str) -> int | None:
+    """When the school's edge last took the server's changes (its last ``SyncAck``): the
+    balances the school holds are the server's as of then, less the meals sold since."""
+    v = db.scalar(select(func.max(Device.applied_at_ms)).where(Device.school_id == school_id))
+    return int(v) if v is not None else None
 
 
 def reconciliation(

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from server.accounts.access import Principal
 from server.audit.service import audit
+from server.canteen import service as canteen
 from server.clock import Clock, ClockDep
 from server.console.params import Id
 from server.console.scope import visible_student
@@ -110,7 +111,7 @@ def _render_child(
         "parent.child",
         student_pk=st.pk,
         school_id=st.school_id,
-        summary=f"day and month {first:%Y-%m}: attendance, meals, notifications",
+        summary=f"day and month {first:%Y-%m}: attendance, meals, balance, notifications",
     )
     db.commit()
     return render(
@@ -129,6 +130,10 @@ def _render_child(
             "status_labels": {s.value: v for s, v in STATUS_LABELS.items()},
             "forms": forms,
             "saved": request.query_params.get("saved") == "1",
+            # the same balance as the console's and the kiosk's: the ledger's, as of the
+            # school's last sync
+            "balance": canteen.balances(db, [st.pk])[st.pk][0],
+            "synced_ms": canteen.school_synced_ms(db, st.school_id),
         },
         status_code,
     )

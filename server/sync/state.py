@@ -18,6 +18,7 @@ from protocol.messages import (
     Change,
     LendingSet,
     MenuItem,
+    MenuSet,
     OwnerKind,
     ParentLimitsSet,
     PolicyDoc,
@@ -27,6 +28,10 @@ from protocol.messages import (
     VoucherGrant,
     VoucherIssuerKey,
 )
+
+# A snapshot carries the dated menus of this many of the last dates set (today's and the
+# days ahead that a manager set early; older ones sell nothing).
+SNAPSHOT_MENU_DAYS = 7
 
 
 class ChangeRejected(ValueError):
@@ -141,6 +146,7 @@ class SchoolState:
                 )
 
     def snapshot(self, school: str, version: int) -> SyncSnapshot:
+        """``menus``: the dated menus of the last ``SNAPSHOT_MENU_DAYS`` dates set."""
         menu = self.menus[max(self.menus)] if self.menus else []
         return SyncSnapshot(
             school=school,
@@ -156,6 +162,10 @@ class SchoolState:
             ),
             card_records=list(self.records.values()) if self.moved or self.records else None,
             menu=menu,
+            menus=[
+                MenuSet(local_date=day, items=self.menus[day])
+                for day in sorted(self.menus)[-SNAPSHOT_MENU_DAYS:]
+            ],
             balance_credits=list(self.credits.values()),
             parent_limits=list(self.limits.values()),
             balance_debits=list(self.debits.values()),

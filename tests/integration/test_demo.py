@@ -38,3 +38,9 @@ def test_demo_summary(tmp_path: Path) -> None:
     # synced through the embedded broker into the server's database, each event once
     assert summary["events_unsent"] == 0
     assert summary["events_stored_at_server"] == summary["events_journaled"]
+    # the top-ups were booked at the server and reached the school by the downlink: after the
+    # last sync the server's ledger and the school hold the same balance for every student
+    assert summary["canteen_balance_at_server_tiyn"] > 0
+    assert summary["canteen_balances_differing"] == 0
+    assert summary["canteen_unexplained_differences"] == 0  # the reconciliation agrees
+    assert summary["canteen_balance_at_server_tiyn"] == summary["canteen_balance_at_school_tiyn"]

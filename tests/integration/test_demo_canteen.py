@@ -11,21 +11,24 @@ from edge.core.model import Tap
 from edge.kiosk.hub import KioskHub
 from edge.pipeline import Pipeline
 from edge.roster import roster_records
-from protocol.messages import BalanceCredit, MenuSet, ParentLimitsSet, TerminalKind
-from qaqpa.demo import Cashier, canteen_day
+from protocol.messages import TerminalKind, VoucherGrant
+from qaqpa.demo import MENU, Cashier, canteen_day, canteen_plan
 from simulators.school import make_roster
 from tests.support.canteen_school import money_invariants, open_school, today
 from tests.support.wait import wait_until_async
 
 
-def test_canteen_day_covers_every_student() -> None:
+def test_canteen_plan_covers_every_student() -> None:
+    """Money, the menu and the limits are entered at the server (the edge gets them by the
+    downlink); the school itself holds only the card vouchers before the day."""
     roster = roster_records(make_roster(40, today=today()), source="t", now=None)
-    changes = canteen_day(roster, today())
-    assert isinstance(changes[0], MenuSet) and changes[0].local_date == today().isoformat()
-    credits = [c for c in changes if isinstance(c, BalanceCredit)]
-    assert {c.student_id for c in credits} == {s.id for s in roster.students}
-    assert len({c.ledger_id for c in credits}) == len(credits)
-    assert any(isinstance(c, ParentLimitsSet) for c in changes)
+    plan = canteen_plan(roster)
+    assert [m.id for m in plan.menu] == [m.id for m in MENU]
+    assert {ref for ref, _ in plan.topups} == {s.id for s in roster.students}
+    assert {amount for _, amount in plan.topups} == {2_000, 1_500_000}  # a few too small
+    assert plan.limits and all(lim.allergens == ("milk",) for lim in plan.limits)
+    local = canteen_day(roster, today())
+    assert local and all(isinstance(c, VoucherGrant) for c in local)
 
 
 async def test_the_cashier_sells_what_the_pay_screen_allows(tmp_path: Path) -> None:

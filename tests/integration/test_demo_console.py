@@ -15,6 +15,7 @@ import httpx
 from server.demo_seed import DEMO_PASSWORD
 
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
+FIFTEEN_THOUSAND = "15\u00a0000,00\u00a0₸"
 
 
 def _sign_in(client: httpx.Client, login: str) -> None:
@@ -73,6 +74,19 @@ def test_demo_console_shows_the_living_school(tmp_path: Path) -> None:
         with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as parent:
             _sign_in(parent, "parent")
             assert parent.get("/users").status_code == 403
+            # the first student's 15,000 tenge was booked at the server and the school has
+            # taken it (the time of its last sync is shown next to the balance)
+            page = ""
+            deadline = time.monotonic() + 30
+            while "<time>" not in page and time.monotonic() < deadline:
+                page = parent.get("/canteen/parent").text
+                time.sleep(0.5)
+            assert FIFTEEN_THOUSAND in page and "<time>" in page, page[-2000:]
+        with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as canteen:
+            _sign_in(canteen, "canteen")  # the menu the kiosk sells is the console's
+            menu = canteen.get("/canteen/menu").text
+            assert "plov" in menu and "shai" in menu
+            assert FIFTEEN_THOUSAND in canteen.get("/canteen").text
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -268,6 +268,32 @@ async def test_a_snapshot_keeps_the_days_menu(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_snapshot_brings_the_days_menu_set_at_the_server(tmp_path: Path) -> None:
+    """An edge brought up to date by a snapshot (first enrolment, or far behind) gets the
+    dated menus the server set: before, the snapshot's undated menu was ignored and the school
+    sold nothing to paying students all day (issue 14)."""
+    from protocol.messages import MenuItem, MenuSet
+
+    store = await open_school(tmp_path / "edge.sqlite")
+    try:
+        tomorrow = today() + dt.timedelta(days=1)
+        plov = MenuItem(id="plov", name="Палау", price_tiyn=65_000)
+        snap = snapshot().model_copy(
+            update={
+                "version": 9,
+                "menus": [
+                    MenuSet(local_date=today().isoformat(), items=[plov]),
+                    MenuSet(local_date=tomorrow.isoformat(), items=[plov]),
+                ],
+            }
+        )
+        await store.apply_snapshot(snap)
+        assert [d.id for d in store.state.menu(today())] == ["plov"]
+        assert [d.id for d in store.state.menu(tomorrow)] == ["plov"]
+    finally:
+        await store.close()
+
+
 async def test_an_alarm_journaled_while_a_group_waits_never_overtakes_it(tmp_path: Path) -> None:
     """The pipeline prepares a group (a sale, seq 1) and commits it from a task that runs a
     moment later; a reader alarm journaled in that moment (seq 2) used to reach the journal
