@@ -116,8 +116,7 @@ def test_a_school_day_through_the_console(
         parent.fill("input[name=password]", "Gulnar-2026-pass")
         parent.fill("input[name=password2]", "Gulnar-2026-pass")
         parent.click("button[type=submit]")
-        parent.wait_for_url(f"{url}/")
-        parent.goto(f"{url}/parent")
+        parent.wait_for_url(f"{url}/parent")  # a parent's home is their children's page
         parent.click("a:has-text('Айдос')")
         parent.wait_for_selector("text=Айдос")
         page_text = parent.content()
