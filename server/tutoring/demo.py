@@ -22,6 +22,7 @@ from server.accounts.access import Grant, Role
 from server.accounts.models import User
 from server.accounts.service import create_user
 from server.clock import now_ms
+from server.spreadsheets import safe_cell
 
 from .models import (
     Assignment,
@@ -130,7 +131,7 @@ def _fix_sum(values: list[int], target: int, rng: random.Random, lo: int, hi: in
 
 def _csv(rows: Sequence[Sequence[object]]) -> bytes:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows([[safe_cell(c) for c in r] for r in rows])
     return buf.getvalue().encode()
 
 
