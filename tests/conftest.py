@@ -162,7 +162,7 @@ def world(db: Session) -> World:
         "coord1": Grant(Role.TUTORING_COORDINATOR, region_id="R1"),
         "volunteer1": Grant(Role.VOLUNTEER),
         "council1": Grant(Role.COUNCIL_MEMBER),
-        "counsellor1": Grant(Role.SENIOR_COUNSELLOR, school_id="S1"),
+        "counsel1": Grant(Role.SENIOR_COUNSELLOR, school_id="S1"),
     }
     for login, grant in grants.items():
         u = create_user(db, login, f"User {login}", [grant], password=password_of(login))

@@ -38,7 +38,7 @@ ROLES = [
     "coord1",
     "volunteer1",
     "council1",
-    "counsellor1",
+    "counsel1",
 ]
 LANGS = ["kk", "ru", "en"]
 PER_ROLE = 120  # pages per role and language: every page of the console, with room to grow

@@ -479,7 +479,9 @@ def test_status_page_and_fragment(make_browser, db: Session, world: World, reque
     assert "School No. 1" in r.text and "School No. 3" not in r.text
     f = b.get("/status/fragment")
     assert f.status_code == 200 and "<html" not in f.text
-    assert "reader_offline" in f.text and ">37<" in f.text and "gate-2" in f.text
+    # the alarm by name in the reader's language (Kazakh by default), not its code
+    assert "оқу құрылғысы өшкен" in f.text and "reader_offline" not in f.text
+    assert ">37<" in f.text and "gate-2" in f.text
     op = make_browser("operator")
     r = op.get("/status/fragment")
     assert "School No. 1" in r.text and "School No. 3" in r.text
