@@ -85,10 +85,18 @@ def test_offline_entries_upload_once_when_the_network_returns(app: Any, db: Sess
         _wait(page, "document.getElementById('net').className === 'warn'", 10)
 
         written_before = int(time.time() * 1000)
-        _write(page, "sport", "1.5", "offline sport one")
-        _write(page, "talents", "2", "offline talents")
-        _write(page, "volunteering", "1", "offline volunteering")
-        _wait(page, "document.body.dataset.pending === '3'", 10)
+        # one entry after another, as a person writes them: the form is cleared once an entry is
+        # kept (in IndexedDB), so the next is typed only then
+        for n, (direction, hours, text) in enumerate(
+            [
+                ("sport", "1.5", "offline sport one"),
+                ("talents", "2", "offline talents"),
+                ("volunteering", "1", "offline volunteering"),
+            ],
+            start=1,
+        ):
+            _write(page, direction, hours, text)
+            _wait(page, f"document.body.dataset.pending === '{n}'", 10)
         written_after = int(time.time() * 1000)
         page.wait_for_timeout(3000)  # the page keeps trying (every 2 s); nothing can arrive
         assert {e.idem_key for e in _rows(db, p.pk)} == before

@@ -115,9 +115,10 @@
       } else {
         entry.hours = String(f.get("hours") || "0");
       }
-      await put(entry);
+      // cleared at once, before the (asynchronous) write: what is typed next is never wiped
       form.reset();
       document.getElementById("date").value = entry.date;
+      await put(entry);
       await render(null);
       flush();
     });
