@@ -121,7 +121,10 @@ def bench_standby(
     workers: int = 2,
     mqtt_port: int = 1883,
     runs: int = 7,
+    synchronous: bool = False,
 ) -> dict[str, Any]:
+    """``synchronous``: for this run the primary's commits wait for the standby
+    (``synchronous_standby_names = '*'``, ``synchronous_commit = on``), reset after."""
     name = f"qaqpa_bench_standby_{uuid.uuid4().hex[:8]}"
     admin = _dsn(_with_db(primary_url, "postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -129,6 +132,8 @@ def bench_standby(
     primary, standby = _with_db(primary_url, name), _with_db(standby_url, name)
     try:
         upgrade(primary)
+        if synchronous:
+            _set_sync(admin, "'*'")
         sampler = LagSampler(_dsn(primary), _dsn(standby))
         sampler.start()
         ingest = bench_ingest(
@@ -140,10 +145,17 @@ def bench_standby(
         )
         sampler.stop.set()
         sampler.join(120)
+        with psycopg.connect(_dsn(primary), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT pg_total_relation_size('events'), (SELECT count(*) FROM events)"
+            ).fetchone()
+            bytes_per_event = round(row[0] / row[1]) if row and row[1] else None
         ids = [f"B{i:04d}" for i in range(schools)]
         on_primary = _report_times(primary, False, ids, runs)
         on_standby = _report_times(standby, True, ids, runs)
     finally:
+        if synchronous:
+            _set_sync(admin, None)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     lags = sorted(sampler.lags_s)
@@ -152,6 +164,11 @@ def bench_standby(
         "machine": f"{os.cpu_count()} cores, shared with everything else running",
         "ingest_events": ingest["events"],
         "ingest_events_per_s": ingest["events_per_s"],
+        "ingest_seconds": ingest["seconds"],
+        "replication": "synchronous (commits wait for the standby)"
+        if synchronous
+        else "asynchronous",
+        "events_bytes_per_event": bytes_per_event,
         "load": "qaqpa bench ingest (MQTT ingest, then its COPY baseline) on the primary",
         "lag_samples": len(lags),
         "replay_lag_p50_s": round(lags[len(lags) // 2], 3) if lags else None,
@@ -162,6 +179,22 @@ def bench_standby(
         "report_ms_standby": on_standby,
         "runs": runs,
     }
+
+
+def _set_sync(admin_dsn: str, names: str | None) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if names is None:
+            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        else:
+            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = {names}")
+        conn.execute("SELECT pg_reload_conf()")
+        want = "async" if names is None else "sync"
+        for _ in range(100):
+            row = conn.execute("SELECT sync_state FROM pg_stat_replication").fetchone()
+            if row and row[0] == want:
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"the standby did not become {want}")
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=5000, help="events per school")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--synchronous", action="store_true", help="commits wait for the standby")
     a = p.parse_args(argv)
     result = bench_standby(
         a.primary_url,
@@ -190,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         events_per_school=a.events,
         workers=a.workers,
         mqtt_port=a.mqtt_port,
+        synchronous=a.synchronous,
     )
     print(json.dumps(result, indent=2))
     return 0

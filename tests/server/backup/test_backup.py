@@ -14,16 +14,14 @@ from sqlalchemy.orm import Session
 
 from server.backup.core import manifest_of, tool
 from server.cli import main as server_cli
-from tests.server.reports.test_reports import DAY, Events, at, policy
 from tests.support.console import World
+from tests.support.event_rows import DAY, at, insert_events
 
 
 def seed(db: Session) -> None:
-    policy(db)
-    ev = Events(db, "S1")
-    for i in range(40):
-        ev.add("entry", at(DAY, "07:50") + i, student_id="s1-3a-1")
-    ev.meal("s1-3a-2", DAY, "12:10", "free")
+    entries = [("entry", at(DAY, "07:50") + i, {"student_id": "s1-3a-1"}) for i in range(40)]
+    meal = {"student_id": "s1-3a-2", "period": "lunch", "local_date": DAY.isoformat()}
+    insert_events(db, "S1", [*entries, ("meal_served", at(DAY, "12:10"), meal)])
     db.commit()
 
 
@@ -47,7 +45,7 @@ def test_a_dump_restores_into_an_empty_database_with_every_row(
     assert manifest["tables"]["events"] == 41 and manifest["tables"]["students"] == 12
 
     # Events keep arriving after the dump: the check compares with the dump's own snapshot.
-    Events(db, "S2").add("entry", at(DAY, "07:55"), student_id="s2-3a-1")
+    insert_events(db, "S2", [("entry", at(DAY, "07:55"), {"student_id": "s2-3a-1"})])
     db.commit()
     code, report = run(
         capsys, "backup", "check", "--database-url", pg_console_url, "--dump", str(out)

@@ -13,17 +13,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from protocol import topics
-from protocol.messages import EntryEvent, EventBatch
-from protocol.signing import sign_batch
 from server.api.app import create_app
 from server.audit.models import AuditEntry
 from server.db import make_engine
-from server.ingest.core import IngestStore
 from server.replica import ReadOnlySessionError, Replica
 from server.settings import ServerSettings
-from tests.server.reports.test_reports import DAY, at, policy
 from tests.support.console import Browser, World
+from tests.support.event_rows import DAY, at, ingest_entries
 from tests.support.pg_pair import PgPair
 from tests.support.sync import enrolled_device
 
@@ -50,22 +46,8 @@ def arrival(html: str) -> str:
 
 def ingest_entry(settings: ServerSettings, key: object, seq: int, hhmm: str) -> None:
     """An entry of the student, through the real ingest code, committed on the primary."""
-    batch = EventBatch(
-        school="S1",
-        device="edge-1",
-        sent_at_ms=at(DAY, hhmm),
-        events=[EntryEvent(seq=seq, at_ms=at(DAY, hhmm), terminal="gate-1", student_id=KID)],
-    )
-    engine = make_engine(settings.database_url)
-    store = IngestStore(engine, topic_prefix=settings.topic_prefix)
-    try:
-        out = store.ingest(
-            [(topics.events("S1", "edge-1", settings.topic_prefix), sign_batch(batch, key))]
-        )  # type: ignore[arg-type]
-        assert out.rejections == [] and out.events_inserted == 1
-    finally:
-        store.close()
-        engine.dispose()
+    out = ingest_entries(settings, key, "S1", "edge-1", [(seq, at(DAY, hhmm), KID)])
+    assert out.rejections == [] and out.events_inserted == 1
 
 
 def _standby(pair: PgPair, db_name: str, statement: str) -> None:
@@ -76,7 +58,6 @@ def _standby(pair: PgPair, db_name: str, statement: str) -> None:
 def test_report_reads_the_standby_names_its_lag_and_falls_back_to_the_primary(
     db: Session, world: World, settings: ServerSettings, pg_pair: PgPair, pg_db_name: str
 ) -> None:
-    policy(db)
     key, _, _ = enrolled_device(db, settings, "S1", "edge-1")
     db.commit()
     pg_pair.wait_replayed()
@@ -150,7 +131,6 @@ def test_a_standby_too_far_behind_is_not_read(
     db: Session, world: World, settings: ServerSettings, pg_pair: PgPair, pg_db_name: str
 ) -> None:
     key, _, _ = enrolled_device(db, settings, "S1", "edge-1")
-    policy(db)
     db.commit()
     pg_pair.wait_replayed()
     strict = settings.model_copy(update={"database_replica_max_lag_s": 0.001})
