@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from server.accounts.models import User
 from server.api.app import create_app
 from server.audit.models import AuditEntry
 from server.db import make_engine
@@ -97,6 +98,16 @@ def test_report_reads_the_standby_names_its_lag_and_falls_back_to_the_primary(
         assert src["source"] == "standby" and src["lag-s"] == "0"
         assert "кешігусіз (резервтік серверден оқылды)" in src["text"]
 
+        # A page that writes (the user's language) writes on the primary, the standby serving on.
+        assert b.post("/lang", {"lang": "en", "next": url}).status_code == 303
+        db.rollback()
+        assert db.scalar(select(User.lang).where(User.login == "admin1")) == "en"
+        src = source(b.get(url).text)
+        assert re.fullmatch(
+            r"Data as of \d\d:\d\d:\d\d, (up to date|\d+ s behind) \(read from the standby\)\.",
+            src["text"],
+        )
+
         # The standby stops: the same page reads from the primary, with a notice, no 500.
         pg_pair.standby.stop()
         ingest_entry(settings, key, 2, "13:05")  # the exit is only on the primary
@@ -109,7 +120,7 @@ def test_report_reads_the_standby_names_its_lag_and_falls_back_to_the_primary(
 
 
 def test_the_standby_session_and_the_standby_refuse_writes(
-    db: Session, world: World, settings: ServerSettings, pg_pair: PgPair
+    settings: ServerSettings, pg_pair: PgPair
 ) -> None:
     assert settings.database_replica_url is not None
     pg_pair.wait_replayed()
