@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine, event, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import is_postgres, make_read_engine, session_factory
@@ -93,6 +93,11 @@ class Replica:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def mark_down(self) -> None:
+        """The standby failed a page's query: the next pages read from the primary for a while."""
+        with self._lock:
+            self._down_until = time.monotonic() + RETRY_AFTER_S
+
     def _primary_lsn(self) -> str | None:
         if not is_postgres(self._primary):
             return None
@@ -122,8 +127,7 @@ class Replica:
                 ).one()
         except SQLAlchemyError as err:
             log.warning("the standby did not answer (%s): reading from the primary", type(err))
-            with self._lock:
-                self._down_until = time.monotonic() + RETRY_AFTER_S
+            self.mark_down()
             return self._fallback("unreachable")
         in_recovery, caught_up, replayed_ms, now_ms = row
         if not in_recovery:
@@ -155,17 +159,25 @@ def replica_for(settings: ServerSettings, primary: Engine) -> Replica | None:
     )
 
 
-def _read_db(request: Request) -> Iterator[Session]:
+def read_db(request: Request) -> Iterator[Session]:
     replica: Replica | None = getattr(request.app.state, "replica", None)
     factory: sessionmaker[Session] = request.app.state.sessions
+    on_standby = False
     if replica is not None:
         source = replica.probe()
         request.state.read_source = source
         if source.standby:
-            factory = replica.sessions
+            factory, on_standby = replica.sessions, True
     with factory() as session:
-        yield session
+        try:
+            yield session
+        except OperationalError:
+            # The standby went away (or cancelled the query in a recovery conflict) after the
+            # probe: this page fails, the next ones read from the primary with the notice.
+            if on_standby and replica is not None:
+                replica.mark_down()
+            raise
 
 
 # A session for pages that only read (reports, dashboards); writes go through ``Db``.
-ReadDb = Annotated[Session, Depends(_read_db)]
+ReadDb = Annotated[Session, Depends(read_db)]

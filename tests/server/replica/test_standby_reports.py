@@ -6,18 +6,20 @@ primary with a notice, never a 500."""
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from server.accounts.models import User
 from server.api.app import create_app
 from server.audit.models import AuditEntry
-from server.db import make_engine
-from server.replica import ReadOnlySessionError, Replica
+from server.db import make_engine, session_factory
+from server.replica import ReadOnlySessionError, Replica, read_db
 from server.settings import ServerSettings
 from tests.support.console import Browser, World
 from tests.support.event_rows import DAY, at, ingest_entries
@@ -134,6 +136,20 @@ def test_the_standby_session_and_the_standby_refuse_writes(
                 session.flush()
         with replica.engine.connect() as conn, pytest.raises(Exception, match="read-only"):
             conn.execute(text("DELETE FROM audit_log"))
+
+        # A page whose query on the standby failed after the probe (the standby went away, or
+        # a recovery conflict cancelled it): the next pages read from the primary.
+        primary = session_factory(make_engine(settings.database_url))
+        request = SimpleNamespace(
+            app=SimpleNamespace(state=SimpleNamespace(replica=replica, sessions=primary)),
+            state=SimpleNamespace(),
+        )
+        assert replica.probe().standby
+        pages = read_db(request)  # type: ignore[arg-type]
+        next(pages)
+        with pytest.raises(OperationalError):
+            pages.throw(OperationalError("SELECT 1", {}, Exception("server closed the connection")))
+        assert replica.probe().reason == "unreachable"
     finally:
         replica.dispose()
 
