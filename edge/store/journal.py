@@ -127,8 +127,9 @@ class JournalMixin(StoreBase):
         spends: list[tuple[Any, ...]] = []
         tokens: list[tuple[Any, ...]] = []
         lendings: list[tuple[int, LendingWrite]] = []
+        doubt = {"clock_in_doubt": True} if self.clock_in_doubt() else {}
         for entry in entries:
-            ev = entry.event.model_copy(update={"seq": seq})
+            ev = entry.event.model_copy(update={"seq": seq, **doubt})
             events.append(ev)
             rows.append((seq, ev.at_ms, ev.kind, ev.terminal, _blob(ev), entry.credential))
             if entry.meal is not None:
@@ -188,6 +189,7 @@ class JournalMixin(StoreBase):
                 code=AlarmCode.OUTBOX_HIGH_WATER,
                 active=True,
                 detail=f"outbox backlog {backlog} of capacity {self.capacity}",
+                clock_in_doubt=True if doubt else None,
             )
             alarm_row = (seq, alarm.at_ms, alarm.kind, alarm.terminal, _blob(alarm), None)
             events.append(alarm)
@@ -289,13 +291,19 @@ class JournalMixin(StoreBase):
         self.state.presence_by_person[person_id] = (day, state)
 
     async def journal_alarm(self, terminal: str, code: AlarmCode, active: bool, detail: str) -> int:
-        at_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        at_ms = int(self.clock().timestamp() * 1000)
         ev = AlarmEvent(
             seq=1, at_ms=at_ms, terminal=terminal, code=code, active=active, detail=detail
         )
         async with self.write_lock:
             (done, *_) = await self.journal([JournalEntry(ev)])
         return done.seq
+
+    async def last_at_ms(self) -> int | None:
+        """The time of the last journaled event (the clock's lower bound at start)."""
+        async with self._db.execute("SELECT at_ms FROM journal ORDER BY seq DESC LIMIT 1") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
 
     async def journal_rows(self, first: int = 1, last: int | None = None) -> list[Event]:
         """Journaled events in ``[first, last]`` (acknowledged or not), for audits and tests."""
