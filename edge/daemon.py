@@ -456,12 +456,15 @@ def guard_clock(store: EdgeStore, guard: ClockGuard, pending: set[asyncio.Task[i
     guard.on_change = changed
 
 
-async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
+async def run_daemon(
+    config_path: Path, *, clock: Clock = utc_now, guard: ClockGuard | None = None
+) -> None:
     """``clock`` is the wall clock (injectable for tests); the daemon's own time is the
-    ``ClockGuard``'s, which notices a wall clock that jumps (README, "Wrong clock")."""
+    ``guard``'s (a ``ClockGuard`` on ``clock`` unless given), which notices a wall clock that
+    jumps (README, "Wrong clock")."""
     cfg = load_config(config_path)
     async with await open_store(cfg) as store:
-        guard = ClockGuard(wall=clock)
+        guard = guard if guard is not None else ClockGuard(wall=clock)
         clock_alarms: set[asyncio.Task[int]] = set()
         guard_clock(store, guard, clock_alarms)
         guard.start(await store.last_at_ms())
