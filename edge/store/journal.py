@@ -210,9 +210,7 @@ class JournalMixin(StoreBase):
         # later (an alarm, a sale) must never reach the journal thread first.
         assert self._writer is not None, "store is closed"
         prep.txn = asyncio.wrap_future(
-            self._writer_thread.submit(
-                _in_transaction, self._writer, self._journal_rows_in_order, prep
-            )
+            self._writer_thread.submit(self._commit_in_order, self._writer, prep)
         )
         return prep
 
@@ -268,6 +266,13 @@ class JournalMixin(StoreBase):
             raise interrupted
         return prep.events
 
+    def _commit_in_order(self, db: sqlite3.Connection, prep: PreparedJournal) -> None:
+        """In the journal thread: one group, one transaction. The thread's next seq moves only
+        once the COMMIT succeeded: a COMMIT that fails (a full disk: the WAL is written then)
+        leaves it where it was, so the group re-numbered after the failure follows."""
+        _in_transaction(db, self._journal_rows_in_order, prep)
+        self._thread_next_seq = prep.next_seq
+
     def _journal_rows_in_order(self, db: sqlite3.Connection, prep: PreparedJournal) -> None:
         """In the journal thread: refuse a group that does not follow the last committed one."""
         expected = self._thread_next_seq
@@ -277,7 +282,6 @@ class JournalMixin(StoreBase):
                 f"{expected - 1}: an earlier group failed"
             )
         write_group(db, *prep.rows)
-        self._thread_next_seq = prep.next_seq
 
     async def checkpoint(self) -> None:
         """Fold the WAL into the database without blocking the journal (PASSIVE)."""

@@ -56,7 +56,11 @@ class InProcDaemon:
 
 @contextlib.asynccontextmanager
 async def running(
-    school: School, *, guard: ClockGuard | None = None, wall: Callable[..., object] | None = None
+    school: School,
+    *,
+    guard: ClockGuard | None = None,
+    wall: Callable[..., object] | None = None,
+    store: Path | None = None,
 ) -> AsyncIterator[InProcDaemon]:
     """``run_daemon`` on ``school.config`` until the block ends (then stopped as by SIGTERM)."""
     kwargs: dict[str, object] = {}
@@ -65,7 +69,7 @@ async def running(
     if wall is not None:
         kwargs["clock"] = wall
     task = asyncio.create_task(run_daemon(school.config, **kwargs))  # type: ignore[arg-type]
-    daemon = InProcDaemon(school, school.root / "edge.sqlite")
+    daemon = InProcDaemon(school, store or school.root / "edge.sqlite")
     try:
         await wait_until_async(
             lambda: task.done() or all(school.fifo(t).exists() for t in school.terminals),
