@@ -180,7 +180,7 @@ def _faults(faults: object, ctx: StaffContext, lang: Lang, zone: dt.tzinfo) -> d
         "clock_school": now.astimezone(zone).strftime("%d.%m.%Y %H:%M"),
         "clock_wall": wall.astimezone(zone).strftime("%d.%m.%Y %H:%M"),
         "clock_wall_off": abs(clock.wall_offset_s) > 120,
-        "unjournaled": _rows(faults.unjournaled_alarms(), ctx, lang, zone),
+        "unjournaled": faults.unjournaled_alarms(),
     }
     fault = faults.pipeline.store_fault if faults.pipeline is not None else None
     if fault is not None:
@@ -219,8 +219,7 @@ def build(ctx: StaffContext) -> APIRouter:
         )
         faults = ctx.extras.get("faults")
         extra = _faults(faults, ctx, lang, zone)
-        if extra.get("unjournaled"):
-            active = extra["unjournaled"] + active
+        active = extra.pop("unjournaled", []) + active
         return ctx.render(
             request,
             user,

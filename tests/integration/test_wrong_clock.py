@@ -9,8 +9,13 @@ time in a signed ack clears the doubt."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
+import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from edge.clock_guard import ClockGuard
 from protocol.messages import (
@@ -22,6 +27,7 @@ from protocol.messages import (
     MealServedEvent,
     Reason,
 )
+from tests.support.clock import LIBFAKETIME
 from tests.support.edge_harness import School
 from tests.support.inproc_daemon import running
 from tests.support.wait import wait_until_async
@@ -133,3 +139,51 @@ def _local_date(journal: list[Event], meal: MealServedEvent) -> str:
     """The local date of the school's first lunch: the day the corrected time stays on."""
     first = next(e for e in journal if isinstance(e, MealServedEvent))
     return first.local_date
+
+
+def test_qaqpa_run_after_a_power_cut_with_its_clock_a_year_behind(tmp_path: Path) -> None:
+    """The real ``qaqpa run`` reading a faked system clock (libfaketime), as after a power cut
+    on an edge without an RTC battery: the doubt is noticed against the journal by itself."""
+    if not LIBFAKETIME.exists():
+        pytest.skip(f"{LIBFAKETIME} missing: apt-get install faketime")
+    school = School(tmp_path, students=4)
+    school.write()
+    d = school.start()
+    try:
+        assert d.tap_and_wait("canteen-1", school.card(1))
+    finally:
+        assert d.stop() == 0
+    env = {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME": "-365d",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    with patched_env(env):
+        d = school.start()
+    try:
+        assert d.tap_and_wait("canteen-2", school.card(1))  # lunch again: refused
+        assert d.tap_and_wait("gate-1", school.card(3))  # the entrance still lets in
+    finally:
+        assert d.stop() == 0
+    journal = school.journal()
+    alarms = clock_alarms(journal)
+    assert alarms and alarms[0].active and alarms[0].detail.startswith("behind_journal")
+    again = [e for e in journal if e.terminal == "canteen-2"]
+    assert isinstance(again[0], DeniedEvent) and again[0].reason is Reason.ALREADY_SERVED
+    assert again[0].clock_in_doubt is True
+    assert all(n == 1 for n in meals(journal).values())
+    assert [v for t, _, v in school.actuation_lines() if t == "gate-1"] == ["open"]
+
+
+@contextlib.contextmanager
+def patched_env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
