@@ -232,7 +232,9 @@ async def run_terminal(
     """
     if term.face_mode == "face_only":
         assert faces is not None, "a face terminal needs the daemon's FaceService"
-        await run_face_terminal(term, pipeline, store, faces, clock, kiosk=kiosk)
+        await run_face_terminal(
+            term, pipeline, store, faces, clock, kiosk=kiosk, evacuation=evacuation
+        )
         return
     assert term.reader is not None  # load_config refuses a card terminal without one
     reader = open_reader(term.reader, buses or OsdpBuses())
@@ -293,6 +295,7 @@ async def run_face_terminal(
     *,
     loop_source: bool = True,
     kiosk: KioskHub | None = None,
+    evacuation: Evacuation | None = None,
 ) -> None:
     """Face only: frame -> encoder (worker process) -> 1:N identify -> Tap(face_student) ->
     the same pipeline and actuation as a card. A face that matches nobody (or two students
@@ -306,7 +309,7 @@ async def run_face_terminal(
     last_seen: dict[str, float] = {}
     offline = False
     async with contextlib.AsyncExitStack() as stack:
-        act = await Actuation.open(stack, term, pipeline, clock, None, kiosk)
+        act = await Actuation.open(stack, term, pipeline, clock, None, kiosk, evacuation)
         while True:
             try:
                 source = await asyncio.to_thread(open_source, term.camera, loop=loop_source)

@@ -161,10 +161,11 @@ class RelayGate:
             return
 
     async def hold_open(self, free: bool) -> None:
-        """Hold the contact closed (turnstile free: the fire alarm) or open it again."""
+        """Hold the contact closed (turnstile free: the fire alarm) or open it again. Not
+        behind a release under way (it may wait seconds for a passage): a 4-byte frame of its
+        own, and the release then leaves the contact as it is."""
         self.held = free
-        async with self._lock:
-            await self._send(lcus_command(self._channel, free))
+        await self._send(lcus_command(self._channel, free))
 
     async def release(self, passage_timeout: float) -> PassageResult:
         if self.held:
