@@ -178,17 +178,20 @@ AlarmCodeW = Annotated[AlarmCode, Field(strict=False)]
 # ------------------------------------------------------------------------------ uplink events
 
 
-class _EventBase(_OmitsNewFields):
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+class _EventBase(Message):
     """``clock_in_doubt``: True when the event was journaled while the edge's wall clock was in
     doubt (it jumped; ``at_ms`` is then the edge's corrected time, see ``edge.clock_guard``).
-    Left out of the bytes when None, so an event of a trusted clock is the previous release's."""
-
-    omit_when_empty: ClassVar[tuple[str, ...]] = ("clock_in_doubt",)
+    Left out of the bytes when None, so an event of a trusted clock is the previous release's;
+    servers older than the field refuse a batch that carries it (upgrade the servers first)."""
 
     seq: Seq
     at_ms: Millis
     terminal: Id
-    clock_in_doubt: Literal[True] | None = None
+    clock_in_doubt: Annotated[Literal[True] | None, Field(exclude_if=_is_none)] = None
 
 
 class EntryEvent(_EventBase):
@@ -231,8 +234,8 @@ class VoucherSpend(Message):
     amount_tiyn: Annotated[int, Field(ge=1, le=10**9)]
 
 
-class MealServedEvent(_EventBase):
-    omit_when_empty: ClassVar[tuple[str, ...]] = ("vouchers", "qr_token", "clock_in_doubt")
+class MealServedEvent(_EventBase, _OmitsNewFields):
+    omit_when_empty: ClassVar[tuple[str, ...]] = ("vouchers", "qr_token")
 
     kind: Literal["meal_served"] = "meal_served"
     student_id: Id
