@@ -97,6 +97,7 @@ class SimulatedPd:
         self._turn_back_once = False
         self._inputs = inputs
         self._input_state = bytearray(inputs)
+        self._input_lock = threading.Lock()
         self.channel = PdChannel(bus)
         self.commands: list[dict[str, Any]] = []
         self.command_times: list[float] = []  # time.monotonic() when each command arrived
@@ -181,7 +182,7 @@ class SimulatedPd:
     def set_input(self, input_no: int, active: bool) -> bool:
         """Change one input; the report carries every input's state, as a PD's does (the
         passage sensor's pulse leaves a fire-alarm contact on another input as it is)."""
-        with self._commands_changed:
+        with self._input_lock:
             self._input_state[input_no] = 1 if active else 0
             report = bytearray(self._input_state)
         return self._submit(
