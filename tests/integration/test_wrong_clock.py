@@ -95,7 +95,7 @@ async def test_a_clock_that_jumps_serves_no_second_meal_and_refuses_no_entry(
             _local_date(d.journal(), served)
         )
 
-        # 3. the centre's time (a signed ack, see test_centre_time_from_a_signed_ack) clears it
+        # 3. the centre's time (a signed ack: tests/integration/sync/test_clock_from_centre.py)
         guard.centre_time(int(dt.datetime.now(dt.UTC).timestamp() * 1000))
         await wait_until_async(
             lambda: not clock_alarms(d.journal())[-1].active, 10, "the clock alarm cleared"
