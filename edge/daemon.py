@@ -489,61 +489,65 @@ async def run_daemon(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        buses = OsdpBuses()
-        buses.on_fire_input = evacuation.input_changed
-        for t in cfg.terminals:  # every OSDP reader of a bus is known before the bus opens
-            if t.reader is not None and t.reader.type == "osdp":
-                buses.add(t.reader)
-        async with contextlib.AsyncExitStack() as stack:
-            if cfg.sync_key_dir is not None:
-                sync = open_sync(config_path, cfg, store)
-                sync.on_centre_time = guard.centre_time
-                await stack.enter_async_context(sync)
-            else:
-                log.info("no sync_key_dir: running stand-alone; events wait in the outbox")
-            faces: FaceService | None = None
-            if any(t.uses_faces for t in cfg.terminals):
-                assert cfg.face_key_file is not None  # load_config refuses otherwise
-                from edge.faces.service import FaceService, FaceSetupError
+        try:
+            buses = OsdpBuses()
+            buses.on_fire_input = evacuation.input_changed
+            for t in cfg.terminals:  # every OSDP reader of a bus is known before the bus opens
+                if t.reader is not None and t.reader.type == "osdp":
+                    buses.add(t.reader)
+            async with contextlib.AsyncExitStack() as stack:
+                if cfg.sync_key_dir is not None:
+                    sync = open_sync(config_path, cfg, store)
+                    sync.on_centre_time = guard.centre_time
+                    await stack.enter_async_context(sync)
+                else:
+                    log.info("no sync_key_dir: running stand-alone; events wait in the outbox")
+                faces: FaceService | None = None
+                if any(t.uses_faces for t in cfg.terminals):
+                    assert cfg.face_key_file is not None  # load_config refuses otherwise
+                    from edge.faces.service import FaceService, FaceSetupError
 
-                try:
-                    faces = await stack.enter_async_context(
-                        FaceService.open(store, cfg.store, cfg.face_key_file)
-                    )
-                except FaceSetupError as err:
-                    raise ConfigError(f"face_key_file: {err}") from err
-                log.info("face matching on: %d templates loaded", len(faces.gallery))
-            pipeline = await stack.enter_async_context(Pipeline(store))
-            faults.pipeline = pipeline
-            kiosk = await open_kiosk(stack, cfg, store, pipeline, clock)
-            staff = await open_staff_page(stack, cfg, store, pipeline, clock, faults)
-            readers, gates = staff if staff is not None else (None, None)
-            tg = await stack.enter_async_context(asyncio.TaskGroup())
-            lights = AlarmLights(store, now_ms=guard.now_ms, unjournaled=faults.unjournaled_alarms)
-            tasks = [
-                tg.create_task(
-                    run_terminal(
-                        t,
-                        pipeline,
-                        store,
-                        clock,
-                        buses,
-                        faces,
-                        kiosk,
-                        readers,
-                        gates,
-                        lights,
-                        evacuation,
-                    ),
-                    name=f"terminal-{t.id}",
+                    try:
+                        faces = await stack.enter_async_context(
+                            FaceService.open(store, cfg.store, cfg.face_key_file)
+                        )
+                    except FaceSetupError as err:
+                        raise ConfigError(f"face_key_file: {err}") from err
+                    log.info("face matching on: %d templates loaded", len(faces.gallery))
+                pipeline = await stack.enter_async_context(Pipeline(store))
+                faults.pipeline = pipeline
+                kiosk = await open_kiosk(stack, cfg, store, pipeline, clock)
+                staff = await open_staff_page(stack, cfg, store, pipeline, clock, faults)
+                readers, gates = staff if staff is not None else (None, None)
+                tg = await stack.enter_async_context(asyncio.TaskGroup())
+                lights = AlarmLights(
+                    store, now_ms=guard.now_ms, unjournaled=faults.unjournaled_alarms
                 )
-                for t in cfg.terminals
-            ]
-            tasks.append(tg.create_task(lights.run(), name="alarm-lights"))
-            await stop.wait()
-            log.info("stopping")
-            for task in tasks:
-                task.cancel()
-        with contextlib.suppress(Exception):
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+                tasks = [
+                    tg.create_task(
+                        run_terminal(
+                            t,
+                            pipeline,
+                            store,
+                            clock,
+                            buses,
+                            faces,
+                            kiosk,
+                            readers,
+                            gates,
+                            lights,
+                            evacuation,
+                        ),
+                        name=f"terminal-{t.id}",
+                    )
+                    for t in cfg.terminals
+                ]
+                tasks.append(tg.create_task(lights.run(), name="alarm-lights"))
+                await stop.wait()
+                log.info("stopping")
+                for task in tasks:
+                    task.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
