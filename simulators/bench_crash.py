@@ -78,6 +78,7 @@ class CrashSchool:
 
     root: Path
     students: int = 300
+    device: str = DEVICE
 
     @property
     def config(self) -> Path:
@@ -95,6 +96,16 @@ class CrashSchool:
         return self.root / f"{terminal}.fifo"
 
     def write(self, key_dir: Path | None) -> None:
+        """Write the school's files and import the roster with this release's code."""
+        self.write_files(key_dir)
+        from edge.daemon import import_roster
+
+        asyncio.run(
+            import_roster(self.config, self.root / "roster.json", self.root / "policy.toml")
+        )
+
+    def write_files(self, key_dir: Path | None) -> None:
+        """roster.json, policy.toml, edge.toml and the FIFOs (no store yet)."""
         self.root.mkdir(parents=True, exist_ok=True)
         roster = {
             "school": SCHOOL,
@@ -121,7 +132,7 @@ class CrashSchool:
         )
         lines = [
             f'school = "{SCHOOL}"',
-            f'device = "{DEVICE}"',
+            f'device = "{self.device}"',
             'store = "edge.sqlite"',
             'policy = "policy.toml"',
         ]
@@ -139,11 +150,6 @@ class CrashSchool:
                 f'gate = {{ type = "log", path = "{self.actuations}" }}',
             ]
         self.config.write_text("\n".join(lines) + "\n")
-        from edge.daemon import import_roster
-
-        asyncio.run(
-            import_roster(self.config, self.root / "roster.json", self.root / "policy.toml")
-        )
 
     def actuation_lines(self) -> list[tuple[str, int, str]]:
         if not self.actuations.exists():
