@@ -36,7 +36,7 @@ from edge.store import SCHEMA_VERSION
 from server.db import make_engine, session_factory
 from server.ingest import IngestWorker
 from server.settings import ServerSettings
-from simulators.bench_crash import CrashSchool, Taps, count, server_events
+from simulators.bench_crash import BROKEN, CrashSchool, Taps, count, server_events
 from tests.support.services import SYSTEM_BROKER
 from tests.support.sync import enrolled_device, write_key_dir
 from tests.support.tcp_proxy import TcpProxy
@@ -48,19 +48,6 @@ ROOT = Path(__file__).resolve().parents[3]
 # main just before the merge that added edge store migration 6 (its stores are at version 5)
 PREVIOUS_RELEASE = "05336a95a62d031ed595133a23f171d9be13e845"
 PREVIOUS_SCHEMA = 5
-BROKEN = (
-    "actuated_without_record",
-    "actuated_wrong_terminal",
-    "actuated_wrong_verdict",
-    "seq_actuated_twice",
-    "seq_gaps",
-    "meals_counted_twice",
-    "meal_ledger_disagrees",
-    "server_missing",
-    "server_extra",
-    "server_different",
-    "server_meals_twice",
-)
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +193,7 @@ def test_previous_release_upgraded_in_place_while_taps_continue(
         taps1.close()
         taps2.close()
         proxy.close()
-    counts = count(one, server_events(pg_url, "S1", "edge-1"))
+    counts = count(one, server_events(pg_url, "S1", "edge-1"), taps1.pairs)
     print(f"\nedge-1 (upgraded): {counts}")
     assert counts["actuations"] == taps1.offered == 80
     broken = {k: counts[k] for k in BROKEN if counts[k]}
