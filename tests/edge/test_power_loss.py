@@ -94,6 +94,8 @@ async def rush_then_power_cut(
             with contextlib.suppress(Exception):
                 await store.close()
     assert vfs.cut
+    if synchronous is None:  # the store's own settings: its commits synced the WAL
+        assert any(f.endswith("-wal") for f in vfs.synced_files), vfs.synced_files
     return decided, vfs.lost_writes
 
 

@@ -94,6 +94,7 @@ class PowerCutFile(apsw.VFSFile):
             image.truncated = False
             super().xSync(flags)
             self.vfs.syncs += 1
+            self.vfs.synced_files.add(self.path)
 
     def xFileControl(self, op: int, ptr: int) -> bool:
         if op in (SQLITE_FCNTL_SIZE_HINT, SQLITE_FCNTL_CHUNK_SIZE):
@@ -113,6 +114,7 @@ class PowerCutVFS(apsw.VFS):
         self.images: dict[str, _Image] = {}
         self.cut = False
         self.syncs = 0
+        self.synced_files: set[str] = set()
         self.unsynced_writes = 0
         self.lost_writes = 0
         self._armed: int | None = None
