@@ -45,7 +45,8 @@ class ServerSettings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
     mqtt_protocol: Literal["5", "3.1.1"] = Field(
         default="5",
-        description="MQTT version; 3.1.1 (no shared subscriptions: ONE ingest worker) for amqtt",
+        description="MQTT version; 3.1.1 (no shared subscriptions: ONE MQTT ingest worker) for "
+        "amqtt and for a RabbitMQ or NATS cluster (whose ingest reads the queue: any number)",
     )
     mqtt_username: str | None = Field(
         default=None, description="The server's own MQTT user (None: anonymous broker)"
@@ -80,6 +81,29 @@ class ServerSettings(BaseSettings):
     ingest_group: str = Field(default="ingest", description="Shared-subscription group of workers")
     ingest_max_messages_per_tx: int = Field(
         default=200, ge=1, description="MQTT messages written in one database transaction at most"
+    )
+    ingest_source: Literal["mqtt", "amqp"] = Field(
+        default="mqtt",
+        description="Where ingest takes the edges' batches from: mqtt = a (shared) MQTT "
+        "subscription (Mosquitto, one node); amqp = the replicated quorum queue of a RabbitMQ "
+        "cluster (README, the broker cluster)",
+    )
+    amqp_urls: list[str] = Field(
+        default_factory=list,
+        description="With ingest_source amqp: the AMQP URLs of the RabbitMQ nodes "
+        "(amqp://user:password@host:5672/%2F); ingest moves to the next one when a node fails",
+    )
+    amqp_queue: str = Field(
+        default="qaqpa.ingest",
+        min_length=1,
+        max_length=200,
+        description="With ingest_source amqp: the quorum queue the edges' batches are routed to",
+    )
+    broker_http_auth: bool = Field(
+        default=False,
+        description="Serve RabbitMQ's HTTP auth backend (POST /broker-auth/rabbitmq/user, "
+        "vhost, resource, topic) from the devices table: per-device logins and topics on a "
+        "RabbitMQ cluster, as the Mosquitto password and ACL files do on one node",
     )
     snapshot_threshold: int = Field(
         default=50,

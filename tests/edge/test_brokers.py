@@ -1,0 +1,52 @@
+"""The broker list of a cluster deployment: URLs parsed strictly, a random first node, rotation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from edge.brokers import BrokerRotation, parse_broker_url
+from edge.sync import SyncSettings
+
+
+def test_urls_parse_with_the_links_default_ports() -> None:
+    assert parse_broker_url("mqtts://node1.kz:8893", tls=True) == ("node1.kz", 8893)
+    assert parse_broker_url("node2.kz", tls=True) == ("node2.kz", 8883)
+    assert parse_broker_url("mqtt://127.0.0.1", tls=False) == ("127.0.0.1", 1883)
+    assert parse_broker_url("[::1]:1891", tls=False) == ("::1", 1891)
+
+
+@pytest.mark.parametrize(
+    ("url", "tls", "problem"),
+    [
+        ("mqtt://node1:1883", True, "needs mqtts://"),
+        ("mqtts://node1:8883", False, "needs mqtt://"),
+        ("http://node1", False, "scheme"),
+        ("node1:port", False, "not a number"),
+        ("node1:70000", False, "out of range"),
+        ("mqtts://:8883", True, "no host"),
+    ],
+)
+def test_a_wrong_url_is_refused_precisely(url: str, tls: bool, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_broker_url(url, tls=tls)
+
+
+def test_rotation_starts_at_random_and_visits_every_node_in_turn() -> None:
+    nodes = [("a", 1), ("b", 2), ("c", 3)]
+    starts = {BrokerRotation(nodes, r).current for r in (0.0, 0.34, 0.99)}
+    assert starts == set(nodes)  # a fleet spreads over the nodes
+    rot = BrokerRotation(nodes, 0.5)
+    seen = [rot.current] + [rot.advance() for _ in range(3)]
+    assert seen[0] == seen[3] and set(seen[:3]) == set(nodes)
+
+
+def test_settings_check_every_node_of_the_list(tmp_path: Path) -> None:
+    ok = SyncSettings(mqtt_brokers=["mqtt://127.0.0.1:1891", "localhost:1892"])
+    assert ok.brokers() == [("127.0.0.1", 1891), ("localhost", 1892)]
+    assert SyncSettings().brokers() == [("127.0.0.1", 1883)]  # one broker: mqtt_host/port
+    # plain to a node off loopback is refused as for a single broker
+    with pytest.raises(ValidationError, match="mqtt_brokers"):
+        SyncSettings(mqtt_brokers=["mqtt://127.0.0.1:1891", "mqtt://10.0.0.7:1883"])
