@@ -17,8 +17,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from edge.core.reasons import Lang
 from edge.brokers import parse_broker_url
+from edge.core.reasons import Lang
 from edge.tls import TlsSetupError, mqtt_tls_context
 from edge.validation import first_problem
 from hardware.config import GateConfig, LineReaderConfig, LogGateConfig, ReaderConfig

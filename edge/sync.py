@@ -380,6 +380,7 @@ class EdgeSync:
         # (node, seconds from losing the link to the next CONNACK) of each reconnection
         self.reconnections: list[tuple[str, float]] = []
         self._lost_at: float | None = None
+        self.disconnect_reason = ""
 
     @classmethod
     def from_key_dir(
@@ -543,6 +544,7 @@ class EdgeSync:
         self._hop(self._set_link, True)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+        self.disconnect_reason = str(reason_code)
         self._hop(self._set_link, False)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -581,10 +583,18 @@ class EdgeSync:
     async def _connection(self) -> None:
         s = self._settings
         attempt = 0
+        first = True
         while True:
             self._link_changed.clear()
             went_online = False
             host, port = self._rotation.current
+            if not first and len(self._rotation.nodes) > 1:
+                # A new client id for every connection to a cluster: RabbitMQ keeps a client
+                # id's subscription queue on the node it was made on, and a reconnection with
+                # the same id fails while that node is down (seen: every edge of the dead node
+                # flapping from node to node until it came back).
+                self._client = self._make_client()
+            first = False
             self._client.will_set(
                 self._t_status, encode(self._device_status(False)), qos=1, retain=True
             )
@@ -631,7 +641,12 @@ class EdgeSync:
                         self._window.rewind(time.monotonic())
                     await self._disconnected.wait()
                     self._lost_at = time.monotonic()
-                    log.warning("lost the broker connection to %s:%d", host, port)
+                    log.warning(
+                        "lost the broker connection to %s:%d (%s)",
+                        host,
+                        port,
+                        self.disconnect_reason,
+                    )
                 self._client.disconnect()
                 await asyncio.to_thread(self._client.loop_stop)
                 self._online = False
