@@ -1,6 +1,7 @@
 """The broker cluster under fault: a rush of 50 simulated schools (real edge stores and syncs,
-MQTT 3.1.1 over TLS to three RabbitMQ nodes), SIGKILL one node, then another once the first is
-back; at the end every journaled event is stored exactly once with no gap per device. The time
+MQTT 3.1.1 over TLS to three RabbitMQ nodes), an ingest worker SIGKILLed between its commit and
+its acks, SIGKILL one node, then another once the first is back; at the end every journaled
+event is stored exactly once with no gap per device. The time
 each edge took to reconnect is reported (not asserted: timings belong in benches)."""
 
 from __future__ import annotations
@@ -8,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import statistics
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,9 +30,29 @@ from tests.support.wait import wait_until_async
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq]
 
+ROOT = Path(__file__).resolve().parents[3]
 SCHOOLS = 50
 EVENTS_PER_TICK = 5  # per school, every TICK_S: 500 events/s offered by the fleet
 TICK_S = 0.5
+
+
+def worker_env(settings: ServerSettings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "QAQPA_SERVER_DATABASE_URL": settings.database_url,
+        "QAQPA_SERVER_INGEST_SOURCE": "amqp",
+        "QAQPA_SERVER_AMQP_URLS": json.dumps(settings.amqp_urls),
+        "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
+        "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
+        **extra,
+    }
+
+
+async def stop_worker(worker: asyncio.subprocess.Process) -> None:
+    if worker.returncode is None:
+        worker.terminate()
+        async with asyncio.timeout(10):
+            await worker.wait()
 
 
 async def test_a_rush_survives_two_broker_nodes_killed_in_turn(
@@ -58,9 +82,19 @@ async def test_a_rush_survives_two_broker_nodes_killed_in_turn(
 
     with rabbit_cluster.serve_auth(settings):
         async with contextlib.AsyncExitStack() as stack:
-            # two ingest workers compete for the quorum queue, each on a random node
-            for _ in range(2):
-                await stack.enter_async_context(AmqpIngestWorker(settings, engine))
+            # Ingest workers compete for the quorum queue, each on a random node: one in this
+            # process, and one in its own that SIGKILLs itself after its 20th commit, before
+            # acknowledging anything of that transaction.
+            await stack.enter_async_context(AmqpIngestWorker(settings, engine))
+            doomed = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "server.ingest",
+                cwd=ROOT,
+                env=worker_env(settings, QAQPA_SERVER_FAULT_KILL_AFTER_INSERT="20"),
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            stack.push_async_callback(stop_worker, doomed)
             syncs: dict[str, EdgeSync] = {}
             stores: list[EdgeStore] = []
             for school in schools:
@@ -117,6 +151,7 @@ async def test_a_rush_survives_two_broker_nodes_killed_in_turn(
             ).all()
         )
     engine.dispose()
+    assert doomed.returncode == -signal.SIGKILL  # the worker did die mid-rush
     stored = {r[0]: tuple(r[1:]) for r in rows}
     assert sorted(stored) == sorted(schools)
     for school in schools:
