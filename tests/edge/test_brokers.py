@@ -50,3 +50,15 @@ def test_settings_check_every_node_of_the_list(tmp_path: Path) -> None:
     # plain to a node off loopback is refused as for a single broker
     with pytest.raises(ValidationError, match="mqtt_brokers"):
         SyncSettings(mqtt_brokers=["mqtt://127.0.0.1:1891", "mqtt://10.0.0.7:1883"])
+
+
+def test_the_servers_node_list_follows_the_same_rules() -> None:
+    from server.settings import ServerSettings
+
+    s = ServerSettings(mqtt_brokers=["mqtt://127.0.0.1:1891", "127.0.0.1:1892"])
+    assert s.mqtt_nodes() == [("127.0.0.1", 1891), ("127.0.0.1", 1892)]
+    assert ServerSettings().mqtt_nodes() == [("127.0.0.1", 1883)]
+    with pytest.raises(ValidationError, match="mqtt_brokers"):
+        ServerSettings(mqtt_brokers=["mqtt://10.0.0.7:1883"])
+    with pytest.raises(ValidationError, match="mqtt_brokers"):
+        ServerSettings(mqtt_brokers=["mqtts://127.0.0.1:8883"])  # TLS URL without a CA
