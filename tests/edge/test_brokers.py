@@ -62,3 +62,63 @@ def test_the_servers_node_list_follows_the_same_rules() -> None:
         ServerSettings(mqtt_brokers=["mqtt://10.0.0.7:1883"])
     with pytest.raises(ValidationError, match="mqtt_brokers"):
         ServerSettings(mqtt_brokers=["mqtts://127.0.0.1:8883"])  # TLS URL without a CA
+
+
+def test_edge_toml_names_the_cluster_and_a_bad_node_stops_the_daemon_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from edge.config import ConfigError, load_config
+
+    for name in list(os.environ):
+        if name.startswith("QAQPA_EDGE_"):
+            monkeypatch.delenv(name)
+    base = 'school = "S1"\ndevice = "edge-1"\nstore = "edge.sqlite"\n'
+    good = tmp_path / "good.toml"
+    good.write_text(
+        base
+        + 'mqtt_protocol = "3.1.1"\nmqtt_brokers = ["mqtt://127.0.0.1:1891", "localhost:1892"]\n'
+    )
+    cfg = load_config(good)
+    assert cfg.mqtt_brokers == ["mqtt://127.0.0.1:1891", "localhost:1892"]
+    assert cfg.mqtt_protocol == "3.1.1"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + 'mqtt_brokers = ["mqtt://127.0.0.1:1891", "mqtts://127.0.0.1:8892"]\n')
+    with pytest.raises(ConfigError, match=r"mqtt_brokers\.1: .*needs mqtt://"):
+        load_config(bad)
+    empty = tmp_path / "empty.toml"
+    empty.write_text(base + "mqtt_brokers = []\n")
+    with pytest.raises(ConfigError, match="mqtt_brokers: name at least one node"):
+        load_config(empty)
+
+
+async def test_the_daemon_hands_the_node_list_to_its_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from edge.config import load_config
+    from edge.daemon import open_sync
+    from edge.store import EdgeStore
+    from protocol.signing import generate_key
+    from tests.support.sync import write_key_dir
+
+    for name in list(os.environ):
+        if name.startswith("QAQPA_EDGE_"):
+            monkeypatch.delenv(name)
+    write_key_dir(tmp_path / "keys", generate_key(), "S1", "edge-1", 1883, "qaqpa/v1", "u", "p")
+    path = tmp_path / "edge.toml"
+    path.write_text(
+        'school = "S1"\ndevice = "edge-1"\nstore = "edge.sqlite"\nsync_key_dir = "keys"\n'
+        'mqtt_protocol = "3.1.1"\nmqtt_brokers = ["127.0.0.1:1891", "127.0.0.1:1892"]\n'
+    )
+    cfg = load_config(path)
+    store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
+    try:
+        sync = open_sync(path, cfg, store)
+        assert sync.settings.brokers() == [("127.0.0.1", 1891), ("127.0.0.1", 1892)]
+        assert sync.settings.mqtt_protocol == "3.1.1"
+        assert sync.broker in sync.settings.brokers()
+    finally:
+        await store.close()
