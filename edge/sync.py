@@ -654,8 +654,8 @@ class EdgeSync:
                 self.failed_connections += 1
             # a failed or dropped connection: the next node of a cluster (the same single broker)
             self._rotation.advance()
-            # a connection that dropped is retried at once on the next node; after a whole
-            # round of failures the bounded backoff applies
+            # a connection that dropped is retried at once on the next node; a failed attempt
+            # waits the bounded backoff first
             if went_online and len(self._rotation.nodes) > 1:
                 attempt = 0
                 continue
