@@ -27,7 +27,7 @@ from server.clock import now_ms
 from server.db import make_engine, session_factory
 from server.models import Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
-from server.service import ThreadedService
+from server.service import DatabasePacing, ThreadedService
 from server.settings import ServerSettings
 from server.staffpins import service as staffpins
 from server.sync.cardmove import finish_move
@@ -92,15 +92,19 @@ class DownlinkService(ThreadedService):
         """Send the versions other processes appended (console edits, the due-policy job) to
         the school's devices."""
         interval = self._settings.downlink_poll_s
-        while not self._stop_watch.wait(interval):
-            try:
-                self._send_new_versions()
-            except Exception:
-                log.exception("downlink: failed to send new versions")
-            try:
-                self._send_due_pins()
-            except Exception:
-                log.exception("downlink: failed to send staff PINs")
+        pacing = DatabasePacing("downlink", log)  # the database away: a line, not a flood
+        pause = interval
+        while not self._stop_watch.wait(pause):
+            pause = interval
+            ok = True
+            for step in (self._send_new_versions, self._send_due_pins):  # each on its own
+                try:
+                    step()
+                except Exception as err:
+                    ok = False
+                    pause = max(pause, pacing.failed(err))
+            if ok:
+                pacing.succeeded()
 
     def _send_pins(self, school: str, device: str, *, resend: bool) -> None:
         """Sealed staff PINs the device has not acknowledged (centre-signed, like the rest)."""
