@@ -143,3 +143,24 @@ def test_a_connection_sqlalchemy_invalidated_counts_as_unreachable() -> None:
     err: Any = OperationalError("SELECT 1", {}, psycopg.errors.DeadlockDetected("x"))
     err.connection_invalidated = True
     assert is_unreachable(err)
+
+
+def test_a_background_loop_says_once_that_the_database_went_and_once_that_it_came_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from server.service import DatabasePacing
+
+    pacing = DatabasePacing("notify worker", logging.getLogger("test.pacing"), cap_s=5.0)
+    with caplog.at_level(logging.INFO, "test.pacing"):
+        pauses = [pacing.failed(lost_connection()) for _ in range(10)]
+        assert pacing.database_down
+        pacing.succeeded()
+        pacing.succeeded()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "the database is unreachable" in lines[0] and "answers again" in lines[1]
+    assert not any(r.exc_info for r in caplog.records)  # no traceback for an outage
+    assert pauses[0] < pauses[3] and max(pauses) <= 5.0  # growing, capped
+    assert pacing.outages == 1 and not pacing.database_down
