@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -364,3 +365,27 @@ def test_notification_delivery_survives_the_database_dying(
     assert [(r.status, r.attempts) for r in rows] == [("sent", 1)] * 3
     assert len(sms.requests) == 3  # none sent again
     assert [t for t in threading.enumerate() if t.name.startswith("notify-")] == []
+
+
+def test_downlink_started_while_the_database_is_down_waits_for_it(
+    cluster: PgCluster, settings: ServerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from server.sync.service import DownlinkService
+
+    cluster.stop_immediate()
+    service = DownlinkService(settings)
+    started = threading.Thread(target=service.start, name="test-downlink-start")
+    try:
+        with caplog.at_level(logging.WARNING, "server.sync.service"):
+            started.start()
+            wait_until(lambda: "database is unreachable" in caplog.text, 20, "the downlink waits")
+            assert started.is_alive()  # waiting, not exited with a traceback
+            cluster.start()
+            started.join(30)
+            assert not started.is_alive()
+            assert "the database answers again" in caplog.text
+    finally:
+        if not listens(cluster.port):
+            cluster.start()
+        started.join(30)
+        service.stop()
