@@ -8,8 +8,7 @@ A message is acknowledged to the broker (QoS 1 PUBACK, paho's manual ack) only a
 transaction that stored it has committed, and the edge gets its signed ack only then too. When the
 database cannot be reached (stopped, restarting, the connection cut mid-transaction) the same
 messages are tried again with a growing pause, unacknowledged, until it answers: the worker
-neither exits nor drops them, and needs no restart. The broker sends at most ``Receive Maximum``
-unacknowledged messages, so the queue never blocks paho's network thread meanwhile.
+neither exits nor drops them, and needs no restart.
 """
 
 from __future__ import annotations
@@ -36,9 +35,11 @@ from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-# Unacknowledged messages the broker may have in flight to one worker (MQTT 5 Receive Maximum)
-# when the settings name none: a few transactions' worth, and below the queue's size.
-DEFAULT_RECEIVE_MAXIMUM = 1000
+# Messages received and not yet stored. While the database is away the worker holds them
+# unacknowledged; when the queue is full paho's network thread waits, the broker keeps the rest
+# (or drops them past its queue limit: the edges send again what has no signed ack). A Receive
+# Maximum (QAQPA_SERVER_MQTT_RECEIVE_MAXIMUM, MQTT 5) below this keeps the thread from waiting,
+# at the cost of a round trip per window; none is set by default (as before).
 QUEUE_SIZE = 2000
 RETRY_FIRST_S = 0.2  # the first pause after a failed transaction; doubled up to RETRY_CAP_S
 RETRY_CAP_S = 5.0
@@ -217,10 +218,7 @@ class IngestWorker(ThreadedService):
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="ingest-db", daemon=True)
         self._thread.start()
-        settings = self._settings
-        if settings.mqtt_receive_maximum is None:
-            settings = settings.model_copy(update={"mqtt_receive_maximum": DEFAULT_RECEIVE_MAXIMUM})
-        connect_and_wait(self._client, settings, self._connected, timeout)
+        connect_and_wait(self._client, self._settings, self._connected, timeout)
 
     def stop(self) -> None:
         self._stopping.set()
