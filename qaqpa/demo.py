@@ -50,6 +50,7 @@ from protocol.messages import (
     Reason,
     TerminalKind,
 )
+from qaqpa.demo_desk import LIBRARIAN, DeskResult, desk_plan, lend_at_the_desk
 from server.canteen.demo import DemoLimits
 from server.canteen.ledger import MenuLine
 from server.vouchers import demo as vouchers_demo
@@ -246,8 +247,9 @@ async def _open_staff_page(
     clock: SimClock,
     pin_key: bytes,
 ) -> StaffServer:
-    turnstiles = [t.id for t in terminals if t.kind is TerminalKind.TURNSTILE]
-    auth = StaffAuth(store, claims, pin_key, turnstiles, lifetime_s=30 * 60)
+    # staff sign in at a turnstile's reader, and the librarian at the library desk's
+    sign_in = [t.id for t in terminals if t.kind in (TerminalKind.TURNSTILE, TerminalKind.LIBRARY)]
+    auth = StaffAuth(store, claims, pin_key, sign_in, lifetime_s=30 * 60)
     ctx = StaffContext(
         store=store,
         pipeline=pipeline,
@@ -450,6 +452,7 @@ async def _school(
     await asyncio.to_thread(_fresh_dir, directory)
     today = dt.datetime.now(ZONE).date()
     roster_file = make_roster(students, today=today)
+    roster_file = roster_file.model_copy(update={"staff": [*roster_file.staff, LIBRARIAN]})
     roster = _named(roster_records(roster_file, source="demo", now=None))
     store = await EdgeStore.open(directory / "edge.sqlite", school="DEMO", device="demo-edge")
     key, sync_settings = await asyncio.to_thread(server.add_device, "DEMO", "demo-edge")
@@ -506,6 +509,7 @@ async def _school(
         )
     )
     kiosk_url = ""
+    desk_done = DeskResult()
     try:
         async with sync, Pipeline(store) as pipeline, contextlib.AsyncExitStack() as stack:
             hub = KioskHub(store, pipeline, CANTEENS, clock)
@@ -549,6 +553,10 @@ async def _school(
                 while (await sync.status()).applied_version < canteen_version:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # the readers open their ports before the first card
+            # before the first lesson the librarian hands over a device and a book by card tap
+            lending = await desk_plan(store, roster, roster.students[0].id)
+            desk_done = await lend_at_the_desk(staff_page.url, readers, claims, lending)
+            desk = store.last_seq  # the day's taps are counted after the desk's acts
             clock.t0 = time.monotonic()
             await _play(actions, clock, readers, teacher, tg)
             await asyncio.sleep(max(0.0, clock.real_delay(DAY_END)))
@@ -574,6 +582,9 @@ async def _school(
         summary["manual_passes_from_staff_page"] = teacher.passes
         summary["staff_page_failures"] = teacher.failures
         summary["canteen_sales_attempted"] = cashier.attempts if cashier else 0
+        summary["desk_lent"] = [inv for _, inv in desk_done.lent]
+        summary["desk_failures"] = desk_done.failures
+        summary["desk_loans_at_server"] = await asyncio.to_thread(server.desk_loans, "DEMO")
         summary["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
         summary.update(await _balances_agree(server, store))
         return summary
@@ -618,10 +629,13 @@ async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -
         "seconds": round(seconds, 1),
         "taps": taps,
         "grants": sum(
-            n for k, n in kinds.items() if k not in ("denied", "alarm", "not_passed", *DESK_KINDS)
+            n
+            for k, n in kinds.items()
+            if k not in ("denied", "alarm", "not_passed", "lending", *DESK_KINDS)
         )
         - paid,
         "desk_card_events": sum(kinds.get(k, 0) for k in DESK_KINDS),
+        "desk_lending_acts": kinds.get("lending", 0),
         "denials": sum(denials.values()),
         "denials_by_reason": dict(denials.most_common()),
         "pay_taps": pay_taps,
