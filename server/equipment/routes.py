@@ -31,7 +31,7 @@ from server.console.web import Db, NotFound, env, nav_item, redirect, render, re
 from server.equipment import service as svc
 from server.equipment.calc import COLUMN_LABELS, COLUMNS, report_json
 from server.equipment.calc import coverage as empty_coverage
-from server.equipment.export import coverage_sheet
+from server.equipment.export import coverage_sheet, final_sheet
 from server.equipment.importer import ImportFailed, parse_rows, read_table
 from server.equipment.models import (
     Approval,
@@ -326,6 +326,38 @@ def campaign_page(
             "property_labels": PROPERTY_LABELS,
         }
     return render(request, "equipment/campaign.html", ctx)
+
+
+@router.get("/equipment/campaign/final.xlsx")
+@router.get("/equipment/campaign/final.pdf")
+def final_file(
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("equipment.view")],
+    region: Annotated[str, Query(max_length=64)],
+    campaign: Annotated[str, Query(max_length=20)],
+) -> Response:
+    """The campaign's final report (the page's numbers) as XLSX or PDF."""
+    fmt = request.url.path.rsplit(".", 1)[1]
+    chosen = next((r for r in visible_regions(db, who, "equipment.view") if r.id == region), None)
+    if chosen is None:
+        raise NotFound()
+    try:
+        camp = campaign_of(db, chosen.id, campaign)
+    except EquipmentError as err:
+        raise NotFound() from err
+    final = svc.final_report(db, camp, clock.today_in(None))
+    labels = {s.value: SIGNAL_LABELS[s] for s in Signal}
+    sheet = final_sheet(final, chosen.name or chosen.id, lambda m: tr(request, m), labels)
+    body, media = (to_xlsx([sheet]), XLSX_TYPE) if fmt == "xlsx" else (to_pdf([sheet]), PDF_TYPE)
+    return Response(
+        body,
+        media_type=media,
+        headers={
+            "content-disposition": disposition("campaign-final", chosen.id, camp.period, ext=fmt)
+        },
+    )
 
 
 @router.post("/equipment/region/{region_id}/campaigns")
