@@ -50,7 +50,7 @@ from protocol.messages import (
     Reason,
     TerminalKind,
 )
-from qaqpa.demo_desk import LIBRARIAN, DeskResult, desk_plan, lend_at_the_desk
+from qaqpa.demo_desk import DESK_TERMINAL, LIBRARIAN, DeskResult, desk_plan, lend_at_the_desk
 from server.canteen.demo import DemoLimits
 from server.canteen.ledger import MenuLine
 from server.vouchers import demo as vouchers_demo
@@ -394,12 +394,14 @@ async def run_demo(
         return await _school(server, duration, students, directory)
 
 
-async def _stay_open(server: Any, store: EdgeStore, taps: int) -> None:
+async def _stay_open(server: Any, store: EdgeStore, taps: int, child: str) -> None:
     """``make demo``: after the day, keep the school connected and the console up."""
-    stored = await asyncio.to_thread(server.stored_events, "DEMO")
-    done = {"taps": taps, "events_journaled": store.last_seq, "events_stored_at_server": stored}
-    done.update(await _balances_agree(server, store))
-    print(json.dumps(done), file=sys.stderr)
+    done = await _summary(store, taps, 0.0, 0)
+    done["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
+    done["desk_loans_at_server"] = await asyncio.to_thread(server.desk_loans, "DEMO")
+    done.update(await _balances_agree(server, store, child))
+    print(json.dumps(done, ensure_ascii=False), file=sys.stderr)
+    print(human_summary(done), file=sys.stderr)
     print(
         f"The school day is over; the console stays at {server.console_url} until Ctrl-C.",
         file=sys.stderr,
@@ -407,9 +409,11 @@ async def _stay_open(server: Any, store: EdgeStore, taps: int) -> None:
     await asyncio.Event().wait()
 
 
-async def _balances_agree(server: Any, store: EdgeStore) -> dict[str, int]:
+async def _balances_agree(server: Any, store: EdgeStore, child: str) -> dict[str, Any]:
     """After the school's last sync: the server ledger's balance of each student (top-ups less
-    the meals posted) against the school's own; every screen shows the server's."""
+    the meals posted) against the school's own; every screen shows the server's. ``child``
+    (the demo parent's) is shown as the kiosk (the school's), the console and the parent's
+    page (the server's) show it."""
     at_server = await asyncio.to_thread(server.canteen_balances, "DEMO")
     at_school = {str(r[0]): int(r[1]) for r in (await store.money_rows())["balances"]}
     differ = sum(1 for ref, b in at_server.items() if at_school.get(ref, 0) != b)
@@ -419,7 +423,46 @@ async def _balances_agree(server: Any, store: EdgeStore) -> dict[str, int]:
         "canteen_balance_at_school_tiyn": sum(at_school.values()),
         "canteen_balances_differing": differ,
         "canteen_unexplained_differences": unexplained,
+        "child": child,
+        "child_balance_at_school_tiyn": at_school.get(child, 0),
+        "child_balance_at_server_tiyn": at_server.get(child, 0),
     }
+
+
+def _tenge(tiyn: int) -> str:
+    sign = "-" if tiyn < 0 else ""
+    return f"{sign}{abs(tiyn) // 100:,}".replace(",", " ") + f",{abs(tiyn) % 100:02d} ₸"
+
+
+def human_summary(d: dict[str, Any]) -> str:
+    """The day in a few lines for a person (the JSON has everything)."""
+    refusals = ", ".join(f"{k} {n}" for k, n in d.get("denials_by_reason", {}).items())
+    stored, journaled = d.get("events_stored_at_server", 0), d.get("events_journaled", 0)
+    once = "each exactly once" if stored == journaled else "NOT all of them"
+    at_school = d.get("child_balance_at_school_tiyn", 0)
+    at_server = d.get("child_balance_at_server_tiyn", 0)
+    same = "the same" if at_school == at_server else "DIFFERENT"
+    lent = ", ".join(d.get("desk_lent", [])) or "nothing"
+    lines = [
+        "The day in numbers:",
+        f"  taps decided      {d.get('taps', 0)}: {d.get('grants', 0)} granted, "
+        f"{d.get('denials', 0)} refused ({refusals or 'none'}), "
+        f"{d.get('pay_taps', 0)} paying at the kiosk",
+        f"  meals served      free {d.get('free_meals', 0)}, paid {d.get('paid_meals', 0)} "
+        f"(of them by voucher {d.get('voucher_meals', 0)})",
+        f"  passes            {d.get('entries', 0)} in, {d.get('exits', 0)} out, "
+        f"{d.get('manual_passes', 0)} let in by a teacher from the staff page",
+        f"  library desk      lent by card tap: {lent}; "
+        f"{len(d.get('desk_loans_at_server', []))} loan(s) from the desk at the server",
+        f"  events            {journaled} journaled at the school, {stored} stored at the "
+        f"server ({once}), {d.get('events_unsent', 0)} unsent",
+        f"  a child's balance {d.get('child', '?')}: {_tenge(at_school)} on the kiosk, "
+        f"{_tenge(at_server)} on the console and the parent's page ({same})",
+        f"  canteen           {d.get('canteen_balances_differing', 0)} balances differ between "
+        f"school and server, {d.get('canteen_unexplained_differences', 0)} unexplained "
+        "reconciliation rows",
+    ]
+    return "\n".join(lines)
 
 
 async def _console_banner(server: Any, roster: Any) -> None:
@@ -531,6 +574,12 @@ async def _school(
                 file=sys.stderr,
             )
             print(
+                f"Library desk (same page, section Library desk): reader {DESK_TERMINAL}, PIN "
+                f"{LIBRARIAN.pin} (the librarian; her card {LIBRARIAN.cards[0]}); the demo lends "
+                "a device and a book there by card tap before the first lesson",
+                file=sys.stderr,
+            )
+            print(
                 f"Canteen kiosk (lunch rush at about {clock.real_delay(dt.time(12)):.0f} s): "
                 f"{kiosk.url}?token={token}",
                 file=sys.stderr,
@@ -574,7 +623,7 @@ async def _school(
                 while (await sync.status()).backlog > 0:  # noqa: ASYNC110 - acks arrive via paho's thread
                     await asyncio.sleep(0.2)
             if duration is None and server.console_url is not None:
-                await _stay_open(server, store, len(actions))
+                await _stay_open(server, store, len(actions), roster.students[0].id)
         releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
         summary = await _summary(store, len(actions), time.monotonic() - started, releases)
         summary["kiosk_url"] = kiosk_url
@@ -586,7 +635,7 @@ async def _school(
         summary["desk_failures"] = desk_done.failures
         summary["desk_loans_at_server"] = await asyncio.to_thread(server.desk_loans, "DEMO")
         summary["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
-        summary.update(await _balances_agree(server, store))
+        summary.update(await _balances_agree(server, store, roster.students[0].id))
         return summary
     finally:
         for device in [*readers.values(), *boards]:
