@@ -181,7 +181,9 @@ def render(
         i18n.current_lang.reset(token)
     response = HTMLResponse(html, status_code=status_code)
     if FLASH_COOKIE in request.cookies:
-        response.delete_cookie(FLASH_COOKIE, path="/")  # shown once: a refresh does not show it again
+        response.delete_cookie(
+            FLASH_COOKIE, path="/"
+        )  # shown once: a refresh does not show it again
     return response
 
 
