@@ -20,6 +20,7 @@ from server.accounts.access import PERMISSIONS, SCOPE_OF_ROLE, Principal
 from server.audit.service import audit
 from server.clock import ClockDep
 from server.consents.service import ConsentInput, record_consent
+from server.console.paging import paginate
 from server.console.params import Id, SchoolId, parse_day, parse_id
 from server.console.scope import (
     classes_in_scope,
@@ -690,22 +691,31 @@ def list_build(
 # --------------------------------------------------------------------------- inventory, delivery
 
 
+INVENTORY_SORTS: dict[str, tuple[Any, ...]] = {
+    "kind": (Item.kind, Item.inventory_no),
+    "number": (Item.inventory_no,),
+    "status": (Item.status, Item.inventory_no),
+    "title": (Item.title, Item.inventory_no),
+}
+
+
 @router.get("/equipment/school/{school_id}/inventory")
 def inventory_page(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("equipment.view")],
     school_id: SchoolId,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    sort: Annotated[str, Query(max_length=12)] = "kind",
 ) -> Response:
     school = school_in_scope(db, who, "equipment.view", school_id)
-    items = list(
-        db.scalars(
-            select(Item)
-            .where(Item.school_id == school.id)
-            .order_by(Item.kind, Item.inventory_no)
-            .limit(2000)
-        )
+    sort = sort if sort in INVENTORY_SORTS else "kind"
+    found = paginate(
+        db,
+        select(Item).where(Item.school_id == school.id).order_by(*INVENTORY_SORTS[sort], Item.pk),
+        page,
     )
+    items = [row[0] for row in found.rows]
     camps = campaigns_of(db, school.region_id)
     contracts = list(
         db.scalars(
@@ -735,7 +745,7 @@ def inventory_page(
                 .limit(5)
             )
         )
-        for i in items[:200]
+        for i in items
     }
     return render(
         request,
@@ -743,6 +753,9 @@ def inventory_page(
         {
             "school": school,
             "items": items,
+            "found": found,
+            "sort": sort,
+            "base": f"/equipment/school/{school.id}/inventory?sort={sort}",
             "contracts": contracts,
             "deliveries": deliveries,
             "rejections": rejections,
