@@ -394,9 +394,11 @@ async def run_demo(
         return await _school(server, duration, students, directory)
 
 
-async def _stay_open(server: Any, store: EdgeStore, taps: int, child: str) -> None:
+async def _stay_open(server: Any, store: EdgeStore, taps: int, child: str, lent: list[str]) -> None:
     """``make demo``: after the day, keep the school connected and the console up."""
     done = await _summary(store, taps, 0.0, 0)
+    del done["seconds"], done["gate_releases"]  # not measured here
+    done["desk_lent"] = lent
     done["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
     done["desk_loans_at_server"] = await asyncio.to_thread(server.desk_loans, "DEMO")
     done.update(await _balances_agree(server, store, child))
@@ -623,7 +625,13 @@ async def _school(
                 while (await sync.status()).backlog > 0:  # noqa: ASYNC110 - acks arrive via paho's thread
                     await asyncio.sleep(0.2)
             if duration is None and server.console_url is not None:
-                await _stay_open(server, store, len(actions), roster.students[0].id)
+                await _stay_open(
+                    server,
+                    store,
+                    len(actions),
+                    roster.students[0].id,
+                    [inv for _, inv in desk_done.lent],
+                )
         releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
         summary = await _summary(store, len(actions), time.monotonic() - started, releases)
         summary["kiosk_url"] = kiosk_url
