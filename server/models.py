@@ -96,7 +96,13 @@ class IngestProgress(Base):
 
 
 class StoredEvent(Base):
-    """One uplink event, stored exactly once on (device, seq)."""
+    """One uplink event, stored exactly once on (device, seq).
+
+    On PostgreSQL the table is partitioned by month of ``at_ms`` (``server.partitions``), so the
+    primary key carries ``at_ms`` too; ingest keeps (device, seq) unique across partitions (it
+    stores a seq only when no copy of it is stored, under the device's progress lock). SQLite
+    keeps the (device_pk, seq) key of the unpartitioned table.
+    """
 
     __tablename__ = "events"
     __table_args__ = (
@@ -109,7 +115,7 @@ class StoredEvent(Base):
     device_pk: Mapped[int] = mapped_column(ForeignKey("devices.pk"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     school_id: Mapped[str] = mapped_column(String(64))
-    at_ms: Mapped[int] = mapped_column(BigInteger)
+    at_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the partition key
     kind: Mapped[str] = mapped_column(String(32))
     terminal: Mapped[str] = mapped_column(String(64))
     student_id: Mapped[str | None] = mapped_column(String(64), default=None)
