@@ -318,7 +318,7 @@ def rebuild(engine: Engine, since: dt.date | None = None, *, chunk: int = 20_000
             )
             if lo is not None:
                 q = q.where(E.at_ms >= lo)
-            rows = [r._asdict() for r in conn.execution_options(yield_per=chunk).execute(q)]
+            rows = [r._asdict() for r in conn.execute(q.execution_options(yield_per=chunk))]
             out.events += len(rows)
             pupils = _pupils(conn, {(school, r["student_id"]) for r in rows})
             meals = meal_counts(rows, {school: zone}, pupils)
