@@ -158,3 +158,17 @@ class ChangeLogEntry(Base):
     version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     at_ms: Mapped[int] = mapped_column(BigInteger)
     changes: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+
+
+class ChangeLogCheckpoint(Base):
+    """A school's downlink state at ``version`` as its compacted list of changes
+    (``server.sync.state.compacted``): the state is this folded with the log after it, so a
+    snapshot reads the roster, not every change since the beginning. Rewritten every
+    ``server.sync.changelog.CHECKPOINT_EVERY`` versions; scrubbed like the log."""
+
+    __tablename__ = "change_log_checkpoints"
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(Json)

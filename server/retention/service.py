@@ -25,7 +25,7 @@ from server.accounts.models import Invitation, RoleGrant, User, WebSession
 from server.audit.service import audit
 from server.cards.models import Card, CardStatus
 from server.cards.service import unbind_change
-from server.models import ChangeLogEntry, School, StoredEvent
+from server.models import ChangeLogCheckpoint, ChangeLogEntry, School, StoredEvent
 from server.notify.models import NotifyPreference, OutboxMessage
 from server.people.models import Consent, Guardian, Student, StudentGuardian
 from server.retention import rules
@@ -245,6 +245,11 @@ def erase_students(
         if n:
             entry.changes = changes
             out.counts["change_log_changes"] += n
+    checkpoint = session.get(ChangeLogCheckpoint, school)  # the compacted state, likewise
+    if checkpoint is not None:
+        changes, n = rules.scrub_changes(checkpoint.changes, refs)
+        if n:
+            checkpoint.changes = changes
     # previews of roster uploads past their hour (they hold children's rows)
     out.counts["import_previews"] += _n(
         session.execute(

@@ -1,4 +1,5 @@
-"""rollups: daily meals and attendance per school, class and category, kept at ingest
+"""rollups: daily meals and attendance per school, class and category, kept at ingest; and
+the downlink log's checkpoints (a school's state as its compacted changes)
 
 Revision ID: 0018_rollups
 Revises: 0017_partitions
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0018_rollups"
 down_revision: str | None = "0017_partitions"
@@ -45,8 +47,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("school_id", "day", "class_pk"),
     )
 
+    op.create_table(
+        "change_log_checkpoints",
+        sa.Column("school_id", sa.String(64), sa.ForeignKey("schools.id"), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("at_ms", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "changes",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("school_id"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("change_log_checkpoints")
     op.drop_table("rollup_attendance")
     op.drop_table("rollup_presence")
     op.drop_table("rollup_meals")
