@@ -41,4 +41,5 @@ BENCHES: dict[str, Bench] = {
     "drain": drain,
     "notify": _delegate("simulators.bench_notify"),
     "canteen": _delegate("simulators.bench_canteen"),
+    "rollups": _delegate("simulators.bench_rollups"),
 }

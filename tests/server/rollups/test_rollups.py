@@ -206,3 +206,52 @@ def test_rollups_equal_a_count_from_scratch(
     finally:
         store.close()
         engine.dispose()
+
+
+def test_the_schools_page_counts_from_the_rollups_in_scope(
+    world: World, db: Session, settings: ServerSettings, make_browser: Any
+) -> None:
+    """A regional operator sees their region's schools, an operator every school, a school's
+    admin not this page; the numbers are the roll-ups' (meals of the month, pupils present)."""
+    day = dt.date(2027, 3, 2)
+    keys = {s: enrolled_device(db, settings, s, "d1")[0] for s in ("S1", "S3")}
+    engine = make_engine(settings.database_url)
+    store = IngestStore(engine, topic_prefix=settings.topic_prefix)
+    try:
+        for school, n in (("S1", 3), ("S3", 5)):
+            start = calc.day_bounds(day, "Asia/Almaty")[0] + 9 * 3_600_000
+            ref = f"{school.lower()}-3a-1"
+            evs: list[Event] = [EntryEvent(seq=1, at_ms=start, terminal="t1", student_id=ref)]
+            evs += [
+                MealServedEvent(
+                    seq=1 + i,
+                    at_ms=start + i,
+                    terminal="c1",
+                    student_id=ref,
+                    period="lunch",
+                    local_date=day.isoformat(),
+                    meal="paid",
+                    amount_tiyn=50_000,
+                )
+                for i in range(1, n + 1)
+            ]
+            batch = EventBatch(school=school, device="d1", sent_at_ms=start, events=evs)
+            msg = (
+                topics.events(school, "d1", settings.topic_prefix),
+                sign_batch(batch, keys[school]),
+            )
+            store.ingest([msg, msg])  # sent twice: counted once
+    finally:
+        store.close()
+        engine.dispose()
+    url = "/reports/schools?month=2027-03&day=2027-03-02"
+    regional = make_browser("regional").get(url)
+    assert regional.status_code == 200
+    assert "School No. 1" in regional.text and "School No. 2" in regional.text
+    assert "School No. 3" not in regional.text
+    assert '<td class="num">3</td>' in regional.text and "1500.00" in regional.text
+    national = make_browser("operator").get(url)
+    assert "School No. 3" in national.text and '<th class="num">8</th>' in national.text
+    assert '<th class="num">2</th>' in national.text  # present: one pupil in S1, one in S3
+    assert make_browser("admin1").get(url).status_code == 404
+    assert make_browser("operator").get("/reports/schools?month=2027-13").status_code == 400
