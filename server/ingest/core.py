@@ -458,6 +458,8 @@ class IngestStore:
             else:
                 others.setdefault(key, r)
         inserted = list(fresh.values())
+        for r in inserted:
+            r["fresh"] = True  # above all its device had stored (the roll-ups' fast path)
         if fresh:
             self._copy(conn, "events", fresh.values())
         if others:

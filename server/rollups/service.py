@@ -202,18 +202,10 @@ def _set_presence(
     refs: Sequence[str],
     arrived: set[str],
     pupils: Mapping[tuple[str, str], Pupil],
+    have: Mapping[str, int],
 ) -> None:
-    """Make the presence rows of ``refs`` on ``day`` say ``arrived``; move the class counters."""
-    have = {
-        ref: cls
-        for ref, cls in conn.execute(
-            select(RollupPresence.student_id, RollupPresence.class_pk).where(
-                RollupPresence.school_id == school,
-                RollupPresence.day == day,
-                RollupPresence.student_id.in_(refs),
-            )
-        )
-    }
+    """Make the presence rows of ``refs`` on ``day`` say ``arrived`` (``have``: the rows there
+    now, ref -> class); move the class counters."""
     add = sorted(arrived - have.keys())
     gone = sorted((set(refs) - arrived) & have.keys())
     delta: Counter[int] = Counter()
@@ -269,18 +261,53 @@ def apply_rollups(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     zones = _zones(conn, {r["school_id"] for r in relevant})
     pupils = _pupils(conn, {(r["school_id"], r["student_id"]) for r in relevant})
     _add_meals(conn, meal_counts(relevant, zones, pupils))
-    touched: dict[tuple[str, dt.date], set[str]] = defaultdict(set)
+    touched: dict[tuple[str, dt.date], list[Mapping[str, Any]]] = defaultdict(list)
     for r in relevant:
         if r["kind"] in ARRIVAL_KINDS:
             zone = zones.get(r["school_id"], DEFAULT_ZONE)
-            touched[(r["school_id"], calc.local_day(r["at_ms"], zone))].add(r["student_id"])
-    for (school, day), refs in sorted(touched.items()):
-        zone = zones.get(school, DEFAULT_ZONE)
+            touched[(r["school_id"], calc.local_day(r["at_ms"], zone))].append(r)
+    for (school, day), group in sorted(touched.items()):
+        _presence_of_day(conn, school, day, group, zones.get(school, DEFAULT_ZONE), pupils)
+
+
+def _presence_of_day(
+    conn: Connection,
+    school: str,
+    day: dt.date,
+    group: Sequence[Mapping[str, Any]],
+    zone: str,
+    pupils: Mapping[tuple[str, str], Pupil],
+) -> None:
+    """Presence can only change for a pupil not yet present who passed inwards, or one whose
+    pass a ``not_passed`` cancels. A row above everything its device had stored (``fresh``)
+    cannot be cancelled by an event already stored (a ``not_passed`` comes after its pass on
+    the same device), so such a pupil is present at once; a cancellation, a late or re-filled
+    row makes the pupil's day be counted again from the stored events."""
+    refs = sorted({r["student_id"] for r in group})
+    have = {
+        ref: int(cls)
+        for ref, cls in conn.execute(
+            select(RollupPresence.student_id, RollupPresence.class_pk).where(
+                RollupPresence.school_id == school,
+                RollupPresence.day == day,
+                RollupPresence.student_id.in_(refs),
+            )
+        )
+    }
+    exact = {r["student_id"] for r in group if not r.get("fresh") or r["kind"] == "not_passed"}
+    inward = {
+        r["student_id"]
+        for r in group
+        if r["student_id"] not in exact
+        and r["student_id"] not in have
+        and calc.direction(calc.Ev(r["at_ms"], r["kind"], payload=r["payload"] or {})) == "in"
+    }
+    arrived = set(inward)
+    if exact:
         start, end = calc.day_bounds(day, zone)
-        ordered = sorted(refs)
-        evs = _day_events(conn, school, ordered, start, end)
-        arrived = {ref for d, ref in arrivals(evs, zone) if d == day}
-        _set_presence(conn, school, day, ordered, arrived, pupils)
+        evs = _day_events(conn, school, sorted(exact), start, end)
+        arrived |= {ref for d, ref in arrivals(evs, zone) if d == day}
+    _set_presence(conn, school, day, sorted(exact | inward), arrived, pupils, have)
 
 
 # --------------------------------------------------------------------------------- rebuild
