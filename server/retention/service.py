@@ -42,6 +42,8 @@ _categories = table("student_categories", column("student_pk"), column("document
 # which import the cards module, which imports the consents module, which calls this one).
 _entries = table("canteen_entries", column("student_pk"), column("student_ref"), column("reason"))
 _limits = table("canteen_limits", column("student_pk"))
+# The daily roll-ups' presence set names the pupil by ref (the counts beside it name nobody).
+_presence = table("rollup_presence", column("school_id"), column("student_id"))
 # The roster's previews of uploads (the roster module imports the consents module too).
 _previews = table("roster_import_previews", column("school_id"), column("created_at_ms"))
 CONSENT_WITHDRAWN = "consent_withdrawn"
@@ -149,6 +151,13 @@ def _erase_one(session: Session, st: Student, token: str, now: int, counts: Coun
             ev.payload = rules.tombstone(ev.payload)
             ev.student_id = None
             counts["events_tombstoned"] += 1
+    counts["rollup_presence"] += _n(
+        session.execute(
+            delete(_presence).where(
+                _presence.c.school_id == st.school_id, _presence.c.student_id == old
+            )
+        )
+    )
     counts["canteen_entries"] += _n(
         session.execute(
             update(_entries)

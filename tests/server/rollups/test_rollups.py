@@ -256,3 +256,35 @@ def test_the_schools_page_counts_from_the_rollups_in_scope(
     own = make_browser("admin1").get(url)
     assert "School No. 1" in own.text and "School No. 2" not in own.text
     assert make_browser("operator").get("/reports/schools?month=2027-13").status_code == 400
+
+
+def test_an_erasure_takes_the_pupil_out_of_the_presence_set(
+    world: World, db: Session, settings: ServerSettings
+) -> None:
+    """The presence set names pupils by ref: an erasure deletes their rows; the per-class
+    counts, which name nobody, stay."""
+    from server.retention.service import erase_students
+
+    key, _, _ = enrolled_device(db, settings, "S1", "d1")
+    start = calc.day_bounds(dt.date(2027, 3, 2), "Asia/Almaty")[0] + 9 * 3_600_000
+    evs: list[Event] = [
+        EntryEvent(seq=i + 1, at_ms=start + i, terminal="t1", student_id=ref)
+        for i, ref in enumerate(["s1-3a-1", "s1-3a-2"])
+    ]
+    batch = EventBatch(school="S1", device="d1", sent_at_ms=start, events=evs)
+    engine = make_engine(settings.database_url)
+    store = IngestStore(engine, topic_prefix=settings.topic_prefix)
+    try:
+        store.ingest([(topics.events("S1", "d1", settings.topic_prefix), sign_batch(batch, key))])
+        before = _tables(engine)
+        assert [r[2] for r in before[1]] == ["s1-3a-1", "s1-3a-2"]
+        st = db.get(Student, world.students["s1-3a-1"])
+        assert st is not None
+        erase_students(db, None, "S1", [st], "consent_withdrawn", start + 60_000)
+        db.commit()
+        after = _tables(engine)
+        assert [r[2] for r in after[1]] == ["s1-3a-2"]
+        assert after[2] == before[2]  # 2 present in 3A that day, still
+    finally:
+        store.close()
+        engine.dispose()
