@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -272,3 +273,28 @@ def test_months_past_the_period_are_archived_and_the_rest_untouched(setup, tmp_p
     # a re-send of a retired month (an edge restored from an old backup) is not stored again
     assert store.ingest([_batch(key, events[:4])]).events_inserted == 0
     assert service.retire(engine, now, archive_dir=None, days=365) == []
+
+
+def test_the_commands(pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from server.cli import main
+
+    db = ["--database-url", pg_url]
+    assert main(["partitions", "ensure", "--month", "2031-05", *db]) == 0
+    assert "events_p203105" in capsys.readouterr().out
+    assert main(["partitions", "ensure", "--month", "2031-13", *db]) == 2
+    assert "not YYYY-MM" in capsys.readouterr().err
+    assert main(["partitions", "list", "--json", "--exact", *db]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {
+        k: v
+        for k, v in next(p for p in listed if p["name"] == "events_p203105").items()
+        if k != "bytes"
+    } == {"name": "events_p203105", "month": "2031-05", "rows": 0}
+    assert listed[-1]["name"] == rules.DEFAULT
+    assert main(["partitions", "retire", *db]) == 2  # neither --archive nor --drop
+    assert "--archive DIR" in capsys.readouterr().err
+    assert main(["partitions", "retire", "--dry-run", "--days", "36500", *db]) == 0
+    assert "would retire 0 month(s)" in capsys.readouterr().out
+    assert main(["rollups", "rebuild", "--since", "2031-02-30", *db]) == 2
+    assert main(["rollups", "rebuild", *db]) == 0
+    assert "0 event(s) read" in capsys.readouterr().out
