@@ -108,7 +108,9 @@ def _retire(args: argparse.Namespace) -> int:
     print(f"partitions: {verb} {len(done)} month(s)")
     for r in done:
         where = f"-> {r.archive} sha256 {r.sha256}" if r.archive else "(dropped)"
-        print(f"  {r.month.label}: {r.rows} row(s) {'' if args.dry_run else where}".rstrip())
+        whose = f" region {r.region}" if r.region else ""
+        line = f"  {r.month.label}{whose}: {r.rows} row(s) {'' if args.dry_run else where}"
+        print(line.rstrip())
     return 0
 
 

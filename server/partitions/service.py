@@ -140,14 +140,94 @@ class Retired:
     archive: Path | None
     sha256: str | None
     presence_rows: int
+    region: str | None = None  # a region's rows only (its period is shorter than the longest)
 
 
-def _archive(conn: Connection, name: str, directory: Path) -> tuple[Path, str, int]:
-    """COPY the detached partition to ``directory/NAME.csv.gz`` (CSV with a header, the columns
-    of ``events``), fsync'd; the SHA-256 goes beside it in ``sha256sum`` format."""
+def region_periods(session: Session) -> dict[str, int]:
+    """Regions whose own period is shorter than the longest: their schools' rows go first."""
+    longest = retention_days(session)
+    own = dict(
+        session.execute(
+            select(RetentionSetting.region_id, RetentionSetting.days_after_leaving)
+        ).all()
+    )
+    return {r: d for r, d in own.items() if d < longest}
+
+
+def _retire_region_rows(
+    engine: Engine,
+    now_ms: int,
+    months: dict[Month, Partition],
+    archive_dir: Path | None,
+    dry_run: bool,
+) -> list[Retired]:
+    """Within the months still kept, the rows of the schools of a region whose period is
+    shorter, once it has passed for them: archived (with their own file) and deleted."""
+    out: list[Retired] = []
+    with Session(engine) as session:
+        periods = region_periods(session)
+        schools = {
+            r: sorted(session.scalars(select(School.id).where(School.region_id == r)))
+            for r in periods
+        }
+    for region, days in sorted(periods.items()):
+        if not schools[region]:
+            continue
+        ids = ", ".join("'" + s.replace("'", "''") + "'" for s in schools[region])
+        where = f"school_id IN ({ids})"
+        for month in rules.retire_due(months, now_ms, days):
+            name = month.name
+            with engine.begin() as conn:
+                rows = int(
+                    conn.execute(text(f"SELECT count(*) FROM {name} WHERE {where}")).scalar_one()
+                )
+                if not rows or dry_run:
+                    if rows:
+                        out.append(Retired(name, month, rows, None, None, 0, region))
+                    continue
+                path = sha = None
+                if archive_dir is not None:
+                    stem = f"{name}_{region}"
+                    path, sha, copied = _archive(conn, name, stem, archive_dir, where)
+                    if copied != rows:
+                        raise PartitionError(f"{stem}: archived {copied} rows of {rows}")
+                conn.execute(text(f"DELETE FROM {name} WHERE {where}"))
+                first = dt.datetime.fromtimestamp(month.start_ms / 1000, dt.UTC).date()
+                last = dt.datetime.fromtimestamp(month.end_ms / 1000 - 1, dt.UTC).date()
+                gone = conn.execute(
+                    delete(RollupPresence).where(
+                        RollupPresence.day.between(first, last),
+                        RollupPresence.school_id.in_(schools[region]),
+                    )
+                ).rowcount
+                from server.audit.service import audit
+
+                with Session(bind=conn) as s:
+                    audit(
+                        s,
+                        None,
+                        "erase",
+                        "events_month",
+                        summary=(
+                            f"events of {month.label} of region {region} retired after {days} "
+                            f"day(s): {rows} row(s) "
+                            + (f"archived to {path.name} sha256 {sha}" if path else "deleted")
+                        ),
+                    )
+                    s.flush()
+            out.append(Retired(name, month, rows, path, sha, int(gone or 0), region))
+    return out
+
+
+def _archive(
+    conn: Connection, table: str, stem: str, directory: Path, where: str = "TRUE"
+) -> tuple[Path, str, int]:
+    """COPY the rows of ``table`` (a detached partition, or a month's rows of a region's schools:
+    ``where``) to ``directory/STEM.csv.gz`` (CSV with a header, the columns of ``events``),
+    fsync'd; the SHA-256 goes beside it in ``sha256sum`` format."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.csv.gz"
-    part = directory / f".{name}.csv.gz.part"
+    path = directory / f"{stem}.csv.gz"
+    part = directory / f".{stem}.csv.gz.part"
     raw = conn.connection.driver_connection
     assert raw is not None
     digest = hashlib.sha256()
@@ -163,12 +243,12 @@ def _archive(conn: Connection, name: str, directory: Path) -> tuple[Path, str, i
 
         hashing: Any = _Hashing()
         with (
-            gzip.GzipFile(filename=name + ".csv", mode="wb", fileobj=hashing, mtime=0) as gz,
+            gzip.GzipFile(filename=stem + ".csv", mode="wb", fileobj=hashing, mtime=0) as gz,
             raw.cursor() as cur,
         ):
             with cur.copy(
-                f"COPY (SELECT {ALL} FROM {name} ORDER BY device_pk, seq) TO STDOUT "
-                "WITH (FORMAT csv, HEADER)"
+                f"COPY (SELECT {ALL} FROM {table} WHERE {where} ORDER BY device_pk, seq) "
+                "TO STDOUT WITH (FORMAT csv, HEADER)"
             ) as copy:
                 for chunk in copy:
                     gz.write(bytes(chunk))
@@ -177,7 +257,7 @@ def _archive(conn: Connection, name: str, directory: Path) -> tuple[Path, str, i
         os.fsync(f.fileno())
     os.replace(part, path)
     sha = digest.hexdigest()
-    (directory / f"{name}.csv.gz.sha256").write_text(f"{sha}  {path.name}\n")
+    (directory / f"{stem}.csv.gz.sha256").write_text(f"{sha}  {path.name}\n")
     return path, sha, copied
 
 
@@ -211,7 +291,7 @@ def retire(
             rows = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
             path = sha = None
             if archive_dir is not None:
-                path, sha, lines = _archive(conn, name, archive_dir)
+                path, sha, lines = _archive(conn, name, name, archive_dir)
                 if lines != rows:
                     raise PartitionError(f"{name}: archived {lines} rows of {rows}")
             conn.execute(text(f"DROP TABLE {name}"))
@@ -235,4 +315,6 @@ def retire(
                 )
                 s.flush()
         out.append(Retired(name, month, rows, path, sha, int(gone or 0)))
-    return out
+    retired = {r.month for r in out}
+    kept = {m: p for m, p in found.items() if m not in retired}
+    return out + _retire_region_rows(engine, now_ms, kept, archive_dir, dry_run)

@@ -298,3 +298,52 @@ def test_the_commands(pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["rollups", "rebuild", "--since", "2031-02-30", *db]) == 2
     assert main(["rollups", "rebuild", *db]) == 0
     assert "0 event(s) read" in capsys.readouterr().out
+
+
+def test_a_region_with_a_shorter_period_loses_its_rows_first(pg_url: str, tmp_path: Path) -> None:
+    """Months go whole when the longest period has passed; before that, the rows of a region
+    whose own period is shorter are archived and deleted, the other regions' stay."""
+    from server.people.service import add_school
+    from server.retention.service import set_days
+
+    engine = make_engine(pg_url)
+    try:
+        with session_factory(engine)() as s:
+            add_school(s, "S1", region="R1")
+            add_school(s, "S2", region="R2")
+            set_days(s, None, "R1", 100, "order No. 1", 0)  # R2: the default, 365
+            s.commit()
+            k1, _, _ = enrolled_device(s, _settings(pg_url), "S1", "d1")
+            k2, _, _ = enrolled_device(s, _settings(pg_url), "S2", "d1")
+        store = IngestStore(engine, topic_prefix=PREFIX)
+        months = [Month(2027, m) for m in range(1, 13)] + [Month(2028, m) for m in (1, 2, 3)]
+        service.ensure(engine, 0, months)
+        for school, key in (("S1", k1), ("S2", k2)):
+            evs: list[Event] = [
+                _entry(i + 1, _ms(m.year, m.month, 5, 6)) for i, m in enumerate(months)
+            ]
+            batch = EventBatch(school=school, device="d1", sent_at_ms=evs[0].at_ms, events=evs)
+            store.ingest([(topics.events(school, "d1", PREFIX), sign_batch(batch, key))])
+        store.close()
+        now = _ms(2028, 3, 10)
+        done = service.retire(engine, now, archive_dir=tmp_path)
+        whole = sorted(r.month.label for r in done if r.region is None and r.rows)
+        by_r1 = sorted(r.month.label for r in done if r.region == "R1")
+        assert whole == ["2027-01", "2027-02"]  # 365 days after the month's end
+        assert by_r1 == [f"2027-{m:02d}" for m in range(3, 12)]  # 100 days: to November
+        assert all(r.archive is not None and r.archive.exists() for r in done if r.rows)
+        with engine.connect() as c:
+            left = {
+                school: sorted(
+                    rules.month_of(at).label
+                    for (at,) in c.execute(
+                        text("SELECT at_ms FROM events WHERE school_id = :s"), {"s": school}
+                    )
+                )
+                for school in ("S1", "S2")
+            }
+        assert left["S1"] == ["2027-12", "2028-01", "2028-02", "2028-03"]
+        assert left["S2"] == [m.label for m in months[2:]]
+        assert service.retire(engine, now, archive_dir=tmp_path) == []  # nothing twice
+    finally:
+        engine.dispose()
