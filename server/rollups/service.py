@@ -13,6 +13,7 @@ workers lock them in one order and never deadlock.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,9 +118,27 @@ def _insert(conn: Connection, table: Any) -> Any:
     return pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
 
 
+# A school's zone, read at most once a minute per process (a zone changes once in years; the
+# days of the events of that minute follow ``rebuild --since``).
+ZONE_TTL_S = 60.0
+_zone_cache: dict[tuple[str, str], tuple[str, float]] = {}  # (database, school)
+
+
 def _zones(conn: Connection, schools: Iterable[str]) -> dict[str, str]:
-    q = select(School.id, School.timezone).where(School.id.in_(sorted(set(schools))))
-    return {s: z or DEFAULT_ZONE for s, z in conn.execute(q)}
+    now = time.monotonic()
+    db = str(conn.engine.url)
+    out: dict[str, str] = {}
+    for school in set(schools):
+        hit = _zone_cache.get((db, school))
+        if hit is not None and now - hit[1] < ZONE_TTL_S:
+            out[school] = hit[0]
+    missing = sorted(set(schools) - out.keys())
+    if missing:
+        q = select(School.id, School.timezone).where(School.id.in_(missing))
+        for s, z in conn.execute(q):
+            out[s] = z or DEFAULT_ZONE
+            _zone_cache[(db, s)] = (out[s], now)
+    return out
 
 
 def _pupils(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Pupil]:
@@ -284,6 +303,36 @@ def _presence_of_day(
     the same device), so such a pupil is present at once; a cancellation, a late or re-filled
     row makes the pupil's day be counted again from the stored events."""
     refs = sorted({r["student_id"] for r in group})
+    exact = {r["student_id"] for r in group if not r.get("fresh") or r["kind"] == "not_passed"}
+    if not exact:  # only passes above all their devices had stored: presence can only be added
+        inward_only = sorted(
+            {
+                r["student_id"]
+                for r in group
+                if calc.direction(calc.Ev(r["at_ms"], r["kind"], payload=r["payload"] or {}))
+                == "in"
+            }
+        )
+        if inward_only:
+            ins = _insert(conn, RollupPresence.__table__).values(
+                [
+                    {
+                        "school_id": school,
+                        "day": day,
+                        "student_id": ref,
+                        "class_pk": pupils.get((school, ref), UNKNOWN).class_pk,
+                    }
+                    for ref in inward_only
+                ]
+            )
+            added = conn.execute(
+                ins.on_conflict_do_nothing(
+                    index_elements=["school_id", "day", "student_id"]
+                ).returning(RollupPresence.class_pk)
+            ).scalars()
+            delta = Counter(int(c) for c in added)
+            _add_attendance(conn, {(school, day, c): n for c, n in delta.items()})
+        return
     have = {
         ref: int(cls)
         for ref, cls in conn.execute(
@@ -294,7 +343,6 @@ def _presence_of_day(
             )
         )
     }
-    exact = {r["student_id"] for r in group if not r.get("fresh") or r["kind"] == "not_passed"}
     inward = {
         r["student_id"]
         for r in group
