@@ -180,11 +180,11 @@ def test_the_migration_moves_every_row_and_back() -> None:
             }
             assert where[301] == where[302] == rules.DEFAULT
             with engine.connect() as c:
-                stored = set(c.execute(text("SELECT seq, at_ms FROM events")).tuples())
+                stored = {tuple(r) for r in c.execute(text("SELECT seq, at_ms FROM events"))}
             assert stored == set(rows)
             command.downgrade(alembic_config(url), "0016")
             with engine.connect() as c:
-                assert set(c.execute(text("SELECT seq, at_ms FROM events")).tuples()) == set(rows)
+                assert {tuple(r) for r in c.execute(text("SELECT seq, at_ms FROM events"))} == set(rows)
                 kind = c.execute(
                     text("SELECT relkind FROM pg_class WHERE relname = 'events'")
                 ).scalar_one()
