@@ -184,7 +184,9 @@ def test_the_migration_moves_every_row_and_back() -> None:
             assert stored == set(rows)
             command.downgrade(alembic_config(url), "0016")
             with engine.connect() as c:
-                assert {tuple(r) for r in c.execute(text("SELECT seq, at_ms FROM events"))} == set(rows)
+                assert {tuple(r) for r in c.execute(text("SELECT seq, at_ms FROM events"))} == set(
+                    rows
+                )
                 kind = c.execute(
                     text("SELECT relkind FROM pg_class WHERE relname = 'events'")
                 ).scalar_one()
