@@ -351,6 +351,8 @@ class EdgeSync:
         self._client = self._make_client()
         self.batches_sent = 0
         self.rewinds = 0
+        # told the centre's time (issued_at_ms) from each fresh signed ack
+        self.on_centre_time: Callable[[int], None] | None = None
         # connection attempts that did not end online (refused, unreachable, TLS failed)
         self.failed_connections = 0
 
@@ -722,7 +724,11 @@ class EdgeSync:
             raise DownlinkRefused(Refusal.MALFORMED, str(err)) from err
         sig = self._check_signature(env)
         if topic == self._t_ack and env.type_name == "event_ack":
-            await self._handle_ack(env.message(EventAck))
+            progressed = await self._handle_ack(env.message(EventAck))
+            # The centre's clock, from a signed ack of events sent on this connection (fresh,
+            # not a replay): the edge's clock guard trusts it (``edge.clock_guard``).
+            if progressed and sig is not None and self.on_centre_time is not None:
+                self.on_centre_time(sig.issued_at_ms)
         elif topic == self._t_sync and env.type_name == "sync_delta":
             await self._handle_delta(env.message(SyncDelta))
         elif topic == self._t_sync and env.type_name == "sync_snapshot":
@@ -798,7 +804,8 @@ class EdgeSync:
         ack = StaffPinsAck(school=self._school, device=self._device, receipts=receipts)
         self._publish(self._t_sync_ack, sign_message(ack, self._key))
 
-    async def _handle_ack(self, ack: EventAck) -> None:
+    async def _handle_ack(self, ack: EventAck) -> bool:
+        """Apply an ack; True when it acknowledged events not acknowledged before."""
         if ack.school != self._school or ack.device != self._device:
             raise DownlinkRefused(Refusal.WRONG_ADDRESS, "an ack for another device")
         if ack.committed_through > self._window.sent_high:
@@ -807,9 +814,11 @@ class EdgeSync:
                 f"ack through seq {ack.committed_through}, sent only through "
                 f"{self._window.sent_high}",
             )
+        progressed = ack.committed_through > self._window.acked
         self._window.on_ack(ack.committed_through, bool(ack.missing), time.monotonic())
         await self._store.outbox_ack(ack.committed_through)
         self._wake.set()
+        return progressed
 
     async def _handle_delta(self, delta: SyncDelta) -> None:
         from edge.store import SyncGap

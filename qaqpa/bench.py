@@ -41,5 +41,7 @@ BENCHES: dict[str, Bench] = {
     "drain": drain,
     "notify": _delegate("simulators.bench_notify"),
     "canteen": _delegate("simulators.bench_canteen"),
+    "standby": _delegate("simulators.bench_standby"),
+    "crash": _delegate("simulators.bench_crash"),
     "rollups": _delegate("simulators.bench_rollups"),
 }

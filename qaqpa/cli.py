@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--gateway-ms", type=float, default=0.0, help="simulated SMS gateway answer time (notify)"
     )
+    b.add_argument("--cycles", type=int, default=300, help="daemon kills and restarts (crash)")
+    b.add_argument(
+        "--max-minutes", type=float, default=None, help="end the campaign after this long (crash)"
+    )
     b.set_defaults(func=_bench)
 
     from edge.sync import add_commands as add_edge_sync_commands

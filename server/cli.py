@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from server.backup import cli as backup_cli
 from server.badges import cli as badges_cli
 from server.gifted import cli as gifted_cli
 from server.settings import ServerSettings
@@ -402,6 +403,7 @@ def add_commands(subparsers: Any) -> None:
 
     add_equipment_commands(subparsers, common)
     tutoring_cli.add_commands(subparsers, common, _settings)
+    backup_cli.add_commands(subparsers, common, _settings)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,3 +33,18 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def make_read_engine(url: str, connect_timeout_s: int = 2) -> Engine:
+    """An engine for reading only (a hot standby): every transaction read-only, and a short
+    connection timeout so that a standby that went away costs a page at most that long."""
+    if url.startswith("sqlite"):
+        return make_engine(url)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": connect_timeout_s,
+            "options": "-c default_transaction_read_only=on",
+        },
+    )

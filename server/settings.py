@@ -41,6 +41,17 @@ class ServerSettings(BaseSettings):
         default="sqlite:///var/qaqpa-server.db",
         description="SQLAlchemy URL: postgresql+psycopg://... in production, sqlite:///... for the demo",
     )
+    database_replica_url: str | None = Field(
+        default=None,
+        description="Read-only URL of a streaming hot standby of database_url; reports and "
+        "dashboards read from it (None: from the primary). Unreachable or too far behind: the "
+        "pages read from the primary and say so (deploy/DEPLOYMENT.md)",
+    )
+    database_replica_max_lag_s: float = Field(
+        default=300,
+        gt=0,
+        description="A standby further behind than this many seconds is not read from",
+    )
     mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host")
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
     mqtt_protocol: Literal["5", "3.1.1"] = Field(

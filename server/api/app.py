@@ -23,6 +23,7 @@ from server.db import make_engine, session_factory
 from server.devices import DeviceExists, EnrolmentError, enrol
 from server.http_limits import BodyLimitMiddleware
 from server.log_filters import install_access_log_filter
+from server.replica import replica_for
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # No public /docs, /redoc or /openapi.json: the schema is served to operators above.
     app = FastAPI(title="Qaqpa server", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    app.state.sessions = session_factory(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    app.state.sessions = session_factory(engine)
+    app.state.replica = replica_for(settings, engine)  # reports read from a standby
     app.state.clock = clock_for(settings)
     app.state.login_throttle = LoginThrottle()
     install_access_log_filter()  # invitation tokens are in URL paths

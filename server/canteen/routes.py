@@ -32,6 +32,7 @@ from server.console.scope import may_see_student, pick_school, visible_schools, 
 from server.console.web import Db, any_user, nav_item, redirect, render, require, tr
 from server.models import School
 from server.people.models import SchoolClass, Student
+from server.replica import ReadDb
 
 router = APIRouter()
 nav_item("canteen.view", "/canteen", "Canteen", 60)
@@ -475,6 +476,7 @@ def reports_page(
     request: Request,
     who: View,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     schools: ViewSchools,
     school: SchoolQ = None,
@@ -484,10 +486,10 @@ def reports_page(
 ) -> Response:
     sch = pick_school(schools, school)
     lo, hi, error = _period(clock.school_today(sch), start, end)
-    rows = service.meal_report(db, sch.id, lo, hi)
-    recon = service.reconciliation(db, sch.id)
+    rows = service.meal_report(rdb, sch.id, lo, hi)
+    recon = service.reconciliation(rdb, sch.id)
     problems = [r for r in recon if r.recon.differences]
-    card_fees = fees_by_day(db, sch, lo, hi)
+    card_fees = fees_by_day(rdb, sch, lo, hi)
     if format == "xlsx" and error is None:
         audit(db, who, "export", "canteen", school_id=sch.id, summary=f"XLSX {lo}..{hi}")
         db.commit()

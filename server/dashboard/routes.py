@@ -16,6 +16,7 @@ from server.console.scope import classes_in_scope, pick_school, schools_in_scope
 from server.console.web import Db, any_user, nav_item, redirect, render, require
 from server.dashboard import service
 from server.models import School
+from server.replica import ReadDb
 from server.reports import service as reports
 
 router = APIRouter()
@@ -38,6 +39,7 @@ def _home_schools(db: Db, who: Principal) -> list[School]:
 def home(
     request: Request,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     who: Annotated[Principal, any_user()],
     school: Annotated[str | None, Query(max_length=64)] = None,
@@ -51,12 +53,12 @@ def home(
         current = pick_school(schools, school)
         if who.can("status.view") and len(schools) > 1:
             visible = [s.id for s in schools if who.whole_school("status.view", s.id)]
-            overview = reports.school_status(db, visible, clock.now_ms())
+            overview = reports.school_status(rdb, visible, clock.now_ms())
         class_pks = None
         if not who.whole_school("reports.attendance", current.id):
             class_pks = [c.pk for c in classes_in_scope(db, who, "reports.attendance", current.id)]
         day = service.school_day(
-            db, who, current, clock.school_today(current), clock.now_ms(), class_pks
+            rdb, who, current, clock.school_today(current), clock.now_ms(), class_pks
         )
         audit(db, who, "view", "dashboard", school_id=current.id, summary="home")
         db.commit()
@@ -77,6 +79,7 @@ def home(
 def refused(
     request: Request,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     who: Annotated[Principal, require("status.view")],
     school: Annotated[str | None, Query(max_length=64)] = None,
@@ -88,7 +91,7 @@ def refused(
     schools = [s for s in schools if who.whole_school("status.view", s.id)]
     current = pick_school(schools, school)
     when = parse_day(day) or clock.school_today(current)
-    rows, counts = service.refusals(db, current.id, when, current.timezone)
+    rows, counts = service.refusals(rdb, current.id, when, current.timezone)
     if reason:
         rows = [r for r in rows if r.reason == reason]
     pages = max(1, -(-len(rows) // PAGE))

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from protocol import topics
 from server.centre_key import CentreSigner
 from server.db import make_engine
-from server.ingest.core import IngestOutcome, IngestStore
+from server.ingest.core import PARKED, IngestOutcome, IngestStore
 from server.mqtt import connect_and_wait, make_client, reason_failed
 from server.service import ThreadedService
 from server.settings import ServerSettings
@@ -137,7 +137,9 @@ class IngestWorker(ThreadedService):
 
     def _publish_acks(self, outcome: IngestOutcome) -> None:
         self.events_inserted += outcome.events_inserted
-        self.batches_rejected += sum(1 for r in outcome.rejections if r.reason != "duplicate")
+        self.batches_rejected += sum(
+            1 for r in outcome.rejections if r.reason != "duplicate" and r.reason not in PARKED
+        )
         for ack in outcome.acks:
             self._client.publish(
                 topics.ack(ack.school, ack.device, self._settings.topic_prefix),

@@ -25,6 +25,7 @@ from server.console.scope import classes_in_scope, schools_in_scope
 from server.console.web import Db, ensure, nav_item, render, request_lang, require, tr
 from server.models import Region, School
 from server.people.models import SchoolClass
+from server.replica import ReadDb
 from server.reports import calc, service, sheets
 from server.reports.export import (
     PDF_TYPE,
@@ -208,6 +209,7 @@ def _lang(request: Request) -> str:
 def attendance_page(
     request: Request,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     who: Annotated[Principal, require("reports.attendance")],
     school: SchoolQ = None,
@@ -221,7 +223,7 @@ def attendance_page(
         fmt = _format(format)
     except BadInput as err:
         return _bad(request, err)
-    rows = service.attendance_day_rows(db, sc.school.id, sc.class_pks, when)
+    rows = service.attendance_day_rows(rdb, sc.school.id, sc.class_pks, when)
     zone = sc.school.timezone
     t = translator(_lang(request))
     title = sc.school.name or sc.school.id
@@ -282,6 +284,7 @@ def attendance_page(
 def attendance_month_page(
     request: Request,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     who: Annotated[Principal, require("reports.attendance")],
     school: SchoolQ = None,
@@ -295,7 +298,7 @@ def attendance_month_page(
         )
     except BadInput as err:
         return _bad(request, err)
-    data = service.attendance_month_rows(db, sc.school.id, sc.class_pks, m)
+    data = service.attendance_month_rows(rdb, sc.school.id, sc.class_pks, m)
     t = translator(_lang(request))
     title = sc.school.name or sc.school.id
     label = sc.class_label or t(N_("All classes"))
@@ -342,6 +345,7 @@ def attendance_month_page(
 def meals_page(
     request: Request,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     who: Annotated[Principal, require("reports.meals")],
     school: SchoolQ = None,
@@ -353,7 +357,7 @@ def meals_page(
     except BadInput as err:
         return _bad(request, err)
     ensure(sc.whole)
-    data = service.meal_month(db, sc.school.id, m)
+    data = service.meal_month(rdb, sc.school.id, m)
     t = translator(_lang(request))
     title = sc.school.name or sc.school.id
     if fmt != "html":
@@ -401,6 +405,7 @@ def meals_page(
 def meals_statement(
     request: Request,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     who: Annotated[Principal, require("reports.meals")],
     school: SchoolQ = None,
@@ -412,7 +417,7 @@ def meals_statement(
     except BadInput as err:
         return _bad(request, err)
     ensure(sc.whole)
-    data = service.meal_month(db, sc.school.id, m)
+    data = service.meal_month(rdb, sc.school.id, m)
     t = translator(_lang(request))
     region = db.get(Region, sc.school.region_id) if sc.school.region_id else None
     sheet = sheets.statement_sheet(
@@ -441,6 +446,7 @@ def meals_statement(
 def library_page(
     request: Request,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     who: Annotated[Principal, require("reports.library")],
     school: SchoolQ = None,
@@ -456,7 +462,7 @@ def library_page(
     title = sc.school.name or sc.school.id
     # The per-class summary covers every visible class; the per-student list only the chosen one.
     all_pupils, visits = service.library_month(
-        db, sc.school.id, None if sc.whole else [c.pk for c in sc.classes], m
+        rdb, sc.school.id, None if sc.whole else [c.pk for c in sc.classes], m
     )
     chosen = [p for p in all_pupils if sc.klass is not None and p.class_pk == sc.klass.pk]
     summary = f"class_pk={sc.klass.pk if sc.klass else 'all'} month={m:%Y-%m} rows={len(chosen)}"

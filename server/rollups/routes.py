@@ -15,6 +15,7 @@ from server.clock import ClockDep
 from server.console.params import FIRST_DAY, LAST_DAY
 from server.console.scope import schools_in_scope
 from server.console.web import Db, render, require, tr
+from server.replica import ReadDb
 from server.reports import calc
 from server.rollups import service
 
@@ -31,6 +32,7 @@ def _bad(request: Request, what: str) -> Response:
 def schools_page(
     request: Request,
     db: Db,
+    rdb: ReadDb,
     clock: ClockDep,
     who: Annotated[Principal, require("reports.meals")],
     month: TextQ = None,
@@ -53,11 +55,11 @@ def schools_page(
     ids = {s.id for s in schools}
     meals = {
         r.school_id: r
-        for r in service.region_meals(db, None, days[0], days[-1])
+        for r in service.region_meals(rdb, None, days[0], days[-1])
         if r.school_id in ids
     }
     present = {
-        r.school_id: r.present for r in service.region_presence(db, None, d) if r.school_id in ids
+        r.school_id: r.present for r in service.region_presence(rdb, None, d) if r.school_id in ids
     }
     rows = [(s, meals.get(s.id), present.get(s.id, 0)) for s in schools]
     totals = {
