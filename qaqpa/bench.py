@@ -44,4 +44,5 @@ BENCHES: dict[str, Bench] = {
     "standby": _delegate("simulators.bench_standby"),
     "crash": _delegate("simulators.bench_crash"),
     "brokers": _delegate("simulators.bench_brokers"),
+    "rollups": _delegate("simulators.bench_rollups"),
 }

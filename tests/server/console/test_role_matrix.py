@@ -244,6 +244,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/reports/attendance/month"): R("reports.attendance", "list"),
     ("GET", "/reports/meals"): R("reports.meals", "list"),
     ("GET", "/reports/meals/statement"): R("reports.meals", "list"),
+    ("GET", "/reports/schools"): R("reports.meals", "list"),
     ("GET", "/reports/library"): R("reports.library", "list"),
     ("GET", "/reports/evacuation"): R("reports.evacuation", "list"),
     ("GET", "/status"): R("status.view", "list"),
