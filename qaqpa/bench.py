@@ -43,4 +43,5 @@ BENCHES: dict[str, Bench] = {
     "canteen": _delegate("simulators.bench_canteen"),
     "standby": _delegate("simulators.bench_standby"),
     "crash": _delegate("simulators.bench_crash"),
+    "soak": _delegate("simulators.bench_soak"),
 }
