@@ -45,4 +45,5 @@ BENCHES: dict[str, Bench] = {
     "crash": _delegate("simulators.bench_crash"),
     "brokers": _delegate("simulators.bench_brokers"),
     "rollups": _delegate("simulators.bench_rollups"),
+    "soak": _delegate("simulators.bench_soak"),
 }

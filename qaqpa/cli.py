@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--max-minutes", type=float, default=None, help="end the campaign after this long (crash)"
     )
+    b.add_argument(
+        "--minutes", type=float, default=5.0, help="a school day compressed into this long (soak)"
+    )
     b.set_defaults(func=_bench)
 
     from edge.sync import add_commands as add_edge_sync_commands
