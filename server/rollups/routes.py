@@ -14,12 +14,13 @@ from server.accounts.access import Principal
 from server.clock import ClockDep
 from server.console.params import FIRST_DAY, LAST_DAY
 from server.console.scope import schools_in_scope
-from server.console.web import Db, render, require, tr
+from server.console.web import Db, nav_item, render, require, tr
 from server.replica import ReadDb
 from server.reports import calc
 from server.rollups import service
 
 router = APIRouter()
+nav_item("reports.meals", "/reports/schools", "Schools: meals and attendance", 45)
 TextQ = Annotated[str | None, Query(max_length=20)]
 
 

@@ -250,6 +250,7 @@ def test_the_schools_page_counts_from_the_rollups_in_scope(
     assert "School No. 1" in regional.text and "School No. 2" in regional.text
     assert "School No. 3" not in regional.text
     assert '<td class="num">3</td>' in regional.text and "1500.00" in regional.text
+    assert 'href="/reports/schools"' in regional.text  # reached from the menu, not only by URL
     national = make_browser("operator").get(url)
     assert "School No. 3" in national.text and '<th class="num">8</th>' in national.text
     assert '<th class="num">2</th>' in national.text  # present: one pupil in S1, one in S3
