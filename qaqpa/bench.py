@@ -42,4 +42,5 @@ BENCHES: dict[str, Bench] = {
     "notify": _delegate("simulators.bench_notify"),
     "canteen": _delegate("simulators.bench_canteen"),
     "standby": _delegate("simulators.bench_standby"),
+    "fleet": _delegate("simulators.bench_fleet"),
 }

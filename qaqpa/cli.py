@@ -149,6 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--gateway-ms", type=float, default=0.0, help="simulated SMS gateway answer time (notify)"
     )
+    f = b.add_argument_group("fleet (qaqpa bench fleet; README, Benchmarks)")
+    f.add_argument("--schools", type=int, default=7800, help="simulated schools (fleet)")
+    f.add_argument(
+        "--brokers", default="mosquitto", help="broker targets, comma-separated: mosquitto,cluster"
+    )
+    f.add_argument(
+        "--ramp", default="500,1000,2000,4000,7800", help="school counts of the ramp (fleet)"
+    )
+    f.add_argument(
+        "--compression", type=float, default=1.0, help="peak time compression of the ramp"
+    )
+    f.add_argument("--max-compression", type=float, default=64.0, help="stop doubling here")
+    f.add_argument("--stage-seconds", type=float, default=30.0, help="taps per ramp stage")
+    f.add_argument("--broker-port", type=int, default=0, help="the bench's broker (0: free)")
+    f.add_argument("--pg-ports", type=int, nargs=2, default=[55451, 55452], help="primary, standby")
+    f.add_argument("--no-fleet", action="store_true", help="only the statements")
+    f.add_argument("--no-load", action="store_true", help="only the fleet")
+    f.add_argument("--days", type=int, default=7, help="school days loaded with COPY")
+    f.add_argument("--events-per-day", type=int, default=4_300_000, help="national, loaded")
+    f.add_argument("--load-schools", type=int, default=0, help="schools loaded (0: --schools)")
+    f.add_argument("--students", type=int, default=4_000_000, help="students loaded")
     b.set_defaults(func=_bench)
 
     from edge.sync import add_commands as add_edge_sync_commands

@@ -1,0 +1,501 @@
+"""``qaqpa bench fleet``: a national fleet of simulated schools against the real server ingest, and
+a week of national traffic loaded with COPY to time the region's and the nation's pages.
+
+1. The fleet (``simulators/fleet.py``): N schools, each an MQTT client with its own enrolled
+   login and the edge's uplink, in one asyncio process, tap at the national morning peak's rate
+   per school (4 million entries in 30 minutes over 7,800 schools: 0.285 taps/s a school), times
+   ``--compression``, through each broker target (``--brokers``; simulators/fleet_brokers.py)
+   into ``--workers`` ingest worker processes (``python -m server.ingest``) writing the primary of
+   a PostgreSQL pair streaming to a hot standby. A ramp of school counts (``--ramp``) at that
+   fixed rate stops at the first stage whose tap-to-stored p99 reaches 5 s (or that does not
+   drain); at the full fleet the compression is then doubled while it is carried. Each stage
+   reports sustained events/s, p50 / p99, and the CPU and memory of the broker, the database,
+   the ingest workers and the fleet process itself. At the end the events stored are counted
+   against the events sent: duplicates and missing must both be 0.
+2. The statements (``simulators/fleet_load.py``): ``--days`` days of ``--events-per-day`` events
+   COPYed into the primary, and the region's meal statement and the national dashboard timed on
+   the standby at 1, 3 and ``--days`` days loaded.
+
+Everything here shares the machine's cores (2 where this was written): the JSON says so beside
+every figure. The PostgreSQL pair is made on ``--pg-ports`` (and removed after) unless one is
+already running there; the broker runs on ``--broker-port`` (0: a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from protocol.centre import key_id
+from protocol.signing import generate_key, public_key_raw
+from server.broker_auth import write_broker_files
+from server.centre_key import CentreSigner, temporary_key_file
+from server.db import make_engine, session_factory
+from server.devices import add_device, enrol
+from server.settings import ServerSettings
+from simulators.bench_support import percentile
+from simulators.fleet import Fleet, Login
+from simulators.fleet_brokers import TARGETS, TargetUnavailable
+from simulators.fleet_common import caveat, scratch_database
+from simulators.fleet_load import load_and_time
+from simulators.pg_pair import BenchPair
+from simulators.procstat import Group, with_children
+
+ROOT = Path(__file__).resolve().parents[1]
+NATIONAL_SCHOOLS = 7_800
+PEAK_ENTRIES = 4_000_000
+PEAK_SECONDS = 1_800
+PER_SCHOOL_RATE = PEAK_ENTRIES / PEAK_SECONDS / NATIONAL_SCHOOLS  # taps/s a school at the peak
+P99_LIMIT_S = 5.0
+DEFAULT_RAMP = (500, 1_000, 2_000, 4_000, 7_800)
+
+
+def enrol_fleet(settings: ServerSettings, n: int) -> tuple[list[Login], float]:
+    """N schools with one edge each, enrolled as a real edge is (token, key, MQTT login); the
+    broker's password and ACL files written from the devices table."""
+    t0 = time.monotonic()
+    engine = make_engine(settings.database_url)
+    logins: list[Login] = []
+    try:
+        with session_factory(engine)() as session:
+            for i in range(n):
+                school, device = f"F{i:05d}", "edge-1"
+                key = generate_key()
+                token = add_device(session, settings, school, device)
+                cred = enrol(session, settings, token, device, public_key_raw(key))
+                logins.append(Login(school, device, cred.mqtt_username, cred.mqtt_password, key))
+                if i % 500 == 499:
+                    session.commit()
+            session.commit()
+            write_broker_files(session, settings)
+    finally:
+        engine.dispose()
+    return logins, time.monotonic() - t0
+
+
+def exactly_once(url: str, sent: dict[str, int]) -> dict[str, Any]:
+    """Stored events per school against the seqs each simulated school journaled (1..last)."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT d.school_id, count(e.seq), count(DISTINCT e.seq), coalesce(max(e.seq), 0),"
+            " coalesce(min(e.seq), 0)"
+            " FROM devices d LEFT JOIN events e ON e.device_pk = d.pk GROUP BY d.school_id"
+        ).fetchall()
+        rejected = conn.execute("SELECT coalesce(sum(count), 0) FROM ingest_rejections").fetchone()
+    stored = duplicates = missing = unexpected = 0
+    for school, count, distinct, high, low in rows:
+        last = sent.get(school, 0)
+        stored += count
+        duplicates += count - distinct
+        beyond = max(0, high - last) + (1 if count and low < 1 else 0)
+        unexpected += beyond
+        missing += last - (distinct - beyond)
+    total_sent = sum(sent.values())
+    return {
+        "events_sent": total_sent,
+        "events_stored": stored,
+        "duplicates": duplicates,
+        "missing": missing,
+        "unexpected": unexpected,
+        "ingest_rejections": int(rejected[0]) if rejected else 0,
+        "exactly_once": stored == total_sent and duplicates == 0 and missing == 0,
+    }
+
+
+# -------------------------------------------------------------------------- ingest workers
+
+
+@contextlib.contextmanager
+def ingest_workers(settings: ServerSettings, n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    env = {
+        **os.environ,
+        "QAQPA_SERVER_DATABASE_URL": settings.database_url,
+        "QAQPA_SERVER_MQTT_HOST": settings.mqtt_host,
+        "QAQPA_SERVER_MQTT_PORT": str(settings.mqtt_port),
+        "QAQPA_SERVER_MQTT_PROTOCOL": settings.mqtt_protocol,
+        "QAQPA_SERVER_MQTT_USERNAME": settings.mqtt_username or "",
+        "QAQPA_SERVER_MQTT_PASSWORD": settings.mqtt_password or "",
+        "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
+        "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "server.ingest"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(n)
+    ]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+
+def _wait_subscribed(
+    url: str, settings: ServerSettings, procs: Sequence[subprocess.Popen[bytes]]
+) -> None:
+    """The workers connect and subscribe within a few seconds; a worker that died says why."""
+    time.sleep(2.0)
+    for p in procs:
+        if p.poll() is not None:
+            err = p.stderr.read().decode(errors="replace")[-800:] if p.stderr else ""
+            raise RuntimeError(f"an ingest worker exited at start: {err}")
+
+
+# -------------------------------------------------------------------------------- stages
+
+
+def _latency(lat: Sequence[float]) -> dict[str, Any]:
+    values = list(lat)
+    return {
+        "tap_to_stored_p50_s": round(percentile(values, 50), 3) if values else None,
+        "tap_to_stored_p99_s": round(percentile(values, 99), 3) if values else None,
+        "tap_to_stored_max_s": round(max(values), 3) if values else None,
+    }
+
+
+async def _stage(
+    fleet: Fleet,
+    logins: Sequence[Login],
+    active: int,
+    compression: float,
+    seconds: float,
+    groups: Sequence[Group],
+) -> dict[str, Any]:
+    connect_s = 0.0
+    if active > len(fleet.schools):
+        connect_s = await fleet.connect(logins[len(fleet.schools) : active])
+    c = fleet.counters
+    c.latencies = type(c.latencies)("d")
+    acked0, sent0, batches0, rewinds0 = c.acked_events, c.events_sent, c.batches, c.rewinds
+    rate = PER_SCHOOL_RATE * compression
+    for g in groups:
+        g.begin()
+    last_sample = [time.monotonic()]
+
+    def sample() -> None:
+        now = time.monotonic()
+        if now - last_sample[0] >= 2.0:
+            last_sample[0] = now
+            for g in groups:
+                g.sample()
+
+    t0 = time.monotonic()
+    played = await fleet.play(active, rate, seconds, on_tick=sample)
+    drained = await fleet.drain(active, within=max(60.0, seconds * 2))
+    t1 = time.monotonic()
+    for g in groups:
+        g.sample()
+    stored = c.acked_events - acked0
+    busy = max(c.last_ack_at, t0 + seconds) - t0 if stored else seconds
+    lat = _latency(c.latencies)
+    p99 = lat["tap_to_stored_p99_s"]
+    carried = bool(drained and p99 is not None and p99 < P99_LIMIT_S)
+    return {
+        "schools": active,
+        "compression": compression,
+        "per_school_taps_per_s": round(rate, 4),
+        "offered_events_per_s": round(played["taps"] / seconds, 1),
+        "events": played["taps"],
+        "events_acknowledged": stored,
+        "sustained_events_per_s": round(stored / busy, 1),
+        **lat,
+        "drained": drained,
+        "carried": carried,
+        "batches": c.batches - batches0,
+        "events_sent_with_resends": c.events_sent - sent0,
+        "rewinds": c.rewinds - rewinds0,
+        "scheduler_lag_max_s": played["scheduler_lag_max_s"],
+        "connect_seconds": round(connect_s, 1),
+        "resources": {g.name: g.result(t1 - t0) for g in groups},
+        "machine": caveat(),
+    }
+
+
+async def _run_fleet(
+    nodes: list[Any],
+    settings: ServerSettings,
+    logins: list[Login],
+    ramp: Sequence[int],
+    compression: float,
+    max_compression: float,
+    seconds: float,
+    groups: Sequence[Group],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int], dict[str, Any]]:
+    signer = CentreSigner.from_settings(settings)
+    assert signer.key is not None
+    keys = {key_id(signer.key): signer.key.public_key()}
+    fleet = Fleet(
+        asyncio.get_running_loop(),
+        nodes,
+        settings.topic_prefix,
+        keys,
+        settings.mqtt_protocol,
+    )
+    stages: list[dict[str, Any]] = []
+    peaks: list[dict[str, Any]] = []
+    try:
+        for n in ramp:
+            st = await _stage(fleet, logins, n, compression, seconds, groups)
+            stages.append(st)
+            if not st["carried"]:
+                break
+        if stages and stages[-1]["carried"] and stages[-1]["schools"] == len(logins):
+            c = compression * 2
+            while c <= max_compression:
+                st = await _stage(fleet, logins, len(logins), c, seconds, groups)
+                peaks.append(st)
+                if not st["carried"]:
+                    break
+                c *= 2
+        sent = {s.school: s.last_seq for s in fleet.schools}
+        counters = {
+            "connects": fleet.counters.connects,
+            "disconnects": fleet.counters.disconnects,
+            "refused_logins": fleet.counters.refused_logins,
+            "acks": fleet.counters.acks,
+            "acks_refused": fleet.counters.acks_refused,
+        }
+    finally:
+        await fleet.close()
+    return stages, peaks, sent, counters
+
+
+def run_target(
+    name: str,
+    pair: BenchPair,
+    *,
+    schools: int,
+    ramp: Sequence[int],
+    compression: float,
+    max_compression: float,
+    seconds: float,
+    workers: int,
+    broker_port: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    target = TARGETS[name](workdir / name, broker_port)
+    result: dict[str, Any] = {"target": name}
+    with scratch_database(pair, "fleet") as url, temporary_key_file() as centre_key:
+        settings = ServerSettings(
+            database_url=url,
+            mqtt_host="127.0.0.1",
+            mqtt_port=1,  # set once the target names its nodes
+            mqtt_protocol="5" if target.mqtt_protocol == "5" else "3.1.1",
+            mqtt_username="qaqpa-server",
+            mqtt_password=secrets.token_urlsafe(16),
+            topic_prefix=f"qaqpa-fleet/{uuid.uuid4().hex[:8]}/v1",
+            centre_key_file=centre_key,
+            **target.auth_settings(),
+        )
+        logins, enrol_s = enrol_fleet(settings, schools)
+        result["enrol_seconds"] = round(enrol_s, 1)
+        try:
+            nodes = target.start()
+        except TargetUnavailable as err:
+            return {"target": name, "available": False, "reason": str(err)}
+        try:
+            result["nodes"] = [n.url for n in nodes]
+            settings = settings.model_copy(update={"mqtt_port": nodes[0].port})
+            with ingest_workers(settings, workers) as procs:
+                _wait_subscribed(url, settings, procs)
+                groups = [
+                    Group("broker", target.pids),
+                    Group("database_primary", lambda: with_children(pair.primary.postmaster_pid())),
+                    Group("database_standby", lambda: with_children(pair.standby.postmaster_pid())),
+                    Group("ingest_workers", lambda: [p.pid for p in procs if p.poll() is None]),
+                    Group("fleet_process", lambda: [os.getpid()]),
+                ]
+                stages, peaks, sent, counters = asyncio.run(
+                    _run_fleet(
+                        nodes, settings, logins, ramp, compression, max_compression, seconds, groups
+                    )
+                )
+        finally:
+            target.stop()
+        result.update(
+            {
+                "available": True,
+                "workers": workers,
+                "stages": stages,
+                "compression_stages": peaks,
+                "connections": counters,
+                "exactly_once": exactly_once(url, sent),
+            }
+        )
+    result.update(_summary(stages, peaks, compression))
+    return result
+
+
+def _summary(
+    stages: list[dict[str, Any]], peaks: list[dict[str, Any]], compression: float
+) -> dict[str, Any]:
+    carried = [s for s in stages if s["carried"]]
+    best = carried[-1] if carried else None
+    fast = [p for p in peaks if p["carried"]]
+    top = fast[-1] if fast else best
+    out: dict[str, Any] = {
+        "largest_schools_carried_p99_under_5s": best["schools"] if best else 0,
+        "at_compression": compression,
+        "compression_carried_at_full_fleet": top["compression"] if top and (fast or best) else None,
+        "machine": caveat(),
+    }
+    if best is not None:
+        k = best["schools"] / 1000
+        res = best["resources"]
+        out["per_1000_schools"] = {
+            "events_per_s": round(best["sustained_events_per_s"] / k, 1),
+            "broker_cpu_cores": round(res["broker"]["cpu_cores"] / k, 3),
+            "broker_memory_mb": round(res["broker"]["memory_mb_max"] / k, 1),
+            "ingest_cpu_cores": round(res["ingest_workers"]["cpu_cores"] / k, 3),
+            "database_primary_cpu_cores": round(res["database_primary"]["cpu_cores"] / k, 3),
+            "from_stage": f"{best['schools']} schools at compression {best['compression']}",
+            "machine": caveat(),
+        }
+    if top is not None:
+        out["peak"] = {
+            "schools": top["schools"],
+            "compression": top["compression"],
+            "sustained_events_per_s": top["sustained_events_per_s"],
+            "tap_to_stored_p50_s": top["tap_to_stored_p50_s"],
+            "tap_to_stored_p99_s": top["tap_to_stored_p99_s"],
+            # the whole national peak (4 million entries) at this rate takes this long here
+            "national_peak_minutes_at_this_rate": round(
+                PEAK_ENTRIES / max(top["sustained_events_per_s"], 1e-9) / 60, 1
+            ),
+            "machine": caveat(),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------- bench
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def bench_fleet(
+    *,
+    schools: int = NATIONAL_SCHOOLS,
+    brokers: Sequence[str] = ("mosquitto",),
+    ramp: Sequence[int] = DEFAULT_RAMP,
+    compression: float = 1.0,
+    max_compression: float = 64.0,
+    stage_seconds: float = 30.0,
+    workers: int = 2,
+    broker_port: int = 0,
+    pg_ports: tuple[int, int] = (55451, 55452),
+    fleet: bool = True,
+    load: bool = True,
+    days: int = 7,
+    events_per_day: int = 4_300_000,
+    load_schools: int = NATIONAL_SCHOOLS,
+    students: int = 4_000_000,
+    rollups: bool = True,
+) -> dict[str, Any]:
+    _raise_fd_limit()
+    unknown = [b for b in brokers if b not in TARGETS]
+    if unknown:
+        raise SystemExit(
+            f"qaqpa bench fleet: unknown broker target {unknown[0]!r} ({', '.join(TARGETS)})"
+        )
+    stages_at = sorted({n for n in ramp if n < schools} | {schools})
+    pair = BenchPair.on(*pg_ports)
+    out: dict[str, Any] = {
+        "benchmark": "fleet",
+        "machine": caveat(),
+        "cores": os.cpu_count(),
+        "national_peak": {
+            "entries": PEAK_ENTRIES,
+            "minutes": PEAK_SECONDS // 60,
+            "schools": NATIONAL_SCHOOLS,
+            "events_per_s": round(PEAK_ENTRIES / PEAK_SECONDS, 1),
+            "per_school_taps_per_s": round(PER_SCHOOL_RATE, 4),
+        },
+        "p99_limit_s": P99_LIMIT_S,
+    }
+    try:
+        pair.ensure()
+        out["postgresql"] = {
+            "primary_port": pair.primary.port,
+            "standby_port": pair.standby.port,
+            "made_here": pair.made,
+        }
+        if fleet:
+            with tempfile.TemporaryDirectory(prefix="qaqpa-fleet-") as d:
+                out["targets"] = {
+                    name: run_target(
+                        name,
+                        pair,
+                        schools=schools,
+                        ramp=stages_at,
+                        compression=compression,
+                        max_compression=max_compression,
+                        seconds=stage_seconds,
+                        workers=workers,
+                        broker_port=broker_port,
+                        workdir=Path(d),
+                    )
+                    for name in brokers
+                }
+        if load:
+            out["statements"] = load_and_time(
+                pair,
+                days=days,
+                events_per_day=events_per_day,
+                schools=load_schools,
+                students=students,
+                rollups=rollups,
+            )
+    finally:
+        pair.close()
+    return out
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    """``qaqpa bench fleet``: the flags are in qaqpa/cli.py."""
+    return bench_fleet(
+        schools=args.schools,
+        brokers=[b for b in args.brokers.split(",") if b],
+        ramp=[int(x) for x in args.ramp.split(",") if x],
+        compression=args.compression,
+        max_compression=args.max_compression,
+        stage_seconds=args.stage_seconds,
+        workers=args.workers,
+        broker_port=args.broker_port,
+        pg_ports=(args.pg_ports[0], args.pg_ports[1]),
+        fleet=not args.no_fleet,
+        load=not args.no_load,
+        days=args.days,
+        events_per_day=args.events_per_day,
+        load_schools=args.load_schools or args.schools,
+        students=args.students,
+    )

@@ -1,0 +1,88 @@
+"""``qaqpa bench fleet`` at a tiny scale: 20 schools with their own logins through Mosquitto and
+the real ingest into a primary streaming to a standby, then two small days COPYed and timed.
+Counts are asserted (every event sent is stored once), never timings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from simulators.bench_fleet import bench_fleet
+from tests.support.pg_pair import PgPair
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
+
+# the standby tests' pair (tests/server/replica/conftest.py): reused when it is running
+PRIMARY_PORT, STANDBY_PORT = 55441, 55442
+
+
+@pytest.fixture
+def pair() -> Iterator[PgPair]:
+    p = PgPair.on(PRIMARY_PORT, STANDBY_PORT)
+    p.ensure()
+    yield p
+    p.close()
+
+
+def test_fleet_stores_every_event_once_and_times_the_statements(pair: PgPair) -> None:
+    out = bench_fleet(
+        schools=20,
+        brokers=("mosquitto", "cluster"),
+        ramp=(10, 20),
+        compression=20.0,
+        max_compression=20.0,
+        stage_seconds=3.0,
+        workers=1,
+        pg_ports=(PRIMARY_PORT, STANDBY_PORT),
+        days=2,
+        events_per_day=3_000,
+        load_schools=12,
+        students=2_000,
+    )
+    assert out["benchmark"] == "fleet" and "shared" in out["machine"]
+    mosq = out["targets"]["mosquitto"]
+    assert mosq["available"] is True
+    assert [s["schools"] for s in mosq["stages"]][:1] == [10]
+    for stage in mosq["stages"]:
+        assert stage["events"] > 0 and stage["events_acknowledged"] == stage["events"]
+        for field in ("tap_to_stored_p50_s", "tap_to_stored_p99_s", "sustained_events_per_s"):
+            assert field in stage
+        assert set(stage["resources"]) == {
+            "broker",
+            "database_primary",
+            "database_standby",
+            "ingest_workers",
+            "fleet_process",
+        }
+        assert "shared" in stage["machine"]
+    once = mosq["exactly_once"]
+    assert once["events_sent"] == sum(
+        s["events"] for s in mosq["stages"] + mosq["compression_stages"]
+    )
+    assert once["events_stored"] == once["events_sent"]
+    assert (once["duplicates"], once["missing"], once["unexpected"]) == (0, 0, 0)
+    assert once["ingest_rejections"] == 0
+    assert mosq["connections"]["refused_logins"] == 0 and mosq["connections"]["acks_refused"] == 0
+    # the cluster target: either not merged yet (and said so) or as exactly-once as Mosquitto
+    cluster = out["targets"]["cluster"]
+    if cluster["available"]:
+        assert cluster["exactly_once"]["exactly_once"] is True
+    else:
+        assert "not merged" in cluster["reason"]
+
+    load = out["statements"]
+    points = load["checkpoints"]
+    assert [p["days_loaded"] for p in points] == [1, 2]
+    for p in points:
+        assert p["events_on_standby"] == p["events_loaded"] > 0
+        assert set(p["without_rollups"]) == {
+            "region_meal_statement",
+            "national_dashboard",
+            "status_of_all_schools",
+            "one_school_day",
+        }
+        rollups = p["with_rollups"]
+        assert rollups["available"] or "not merged" in rollups["reason"]
+    # 3,000 a day shared out by school size: within rounding of one per school
+    assert abs(points[-1]["events_loaded"] - 6_000) <= 2 * 12
