@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import secrets
@@ -216,7 +217,7 @@ async def _stage(
     lat = _latency(c.latencies)
     p99 = lat["tap_to_stored_p99_s"]
     carried = bool(drained and p99 is not None and p99 < P99_LIMIT_S)
-    return {
+    out = {
         "schools": active,
         "compression": compression,
         "per_school_taps_per_s": round(rate, 4),
@@ -235,6 +236,12 @@ async def _stage(
         "resources": {g.name: g.result(t1 - t0) for g in groups},
         "machine": caveat(),
     }
+    brief = "schools compression offered_events_per_s sustained_events_per_s"
+    brief += " tap_to_stored_p50_s tap_to_stored_p99_s carried rewinds"
+    print(
+        "fleet stage:", json.dumps({k: out[k] for k in brief.split()}), file=sys.stderr, flush=True
+    )
+    return out
 
 
 async def _run_fleet(
@@ -265,14 +272,25 @@ async def _run_fleet(
             stages.append(st)
             if not st["carried"]:
                 break
-        if stages and stages[-1]["carried"] and stages[-1]["schools"] == len(logins):
-            c = compression * 2
+        full = len(logins)
+        if stages and stages[-1]["carried"] and stages[-1]["schools"] == full:
+            c = compression * 2  # faster while the full fleet is carried
             while c <= max_compression:
-                st = await _stage(fleet, logins, len(logins), c, seconds, groups)
+                st = await _stage(fleet, logins, full, c, seconds, groups)
                 peaks.append(st)
                 if not st["carried"]:
                     break
                 c *= 2
+        else:
+            c = compression / 2  # slower than the ramp's rate until the full fleet is carried
+            while c >= compression / 8:
+                await fleet.drain(len(fleet.schools), within=180.0)  # the backlog first
+                st = await _stage(fleet, logins, full, c, seconds, groups)
+                peaks.append(st)
+                if st["carried"]:
+                    break
+                c /= 2
+        drained = await fleet.drain(len(fleet.schools), within=300.0)
         sent = {s.school: s.last_seq for s in fleet.schools}
         counters = {
             "connects": fleet.counters.connects,
@@ -280,6 +298,7 @@ async def _run_fleet(
             "refused_logins": fleet.counters.refused_logins,
             "acks": fleet.counters.acks,
             "acks_refused": fleet.counters.acks_refused,
+            "all_acknowledged_at_end": drained,
         }
     finally:
         await fleet.close()
@@ -355,14 +374,17 @@ def run_target(
 def _summary(
     stages: list[dict[str, Any]], peaks: list[dict[str, Any]], compression: float
 ) -> dict[str, Any]:
-    carried = [s for s in stages if s["carried"]]
-    best = carried[-1] if carried else None
-    fast = [p for p in peaks if p["carried"]]
-    top = fast[-1] if fast else best
+    ramp_ok = [s for s in stages if s["carried"]]
+    every_ok = ramp_ok + [p for p in peaks if p["carried"]]
+    full = max((s["schools"] for s in stages + peaks), default=0)
+    at_full = [s for s in every_ok if s["schools"] == full]
+    best = ramp_ok[-1] if ramp_ok else (every_ok[-1] if every_ok else None)
+    top = max(at_full, key=lambda s: s["compression"]) if at_full else best
     out: dict[str, Any] = {
-        "largest_schools_carried_p99_under_5s": best["schools"] if best else 0,
+        "largest_schools_carried_p99_under_5s": ramp_ok[-1]["schools"] if ramp_ok else 0,
         "at_compression": compression,
-        "compression_carried_at_full_fleet": top["compression"] if top and (fast or best) else None,
+        # the fastest the whole fleet played the peak with p99 < 5 s (1: real time, 30 minutes)
+        "compression_carried_at_full_fleet": top["compression"] if at_full and top else None,
         "machine": caveat(),
     }
     if best is not None:
@@ -374,6 +396,9 @@ def _summary(
             "broker_memory_mb": round(res["broker"]["memory_mb_max"] / k, 1),
             "ingest_cpu_cores": round(res["ingest_workers"]["cpu_cores"] / k, 3),
             "database_primary_cpu_cores": round(res["database_primary"]["cpu_cores"] / k, 3),
+            "database_standby_cpu_cores": round(res["database_standby"]["cpu_cores"] / k, 3),
+            # the simulator's own share of the same 2 cores (not needed in production)
+            "fleet_simulator_cpu_cores": round(res["fleet_process"]["cpu_cores"] / k, 3),
             "from_stage": f"{best['schools']} schools at compression {best['compression']}",
             "machine": caveat(),
         }
@@ -388,6 +413,7 @@ def _summary(
             "national_peak_minutes_at_this_rate": round(
                 PEAK_ENTRIES / max(top["sustained_events_per_s"], 1e-9) / 60, 1
             ),
+            "resources": top["resources"],
             "machine": caveat(),
         }
     return out

@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -381,6 +382,7 @@ def load_and_time(
                     "machine": caveat(),
                 }
                 out["checkpoints"].append(point)
+                print("fleet load:", json.dumps(point), file=sys.stderr, flush=True)
     out["growth"] = _growth(out["checkpoints"])
     return out
 
