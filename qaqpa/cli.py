@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--events-per-day", type=int, default=4_300_000, help="national, loaded")
     f.add_argument("--load-schools", type=int, default=0, help="schools loaded (0: --schools)")
     f.add_argument("--students", type=int, default=4_000_000, help="students loaded")
+    f.add_argument(
+        "--load-minutes", type=float, default=0.0, help="stop loading days after this (0: never)"
+    )
     b.set_defaults(func=_bench)
 
     from edge.sync import add_commands as add_edge_sync_commands

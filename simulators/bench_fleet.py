@@ -446,6 +446,7 @@ def bench_fleet(
     load_schools: int = NATIONAL_SCHOOLS,
     students: int = 4_000_000,
     rollups: bool = True,
+    load_minutes: float = 0.0,
 ) -> dict[str, Any]:
     _raise_fd_limit()
     unknown = [b for b in brokers if b not in TARGETS]
@@ -500,6 +501,7 @@ def bench_fleet(
                 schools=load_schools,
                 students=students,
                 rollups=rollups,
+                budget_s=load_minutes * 60,
             )
     finally:
         pair.close()
@@ -524,4 +526,5 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         events_per_day=args.events_per_day,
         load_schools=args.load_schools or args.schools,
         students=args.students,
+        load_minutes=args.load_minutes,
     )

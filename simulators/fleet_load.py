@@ -301,7 +301,10 @@ def load_and_time(
     rollups: bool = True,
     runs: int = 3,
     seed: int = 19,
+    budget_s: float = 0.0,
 ) -> dict[str, Any]:
+    """``budget_s`` (0: none): stop adding days when the next would not fit; the last day loaded
+    is timed too."""
     need = days * events_per_day * BYTES_PER_EVENT_EST * 2
     with psycopg.connect(pair.primary.dsn(), autocommit=True) as conn:
         row = conn.execute("SHOW data_directory").fetchone()
@@ -337,22 +340,10 @@ def load_and_time(
             seqs = [0] * schools
             loaded = 0
             copy_s = 0.0
-            for n, day in enumerate(school_days, start=1):
-                t0 = time.perf_counter()
-                with (
-                    conn.cursor() as cur,
-                    cur.copy(
-                        "COPY events (device_pk, seq, school_id, at_ms, kind, terminal, student_id,"
-                        " staff_id, payload, received_at_ms) FROM STDIN"
-                    ) as cp,
-                ):
-                    for chunk in _day_rows(country, day, events_per_day, seqs, rng):
-                        cp.write(chunk)
-                conn.commit()
-                copy_s += time.perf_counter() - t0
-                loaded = sum(seqs)
-                if n not in checkpoints:
-                    continue
+            timed: set[int] = set()
+
+            def checkpoint(n: int) -> None:
+                timed.add(n)
                 conn.execute("ANALYZE events")
                 conn.commit()
                 row = conn.execute(
@@ -383,6 +374,36 @@ def load_and_time(
                 }
                 out["checkpoints"].append(point)
                 print("fleet load:", json.dumps(point), file=sys.stderr, flush=True)
+
+            started = time.monotonic()
+            day_s = 0.0
+            n = 0
+            for day in school_days:
+                if budget_s and n and time.monotonic() - started + day_s * 1.2 > budget_s:
+                    out["stopped_early"] = (
+                        f"--load-minutes {budget_s / 60:g} spent after {n} of {days} days: "
+                        "the growth is read off the days loaded"
+                    )
+                    break
+                t0 = time.perf_counter()
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        "COPY events (device_pk, seq, school_id, at_ms, kind, terminal, student_id,"
+                        " staff_id, payload, received_at_ms) FROM STDIN"
+                    ) as cp,
+                ):
+                    for chunk in _day_rows(country, day, events_per_day, seqs, rng):
+                        cp.write(chunk)
+                conn.commit()
+                n += 1
+                day_s = time.perf_counter() - t0
+                copy_s += day_s
+                loaded = sum(seqs)
+                if n in checkpoints:
+                    checkpoint(n)
+            if n and n not in timed:
+                checkpoint(n)  # the last day loaded, when the budget stopped the load
     out["growth"] = _growth(out["checkpoints"])
     return out
 
