@@ -409,10 +409,10 @@ def _summary(
             "sustained_events_per_s": top["sustained_events_per_s"],
             "tap_to_stored_p50_s": top["tap_to_stored_p50_s"],
             "tap_to_stored_p99_s": top["tap_to_stored_p99_s"],
-            # the whole national peak (4 million entries) at this rate takes this long here
-            "national_peak_minutes_at_this_rate": round(
-                PEAK_ENTRIES / max(top["sustained_events_per_s"], 1e-9) / 60, 1
-            ),
+            # each school taps at `compression` x its real peak rate: a fleet of this size
+            # plays its share of the 30-minute national peak in this many minutes
+            "peak_played_in_minutes": round(PEAK_SECONDS / 60 / top["compression"], 1),
+            "national_fleet": top["schools"] >= NATIONAL_SCHOOLS,
             "resources": top["resources"],
             "machine": caveat(),
         }
