@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--compression", type=float, default=1.0, help="peak time compression of the ramp"
     )
     f.add_argument("--max-compression", type=float, default=64.0, help="stop doubling here")
+    f.add_argument(
+        "--min-compression", type=float, default=0.0, help="stop halving here (0: 1/8 of it)"
+    )
     f.add_argument("--stage-seconds", type=float, default=30.0, help="taps per ramp stage")
     f.add_argument("--broker-port", type=int, default=0, help="the bench's broker (0: free)")
     f.add_argument("--pg-ports", type=int, nargs=2, default=[55451, 55452], help="primary, standby")
@@ -170,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--events-per-day", type=int, default=4_300_000, help="national, loaded")
     f.add_argument("--load-schools", type=int, default=0, help="schools loaded (0: --schools)")
     f.add_argument("--students", type=int, default=4_000_000, help="students loaded")
+    f.add_argument(
+        "--ingest-fault",
+        type=int,
+        default=0,
+        help="each ingest worker is killed after N commits (before its acks) and restarted",
+    )
     f.add_argument(
         "--load-minutes", type=float, default=0.0, help="stop loading days after this (0: never)"
     )

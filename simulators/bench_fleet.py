@@ -97,7 +97,12 @@ def exactly_once(url: str, sent: dict[str, int]) -> dict[str, Any]:
             " coalesce(min(e.seq), 0)"
             " FROM devices d LEFT JOIN events e ON e.device_pk = d.pk GROUP BY d.school_id"
         ).fetchall()
-        rejected = conn.execute("SELECT coalesce(sum(count), 0) FROM ingest_rejections").fetchone()
+        by_reason: dict[bool, int] = dict(
+            conn.execute(
+                "SELECT reason = 'duplicate', coalesce(sum(count), 0) FROM ingest_rejections"
+                " GROUP BY 1"
+            ).fetchall()
+        )
     stored = duplicates = missing = unexpected = 0
     for school, count, distinct, high, low in rows:
         last = sent.get(school, 0)
@@ -113,43 +118,67 @@ def exactly_once(url: str, sent: dict[str, int]) -> dict[str, Any]:
         "duplicates": duplicates,
         "missing": missing,
         "unexpected": unexpected,
-        "ingest_rejections": int(rejected[0]) if rejected else 0,
-        "exactly_once": stored == total_sent and duplicates == 0 and missing == 0,
+        # re-sent batches the server had stored already: acked again, nothing stored twice
+        "resent_batches_absorbed": int(by_reason.get(True, 0)),
+        # anything else the ingest refused (signature, unknown device...): must be 0
+        "batches_rejected": int(by_reason.get(False, 0)),
+        "exactly_once": stored == total_sent and duplicates == missing == unexpected == 0,
     }
 
 
 # -------------------------------------------------------------------------- ingest workers
 
 
-@contextlib.contextmanager
-def ingest_workers(settings: ServerSettings, n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
-    env = {
-        **os.environ,
-        "QAQPA_SERVER_DATABASE_URL": settings.database_url,
-        "QAQPA_SERVER_MQTT_HOST": settings.mqtt_host,
-        "QAQPA_SERVER_MQTT_PORT": str(settings.mqtt_port),
-        "QAQPA_SERVER_MQTT_PROTOCOL": settings.mqtt_protocol,
-        "QAQPA_SERVER_MQTT_USERNAME": settings.mqtt_username or "",
-        "QAQPA_SERVER_MQTT_PASSWORD": settings.mqtt_password or "",
-        "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
-        "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
-    }
-    procs = [
-        subprocess.Popen(
+class IngestWorkers:
+    """``n`` ingest worker processes (``python -m server.ingest``). With ``kill_after`` each
+    worker SIGKILLs itself after that many commits, before publishing the acks (the server's
+    fault injection), and ``check()`` starts a new one in its place: the edges' re-sends and the
+    idempotent insert must still store every event once."""
+
+    def __init__(self, settings: ServerSettings, n: int, kill_after: int = 0) -> None:
+        self.env = {
+            **os.environ,
+            "QAQPA_SERVER_DATABASE_URL": settings.database_url,
+            "QAQPA_SERVER_MQTT_HOST": settings.mqtt_host,
+            "QAQPA_SERVER_MQTT_PORT": str(settings.mqtt_port),
+            "QAQPA_SERVER_MQTT_PROTOCOL": settings.mqtt_protocol,
+            "QAQPA_SERVER_MQTT_USERNAME": settings.mqtt_username or "",
+            "QAQPA_SERVER_MQTT_PASSWORD": settings.mqtt_password or "",
+            "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
+            "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
+            "QAQPA_SERVER_FAULT_KILL_AFTER_INSERT": str(kill_after),
+        }
+        self.kill_after = kill_after
+        self.restarts = 0
+        self.procs = [self._spawn() for _ in range(n)]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "server.ingest"],
             cwd=ROOT,
-            env=env,
+            env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL if self.kill_after else subprocess.PIPE,
         )
-        for _ in range(n)
-    ]
-    try:
-        yield procs
-    finally:
-        for p in procs:
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.poll() is None]
+
+    def check(self) -> None:
+        """A worker that died: started again when faults are injected, an error otherwise."""
+        for i, p in enumerate(self.procs):
+            if p.poll() is None:
+                continue
+            if not self.kill_after:
+                err = p.stderr.read().decode(errors="replace")[-800:] if p.stderr else ""
+                raise RuntimeError(f"an ingest worker exited: {err}")
+            self.procs[i] = self._spawn()
+            self.restarts += 1
+
+    def stop(self) -> None:
+        for p in self.procs:
             p.terminate()
-        for p in procs:
+        for p in self.procs:
             try:
                 p.wait(20)
             except subprocess.TimeoutExpired:
@@ -157,15 +186,17 @@ def ingest_workers(settings: ServerSettings, n: int) -> Iterator[list[subprocess
                 p.wait(10)
 
 
-def _wait_subscribed(
-    url: str, settings: ServerSettings, procs: Sequence[subprocess.Popen[bytes]]
-) -> None:
-    """The workers connect and subscribe within a few seconds; a worker that died says why."""
-    time.sleep(2.0)
-    for p in procs:
-        if p.poll() is not None:
-            err = p.stderr.read().decode(errors="replace")[-800:] if p.stderr else ""
-            raise RuntimeError(f"an ingest worker exited at start: {err}")
+@contextlib.contextmanager
+def ingest_workers(
+    settings: ServerSettings, n: int, kill_after: int = 0
+) -> Iterator[IngestWorkers]:
+    workers = IngestWorkers(settings, n, kill_after)
+    try:
+        time.sleep(2.0)  # connect and subscribe (a batch sent before is re-sent: nothing lost)
+        workers.check()
+        yield workers
+    finally:
+        workers.stop()
 
 
 # -------------------------------------------------------------------------------- stages
@@ -251,8 +282,10 @@ async def _run_fleet(
     ramp: Sequence[int],
     compression: float,
     max_compression: float,
+    min_compression: float,
     seconds: float,
     groups: Sequence[Group],
+    workers: IngestWorkers,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int], dict[str, Any]]:
     signer = CentreSigner.from_settings(settings)
     assert signer.key is not None
@@ -264,6 +297,7 @@ async def _run_fleet(
         keys,
         settings.mqtt_protocol,
     )
+    fleet.every_tick.append(workers.check)
     stages: list[dict[str, Any]] = []
     peaks: list[dict[str, Any]] = []
     try:
@@ -283,7 +317,7 @@ async def _run_fleet(
                 c *= 2
         else:
             c = compression / 2  # slower than the ramp's rate until the full fleet is carried
-            while c >= compression / 8:
+            while c >= min_compression:
                 await fleet.drain(len(fleet.schools), within=180.0)  # the backlog first
                 st = await _stage(fleet, logins, full, c, seconds, groups)
                 peaks.append(st)
@@ -313,10 +347,12 @@ def run_target(
     ramp: Sequence[int],
     compression: float,
     max_compression: float,
+    min_compression: float,
     seconds: float,
     workers: int,
     broker_port: int,
     workdir: Path,
+    ingest_fault: int = 0,
 ) -> dict[str, Any]:
     target = TARGETS[name](workdir / name, broker_port)
     result: dict[str, Any] = {"target": name}
@@ -332,35 +368,46 @@ def run_target(
             centre_key_file=centre_key,
             **target.auth_settings(),
         )
-        logins, enrol_s = enrol_fleet(settings, schools)
-        result["enrol_seconds"] = round(enrol_s, 1)
         try:
+            target.preflight()
+            logins, enrol_s = enrol_fleet(settings, schools)
+            result["enrol_seconds"] = round(enrol_s, 1)
             nodes = target.start()
         except TargetUnavailable as err:
             return {"target": name, "available": False, "reason": str(err)}
         try:
             result["nodes"] = [n.url for n in nodes]
             settings = settings.model_copy(update={"mqtt_port": nodes[0].port})
-            with ingest_workers(settings, workers) as procs:
-                _wait_subscribed(url, settings, procs)
+            with ingest_workers(settings, workers, ingest_fault) as procs:
                 groups = [
                     Group("broker", target.pids),
                     Group("database_primary", lambda: with_children(pair.primary.postmaster_pid())),
                     Group("database_standby", lambda: with_children(pair.standby.postmaster_pid())),
-                    Group("ingest_workers", lambda: [p.pid for p in procs if p.poll() is None]),
+                    Group("ingest_workers", procs.pids),
                     Group("fleet_process", lambda: [os.getpid()]),
                 ]
                 stages, peaks, sent, counters = asyncio.run(
                     _run_fleet(
-                        nodes, settings, logins, ramp, compression, max_compression, seconds, groups
+                        nodes,
+                        settings,
+                        logins,
+                        ramp,
+                        compression,
+                        max_compression,
+                        min_compression,
+                        seconds,
+                        groups,
+                        procs,
                     )
                 )
+                counters["ingest_workers_killed_and_restarted"] = procs.restarts
         finally:
             target.stop()
         result.update(
             {
                 "available": True,
                 "workers": workers,
+                "ingest_fault_kill_after_commits": ingest_fault or None,
                 "stages": stages,
                 "compression_stages": peaks,
                 "connections": counters,
@@ -435,6 +482,7 @@ def bench_fleet(
     ramp: Sequence[int] = DEFAULT_RAMP,
     compression: float = 1.0,
     max_compression: float = 64.0,
+    min_compression: float = 0.0,
     stage_seconds: float = 30.0,
     workers: int = 2,
     broker_port: int = 0,
@@ -447,7 +495,10 @@ def bench_fleet(
     students: int = 4_000_000,
     rollups: bool = True,
     load_minutes: float = 0.0,
+    ingest_fault: int = 0,
 ) -> dict[str, Any]:
+    """``ingest_fault`` N > 0: every ingest worker SIGKILLs itself after N commits, before its
+    acks, and is started again (the counts must still be exact)."""
     _raise_fd_limit()
     unknown = [b for b in brokers if b not in TARGETS]
     if unknown:
@@ -486,10 +537,12 @@ def bench_fleet(
                         ramp=stages_at,
                         compression=compression,
                         max_compression=max_compression,
+                        min_compression=min_compression or compression / 8,
                         seconds=stage_seconds,
                         workers=workers,
                         broker_port=broker_port,
                         workdir=Path(d),
+                        ingest_fault=ingest_fault,
                     )
                     for name in brokers
                 }
@@ -516,6 +569,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         ramp=[int(x) for x in args.ramp.split(",") if x],
         compression=args.compression,
         max_compression=args.max_compression,
+        min_compression=args.min_compression,
         stage_seconds=args.stage_seconds,
         workers=args.workers,
         broker_port=args.broker_port,
@@ -527,4 +581,5 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         load_schools=args.load_schools or args.schools,
         students=args.students,
         load_minutes=args.load_minutes,
+        ingest_fault=args.ingest_fault,
     )

@@ -295,6 +295,8 @@ class Fleet:
         self.counters = Counters()
         self._dirty: set[SimSchool] = set()
         self._misc: asyncio.Task[None] | None = None
+        # called every tick while playing or draining (the bench restarts killed workers)
+        self.every_tick: list[Callable[[], None]] = []
 
     def wake(self, s: SimSchool) -> None:
         self._dirty.add(s)
@@ -366,6 +368,8 @@ class Fleet:
                 self._dirty.add(s)
                 heapq.heappush(heap, (due + random.expovariate(rate_per_school), i))
             self._flush(now)
+            for fn in self.every_tick:
+                fn()
             if on_tick is not None:
                 on_tick()
             await asyncio.sleep(max(0.0, TICK_S - (time.monotonic() - now)))
@@ -384,6 +388,8 @@ class Fleet:
             if time.monotonic() > deadline:
                 return False
             self._flush(time.monotonic())
+            for fn in self.every_tick:
+                fn()
             await asyncio.sleep(TICK_S)
         return True
 

@@ -29,6 +29,7 @@ class BrokerTarget(Protocol):
     name: str
     mqtt_protocol: str  # "5" or "3.1.1": what the schools and the ingest speak to it
 
+    def preflight(self) -> None: ...  # raises TargetUnavailable before the fleet is enrolled
     def auth_settings(self) -> dict[str, Any]: ...
     def start(self) -> list[Node]: ...
     def pids(self) -> list[int]: ...
@@ -83,9 +84,11 @@ class MosquittoTarget:
         """The ServerSettings fields that make the server write this broker's auth files."""
         return {"mosquitto_password_file": self.passwd, "mosquitto_acl_file": self.acl}
 
-    def start(self) -> list[Node]:
+    def preflight(self) -> None:
         if _listens(self.port):
             raise TargetUnavailable(f"port {self.port} is taken: choose another --broker-port")
+
+    def start(self) -> list[Node]:
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
@@ -129,11 +132,19 @@ class MosquittoTarget:
         self.proc = None
 
 
+NOT_MERGED = (
+    "the broker cluster (issue 19, branch 'cluster') is not merged yet: "
+    "simulators/fleet_brokers.py ClusterTarget (preflight, start) is the hook that will start "
+    "its nodes"
+)
+
+
 @dataclass
 class ClusterTarget:
     """The three-node cluster (RabbitMQ or NATS, MQTT 3.1.1 at the nodes) of branch ``cluster``.
 
-    The hook for the cluster engineer: make ``start`` start the nodes (their own ports and data
+    The hook for the cluster engineer: make ``preflight`` check what the nodes need (free ports,
+    the engine installed) and ``start`` start the nodes (their own ports and data
     directories under ``workdir``), give each device its login and topic permissions (as
     ``server/broker_auth.py`` does for Mosquitto: a device publishes only under its own school),
     and return the three node addresses; ``pids`` the nodes' pids; ``stop`` stops them and
@@ -149,11 +160,11 @@ class ClusterTarget:
     def auth_settings(self) -> dict[str, Any]:
         return {}
 
+    def preflight(self) -> None:
+        raise TargetUnavailable(NOT_MERGED)  # the hook: check the nodes' ports are free
+
     def start(self) -> list[Node]:
-        raise TargetUnavailable(
-            "the broker cluster (issue 19, branch 'cluster') is not merged yet: "
-            "simulators/fleet_brokers.py ClusterTarget.start is the hook that will start its nodes"
-        )
+        raise TargetUnavailable(NOT_MERGED)  # the hook: start the three nodes
 
     def pids(self) -> list[int]:
         return []
