@@ -111,7 +111,7 @@ class SimSchool:
         self.last_seq = 0
         self.online = False
         self.connecting = False
-        self.next_attempt = 0.0
+        self.next_attempt = float("inf")  # the first connection is Fleet.connect's
         self.attempts = 0
         prefix = fleet.prefix
         self.t_events = topics.events(self.school, self.device, prefix)
