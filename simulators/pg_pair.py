@@ -1,4 +1,5 @@
-"""A PostgreSQL primary and its streaming hot standby for the benches (``qaqpa bench fleet``).
+"""A PostgreSQL primary and its streaming hot standby for the benches (``qaqpa bench fleet``);
+``pg_bin``, ``as_owner`` and ``run_pg`` are shared with the tests' pair.
 
 The same recipe as the tests' pair (tests/support/pg_pair.py: Debian's ``initdb``, then
 ``pg_basebackup -R`` for the standby, the server programs run as ``postgres`` when we are root),
@@ -31,12 +32,12 @@ def pg_bin() -> Path:
     return found[-1].parent
 
 
-def _as_owner(argv: list[str]) -> list[str]:
+def as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
 def run_pg(argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_as_owner(argv), capture_output=True, text=True, check=check, timeout=300)
+    return subprocess.run(as_owner(argv), capture_output=True, text=True, check=check, timeout=300)
 
 
 def _poll(cond: object, timeout: float, what: str) -> None:
@@ -106,7 +107,7 @@ class BenchCluster:
 
     def append_conf(self, text: str) -> None:
         subprocess.run(
-            _as_owner(["sh", "-c", f"cat >> {self.data}/postgresql.auto.conf"]),
+            as_owner(["sh", "-c", f"cat >> {self.data}/postgresql.auto.conf"]),
             input=text,
             text=True,
             check=True,
