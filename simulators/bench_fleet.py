@@ -267,8 +267,17 @@ async def _stage(
         "resources": {g.name: g.result(t1 - t0) for g in groups},
         "machine": caveat(),
     }
+    # what one event costs the ingest here: at the peak an edge's message carries one or two
+    # events, and the ingest's work is per message and per device, not per event
+    batches = out["batches"]
+    out["events_per_batch"] = (
+        round(out["events_sent_with_resends"] / batches, 2) if batches else None
+    )
+    ingest_s = out["resources"]["ingest_workers"]["cpu_cores"] * (t1 - t0)
+    out["ingest_cpu_ms_per_event"] = round(ingest_s / stored * 1000, 3) if stored else None
     brief = "schools compression offered_events_per_s sustained_events_per_s"
-    brief += " tap_to_stored_p50_s tap_to_stored_p99_s carried rewinds"
+    brief += " tap_to_stored_p50_s tap_to_stored_p99_s carried rewinds events_per_batch"
+    brief += " ingest_cpu_ms_per_event"
     print(
         "fleet stage:", json.dumps({k: out[k] for k in brief.split()}), file=sys.stderr, flush=True
     )
