@@ -327,7 +327,7 @@ async def _run_fleet(
         else:
             c = compression / 2  # slower than the ramp's rate until the full fleet is carried
             while c >= min_compression:
-                await fleet.drain(len(fleet.schools), within=180.0)  # the backlog first
+                await fleet.drain(len(fleet.schools), within=90.0)  # the backlog first
                 st = await _stage(fleet, logins, full, c, seconds, groups)
                 peaks.append(st)
                 if st["carried"]:
