@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", choices=sorted(BENCHES))
     b.add_argument("--frames", type=int, default=60, help="camera frames (face)")
     b.add_argument("--templates", type=int, default=5000, help="enrolled templates (face)")
-    b.add_argument("--workers", type=int, default=2, help="ingest workers (ingest, drain)")
+    b.add_argument("--workers", type=int, default=2, help="ingest workers (ingest, drain, fleet)")
     b.add_argument("--mqtt-port", type=int, default=1883, help="Mosquitto port (ingest, drain)")
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--seconds", type=float, default=10.0, help="how long to sustain load")
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--min-compression", type=float, default=0.0, help="stop halving here (0: 1/8 of it)"
     )
-    f.add_argument("--stage-seconds", type=float, default=30.0, help="taps per ramp stage")
+    f.add_argument("--stage-seconds", type=float, default=30.0, help="seconds of taps per stage")
     f.add_argument("--broker-port", type=int, default=0, help="the bench's broker (0: free)")
     f.add_argument("--pg-ports", type=int, nargs=2, default=[55451, 55452], help="primary, standby")
     f.add_argument("--no-fleet", action="store_true", help="only the statements")
