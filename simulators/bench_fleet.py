@@ -362,8 +362,9 @@ def run_target(
     broker_port: int,
     workdir: Path,
     ingest_fault: int = 0,
+    tls: bool = False,
 ) -> dict[str, Any]:
-    target = TARGETS[name](workdir / name, broker_port)
+    target = TARGETS[name](workdir / name, broker_port, tls)
     result: dict[str, Any] = {"target": name}
     with scratch_database(pair, "fleet") as url, temporary_key_file() as centre_key:
         settings = ServerSettings(
@@ -386,7 +387,8 @@ def run_target(
             return {"target": name, "available": False, "reason": str(err)}
         try:
             result["nodes"] = [n.url for n in nodes]
-            settings = settings.model_copy(update={"mqtt_port": nodes[0].port})
+            result["tls"] = any(n.ca_file is not None for n in nodes)
+            settings = settings.model_copy(update={"mqtt_port": target.centre_node().port})
             with ingest_workers(settings, workers, ingest_fault) as procs:
                 groups = [
                     Group("broker", target.pids),
@@ -505,6 +507,7 @@ def bench_fleet(
     rollups: bool = True,
     load_minutes: float = 0.0,
     ingest_fault: int = 0,
+    tls: bool = False,
 ) -> dict[str, Any]:
     """``ingest_fault`` N > 0: every ingest worker SIGKILLs itself after N commits, before its
     acks, and is started again (the counts must still be exact)."""
@@ -552,6 +555,7 @@ def bench_fleet(
                         broker_port=broker_port,
                         workdir=Path(d),
                         ingest_fault=ingest_fault,
+                        tls=tls,
                     )
                     for name in brokers
                 }
@@ -591,4 +595,5 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         students=args.students,
         load_minutes=args.load_minutes,
         ingest_fault=args.ingest_fault,
+        tls=args.tls,
     )

@@ -26,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import random
+import ssl
 import time
 import uuid
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -38,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.sync import UplinkWindow
+from edge.tls import mqtt_tls_context
 from protocol import topics
 from protocol.centre import verify_centre
 from protocol.codec import open_envelope
@@ -128,6 +131,9 @@ class SimSchool:
             reconnect_on_failure=False,
         )
         c.username_pw_set(self.login.username, self.login.password)
+        node = self.nodes[self.node_i]
+        if node.ca_file is not None:
+            c.tls_set_context(self.f.tls_context(node.ca_file))
         c.max_inflight_messages_set(100)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -297,6 +303,13 @@ class Fleet:
         self._misc: asyncio.Task[None] | None = None
         # called every tick while playing or draining (the bench restarts killed workers)
         self.every_tick: list[Callable[[], None]] = []
+        self._tls: dict[Path, ssl.SSLContext] = {}
+
+    def tls_context(self, ca_file: Path) -> ssl.SSLContext:
+        """The edge's TLS settings (edge/tls.py), one context shared by every school."""
+        if ca_file not in self._tls:
+            self._tls[ca_file] = mqtt_tls_context(ca_file)
+        return self._tls[ca_file]
 
     def wake(self, s: SimSchool) -> None:
         self._dirty.add(s)

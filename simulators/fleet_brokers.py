@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from simulators.fleet_tls import make_broker_certs
+
 
 class BrokerTarget(Protocol):
     name: str
@@ -31,7 +33,8 @@ class BrokerTarget(Protocol):
 
     def preflight(self) -> None: ...  # raises TargetUnavailable before the fleet is enrolled
     def auth_settings(self) -> dict[str, Any]: ...
-    def start(self) -> list[Node]: ...
+    def start(self) -> list[Node]: ...  # the nodes the schools connect to
+    def centre_node(self) -> Node: ...  # where the ingest workers connect (after start)
     def pids(self) -> list[int]: ...
     def stop(self) -> None: ...
 
@@ -44,10 +47,11 @@ class TargetUnavailable(RuntimeError):
 class Node:
     host: str
     port: int
+    ca_file: Path | None = None  # set: TLS, the broker's certificate checked against this CA
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.ca_file else 'mqtt'}://{self.host}:{self.port}"
 
 
 def free_port() -> int:
@@ -68,12 +72,17 @@ class MosquittoTarget:
 
     workdir: Path
     port: int = 0
+    tls: bool = False
     name: str = "mosquitto"
     mqtt_protocol: str = "5"
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
+        # with TLS the schools' listener is TLS only and the centre's a plain loopback one, as
+        # in deploy/mosquitto/mosquitto.conf
+        self.centre_port = free_port() if self.tls else self.port
+        self.ca_file: Path | None = None
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.passwd = self.workdir / "passwd"
         self.acl = self.workdir / "acl"
@@ -90,9 +99,17 @@ class MosquittoTarget:
 
     def start(self) -> list[Node]:
         conf = self.workdir / "mosquitto.conf"
+        listeners = f"listener {self.port} 127.0.0.1\n"
+        if self.tls:
+            certs = make_broker_certs(self.workdir)
+            self.ca_file = certs.ca_file
+            listeners += (
+                f"cafile {certs.ca_file}\ncertfile {certs.cert_file}\nkeyfile {certs.key_file}\n"
+                "tls_version tlsv1.2\nrequire_certificate false\n"
+                f"listener {self.centre_port} 127.0.0.1\n"
+            )
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            f"pid_file {self.pid_file}\n"
+            listeners + f"pid_file {self.pid_file}\n"
             "persistence false\n"
             f"user {getpass.getuser()}\n"
             f"log_dest file {self.log}\n"
@@ -111,12 +128,15 @@ class MosquittoTarget:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while not _listens(self.port):
+        while not (_listens(self.port) and _listens(self.centre_port)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log.read_text()[-500:] if self.log.exists() else ""
                 raise TargetUnavailable(f"mosquitto did not start: {tail}")
             time.sleep(0.05)
-        return [Node("127.0.0.1", self.port)]
+        return [Node("127.0.0.1", self.port, self.ca_file)]
+
+    def centre_node(self) -> Node:
+        return Node("127.0.0.1", self.centre_port)
 
     def pids(self) -> list[int]:
         return [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
@@ -154,6 +174,7 @@ class ClusterTarget:
 
     workdir: Path
     port: int = 0
+    tls: bool = False
     name: str = "cluster"
     mqtt_protocol: str = "3.1.1"
 
@@ -166,6 +187,9 @@ class ClusterTarget:
     def start(self) -> list[Node]:
         raise TargetUnavailable(NOT_MERGED)  # the hook: start the three nodes
 
+    def centre_node(self) -> Node:
+        raise TargetUnavailable(NOT_MERGED)  # the hook: where ingest consumes
+
     def pids(self) -> list[int]:
         return []
 
@@ -173,15 +197,15 @@ class ClusterTarget:
         return None
 
 
-def mosquitto(workdir: Path, port: int) -> BrokerTarget:
-    return MosquittoTarget(workdir, port)
+def mosquitto(workdir: Path, port: int, tls: bool) -> BrokerTarget:
+    return MosquittoTarget(workdir, port, tls)
 
 
-def cluster(workdir: Path, port: int) -> BrokerTarget:
-    return ClusterTarget(workdir, port)
+def cluster(workdir: Path, port: int, tls: bool) -> BrokerTarget:
+    return ClusterTarget(workdir, port, tls)
 
 
-TARGETS: dict[str, Callable[[Path, int], BrokerTarget]] = {
+TARGETS: dict[str, Callable[[Path, int, bool], BrokerTarget]] = {
     "mosquitto": mosquitto,
     "cluster": cluster,
 }
