@@ -1,5 +1,6 @@
-"""``qaqpa bench fleet`` at a tiny scale: 20 schools with their own logins through Mosquitto and
-the real ingest into a primary streaming to a standby, then two small days COPYed and timed.
+"""``qaqpa bench fleet`` at a tiny scale: 20 schools with their own logins through Mosquitto over
+TLS and the real ingest into a primary streaming to a standby, then two small days COPYed and
+timed.
 The ingest workers are SIGKILLed after every few commits, before their acks, and started again:
 counts are asserted (every event sent is stored once), never timings."""
 
@@ -42,10 +43,11 @@ def test_fleet_stores_every_event_once_and_times_the_statements(pair: PgPair) ->
         load_schools=12,
         students=2_000,
         ingest_fault=15,
+        tls=True,
     )
     assert out["benchmark"] == "fleet" and "shared" in out["machine"]
     mosq = out["targets"]["mosquitto"]
-    assert mosq["available"] is True
+    assert mosq["available"] is True and mosq["tls"] is True
     assert [s["schools"] for s in mosq["stages"]] == [20]
     for stage in mosq["stages"]:
         assert stage["events"] > 0 and stage["events_acknowledged"] == stage["events"]
