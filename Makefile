@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-DEBS := mosquitto mosquitto-clients postgresql pcscd swig libpcsclite-dev vsmartcard-vpcd socat chromium fonts-dejavu-core faketime
+DEBS := mosquitto mosquitto-clients postgresql pcscd swig libpcsclite-dev vsmartcard-vpcd socat chromium fonts-dejavu-core faketime rabbitmq-server nats-server
 
 .PHONY: demo test venv install install-test debs services lint types unit clean
 

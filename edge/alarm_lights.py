@@ -17,6 +17,7 @@ from collections.abc import Callable
 from edge.core.alarms import Signal, active_alarms, beep_due, link_down, signal
 from edge.store import EdgeStore
 from hardware.base import AlarmIndicator, HardwareError
+from protocol.messages import AlarmEvent
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,14 @@ class AlarmLights:
         interval_s: float = 10.0,
         beep_every_s: float = 900.0,
         now_ms: Callable[[], int] = _now_ms,
+        unjournaled: Callable[[], list[AlarmEvent]] | None = None,
     ) -> None:
         self._store = store
         self._interval = interval_s
         self._beep_every_ms = int(beep_every_s * 1000)
         self._now_ms = now_ms
+        # alarms active now that the journal cannot hold (a store that cannot write)
+        self._unjournaled = unjournaled
         self._indicators: dict[str, AlarmIndicator] = {}
         self._shown: Signal = Signal.QUIET
         self._last_beep_ms: int | None = None
@@ -54,6 +58,8 @@ class AlarmLights:
     async def check(self) -> Signal:
         """One look: decide and, when something changed, tell the readers."""
         recent = await self._store.recent_alarms(200)
+        if self._unjournaled is not None:
+            recent = self._unjournaled() + recent
         stats = await self._store.outbox_stats()
         now = self._now_ms()
         sig = signal(active_alarms(recent), link_down(stats.backlog, stats.oldest_unsent_ms, now))

@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge.brokers import parse_broker_url
 from edge.core.reasons import Lang
 from edge.tls import TlsSetupError, mqtt_tls_context
 from edge.validation import first_problem
@@ -256,6 +257,17 @@ class EdgeConfig(BaseSettings):
         description="allow a plain (unencrypted) connection to a broker off loopback: a "
         "private network only",
     )
+    mqtt_brokers: list[str] | None = Field(
+        None,
+        description='the nodes of a broker cluster ("mqtts://host:port", ...); the edge '
+        "starts at a random one and moves on when a connection fails; overrides the broker "
+        "recorded at enrolment",
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] | None = Field(
+        None,
+        description="MQTT version of the deployment's broker: 3.1.1 for a RabbitMQ or NATS "
+        "cluster; overrides the one recorded at enrolment (default 5)",
+    )
     staff_pin_key_file: Path | None = Field(
         None,
         description="key of the staff PIN verifiers (HMAC; created 0600 when absent, readable "
@@ -404,6 +416,14 @@ def _check_mqtt_tls(path: Path, cfg: EdgeConfig) -> None:
         value: Path | None = getattr(cfg, name)
         if value is not None and not value.is_absolute():
             setattr(cfg, name, base / value)
+    if cfg.mqtt_brokers is not None:
+        if not cfg.mqtt_brokers:
+            raise ConfigError(f"{path}: mqtt_brokers: name at least one node, or leave it out")
+        for j, url in enumerate(cfg.mqtt_brokers):
+            try:
+                parse_broker_url(url, tls=cfg.mqtt_ca_file is not None)
+            except ValueError as err:
+                raise ConfigError(f"{path}: mqtt_brokers.{j}: {err}") from err
     if cfg.mqtt_ca_file is None:
         if cfg.mqtt_cert_file is not None or cfg.mqtt_key_file is not None:
             raise ConfigError(

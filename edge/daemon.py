@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.alarm_lights import AlarmLights
+from edge.clock_guard import ClockGuard
 from edge.config import ConfigError, EdgeConfig, TerminalConfig, load_config
 from edge.core.model import Tap
+from edge.evacuation import Evacuation
 from edge.faults import crash_point
 from edge.kiosk.hub import KioskHub
 from edge.pipeline import Clock, Outcome, Pipeline, PipelineError, utc_now
 from edge.replay import ReplayError, load_policy
 from edge.roster import load_roster
+from edge.school_faults import SchoolFaults
 from edge.store import EdgeStore
 from hardware.base import (
     Feedback,
@@ -93,6 +96,7 @@ class Actuation:
     gate: Gate | None = None  # released on a grant
     feedback: Feedback | None = None
     kiosk: KioskHub | None = None  # a canteen terminal's screen on the staff's kiosk page
+    evacuation: Evacuation | None = None  # the fire alarm holds this terminal's gate free
 
     @classmethod
     async def open(
@@ -103,8 +107,9 @@ class Actuation:
         clock: Clock,
         reader: Reader | None,
         kiosk: KioskHub | None = None,
+        evacuation: Evacuation | None = None,
     ) -> Actuation:
-        act = cls(term, pipeline, clock)
+        act = cls(term, pipeline, clock, evacuation=evacuation)
         if kiosk is not None and term.id in kiosk.terminals:
             act.kiosk = kiosk
         if term.gate is not None:
@@ -114,6 +119,8 @@ class Actuation:
                 act.log_gate = gate
             else:
                 act.gate = gate
+                if evacuation is not None:
+                    evacuation.register(term.id, gate)
         act.feedback = open_feedback(reader) if reader is not None else None
         return act
 
@@ -124,6 +131,11 @@ class Actuation:
             outcome = await self.pipeline.submit(tap, defer_presence=gate is not None)
         except PipelineError as err:
             log.error("terminal %s: tap refused: %s", self.term.id, err)
+            if err.cannot_record:  # nothing recorded, nothing opened: say so at the terminal
+                if self.kiosk is not None:
+                    self.kiosk.show_unrecorded(self.term.id)
+                if self.feedback is not None:
+                    await self.feedback.show(False)
             return None
         granted = outcome.decision.granted
         if self.log_gate is not None:
@@ -141,9 +153,12 @@ class Actuation:
             await self.feedback.show(granted)
         if release is not None:
             result = await release
-            await self.pipeline.passage(
-                outcome, result is not PassageResult.NOT_PASSED, self.clock()
-            )
+            try:
+                await self.pipeline.passage(
+                    outcome, result is not PassageResult.NOT_PASSED, self.clock()
+                )
+            except Exception as err:  # after the act (e.g. a full disk): the tap's record stands
+                log.error("terminal %s: passage not recorded: %s", self.term.id, err)
         crash_point("after_actuate")
         return outcome
 
@@ -202,6 +217,7 @@ async def run_terminal(
     readers: ReaderInput | None = None,
     gates: dict[str, Actuation] | None = None,
     lights: AlarmLights | None = None,
+    evacuation: Evacuation | None = None,
 ) -> None:
     """One terminal: its reader's events (or its camera's faces) become taps; actuation only
     after the commit.
@@ -216,13 +232,15 @@ async def run_terminal(
     """
     if term.face_mode == "face_only":
         assert faces is not None, "a face terminal needs the daemon's FaceService"
-        await run_face_terminal(term, pipeline, store, faces, clock, kiosk=kiosk)
+        await run_face_terminal(
+            term, pipeline, store, faces, clock, kiosk=kiosk, evacuation=evacuation
+        )
         return
     assert term.reader is not None  # load_config refuses a card terminal without one
     reader = open_reader(term.reader, buses or OsdpBuses())
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(reader)
-        act = await Actuation.open(stack, term, pipeline, clock, reader, kiosk)
+        act = await Actuation.open(stack, term, pipeline, clock, reader, kiosk, evacuation)
         if gates is not None:
             gates[term.id] = act
         if lights is not None and act.feedback is not None:
@@ -277,6 +295,7 @@ async def run_face_terminal(
     *,
     loop_source: bool = True,
     kiosk: KioskHub | None = None,
+    evacuation: Evacuation | None = None,
 ) -> None:
     """Face only: frame -> encoder (worker process) -> 1:N identify -> Tap(face_student) ->
     the same pipeline and actuation as a card. A face that matches nobody (or two students
@@ -290,7 +309,7 @@ async def run_face_terminal(
     last_seen: dict[str, float] = {}
     offline = False
     async with contextlib.AsyncExitStack() as stack:
-        act = await Actuation.open(stack, term, pipeline, clock, None, kiosk)
+        act = await Actuation.open(stack, term, pipeline, clock, None, kiosk, evacuation)
         while True:
             try:
                 source = await asyncio.to_thread(open_source, term.camera, loop=loop_source)
@@ -369,6 +388,7 @@ async def open_staff_page(
     store: EdgeStore,
     pipeline: Pipeline,
     clock: Clock = utc_now,
+    faults: SchoolFaults | None = None,
 ) -> tuple[ReaderInput, dict[str, Actuation]] | None:
     """The staff page (card + PIN sign-in, the teacher's pass, other sections), served from this
     loop; None when not configured. Returns the readers it borrows and the gates it opens (the
@@ -379,6 +399,8 @@ async def open_staff_page(
 
     gates: dict[str, Actuation] = {}
     server = StaffServer.from_config(cfg, store, pipeline, gates, clock)
+    if faults is not None:  # the duty section shows them
+        server.ctx.extras["faults"] = faults
     try:
         await stack.enter_async_context(server)
     except ssl.SSLError as err:
@@ -399,6 +421,8 @@ def open_sync(config_path: Path, cfg: EdgeConfig, store: EdgeStore) -> EdgeSync:
         "mqtt_cert_file": cfg.mqtt_cert_file,
         "mqtt_key_file": cfg.mqtt_key_file,
         "mqtt_allow_plain": cfg.mqtt_allow_plain or None,
+        "mqtt_brokers": cfg.mqtt_brokers,
+        "mqtt_protocol": cfg.mqtt_protocol,
     }
     overrides = {name: value for name, value in link.items() if value is not None}
     from edge.staff.pins import PinKeyError, load_pin_key
@@ -414,9 +438,44 @@ def open_sync(config_path: Path, cfg: EdgeConfig, store: EdgeStore) -> EdgeSync:
         raise ConfigError(f"{config_path}: sync_key_dir: {err}") from err
 
 
-async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
+def guard_clock(store: EdgeStore, guard: ClockGuard, pending: set[asyncio.Task[int]]) -> None:
+    """The store takes its time and the doubt from ``guard``; a doubt that starts or ends is
+    journaled as a ``clock_in_doubt`` alarm (the duty page and the readers' LEDs show it)."""
+    store.clock = guard.now
+    store.clock_in_doubt = lambda: guard.in_doubt
+
+    def changed(state: object, detail: str) -> None:
+        async def record() -> int:
+            try:
+                return await store.journal_alarm(
+                    store.device, AlarmCode.CLOCK_IN_DOUBT, guard.in_doubt, detail[:500]
+                )
+            except Exception as err:  # e.g. a full disk: the duty page still shows the doubt
+                log.error("clock alarm not journaled: %s", err)
+                return 0
+
+        task = asyncio.get_running_loop().create_task(record(), name="clock-alarm")
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    guard.on_change = changed
+
+
+async def run_daemon(
+    config_path: Path, *, clock: Clock = utc_now, guard: ClockGuard | None = None
+) -> None:
+    """``clock`` is the wall clock (injectable for tests); the daemon's own time is the
+    ``guard``'s (a ``ClockGuard`` on ``clock`` unless given), which notices a wall clock that
+    jumps (README, "Wrong clock")."""
     cfg = load_config(config_path)
     async with await open_store(cfg) as store:
+        guard = guard if guard is not None else ClockGuard(wall=clock)
+        clock_alarms: set[asyncio.Task[int]] = set()
+        guard_clock(store, guard, clock_alarms)
+        guard.start(await store.last_at_ms())
+        clock = guard.now
+        evacuation = Evacuation(store, clock)
+        faults = SchoolFaults(guard, evacuation)
         store.set_overdraft(cfg.canteen.overdraft_tiyn)
         await install_local_policy(cfg, store)
         if store.policy is None:
@@ -432,47 +491,65 @@ async def run_daemon(config_path: Path, *, clock: Clock = utc_now) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        buses = OsdpBuses()
-        for t in cfg.terminals:  # every OSDP reader of a bus is known before the bus opens
-            if t.reader is not None and t.reader.type == "osdp":
-                buses.add(t.reader)
-        async with contextlib.AsyncExitStack() as stack:
-            if cfg.sync_key_dir is not None:
-                await stack.enter_async_context(open_sync(config_path, cfg, store))
-            else:
-                log.info("no sync_key_dir: running stand-alone; events wait in the outbox")
-            faces: FaceService | None = None
-            if any(t.uses_faces for t in cfg.terminals):
-                assert cfg.face_key_file is not None  # load_config refuses otherwise
-                from edge.faces.service import FaceService, FaceSetupError
+        try:
+            buses = OsdpBuses()
+            buses.on_fire_input = evacuation.input_changed
+            for t in cfg.terminals:  # every OSDP reader of a bus is known before the bus opens
+                if t.reader is not None and t.reader.type == "osdp":
+                    buses.add(t.reader)
+            async with contextlib.AsyncExitStack() as stack:
+                if cfg.sync_key_dir is not None:
+                    sync = open_sync(config_path, cfg, store)
+                    sync.on_centre_time = guard.centre_time
+                    await stack.enter_async_context(sync)
+                else:
+                    log.info("no sync_key_dir: running stand-alone; events wait in the outbox")
+                faces: FaceService | None = None
+                if any(t.uses_faces for t in cfg.terminals):
+                    assert cfg.face_key_file is not None  # load_config refuses otherwise
+                    from edge.faces.service import FaceService, FaceSetupError
 
-                try:
-                    faces = await stack.enter_async_context(
-                        FaceService.open(store, cfg.store, cfg.face_key_file)
-                    )
-                except FaceSetupError as err:
-                    raise ConfigError(f"face_key_file: {err}") from err
-                log.info("face matching on: %d templates loaded", len(faces.gallery))
-            pipeline = await stack.enter_async_context(Pipeline(store))
-            kiosk = await open_kiosk(stack, cfg, store, pipeline, clock)
-            staff = await open_staff_page(stack, cfg, store, pipeline, clock)
-            readers, gates = staff if staff is not None else (None, None)
-            tg = await stack.enter_async_context(asyncio.TaskGroup())
-            lights = AlarmLights(store)
-            tasks = [
-                tg.create_task(
-                    run_terminal(
-                        t, pipeline, store, clock, buses, faces, kiosk, readers, gates, lights
-                    ),
-                    name=f"terminal-{t.id}",
+                    try:
+                        faces = await stack.enter_async_context(
+                            FaceService.open(store, cfg.store, cfg.face_key_file)
+                        )
+                    except FaceSetupError as err:
+                        raise ConfigError(f"face_key_file: {err}") from err
+                    log.info("face matching on: %d templates loaded", len(faces.gallery))
+                pipeline = await stack.enter_async_context(Pipeline(store))
+                faults.pipeline = pipeline
+                kiosk = await open_kiosk(stack, cfg, store, pipeline, clock)
+                staff = await open_staff_page(stack, cfg, store, pipeline, clock, faults)
+                readers, gates = staff if staff is not None else (None, None)
+                tg = await stack.enter_async_context(asyncio.TaskGroup())
+                lights = AlarmLights(
+                    store, now_ms=guard.now_ms, unjournaled=faults.unjournaled_alarms
                 )
-                for t in cfg.terminals
-            ]
-            tasks.append(tg.create_task(lights.run(), name="alarm-lights"))
-            await stop.wait()
-            log.info("stopping")
-            for task in tasks:
-                task.cancel()
-        with contextlib.suppress(Exception):
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+                tasks = [
+                    tg.create_task(
+                        run_terminal(
+                            t,
+                            pipeline,
+                            store,
+                            clock,
+                            buses,
+                            faces,
+                            kiosk,
+                            readers,
+                            gates,
+                            lights,
+                            evacuation,
+                        ),
+                        name=f"terminal-{t.id}",
+                    )
+                    for t in cfg.terminals
+                ]
+                tasks.append(tg.create_task(lights.run(), name="alarm-lights"))
+                await stop.wait()
+                log.info("stopping")
+                for task in tasks:
+                    task.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)

@@ -12,7 +12,9 @@ on the failed group's effects.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import errno
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -36,6 +38,7 @@ from edge.core.money import PurchaseDecision, decide_purchase
 from edge.faults import crash_point
 from edge.store import EdgeStore, JournalEntry, PreparedJournal, Sale
 from protocol.messages import (
+    AlarmCode,
     DeniedEvent,
     Direction,
     EntryEvent,
@@ -57,7 +60,34 @@ CHECKPOINT_EVERY = 1.0  # seconds
 
 
 class PipelineError(Exception):
-    """The pipeline cannot decide (no policy yet, or the store failed)."""
+    """The pipeline cannot decide (no policy yet, or the store failed). ``cannot_record``: the
+    store cannot write (a full disk, an I/O error): nothing was recorded, so nothing may be
+    actuated; the terminal says so."""
+
+    def __init__(self, message: str, *, cannot_record: bool = False) -> None:
+        super().__init__(message)
+        self.cannot_record = cannot_record
+
+
+SQLITE_IOERR = 10
+SQLITE_FULL = 13
+
+
+def store_cannot_write(err: BaseException) -> bool:
+    """A full disk or an I/O error (SQLite's primary codes, or the OS's), not a bug."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in (SQLITE_FULL, SQLITE_IOERR):
+        return True
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT)
+
+
+@dataclass(slots=True)
+class StoreFault:
+    """The store cannot write: since when (the school's time), how many taps were refused."""
+
+    since: dt.datetime
+    refused: int
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +308,8 @@ class Pipeline:
         self._committing: set[asyncio.Task[None]] = set()
         self.decisions = 0
         self.groups = 0
+        # set while the store cannot write (a full disk); cleared by the next commit that works
+        self.store_fault: StoreFault | None = None
 
     async def __aenter__(self) -> Pipeline:
         self._tasks = asyncio.TaskGroup()
@@ -298,6 +330,8 @@ class Pipeline:
         if self.store.policy is None:
             raise PipelineError("no policy loaded: the school has not received its policy yet")
         crash_point("after_read")
+        if self.store.clock_in_doubt() and not tap.clock_in_doubt:
+            tap = dataclasses.replace(tap, clock_in_doubt=True)
         fut: asyncio.Future[Outcome | Sold] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Work(tap, defer_presence, fut))
         done = await fut
@@ -398,14 +432,22 @@ class Pipeline:
         try:
             events = await self.store.commit_journal(prep)
         except Exception as err:  # the store failed: no tap of this group is actuated
-            log.exception("journal commit failed; %d taps refused", len(group))
+            full = store_cannot_write(err) or self.store_fault is not None
+            if full:
+                self._store_failed(len(group), err)
+            else:
+                log.exception("journal commit failed; %d taps refused", len(group))
             for work in group:
                 if not work.future.done():
-                    work.future.set_exception(PipelineError(f"journal commit failed: {err}"))
+                    work.future.set_exception(
+                        PipelineError(f"journal commit failed: {err}", cannot_record=full)
+                    )
             return
         finally:
             self._layers.remove(layer)  # committed: its effects are in the store's state now
         crash_point("after_commit")
+        if self.store_fault is not None:
+            self._store_recovered()
         self.decisions += len(group)
         self.groups += 1
         for work, d, e in zip(group, decisions, events[: len(group)], strict=True):
@@ -417,6 +459,39 @@ class Pipeline:
             else:
                 assert isinstance(d, Decision)
                 work.future.set_result(Outcome(work.tap, d, e))
+
+    def _store_failed(self, taps: int, err: BaseException) -> None:
+        fault = self.store_fault
+        if fault is None:
+            log.error("the store cannot write (%s): taps are refused until it can", err)
+            fault = self.store_fault = StoreFault(self.store.clock(), 0, str(err)[:200])
+        fault.refused += taps
+
+    def _store_recovered(self) -> None:
+        """The store writes again: record the outage now that it can be recorded."""
+        fault = self.store_fault
+        assert fault is not None and self._tasks is not None
+        self.store_fault = None
+        log.warning("the store writes again after %d refused taps", fault.refused)
+        detail = (
+            f"{fault.refused} taps refused, not recorded, since "
+            f"{fault.since.isoformat(timespec='seconds')}: {fault.detail}"
+        )[:500]
+
+        async def record() -> None:
+            try:
+                await self.store.journal_alarm(
+                    self.store.device, AlarmCode.STORE_FULL, True, detail
+                )
+                await self.store.journal_alarm(
+                    self.store.device, AlarmCode.STORE_FULL, False, "the store writes again"
+                )
+            except Exception as err:  # full again: the next commit that works tries again
+                log.error("the store's outage not recorded yet: %s", err)
+                if self.store_fault is None:
+                    self.store_fault = fault
+
+        self._tasks.create_task(record(), name="store-full-record")
 
     async def passage(self, outcome: Outcome, passed: bool, at: dt.datetime) -> None:
         """The turnstile reported whether the person went through a released gate."""

@@ -42,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge.brokers import BrokerRotation, parse_broker_url
 from edge.centre import (
     CENTRE_FILE,
     CentreKeyError,
@@ -114,7 +115,15 @@ class SyncSettings(BaseSettings):
     mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host")
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
     mqtt_protocol: Literal["5", "3.1.1"] = Field(
-        default="5", description="MQTT version (3.1.1 for the demo's embedded amqtt broker)"
+        default="5",
+        description="MQTT version: 3.1.1 for a RabbitMQ or NATS cluster and the demo's embedded "
+        "amqtt broker (the edge uses nothing of MQTT 5 that 3.1.1 lacks)",
+    )
+    mqtt_brokers: list[str] = Field(
+        default_factory=list,
+        description='The nodes of a broker cluster, e.g. ["mqtts://node1:8883", '
+        '"node2:8883"]; when set, mqtt_host/mqtt_port are not used: the edge starts at a '
+        "random node and moves to the next one whenever a connection fails or drops",
     )
     mqtt_username: str | None = Field(default=None, description="This device's MQTT user")
     mqtt_password: str | None = Field(default=None, description="This device's MQTT password")
@@ -181,11 +190,17 @@ class SyncSettings(BaseSettings):
     @model_validator(mode="after")
     def _link_is_safe(self) -> SyncSettings:
         """Off loopback TLS only, and TLS files that load: checked before any connection."""
-        refusal = plain_refusal(
-            self.mqtt_host, tls=self.mqtt_ca_file is not None, allow_plain=self.mqtt_allow_plain
-        )
-        if refusal is not None:
-            raise link_error(f"mqtt_host: {refusal}")
+        try:
+            nodes = self.brokers()
+        except ValueError as err:
+            raise link_error(f"mqtt_brokers: {err}") from err
+        for host, _port in nodes:
+            refusal = plain_refusal(
+                host, tls=self.mqtt_ca_file is not None, allow_plain=self.mqtt_allow_plain
+            )
+            if refusal is not None:
+                name = "mqtt_brokers" if self.mqtt_brokers else "mqtt_host"
+                raise link_error(f"{name}: {refusal}")
         if self.mqtt_ca_file is None:
             if self.mqtt_cert_file is not None or self.mqtt_key_file is not None:
                 raise link_error(
@@ -197,6 +212,14 @@ class SyncSettings(BaseSettings):
             except TlsSetupError as err:
                 raise link_error(str(err)) from err
         return self
+
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of each node: ``mqtt_brokers``, or ``mqtt_host:mqtt_port`` alone."""
+        if not self.mqtt_brokers:
+            return [(self.mqtt_host, self.mqtt_port)]
+        return [
+            parse_broker_url(url, tls=self.mqtt_ca_file is not None) for url in self.mqtt_brokers
+        ]
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The TLS context of the broker connection; None for a plain one."""
@@ -351,8 +374,15 @@ class EdgeSync:
         self._client = self._make_client()
         self.batches_sent = 0
         self.rewinds = 0
+        # told the centre's time (issued_at_ms) from each fresh signed ack
+        self.on_centre_time: Callable[[int], None] | None = None
         # connection attempts that did not end online (refused, unreachable, TLS failed)
         self.failed_connections = 0
+        self._rotation = BrokerRotation(settings.brokers(), random.random())
+        # (node, seconds from losing the link to the next CONNACK) of each reconnection
+        self.reconnections: list[tuple[str, float]] = []
+        self._lost_at: float | None = None
+        self.disconnect_reason = ""
 
     @classmethod
     def from_key_dir(
@@ -382,6 +412,9 @@ class EdgeSync:
                 values[name] = key_dir / creds[name]
         if creds.get("mqtt_allow_plain"):
             values["mqtt_allow_plain"] = True
+        for name in ("mqtt_brokers", "mqtt_protocol"):  # a cluster deployment's enrolment
+            if creds.get(name):
+                values[name] = creds[name]
         values.update(overrides)
         try:
             settings = SyncSettings.model_validate(values)
@@ -513,6 +546,7 @@ class EdgeSync:
         self._hop(self._set_link, True)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+        self.disconnect_reason = str(reason_code)
         self._hop(self._set_link, False)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -543,20 +577,32 @@ class EdgeSync:
             outbox_capacity=stats.capacity if stats is not None else 0,
         )
 
+    @property
+    def broker(self) -> tuple[str, int]:
+        """The node this edge is connected to, or will try next."""
+        return self._rotation.current
+
     async def _connection(self) -> None:
         s = self._settings
         attempt = 0
+        first = True
         while True:
             self._link_changed.clear()
             went_online = False
+            host, port = self._rotation.current
+            if not first and len(self._rotation.nodes) > 1:
+                # A new client id for every connection to a cluster: RabbitMQ keeps a client
+                # id's subscription queue on the node it was made on, and a reconnection with
+                # the same id fails while that node is down (seen: every edge of the dead node
+                # flapping from node to node until it came back).
+                self._client = self._make_client()
+            first = False
             self._client.will_set(
                 self._t_status, encode(self._device_status(False)), qos=1, retain=True
             )
             try:
                 async with asyncio.timeout(s.connect_timeout_s + 1):
-                    await asyncio.to_thread(
-                        self._client.connect, s.mqtt_host, s.mqtt_port, s.keepalive_s
-                    )
+                    await asyncio.to_thread(self._client.connect, host, port, s.keepalive_s)
             except ssl.SSLError as err:
                 # A wrong CA, host name or client certificate does not heal by retrying: said
                 # once per run of failures, and the journal keeps every event meanwhile.
@@ -564,13 +610,13 @@ class EdgeSync:
                     log.warning(
                         "TLS with the broker %s:%d failed (check mqtt_ca_file and the client "
                         "certificate): %s",
-                        s.mqtt_host,
-                        s.mqtt_port,
+                        host,
+                        port,
                         err,
                     )
             except (OSError, TimeoutError, ValueError) as err:
                 if attempt == 0:
-                    log.warning("broker %s:%d unreachable: %s", s.mqtt_host, s.mqtt_port, err)
+                    log.warning("broker %s:%d unreachable: %s", host, port, err)
             else:
                 self._client.loop_start()
                 try:
@@ -583,6 +629,10 @@ class EdgeSync:
                     log.warning("the broker closed the connection before accepting it")
                 if self._online:
                     went_online = True
+                    if self._lost_at is not None:
+                        took = time.monotonic() - self._lost_at
+                        self.reconnections.append((f"{host}:{port}", took))
+                        self._lost_at = None
                     if attempt > 0:
                         log.info("connected to the broker again after %d attempt(s)", attempt)
                     attempt = 0
@@ -592,12 +642,25 @@ class EdgeSync:
                         log.exception("connection set-up failed; the uplink re-sends anyway")
                         self._window.rewind(time.monotonic())
                     await self._disconnected.wait()
-                    log.warning("lost the broker connection")
+                    self._lost_at = time.monotonic()
+                    log.warning(
+                        "lost the broker connection to %s:%d (%s)",
+                        host,
+                        port,
+                        self.disconnect_reason,
+                    )
                 self._client.disconnect()
                 await asyncio.to_thread(self._client.loop_stop)
                 self._online = False
             if not went_online:
                 self.failed_connections += 1
+            # a failed or dropped connection: the next node of a cluster (the same single broker)
+            self._rotation.advance()
+            # a connection that dropped is retried at once on the next node; a failed attempt
+            # waits the bounded backoff first
+            if went_online and len(self._rotation.nodes) > 1:
+                attempt = 0
+                continue
             attempt += 1
             await asyncio.sleep(
                 backoff_delay(
@@ -722,7 +785,11 @@ class EdgeSync:
             raise DownlinkRefused(Refusal.MALFORMED, str(err)) from err
         sig = self._check_signature(env)
         if topic == self._t_ack and env.type_name == "event_ack":
-            await self._handle_ack(env.message(EventAck))
+            progressed = await self._handle_ack(env.message(EventAck))
+            # The centre's clock, from a signed ack of events sent on this connection (fresh,
+            # not a replay): the edge's clock guard trusts it (``edge.clock_guard``).
+            if progressed and sig is not None and self.on_centre_time is not None:
+                self.on_centre_time(sig.issued_at_ms)
         elif topic == self._t_sync and env.type_name == "sync_delta":
             await self._handle_delta(env.message(SyncDelta))
         elif topic == self._t_sync and env.type_name == "sync_snapshot":
@@ -798,7 +865,8 @@ class EdgeSync:
         ack = StaffPinsAck(school=self._school, device=self._device, receipts=receipts)
         self._publish(self._t_sync_ack, sign_message(ack, self._key))
 
-    async def _handle_ack(self, ack: EventAck) -> None:
+    async def _handle_ack(self, ack: EventAck) -> bool:
+        """Apply an ack; True when it acknowledged events not acknowledged before."""
         if ack.school != self._school or ack.device != self._device:
             raise DownlinkRefused(Refusal.WRONG_ADDRESS, "an ack for another device")
         if ack.committed_through > self._window.sent_high:
@@ -807,9 +875,11 @@ class EdgeSync:
                 f"ack through seq {ack.committed_through}, sent only through "
                 f"{self._window.sent_high}",
             )
+        progressed = ack.committed_through > self._window.acked
         self._window.on_ack(ack.committed_through, bool(ack.missing), time.monotonic())
         await self._store.outbox_ack(ack.committed_through)
         self._wake.set()
+        return progressed
 
     async def _handle_delta(self, delta: SyncDelta) -> None:
         from edge.store import SyncGap

@@ -120,3 +120,10 @@ class Gate(Protocol):
     """A turnstile or door that can be released once, with an optional passage sensor."""
 
     async def release(self, passage_timeout: float) -> PassageResult: ...
+
+
+@runtime_checkable
+class FreeGate(Protocol):
+    """A gate the fire alarm can hold free (released until told otherwise)."""
+
+    async def hold_open(self, free: bool) -> None: ...

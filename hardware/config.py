@@ -33,6 +33,7 @@ an id takes its terminal's (the edge configuration fills it in).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -93,6 +94,13 @@ class OsdpReaderConfig(_Model):
     )
     output_no: int = Field(0, ge=0, le=15, description="PD output that releases the turnstile")
     passage_input_no: int = Field(0, ge=0, le=15, description="PD input of the passage sensor")
+    fire_input_no: int | None = Field(
+        None,
+        ge=0,
+        le=15,
+        description="PD input wired to the fire-alarm panel's dry contact: while active every "
+        "turnstile of the school is held free (README, fire alarm)",
+    )
     release_ms: int = Field(5000, ge=100, le=25500, description="output on-time in ms")
     silence_timeout: float = Field(
         2.0, gt=0.2, le=30, description="seconds without a reply before the PD is offline"
@@ -131,6 +139,7 @@ class OsdpReaderConfig(_Model):
             self.key(),
             output_no=self.output_no,
             passage_input_no=self.passage_input_no,
+            fire_input_no=self.fire_input_no,
             release_ms=self.release_ms,
         )
 
@@ -209,6 +218,8 @@ class OsdpBuses:
     def __init__(self) -> None:
         self._configs: dict[str, list[OsdpReaderConfig]] = {}
         self._buses: dict[str, OsdpBus] = {}
+        # told when a fire-alarm input changes on any bus: (reader_id, active)
+        self.on_fire_input: Callable[[str, bool], None] | None = None
 
     def add(self, cfg: OsdpReaderConfig) -> None:
         peers = self._configs.setdefault(cfg.port, [])
@@ -231,7 +242,12 @@ class OsdpBuses:
                 [cfg.spec() for cfg in cfgs],
                 silence_timeout=min(cfg.silence_timeout for cfg in cfgs),
             )
+            self._buses[port].on_fire_input = self._fire_input
         return self._buses[port]
+
+    def _fire_input(self, reader_id: str, active: bool) -> None:
+        if self.on_fire_input is not None:
+            self.on_fire_input(reader_id, active)
 
     def reader(self, cfg: OsdpReaderConfig) -> OsdpPdReader:
         self.add(cfg)

@@ -89,6 +89,7 @@ CALL_TIMEOUT = 2.0  # a call into libosdp waits at most for the poll thread to r
 
 # Output control codes (OSDP osdp_OUT)
 OUT_PERMANENT_OFF = 1
+OUT_PERMANENT_ON = 2  # and abort a timed state: a turnstile held free (evacuation)
 OUT_TEMPORARY_ON = 5
 
 
@@ -233,6 +234,7 @@ class OsdpReaderSpec:
     scbk: bytes | None  # 16-byte secure channel base key; None only to run in plain text
     output_no: int = 0  # output that releases the turnstile
     passage_input_no: int = 0  # input wired to the passage sensor
+    fire_input_no: int | None = None  # input wired to the fire-alarm panel's dry contact
     release_ms: int = 5000  # how long the output stays on (OSDP timer, 100 ms units, <= 25.5 s)
     led_number: int = 0
     reader_no: int = 0
@@ -409,6 +411,9 @@ class OsdpBus:
     ) -> None:
         if not readers:
             raise ValueError("an OSDP bus needs at least one reader")
+        # told (on the event loop) when a PD's fire-alarm input changes: (reader_id, active)
+        self.on_fire_input: Callable[[str, bool], None] | None = None
+        self.held_open: set[int] = set()  # addresses whose turnstile is held free
         addresses = [spec.address for spec in readers]
         if len(set(addresses)) != len(addresses):
             raise ValueError("two readers share an OSDP address")
@@ -628,6 +633,14 @@ class OsdpBus:
             self._emit(KeypadKeys(state.spec.reader_id, keys))
 
     def _inputs(self, state: _PdState, report: bytes) -> None:
+        fire = state.spec.fire_input_no
+        if fire is not None and fire < len(report):
+            was = fire < len(state.inputs) and bool(state.inputs[fire])
+            now = bool(report[fire])
+            if now != was:
+                log.warning("reader %s: fire-alarm input %s", state.spec.reader_id, now)
+                if self.on_fire_input is not None:
+                    self.on_fire_input(state.spec.reader_id, now)
         state.inputs = report
         still_waiting = []
         for input_no, waiter in state.input_waiters:
@@ -860,8 +873,28 @@ class OsdpGate:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
+    async def hold_open(self, free: bool) -> None:
+        """Hold the turnstile free (output permanently on) or lock it again: the fire alarm.
+        While held, a release sends nothing and nothing re-locks it."""
+        spec = self._bus.spec(self._address)
+        if free:
+            self._bus.held_open.add(self._address)
+        else:
+            self._bus.held_open.discard(self._address)
+        await self._bus.submit(
+            self._address,
+            {
+                "command": osdp.Command.Output,
+                "output_no": spec.output_no,
+                "control_code": OUT_PERMANENT_ON if free else OUT_PERMANENT_OFF,
+                "timer_count": 0,
+            },
+        )
+
     async def release(self, passage_timeout: float) -> PassageResult:
         spec = self._bus.spec(self._address)
+        if self._address in self._bus.held_open:
+            return PassageResult.UNKNOWN  # held free (evacuation): already open
         passed = self._bus._input_waiter(self._address, spec.passage_input_no)
         try:
             await self._bus.submit(
@@ -881,6 +914,8 @@ class OsdpGate:
                 result = PassageResult.NOT_PASSED
         finally:
             passed.cancel()
+        if self._address in self._bus.held_open:  # the fire alarm came meanwhile: stay free
+            return result
         try:
             await self._bus.submit(
                 self._address,

@@ -98,6 +98,7 @@ class RelayGate:
         self._transport: Transport | None = None
         self._lock = asyncio.Lock()
         self._failed = False
+        self.held = False  # held free by the fire alarm
 
     async def __aenter__(self) -> RelayGate:
         # A board missing at start is reported once by _open; release() tries again.
@@ -159,7 +160,16 @@ class RelayGate:
             self._mark_ok()
             return
 
+    async def hold_open(self, free: bool) -> None:
+        """Hold the contact closed (turnstile free: the fire alarm) or open it again. Not
+        behind a release under way (it may wait seconds for a passage): a 4-byte frame of its
+        own, and the release then leaves the contact as it is."""
+        self.held = free
+        await self._send(lcus_command(self._channel, free))
+
     async def release(self, passage_timeout: float) -> PassageResult:
+        if self.held:
+            return PassageResult.UNKNOWN  # held free (evacuation): already open
         async with self._lock:
             passage: asyncio.Task[bool] | None = None
             if self._sensor is not None:
@@ -171,8 +181,10 @@ class RelayGate:
                 try:
                     await asyncio.sleep(self._pulse)
                 finally:
-                    # Always let go of the contact, even when cancelled mid-pulse.
-                    await asyncio.shield(self._send(lcus_command(self._channel, False)))
+                    # Always let go of the contact, even when cancelled mid-pulse (unless the
+                    # fire alarm holds it closed meanwhile).
+                    if not self.held:
+                        await asyncio.shield(self._send(lcus_command(self._channel, False)))
                 if passage is None:
                     return PassageResult.UNKNOWN
                 async with asyncio.timeout(passage_timeout + IO_TIMEOUT):

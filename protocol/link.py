@@ -35,3 +35,37 @@ def plain_refusal(host: str, *, tls: bool, allow_plain: bool) -> str | None:
         "mqtt_ca_file to the CA that signed the broker's certificate (TLS), or, on a private "
         "network only, mqtt_allow_plain = true (README, link security)"
     )
+
+
+def parse_broker_url(url: str, *, tls: bool) -> tuple[str, int]:
+    """``mqtts://host:port``, ``mqtt://host:port`` or ``host[:port]`` -> (host, port).
+
+    The scheme must agree with the link (TLS when a CA is set): a plain URL on a TLS link, or
+    the reverse, is refused rather than silently changed. The port defaults to 8883 / 1883.
+    """
+    text = url.strip()
+    scheme = None
+    if "://" in text:
+        scheme, text = text.split("://", 1)
+        if scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"{url!r}: the scheme must be mqtt:// or mqtts://")
+        if (scheme == "mqtts") != tls:
+            want = "mqtts:// (mqtt_ca_file is set)" if tls else "mqtt:// (no mqtt_ca_file)"
+            raise ValueError(f"{url!r}: this link needs {want}")
+    text = text.rstrip("/")
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"{url!r}: no host")
+    try:
+        port = int(port_text) if port_text else (8883 if tls else 1883)
+    except ValueError:
+        raise ValueError(f"{url!r}: the port is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{url!r}: port {port} out of range")
+    return host, port

@@ -157,6 +157,11 @@ class AlarmCode(enum.StrEnum):
     # another device, replayed, an ack beyond what was sent). Servers older than this code
     # refuse batches carrying it: upgrade the servers first (README, link security).
     DOWNLINK_REFUSED = "downlink_refused"
+    # school faults (README, "Operations: faults and what staff see"); servers older than these
+    # codes refuse batches carrying them: upgrade the servers first.
+    CLOCK_IN_DOUBT = "clock_in_doubt"  # the wall clock jumped; events carry clock_in_doubt
+    STORE_FULL = "store_full"  # the store could not write (journaled once it can again)
+    FIRE_ALARM = "fire_alarm"  # the fire-alarm input: every turnstile released (evacuation)
 
 
 # Enum fields accept their string value from a decoder even though the models are strict.
@@ -173,10 +178,20 @@ AlarmCodeW = Annotated[AlarmCode, Field(strict=False)]
 # ------------------------------------------------------------------------------ uplink events
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class _EventBase(Message):
+    """``clock_in_doubt``: True when the event was journaled while the edge's wall clock was in
+    doubt (it jumped; ``at_ms`` is then the edge's corrected time, see ``edge.clock_guard``).
+    Left out of the bytes when None, so an event of a trusted clock is the previous release's;
+    servers older than the field refuse a batch that carries it (upgrade the servers first)."""
+
     seq: Seq
     at_ms: Millis
     terminal: Id
+    clock_in_doubt: Annotated[Literal[True] | None, Field(exclude_if=_is_none)] = None
 
 
 class EntryEvent(_EventBase):

@@ -43,4 +43,6 @@ BENCHES: dict[str, Bench] = {
     "canteen": _delegate("simulators.bench_canteen"),
     "standby": _delegate("simulators.bench_standby"),
     "fleet": _delegate("simulators.bench_fleet"),
+    "crash": _delegate("simulators.bench_crash"),
+    "brokers": _delegate("simulators.bench_brokers"),
 }

@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--load-minutes", type=float, default=0.0, help="stop loading days after this (0: never)"
     )
+    b.add_argument("--cycles", type=int, default=300, help="daemon kills and restarts (crash)")
+    b.add_argument(
+        "--max-minutes", type=float, default=None, help="end the campaign after this long (crash)"
+    )
     b.set_defaults(func=_bench)
 
     from edge.sync import add_commands as add_edge_sync_commands

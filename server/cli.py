@@ -135,10 +135,10 @@ def _broker_files(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from server.ingest.worker import IngestWorker
+    from server.ingest.source import make_ingest_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    IngestWorker(_settings(args)).run_forever()
+    make_ingest_worker(_settings(args)).run_forever()
     return 0
 
 

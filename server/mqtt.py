@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
 from typing import Any
@@ -34,7 +35,42 @@ def make_client(settings: ServerSettings, role: str) -> mqtt.Client:
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
+    nodes = settings.mqtt_nodes()
+    if len(nodes) > 1:
+        _rotate_on_reconnect(client, nodes)
     return client
+
+
+def _rotate_on_reconnect(client: mqtt.Client, nodes: list[tuple[str, int]]) -> None:
+    """A broker cluster: the first connection goes to a random node (``first_node``), every
+    reconnection of paho's loop to the next one, so a dead node is left at once."""
+    state = {"index": -1, "n": 0}
+    base = client_id_of(client)
+
+    def pre_connect(c: mqtt.Client, _userdata: Any) -> None:
+        if state["index"] < 0:  # the first connection: where connect_async pointed it
+            state["index"] = nodes.index((c.host, c.port)) if (c.host, c.port) in nodes else 0
+            return
+        state["index"] = (state["index"] + 1) % len(nodes)
+        state["n"] += 1
+        # paho's setters refuse while its old socket is being replaced; reconnect() reads
+        # these right after this callback. A new client id too: RabbitMQ keeps a client id's
+        # subscription queue on the node that made it, and a reconnection under the same id
+        # fails while that node is down (seen: the downlink service stuck for a minute).
+        c._host, c._port = nodes[state["index"]]
+        c._client_id = f"{base}-{state['n']}".encode()
+
+    client.on_pre_connect = pre_connect
+
+
+def client_id_of(client: mqtt.Client) -> str:
+    raw = client._client_id
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def first_node(settings: ServerSettings) -> tuple[str, int]:
+    nodes = settings.mqtt_nodes()
+    return nodes[random.randrange(len(nodes))]
 
 
 def connect_and_wait(
@@ -45,13 +81,12 @@ def connect_and_wait(
     if settings.mqtt_receive_maximum is not None and settings.mqtt_protocol == "5":
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.ReceiveMaximum = settings.mqtt_receive_maximum
-    client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30, properties=props)
+    host, port = first_node(settings)
+    client.connect_async(host, port, keepalive=30, properties=props)
     client.loop_start()
     if not connected.wait(timeout):
         client.loop_stop()
-        raise BrokerUnavailable(
-            f"no connection to {settings.mqtt_host}:{settings.mqtt_port} within {timeout} s"
-        )
+        raise BrokerUnavailable(f"no connection to {host}:{port} within {timeout} s")
 
 
 def shared(settings: ServerSettings, group: str, topic_filter: str) -> str:

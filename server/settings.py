@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from protocol.link import plain_refusal
+from protocol.link import parse_broker_url, plain_refusal
 from server.tls import TlsSetupError, link_error, mqtt_tls_context
 
 # A key shared with another party or signing what parents hold (HMAC): at least this long, and
@@ -56,7 +56,14 @@ class ServerSettings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
     mqtt_protocol: Literal["5", "3.1.1"] = Field(
         default="5",
-        description="MQTT version; 3.1.1 (no shared subscriptions: ONE ingest worker) for amqtt",
+        description="MQTT version; 3.1.1 (no shared subscriptions: ONE MQTT ingest worker) for "
+        "amqtt and for a RabbitMQ or NATS cluster (whose ingest reads the queue: any number)",
+    )
+    mqtt_brokers: list[str] = Field(
+        default_factory=list,
+        description='The MQTT nodes of a broker cluster ("mqtts://mq1:8883", ...): the '
+        "server's MQTT clients (downlink) start at a random one and reconnect to the next; "
+        "when set, mqtt_host/mqtt_port are not used",
     )
     mqtt_username: str | None = Field(
         default=None, description="The server's own MQTT user (None: anonymous broker)"
@@ -91,6 +98,29 @@ class ServerSettings(BaseSettings):
     ingest_group: str = Field(default="ingest", description="Shared-subscription group of workers")
     ingest_max_messages_per_tx: int = Field(
         default=200, ge=1, description="MQTT messages written in one database transaction at most"
+    )
+    ingest_source: Literal["mqtt", "amqp"] = Field(
+        default="mqtt",
+        description="Where ingest takes the edges' batches from: mqtt = a (shared) MQTT "
+        "subscription (Mosquitto, one node); amqp = the replicated quorum queue of a RabbitMQ "
+        "cluster (README, the broker cluster)",
+    )
+    amqp_urls: list[str] = Field(
+        default_factory=list,
+        description="With ingest_source amqp: the AMQP URLs of the RabbitMQ nodes "
+        "(amqp://user:password@host:5672/%2F); ingest moves to the next one when a node fails",
+    )
+    amqp_queue: str = Field(
+        default="qaqpa.ingest",
+        min_length=1,
+        max_length=200,
+        description="With ingest_source amqp: the quorum queue the edges' batches are routed to",
+    )
+    broker_http_auth: bool = Field(
+        default=False,
+        description="Serve RabbitMQ's HTTP auth backend (POST /broker-auth/rabbitmq/user, "
+        "vhost, resource, topic) from the devices table: per-device logins and topics on a "
+        "RabbitMQ cluster, as the Mosquitto password and ACL files do on one node",
     )
     snapshot_threshold: int = Field(
         default=50,
@@ -188,11 +218,18 @@ class ServerSettings(BaseSettings):
     @model_validator(mode="after")
     def _mqtt_link_is_safe(self) -> ServerSettings:
         """Off loopback TLS only, and TLS files that load: checked before any connection."""
-        refusal = plain_refusal(
-            self.mqtt_host, tls=self.mqtt_ca_file is not None, allow_plain=self.mqtt_allow_plain
-        )
-        if refusal is not None:
-            raise link_error(f"mqtt_host: {refusal}")
+        try:
+            nodes = self.mqtt_nodes()
+        except ValueError as err:
+            raise link_error(f"mqtt_brokers: {err}") from err
+        for host, _port in nodes:
+            refusal = plain_refusal(
+                host, tls=self.mqtt_ca_file is not None, allow_plain=self.mqtt_allow_plain
+            )
+            if refusal is not None:
+                raise link_error(
+                    f"{'mqtt_brokers' if self.mqtt_brokers else 'mqtt_host'}: {refusal}"
+                )
         if self.mqtt_ca_file is None:
             if self.mqtt_cert_file is not None or self.mqtt_key_file is not None:
                 raise link_error(
@@ -204,6 +241,13 @@ class ServerSettings(BaseSettings):
             except TlsSetupError as err:
                 raise link_error(str(err)) from err
         return self
+
+    def mqtt_nodes(self) -> list[tuple[str, int]]:
+        """(host, port) of each MQTT node: ``mqtt_brokers``, or ``mqtt_host:mqtt_port`` alone."""
+        if not self.mqtt_brokers:
+            return [(self.mqtt_host, self.mqtt_port)]
+        tls = self.mqtt_ca_file is not None
+        return [parse_broker_url(url, tls=tls) for url in self.mqtt_brokers]
 
     def mqtt_tls_context(self) -> ssl.SSLContext | None:
         """The TLS context of the server's broker connections; None for plain ones."""

@@ -96,6 +96,8 @@ class SimulatedPd:
         self.passage = True  # whether a released turnstile is walked through
         self._turn_back_once = False
         self._inputs = inputs
+        self._input_state = bytearray(inputs)
+        self._input_lock = threading.Lock()
         self.channel = PdChannel(bus)
         self.commands: list[dict[str, Any]] = []
         self.command_times: list[float] = []  # time.monotonic() when each command arrived
@@ -178,8 +180,11 @@ class SimulatedPd:
         return self._submit({"event": osdp.Event.KeyPress, "reader_no": reader_no, "data": data})
 
     def set_input(self, input_no: int, active: bool) -> bool:
-        report = bytearray(self._inputs)
-        report[input_no] = 1 if active else 0
+        """Change one input; the report carries every input's state, as a PD's does (the
+        passage sensor's pulse leaves a fire-alarm contact on another input as it is)."""
+        with self._input_lock:
+            self._input_state[input_no] = 1 if active else 0
+            report = bytearray(self._input_state)
         return self._submit(
             {
                 "event": osdp.Event.Status,

@@ -32,6 +32,7 @@ from server.people.service import add_school
 from server.settings import ServerSettings
 from simulators.notify_sinks import SmsSink, SmtpSink
 from simulators.payment_provider import CALLBACK_PATH, PaymentProviderSimulator
+from tests.support.broker_cluster import ClusterEnv, start_cluster
 from tests.support.canteen import SECRET, canteen_settings
 from tests.support.centre import centre_key_file
 from tests.support.clock import travel_from_env
@@ -225,6 +226,14 @@ def private_broker(tmp_path: Path) -> Iterator[Callable[[str], PrivateBroker]]:
     yield start
     for b in brokers:
         b.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster() -> Iterator[ClusterEnv]:
+    """Three RabbitMQ nodes over TLS (README "The broker cluster"): started once, on first use."""
+    env = start_cluster()
+    yield env
+    env.stop()
 
 
 # canteen at the centre: settings on the app, the payment provider's simulator

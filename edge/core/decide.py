@@ -1,4 +1,8 @@
-"""The decision: a pure function of (policy, state, tap). ``tap.at`` is "now"."""
+"""The decision: a pure function of (policy, state, tap). ``tap.at`` is "now".
+
+While the edge's clock is in doubt (``tap.clock_in_doubt``), ``tap.at`` is the corrected time
+from the last trusted moment: entry is not refused for the hours, and meals stay keyed to that
+time's day and period, so a jump of the wall clock never reopens a period already served."""
 
 from __future__ import annotations
 
@@ -116,7 +120,7 @@ def _turnstile(
 ) -> Decision:
     day = local.date()
     entering = tap.direction is not Direction.OUT
-    if entering:
+    if entering and not tap.clock_in_doubt:  # in doubt: the hours cannot be told, let in
         shift = policy.shifts.get(student.shift)
         if shift is None or not (shift.entry_from <= local.time() <= shift.entry_to):
             return Decision(False, Reason.OUTSIDE_HOURS, day, student_id=student.id)

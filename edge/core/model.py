@@ -176,6 +176,9 @@ class Tap:
     ``signed_in_staff``: a manual pass from the staff page: the member the shell signed in with
     their own card and PIN (keyed verifier, ``edge.staff``); the core then checks their roles
     and classes, not a card and PIN again.
+    ``clock_in_doubt``: the edge's wall clock jumped and ``at`` is its corrected time (the last
+    trusted moment plus the monotonic time since, ``edge.clock_guard``): the entry hours are not
+    checked (a school is never refused for a clock), meals stay keyed to ``at``'s day and period.
     """
 
     at: dt.datetime  # timezone-aware
@@ -189,6 +192,7 @@ class Tap:
     face_student: str | None = None
     face_verified: bool | None = None
     signed_in_staff: str | None = None
+    clock_in_doubt: bool = False
 
     @property
     def is_manual(self) -> bool:

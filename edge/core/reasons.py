@@ -128,6 +128,7 @@ class Screen(enum.StrEnum):
     INSUFFICIENT_BALANCE = "insufficient_balance"  # red
     BLOCKED_CARD = "blocked_card"  # red
     DENIED = "denied"  # red: any other reason
+    NOT_RECORDED = "not_recorded"  # red: the store cannot write (a full disk): nothing served
 
 
 HEADLINES: dict[Screen, dict[Lang, str]] = {
@@ -151,6 +152,21 @@ HEADLINES: dict[Screen, dict[Lang, str]] = {
         Lang.EN: "BLOCKED CARD",
     },
     Screen.DENIED: {Lang.KK: "БАС ТАРТЫЛДЫ", Lang.RU: "ОТКАЗ", Lang.EN: "REFUSED"},
+    Screen.NOT_RECORDED: {
+        Lang.KK: "ЖАЗЫЛМАДЫ",
+        Lang.RU: "НЕ ЗАПИСАНО",
+        Lang.EN: "NOT RECORDED",
+    },
+}
+
+# The kiosk's message when the store cannot write: no tap can be recorded, so none is served.
+NOT_RECORDED_MESSAGE: dict[Lang, str] = {
+    Lang.KK: "Жүйе жаза алмайды (жад толы): тамақ берілмеді. Кезекшіге хабарлаңыз; "
+    "орын босағанда жүйе өзі қалпына келеді.",
+    Lang.RU: "Система не может записать (память заполнена): питание не выдано. Сообщите "
+    "дежурному; когда место освободится, система восстановится сама.",
+    Lang.EN: "The system cannot record (storage full): nothing was served. Tell the person "
+    "on duty; it recovers by itself once there is space again.",
 }
 
 

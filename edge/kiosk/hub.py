@@ -23,7 +23,7 @@ from typing import Any
 from edge.core.meals import meal_period_at
 from edge.core.model import Purchase, Student
 from edge.core.money import Offer, offer
-from edge.core.reasons import HEADLINES, MESSAGES, Screen
+from edge.core.reasons import HEADLINES, MESSAGES, NOT_RECORDED_MESSAGE, Screen
 from edge.kiosk.screens import (
     COLOURS,
     IDLE,
@@ -156,6 +156,22 @@ class KioskHub:
             self._add_offer(screen, d.student_id, d.local_date, d.meal_period)
             if d.reason is Reason.PAY:
                 screen["tap_id"] = self._remember(terminal, d.student_id)
+        self.publish(terminal, screen)
+        return screen
+
+    def show_unrecorded(self, terminal: str) -> KioskScreen:
+        """A tap the store could not record (a full disk): nothing was served, say so."""
+        screen: KioskScreen = {
+            "id": next(self._ids),
+            "terminal": terminal,
+            "screen": Screen.NOT_RECORDED,
+            "colour": COLOURS[Screen.NOT_RECORDED],
+            "headline": {lang.value: t for lang, t in HEADLINES[Screen.NOT_RECORDED].items()},
+            "message": {lang.value: t for lang, t in NOT_RECORDED_MESSAGE.items()},
+            "t_ms": int(time.time() * 1000),
+            "at": self._local_hhmm(self.clock()),
+            "hold_s": RESULT_HOLD_S,
+        }
         self.publish(terminal, screen)
         return screen
 

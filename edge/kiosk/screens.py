@@ -34,6 +34,7 @@ COLOURS: dict[Screen, Colour] = {
     Screen.INSUFFICIENT_BALANCE: Colour.RED,
     Screen.BLOCKED_CARD: Colour.RED,
     Screen.DENIED: Colour.RED,
+    Screen.NOT_RECORDED: Colour.RED,
 }
 
 Texts = dict[str, str]  # language code ("kk", "ru", "en") -> text

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
@@ -80,6 +80,64 @@ STRINGS = {
         "Сообщение центра отклонено",
         "A message from the centre was refused",
     ),
+    "alarm.clock_in_doubt": _t(
+        "Сағат күмәнді: уақыт секірді, оқиғалар белгіленеді",
+        "Часы под сомнением: время скачком изменилось, события помечаются",
+        "The clock is in doubt: the time jumped, events are flagged",
+    ),
+    "alarm.store_full": _t(
+        "Жүйе жаза алмайды (жад толы): карталар қабылданбайды",
+        "Система не может записывать (память заполнена): проходы отклоняются",
+        "The store cannot write (storage full): taps are refused",
+    ),
+    "alarm.fire_alarm": _t(
+        "Өрт дабылы: барлық турникеттер ашық",
+        "Пожарная тревога: все турникеты открыты",
+        "Fire alarm: every turnstile is free",
+    ),
+    "duty.clock": _t("Уақыт", "Время", "Time"),
+    "duty.clock_ok": _t("Сенімді", "Надёжное", "Trusted"),
+    "duty.clock_doubt": _t(
+        "Күмәнді: жүйе соңғы сенімді уақыттан есептейді; кіру ашық, бір үзіліске бір тегін "
+        "тамақ. Орталықпен байланыс қалпына келгенде тексеріледі.",
+        "Под сомнением: система считает от последнего надёжного времени; вход открыт, одно "
+        "бесплатное питание за перемену. Проверится, когда вернётся связь с центром.",
+        "In doubt: the system counts from the last trusted time; entry is open, one free meal "
+        "per period. It is checked once the link to the centre is back.",
+    ),
+    "duty.clock_school": _t("Жүйенің уақыты", "Время системы", "The system's time"),
+    "duty.clock_wall": _t("Компьютер сағаты", "Часы компьютера", "The computer's clock"),
+    "duty.clock_wall_off": _t(
+        "Компьютер сағаты қате: техникке хабарлаңыз",
+        "Часы компьютера неверны: сообщите технику",
+        "The computer's clock is wrong: tell the technician",
+    ),
+    "duty.store_full": _t(
+        "Жүйе жаза алмайды: карталар мен тамақ қабылданбайды, турникеттер ашылмайды. "
+        "Техникке хабарлаңыз (дискіде орын босату керек); жүйе өзі қалпына келеді.",
+        "Система не может записывать: проходы и питание отклоняются, турникеты не "
+        "открываются. Сообщите технику (нужно освободить место на диске); система "
+        "восстановится сама.",
+        "The store cannot write: taps and meals are refused, the turnstiles do not open. "
+        "Tell the technician (the disk needs space); the system recovers by itself.",
+    ),
+    "duty.store_refused": _t("қабылданбаған", "отклонено", "refused"),
+    "duty.evacuation": _t(
+        "ЭВАКУАЦИЯ: өрт дабылы, барлық турникеттер ашық",
+        "ЭВАКУАЦИЯ: пожарная тревога, все турникеты открыты",
+        "EVACUATION: fire alarm, every turnstile is free",
+    ),
+    "duty.evacuation_list": _t(
+        "Ішінде (бүгінгі кіру мен шығу бойынша)",
+        "Внутри (по сегодняшним входам и выходам)",
+        "Inside (by today's entries and exits)",
+    ),
+    "duty.evacuation_none": _t("Ешкім жоқ", "Никого", "Nobody"),
+    "duty.evacuation_gates_failed": _t(
+        "Ашылмаған турникеттер: қолмен ашыңыз",
+        "Не открылись турникеты: откройте вручную",
+        "Turnstiles not freed: open them by hand",
+    ),
 }
 
 
@@ -107,6 +165,39 @@ def _rows(
     ]
 
 
+def _faults(faults: object, ctx: StaffContext, lang: Lang, zone: dt.tzinfo) -> dict[str, Any]:
+    """The clock, the store and the evacuation (``edge.school_faults``), when the daemon runs."""
+    from edge.school_faults import SchoolFaults
+
+    if not isinstance(faults, SchoolFaults):
+        return {}
+    clock = faults.clock.state()
+    now = faults.clock.now()
+    wall = now + dt.timedelta(seconds=clock.wall_offset_s)
+    out: dict[str, Any] = {
+        "clock_doubt": clock.in_doubt,
+        "clock_reason": clock.reason,
+        "clock_school": now.astimezone(zone).strftime("%d.%m.%Y %H:%M"),
+        "clock_wall": wall.astimezone(zone).strftime("%d.%m.%Y %H:%M"),
+        "clock_wall_off": abs(clock.wall_offset_s) > 120,
+        "unjournaled": faults.unjournaled_alarms(),
+    }
+    fault = faults.pipeline.store_fault if faults.pipeline is not None else None
+    if fault is not None:
+        out["store_full"] = {
+            "since": fault.since.astimezone(zone).strftime("%d.%m %H:%M"),
+            "refused": fault.refused,
+        }
+    evac = faults.evacuation
+    if evac.active:
+        out["evacuation"] = {
+            "since": evac.since.astimezone(zone).strftime("%H:%M") if evac.since else "",
+            "inside": evac.inside(),
+            "failed": sorted(t for t, ok in evac.released.items() if not ok),
+        }
+    return out
+
+
 def build(ctx: StaffContext) -> APIRouter:
     router = APIRouter()
     Viewer = Annotated[StaffUser, Depends(ctx.viewer(SECTION))]
@@ -126,11 +217,15 @@ def build(ctx: StaffContext) -> APIRouter:
             if stats.oldest_unsent_ms is not None and stats.backlog
             else ""
         )
+        faults = ctx.extras.get("faults")
+        extra = _faults(faults, ctx, lang, zone)
+        active = extra.pop("unjournaled", []) + active
         return ctx.render(
             request,
             user,
             "duty/page.html",
             {
+                **extra,
                 "active": _rows(active, ctx, lang, zone),
                 "recent": _rows(recent[:20], ctx, lang, zone),
                 "down": down,

@@ -88,6 +88,10 @@ class StoreBase:
         self._money_settled.set()
         self._journal_idle = asyncio.Event()  # set when every prepared group has committed
         self._journal_idle.set()
+        # The daemon's clock (``edge.clock_guard``): the time of the store's own events (alarms)
+        # and whether the wall clock is in doubt (every event journaled meanwhile is flagged).
+        self.clock: Callable[[], dt.datetime] = _utc_now
+        self.clock_in_doubt: Callable[[], bool] = _never
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -370,6 +374,14 @@ def _writer_connection(path: Path) -> sqlite3.Connection:
     # ``checkpoint()`` between commits, not inside a tap's commit.
     db.execute("PRAGMA wal_autocheckpoint=0")
     return db
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _never() -> bool:
+    return False
 
 
 def _in_transaction(db: sqlite3.Connection, fn: Callable[..., _T], *args: Any) -> _T:

@@ -127,8 +127,9 @@ class JournalMixin(StoreBase):
         spends: list[tuple[Any, ...]] = []
         tokens: list[tuple[Any, ...]] = []
         lendings: list[tuple[int, LendingWrite]] = []
+        doubt = {"clock_in_doubt": True} if self.clock_in_doubt() else {}
         for entry in entries:
-            ev = entry.event.model_copy(update={"seq": seq})
+            ev = entry.event.model_copy(update={"seq": seq, **doubt})
             events.append(ev)
             rows.append((seq, ev.at_ms, ev.kind, ev.terminal, _blob(ev), entry.credential))
             if entry.meal is not None:
@@ -188,6 +189,7 @@ class JournalMixin(StoreBase):
                 code=AlarmCode.OUTBOX_HIGH_WATER,
                 active=True,
                 detail=f"outbox backlog {backlog} of capacity {self.capacity}",
+                clock_in_doubt=True if doubt else None,
             )
             alarm_row = (seq, alarm.at_ms, alarm.kind, alarm.terminal, _blob(alarm), None)
             events.append(alarm)
@@ -208,9 +210,7 @@ class JournalMixin(StoreBase):
         # later (an alarm, a sale) must never reach the journal thread first.
         assert self._writer is not None, "store is closed"
         prep.txn = asyncio.wrap_future(
-            self._writer_thread.submit(
-                _in_transaction, self._writer, self._journal_rows_in_order, prep
-            )
+            self._writer_thread.submit(self._commit_in_order, self._writer, prep)
         )
         return prep
 
@@ -266,6 +266,13 @@ class JournalMixin(StoreBase):
             raise interrupted
         return prep.events
 
+    def _commit_in_order(self, db: sqlite3.Connection, prep: PreparedJournal) -> None:
+        """In the journal thread: one group, one transaction. The thread's next seq moves only
+        once the COMMIT succeeded: a COMMIT that fails (a full disk: the WAL is written then)
+        leaves it where it was, so the group re-numbered after the failure follows."""
+        _in_transaction(db, self._journal_rows_in_order, prep)
+        self._thread_next_seq = prep.next_seq
+
     def _journal_rows_in_order(self, db: sqlite3.Connection, prep: PreparedJournal) -> None:
         """In the journal thread: refuse a group that does not follow the last committed one."""
         expected = self._thread_next_seq
@@ -275,7 +282,6 @@ class JournalMixin(StoreBase):
                 f"{expected - 1}: an earlier group failed"
             )
         write_group(db, *prep.rows)
-        self._thread_next_seq = prep.next_seq
 
     async def checkpoint(self) -> None:
         """Fold the WAL into the database without blocking the journal (PASSIVE)."""
@@ -289,13 +295,19 @@ class JournalMixin(StoreBase):
         self.state.presence_by_person[person_id] = (day, state)
 
     async def journal_alarm(self, terminal: str, code: AlarmCode, active: bool, detail: str) -> int:
-        at_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        at_ms = int(self.clock().timestamp() * 1000)
         ev = AlarmEvent(
             seq=1, at_ms=at_ms, terminal=terminal, code=code, active=active, detail=detail
         )
         async with self.write_lock:
             (done, *_) = await self.journal([JournalEntry(ev)])
         return done.seq
+
+    async def last_at_ms(self) -> int | None:
+        """The time of the last journaled event (the clock's lower bound at start)."""
+        async with self._db.execute("SELECT at_ms FROM journal ORDER BY seq DESC LIMIT 1") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
 
     async def journal_rows(self, first: int = 1, last: int | None = None) -> list[Event]:
         """Journaled events in ``[first, last]`` (acknowledged or not), for audits and tests."""

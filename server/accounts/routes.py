@@ -133,7 +133,10 @@ def _invitation_gone(request: Request) -> Response:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/") -> Response:
+def login_page(request: Request, db: Db, next: str = "/") -> Response:
+    # A form nobody can sign in with says so before the password is typed: with the database
+    # unreachable this raises, and the console answers 503 (server.console.outage).
+    db.execute(select(1))
     return _prelogin_form(request, "accounts/login.html", {"next": _safe_next(next), "error": None})
 
 

@@ -132,6 +132,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     install_access_log_filter()  # invitation tokens are in URL paths
     app.include_router(router)
     app.include_router(docs_router)
+    if settings.broker_http_auth:
+        from server.rabbit_auth.http import router as rabbit_auth_router
+
+        app.include_router(rabbit_auth_router)
     from server.console.app import install_console
 
     # Added before the console's middleware, so it sits inside them: its 413 raised from

@@ -15,13 +15,13 @@ import signal
 import threading
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 import server.schema  # noqa: F401  (every table, for the foreign keys of the ledger's)
 from server.canteen.service import post_meals
 from server.canteen.settings import CanteenSettings
 from server.db import make_engine, session_factory
-from server.service import ThreadedService
+from server.service import DatabasePacing, ThreadedService
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +80,16 @@ class MealPosterService(ThreadedService):
         self.engine.dispose()
 
     def _run(self) -> None:
-        failing = False
+        # The database away: a line when it goes and one when it is back; any other error is
+        # logged with its traceback; either way the loop lives on (it used to end on the latter).
+        pacing = DatabasePacing("canteen poster", log)
         while not self._stop.is_set():
             try:
                 self.posted += post_all(self.engine, self.settings)
-                if failing:
-                    log.info("canteen poster: database back")
-                failing = False
-            except OperationalError as err:  # the database is away: log once, retry
-                if not failing:
-                    log.warning("canteen poster: %s", type(err).__name__)
-                failing = True
+            except Exception as err:
+                self._stop.wait(max(self.poll_s, pacing.failed(err)))
+                continue
+            pacing.succeeded()
             self._stop.wait(self.poll_s)
 
 

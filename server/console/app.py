@@ -55,6 +55,9 @@ MODULES = (
 
 def install_console(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    from server.console import outage
+
+    outage.install(app)  # the database unreachable: 503 pages, /healthz
     for name in MODULES:
         try:
             module = importlib.import_module(name)

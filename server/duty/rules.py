@@ -28,6 +28,9 @@ ALARM_TEXT: dict[str, str] = {
     "secure_channel_refused": N_("A reader refused the secure channel"),
     "gate_fault": N_("A turnstile fault"),
     "downlink_refused": N_("The edge refused a message from the centre"),
+    "clock_in_doubt": N_("The edge's clock jumped: its times are in doubt until the link is back"),
+    "store_full": N_("The edge could not write (storage full): taps were refused"),
+    "fire_alarm": N_("Fire alarm at the school: every turnstile released"),
     EDGE_OFFLINE: N_("The school's edge is offline (no link, stopped, or its store is damaged)"),
 }
 

@@ -1,3 +1,3 @@
-from server.ingest.worker import main
+from server.ingest.source import main
 
 main()

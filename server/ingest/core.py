@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from protocol import topics
 from protocol.codec import loads_plain, open_envelope
 from protocol.errors import ProtocolError
-from protocol.messages import EventAck, EventBatch, SeqRange
+from protocol.messages import Event, EventAck, EventBatch, Id, Millis, Seq, SeqRange
 from protocol.signing import load_public_key, verify
 from server.clock import now_ms
 from server.devices import KEY_CHANNEL
@@ -52,6 +53,14 @@ class RejectReason(enum.StrEnum):
     WRONG_SCHOOL = "wrong_school"
     WRONG_DEVICE = "wrong_device"
     DUPLICATE = "duplicate"  # a (re)sent batch whose events are all stored already: acked, counted
+    # Parked events (the batch is stored and acknowledged; see ``parked_events``): an event of a
+    # kind this release does not know, or of a known kind with a field it does not know. Kept as
+    # sent, counted and alarmed, never applied by this release.
+    UNKNOWN_KIND = "unknown_kind"
+    UNKNOWN_FIELD = "unknown_field"
+
+
+PARKED = frozenset({RejectReason.UNKNOWN_KIND, RejectReason.UNKNOWN_FIELD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,68 @@ class _Accepted:
     rows: list[dict[str, Any]]
     first_seq: int
     last_seq: int
+    parked: frozenset[int] = frozenset()  # seqs stored as sent and not applied (newer release)
+    notes: list[Rejection] = field(default_factory=list)
+
+
+class _ParkedEvent(BaseModel):
+    """What every event has, whatever its kind: enough to store it under (device, seq)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    seq: Seq
+    at_ms: Millis
+    kind: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
+    terminal: Id
+    student_id: Id | None = None
+    staff_id: Id | None = None
+
+
+class _BatchHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    school: Id
+    device: Id
+    sent_at_ms: Millis
+    events: Annotated[list[_ParkedEvent], Field(min_length=1, max_length=10_000)]
+
+
+_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+_PARKABLE = {
+    "union_tag_invalid": RejectReason.UNKNOWN_KIND,
+    "extra_forbidden": RejectReason.UNKNOWN_FIELD,
+}
+
+
+def parked_events(plain: Any) -> tuple[_BatchHeader, dict[RejectReason, list[int]]] | None:
+    """A signed batch this release cannot read whole, because an edge of a newer release sent
+    an event kind (or a field of a known kind) this release does not know: the batch's header
+    and the seqs to park by reason. None when anything else is wrong with it (malformed).
+
+    The versioning policy (README, Wire protocol): such an event is stored as sent, with the
+    others of its batch, and acknowledged, so the edge's outbox moves on; it is counted and
+    alarmed, and no effect of it is applied by this release (a later release can, from the
+    stored payload)."""
+    try:
+        header = _BatchHeader.model_validate(plain)
+    except ValidationError:
+        return None
+    seqs = [e.seq for e in header.events]
+    if any(b <= a for a, b in itertools.pairwise(seqs)):
+        return None
+    parked: dict[RejectReason, list[int]] = {}
+    for raw, ev in zip(plain["events"], header.events, strict=True):
+        try:
+            _EVENT.validate_python(raw)
+        except ValidationError as err:
+            kinds = {_PARKABLE.get(e["type"]) for e in err.errors()}
+            if None in kinds:
+                return None  # a known kind, wrong: an edge bug, refused whole
+            reason = (
+                RejectReason.UNKNOWN_KIND
+                if RejectReason.UNKNOWN_KIND in kinds
+                else (RejectReason.UNKNOWN_FIELD)
+            )
+            parked.setdefault(reason, []).append(ev.seq)
+    return (header, parked) if parked else None
 
 
 _COLUMNS = (
@@ -292,10 +363,18 @@ class IngestStore:
             return Rejection(school, device, RejectReason.MALFORMED, f"type {env.type_name}")
         try:
             plain = loads_plain(env.body, context="event_batch")
-            batch = EventBatch.model_validate(plain)
-        except (ProtocolError, ValidationError) as err:
-            # Signed by the device but invalid: a bug at the edge, not an attacker.
+        except ProtocolError as err:
             return Rejection(school, device, RejectReason.MALFORMED, str(err)[:200])
+        parked: dict[RejectReason, list[int]] = {}
+        batch: EventBatch | _BatchHeader
+        try:
+            batch = EventBatch.model_validate(plain)
+        except ValidationError as err:
+            lenient = parked_events(plain)
+            if lenient is None:
+                # Signed by the device but invalid: a bug at the edge, not an attacker.
+                return Rejection(school, device, RejectReason.MALFORMED, str(err)[:200])
+            batch, parked = lenient
         if batch.school != school or known.school_id != school:
             return Rejection(school, device, RejectReason.WRONG_SCHOOL, "school mismatch")
         if batch.device != device:
@@ -315,7 +394,26 @@ class IngestStore:
             }
             for ev in plain["events"]
         ]
-        return _Accepted(known, device, rows, batch.events[0].seq, batch.events[-1].seq)
+        notes = [
+            Rejection(
+                school,
+                device,
+                reason,
+                f"{len(seqs)} events parked (seq {seqs[0]}..{seqs[-1]}, kinds "
+                f"{', '.join(sorted({r['kind'] for r in rows if r['seq'] in seqs}))[:80]}): "
+                "stored as sent and acknowledged, not applied by this server release",
+            )
+            for reason, seqs in parked.items()
+        ]
+        return _Accepted(
+            known,
+            device,
+            rows,
+            batch.events[0].seq,
+            batch.events[-1].seq,
+            frozenset(s for seqs in parked.values() for s in seqs),
+            notes,
+        )
 
     # ------------------------------------------------------------------ storage
 
@@ -332,6 +430,7 @@ class IngestStore:
                     outcome.rejections.append(result)
                 else:
                     accepted.append(result)
+                    outcome.rejections.extend(result.notes)  # parked events: counted, alarmed
             conn.rollback()
         if accepted:
             self._store(accepted, outcome)
@@ -347,6 +446,8 @@ class IngestStore:
             by_device.setdefault(acc.device.pk, []).append(acc)
         rows = [r for acc in accepted for r in acc.rows]
         outcome.events_received = len(rows)
+        parked = {(acc.device.pk, seq) for acc in accepted for seq in acc.parked}
+        applied = [r for r in rows if (r["device_pk"], r["seq"]) not in parked] if parked else rows
         with self._engine.begin() as conn:
             # Lock progress in a fixed order: concurrent workers serialise per device, never deadlock.
             progress_q = (
@@ -365,13 +466,13 @@ class IngestStore:
                         )
                     )
                     before[pk] = 0
-            lending = [r for r in rows if r["kind"] in LENDING_EVENT_KINDS]
+            lending = [r for r in applied if r["kind"] in LENDING_EVENT_KINDS]
             if lending:  # only those stored for the first time are applied
                 seen = _stored_keys(conn, lending)
                 fresh = {(r["device_pk"], r["seq"]): r for r in lending}  # a batch sent twice
                 lending = [r for k, r in fresh.items() if k not in seen]
             outcome.events_inserted = self._insert(conn, rows, sorted(by_device))
-            desk = [r for r in rows if r["kind"] in CARD_EVENT_KINDS]
+            desk = [r for r in applied if r["kind"] in CARD_EVENT_KINDS]
             if desk:  # card records from the schools' desks, in the same transaction
                 _record_cards(conn, desk)
             if lending:  # the library desks' acts, in the same transaction
@@ -516,6 +617,23 @@ class IngestStore:
             for rej in rejections:
                 if rej.reason is RejectReason.DUPLICATE:
                     log.info("duplicate batch school=%s device=%s", rej.school, rej.device)
+                elif rej.reason in PARKED:
+                    log.warning(
+                        "parked events school=%s device=%s reason=%s: %s",
+                        rej.school,
+                        rej.device,
+                        rej.reason.value,
+                        rej.detail,
+                    )
+                    conn.execute(
+                        insert(ServerAlarm).values(
+                            at_ms=at,
+                            school=rej.school,
+                            device=rej.device,
+                            code=f"event_parked:{rej.reason.value}",
+                            detail=rej.detail[:500],
+                        )
+                    )
                 else:
                     log.warning(
                         "rejected batch school=%s device=%s reason=%s: %s",

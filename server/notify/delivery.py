@@ -15,6 +15,8 @@ import logging
 import os
 import random
 import signal
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from protocol.messages import ConsentKind
 from server.clock import now_ms
+from server.db import is_unreachable
 from server.notify.models import OutboxMessage
 from server.notify.planner import NO_CONSENT, address_of, consented
 from server.notify.rules import Channel, Kind, Status, after_failure, backoff_ms, scrub
@@ -141,6 +144,7 @@ class DeliveryWorker:
         self.sender = sender or Sender(settings)
         self.rand = rand
         self._sends = 0
+        self.stopping = threading.Event()  # set by the service: no more waiting for the database
 
     def claim(self, now: int) -> list[Claimed]:
         with Session(self.engine) as session:
@@ -355,19 +359,35 @@ class DeliveryWorker:
                 cap_s=self.settings.backoff_cap_s,
                 jitter=self.rand(),
             )
-        with Session(self.engine) as session:
-            session.execute(
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.id == c.id,
-                    OutboxMessage.status == Status.SENDING.value,
-                    OutboxMessage.attempts == c.attempts,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
+        mark = (
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == c.id,
+                OutboxMessage.status == Status.SENDING.value,
+                OutboxMessage.attempts == c.attempts,
             )
-            session.commit()
-        return status
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        # The message has gone (or failed) already: if the database is away now, wait for it
+        # rather than leave the row "sending", which after the lease means sent again (SMS) or
+        # marked failed (e-mail). Past the lease, recovery owns the row; the guarded update then
+        # changes nothing.
+        give_up = time.monotonic() + self.settings.lease_s
+        pause = 0.2
+        while True:
+            try:
+                with Session(self.engine) as session:
+                    session.execute(mark)
+                    session.commit()
+                return status
+            except Exception as err:
+                if not is_unreachable(err) or time.monotonic() + pause > give_up:
+                    raise
+                log.warning("outbox %d: the database is unreachable; recording it later", c.id)
+                if self.stopping.wait(pause):
+                    raise
+                pause = min(pause * 2, 5.0)
 
     def _fault_hook(self) -> None:
         self._sends += 1

@@ -22,7 +22,7 @@ from server.notify.planner import Planner, cancel_without_consent, preferences_o
 from server.notify.rules import Preferences
 from server.notify.settings import NotifySettings
 from server.people.models import Guardian, Student
-from server.service import ThreadedService
+from server.service import DatabasePacing, ThreadedService
 
 log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 5.0  # consent sweep and crash recovery; workers check consent at sending anyway
@@ -67,6 +67,8 @@ class NotifyService(ThreadedService):
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        for w in self.workers:
+            w.stopping.set()  # a worker waiting for the database to record a send gives up
         for t in self._threads:
             t.join(self.settings.send_timeout_s + 5)
         if self._own_engine:
@@ -75,6 +77,7 @@ class NotifyService(ThreadedService):
 
     def _plan_loop(self) -> None:
         last_sweep = 0.0
+        pacing = DatabasePacing("notify planner", log)
         while not self._stop.is_set():
             try:
                 if self.planner.run_once():
@@ -90,19 +93,21 @@ class NotifyService(ThreadedService):
                         )
                     if recover_interrupted(self.engine, self.settings):
                         self._wake.set()
-            except Exception:
-                log.exception("notify planner: a round failed; retrying")
-                self._stop.wait(1.0)
+            except Exception as err:  # the loop outlives any round (the database gone, a bug)
+                self._stop.wait(pacing.failed(err))
+                continue
+            pacing.succeeded()
             self._stop.wait(self.settings.planner_poll_s)
 
     def _work_loop(self, worker: DeliveryWorker) -> None:
+        pacing = DatabasePacing(f"notify worker {threading.current_thread().name}", log)
         while not self._stop.is_set():
             try:
                 claimed = worker.run_once()
-            except Exception:
-                log.exception("notify worker: a round failed; retrying")
-                self._stop.wait(1.0)
+            except Exception as err:  # the loop outlives any round (the database gone, a bug)
+                self._stop.wait(pacing.failed(err))
                 continue
+            pacing.succeeded()
             if not claimed:
                 self._wake.wait(self.settings.worker_poll_s)
                 self._wake.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,10 +25,10 @@ from protocol.errors import ProtocolError
 from protocol.messages import Change, DeviceStatus, SyncAck, SyncDelta
 from server.centre_key import CentreSigner
 from server.clock import now_ms
-from server.db import make_engine, session_factory
+from server.db import is_unreachable, make_engine, session_factory
 from server.models import Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
-from server.service import ThreadedService
+from server.service import DatabasePacing, ThreadedService
 from server.settings import ServerSettings
 from server.staffpins import service as staffpins
 from server.sync.cardmove import finish_move
@@ -92,15 +93,19 @@ class DownlinkService(ThreadedService):
         """Send the versions other processes appended (console edits, the due-policy job) to
         the school's devices."""
         interval = self._settings.downlink_poll_s
-        while not self._stop_watch.wait(interval):
-            try:
-                self._send_new_versions()
-            except Exception:
-                log.exception("downlink: failed to send new versions")
-            try:
-                self._send_due_pins()
-            except Exception:
-                log.exception("downlink: failed to send staff PINs")
+        pacing = DatabasePacing("downlink", log)  # the database away: a line, not a flood
+        pause = interval
+        while not self._stop_watch.wait(pause):
+            pause = interval
+            ok = True
+            for step in (self._send_new_versions, self._send_due_pins):  # each on its own
+                try:
+                    step()
+                except Exception as err:
+                    ok = False
+                    pause = max(pause, pacing.failed(err))
+            if ok:
+                pacing.succeeded()
 
     def _send_pins(self, school: str, device: str, *, resend: bool) -> None:
         """Sealed staff PINs the device has not acknowledged (centre-signed, like the rest)."""
@@ -275,12 +280,27 @@ class DownlinkService(ThreadedService):
     def start(self, timeout: float = 10.0) -> None:
         self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
         self._thread.start()
-        with self._sessions() as session:
-            self._sent = self._school_heads(session)
+        self._sent = self._first_heads()
         connect_and_wait(self._client, self._settings, self._connected, timeout)
         self._stop_watch.clear()
         self._watcher = threading.Thread(target=self._watch, name="downlink-watch", daemon=True)
         self._watcher.start()
+
+    def _first_heads(self) -> dict[str, int]:
+        """The schools' versions at start; started while the database is down, it waits for it
+        (a line when it is found away, one when it answers) instead of exiting."""
+        pacing = DatabasePacing("downlink", log)
+        while True:
+            try:
+                with self._sessions() as session:
+                    heads = self._school_heads(session)
+            except Exception as err:
+                if not is_unreachable(err):
+                    raise
+                time.sleep(pacing.failed(err))
+                continue
+            pacing.succeeded()
+            return heads
 
     def stop(self) -> None:
         self._stop_watch.set()

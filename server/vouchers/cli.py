@@ -12,9 +12,10 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
+if TYPE_CHECKING:  # the CLI is built on every ``qaqpa`` start: SQLAlchemy only when a command runs
+    from sqlalchemy.orm import Session
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 

@@ -91,3 +91,25 @@ async def test_unplugged_board_raises_and_replug_recovers(tmp_path: Path) -> Non
             assert [(c, on) for _, c, on in await _switches(board, 2)] == [(1, True), (1, False)]
     finally:
         board.close()
+
+
+async def test_the_fire_alarm_holds_the_contact_closed_through_a_release(tmp_path: Path) -> None:
+    board = RelayBoardSim(tmp_path / "relay0")
+    board.plug()
+    try:
+        async with RelayGate(
+            "exit-1", serial_port_factory(str(board.path)), channel=3, pulse_ms=300
+        ) as gate:
+            pulse = asyncio.create_task(gate.release(1.0))  # a tap's release under way
+            await _switches(board, 1)
+            await gate.hold_open(True)  # the fire alarm
+            assert await pulse is PassageResult.UNKNOWN
+            assert await gate.release(1.0) is PassageResult.UNKNOWN  # held: nothing sent
+            await asyncio.sleep(0.4)
+            switches = await _switches(board, 2)
+            assert [(ch, on) for _, ch, on in switches] == [(3, True), (3, True)]  # never off
+            await gate.hold_open(False)  # the panel is reset
+            switches = await _switches(board, 3)
+            assert [(ch, on) for _, ch, on in switches][-1] == (3, False)
+    finally:
+        board.close()

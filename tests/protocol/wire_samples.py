@@ -502,6 +502,53 @@ def golden_samples() -> dict[str, Message]:
             base_version=1,
             changes=[change],  # type: ignore[list-item]
         )
+    # events journaled while the edge's clock was in doubt (README, "Wrong clock")
+    out["event_batch.clock_in_doubt"] = EventBatch(
+        school=SCHOOL,
+        device=DEVICE,
+        sent_at_ms=T0 + 300_000,
+        events=[
+            AlarmEvent(
+                seq=20,
+                at_ms=T0,
+                terminal=DEVICE,
+                code=AlarmCode.CLOCK_IN_DOUBT,
+                active=True,
+                detail="behind_journal: wall clock 2025-01-01T00:00:00+00:00, -31536000 s",
+                clock_in_doubt=True,
+            ),
+            EntryEvent(
+                seq=21, at_ms=T0 + 1000, terminal="gate-1-in", student_id="s1", clock_in_doubt=True
+            ),
+            MealServedEvent(
+                seq=22,
+                at_ms=T0 + 2000,
+                terminal="canteen-1",
+                student_id="s1",
+                period="lunch",
+                local_date="2025-10-06",
+                meal=MealKind.FREE,
+                clock_in_doubt=True,
+            ),
+            AlarmEvent(
+                seq=23,
+                at_ms=T0 + 3000,
+                terminal="gate-1-in",
+                code=AlarmCode.FIRE_ALARM,
+                active=True,
+                detail="evacuation: 2 of 2 turnstiles held free",
+                clock_in_doubt=True,
+            ),
+            AlarmEvent(
+                seq=24,
+                at_ms=T0 + 4000,
+                terminal=DEVICE,
+                code=AlarmCode.STORE_FULL,
+                active=True,
+                detail="3 taps refused, not recorded",
+            ),
+        ],
+    )
     # a snapshot of a school whose cards moved: records, no numbers
     out["sync_snapshot.card_records"] = SyncSnapshot(
         school=SCHOOL,

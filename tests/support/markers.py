@@ -20,17 +20,22 @@ from typing import Any
 
 import pytest
 
-SERVICES = ("postgres", "mosquitto", "pcscd", "browser")
+SERVICES = ("postgres", "mosquitto", "pcscd", "browser", "rabbitmq")
 
 # fixtures (from tests/conftest.py and the folders' conftests) that start or reach a service
 SERVICE_FIXTURES: dict[str, frozenset[str]] = {
     "postgres": frozenset({"pg_url", "pg_console_url"}),
     "mosquitto": frozenset({"private_broker"}),
     "pcscd": frozenset({"vpcd_readers"}),
+    "rabbitmq": frozenset({"rabbit_cluster"}),
 }
 # TCP ports on 127.0.0.1 whose connection means the service (PostgreSQL is reached from C, see
 # ``require`` in tests/support/services.py)
-SERVICE_PORTS = {1883: "mosquitto", 35963: "pcscd"}
+SERVICE_PORTS = {
+    1883: "mosquitto",
+    35963: "pcscd",
+    **{port: "rabbitmq" for port in (8891, 8892, 8893, 5681, 5682, 5683)},
+}
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 
 

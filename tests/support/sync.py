@@ -60,7 +60,16 @@ def enrolled_device(
 class Probe:
     """A paho client that records what it receives; for publishing and observing in tests."""
 
-    def __init__(self, port: int, username: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        protocol: str = "5",
+        ca_file: Any = None,
+    ) -> None:
+        """``protocol`` "3.1.1" for a RabbitMQ cluster; ``ca_file``: TLS, that CA only."""
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
         self.connected = threading.Event()
@@ -69,14 +78,19 @@ class Probe:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"probe-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
         )
+        if ca_file is not None:
+            import ssl
+
+            self.client.tls_set_context(ssl.create_default_context(cafile=str(ca_file)))
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(1000)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
@@ -85,6 +99,10 @@ class Probe:
             self.refused = rc
         else:
             self.connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if not self.connected.is_set() and self.refused is None:
+            self.refused = rc  # a broker that closes the socket instead of a refusing CONNACK
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, rcs: Any, _p: Any) -> None:
         self.suback.extend(rcs)

@@ -224,6 +224,18 @@ def test_entry_window_is_checked_in_the_policy_timezone() -> None:
     )
 
 
+def test_a_clock_in_doubt_lets_people_in_whatever_the_hours_but_keeps_passback() -> None:
+    """The corrected time of a clock in doubt may be hours off: the entrance never refuses a
+    school for it (README, "Wrong clock"); anti-passback still applies on its day."""
+    state = school()
+    late = dataclasses.replace(tap(card(1), at(0, 0)), clock_in_doubt=True)
+    assert not decide(POLICY, state, tap(card(1), at(0, 0))).granted  # trusted: outside hours
+    d = run(state, late)
+    assert d.granted and d.presence_after is Presence.INSIDE
+    hard = dataclasses.replace(POLICY, anti_passback=AntiPassback.HARD)
+    assert decide(hard, state, late).reason is Reason.PASSBACK
+
+
 def test_leaving_is_not_limited_by_the_entry_window() -> None:
     d = decide(POLICY, school(), tap(card(1), at(21, 0), direction=OUT))
     assert d == Decision(True, Reason.OK, DAY, student_id="s1", presence_after=Presence.OUTSIDE)

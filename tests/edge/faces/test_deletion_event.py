@@ -38,6 +38,7 @@ def test_the_event_has_no_room_for_biometric_data() -> None:
         "seq",
         "at_ms",
         "terminal",
+        "clock_in_doubt",  # a flag (True or absent): no room for data either
         "kind",
         "student_id",
         "templates",

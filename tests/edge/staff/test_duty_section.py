@@ -92,3 +92,68 @@ def test_rules() -> None:
     assert not beep_due(Signal.ALARM_OFFLINE, 5, 5 + 899_999, 900_000)
     assert beep_due(Signal.ALARM_OFFLINE, 5, 5 + 900_000, 900_000)
     assert not beep_due(Signal.ALARM, None, 5, 900_000)
+
+
+async def test_the_duty_page_shows_the_clock_the_full_store_and_the_evacuation(
+    tmp_path: Path,
+) -> None:
+    """What the person on duty sees of the school's faults (README, "Operations: faults and
+    what staff see"): the clock in doubt with both times, a store that cannot write (which the
+    journal cannot hold), the evacuation list of who is inside."""
+    import asyncio
+    import datetime as dt
+
+    from edge.clock_guard import ClockGuard
+    from edge.core.model import Presence
+    from edge.daemon import guard_clock
+    from edge.evacuation import Evacuation
+    from edge.pipeline import StoreFault
+    from edge.school_faults import SchoolFaults
+
+    async with staff_page(tmp_path) as page, httpx.AsyncClient(base_url=page.url) as c:
+        store = page.store
+        await store.apply_local(
+            [
+                StaffUpsert(staff=StaffRecord(id="d1", roles=["duty_deputy"], display_name="Д.")),
+                CardBind(
+                    card=CardBinding(
+                        credential=DUTY_CARD, owner_kind=OwnerKind.STAFF, owner_id="d1"
+                    )
+                ),
+            ]
+        )
+        await store.set_staff_pin("d1", verifier(KEY, "d1", DUTY_PIN), 1, 0)
+        offset = [dt.timedelta(0)]
+        guard = ClockGuard(lambda: dt.datetime.now(dt.UTC) + offset[0])
+        pending: set[asyncio.Task[int]] = set()
+        guard_clock(store, guard, pending)  # as the daemon does: a doubt is journaled
+        evacuation = Evacuation(store, guard.now)
+        ctx = page.server.ctx
+        faults = SchoolFaults(guard, evacuation, ctx.pipeline)
+        ctx.extras["faults"] = faults
+        assert (await page.sign_in(c, DUTY_CARD, DUTY_PIN)).status_code == 303
+
+        duty = (await c.get("/duty/")).text
+        assert 'data-doubt="no"' in duty and 'id="evacuation"' not in duty
+        assert 'id="store-full"' not in duty
+
+        offset[0] = -dt.timedelta(days=365)  # the wall clock jumps back a year
+        guard.now()
+        await asyncio.gather(*pending)
+        ctx.pipeline.store_fault = StoreFault(guard.now(), 4, "database or disk is full")
+        day = guard.now().astimezone(store.policy.timezone if store.policy else dt.UTC).date()
+        student = next(iter(store.state.students))
+        store.state.presence_by_person[student] = (day, Presence.INSIDE)
+        store.state.presence_by_person["staff:t1"] = (day, Presence.INSIDE)
+        await evacuation.set(True, "gate-1")
+
+        duty = (await c.get("/duty/")).text
+        assert 'data-doubt="yes"' in duty and "In doubt: the system counts" in duty
+        year_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=365)).year
+        assert str(year_ago) in duty.split('id="clock-wall">')[1][:40]
+        assert 'id="store-full"' in duty and 'id="store-refused">4<' in duty
+        active = duty.split('id="active-alarms"')[1].split("</ul>")[0]
+        assert "The store cannot write" in active and "The clock is in doubt" in active
+        assert "EVACUATION" in duty and 'id="inside-count">2<' in duty
+        assert f'data-person="{student}"' in duty and 'data-person="t1"' in duty
+        assert "Fire alarm: every turnstile is free" in duty  # journaled, so in the alarms

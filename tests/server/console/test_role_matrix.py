@@ -121,6 +121,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/audit"): R("audit.view", "list"),
     # devices and payment providers authenticate otherwise (tokens, signatures)
     ("POST", "/api/v1/enrol"): R(None, "public", skip="device enrolment (one-time token)"),
+    ("GET", "/healthz"): R(None, "public", skip="readiness: which part is down, no data"),
     ("POST", "/canteen/api/payments/callback"): R(None, "public", skip="provider signature"),
     ("GET", "/openapi.json"): R("api.docs", "list"),
     # roster

@@ -1,0 +1,124 @@
+"""The broker list of a cluster deployment: URLs parsed strictly, a random first node, rotation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from edge.brokers import BrokerRotation, parse_broker_url
+from edge.sync import SyncSettings
+
+
+def test_urls_parse_with_the_links_default_ports() -> None:
+    assert parse_broker_url("mqtts://node1.kz:8893", tls=True) == ("node1.kz", 8893)
+    assert parse_broker_url("node2.kz", tls=True) == ("node2.kz", 8883)
+    assert parse_broker_url("mqtt://127.0.0.1", tls=False) == ("127.0.0.1", 1883)
+    assert parse_broker_url("[::1]:1891", tls=False) == ("::1", 1891)
+
+
+@pytest.mark.parametrize(
+    ("url", "tls", "problem"),
+    [
+        ("mqtt://node1:1883", True, "needs mqtts://"),
+        ("mqtts://node1:8883", False, "needs mqtt://"),
+        ("http://node1", False, "scheme"),
+        ("node1:port", False, "not a number"),
+        ("node1:70000", False, "out of range"),
+        ("mqtts://:8883", True, "no host"),
+    ],
+)
+def test_a_wrong_url_is_refused_precisely(url: str, tls: bool, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_broker_url(url, tls=tls)
+
+
+def test_rotation_starts_at_random_and_visits_every_node_in_turn() -> None:
+    nodes = [("a", 1), ("b", 2), ("c", 3)]
+    starts = {BrokerRotation(nodes, r).current for r in (0.0, 0.34, 0.99)}
+    assert starts == set(nodes)  # a fleet spreads over the nodes
+    rot = BrokerRotation(nodes, 0.5)
+    seen = [rot.current] + [rot.advance() for _ in range(3)]
+    assert seen[0] == seen[3] and set(seen[:3]) == set(nodes)
+
+
+def test_settings_check_every_node_of_the_list(tmp_path: Path) -> None:
+    ok = SyncSettings(mqtt_brokers=["mqtt://127.0.0.1:1891", "localhost:1892"])
+    assert ok.brokers() == [("127.0.0.1", 1891), ("localhost", 1892)]
+    assert SyncSettings().brokers() == [("127.0.0.1", 1883)]  # one broker: mqtt_host/port
+    # plain to a node off loopback is refused as for a single broker
+    with pytest.raises(ValidationError, match="mqtt_brokers"):
+        SyncSettings(mqtt_brokers=["mqtt://127.0.0.1:1891", "mqtt://10.0.0.7:1883"])
+
+
+def test_the_servers_node_list_follows_the_same_rules() -> None:
+    from server.settings import ServerSettings
+
+    s = ServerSettings(mqtt_brokers=["mqtt://127.0.0.1:1891", "127.0.0.1:1892"])
+    assert s.mqtt_nodes() == [("127.0.0.1", 1891), ("127.0.0.1", 1892)]
+    assert ServerSettings().mqtt_nodes() == [("127.0.0.1", 1883)]
+    with pytest.raises(ValidationError, match="mqtt_brokers"):
+        ServerSettings(mqtt_brokers=["mqtt://10.0.0.7:1883"])
+    with pytest.raises(ValidationError, match="mqtt_brokers"):
+        ServerSettings(mqtt_brokers=["mqtts://127.0.0.1:8883"])  # TLS URL without a CA
+
+
+def test_edge_toml_names_the_cluster_and_a_bad_node_stops_the_daemon_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from edge.config import ConfigError, load_config
+
+    for name in list(os.environ):
+        if name.startswith("QAQPA_EDGE_"):
+            monkeypatch.delenv(name)
+    base = 'school = "S1"\ndevice = "edge-1"\nstore = "edge.sqlite"\n'
+    good = tmp_path / "good.toml"
+    good.write_text(
+        base
+        + 'mqtt_protocol = "3.1.1"\nmqtt_brokers = ["mqtt://127.0.0.1:1891", "localhost:1892"]\n'
+    )
+    cfg = load_config(good)
+    assert cfg.mqtt_brokers == ["mqtt://127.0.0.1:1891", "localhost:1892"]
+    assert cfg.mqtt_protocol == "3.1.1"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + 'mqtt_brokers = ["mqtt://127.0.0.1:1891", "mqtts://127.0.0.1:8892"]\n')
+    with pytest.raises(ConfigError, match=r"mqtt_brokers\.1: .*needs mqtt://"):
+        load_config(bad)
+    empty = tmp_path / "empty.toml"
+    empty.write_text(base + "mqtt_brokers = []\n")
+    with pytest.raises(ConfigError, match="mqtt_brokers: name at least one node"):
+        load_config(empty)
+
+
+async def test_the_daemon_hands_the_node_list_to_its_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from edge.config import load_config
+    from edge.daemon import open_sync
+    from edge.store import EdgeStore
+    from protocol.signing import generate_key
+    from tests.support.sync import write_key_dir
+
+    for name in list(os.environ):
+        if name.startswith("QAQPA_EDGE_"):
+            monkeypatch.delenv(name)
+    write_key_dir(tmp_path / "keys", generate_key(), "S1", "edge-1", 1883, "qaqpa/v1", "u", "p")
+    path = tmp_path / "edge.toml"
+    path.write_text(
+        'school = "S1"\ndevice = "edge-1"\nstore = "edge.sqlite"\nsync_key_dir = "keys"\n'
+        'mqtt_protocol = "3.1.1"\nmqtt_brokers = ["127.0.0.1:1891", "127.0.0.1:1892"]\n'
+    )
+    cfg = load_config(path)
+    store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
+    try:
+        sync = open_sync(path, cfg, store)
+        assert sync.settings.brokers() == [("127.0.0.1", 1891), ("127.0.0.1", 1892)]
+        assert sync.settings.mqtt_protocol == "3.1.1"
+        assert sync.broker in sync.settings.brokers()
+    finally:
+        await store.close()
