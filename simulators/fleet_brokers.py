@@ -6,24 +6,32 @@ the pids whose CPU and memory are reported, and the MQTT version the schools and
 
 - ``mosquitto``: one Mosquitto of the bench's own, with the password and ACL files the server
   writes from the devices table (server/broker_auth.py, as deploy/mosquitto/ in production).
-- ``cluster``: the three-node broker cluster of issue 19 (branch ``cluster``, not merged when this
-  bench was written). ``ClusterTarget.start`` is the hook: once the cluster's node helpers land,
-  it starts the three nodes with the same per-device logins and returns their addresses; until
-  then the bench reports the target as not available and goes on with the others.
+- ``cluster``: the three-node RabbitMQ cluster of issue 19 (``simulators/broker_cluster.py``),
+  on this bench's own ports (18851-18893, its auth backend on 18810): logins and topics from the
+  devices table through the server's HTTP auth backend (``server/rabbit_auth``), ingest from the
+  replicated quorum queue over AMQP.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
+
+from server.settings import ServerSettings
+from simulators.broker_cluster import RABBIT_SERVER, ClusterError, ClusterTls, Ports, RabbitCluster
 from simulators.fleet_tls import make_broker_certs
 
 
@@ -33,8 +41,8 @@ class BrokerTarget(Protocol):
 
     def preflight(self) -> None: ...  # raises TargetUnavailable before the fleet is enrolled
     def auth_settings(self) -> dict[str, Any]: ...
-    def start(self) -> list[Node]: ...  # the nodes the schools connect to
-    def centre_node(self) -> Node: ...  # where the ingest workers connect (after start)
+    def start(self, settings: ServerSettings) -> list[Node]: ...  # the schools' nodes
+    def ingest_settings(self, settings: ServerSettings) -> ServerSettings: ...  # after start
     def pids(self) -> list[int]: ...
     def stop(self) -> None: ...
 
@@ -97,7 +105,7 @@ class MosquittoTarget:
         if _listens(self.port):
             raise TargetUnavailable(f"port {self.port} is taken: choose another --broker-port")
 
-    def start(self) -> list[Node]:
+    def start(self, settings: ServerSettings) -> list[Node]:
         conf = self.workdir / "mosquitto.conf"
         listeners = f"listener {self.port} 127.0.0.1\n"
         if self.tls:
@@ -135,8 +143,8 @@ class MosquittoTarget:
             time.sleep(0.05)
         return [Node("127.0.0.1", self.port, self.ca_file)]
 
-    def centre_node(self) -> Node:
-        return Node("127.0.0.1", self.centre_port)
+    def ingest_settings(self, settings: ServerSettings) -> ServerSettings:
+        return settings.model_copy(update={"mqtt_port": self.centre_port})
 
     def pids(self) -> list[int]:
         return [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
@@ -152,49 +160,129 @@ class MosquittoTarget:
         self.proc = None
 
 
-NOT_MERGED = (
-    "the broker cluster (issue 19, branch 'cluster') is not merged yet: "
-    "simulators/fleet_brokers.py ClusterTarget (preflight, start) is the hook that will start "
-    "its nodes"
+CLUSTER_PORTS = Ports(  # in this bench's range (18800-18899), apart from the tests' cluster
+    native=(18851, 18852, 18853),
+    mqtt=(18861, 18862, 18863),
+    mqtt_tls=(18871, 18872, 18873),
+    internal=(18891, 18892, 18893),
 )
+CLUSTER_AUTH_PORT = 18810
 
 
 @dataclass
 class ClusterTarget:
-    """The three-node cluster (RabbitMQ or NATS, MQTT 3.1.1 at the nodes) of branch ``cluster``.
-
-    The hook for the cluster engineer: make ``preflight`` check what the nodes need (free ports,
-    the engine installed) and ``start`` start the nodes (their own ports and data
-    directories under ``workdir``), give each device its login and topic permissions (as
-    ``server/broker_auth.py`` does for Mosquitto: a device publishes only under its own school),
-    and return the three node addresses; ``pids`` the nodes' pids; ``stop`` stops them and
-    removes their data. If ingest consumes the engine's native protocol (AMQP / JetStream),
-    ``ingest_env`` names the settings for that. Nothing else in the bench changes.
-    """
+    """The three-node RabbitMQ cluster of issue 19 (``simulators/broker_cluster.py``, chosen over
+    NATS by measurement): the schools speak MQTT 3.1.1 to the three nodes (spread over them,
+    failing over to the next), their logins and topics checked by the server's HTTP auth backend
+    from the devices table, and ingest consumes the replicated quorum queue over AMQP
+    (``server/ingest/amqp.py``), acknowledging after the PostgreSQL commit."""
 
     workdir: Path
     port: int = 0
     tls: bool = False
     name: str = "cluster"
     mqtt_protocol: str = "3.1.1"
+    cluster: RabbitCluster | None = field(default=None, init=False)
+    auth: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def preflight(self) -> None:
+        if not Path(RABBIT_SERVER).exists():
+            raise TargetUnavailable(f"{RABBIT_SERVER} is missing: install Debian's rabbitmq-server")
+        p = CLUSTER_PORTS
+        taken = [x for x in (*p.native, *p.mqtt, *p.mqtt_tls, CLUSTER_AUTH_PORT) if _listens(x)]
+        if taken:
+            raise TargetUnavailable(f"ports {taken} are taken: another cluster runs here")
 
     def auth_settings(self) -> dict[str, Any]:
         return {}
 
-    def preflight(self) -> None:
-        raise TargetUnavailable(NOT_MERGED)  # the hook: check the nodes' ports are free
+    def start(self, settings: ServerSettings) -> list[Node]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **server_env(settings)}
+        self.auth = subprocess.Popen(
+            [sys.executable, "-m", "simulators.fleet_auth", str(CLUSTER_AUTH_PORT)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        tls = None
+        ca_file = None
+        if self.tls:
+            certs = make_broker_certs(self.workdir)
+            tls = ClusterTls(certs.ca_file, certs.cert_file, certs.key_file)
+            ca_file = certs.ca_file
+        self.cluster = RabbitCluster(
+            self.workdir / "rabbit",
+            CLUSTER_PORTS,
+            tls=tls,
+            http_auth_url=f"http://127.0.0.1:{CLUSTER_AUTH_PORT}/broker-auth/rabbitmq",
+        )
+        try:
+            self.cluster.start()
+        except ClusterError as err:
+            raise TargetUnavailable(f"the RabbitMQ cluster did not start: {err}") from err
+        return [Node("127.0.0.1", self.cluster.mqtt_port(i), ca_file) for i in range(3)]
 
-    def start(self) -> list[Node]:
-        raise TargetUnavailable(NOT_MERGED)  # the hook: start the three nodes
-
-    def centre_node(self) -> Node:
-        raise TargetUnavailable(NOT_MERGED)  # the hook: where ingest consumes
+    def ingest_settings(self, settings: ServerSettings) -> ServerSettings:
+        assert self.cluster is not None
+        c = self.cluster
+        return settings.model_copy(
+            update={
+                "ingest_source": "amqp",
+                "amqp_urls": c.amqp_urls(),
+                "mqtt_port": c.mqtt_port(0),
+                "mqtt_protocol": "3.1.1",
+                "mqtt_username": c.admin_user,
+                "mqtt_password": c.admin_password,
+                "mqtt_ca_file": c.tls.ca_file if c.tls else None,
+            }
+        )
 
     def pids(self) -> list[int]:
-        return []
+        if self.cluster is None:
+            return []
+        out = []
+        for i in range(3):
+            pid = self.cluster.pid(i)
+            if pid is not None:  # the Erlang VM runs under the node's start script
+                out += [pid, *_children(pid)]
+        return out
 
     def stop(self) -> None:
-        return None
+        if self.cluster is not None:
+            self.cluster.stop()
+            shutil.rmtree(self.workdir / "rabbit", ignore_errors=True)
+            self.cluster = None
+        if self.auth is not None:
+            self.auth.terminate()
+            self.auth.wait(10)
+            self.auth = None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def server_env(settings: ServerSettings) -> dict[str, str]:
+    """The server settings a bench's server process (ingest, broker auth) needs, as environment."""
+    env = {
+        "QAQPA_SERVER_DATABASE_URL": settings.database_url,
+        "QAQPA_SERVER_MQTT_HOST": settings.mqtt_host,
+        "QAQPA_SERVER_MQTT_PORT": str(settings.mqtt_port),
+        "QAQPA_SERVER_MQTT_PROTOCOL": settings.mqtt_protocol,
+        "QAQPA_SERVER_MQTT_USERNAME": settings.mqtt_username or "",
+        "QAQPA_SERVER_MQTT_PASSWORD": settings.mqtt_password or "",
+        "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
+        "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
+        "QAQPA_SERVER_INGEST_SOURCE": settings.ingest_source,
+        "QAQPA_SERVER_AMQP_URLS": json.dumps(settings.amqp_urls),
+    }
+    if settings.mqtt_ca_file is not None:
+        env["QAQPA_SERVER_MQTT_CA_FILE"] = str(settings.mqtt_ca_file)
+    return env
 
 
 def mosquitto(workdir: Path, port: int, tls: bool) -> BrokerTarget:

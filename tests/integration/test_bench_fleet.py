@@ -30,7 +30,7 @@ def pair() -> Iterator[PgPair]:
 def test_fleet_stores_every_event_once_and_times_the_statements(pair: PgPair) -> None:
     out = bench_fleet(
         schools=20,
-        brokers=("mosquitto", "cluster"),
+        brokers=("mosquitto",),  # the cluster target starts 3 RabbitMQ nodes: a minute here
         ramp=(20,),
         compression=20.0,
         max_compression=20.0,
@@ -73,13 +73,6 @@ def test_fleet_stores_every_event_once_and_times_the_statements(pair: PgPair) ->
     assert conn["connects"] == 20 and conn["disconnects"] == 0  # each school logged in once
     assert conn["ingest_workers_killed_and_restarted"] > 0  # the faults happened
     assert conn["all_acknowledged_at_end"] is True
-    # the cluster target: either not merged yet (and said so) or as exactly-once as Mosquitto
-    cluster = out["targets"]["cluster"]
-    if cluster["available"]:
-        assert cluster["exactly_once"]["exactly_once"] is True
-    else:
-        assert "not merged" in cluster["reason"]
-
     load = out["statements"]
     points = load["checkpoints"]
     assert [p["days_loaded"] for p in points] == [1, 2]
