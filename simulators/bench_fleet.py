@@ -212,9 +212,9 @@ async def _stage(
     seconds: float,
     groups: Sequence[Group],
 ) -> dict[str, Any]:
-    connect_s = 0.0
+    connect_s, not_connected = 0.0, 0
     if active > len(fleet.schools):
-        connect_s = await fleet.connect(logins[len(fleet.schools) : active])
+        connect_s, not_connected = await fleet.connect(logins[len(fleet.schools) : active])
     c = fleet.counters
     c.latencies = type(c.latencies)("d")
     acked0, sent0, batches0, rewinds0 = c.acked_events, c.events_sent, c.batches, c.rewinds
@@ -240,7 +240,7 @@ async def _stage(
     busy = max(c.last_ack_at, t0 + seconds) - t0 if stored else seconds
     lat = _latency(c.latencies)
     p99 = lat["tap_to_stored_p99_s"]
-    carried = bool(drained and p99 is not None and p99 < P99_LIMIT_S)
+    carried = bool(drained and not not_connected and p99 is not None and p99 < P99_LIMIT_S)
     out = {
         "schools": active,
         "compression": compression,
@@ -257,6 +257,7 @@ async def _stage(
         "rewinds": c.rewinds - rewinds0,
         "scheduler_lag_max_s": played["scheduler_lag_max_s"],
         "connect_seconds": round(connect_s, 1),
+        "schools_not_connected_in_time": not_connected,
         "resources": {g.name: g.result(t1 - t0) for g in groups},
         "machine": caveat(),
     }

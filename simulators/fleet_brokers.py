@@ -239,9 +239,10 @@ class ClusterTarget:
         )
 
     def pids(self) -> list[int]:
+        """The nodes and the auth backend they ask (part of the broker's path here)."""
         if self.cluster is None:
             return []
-        out = []
+        out = [self.auth.pid] if self.auth is not None and self.auth.poll() is None else []
         for i in range(3):
             pid = self.cluster.pid(i)
             if pid is not None:  # the Erlang VM runs under the node's start script
