@@ -135,7 +135,10 @@ class IngestWorkers:
     fault injection), and ``check()`` starts a new one in its place: the edges' re-sends and the
     idempotent insert must still store every event once."""
 
-    def __init__(self, settings: ServerSettings, n: int, kill_after: int = 0) -> None:
+    def __init__(
+        self, settings: ServerSettings, n: int, kill_after: int = 0, log: Path | None = None
+    ) -> None:
+        self.log = log if log is not None else Path(tempfile.mkstemp(prefix="qaqpa-ingest-")[1])
         self.env = {
             **os.environ,
             **server_env(settings),
@@ -146,13 +149,16 @@ class IngestWorkers:
         self.procs = [self._spawn() for _ in range(n)]
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "server.ingest"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL if self.kill_after else subprocess.PIPE,
-        )
+        # the workers' logs go to a file: a pipe nobody reads would stop a worker in mid
+        # transaction once a re-send storm has filled it with "duplicate batch" lines
+        with self.log.open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "server.ingest"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p.poll() is None]
@@ -163,7 +169,7 @@ class IngestWorkers:
             if p.poll() is None:
                 continue
             if not self.kill_after:
-                err = p.stderr.read().decode(errors="replace")[-800:] if p.stderr else ""
+                err = self.log.read_text(errors="replace")[-800:]
                 raise RuntimeError(f"an ingest worker exited: {err}")
             self.procs[i] = self._spawn()
             self.restarts += 1
@@ -181,9 +187,9 @@ class IngestWorkers:
 
 @contextlib.contextmanager
 def ingest_workers(
-    settings: ServerSettings, n: int, kill_after: int = 0
+    settings: ServerSettings, n: int, kill_after: int = 0, log: Path | None = None
 ) -> Iterator[IngestWorkers]:
-    workers = IngestWorkers(settings, n, kill_after)
+    workers = IngestWorkers(settings, n, kill_after, log)
     try:
         time.sleep(2.0)  # connect and subscribe (a batch sent before is re-sent: nothing lost)
         workers.check()
@@ -391,7 +397,7 @@ def run_target(
             result["nodes"] = [n.url for n in nodes]
             result["tls"] = any(n.ca_file is not None for n in nodes)
             settings = target.ingest_settings(settings)
-            with ingest_workers(settings, workers, ingest_fault) as procs:
+            with ingest_workers(settings, workers, ingest_fault, workdir / "ingest.log") as procs:
                 groups = [
                     Group("broker", target.pids),
                     Group("database_primary", lambda: with_children(pair.primary.postmaster_pid())),
