@@ -393,6 +393,7 @@ def run_target(
                 idle_mb = sum(memory_mb(p) for p in target.pids())
                 result["broker_memory_mb_idle"] = round(idle_mb, 1)
             except TargetUnavailable as err:
+                target.stop()
                 return {"target": name, "available": False, "reason": str(err)}
             result["nodes"] = [n.url for n in nodes]
             result["tls"] = any(n.ca_file is not None for n in nodes)

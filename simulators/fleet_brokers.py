@@ -192,6 +192,14 @@ class ClusterTarget:
         taken = [x for x in (*p.native, *p.mqtt, *p.mqtt_tls, CLUSTER_AUTH_PORT) if _listens(x)]
         if taken:
             raise TargetUnavailable(f"ports {taken} are taken: another cluster runs here")
+        # the nodes' names (qaqpa-c1..3@localhost) are fixed: a cluster of the tests running
+        # meanwhile makes ours fail with duplicate_node_name
+        names = subprocess.run(["epmd", "-names"], capture_output=True, text=True, check=False)
+        if "qaqpa-c1" in names.stdout:
+            raise TargetUnavailable(
+                "another qaqpa-c1..3 RabbitMQ cluster runs here (the cluster tests?): "
+                "its node names would collide with this bench's"
+            )
 
     def auth_settings(self) -> dict[str, Any]:
         return {}
