@@ -1,12 +1,14 @@
 """read -> identify -> decide -> commit -> actuate.
 
-One writer task makes decisions in arrival order and commits them in groups: every tap that
-arrives while a transaction is committing goes into the next transaction (group commit), and that
-next group is decided while the previous one is still being written, on top of its effects, so
-deciding never waits for an fsync. A tap's future resolves only after the transaction holding its
-decision, event and side effects has committed, so nothing is actuated without a durable record
-(DESIGN invariant 1). A group queued behind one that fails is refused too: its decisions may rest
-on the failed group's effects.
+One writer task decides taps in arrival order, each as it arrives, into an open group, and
+hands the open group to the journal thread (the one hand-off each way: the group's transaction
+there, its result back) as soon as the group before it has committed. So the next group is
+decided while the previous one's fsync runs, on top of its (uncommitted) effects, deciding
+never waits for an fsync, and a tap waits for at most the commit under way and its own group's.
+A tap's future resolves only after the transaction holding its decision, event and side effects
+has committed, so nothing is actuated without a durable record (DESIGN invariant 1). A group
+decided on top of one that fails is refused too: its decisions may rest on the failed group's
+effects.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ from protocol.messages import (
 
 log = logging.getLogger(__name__)
 MAX_GROUP = 256
-MAX_IN_FLIGHT = 2  # groups committing or queued for the journal thread
 CHECKPOINT_EVERY = 1.0  # seconds
 
 
@@ -295,6 +296,23 @@ class _Work:
     future: asyncio.Future[Outcome | Sold]
 
 
+class _OpenGroup:
+    """Taps decided, not yet handed to the journal thread."""
+
+    __slots__ = ("decisions", "entries", "layer", "work")
+
+    def __init__(self, layer: _Layer) -> None:
+        self.layer = layer
+        self.work: list[_Work] = []
+        self.decisions: list[Decision | PurchaseDecision] = []
+        self.entries: list[JournalEntry] = []
+
+    def add(self, work: _Work, decision: Decision | PurchaseDecision, entry: JournalEntry) -> None:
+        self.work.append(work)
+        self.decisions.append(decision)
+        self.entries.append(entry)
+
+
 class Pipeline:
     """Owns the writer task. Use as ``async with Pipeline(store) as p: await p.submit(tap)``."""
 
@@ -305,7 +323,7 @@ class Pipeline:
         self._writer: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None]
         self._layers: list[_Layer] = []  # effects of groups decided, not yet committed
-        self._committing: set[asyncio.Task[None]] = set()
+        self._committing: set[asyncio.Task[PipelineError | None]] = set()
         self.decisions = 0
         self.groups = 0
         # set while the store cannot write (a full disk); cleared by the next commit that works
@@ -358,69 +376,98 @@ class Pipeline:
                 log.debug("WAL checkpoint postponed: %s", err)
 
     async def _write_loop(self) -> None:
-        """Decide groups in arrival order; while one group's commit is in the journal thread,
-        the next group is decided on top of its (uncommitted) effects and queued behind it."""
+        """Decide taps in arrival order as they arrive, into an open group; hand the open group
+        to the journal thread (one hand-off) as soon as the group before it has committed.
+        So the next group is decided while the previous one's fsync runs, and a tap waits for
+        at most the commit under way and its own group's."""
         assert self._tasks is not None
         while True:
             first = await self._queue.get()
-            if len(self._committing) >= MAX_IN_FLIGHT:
-                await asyncio.wait(self._committing, return_when=asyncio.FIRST_COMPLETED)
-            await self.store.money_settled()  # a downlink credit is committing: wait for it
-            group = [first]
-            while len(group) < MAX_GROUP and not self._queue.empty():
-                group.append(self._queue.get_nowait())
-            layer, decisions, prep = self._decide_group(group)
-            task = self._tasks.create_task(
-                self._finish_group(group, layer, decisions, prep), name="pipeline-commit"
+            group = _OpenGroup(self._new_layer())
+            rests_on = set(self._committing)  # decided on top of these groups' effects
+            await self._decide_into(group, first)
+            while True:
+                while len(group.work) < MAX_GROUP and not self._queue.empty():
+                    await self._decide_into(group, self._queue.get_nowait())
+                if not self._committing or len(group.work) >= MAX_GROUP:
+                    break
+                # the previous group is committing: keep deciding arrivals into this one
+                getter = asyncio.ensure_future(self._queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, *self._committing}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    await self._decide_into(group, getter.result())
+                else:
+                    getter.cancel()
+                    if getter.done() and not getter.cancelled():  # raced: keep it
+                        await self._decide_into(group, getter.result())
+                    if not self._committing:
+                        break
+            if self._committing:
+                await asyncio.wait(self._committing)
+            failed = next((t.result() for t in rests_on if t.result() is not None), None)
+            if failed is not None:  # its decisions may rest on the failed group's effects
+                self._layers.remove(group.layer)
+                if failed.cannot_record:
+                    self._store_failed(len(group.work), failed)
+                for work in group.work:
+                    if not work.future.done():
+                        work.future.set_exception(
+                            PipelineError(str(failed), cannot_record=failed.cannot_record)
+                        )
+                continue
+            prep = self.store.prepare_journal(group.entries)  # the hand-off
+            crash_point("after_handoff")
+            task: asyncio.Task[PipelineError | None] = self._tasks.create_task(
+                self._finish_group(group.work, group.layer, group.decisions, prep),
+                name="pipeline-commit",
             )
             self._committing.add(task)
             task.add_done_callback(self._committing.discard)
 
-    def _decide_group(
-        self, group: list[_Work]
-    ) -> tuple[_Layer, list[Decision | PurchaseDecision], PreparedJournal]:
+    def _new_layer(self) -> _Layer:
+        layer = _Layer()
+        self._layers.append(layer)
+        return layer
+
+    async def _decide_into(self, group: _OpenGroup, work: _Work) -> None:
+        await self.store.money_settled()  # a downlink credit is committing: wait for it
         store = self.store
         policy = store.policy
         assert policy is not None
-        layer = _Layer()
-        self._layers.append(layer)
+        layer = group.layer
         view = _View(store.state, self._layers)
-        entries: list[JournalEntry] = []
-        decisions: list[Decision | PurchaseDecision] = []
-        for work in group:
-            tap = work.tap
-            if isinstance(tap, Purchase):
-                sale = decide_purchase(policy, view, tap)
-                crash_point("after_decide")
-                entry = plan_purchase(tap, sale, view.menu(sale.local_date))
-                if entry.sale is not None and entry.meal is not None:
-                    sid, amount = sale.student_id, sale.amount_tiyn
-                    layer.debits[sid] = layer.debits.get(sid, 0) + sale.balance_paid_tiyn
-                    key = (sid, sale.local_date)
-                    layer.spending[key] = layer.spending.get(key, 0) + amount
-                    for vid, tiyn in sale.vouchers:
-                        layer.voucher_spends[vid] = layer.voucher_spends.get(vid, 0) + tiyn
-                    if sale.token is not None:
-                        layer.tokens.add(sale.token.token_id)
-                    if view.served(entry.meal[0]) is None:
-                        layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
-                entries.append(entry)
-                decisions.append(sale)
-                continue
-            if not tap.is_manual:
-                view.card(tap.credential or "")  # identify
-            crash_point("after_identify")
-            decision = decide(policy, view, tap)
+        tap = work.tap
+        if isinstance(tap, Purchase):
+            sale = decide_purchase(policy, view, tap)
             crash_point("after_decide")
-            entry = plan(tap, decision, defer_presence=work.defer_presence)
-            if entry.presence is not None:
-                pid, day, state = entry.presence
-                layer.presence_by_person[pid] = (day, state)
-            if entry.meal is not None:
-                layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
-            entries.append(entry)
-            decisions.append(decision)
-        return layer, decisions, store.prepare_journal(entries)
+            entry = plan_purchase(tap, sale, view.menu(sale.local_date))
+            if entry.sale is not None and entry.meal is not None:
+                sid, amount = sale.student_id, sale.amount_tiyn
+                layer.debits[sid] = layer.debits.get(sid, 0) + sale.balance_paid_tiyn
+                key = (sid, sale.local_date)
+                layer.spending[key] = layer.spending.get(key, 0) + amount
+                for vid, tiyn in sale.vouchers:
+                    layer.voucher_spends[vid] = layer.voucher_spends.get(vid, 0) + tiyn
+                if sale.token is not None:
+                    layer.tokens.add(sale.token.token_id)
+                if view.served(entry.meal[0]) is None:
+                    layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
+            group.add(work, sale, entry)
+            return
+        if not tap.is_manual:
+            view.card(tap.credential or "")  # identify
+        crash_point("after_identify")
+        decision = decide(policy, view, tap)
+        crash_point("after_decide")
+        entry = plan(tap, decision, defer_presence=work.defer_presence)
+        if entry.presence is not None:
+            pid, day, state = entry.presence
+            layer.presence_by_person[pid] = (day, state)
+        if entry.meal is not None:
+            layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
+        group.add(work, decision, entry)
 
     async def _finish_group(
         self,
@@ -428,7 +475,8 @@ class Pipeline:
         layer: _Layer,
         decisions: list[Decision | PurchaseDecision],
         prep: PreparedJournal,
-    ) -> None:
+    ) -> PipelineError | None:
+        """Resolve the group's taps once committed; returns the error that refused them."""
         try:
             events = await self.store.commit_journal(prep)
         except Exception as err:  # the store failed: no tap of this group is actuated
@@ -437,12 +485,13 @@ class Pipeline:
                 self._store_failed(len(group), err)
             else:
                 log.exception("journal commit failed; %d taps refused", len(group))
+            refused = PipelineError(f"journal commit failed: {err}", cannot_record=full)
             for work in group:
                 if not work.future.done():
                     work.future.set_exception(
                         PipelineError(f"journal commit failed: {err}", cannot_record=full)
                     )
-            return
+            return refused
         finally:
             self._layers.remove(layer)  # committed: its effects are in the store's state now
         crash_point("after_commit")
@@ -459,6 +508,7 @@ class Pipeline:
             else:
                 assert isinstance(d, Decision)
                 work.future.set_result(Outcome(work.tap, d, e))
+        return None
 
     def _store_failed(self, taps: int, err: BaseException) -> None:
         fault = self.store_fault

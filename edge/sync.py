@@ -714,6 +714,11 @@ class EdgeSync:
         )
         return sign_batch(batch, self._key)
 
+    def _decode_and_sign(self, blobs: list[bytes]) -> tuple[int, bytes]:
+        """In a worker thread: a batch's stored rows -> (its last seq, the signed message)."""
+        events = self._store.decode_events(blobs)
+        return events[-1].seq, self._sign(events)
+
     async def _uplink(self) -> None:
         while True:
             self._wake.clear()
@@ -754,13 +759,14 @@ class EdgeSync:
         room = s.window_events - w.outstanding()
         if room <= 0:
             return False
-        events = await self._store.outbox_batch(w.sent_through, min(s.batch_events, room))
-        if not events:
+        blobs = await self._store.outbox_blobs(w.sent_through, min(s.batch_events, room))
+        if not blobs:
             return False
-        payload = await asyncio.to_thread(self._sign, events)
+        # decoding and signing a large batch is CPU work: not on the loop that serves taps
+        last_seq, payload = await asyncio.to_thread(self._decode_and_sign, blobs)
         if not self._publish(self._t_events, payload):
             return False
-        w.on_sent(events[-1].seq, time.monotonic())
+        w.on_sent(last_seq, time.monotonic())
         self.batches_sent += 1
         return True
 

@@ -45,4 +45,6 @@ BENCHES: dict[str, Bench] = {
     "fleet": _delegate("simulators.bench_fleet"),
     "crash": _delegate("simulators.bench_crash"),
     "brokers": _delegate("simulators.bench_brokers"),
+    "rollups": _delegate("simulators.bench_rollups"),
+    "soak": _delegate("simulators.bench_soak"),
 }

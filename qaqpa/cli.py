@@ -65,7 +65,12 @@ def _import_roster(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from qaqpa.demo import run_demo
+    from qaqpa.demo import human_summary, run_demo
+
+    if not args.verbose:  # the URLs and logins stay readable: only warnings besides them
+        logging.getLogger().setLevel(logging.WARNING)
+        for noisy in ("alembic", "fontTools", "mail.log", "httpx", "uvicorn.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
     summary = asyncio.run(
         run_demo(
@@ -76,6 +81,7 @@ def _demo(args: argparse.Namespace) -> int:
             console_port=None if args.no_console else args.console_port,
         )
     )
+    print(human_summary(summary), file=sys.stderr)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
 
@@ -188,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cycles", type=int, default=300, help="daemon kills and restarts (crash)")
     b.add_argument(
         "--max-minutes", type=float, default=None, help="end the campaign after this long (crash)"
+    )
+    b.add_argument(
+        "--minutes", type=float, default=5.0, help="a school day compressed into this long (soak)"
     )
     b.set_defaults(func=_bench)
 

@@ -50,6 +50,7 @@ from protocol.messages import (
     Reason,
     TerminalKind,
 )
+from qaqpa.demo_desk import DESK_TERMINAL, LIBRARIAN, DeskResult, desk_plan, lend_at_the_desk
 from server.canteen.demo import DemoLimits
 from server.canteen.ledger import MenuLine
 from server.vouchers import demo as vouchers_demo
@@ -246,8 +247,9 @@ async def _open_staff_page(
     clock: SimClock,
     pin_key: bytes,
 ) -> StaffServer:
-    turnstiles = [t.id for t in terminals if t.kind is TerminalKind.TURNSTILE]
-    auth = StaffAuth(store, claims, pin_key, turnstiles, lifetime_s=30 * 60)
+    # staff sign in at a turnstile's reader, and the librarian at the library desk's
+    sign_in = [t.id for t in terminals if t.kind in (TerminalKind.TURNSTILE, TerminalKind.LIBRARY)]
+    auth = StaffAuth(store, claims, pin_key, sign_in, lifetime_s=30 * 60)
     ctx = StaffContext(
         store=store,
         pipeline=pipeline,
@@ -392,12 +394,16 @@ async def run_demo(
         return await _school(server, duration, students, directory)
 
 
-async def _stay_open(server: Any, store: EdgeStore, taps: int) -> None:
+async def _stay_open(server: Any, store: EdgeStore, taps: int, child: str, lent: list[str]) -> None:
     """``make demo``: after the day, keep the school connected and the console up."""
-    stored = await asyncio.to_thread(server.stored_events, "DEMO")
-    done = {"taps": taps, "events_journaled": store.last_seq, "events_stored_at_server": stored}
-    done.update(await _balances_agree(server, store))
-    print(json.dumps(done), file=sys.stderr)
+    done = await _summary(store, taps, 0.0, 0)
+    del done["seconds"], done["gate_releases"]  # not measured here
+    done["desk_lent"] = lent
+    done["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
+    done["desk_loans_at_server"] = await asyncio.to_thread(server.desk_loans, "DEMO")
+    done.update(await _balances_agree(server, store, child))
+    print(json.dumps(done, ensure_ascii=False), file=sys.stderr)
+    print(human_summary(done), file=sys.stderr)
     print(
         f"The school day is over; the console stays at {server.console_url} until Ctrl-C.",
         file=sys.stderr,
@@ -405,9 +411,11 @@ async def _stay_open(server: Any, store: EdgeStore, taps: int) -> None:
     await asyncio.Event().wait()
 
 
-async def _balances_agree(server: Any, store: EdgeStore) -> dict[str, int]:
+async def _balances_agree(server: Any, store: EdgeStore, child: str) -> dict[str, Any]:
     """After the school's last sync: the server ledger's balance of each student (top-ups less
-    the meals posted) against the school's own; every screen shows the server's."""
+    the meals posted) against the school's own; every screen shows the server's. ``child``
+    (the demo parent's) is shown as the kiosk (the school's), the console and the parent's
+    page (the server's) show it."""
     at_server = await asyncio.to_thread(server.canteen_balances, "DEMO")
     at_school = {str(r[0]): int(r[1]) for r in (await store.money_rows())["balances"]}
     differ = sum(1 for ref, b in at_server.items() if at_school.get(ref, 0) != b)
@@ -417,7 +425,46 @@ async def _balances_agree(server: Any, store: EdgeStore) -> dict[str, int]:
         "canteen_balance_at_school_tiyn": sum(at_school.values()),
         "canteen_balances_differing": differ,
         "canteen_unexplained_differences": unexplained,
+        "child": child,
+        "child_balance_at_school_tiyn": at_school.get(child, 0),
+        "child_balance_at_server_tiyn": at_server.get(child, 0),
     }
+
+
+def _tenge(tiyn: int) -> str:
+    sign = "-" if tiyn < 0 else ""
+    return f"{sign}{abs(tiyn) // 100:,}".replace(",", " ") + f",{abs(tiyn) % 100:02d} ₸"
+
+
+def human_summary(d: dict[str, Any]) -> str:
+    """The day in a few lines for a person (the JSON has everything)."""
+    refusals = ", ".join(f"{k} {n}" for k, n in d.get("denials_by_reason", {}).items())
+    stored, journaled = d.get("events_stored_at_server", 0), d.get("events_journaled", 0)
+    once = "each exactly once" if stored == journaled else "NOT all of them"
+    at_school = d.get("child_balance_at_school_tiyn", 0)
+    at_server = d.get("child_balance_at_server_tiyn", 0)
+    same = "the same" if at_school == at_server else "DIFFERENT"
+    lent = ", ".join(d.get("desk_lent", [])) or "nothing"
+    lines = [
+        "The day in numbers:",
+        f"  taps decided      {d.get('taps', 0)}: {d.get('grants', 0)} granted, "
+        f"{d.get('denials', 0)} refused ({refusals or 'none'}), "
+        f"{d.get('pay_taps', 0)} paying at the kiosk",
+        f"  meals served      free {d.get('free_meals', 0)}, paid {d.get('paid_meals', 0)} "
+        f"(of them by voucher {d.get('voucher_meals', 0)})",
+        f"  passes            {d.get('entries', 0)} in, {d.get('exits', 0)} out, "
+        f"{d.get('manual_passes', 0)} let in by a teacher from the staff page",
+        f"  library desk      lent by card tap: {lent}; "
+        f"{len(d.get('desk_loans_at_server', []))} loan(s) from the desk at the server",
+        f"  events            {journaled} journaled at the school, {stored} stored at the "
+        f"server ({once}), {d.get('events_unsent', 0)} unsent",
+        f"  a child's balance {d.get('child', '?')}: {_tenge(at_school)} on the kiosk, "
+        f"{_tenge(at_server)} on the console and the parent's page ({same})",
+        f"  canteen           {d.get('canteen_balances_differing', 0)} balances differ between "
+        f"school and server, {d.get('canteen_unexplained_differences', 0)} unexplained "
+        "reconciliation rows",
+    ]
+    return "\n".join(lines)
 
 
 async def _console_banner(server: Any, roster: Any) -> None:
@@ -450,6 +497,7 @@ async def _school(
     await asyncio.to_thread(_fresh_dir, directory)
     today = dt.datetime.now(ZONE).date()
     roster_file = make_roster(students, today=today)
+    roster_file = roster_file.model_copy(update={"staff": [*roster_file.staff, LIBRARIAN]})
     roster = _named(roster_records(roster_file, source="demo", now=None))
     store = await EdgeStore.open(directory / "edge.sqlite", school="DEMO", device="demo-edge")
     key, sync_settings = await asyncio.to_thread(server.add_device, "DEMO", "demo-edge")
@@ -506,6 +554,7 @@ async def _school(
         )
     )
     kiosk_url = ""
+    desk_done = DeskResult()
     try:
         async with sync, Pipeline(store) as pipeline, contextlib.AsyncExitStack() as stack:
             hub = KioskHub(store, pipeline, CANTEENS, clock)
@@ -524,6 +573,12 @@ async def _school(
                 f"Staff page (teacher's pass for a lost card): {staff_page.url}  reader "
                 f"{PERSON_GATE}, PIN {PERSON_PIN} (teacher of 1A; the demo taps her card "
                 f"{PERSON_CARD} at the reader when the page waits for it)",
+                file=sys.stderr,
+            )
+            print(
+                f"Library desk (same page, section Library desk): reader {DESK_TERMINAL}, PIN "
+                f"{LIBRARIAN.pin} (the librarian; her card {LIBRARIAN.cards[0]}); the demo lends "
+                "a device and a book there by card tap before the first lesson",
                 file=sys.stderr,
             )
             print(
@@ -549,6 +604,10 @@ async def _school(
                 while (await sync.status()).applied_version < canteen_version:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # the readers open their ports before the first card
+            # before the first lesson the librarian hands over a device and a book by card tap
+            lending = await desk_plan(store, roster, roster.students[0].id)
+            desk_done = await lend_at_the_desk(staff_page.url, readers, claims, lending)
+            desk = store.last_seq  # the day's taps are counted after the desk's acts
             clock.t0 = time.monotonic()
             await _play(actions, clock, readers, teacher, tg)
             await asyncio.sleep(max(0.0, clock.real_delay(DAY_END)))
@@ -566,7 +625,13 @@ async def _school(
                 while (await sync.status()).backlog > 0:  # noqa: ASYNC110 - acks arrive via paho's thread
                     await asyncio.sleep(0.2)
             if duration is None and server.console_url is not None:
-                await _stay_open(server, store, len(actions))
+                await _stay_open(
+                    server,
+                    store,
+                    len(actions),
+                    roster.students[0].id,
+                    [inv for _, inv in desk_done.lent],
+                )
         releases = sum(on for b in boards for _, _, on in b.poll())  # relay closings
         summary = await _summary(store, len(actions), time.monotonic() - started, releases)
         summary["kiosk_url"] = kiosk_url
@@ -574,8 +639,11 @@ async def _school(
         summary["manual_passes_from_staff_page"] = teacher.passes
         summary["staff_page_failures"] = teacher.failures
         summary["canteen_sales_attempted"] = cashier.attempts if cashier else 0
+        summary["desk_lent"] = [inv for _, inv in desk_done.lent]
+        summary["desk_failures"] = desk_done.failures
+        summary["desk_loans_at_server"] = await asyncio.to_thread(server.desk_loans, "DEMO")
         summary["events_stored_at_server"] = await asyncio.to_thread(server.stored_events, "DEMO")
-        summary.update(await _balances_agree(server, store))
+        summary.update(await _balances_agree(server, store, roster.students[0].id))
         return summary
     finally:
         for device in [*readers.values(), *boards]:
@@ -618,10 +686,13 @@ async def _summary(store: EdgeStore, taps: int, seconds: float, releases: int) -
         "seconds": round(seconds, 1),
         "taps": taps,
         "grants": sum(
-            n for k, n in kinds.items() if k not in ("denied", "alarm", "not_passed", *DESK_KINDS)
+            n
+            for k, n in kinds.items()
+            if k not in ("denied", "alarm", "not_passed", "lending", *DESK_KINDS)
         )
         - paid,
         "desk_card_events": sum(kinds.get(k, 0) for k in DESK_KINDS),
+        "desk_lending_acts": kinds.get("lending", 0),
         "denials": sum(denials.values()),
         "denials_by_reason": dict(denials.most_common()),
         "pay_taps": pay_taps,

@@ -134,10 +134,30 @@ def _broker_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensure_partitions(settings: ServerSettings) -> None:
+    """The coming months' partitions of events, made when a worker starts (also daily by
+    ``qaqpa server partitions ensure``); a failure here never stops ingest: the default
+    partition takes any month without its own."""
+    from server.clock import now_ms
+    from server.db import make_engine
+    from server.partitions.service import ensure
+
+    engine = make_engine(settings.database_url)
+    try:
+        made = ensure(engine, now_ms())
+        if made.created:
+            logging.getLogger(__name__).info("partitions made: %s", ", ".join(made.created))
+    except Exception as err:
+        logging.getLogger(__name__).warning("partitions not ensured: %s", err)
+    finally:
+        engine.dispose()
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from server.ingest.source import make_ingest_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _ensure_partitions(_settings(args))
     make_ingest_worker(_settings(args)).run_forever()
     return 0
 
@@ -362,7 +382,12 @@ def add_commands(subparsers: Any) -> None:
 
     badges_cli.add_commands(subparsers)
     gifted_cli.add_commands(subparsers, common)
+    from server.partitions.cli import add_commands as partitions_commands
     from server.retention.cli import add_commands as retention_commands
+    from server.rollups.cli import add_commands as rollups_commands
+
+    partitions_commands(subparsers, common, _settings)
+    rollups_commands(subparsers, common, _settings)
 
     retention_commands(subparsers, common, _settings)
     from server.duty.cli import add_commands as duty_commands

@@ -120,6 +120,28 @@ class EmbeddedServer:
             ).scalar_one()
         return int(count)
 
+    def desk_loans(self, school: str) -> list[list[str]]:
+        """[inventory number, student ref] of the loans open at ``school`` that a library desk
+        at the school recorded (synced lending events applied by ingest), in order."""
+        from sqlalchemy import select
+
+        from server.equipment.models import Item, Loan
+        from server.people.models import Student
+
+        with session_factory(self._engine)() as session:
+            rows = session.execute(
+                select(Item.inventory_no, Student.ref)
+                .join(Loan, Loan.item_pk == Item.pk)
+                .join(Student, Student.pk == Loan.student_pk)
+                .where(
+                    Item.school_id == school,
+                    Loan.source == "edge",
+                    Loan.returned_at_ms.is_(None),
+                )
+                .order_by(Loan.pk)
+            ).all()
+        return [[inv, ref] for inv, ref in rows]
+
     def edge_sync_settings(self) -> dict[str, Any]:
         """Keyword values for ``edge.sync.SyncSettings`` to reach this server's broker."""
         return {

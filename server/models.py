@@ -96,7 +96,13 @@ class IngestProgress(Base):
 
 
 class StoredEvent(Base):
-    """One uplink event, stored exactly once on (device, seq)."""
+    """One uplink event, stored exactly once on (device, seq).
+
+    On PostgreSQL the table is partitioned by month of ``at_ms`` (``server.partitions``), so the
+    primary key carries ``at_ms`` too; ingest keeps (device, seq) unique across partitions (it
+    stores a seq only when no copy of it is stored, under the device's progress lock). SQLite
+    keeps the (device_pk, seq) key of the unpartitioned table.
+    """
 
     __tablename__ = "events"
     __table_args__ = (
@@ -109,7 +115,7 @@ class StoredEvent(Base):
     device_pk: Mapped[int] = mapped_column(ForeignKey("devices.pk"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     school_id: Mapped[str] = mapped_column(String(64))
-    at_ms: Mapped[int] = mapped_column(BigInteger)
+    at_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the partition key
     kind: Mapped[str] = mapped_column(String(32))
     terminal: Mapped[str] = mapped_column(String(64))
     student_id: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -150,5 +156,19 @@ class ChangeLogEntry(Base):
 
     school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+
+
+class ChangeLogCheckpoint(Base):
+    """A school's downlink state at ``version`` as its compacted list of changes
+    (``server.sync.state.compacted``): the state is this folded with the log after it, so a
+    snapshot reads the roster, not every change since the beginning. Rewritten every
+    ``server.sync.changelog.CHECKPOINT_EVERY`` versions; scrubbed like the log."""
+
+    __tablename__ = "change_log_checkpoints"
+
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
     at_ms: Mapped[int] = mapped_column(BigInteger)
     changes: Mapped[list[dict[str, Any]]] = mapped_column(Json)

@@ -17,6 +17,7 @@ from server.notify import models as notify_models
 from server.people import models as people_models
 from server.policy import models as policy_models
 from server.retention import models as retention_models
+from server.rollups import models as rollups_models
 from server.roster import models as roster_models
 from server.staffpins import models as staffpins_models
 from server.sync import cardmove as cardmove_models
@@ -44,6 +45,7 @@ __all__ = [
     "people_models",
     "policy_models",
     "retention_models",
+    "rollups_models",
     "roster_models",
     "staffpins_models",
     "trustees_models",

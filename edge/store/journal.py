@@ -320,11 +320,21 @@ class JournalMixin(StoreBase):
     # --------------------------------------------------------------------------------- outbox
 
     async def outbox_batch(self, after_seq: int, limit: int) -> list[Event]:
+        return decode_events(await self.outbox_blobs(after_seq, limit))
+
+    @staticmethod
+    def decode_events(blobs: list[bytes]) -> list[Event]:
+        """Stored journal rows as events (CPU work: off the event loop for a large batch)."""
+        return decode_events(blobs)
+
+    async def outbox_blobs(self, after_seq: int, limit: int) -> list[bytes]:
+        """The next events to upload as stored (undecoded): the uplink decodes and signs them
+        off the event loop that serves taps (:func:`decode_events`)."""
         start = max(after_seq, self._acked)
         async with self._db.execute(
             "SELECT event FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (start, limit)
         ) as cur:
-            return [_event(b) for (b,) in await cur.fetchall()]
+            return [b for (b,) in await cur.fetchall()]
 
     async def outbox_ack(self, committed_through: int) -> int:
         """The server has committed every seq up to ``committed_through``. Idempotent."""
@@ -430,6 +440,11 @@ def _set_acked(db: sqlite3.Connection, target: int, clear_alarm: bool) -> None:
 
 def _blob(ev: Event) -> bytes:
     return canonical(ev.model_dump(mode="json"))
+
+
+def decode_events(blobs: list[bytes]) -> list[Event]:
+    """Stored journal rows as events (CPU work: call it off the event loop for a large batch)."""
+    return [_event(b) for b in blobs]
 
 
 def _event(blob: bytes) -> Event:

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from server.accounts.access import Principal
-from server.audit.service import latest_entries
+from server.audit.service import entries_query
+from server.console.paging import paginate
 from server.console.params import Id
 from server.console.web import Db, nav_item, render, require
 
@@ -22,7 +23,9 @@ def audit_page(
     db: Db,
     who: Annotated[Principal, require("audit.view")],
     student_pk: Annotated[Id | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
-    rows = latest_entries(db, who.schools("audit.view"), student_pk, limit)
-    return render(request, "audit/list.html", {"rows": rows})
+    """Newest first, a page at a time."""
+    found = paginate(db, entries_query(who.schools("audit.view"), student_pk), page)
+    base = "/audit" + (f"?student_pk={student_pk}" if student_pk is not None else "")
+    return render(request, "audit/list.html", {"rows": found.rows, "found": found, "base": base})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from server.accounts.access import Principal
@@ -46,14 +46,19 @@ def latest_entries(
 ) -> list[Any]:
     """The newest entries (with the user's login) of these schools (None: all, including the
     entries of no school), optionally about one student."""
-    q = (
+    return list(db.execute(entries_query(schools, student_pk).limit(limit)).all())
+
+
+def entries_query(schools: set[str] | None, student_pk: int | None) -> Select[AuditEntry, str]:
+    """Entries (with the user's login), newest first, of these schools, optionally about one
+    student: the audit page shows it a page at a time."""
+    q: Select[AuditEntry, str] = (
         select(AuditEntry, User.login)
         .outerjoin(User, User.pk == AuditEntry.user_pk)
         .order_by(AuditEntry.pk.desc())
-        .limit(limit)
     )
     if schools is not None:
         q = q.where(AuditEntry.school_id.in_(sorted(schools)))
     if student_pk is not None:
         q = q.where(AuditEntry.student_pk == student_pk)
-    return list(db.execute(q).all())
+    return q

@@ -256,15 +256,26 @@ _ITEM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _ALLERGEN = re.compile(r"^[a-z0-9_-]{1,32}$")
 
 
+@dataclass(frozen=True, slots=True)
+class DishInput:
+    """One row of the menu form as typed (``line``: its 1-based row)."""
+
+    line: int
+    id: str
+    name: str
+    price: str
+    allergens: tuple[str, ...]
+
+
 def parse_menu(text: str) -> tuple[list[MenuLine], list[FormError]]:
-    """One dish a line: ``id; name; price in tenge; allergens separated by commas``.
+    """One dish a line: ``id; name; price in tenge; allergens separated by commas`` (what
+    scripts send; the console's form sends rows, ``parse_dishes``).
 
     Every bad line is reported with its line number and the field at fault; nothing is kept
     from a menu with errors (the caller shows the text back unchanged).
     """
-    items: list[MenuLine] = []
+    rows: list[DishInput] = []
     errors: list[FormError] = []
-    seen: set[str] = set()
     for n, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -272,10 +283,25 @@ def parse_menu(text: str) -> tuple[list[MenuLine], list[FormError]]:
         if len(parts) < 3 or len(parts) > 4:
             errors.append(FormError(n, "line", "Expected: id; name; price; allergens."))
             continue
-        item_id, name, price_text = parts[0], parts[1], parts[2]
         allergens = tuple(
             a.strip().lower() for a in (parts[3] if len(parts) == 4 else "").split(",") if a.strip()
         )
+        rows.append(DishInput(n, parts[0], parts[1], parts[2], allergens))
+    items, more = parse_dishes(rows, empty_ok=bool(errors))
+    return items, sorted(errors + more, key=lambda e: e.line)
+
+
+def parse_dishes(
+    rows: Iterable[DishInput], *, empty_ok: bool = False
+) -> tuple[list[MenuLine], list[FormError]]:
+    """Check each dish; every problem is reported once with its row and field, and nothing is
+    kept from a menu with errors."""
+    items: list[MenuLine] = []
+    errors: list[FormError] = []
+    seen: set[str] = set()
+    for row in rows:
+        n, item_id, name, price_text = row.line, row.id, row.name.strip(), row.price.strip()
+        allergens = row.allergens
         bad = False
         if not _ITEM_ID.match(item_id):
             errors.append(FormError(n, "id", "The id may hold only letters, digits and _ . : -"))
@@ -312,7 +338,7 @@ def parse_menu(text: str) -> tuple[list[MenuLine], list[FormError]]:
         if not bad:
             seen.add(item_id)
             items.append(MenuLine(item_id, name, price, allergens))
-    if not items and not errors:
+    if not items and not errors and not empty_ok:
         errors.append(FormError(0, "menu", "The menu has no dishes."))
     return items, errors
 

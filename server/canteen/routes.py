@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from protocol.allergens import ALLERGENS
+from protocol.allergens import ALLERGENS, allergen_name
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.canteen import ledger, service
@@ -29,7 +29,17 @@ from server.cardfee.service import FeeDay, fees_by_day
 from server.clock import ClockDep
 from server.console.params import SchoolId, parse_day
 from server.console.scope import may_see_student, pick_school, visible_schools, visible_student
-from server.console.web import Db, any_user, nav_item, redirect, render, require, tr
+from server.console.web import (
+    Db,
+    any_user,
+    nav_item,
+    redirect,
+    redirect_done,
+    render,
+    request_lang,
+    require,
+    tr,
+)
 from server.models import School
 from server.people.models import SchoolClass, Student
 from server.replica import ReadDb
@@ -366,8 +376,26 @@ def menu_page(
     sch = pick_school(schools, school)
     day = parse_day(date) or clock.school_today(sch)
     row = db.get(Menu, (sch.id, day))
-    text = ledger.menu_text(row.items) if row is not None else ""
-    return _menu_render(request, schools, sch, day, text, row, [], 200)
+    dishes = [_dish_of(it) for it in (row.items if row is not None else [])]
+    return _menu_render(request, schools, sch, day, [*dishes, _BLANK], row, [], 200)
+
+
+MAX_DISHES = 60
+N_ = str
+_BLANK: dict[str, Any] = {"id": "", "name": "", "price": "", "allergens": (), "other": ""}
+
+
+def _dish_of(item: Any) -> dict[str, Any]:
+    price = int(item["price_tiyn"])
+    tenge = f"{price // 100}" + (f",{price % 100:02d}" if price % 100 else "")
+    codes = [str(a) for a in item.get("allergens") or []]
+    return {
+        "id": str(item["id"]),
+        "name": str(item["name"]),
+        "price": tenge,
+        "allergens": tuple(c for c in codes if c in ALLERGENS),
+        "other": ", ".join(c for c in codes if c not in ALLERGENS),
+    }
 
 
 def _menu_render(
@@ -375,12 +403,15 @@ def _menu_render(
     schools: list[School],
     sch: School,
     day: dt.date,
-    text: str,
+    dishes: list[dict[str, Any]],
     row: Menu | None,
-    errors: list[Any],
+    errors: list[ledger.FormError],
     status: int,
-    saved: bool = False,
 ) -> Response:
+    lang = request_lang(request)
+    by_row: dict[int, list[ledger.FormError]] = {}
+    for e in errors:
+        by_row.setdefault(e.line, []).append(e)
     return render(
         request,
         "canteen/menu.html",
@@ -388,13 +419,48 @@ def _menu_render(
             "schools": schools,
             "school": sch,
             "day": day,
-            "text": text,
+            "dishes": dishes,
             "row": row,
             "errors": errors,
-            "saved": saved,
+            "row_errors": by_row,
+            "allergen_choices": [(code, allergen_name(code, lang)) for code in ALLERGENS],
         },
         status,
     )
+
+
+def _dishes_of_form(
+    dish_id: list[str], name: list[str], price: list[str], allergen: list[str], other: list[str]
+) -> list[dict[str, Any]]:
+    """The form's rows as typed; a checkbox's value is ``row:code``."""
+    count = min(max(len(name), len(price), len(dish_id)), MAX_DISHES)
+    ticked: dict[int, list[str]] = {}
+    for value in allergen:
+        i, _, code = value.partition(":")
+        if i.isdigit():
+            ticked.setdefault(int(i), []).append(code)
+
+    def at(values: list[str], i: int) -> str:
+        return values[i] if i < len(values) else ""
+
+    return [
+        {
+            "id": at(dish_id, i).strip(),
+            "name": at(name, i),
+            "price": at(price, i),
+            "allergens": tuple(c for c in ticked.get(i, []) if c in ALLERGENS),
+            "other": at(other, i),
+        }
+        for i in range(count)
+    ]
+
+
+def _free_id(taken: set[str]) -> str:
+    n = 1
+    while f"dish-{n}" in taken:
+        n += 1
+    taken.add(f"dish-{n}")
+    return f"dish-{n}"
 
 
 @router.post("/canteen/menu")
@@ -407,23 +473,71 @@ def menu_save(
     school: Annotated[SchoolId, Form()],
     date: Annotated[str, Form(max_length=10)],
     menu: Annotated[str, Form(max_length=20_000)] = "",
+    dish_id: Annotated[list[str], Form(max_length=64)] = [],  # noqa: B006 - FastAPI copies it
+    name: Annotated[list[str], Form(max_length=300)] = [],  # noqa: B006
+    price: Annotated[list[str], Form(max_length=30)] = [],  # noqa: B006
+    allergen: Annotated[list[str], Form(max_length=40)] = [],  # noqa: B006
+    other: Annotated[list[str], Form(max_length=300)] = [],  # noqa: B006
+    op: Annotated[str, Form(max_length=16)] = "save",
 ) -> Response:
+    """Save the day's menu from the form's rows (one a dish), or add or remove a row first
+    (buttons, no script needed). ``menu`` (one dish a line: id; name; price; allergens) is
+    what scripts may send instead."""
     sch = pick_school(schools, school)
     day_or_none = parse_day(date)
+    dishes = _dishes_of_form(dish_id, name, price, allergen, other)
+    if op == "add" or op.startswith("remove:"):
+        if op == "add":
+            dishes.append(dict(_BLANK))
+        elif op.removeprefix("remove:").isdigit():
+            gone = int(op.removeprefix("remove:"))
+            dishes = [d for i, d in enumerate(dishes) if i != gone] or [dict(_BLANK)]
+        row = db.get(Menu, (sch.id, day_or_none)) if day_or_none else None
+        return _menu_render(
+            request, schools, sch, day_or_none or clock.school_today(sch), dishes, row, [], 200
+        )
     if day_or_none is None:
         errors = [ledger.FormError(0, "date", "A date is written YYYY-MM-DD.")]
-        return _menu_render(request, schools, sch, clock.school_today(sch), menu, None, errors, 422)
+        return _menu_render(
+            request, schools, sch, clock.school_today(sch), dishes, None, errors, 422
+        )
     day = day_or_none
-    items, errors = ledger.parse_menu(menu)
+    if menu.strip() and not any(d["name"] or d["price"] for d in dishes):
+        items, errors = ledger.parse_menu(menu)  # a script's text
+        dishes = [_dish_of(_as_item(i)) for i in items] or [dict(_BLANK)]
+    else:
+        taken = {d["id"] for d in dishes if d["id"]}
+        rows = []
+        for n, d in enumerate(dishes, start=1):
+            if not (d["name"].strip() or d["price"].strip()):
+                continue  # an empty row (the one left for a new dish)
+            extra = tuple(a.strip().lower() for a in d["other"].split(",") if a.strip())
+            rows.append(
+                ledger.DishInput(
+                    n, d["id"] or _free_id(taken), d["name"], d["price"], d["allergens"] + extra
+                )
+            )
+        items, errors = ledger.parse_dishes(rows)
     if errors:
         return _menu_render(
-            request, schools, sch, day, menu, db.get(Menu, (sch.id, day)), errors, 422
+            request, schools, sch, day, dishes, db.get(Menu, (sch.id, day)), errors, 422
         )
-    row = service.set_menu(db, who, sch.id, day, items)
+    service.set_menu(db, who, sch.id, day, items)
     db.commit()
-    return _menu_render(
-        request, schools, sch, day, ledger.menu_text(row.items), row, [], 200, saved=True
+    return redirect_done(
+        request,
+        f"/canteen/menu?school={sch.id}&date={day.isoformat()}",
+        N_("Saved. The school terminals receive it at the next sync."),
     )
+
+
+def _as_item(line: ledger.MenuLine) -> dict[str, Any]:
+    return {
+        "id": line.id,
+        "name": line.name,
+        "price_tiyn": line.price_tiyn,
+        "allergens": list(line.allergens),
+    }
 
 
 # ------------------------------------------------------------------------ reconciliation

@@ -17,7 +17,7 @@ from server.cards.models import Card
 from server.clock import ClockDep
 from server.console.params import SchoolId, parse_id
 from server.console.scope import pick_school, school_in_scope, schools_in_scope, visible_schools
-from server.console.web import Db, nav_item, render, require
+from server.console.web import Db, nav_item, redirect_done, render, require
 from server.models import School
 
 router = APIRouter()
@@ -32,7 +32,6 @@ def _page(
     today: dt.date,
     *,
     error: rules.CardFeeError | None = None,
-    done: str | None = None,
     status: int = 200,
 ) -> Response:
     unpaid = unpaid_cards(db, school.id)
@@ -60,7 +59,6 @@ def _page(
             "from_balance": sum(d.balance_tiyn for d in days),
             "month": month_start,
             "error": error,
-            "done": done,
         },
         status,
     )
@@ -95,7 +93,7 @@ def cardfees_price(
         db.rollback()
         return _page(request, db, who, found, clock.school_today(found), error=err, status=400)
     db.commit()
-    return _page(request, db, who, found, clock.school_today(found), done=rules.N_("Saved."))
+    return redirect_done(request, f"/cardfees?school={found.id}", rules.N_("Saved."))
 
 
 @router.post("/schools/{school}/cardfees/paid")
@@ -119,6 +117,4 @@ def cardfees_paid(
         db.rollback()
         return _page(request, db, who, found, clock.school_today(found), error=err, status=400)
     db.commit()
-    return _page(
-        request, db, who, found, clock.school_today(found), done=rules.N_("The fee is booked.")
-    )
+    return redirect_done(request, f"/cardfees?school={found.id}", rules.N_("The fee is booked."))

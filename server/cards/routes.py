@@ -28,7 +28,7 @@ from server.cards.service import (
 )
 from server.console.params import Id
 from server.console.scope import pick_school, visible_schools, visible_student
-from server.console.web import Db, ensure, nav_item, render, require
+from server.console.web import Db, ensure, nav_item, redirect_done, render, require
 from server.models import School
 from server.people.models import SchoolClass, StaffMember, Student
 from server.people.service import has_consent
@@ -52,7 +52,6 @@ def _page(
     student: Student,
     *,
     error: CardError | None = None,
-    done: str | None = None,
     status: int = 200,
 ) -> Response:
     school = db.get_one(School, student.school_id)
@@ -74,7 +73,6 @@ def _page(
             "reasons": REASON_LABELS,
             "statuses": STATUS_LABELS,
             "error": error,
-            "done": done,
             "zone": school.timezone,
         },
         status,
@@ -136,8 +134,10 @@ def cards_block(
         db.rollback()
         return _page(request, db, who, student, error=err, status=400)
     db.commit()
-    return _page(
-        request, db, who, student, done=N_("The card is blocked at the school's terminals.")
+    return redirect_done(
+        request,
+        f"/students/{student.pk}/cards",
+        N_("The card is blocked at the school's terminals."),
     )
 
 
@@ -157,12 +157,10 @@ def cards_replace(
         db.rollback()
         return _page(request, db, who, student, error=err, status=400)
     db.commit()
-    return _page(
+    return redirect_done(
         request,
-        db,
-        who,
-        student,
-        done=N_(
+        f"/students/{student.pk}/cards",
+        N_(
             "The card is blocked. Tap the new card at the school's desk (Cards, Replace): its record and fee will show here."
         ),
     )
@@ -183,7 +181,7 @@ def cards_unbind(
         db.rollback()
         return _page(request, db, who, student, error=err, status=400)
     db.commit()
-    return _page(request, db, who, student, done=N_("The card is unbound."))
+    return redirect_done(request, f"/students/{student.pk}/cards", N_("The card is unbound."))
 
 
 def _scoped_cards(who: Principal, perm: str, school: School) -> Select[Card, Student, SchoolClass]:
@@ -282,7 +280,6 @@ def _staff_page(
     member: StaffMember,
     *,
     error: CardError | None = None,
-    done: str | None = None,
     status: int = 200,
 ) -> Response:
     school = db.get_one(School, member.school_id)
@@ -295,7 +292,6 @@ def _staff_page(
             "reasons": REASON_LABELS,
             "statuses": STATUS_LABELS,
             "error": error,
-            "done": done,
             "zone": school.timezone,
         },
         status,
@@ -346,8 +342,8 @@ def staff_cards_block(
         db.rollback()
         return _staff_page(request, db, member, error=err, status=400)
     db.commit()
-    return _staff_page(
-        request, db, member, done=N_("The card is blocked at the school's terminals.")
+    return redirect_done(
+        request, f"/staff/{member.pk}/cards", N_("The card is blocked at the school's terminals.")
     )
 
 
@@ -367,4 +363,4 @@ def staff_cards_unbind(
         db.rollback()
         return _staff_page(request, db, member, error=err, status=400)
     db.commit()
-    return _staff_page(request, db, member, done=N_("The card is unbound."))
+    return redirect_done(request, f"/staff/{member.pk}/cards", N_("The card is unbound."))

@@ -34,7 +34,7 @@ from server.consents.service import (
 )
 from server.console.params import Id, parse_day
 from server.console.scope import pick_school, visible_schools, visible_student
-from server.console.web import Db, ensure, nav_item, redirect, render, require, tr
+from server.console.web import Db, ensure, nav_item, redirect, redirect_done, render, require, tr
 from server.models import School
 from server.people.models import Guardian, SchoolClass, Student, StudentGuardian
 
@@ -61,7 +61,6 @@ def _consent_page(
     clock: Clock,
     *,
     error: ConsentError | None = None,
-    effects: list[str] | None = None,
     form: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
@@ -89,7 +88,6 @@ def _consent_page(
         "deleted": templates_deleted_event(db, student, min(due)) if due else None,
         "kinds": KIND_LABELS,
         "error": error,
-        "effects": effects,
         "form": form or {"signed_on": clock.school_today(school).isoformat()},
         "zone": school.timezone,
         "can_cards": who.can(
@@ -159,7 +157,12 @@ def consents_record(
         db.rollback()
         return _consent_page(request, db, who, student, clock, error=err, form=form, status=400)
     db.commit()
-    return _consent_page(request, db, who, student, clock, effects=effects)
+    return redirect_done(
+        request,
+        f"/students/{student.pk}/consents",
+        N_("The consent decision is recorded."),
+        *effects,
+    )
 
 
 # ----------------------------------------------------------------------------- categories
@@ -174,7 +177,6 @@ def _categories_page(
     *,
     error: CategoryError | None = None,
     form: dict[str, str] | None = None,
-    saved: bool = False,
     status: int = 200,
 ) -> Response:
     school = db.get_one(School, student.school_id)
@@ -189,7 +191,6 @@ def _categories_page(
             "labels": CATEGORY_LABELS,
             "today": today,
             "error": error,
-            "saved": saved,
             "form": form or {"valid_from": today.isoformat()},
             "can_edit": who.can(
                 "categories.edit",
@@ -244,7 +245,9 @@ def categories_add(
         db.rollback()
         return _categories_page(request, db, who, student, clock, error=err, form=form, status=400)
     db.commit()
-    return _categories_page(request, db, who, student, clock, saved=True)
+    return redirect_done(
+        request, f"/students/{student.pk}/categories", N_("Saved and sent to the school.")
+    )
 
 
 @router.post("/students/{pk}/categories/{membership_pk}/remove")

@@ -50,6 +50,7 @@ MODULES = (
     "server.staffpins.routes",
     "server.equipment.routes",
     "server.tutoring.routes",
+    "server.rollups.routes",
 )
 
 

@@ -6,8 +6,11 @@ Routes stay thin: ``def page(who: Annotated[Principal, require("reports.meals")]
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import hmac
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 SESSION_COOKIE = "qaqpa_session"
 PRELOGIN_COOKIE = "qaqpa_prelogin"
 LANG_COOKIE = "qaqpa_lang"
+# A change's outcome, shown once on the page a POST redirects to (redirect after POST).
+FLASH_COOKIE = "qaqpa_flash"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -158,6 +163,7 @@ def render(
     token = i18n.current_lang.set(lang)
     try:
         who = who if who is not None else getattr(request.state, "principal", None)
+        flash = read_flash(request, who)
         nav = [n for n in NAV if who is not None and who.can(n.perm)]
         menu = nav_groups(nav)
         html = env.get_template(template).render(
@@ -168,11 +174,17 @@ def render(
             lang=lang,
             langs=i18n.LANG_NAMES,
             csrf=who.csrf_token if who is not None else request.cookies.get(PRELOGIN_COOKIE, ""),
+            flash=flash,
             **(context or {}),
         )
     finally:
         i18n.current_lang.reset(token)
-    return HTMLResponse(html, status_code=status_code)
+    response = HTMLResponse(html, status_code=status_code)
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(
+            FLASH_COOKIE, path="/"
+        )  # shown once: a refresh does not show it again
+    return response
 
 
 # ------------------------------------------------------------------------------ dependencies
@@ -289,7 +301,58 @@ def redirect(url: str) -> Response:
     return Response(status_code=303, headers={"location": url})
 
 
-Check = Callable[[Principal], bool]
+def _flash_mac(who: Principal, payload: str) -> str:
+    # keyed by the session's own secret: only this server, for this session, makes a flash
+    key = ("flash:" + who.csrf_token).encode()
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def redirect_done(
+    request: Request, url: str, *messages: str | tuple[str, str], detail: str = ""
+) -> Response:
+    """Redirect after a POST that changed something (303 to the page to show), carrying what
+    was done: each message is a catalogue message id (``N_``), or a pair of one and a plain
+    value shown after it (a count, an inventory number); ``detail`` is the first message's
+    value. The next page shows them once; a refresh of that page repeats nothing."""
+    response = redirect(url)
+    who = getattr(request.state, "principal", None)
+    if isinstance(who, Principal):
+        items = [[m, ""] if isinstance(m, str) else [m[0], m[1][:200]] for m in messages[:10]]
+        if items and detail:
+            items[0][1] = detail[:200]
+        payload = json.dumps(items)
+        value = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+        response.set_cookie(
+            FLASH_COOKIE,
+            f"{value}.{_flash_mac(who, payload)}",
+            max_age=300,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+    return response
+
+
+@dataclass(frozen=True, slots=True)
+class Flash:
+    items: list[tuple[str, str]]  # (message id, value shown after it)
+
+
+def read_flash(request: Request, who: Principal | None) -> Flash | None:
+    """The outcome a redirect carried, if it is this session's (a forged one is ignored)."""
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw or who is None or "." not in raw or len(raw) > 3000:
+        return None
+    value, mac = raw.rsplit(".", 1)
+    try:
+        payload = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        if not hmac.compare_digest(mac, _flash_mac(who, payload)):
+            return None
+        items = [(str(m), str(d)) for m, d in json.loads(payload)]
+    except (ValueError, TypeError):
+        return None
+    return Flash(items)
 
 
 # --------------------------------------------------------------------------------- filters

@@ -13,7 +13,7 @@ from server.accounts.access import Principal
 from server.clock import ClockDep
 from server.console.params import Day, SchoolId, parse_day
 from server.console.scope import pick_school, school_in_scope, schools_in_scope, visible_schools
-from server.console.web import Db, nav_item, render, require
+from server.console.web import Db, nav_item, redirect_done, render, require
 from server.duty import rules
 from server.duty.service import (
     clear_shift,
@@ -39,7 +39,6 @@ def _page(
     now: int,
     *,
     error: rules.DutyError | None = None,
-    done: str | None = None,
     status: int = 200,
 ) -> Response:
     days = rules.week_of(week)
@@ -61,7 +60,6 @@ def _page(
             "prev": (days[0] - dt.timedelta(days=7)).isoformat(),
             "next": (days[0] + dt.timedelta(days=7)).isoformat(),
             "error": error,
-            "done": done,
             "alarm_text": rules.ALARM_TEXT,
         },
         status,
@@ -128,4 +126,6 @@ def duty_set(
         db.rollback()
         return _page(request, db, who, found, schools, day, now, error=err, status=400)
     db.commit()
-    return _page(request, db, who, found, schools, day, now, done=rules.N_("Saved."))
+    return redirect_done(
+        request, f"/duty?school={found.id}&week={day.isoformat()}", rules.N_("Saved.")
+    )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
 )
@@ -338,3 +339,20 @@ class StocktakeScan(Base):
     )
     item_pk: Mapped[int] = mapped_column(ForeignKey("equipment_items.pk"), primary_key=True)
     at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class LoanAct(Base):
+    """The scan of a hand-over act the parent signed on paper (a PDF, JPEG or PNG, size-limited
+    and checked by its content), kept with its loan; a new upload replaces it."""
+
+    __tablename__ = "equipment_loan_acts"
+    __table_args__ = (UniqueConstraint("loan_pk", name="uq_equipment_loan_acts_loan"),)
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    loan_pk: Mapped[int] = mapped_column(ForeignKey("equipment_loans.pk"))
+    media_type: Mapped[str] = mapped_column(String(40))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_at_ms: Mapped[int] = mapped_column(BigInteger)
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.pk"), default=None)

@@ -20,6 +20,7 @@ from server.accounts.access import PERMISSIONS, SCOPE_OF_ROLE, Principal
 from server.audit.service import audit
 from server.clock import ClockDep
 from server.consents.service import ConsentInput, record_consent
+from server.console.paging import paginate
 from server.console.params import Id, SchoolId, parse_day, parse_id
 from server.console.scope import (
     classes_in_scope,
@@ -31,7 +32,7 @@ from server.console.web import Db, NotFound, env, nav_item, redirect, render, re
 from server.equipment import service as svc
 from server.equipment.calc import COLUMN_LABELS, COLUMNS, report_json
 from server.equipment.calc import coverage as empty_coverage
-from server.equipment.export import coverage_sheet
+from server.equipment.export import coverage_sheet, final_sheet
 from server.equipment.importer import ImportFailed, parse_rows, read_table
 from server.equipment.models import (
     Approval,
@@ -40,6 +41,8 @@ from server.equipment.models import (
     Delivery,
     Item,
     ItemEvent,
+    Loan,
+    LoanAct,
     PriorityList,
     Rejection,
     Specification,
@@ -56,14 +59,15 @@ from server.equipment.rules import (
     SIGNAL_LABELS,
     STATUS_LABELS,
     EquipmentError,
+    ItemKind,
     Signal,
     Step,
     parse_properties,
 )
 from server.models import Region, School
-from server.people.models import Guardian, Student
+from server.people.models import Guardian, SchoolClass, Student
 from server.people.service import has_consent
-from server.reports.export import PDF_TYPE, XLSX_TYPE, disposition, to_pdf, to_xlsx
+from server.reports.export import PDF_TYPE, XLSX_TYPE, Sheet, disposition, to_pdf, to_xlsx
 
 router = APIRouter()
 nav_item("equipment.view", "/equipment", "Equipment", 70)
@@ -326,6 +330,38 @@ def campaign_page(
             "property_labels": PROPERTY_LABELS,
         }
     return render(request, "equipment/campaign.html", ctx)
+
+
+@router.get("/equipment/campaign/final.xlsx")
+@router.get("/equipment/campaign/final.pdf")
+def final_file(
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("equipment.view")],
+    region: Annotated[str, Query(max_length=64)],
+    campaign: Annotated[str, Query(max_length=20)],
+) -> Response:
+    """The campaign's final report (the page's numbers) as XLSX or PDF."""
+    fmt = request.url.path.rsplit(".", 1)[1]
+    chosen = next((r for r in visible_regions(db, who, "equipment.view") if r.id == region), None)
+    if chosen is None:
+        raise NotFound()
+    try:
+        camp = campaign_of(db, chosen.id, campaign)
+    except EquipmentError as err:
+        raise NotFound() from err
+    final = svc.final_report(db, camp, clock.today_in(None))
+    labels = {s.value: SIGNAL_LABELS[s] for s in Signal}
+    sheet = final_sheet(final, chosen.name or chosen.id, lambda m: tr(request, m), labels)
+    body, media = (to_xlsx([sheet]), XLSX_TYPE) if fmt == "xlsx" else (to_pdf([sheet]), PDF_TYPE)
+    return Response(
+        body,
+        media_type=media,
+        headers={
+            "content-disposition": disposition("campaign-final", chosen.id, camp.period, ext=fmt)
+        },
+    )
 
 
 @router.post("/equipment/region/{region_id}/campaigns")
@@ -655,22 +691,31 @@ def list_build(
 # --------------------------------------------------------------------------- inventory, delivery
 
 
+INVENTORY_SORTS: dict[str, tuple[Any, ...]] = {
+    "kind": (Item.kind, Item.inventory_no),
+    "number": (Item.inventory_no,),
+    "status": (Item.status, Item.inventory_no),
+    "title": (Item.title, Item.inventory_no),
+}
+
+
 @router.get("/equipment/school/{school_id}/inventory")
 def inventory_page(
     request: Request,
     db: Db,
     who: Annotated[Principal, require("equipment.view")],
     school_id: SchoolId,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    sort: Annotated[str, Query(max_length=12)] = "kind",
 ) -> Response:
     school = school_in_scope(db, who, "equipment.view", school_id)
-    items = list(
-        db.scalars(
-            select(Item)
-            .where(Item.school_id == school.id)
-            .order_by(Item.kind, Item.inventory_no)
-            .limit(2000)
-        )
+    sort = sort if sort in INVENTORY_SORTS else "kind"
+    found = paginate(
+        db,
+        select(Item).where(Item.school_id == school.id).order_by(*INVENTORY_SORTS[sort], Item.pk),
+        page,
     )
+    items = [row[0] for row in found.rows]
     camps = campaigns_of(db, school.region_id)
     contracts = list(
         db.scalars(
@@ -700,7 +745,7 @@ def inventory_page(
                 .limit(5)
             )
         )
-        for i in items[:200]
+        for i in items
     }
     return render(
         request,
@@ -708,6 +753,9 @@ def inventory_page(
         {
             "school": school,
             "items": items,
+            "found": found,
+            "sort": sort,
+            "base": f"/equipment/school/{school.id}/inventory?sort={sort}",
             "contracts": contracts,
             "deliveries": deliveries,
             "rejections": rejections,
@@ -1036,6 +1084,125 @@ def bulk_save(
     svc.publish_lending(db, school.id)  # the school's library desk follows
     db.commit()
     return redirect(back + (f"?class_pk={cpk}" if cpk else ""))
+
+
+# ---------------------------------------------------------------------- the hand-over act
+
+
+ACT_TEXT = N_(
+    "The item is handed over for the child's learning for temporary use. It stays on the "
+    "school's balance and is returned at the end of the school year, on leaving the school or "
+    "on request, in the condition it was received in, apart from normal wear."
+)
+
+
+def _loan_in_scope(db: Session, who: Principal, pk: int) -> tuple[Loan, Item, Student, School]:
+    loan = db.get(Loan, pk)
+    if loan is None:
+        raise NotFound()
+    school = school_in_scope(db, who, "equipment.lend", loan.school_id)
+    return loan, db.get_one(Item, loan.item_pk), db.get_one(Student, loan.student_pk), school
+
+
+def _act_lines(
+    request: Request, db: Session, loan: Loan, item: Item, st: Student, school: School
+) -> list[tuple[str, str]]:
+    cls = db.get(SchoolClass, st.class_pk) if st.class_pk is not None else None
+    return [
+        (tr(request, N_("School")), school.name or school.id),
+        (tr(request, N_("Student")), st.full_name),
+        (tr(request, N_("Class")), cls.name if cls is not None else ""),
+        (tr(request, N_("Kind")), tr(request, KIND_LABELS[ItemKind(item.kind)])),
+        (tr(request, N_("Title")), item.title),
+        (tr(request, N_("Inventory number")), item.inventory_no),
+        (tr(request, N_("Serial")), item.serial),
+        (tr(request, N_("Handed over on")), env.filters["datetime"](loan.lent_at_ms)),
+        (tr(request, N_("Due")), loan.due_on.isoformat()),
+    ]
+
+
+ACT_SIGNATURES = (N_("Handed over (school)"), N_("Received (parent or guardian)"))
+
+
+@router.get("/equipment/loan/{pk}/act")
+def act_page(
+    request: Request, db: Db, who: Annotated[Principal, require("equipment.lend")], pk: Id
+) -> Response:
+    """The hand-over act to print and sign, and the signed act's scan (upload, download)."""
+    loan, item, st, school = _loan_in_scope(db, who, pk)
+    scan = db.execute(select(LoanAct).where(LoanAct.loan_pk == loan.pk)).scalar_one_or_none()
+    return render(
+        request,
+        "equipment/act.html",
+        {
+            "loan": loan,
+            "school": school,
+            "lines": _act_lines(request, db, loan, item, st, school),
+            "text": ACT_TEXT,
+            "signatures": ACT_SIGNATURES,
+            "scan": scan,
+        },
+    )
+
+
+@router.get("/equipment/loan/{pk}/act.pdf")
+def act_pdf(
+    request: Request, db: Db, who: Annotated[Principal, require("equipment.lend")], pk: Id
+) -> Response:
+    loan, item, st, school = _loan_in_scope(db, who, pk)
+    sheet = Sheet(
+        title=f"{tr(request, N_('Act of hand-over'))} № {loan.pk}",
+        subtitle=[tr(request, ACT_TEXT)],
+        headers=["", ""],
+        rows=[[a, b] for a, b in _act_lines(request, db, loan, item, st, school)],
+        signatures=[tr(request, s) for s in ACT_SIGNATURES],
+        name="act",
+    )
+    return Response(
+        to_pdf([sheet]),
+        media_type=PDF_TYPE,
+        headers={"content-disposition": disposition("act", str(loan.pk), ext="pdf")},
+    )
+
+
+@router.post("/equipment/loan/{pk}/act")
+def act_upload(
+    request: Request,
+    db: Db,
+    clock: ClockDep,
+    who: Annotated[Principal, require("equipment.lend")],
+    pk: Id,
+    file: UploadFile,
+) -> Response:
+    """Keep the scan of the act the parent signed (PDF, JPEG or PNG up to 1 MB)."""
+    loan, _item, _st, _school = _loan_in_scope(db, who, pk)
+    back = f"/equipment/loan/{loan.pk}/act"
+    data = file.file.read(svc.MAX_ACT_BYTES + 1)
+    try:
+        svc.attach_act_scan(db, who, loan, data, now=clock.now_ms())
+    except EquipmentError as err:
+        return refused(request, db, err, back)
+    db.commit()
+    return redirect(back)
+
+
+@router.get("/equipment/loan/{pk}/act/scan")
+def act_scan(
+    request: Request, db: Db, who: Annotated[Principal, require("equipment.lend")], pk: Id
+) -> Response:
+    loan, _item, _st, _school = _loan_in_scope(db, who, pk)
+    scan = db.execute(select(LoanAct).where(LoanAct.loan_pk == loan.pk)).scalar_one_or_none()
+    if scan is None:
+        raise NotFound()
+    ext = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}[scan.media_type]
+    return Response(
+        scan.data,
+        media_type=scan.media_type,
+        headers={
+            "content-disposition": disposition("act-signed", str(loan.pk), ext=ext),
+            "x-content-type-options": "nosniff",
+        },
+    )
 
 
 # ------------------------------------------------------------------------ a student's items

@@ -31,6 +31,7 @@ from server.equipment.models import (
     ItemEvent,
     ListEntry,
     Loan,
+    LoanAct,
     Payment,
     Pledge,
     PriorityList,
@@ -888,6 +889,55 @@ def lend(
     )
     db.flush()
     return loan
+
+
+MAX_ACT_BYTES = 1_000_000  # under the console's 1 MiB request limit (server.http_limits)
+ACT_TYPES = (  # what a scanner or a phone makes, recognised by the file's first bytes
+    (b"%PDF-", "application/pdf"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+
+
+def act_media_type(data: bytes) -> str:
+    """The scan's type by its content (never by the name or the browser's claim)."""
+    if not data:
+        raise EquipmentError(N_("The file is empty."))
+    if len(data) > MAX_ACT_BYTES:
+        raise EquipmentError(N_("The file is larger than 1 MB."), f"{len(data)} B")
+    for magic, media in ACT_TYPES:
+        if data.startswith(magic):
+            return media
+    raise EquipmentError(N_("A scan of the act as PDF, JPEG or PNG."))
+
+
+def attach_act_scan(
+    db: Session, who: Principal | None, loan: Loan, data: bytes, *, now: int
+) -> LoanAct:
+    """Keep the scan of the signed hand-over act with its loan (a new one replaces the old);
+    refused with the reason (empty, too large, not a PDF/JPEG/PNG), nothing changed."""
+    import hashlib
+
+    media = act_media_type(data)
+    digest = hashlib.sha256(data).hexdigest()
+    act = db.execute(select(LoanAct).where(LoanAct.loan_pk == loan.pk)).scalar_one_or_none()
+    if act is None:
+        act = LoanAct(loan_pk=loan.pk)
+        db.add(act)
+    act.media_type, act.sha256, act.size, act.data = media, digest, len(data), data
+    act.uploaded_at_ms, act.uploaded_by = now, _uid(who)
+    loan.act_ref = f"scan sha256:{digest[:16]}"
+    audit(
+        db,
+        who,
+        "eq.act_scan",
+        f"loan:{loan.pk}",
+        student_pk=loan.student_pk,
+        school_id=loan.school_id,
+        summary=f"{media} {len(data)} B",
+    )
+    db.flush()
+    return act
 
 
 def give_back(

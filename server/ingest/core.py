@@ -34,6 +34,7 @@ from protocol.signing import load_public_key, verify
 from server.clock import now_ms
 from server.devices import KEY_CHANNEL
 from server.models import Device, IngestProgress, IngestRejection, ServerAlarm, StoredEvent
+from server.rollups.service import apply_rollups
 
 log = logging.getLogger(__name__)
 
@@ -471,7 +472,11 @@ class IngestStore:
                 seen = _stored_keys(conn, lending)
                 fresh = {(r["device_pk"], r["seq"]): r for r in lending}  # a batch sent twice
                 lending = [r for k, r in fresh.items() if k not in seen]
-            outcome.events_inserted = self._insert(conn, rows, sorted(by_device))
+            inserted = self._insert(conn, rows, before)
+            outcome.events_inserted = len(inserted)
+            counted = [r for r in inserted if (r["device_pk"], r["seq"]) not in parked]
+            if counted:  # the daily roll-ups, same transaction: once per stored, applied event
+                apply_rollups(conn, counted)
             desk = [r for r in applied if r["kind"] in CARD_EVENT_KINDS]
             if desk:  # card records from the schools' desks, in the same transaction
                 _record_cards(conn, desk)
@@ -508,13 +513,36 @@ class IngestStore:
                     )
                 )
 
-    def _insert(self, conn: Connection, rows: list[dict[str, Any]], devices: list[int]) -> int:
+    def _insert(
+        self, conn: Connection, rows: list[dict[str, Any]], through: dict[int, int]
+    ) -> list[dict[str, Any]]:
+        """Store the rows not stored yet; returns those stored now (each (device, seq) once).
+
+        ``through``: per device, the ``committed_through`` read under its progress lock; every
+        seq at or below it is stored already (or was, in a month since retired), so it is
+        never stored again."""
+        rows = [r for r in rows if r["seq"] > through.get(r["device_pk"], 0)]
+        if not rows:
+            return []
+        devices = sorted({r["device_pk"] for r in rows})
         if not self._pg:
-            result = conn.execute(sqlite_insert(StoredEvent).prefix_with("OR IGNORE"), rows)
-            return max(result.rowcount, 0)
+            seen = _stored_keys(conn, rows)
+            new: dict[tuple[int, int], dict[str, Any]] = {}
+            for r in rows:
+                key = (r["device_pk"], r["seq"])
+                if key not in seen:
+                    new.setdefault(key, r)
+            if new:
+                conn.execute(
+                    sqlite_insert(StoredEvent).prefix_with("OR IGNORE"), list(new.values())
+                )
+            return list(new.values())
         # Fast path: rows above everything stored for their device cannot conflict (we hold the
         # device's progress lock, so no other worker inserts for it now): COPY them straight in.
-        # The rest (re-sends, gap fills) go through a staging table and ON CONFLICT DO NOTHING.
+        # The rest (re-sends, gap fills) go through a staging table: a row is inserted only when
+        # no copy of its (device, seq) is stored in any partition. The primary key carries the
+        # partition key at_ms, which a re-send keeps, so ON CONFLICT alone would catch every
+        # honest re-send; the NOT EXISTS also refuses a second time for the same seq.
         top: dict[int, int] = {
             pk: mx
             for pk, mx in conn.execute(
@@ -524,17 +552,18 @@ class IngestStore:
             )
         }
         fresh: dict[tuple[int, int], dict[str, Any]] = {}
-        others: list[dict[str, Any]] = []
+        others: dict[tuple[int, int], dict[str, Any]] = {}
         for r in rows:
             key = (r["device_pk"], r["seq"])
             if r["seq"] > (top.get(r["device_pk"]) or 0):
                 fresh.setdefault(key, r)  # a batch sent twice in one transaction: once
             else:
-                others.append(r)
-        inserted = 0
+                others.setdefault(key, r)
+        inserted = list(fresh.values())
+        for r in inserted:
+            r["fresh"] = True  # above all its device had stored (the roll-ups' fast path)
         if fresh:
             self._copy(conn, "events", fresh.values())
-            inserted += len(fresh)
         if others:
             conn.execute(
                 text(
@@ -542,16 +571,19 @@ class IngestStore:
                     "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
                 )
             )
-            self._copy(conn, "ingest_staging", others)
+            self._copy(conn, "ingest_staging", others.values())
             cols = ", ".join(_COLUMNS)
             result = conn.execute(
                 text(
-                    f"INSERT INTO events ({cols}) SELECT {cols} FROM ingest_staging "
-                    "ON CONFLICT (device_pk, seq) DO NOTHING"
+                    f"INSERT INTO events ({cols}) SELECT {cols} FROM ingest_staging s "
+                    "WHERE NOT EXISTS (SELECT 1 FROM events e "
+                    "WHERE e.device_pk = s.device_pk AND e.seq = s.seq) "
+                    "ON CONFLICT (device_pk, seq, at_ms) DO NOTHING RETURNING device_pk, seq"
                 )
             )
+            stored = {(int(pk), int(seq)) for pk, seq in result}
             conn.execute(text("TRUNCATE ingest_staging"))
-            inserted += max(result.rowcount, 0)
+            inserted.extend(r for k, r in others.items() if k in stored)
         return inserted
 
     @staticmethod

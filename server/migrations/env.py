@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 
 from server.db import make_engine
+from server.partitions.rules import is_partition
 from server.schema import Base
 from server.settings import ServerSettings
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _include_name(name: str | None, kind: str, parent: Any) -> bool:
+    """Autogenerate leaves the monthly partitions of events alone (server.partitions)."""
+    if kind == "table":
+        return not is_partition(name)
+    return not is_partition(parent.get("table_name"))
 
 
 def _url() -> str:
@@ -36,6 +46,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            include_name=_include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

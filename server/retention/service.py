@@ -25,7 +25,7 @@ from server.accounts.models import Invitation, RoleGrant, User, WebSession
 from server.audit.service import audit
 from server.cards.models import Card, CardStatus
 from server.cards.service import unbind_change
-from server.models import ChangeLogEntry, School, StoredEvent
+from server.models import ChangeLogCheckpoint, ChangeLogEntry, School, StoredEvent
 from server.notify.models import NotifyPreference, OutboxMessage
 from server.people.models import Consent, Guardian, Student, StudentGuardian
 from server.retention import rules
@@ -42,6 +42,8 @@ _categories = table("student_categories", column("student_pk"), column("document
 # which import the cards module, which imports the consents module, which calls this one).
 _entries = table("canteen_entries", column("student_pk"), column("student_ref"), column("reason"))
 _limits = table("canteen_limits", column("student_pk"))
+# The daily roll-ups' presence set names the pupil by ref (the counts beside it name nobody).
+_presence = table("rollup_presence", column("school_id"), column("student_id"))
 # The roster's previews of uploads (the roster module imports the consents module too).
 _previews = table("roster_import_previews", column("school_id"), column("created_at_ms"))
 CONSENT_WITHDRAWN = "consent_withdrawn"
@@ -149,6 +151,13 @@ def _erase_one(session: Session, st: Student, token: str, now: int, counts: Coun
             ev.payload = rules.tombstone(ev.payload)
             ev.student_id = None
             counts["events_tombstoned"] += 1
+    counts["rollup_presence"] += _n(
+        session.execute(
+            delete(_presence).where(
+                _presence.c.school_id == st.school_id, _presence.c.student_id == old
+            )
+        )
+    )
     counts["canteen_entries"] += _n(
         session.execute(
             update(_entries)
@@ -245,6 +254,11 @@ def erase_students(
         if n:
             entry.changes = changes
             out.counts["change_log_changes"] += n
+    checkpoint = session.get(ChangeLogCheckpoint, school)  # the compacted state, likewise
+    if checkpoint is not None:
+        changes, n = rules.scrub_changes(checkpoint.changes, refs)
+        if n:
+            checkpoint.changes = changes
     # previews of roster uploads past their hour (they hold children's rows)
     out.counts["import_previews"] += _n(
         session.execute(

@@ -33,6 +33,7 @@ from server.console.web import (
     ensure,
     nav_item,
     redirect,
+    redirect_done,
     render,
     request_lang,
     require,
@@ -740,11 +741,17 @@ def import_confirm(
         db.rollback()
         raise NotFound() from None
     db.commit()
-    return render(
-        request,
-        "roster/done.html",
-        {"result": done.result, "school_id": done.school_id, "file_name": done.file_name},
-    )
+    r = done.result
+    items: list[tuple[str, str]] = [
+        (N_("Roster imported"), done.file_name),
+        (N_("New"), str(r.created)),
+        (N_("Changed"), str(r.updated)),
+        (N_("Unchanged"), str(r.unchanged)),
+        (N_("New classes"), str(r.classes_created)),
+    ]
+    if r.version:
+        items.append((N_("The school terminals receive the changes as version"), str(r.version)))
+    return redirect_done(request, f"/students?school={done.school_id}", *items)
 
 
 def _refuse(request: Request, message: str) -> Response:

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from server.accounts.access import Principal
 from server.console.params import Id
-from server.console.web import Db, ensure, render, require
+from server.console.web import Db, ensure, redirect_done, render, require
 from server.models import School
 from server.people.models import StaffMember
 from server.staffpins.service import PinError, pin_status, set_pin
@@ -39,7 +39,6 @@ def _page(
     member: StaffMember,
     *,
     error: PinError | None = None,
-    done: str | None = None,
     status: int = 200,
 ) -> Response:
     version, edges = pin_status(db, member)
@@ -53,7 +52,6 @@ def _page(
             "edges": edges,
             "states": STATES,
             "error": error,
-            "done": done,
             "zone": school.timezone,
         },
         status,
@@ -83,4 +81,6 @@ def pin_set(
         db.rollback()
         return _page(request, db, member, error=err, status=400)
     db.commit()
-    return _page(request, db, member, done=N_("The new PIN is sealed and sent to the school."))
+    return redirect_done(
+        request, f"/staff/{member.pk}/pin", N_("The new PIN is sealed and sent to the school.")
+    )

@@ -19,7 +19,7 @@ from sqlalchemy import BigInteger, ForeignKey, column, func, select, table, upda
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.clock import now_ms
-from server.models import Base, ChangeLogEntry, Device
+from server.models import Base, ChangeLogCheckpoint, ChangeLogEntry, Device
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,9 @@ def finish_move(session: Session, school: str) -> bool:
         kept = _without_numbers(entry.changes)
         if kept != entry.changes:
             entry.changes = kept
+    checkpoint = session.get(ChangeLogCheckpoint, school)  # the compacted state, likewise
+    if checkpoint is not None:
+        checkpoint.changes = _without_numbers(checkpoint.changes)
     move.done_at_ms = now_ms()
     move.numbers_erased = erased
     session.flush()

@@ -16,10 +16,13 @@ from sqlalchemy.orm import Session
 from protocol.messages import Change, SyncDelta
 from server.clock import now_ms
 from server.devices import ensure_school
-from server.models import ChangeLogEntry, School
-from server.sync.state import SchoolState, fold
+from server.models import ChangeLogCheckpoint, ChangeLogEntry, School
+from server.sync.state import SchoolState, compacted, fold
 
 _CHANGES = TypeAdapter(list[Change])
+# A school's checkpoint is rewritten when the log has grown this many versions past it: reading
+# the state folds the checkpoint (the roster) and at most this many versions.
+CHECKPOINT_EVERY = 32
 
 
 def dump_changes(changes: Sequence[Change]) -> list[dict[str, Any]]:
@@ -44,10 +47,30 @@ def changes_after(session: Session, school: str, version: int) -> list[Change]:
 
 
 def load_state(session: Session, school: str, through: int | None = None) -> SchoolState:
+    """The school's state at ``through`` (None: the head): its checkpoint folded with the
+    versions after it; a version older than the checkpoint is folded from the beginning."""
+    state, _rows = _load(session, school, through)
+    return state
+
+
+def _load(session: Session, school: str, through: int | None) -> tuple[SchoolState, int]:
+    """The state and the number of log versions read beside the checkpoint."""
+    cp = session.get(ChangeLogCheckpoint, school)
     q = select(ChangeLogEntry.changes).where(ChangeLogEntry.school_id == school)
+    base: list[Change] = []
+    if cp is not None and (through is None or through >= cp.version):
+        base = load_changes([cp.changes])
+        q = q.where(ChangeLogEntry.version > cp.version)
     if through is not None:
         q = q.where(ChangeLogEntry.version <= through)
-    return fold(load_changes(list(session.execute(q.order_by(ChangeLogEntry.version)).scalars())))
+    rows = list(session.execute(q.order_by(ChangeLogEntry.version)).scalars())
+    return fold(load_changes(rows), fold(base)), len(rows)
+
+
+def versions_read(session: Session, school: str) -> int:
+    """How many log versions reading the head state folds beside the checkpoint (for tests and
+    benches: bounded by ``CHECKPOINT_EVERY``, whatever the history)."""
+    return _load(session, school, None)[1]
 
 
 def append_changes(session: Session, school: str, changes: Sequence[Change]) -> SyncDelta:
@@ -68,6 +91,17 @@ def append_changes(session: Session, school: str, changes: Sequence[Change]) -> 
         )
     )
     row.sync_version = version
+    cp = session.get(ChangeLogCheckpoint, school)
+    if version - (cp.version if cp is not None else 0) >= CHECKPOINT_EVERY:
+        compact = dump_changes(compacted(state))
+        if cp is None:
+            session.add(
+                ChangeLogCheckpoint(
+                    school_id=school, version=version, at_ms=now_ms(), changes=compact
+                )
+            )
+        else:
+            cp.version, cp.at_ms, cp.changes = version, now_ms(), compact
     session.flush()
     return SyncDelta(
         school=school, version=version, base_version=version - 1, changes=list(changes)

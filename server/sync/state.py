@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from protocol.messages import (
     BalanceCredit,
     BalanceDebit,
+    CardBind,
     CardBinding,
     CardRecord,
+    CardRecordSet,
     CardRefAssign,
+    CardRefsAssign,
     Change,
     LendingSet,
     MenuItem,
@@ -22,8 +25,11 @@ from protocol.messages import (
     OwnerKind,
     ParentLimitsSet,
     PolicyDoc,
+    PolicySet,
     StaffRecord,
+    StaffUpsert,
     StudentRecord,
+    StudentUpsert,
     SyncSnapshot,
     VoucherGrant,
     VoucherIssuerKey,
@@ -173,6 +179,38 @@ class SchoolState:
             voucher_issuers=list(self.issuers.values()),
             lending=self.lending,
         )
+
+
+def compacted(state: SchoolState) -> list[Change]:
+    """The fewest changes that fold to ``state`` as far as a snapshot carries it: one upsert per
+    student and staff member, one binding per card, one record per card record, the policy,
+    the last ``SNAPSHOT_MENU_DAYS`` dated menus, the canteen's money changes (each applied once
+    by id at the edge) and limits, the issuers' keys, the desk's list. Its size follows the
+    school's roster (and money), not how many times anything changed."""
+    out: list[Change] = [StudentUpsert(student=s) for s in state.students.values()]
+    out.extend(StaffUpsert(staff=t) for t in state.staff.values())
+    out.extend(CardBind(card=c) for c in state.cards.values())
+    if state.moved:
+        out.append(
+            CardRefsAssign(
+                refs=[CardRefAssign(credential=c, card_ref=r) for c, r in state.refs.items()]
+            )
+        )
+    out.extend(CardRecordSet(record=r) for r in state.records.values())
+    if state.policy is not None:
+        out.append(PolicySet(policy=state.policy))
+    out.extend(
+        MenuSet(local_date=day, items=state.menus[day])
+        for day in sorted(state.menus)[-SNAPSHOT_MENU_DAYS:]
+    )
+    out.extend(state.credits.values())
+    out.extend(state.limits.values())
+    out.extend(state.debits.values())
+    out.extend(state.vouchers.values())
+    out.extend(state.issuers.values())
+    if state.lending is not None:
+        out.append(state.lending)
+    return out
 
 
 def fold(changes: Iterable[Change], state: SchoolState | None = None) -> SchoolState:

@@ -73,7 +73,7 @@ def test_a_school_day_through_the_console(
         admin.click("form[action='/roster/import'] button[type=submit]")
         admin.wait_for_selector("#rows")
         admin.click("form[action='/roster/import/confirm'] button")
-        admin.wait_for_selector("#result")
+        admin.wait_for_selector("#flash")
         admin.goto(f"{url}/students?school=S1&q=s1-new-1")
         admin.click("a:has-text('Ахметов Айдос')")
         admin.wait_for_url("**/students/*")

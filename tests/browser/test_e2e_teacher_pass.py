@@ -211,7 +211,7 @@ def test_a_teacher_lets_a_child_in_after_a_lost_card(
             admin.fill("input[name=pin]", PIN)
             admin.fill("input[name=pin_again]", PIN)
             admin.click(f"form[action='/staff/{teacher.pk}/pin'] button")
-            admin.wait_for_selector("#done")
+            admin.wait_for_selector("#flash")  # redirected to the PIN page, which says it
 
             def delivered() -> bool:
                 db.expire_all()

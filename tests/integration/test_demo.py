@@ -18,9 +18,23 @@ def test_demo_summary(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
+    # the output a person reads: no INFO log lines (alembic, fontTools, HTTP) burying the URLs,
+    # and the day in a few lines at the end, besides the JSON
+    assert " INFO " not in proc.stderr, proc.stderr[:2000]
+    human = proc.stderr.split("The day in numbers:", 1)[1]
+    assert f"taps decided      {summary['taps']}:" in human
+    assert f"free {summary['free_meals']}, paid {summary['paid_meals']}" in human
+    assert (
+        "(each exactly once)" in human
+        and "on the console and the parent's page (the same)" in human
+    )
     # every tap is journaled once, after the cards the school bound at its desk (and blocked)
     assert summary["desk_card_events"] > 0
-    assert summary["taps"] + summary["desk_card_events"] == summary["events_journaled"]
+    # ... and the library desk's acts (below)
+    assert (
+        summary["taps"] + summary["desk_card_events"] + summary["desk_lending_acts"]
+        == summary["events_journaled"]
+    )
     # a paying student's tap (PAY) is neither a grant nor a refusal
     assert summary["grants"] + summary["denials"] + summary["pay_taps"] == summary["taps"]
     assert "pay" not in summary["denials_by_reason"]
@@ -44,3 +58,11 @@ def test_demo_summary(tmp_path: Path) -> None:
     assert summary["canteen_balances_differing"] == 0
     assert summary["canteen_unexplained_differences"] == 0  # the reconciliation agrees
     assert summary["canteen_balance_at_server_tiyn"] == summary["canteen_balance_at_school_tiyn"]
+    assert summary["child_balance_at_school_tiyn"] == summary["child_balance_at_server_tiyn"] > 0
+    # the librarian handed over a device of the approved list and a library book at the desk
+    # by card tap (staff page, reader claim, journal); synced, the server applied both once
+    assert summary["desk_failures"] == []
+    lent = summary["desk_lent"]
+    assert len(lent) == 2 and lent[0].startswith("NB-") and lent[1] == "B-0002"
+    assert summary["desk_lending_acts"] == 2
+    assert [inv for inv, _ in summary["desk_loans_at_server"]] == lent

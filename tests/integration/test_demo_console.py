@@ -82,6 +82,18 @@ def test_demo_console_shows_the_living_school(tmp_path: Path) -> None:
                 page = parent.get("/canteen/parent").text
                 time.sleep(0.5)
             assert FIFTEEN_THOUSAND in page and "<time>" in page, page[-2000:]
+            # the book the librarian handed to the child by card tap at the school's desk
+            # before the first lesson reached the server with the school's sync
+            items = ""
+            deadline = time.monotonic() + 30
+            while "B-0002" not in items and time.monotonic() < deadline:
+                items = parent.get("/equipment/parent").text
+                time.sleep(0.5)
+            assert "B-0002" in items, items[-2000:]
+        with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as librarian:
+            _sign_in(librarian, "librarian")  # the console's lending page of the child's class
+            desk = librarian.get("/equipment/school/DEMO/desk")
+            assert desk.status_code == 200 and "B-0002" in desk.text
         with httpx.Client(base_url=url, follow_redirects=False, timeout=10) as canteen:
             _sign_in(canteen, "canteen")  # the menu the kiosk sells is the console's
             menu = canteen.get("/canteen/menu").text

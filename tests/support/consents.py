@@ -31,4 +31,8 @@ def give(b: Browser, pk: int, kind: str = "data", decision: str = "given", **kw:
         "document": "Application No. 17 of 2026-02-20",
         "signed_on": "2026-02-20",
     } | kw
-    return b.post(f"/students/{pk}/consents", form)
+    r = b.post(f"/students/{pk}/consents", form)
+    if r.status_code == 303:  # recorded: the consents page, with what was done, once
+        assert r.headers["location"] == f"/students/{pk}/consents", r.headers["location"]
+        return b.get(r.headers["location"])
+    return r

@@ -228,34 +228,69 @@ def test_paid_meals_are_posted_once_and_low_balance_recorded(
 
 
 def test_menu_is_validated_and_sent(world: World, db: Session, make_browser: Any) -> None:
+    """The menu editor: one row a dish (name, price, allergen checkboxes); every problem is
+    shown on its row, nothing is saved from a menu with errors; a saved menu redirects to
+    its page (a refresh sends nothing again); a script may still send the text form."""
     b = make_browser("canteen1")
-    assert b.get("/canteen/menu?school=S1").status_code == 200
+    page = b.get("/canteen/menu?school=S1")
+    assert page.status_code == 200 and 'name="allergen" value="0:milk"' in page.text
+    assert "<textarea" not in page.text  # no more "id; name; price; allergens" text box
     day = "2026-12-01"
-    bad = b.post(
-        "/canteen/menu",
-        {"school": "S1", "date": day, "menu": "soup; Сорпа; 300\nbun; Бәліш;\ntea; Шай; -5"},
-    )
+    rows = {
+        "school": "S1",
+        "date": day,
+        "dish_id": ["", "", "", ""],
+        "name": ["Сорпа", "Бәліш", "Шай", ""],
+        "price": ["300", "", "-5", ""],
+        "other": ["", "", "", ""],
+    }
+    bad = b.post("/canteen/menu", rows)
     assert bad.status_code == 422
-    # Kazakh by default: "line 2, price: the dish has no price", "line 3, price: must not be negative"
-    assert "Жол 2, бағасы: Тағамның бағасы жоқ." in bad.text
-    assert "Жол 3, бағасы: Баға теріс болмауы керек." in bad.text
-    assert "bun; Бәліш;" in bad.text  # the text comes back as typed
+    # Kazakh by default: "dish 2, price: the dish has no price", "dish 3: must not be negative"
+    assert "Тағам 2, бағасы: Тағамның бағасы жоқ." in bad.text
+    assert "Тағам 3, бағасы: Баға теріс болмауы керек." in bad.text
+    assert bad.text.count('class="error row-error"') == 2  # one message per problem, on its row
+    assert 'data-row="2"' in bad.text.split('class="error row-error"')[0]
+    assert 'value="Бәліш"' in bad.text and 'value="-5"' in bad.text  # rows come back as typed
     assert not [c for c in changes(db, "S1") if isinstance(c, MenuSet)]
-    ok = b.post(
-        "/canteen/menu",
-        {
-            "school": "S1",
-            "date": day,
-            "menu": "soup; Сорпа; 300\nporridge; Сүт ботқасы; 350,50; milk",
-        },
-    )
-    assert ok.status_code == 200, ok.text
+    # add a row, remove a row: no script, nothing saved
+    more = b.post("/canteen/menu", rows | {"op": "add"})
+    assert more.status_code == 200 and more.text.count('name="name"') == 5
+    fewer = b.post("/canteen/menu", rows | {"op": "remove:1"})
+    assert fewer.text.count('name="name"') == 3 and 'value="Бәліш"' not in fewer.text
+    assert not [c for c in changes(db, "S1") if isinstance(c, MenuSet)]
+    good = {
+        "school": "S1",
+        "date": day,
+        "dish_id": ["", "", ""],
+        "name": ["Сорпа", "Сүт ботқасы", ""],
+        "price": ["300", "350,50", ""],
+        "allergen": ["1:milk", "1:gluten"],
+        "other": ["", "kumys", ""],
+    }
+    ok = b.post("/canteen/menu", good)
+    assert ok.status_code == 303, ok.text
+    assert ok.headers["location"] == f"/canteen/menu?school=S1&date={day}"
     menus = [c for c in changes(db, "S1") if isinstance(c, MenuSet)]
     assert len(menus) == 1 and menus[0].local_date == day
-    assert [(i.id, i.price_tiyn, i.allergens) for i in menus[0].items] == [
-        ("soup", 30_000, []),
-        ("porridge", 35_050, ["milk"]),
+    assert [(i.id, i.name, i.price_tiyn, i.allergens) for i in menus[0].items] == [
+        ("dish-1", "Сорпа", 30_000, []),
+        ("dish-2", "Сүт ботқасы", 35_050, ["milk", "gluten", "kumys"]),
     ]
+    shown = b.get(ok.headers["location"]).text
+    assert 'id="flash"' in shown and 'value="Сүт ботқасы"' in shown
+    assert 'value="1:milk" checked' in shown and 'value="kumys"' in shown
+    # a refresh of the page it landed on saves nothing again
+    b.get(ok.headers["location"])
+    assert len([c for c in changes(db, "S1") if isinstance(c, MenuSet)]) == 1
+    # a saved dish keeps its id when the menu is edited again
+    again = good | {"dish_id": ["dish-1", "dish-2", ""], "price": ["320", "350,50", ""]}
+    assert b.post("/canteen/menu", again).status_code == 303
+    last = [c for c in changes(db, "S1") if isinstance(c, MenuSet)][-1]
+    assert [(i.id, i.price_tiyn) for i in last.items] == [("dish-1", 32_000), ("dish-2", 35_050)]
+    # a script's text form still works, and is checked the same way
+    text = b.post("/canteen/menu", {"school": "S1", "date": day, "menu": "tea; Шай; -5"})
+    assert text.status_code == 422 and "Баға теріс болмауы керек." in text.text
     assert (
         make_browser("admin3")
         .post("/canteen/menu", {"school": "S1", "date": day, "menu": "a; b; 1"})

@@ -156,7 +156,8 @@ def test_block_and_unbind_by_record_and_scope(make_browser, world: World, db: Se
     r = duty.post(f"/students/{pk}/cards/{card.pk}/block", {"reason": "stolen"})
     assert r.status_code == 400 and 'data-field="reason"' in r.text
     r = duty.post(f"/students/{pk}/cards/{card.pk}/block", {"reason": "damaged"})
-    assert r.status_code == 200
+    assert r.status_code == 303 and r.headers["location"] == f"/students/{pk}/cards"
+    assert 'id="flash"' in duty.get(r.headers["location"]).text
     assert changes(db, "S1")[-1] == {
         "op": "card_record_block",
         "card_ref": "k-dd01",
@@ -178,8 +179,9 @@ def test_block_and_unbind_by_record_and_scope(make_browser, world: World, db: Se
     # Replace from the console: the old card is blocked already; unbind then goes by record.
     admin.get(f"/students/{pk}/cards")
     r = admin.post(f"/students/{pk}/cards/{card.pk}/replace", {"reason": "lost"})
-    assert r.status_code == 200 and 'id="done"' in r.text
-    assert admin.post(f"/students/{pk}/cards/{card.pk}/unbind").status_code == 200
+    assert r.status_code == 303
+    assert 'id="flash"' in admin.get(r.headers["location"]).text
+    assert admin.post(f"/students/{pk}/cards/{card.pk}/unbind").status_code == 303
     assert changes(db, "S1")[-1] == {"op": "card_record_unbind", "card_ref": "k-dd01"}
     assert "k-dd01" not in load_state(db, "S1").records
     no_number_anywhere(db)
@@ -203,7 +205,7 @@ def test_a_school_not_moved_yet_is_addressed_by_number(
     page = admin.get(f"/students/{pk}/cards").text
     assert f"c-{card.pk}" in page and NUMBER not in page
     assert (
-        admin.post(f"/students/{pk}/cards/{card.pk}/block", {"reason": "lost"}).status_code == 200
+        admin.post(f"/students/{pk}/cards/{card.pk}/block", {"reason": "lost"}).status_code == 303
     )
     assert changes(db, "S1")[-1] == {"op": "card_block", "credential": NUMBER, "reason": "lost"}
 
@@ -235,7 +237,7 @@ def test_staff_cards_move_the_same_way(make_browser, world: World, db: Session) 
     assert changes(db, "S1")[-1]["record"]["owner_kind"] == "staff"
     assert "k-ee01" in admin.get(f"/staff/{member.pk}/cards").text
     r = admin.post(f"/staff/{member.pk}/cards/{card.pk}/block", {"reason": "lost"})
-    assert r.status_code == 200
+    assert r.status_code == 303 and r.headers["location"] == f"/staff/{member.pk}/cards"
     assert load_state(db, "S1").records["k-ee01"].status == "blocked"
     # Scope: another school's admin, a teacher (no staff.edit), a card of another person.
     before = db.execute(select(ChangeLogEntry.version)).scalars().all()

@@ -98,7 +98,7 @@ def test_consent_history_and_page(make_browser, world: World, db: Session) -> No
     assert give(teacher, pk).status_code == 200
     assert give(teacher, pk, kind="notifications").status_code == 200
     r = give(teacher, pk, kind="notifications", decision="withdrawn", document="Letter 3")
-    assert r.status_code == 200 and 'id="recorded"' in r.text
+    assert r.status_code == 200 and 'id="flash"' in r.text  # redirected to the page
     page = teacher.get(f"/students/{pk}/consents").text
     assert page.count("Letter 3") >= 2 and "Application No. 17" in page
     assert len(db.execute(select(Consent).where(Consent.student_pk == pk)).all()) == 3

@@ -50,13 +50,13 @@ def test_social_pedagogue_records_categories(make_browser, world: World, db: Ses
     give(admin, pk)
     r = social.post(f"/students/{pk}/categories", form | {"valid_to": "2000-01-01"})
     assert r.status_code == 400 and 'data-field="valid_to"' in r.text
-    assert social.post(f"/students/{pk}/categories", form).status_code == 200
+    assert social.post(f"/students/{pk}/categories", form).status_code == 303
     future = form | {
         "code": "board_decision",
         "document": "Board minutes 4",
         "valid_from": (today + dt.timedelta(days=10)).isoformat(),
     }
-    assert social.post(f"/students/{pk}/categories", future).status_code == 200
+    assert social.post(f"/students/{pk}/categories", future).status_code == 303
     last = changes(db, "S1")[-1]
     assert last["op"] == "categories_set" and last["student_id"] == "s1-7b-1"
     assert [c["code"] for c in last["categories"]] == ["board_decision", "large_family"]

@@ -30,6 +30,7 @@ from server.cards.models import Card
 from server.clock import now_ms
 from server.consents.models import StudentCategory
 from server.console.web import SESSION_COOKIE
+from server.equipment import service as equipment
 from server.models import Base, Device
 from server.people.models import Consent, Guardian, StaffMember, Student, StudentGuardian
 from tests.support.badges import badge_targets
@@ -57,6 +58,7 @@ class Rule:
         staff_card
         school_any a school the user sees at least in part: school in who.schools(perm)
         region     a region: the operator or that region's regional operator
+        loan       an equipment loan ({pk}) of a school: who.can(perm, its school)
         opaque     a token-bound action: 403 without the permission, never a server error
     gate: "require" (403 without perm[0] anywhere) or "session" (any user; out of scope is 404).
     form / files / query: what a write sends ("{school}", "{today}"... are filled per target).
@@ -86,6 +88,7 @@ EQUIPMENT_CSV = (
     b"needy_families,uncovered_students,uncovered_families\nMatrix,1,10,5,5,1,1,1,1\n",
     "text/csv",
 )
+SCAN = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # a signed act's scan, as a phone makes it
 POLICY_FORM = {
     "valid_from": "{today}",
     "timezone": "Asia/Almaty",
@@ -241,6 +244,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/reports/attendance/month"): R("reports.attendance", "list"),
     ("GET", "/reports/meals"): R("reports.meals", "list"),
     ("GET", "/reports/meals/statement"): R("reports.meals", "list"),
+    ("GET", "/reports/schools"): R("reports.meals", "list"),
     ("GET", "/reports/library"): R("reports.library", "list"),
     ("GET", "/reports/evacuation"): R("reports.evacuation", "list"),
     ("GET", "/status"): R("status.view", "list"),
@@ -506,6 +510,14 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/equipment/school/{school_id}/bulk"): R(
         "equipment.lend", "school", form={"action": "return_class", "class_pk": "999999"}
     ),
+    ("GET", "/equipment/campaign/final.xlsx"): R("equipment.view", "list"),
+    ("GET", "/equipment/campaign/final.pdf"): R("equipment.view", "list"),
+    ("GET", "/equipment/loan/{pk}/act"): R("equipment.lend", "loan"),
+    ("GET", "/equipment/loan/{pk}/act.pdf"): R("equipment.lend", "loan"),
+    ("GET", "/equipment/loan/{pk}/act/scan"): R("equipment.lend", "loan"),
+    ("POST", "/equipment/loan/{pk}/act"): R(
+        "equipment.lend", "loan", files={"file": ("act.png", SCAN, "image/png")}
+    ),
     ("GET", "/equipment/student/{pk}"): R(
         ("equipment.view", "parent.view"), "student", gate="session"
     ),
@@ -729,6 +741,16 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
     for school in world.schools:
         db.add(Device(school_id=school, device_id="edge1", created_at_ms=now, public_key=b"k" * 32))
     db.commit()
+    loans: list[Target] = []  # a book lent in S1 and in S3, with its signed act's scan
+    for school in ("S1", "S3"):
+        item = equipment.add_item(
+            db, None, school, kind="book", inventory_no=f"M-{school}", title="Matrix", now=now
+        )
+        st = db.get_one(Student, world.students[f"{school.lower()}-3a-2"])
+        loan = equipment.lend(db, None, item, st, today=dt.date.today(), now=now)
+        equipment.attach_act_scan(db, None, loan, SCAN, now=now)
+        loans.append(Target(f"{school} loan", {"pk": loan.pk}, school=school))
+    db.commit()
     schools = [Target(s, {"school": s, "school_id": s}, school=s) for s in world.schools]
     regions = [Target(r, {"region_id": r}, region=r) for r in ("R1", "R2")]
     badge = [Target("badge records", badge_targets(db, "R1", world.users["operator"]))]
@@ -743,6 +765,7 @@ def prepare_targets(db: Session, world: World) -> dict[str, list[Target]]:
         "region": regions,
         "staff": staff,
         "staff_card": staff_cards,
+        "loan": loans,
         "badge": badge,
     }
 
@@ -776,7 +799,7 @@ def expected(rule: Rule, who: Principal, t: Target | None) -> str:
             who.can(p, school_id=t.school, class_pk=t.class_pk, student_pk=t.student_pk)
             for p in rule.perm
         )
-    elif rule.kind in ("school", "staff", "staff_card"):
+    elif rule.kind in ("school", "staff", "staff_card", "loan"):
         ok = any(who.can(p, school_id=t.school) for p in rule.perm)
     elif rule.kind == "school_any":
         ok = any((s := who.schools(p)) is None or t.school in s for p in rule.perm)

@@ -71,7 +71,8 @@ def test_alarm_reaches_the_deputy_on_duty_then_the_admins(
             "ends": "23:59",
         },
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"/duty?school=S1&week={today.isoformat()}"
     r = b.get(f"/duty?school=S1&week={today.isoformat()}")
     assert 'id="on-duty-name">Абдрахманова П.К.<' in r.text
 
@@ -92,7 +93,7 @@ def test_alarm_reaches_the_deputy_on_duty_then_the_admins(
 
     # nobody named: the next alarm goes to the school's administrators
     r = b.post("/schools/S1/duty", {"day": today.isoformat(), "shift": "1", "user": ""})
-    assert r.status_code == 200
+    assert r.status_code == 303
     store(db, dev, "S1", "alarm", None, code="outbox_high_water", active=True)
     assert route_alarms(db, now_ms()) == 1
     assert deliver_alerts(db, sender(sms), now_ms()) == (1, 0)

@@ -174,6 +174,32 @@ def test_campaign_to_lending_through_the_pages(make_browser, world: World, db: S
     assert parent.get(f"/equipment/student/{other}").status_code == 404
     final = op.get(f"/equipment/campaign?region=R1&campaign={camp}").text
     assert 'id="signals"' in final and "Delivered devices did not match the specification" in final
+    check_final_files(op, camp, final)
+
+
+def page_number(cell: str) -> float:
+    """'160\u00a0000,00\u00a0₸' or '1' as the page prints it -> a number."""
+    return float(cell.replace("\u00a0", "").replace("₸", "").replace(",", ".").strip())
+
+
+def check_final_files(op, camp: str, page: str) -> None:  # type: ignore[no-untyped-def]
+    """The final report's XLSX has the page's lines and numbers (money in tenge); the PDF is a
+    PDF; another region's campaign is not found."""
+    table = page.split('id="final"', 1)[1].split("</table>", 1)[0]
+    on_page = [
+        (label, page_number(value))
+        for label, value in re.findall(r"<th>([^<]+)</th><td class=\"num\">([^<]*)</td>", table)
+    ]
+    assert len(on_page) == 8 and on_page[1] == ("Accepted", 1.0)
+    assert on_page[7] == ("Money spent", 160_000.0)  # one accepted device at 160,000 tenge
+    x = op.get(f"/equipment/campaign/final.xlsx?region=R1&campaign={camp}")
+    assert x.status_code == 200 and x.headers["content-type"].startswith("application/vnd.openxml")
+    ws = openpyxl.load_workbook(io.BytesIO(x.content)).active
+    rows = [r for r in ws.iter_rows(values_only=True) if r and r[0] in dict(on_page)]
+    assert [(r[0], float(r[1])) for r in rows] == on_page
+    pdf = op.get(f"/equipment/campaign/final.pdf?region=R1&campaign={camp}")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert op.get(f"/equipment/campaign/final.xlsx?region=R2&campaign={camp}").status_code == 404
 
 
 def test_parent_answers_with_consent_and_withdraws(make_browser, world: World, db: Session) -> None:  # type: ignore[no-untyped-def]

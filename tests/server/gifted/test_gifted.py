@@ -197,7 +197,7 @@ def test_nominate_enter_roadmap_report_and_withdraw(
     # withdrawal removes the entry, the roadmap and the nominations
     r = give(admin, pk, kind="gifted", decision="withdrawn")
     assert r.status_code == 200
-    assert 'id="recorded"' in r.text
+    assert 'id="flash"' in r.text
     db.expire_all()
     for model in (GiftedEntry, Activity, Support, Nomination):
         assert db.scalar(select(func.count()).select_from(model)) == 0, model

@@ -35,7 +35,15 @@ def confirm(b: Browser, preview_html: str):  # type: ignore[no-untyped-def]
     token = re.search(r'name="token" value="([^"]+)"', preview_html)
     sha = re.search(r'name="sha256" value="([^"]+)"', preview_html)
     assert token and sha, preview_html
-    return b.post("/roster/import/confirm", {"token": token.group(1), "sha256": sha.group(1)})
+    r = b.post("/roster/import/confirm", {"token": token.group(1), "sha256": sha.group(1)})
+    if r.status_code != 303:
+        return r
+    # applied: redirected to the school's students with what was done (once; a refresh of
+    # that page applies nothing again)
+    assert r.headers["location"].startswith("/students?school="), r.headers["location"]
+    shown = b.get(r.headers["location"])
+    assert 'id="flash"' in shown.text
+    return shown
 
 
 def error_rows(html: str) -> list[tuple[str, str, str]]:
