@@ -86,6 +86,6 @@ def test_fleet_stores_every_event_once_and_times_the_statements(pair: PgPair) ->
             "one_school_day",
         }
         rollups = p["with_rollups"]
-        assert rollups["available"] or "not merged" in rollups["reason"]
+        assert rollups["available"] or "roll-ups" in rollups["reason"]
     # 3,000 a day shared out by school size: within rounding of one per school
     assert abs(points[-1]["events_loaded"] - 6_000) <= 2 * 12
