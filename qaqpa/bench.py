@@ -42,6 +42,7 @@ BENCHES: dict[str, Bench] = {
     "notify": _delegate("simulators.bench_notify"),
     "canteen": _delegate("simulators.bench_canteen"),
     "standby": _delegate("simulators.bench_standby"),
+    "fleet": _delegate("simulators.bench_fleet"),
     "crash": _delegate("simulators.bench_crash"),
     "brokers": _delegate("simulators.bench_brokers"),
     "rollups": _delegate("simulators.bench_rollups"),

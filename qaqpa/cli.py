@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", choices=sorted(BENCHES))
     b.add_argument("--frames", type=int, default=60, help="camera frames (face)")
     b.add_argument("--templates", type=int, default=5000, help="enrolled templates (face)")
-    b.add_argument("--workers", type=int, default=2, help="ingest workers (ingest, drain)")
+    b.add_argument("--workers", type=int, default=2, help="ingest workers (ingest, drain, fleet)")
     b.add_argument("--mqtt-port", type=int, default=1883, help="Mosquitto port (ingest, drain)")
     b.add_argument("--json", action="store_true", help="one line of JSON")
     b.add_argument("--seconds", type=float, default=10.0, help="how long to sustain load")
@@ -154,6 +154,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--gateway-ms", type=float, default=0.0, help="simulated SMS gateway answer time (notify)"
+    )
+    f = b.add_argument_group("fleet (qaqpa bench fleet; README, Benchmarks)")
+    f.add_argument("--schools", type=int, default=7800, help="simulated schools (fleet)")
+    f.add_argument(
+        "--brokers", default="mosquitto", help="broker targets, comma-separated: mosquitto,cluster"
+    )
+    f.add_argument(
+        "--ramp", default="500,1000,2000,4000,7800", help="school counts of the ramp (fleet)"
+    )
+    f.add_argument(
+        "--compression", type=float, default=1.0, help="peak time compression of the ramp"
+    )
+    f.add_argument("--max-compression", type=float, default=64.0, help="stop doubling here")
+    f.add_argument(
+        "--min-compression", type=float, default=0.0, help="stop halving here (0: 1/8 of it)"
+    )
+    f.add_argument("--stage-seconds", type=float, default=30.0, help="seconds of taps per stage")
+    f.add_argument("--broker-port", type=int, default=0, help="the bench's broker (0: free)")
+    f.add_argument("--pg-ports", type=int, nargs=2, default=[55451, 55452], help="primary, standby")
+    f.add_argument(
+        "--tls", action="store_true", help="schools reach the broker over TLS (as in production)"
+    )
+    f.add_argument("--no-fleet", action="store_true", help="only the statements")
+    f.add_argument("--no-load", action="store_true", help="only the fleet")
+    f.add_argument("--days", type=int, default=7, help="school days loaded with COPY")
+    f.add_argument("--events-per-day", type=int, default=4_300_000, help="national, loaded")
+    f.add_argument("--load-schools", type=int, default=0, help="schools loaded (0: --schools)")
+    f.add_argument("--students", type=int, default=4_000_000, help="students loaded")
+    f.add_argument(
+        "--ingest-fault",
+        type=int,
+        default=0,
+        help="each ingest worker is killed after N commits (before its acks) and restarted",
+    )
+    f.add_argument(
+        "--load-minutes", type=float, default=0.0, help="stop loading days after this (0: never)"
     )
     b.add_argument("--cycles", type=int, default=300, help="daemon kills and restarts (crash)")
     b.add_argument(

@@ -21,27 +21,9 @@ from pathlib import Path
 import psycopg
 
 from server.migrate import upgrade
+from simulators.pg_pair import as_owner, pg_bin, run_pg
 from tests.support.markers import GUARD
 from tests.support.wait import NotInTime, wait_until
-
-
-def pg_bin() -> Path:
-    """The newest PostgreSQL server programs Debian installed (``postgresql-NN``)."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if not found:
-        raise RuntimeError("no /usr/lib/postgresql/*/bin/pg_ctl: install Debian's postgresql")
-    return found[-1].parent
-
-
-def _as_owner(argv: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-
-def run_pg(argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_as_owner(argv), capture_output=True, text=True, check=check, timeout=120)
 
 
 @dataclass
@@ -109,7 +91,7 @@ class Cluster:
     def append_conf(self, text: str) -> None:
         # as the owner: the file is postgres's
         subprocess.run(
-            _as_owner(["sh", "-c", f"cat >> {self.data}/postgresql.auto.conf"]),
+            as_owner(["sh", "-c", f"cat >> {self.data}/postgresql.auto.conf"]),
             input=text,
             text=True,
             check=True,

@@ -1,0 +1,91 @@
+"""``qaqpa bench fleet`` at a tiny scale: 20 schools with their own logins through Mosquitto over
+TLS and the real ingest into a primary streaming to a standby, then two small days COPYed and
+timed.
+The ingest workers are SIGKILLed after every few commits, before their acks, and started again:
+counts are asserted (every event sent is stored once), never timings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from simulators.bench_fleet import bench_fleet
+from tests.support.pg_pair import PgPair
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
+
+# a pair of this test's own (the standby tests' pair on 55441/55442 may be stopped by their
+# session meanwhile): in the bench's port range, apart from the bench's own 55451/55452
+PRIMARY_PORT, STANDBY_PORT = 18841, 18842
+
+
+@pytest.fixture
+def pair() -> Iterator[PgPair]:
+    p = PgPair.on(PRIMARY_PORT, STANDBY_PORT)
+    p.ensure()
+    yield p
+    p.close()
+
+
+def test_fleet_stores_every_event_once_and_times_the_statements(pair: PgPair) -> None:
+    out = bench_fleet(
+        schools=20,
+        brokers=("mosquitto",),  # the cluster target starts 3 RabbitMQ nodes: a minute here
+        ramp=(20,),
+        compression=20.0,
+        max_compression=20.0,
+        min_compression=20.0,  # no search for the compression here
+        stage_seconds=3.0,
+        workers=1,
+        pg_ports=(PRIMARY_PORT, STANDBY_PORT),
+        days=2,
+        events_per_day=3_000,
+        load_schools=12,
+        students=2_000,
+        ingest_fault=15,
+        tls=True,
+    )
+    assert out["benchmark"] == "fleet" and "shared" in out["machine"]
+    mosq = out["targets"]["mosquitto"]
+    assert mosq["available"] is True and mosq["tls"] is True
+    assert [s["schools"] for s in mosq["stages"]] == [20]
+    for stage in mosq["stages"]:
+        assert stage["events"] > 0 and stage["events_acknowledged"] == stage["events"]
+        for field in ("tap_to_stored_p50_s", "tap_to_stored_p99_s", "sustained_events_per_s"):
+            assert field in stage
+        assert set(stage["resources"]) == {
+            "broker",
+            "database_primary",
+            "database_standby",
+            "ingest_workers",
+            "fleet_process",
+        }
+        assert "shared" in stage["machine"]
+    once = mosq["exactly_once"]
+    assert once["events_sent"] == sum(
+        s["events"] for s in mosq["stages"] + mosq["compression_stages"]
+    )
+    assert once["events_stored"] == once["events_sent"]
+    assert (once["duplicates"], once["missing"], once["unexpected"]) == (0, 0, 0)
+    assert once["batches_rejected"] == 0
+    conn = mosq["connections"]
+    assert conn["refused_logins"] == 0 and conn["acks_refused"] == 0
+    assert conn["connects"] == 20 and conn["disconnects"] == 0  # each school logged in once
+    assert conn["ingest_workers_killed_and_restarted"] > 0  # the faults happened
+    assert conn["all_acknowledged_at_end"] is True
+    load = out["statements"]
+    points = load["checkpoints"]
+    assert [p["days_loaded"] for p in points] == [1, 2]
+    for p in points:
+        assert p["events_on_standby"] == p["events_loaded"] > 0
+        assert set(p["without_rollups"]) == {
+            "region_meal_statement",
+            "national_dashboard",
+            "status_of_all_schools",
+            "one_school_day",
+        }
+        rollups = p["with_rollups"]
+        assert rollups["available"] or "roll-ups" in rollups["reason"]
+    # 3,000 a day shared out by school size: within rounding of one per school
+    assert abs(points[-1]["events_loaded"] - 6_000) <= 2 * 12
