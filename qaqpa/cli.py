@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--stage-seconds", type=float, default=30.0, help="seconds of taps per stage")
     f.add_argument("--broker-port", type=int, default=0, help="the bench's broker (0: free)")
-    f.add_argument("--pg-ports", type=int, nargs=2, default=[55451, 55452], help="primary, standby")
+    f.add_argument("--pg-ports", type=int, nargs=2, default=[25451, 25452], help="primary, standby")
     f.add_argument(
         "--tls", action="store_true", help="schools reach the broker over TLS (as in production)"
     )

@@ -510,7 +510,7 @@ def bench_fleet(
     stage_seconds: float = 30.0,
     workers: int = 2,
     broker_port: int = 0,
-    pg_ports: tuple[int, int] = (55451, 55452),
+    pg_ports: tuple[int, int] = (25451, 25452),
     fleet: bool = True,
     load: bool = True,
     days: int = 7,

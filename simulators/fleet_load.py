@@ -433,7 +433,7 @@ def _growth(points: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:  # pragma: no cover - for a quick look by hand
-    pair = BenchPair.on(55451, 55452)
+    pair = BenchPair.on(25451, 25452)
     pair.ensure()
     try:
         print(

@@ -15,8 +15,8 @@ from tests.support.pg_pair import PgPair
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 
-# a pair of this test's own (the standby tests' pair on 55441/55442 may be stopped by their
-# session meanwhile): in the bench's port range, apart from the bench's own 55451/55452
+# a pair of this test's own (the standby tests' pair on 25441/25442 may be stopped by their
+# session meanwhile): in the bench's port range, apart from the bench's own 25451/25452
 PRIMARY_PORT, STANDBY_PORT = 18841, 18842
 
 

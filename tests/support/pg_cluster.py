@@ -25,7 +25,7 @@ from tests.support.services import listens
 from tests.support.wait import wait_until
 
 PG_BIN = Path(os.environ.get("QAQPA_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-FAULT_PG_PORT = int(os.environ.get("QAQPA_TEST_FAULT_PG_PORT", "55433"))
+FAULT_PG_PORT = int(os.environ.get("QAQPA_TEST_FAULT_PG_PORT", "25433"))
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:

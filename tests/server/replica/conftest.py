@@ -1,4 +1,4 @@
-"""A primary and its streaming hot standby of our own (ports 55441 and 55442), made once per
+"""A primary and its streaming hot standby of our own (ports 25441 and 25442), made once per
 session; each test gets a fresh database on the primary, which replicates to the standby, and
 server settings that read reports from the standby."""
 
@@ -13,8 +13,8 @@ from server.settings import ServerSettings
 from tests.support.centre import centre_key_file
 from tests.support.pg_pair import PgPair, fresh_database
 
-PRIMARY_PORT = 55441
-STANDBY_PORT = 55442
+PRIMARY_PORT = 25441
+STANDBY_PORT = 25442
 
 
 @pytest.fixture(scope="session")
