@@ -200,10 +200,13 @@ async def test_replayed_and_reordered_downlink_and_acks_change_nothing(
             # key: even a centre that signs a wrong ack cannot stop the uplink)
             await asyncio.to_thread(attacker.publish, ack_topic, first_ack)
             huge = EventAck(school="S1", device="d1", committed_through=10**9)
+            # issued a minute ahead: a genuine ack the centre sends meanwhile (the window is
+            # 1 ms) must not make it a replay, so that it is refused for what it says
+            ahead = _now() + 60_000
             await asyncio.to_thread(
                 attacker.publish,
                 ack_topic,
-                sign_for_device(huge, CENTRE_KEY, school="S1", device="d1", issued_at_ms=_now()),
+                sign_for_device(huge, CENTRE_KEY, school="S1", device="d1", issued_at_ms=ahead),
             )
             await asyncio.to_thread(attacker.publish, ack_topic, encode(huge))
             assert await until(
