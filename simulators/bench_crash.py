@@ -439,33 +439,23 @@ def _centre(
 ) -> Iterator[tuple[str, Any, str]]:
     """A scratch database (unless given), the centre's key, an enrolled device, ingest workers.
     Yields (database url, device key, centre public key)."""
-    from protocol.signing import generate_key, public_key_raw
-    from server.centre_key import CentreSigner, temporary_key_file
-    from server.db import make_engine, session_factory
-    from server.devices import add_device, enrol
-    from server.settings import ServerSettings
+    from simulators.bench_drain import enrolled_edge
     from simulators.bench_ingest import scratch_database, worker_processes
 
     with contextlib.ExitStack() as stack:
         url = database_url or stack.enter_context(scratch_database())
-        settings = ServerSettings(
-            database_url=url,
-            mqtt_host="127.0.0.1",
-            mqtt_port=mqtt_port,
-            topic_prefix=prefix,
-            centre_key_file=stack.enter_context(temporary_key_file()),
+        edge = stack.enter_context(
+            enrolled_edge(
+                url,
+                school=SCHOOL,
+                device=DEVICE,
+                prefix=prefix,
+                mqtt_port=mqtt_port,
+            )
         )
-        key = generate_key()
-        engine = make_engine(url)
-        with session_factory(engine)() as session:
-            token = add_device(session, settings, SCHOOL, DEVICE)
-            enrol(session, settings, token, DEVICE, public_key_raw(key))
-            session.commit()
-        engine.dispose()
-        stack.enter_context(worker_processes(settings, workers))
-        centre = CentreSigner.from_settings(settings).public_b64
-        assert centre is not None
-        yield url, key, centre
+        stack.enter_context(worker_processes(edge.server, workers))
+        assert edge.sync.centre_key is not None
+        yield url, edge.key, edge.sync.centre_key
 
 
 def _store_open_s(school: CrashSchool) -> float:

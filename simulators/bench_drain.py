@@ -13,6 +13,8 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,51 @@ async def _drain(
         return time.perf_counter() - t0, sync.batches_sent
 
 
+@dataclass(frozen=True)
+class EnrolledEdge:
+    """A device enrolled in the server's database: the server's settings, the edge's uplink
+    settings (the centre's key pinned) and the device's private key."""
+
+    server: ServerSettings
+    sync: SyncSettings
+    key: Any
+
+
+@contextlib.contextmanager
+def enrolled_edge(
+    database_url: str,
+    *,
+    school: str,
+    device: str,
+    prefix: str,
+    mqtt_port: int,
+    mqtt_host: str = "127.0.0.1",
+) -> Iterator[EnrolledEdge]:
+    """Enrol ``device`` of ``school`` (a temporary centre key) as ``qaqpa edge enrol`` would."""
+    with temporary_key_file() as centre_key_file:
+        settings = ServerSettings(
+            database_url=database_url,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key_file=centre_key_file,
+        )
+        key = generate_key()
+        engine = make_engine(database_url)
+        with session_factory(engine)() as session:
+            token = add_device(session, settings, school, device)
+            enrol(session, settings, token, device, public_key_raw(key))
+            session.commit()
+        engine.dispose()
+        sync_settings = SyncSettings(
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key=CentreSigner.from_settings(settings).public_b64,
+        )
+        yield EnrolledEdge(settings, sync_settings, key)
+
+
 def bench_drain(
     *,
     events: int = 100_000,
@@ -74,25 +121,15 @@ def bench_drain(
     with contextlib.ExitStack() as stack:
         url = database_url if database_url is not None else stack.enter_context(scratch_database())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qaqpa-drain-")))
-        settings = ServerSettings(
-            database_url=url,
-            mqtt_host=mqtt_host,
-            mqtt_port=mqtt_port,
-            topic_prefix=prefix,
-            centre_key_file=stack.enter_context(temporary_key_file()),
-        )
-        key = generate_key()
-        engine = make_engine(url)
-        with session_factory(engine)() as session:
-            token = add_device(session, settings, "D1", "edge")
-            enrol(session, settings, token, "edge", public_key_raw(key))
-            session.commit()
-        engine.dispose()
-        sync_settings = SyncSettings(
-            mqtt_host=mqtt_host,
-            mqtt_port=mqtt_port,
-            topic_prefix=prefix,
-            centre_key=CentreSigner.from_settings(settings).public_b64,
+        edge = stack.enter_context(
+            enrolled_edge(
+                url,
+                school="D1",
+                device="edge",
+                prefix=prefix,
+                mqtt_host=mqtt_host,
+                mqtt_port=mqtt_port,
+            )
         )
 
         async def run() -> tuple[float, int, int]:
@@ -102,12 +139,12 @@ def bench_drain(
             try:
                 await _journal(store, events, time.time_ns() // 1_000_000 - 7 * 86_400_000)
                 backlog = (await store.outbox_stats()).backlog
-                seconds, batches = await _drain(store, sync_settings, key, timeout_s)
+                seconds, batches = await _drain(store, edge.sync, edge.key, timeout_s)
                 return seconds, batches, backlog
             finally:
                 await store.close()
 
-        with worker_processes(settings, workers):
+        with worker_processes(edge.server, workers):
             seconds, batches, backlog = asyncio.run(run())
     return {
         "benchmark": "drain",
