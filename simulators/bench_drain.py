@@ -107,6 +107,34 @@ def enrolled_edge(
         yield EnrolledEdge(settings, sync_settings, key)
 
 
+@contextlib.contextmanager
+def bench_edge(
+    name: str,
+    school: str,
+    *,
+    mqtt_port: int,
+    mqtt_host: str = "127.0.0.1",
+    database_url: str | None = None,
+) -> Iterator[tuple[Path, EnrolledEdge]]:
+    """A scratch database (unless given), a temporary directory for the edge's store and an
+    edge enrolled on a topic prefix of its own: what a bench of the uplink starts from."""
+    with contextlib.ExitStack() as stack:
+        url = database_url if database_url is not None else stack.enter_context(scratch_database())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"qaqpa-{name}-")))
+        prefix = f"qaqpa-{name}/{uuid.uuid4().hex[:8]}/v1"
+        edge = stack.enter_context(
+            enrolled_edge(
+                url,
+                school=school,
+                device="edge",
+                prefix=prefix,
+                mqtt_host=mqtt_host,
+                mqtt_port=mqtt_port,
+            )
+        )
+        yield tmp, edge
+
+
 def bench_drain(
     *,
     events: int = 100_000,
@@ -117,20 +145,9 @@ def bench_drain(
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
     """Seconds for an edge to empty an ``events`` backlog after reconnecting."""
-    prefix = f"qaqpa-bench/{uuid.uuid4().hex[:8]}/v1"
-    with contextlib.ExitStack() as stack:
-        url = database_url if database_url is not None else stack.enter_context(scratch_database())
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qaqpa-drain-")))
-        edge = stack.enter_context(
-            enrolled_edge(
-                url,
-                school="D1",
-                device="edge",
-                prefix=prefix,
-                mqtt_host=mqtt_host,
-                mqtt_port=mqtt_port,
-            )
-        )
+    with bench_edge(
+        "drain", "D1", mqtt_port=mqtt_port, mqtt_host=mqtt_host, database_url=database_url
+    ) as (tmp, edge):
 
         async def run() -> tuple[float, int, int]:
             store = await EdgeStore.open(

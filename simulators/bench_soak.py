@@ -22,9 +22,7 @@ import gc
 import os
 import random
 import statistics
-import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -48,8 +46,8 @@ from simulators.bench_canteen import (
     kiosk_pages,
     school_sync,
 )
-from simulators.bench_drain import enrolled_edge
-from simulators.bench_ingest import scratch_database, worker_processes
+from simulators.bench_drain import bench_edge
+from simulators.bench_ingest import worker_processes
 from simulators.bench_support import percentile
 from simulators.edge_school import midday_zone
 
@@ -251,21 +249,11 @@ async def _day(root: Path, minutes: float, sync_settings: SyncSettings, key: Any
 
 
 def bench_soak(*, minutes: float, mqtt_port: int = 1883, workers: int = 1) -> dict[str, Any]:
-    prefix = f"qaqpa-soak/{uuid.uuid4().hex[:8]}/v1"
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(scratch_database())
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qaqpa-soak-")))
-        edge = stack.enter_context(
-            enrolled_edge(
-                url,
-                school="S1",
-                device="edge",
-                prefix=prefix,
-                mqtt_port=mqtt_port,
-            )
-        )
-        with worker_processes(edge.server, workers):
-            return asyncio.run(_day(tmp, minutes, edge.sync, edge.key))
+    with (
+        bench_edge("soak", "S1", mqtt_port=mqtt_port) as (tmp, edge),
+        worker_processes(edge.server, workers),
+    ):
+        return asyncio.run(_day(tmp, minutes, edge.sync, edge.key))
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
