@@ -337,7 +337,7 @@ def _parked_list(args: argparse.Namespace) -> int:
 def _parked_replay(args: argparse.Namespace) -> int:
     from server.clock import now_ms
     from server.db import make_engine
-    from server.ingest.parked import replay
+    from server.ingest.replay import replay
 
     engine = make_engine(_settings(args).database_url)
     try:

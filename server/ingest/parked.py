@@ -1,6 +1,7 @@
 """Parked events: what ingest kept without applying because this release could not read it (an
 event kind, or a field of a known kind, of a newer edge release: README, Wire protocol), and
-their replay once a release knows them (``qaqpa server parked list|replay``).
+their replay once a release knows them (``qaqpa server parked list|replay``; the replay itself
+is ``server.ingest.replay``, which applies what ingest applies).
 
 Ingest records each parked event in ``parked_events`` when it first stores it (``keep``). A
 replay reads the stored payload (as sent) again with this release's models: an event it now
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select
 
 from protocol.messages import Event
 from server.models import Device, ParkedEvent, StoredEvent
@@ -79,7 +80,8 @@ class Parked:
     reading: Reading
 
 
-def _query(school: str | None, device: str | None, replayed: bool) -> Any:
+def parked_query(school: str | None, device: str | None, replayed: bool) -> Any:
+    """The parked events with their stored rows, by school, device and seq."""
     q = (
         select(
             ParkedEvent.school_id,
@@ -120,11 +122,12 @@ def parked(
     """The parked events (those not replayed yet, unless ``replayed``), with how this release
     reads each."""
     with engine.connect() as conn:
-        rows = conn.execute(_query(school, device, replayed)).all()
-    return [_parked(r) for r in rows]
+        rows = conn.execute(parked_query(school, device, replayed)).all()
+    return [parked_item(r) for r in rows]
 
 
-def _parked(r: Any) -> Parked:
+def parked_item(r: Any) -> Parked:
+    """A row of ``parked_query``, with how this release reads its payload."""
     return Parked(
         r.school_id,
         r.device_id,
@@ -135,57 +138,3 @@ def _parked(r: Any) -> Parked:
         r.replayed_at_ms,
         reading(r.payload),
     )
-
-
-@dataclass(slots=True)
-class Replay:
-    applied: list[Parked] = field(default_factory=list)
-    still_parked: list[Parked] = field(default_factory=list)
-
-
-def replay(
-    engine: Engine, now_ms: int, *, school: str | None = None, device: str | None = None
-) -> Replay:
-    """Apply the parked events this release now reads, once each, in one transaction; leave
-    the others parked. Rows being replayed by another run at the same time are locked first
-    (PostgreSQL), so two runs never apply one event twice."""
-    from server.ingest.core import (  # here: core imports this module
-        _COLUMNS,
-        CARD_EVENT_KINDS,
-        LENDING_EVENT_KINDS,
-        _record_cards,
-        _record_lending,
-    )
-    from server.rollups.service import apply_rollups
-
-    out = Replay()
-    with engine.begin() as conn:
-        q = _query(school, device, replayed=False)
-        if engine.dialect.name == "postgresql":
-            q = q.with_for_update(of=ParkedEvent)
-        rows: list[dict[str, Any]] = []
-        for r in conn.execute(q).all():
-            item = _parked(r)
-            if item.reading is not Reading.KNOWN:
-                out.still_parked.append(item)
-                continue
-            out.applied.append(item)
-            rows.append({c: r._mapping[c] for c in _COLUMNS})  # an ingest row
-        if not rows:
-            return out
-        # As ingest applies an event it stores for the first time (IngestStore._store); not
-        # ``fresh``: the roll-ups count the pupil's day again from the stored events.
-        apply_rollups(conn, rows)
-        desk = [r for r in rows if r["kind"] in CARD_EVENT_KINDS]
-        if desk:
-            _record_cards(conn, desk)
-        lending = [r for r in rows if r["kind"] in LENDING_EVENT_KINDS]
-        if lending:
-            _record_lending(conn, lending)
-        for row in rows:
-            conn.execute(
-                update(ParkedEvent)
-                .where(ParkedEvent.device_pk == row["device_pk"], ParkedEvent.seq == row["seq"])
-                .values(replayed_at_ms=now_ms)
-            )
-    return out

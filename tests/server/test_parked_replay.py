@@ -16,7 +16,8 @@ from protocol.messages import EntryEvent, MealServedEvent
 from server.cli import main as server_main
 from server.db import make_engine, session_factory
 from server.ingest.core import IngestStore
-from server.ingest.parked import Reading, parked, reading, replay
+from server.ingest.parked import Reading, parked, reading
+from server.ingest.replay import replay
 from server.models import Device, ParkedEvent, StoredEvent
 from server.rollups.models import RollupMeal
 from server.settings import ServerSettings
