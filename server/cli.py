@@ -298,6 +298,85 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------- parked events (README, Wire protocol)
+
+_PARKED_WHY = {
+    "known": "this release reads it: `qaqpa server parked replay` applies it",
+    "unknown_kind": "its kind is of a newer edge release: upgrade the server, then replay",
+    "unknown_field": "it has a field of a newer edge release: upgrade the server, then replay",
+    "malformed": "this release reads its kind and fields but finds it wrong: never applied",
+}
+
+
+def _parked_line(p: Any) -> str:
+    import datetime as dt
+
+    def utc(ms: int) -> str:
+        return f"{dt.datetime.fromtimestamp(ms / 1000, dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+    done = f", replayed {utc(p.replayed_at_ms)}" if p.replayed_at_ms is not None else ""
+    return f"{p.school}/{p.device} seq {p.seq} {p.kind} (parked {utc(p.parked_at_ms)}{done})"
+
+
+def _parked_list(args: argparse.Namespace) -> int:
+    from server.db import make_engine
+    from server.ingest.parked import parked
+
+    engine = make_engine(_settings(args).database_url)
+    try:
+        found = parked(engine, school=args.school, device=args.device, replayed=args.all)
+    finally:
+        engine.dispose()
+    for p in found:
+        why = "" if p.replayed_at_ms is not None else f": {_PARKED_WHY[p.reading]}"
+        print(_parked_line(p) + why)
+    print(f"{len(found)} parked event(s)" + ("" if args.all else " not replayed yet"))
+    return 0
+
+
+def _parked_replay(args: argparse.Namespace) -> int:
+    from server.clock import now_ms
+    from server.db import make_engine
+    from server.ingest.replay import replay
+
+    engine = make_engine(_settings(args).database_url)
+    try:
+        out = replay(engine, now_ms(), school=args.school, device=args.device)
+    finally:
+        engine.dispose()
+    for p in out.applied:
+        print(f"applied: {_parked_line(p)}")
+    for p in out.still_parked:
+        print(f"still parked: {_parked_line(p)}: {_PARKED_WHY[p.reading]}")
+    print(f"{len(out.applied)} applied, {len(out.still_parked)} still parked")
+    return 0
+
+
+def _parked_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """``qaqpa server parked list|replay`` (here, not in server.ingest: building the command
+    line must not import the ingest stack)."""
+    top = subparsers.add_parser(
+        "parked", help="events a newer edge release sent that ingest kept without applying"
+    )
+    sub = top.add_subparsers(dest="parked_command", required=True)
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--school", default=None, help="only this school's")
+    filters.add_argument("--device", default=None, help="only this device's")
+    p = sub.add_parser(
+        "list",
+        parents=[common, filters],
+        help="the parked events and what this release makes of each",
+    )
+    p.add_argument("--all", action="store_true", help="the replayed ones too")
+    p.set_defaults(func=_parked_list)
+    p = sub.add_parser(
+        "replay",
+        parents=[common, filters],
+        help="apply, once, the parked events this release reads; the others stay parked",
+    )
+    p.set_defaults(func=_parked_replay)
+
+
 def add_commands(subparsers: Any) -> None:
     """Register the server commands (call with the subparsers of ``qaqpa server``)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -388,6 +467,7 @@ def add_commands(subparsers: Any) -> None:
 
     partitions_commands(subparsers, common, _settings)
     rollups_commands(subparsers, common, _settings)
+    _parked_commands(subparsers, common)
 
     retention_commands(subparsers, common, _settings)
     from server.duty.cli import add_commands as duty_commands

@@ -125,6 +125,22 @@ class StoredEvent(Base):
     received_at_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class ParkedEvent(Base):
+    """A stored event this release could not read when it came (a kind, or a field of a known
+    kind, of a newer edge release: README, Wire protocol): kept so that ``qaqpa server parked
+    replay`` on a release that knows it applies it, once (``replayed_at_ms``)."""
+
+    __tablename__ = "parked_events"
+    __table_args__ = (Index("ix_parked_events_school", "school_id", "replayed_at_ms"),)
+
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.pk"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)  # the event's (its partition in ``events``)
+    school_id: Mapped[str] = mapped_column(String(64))
+    parked_at_ms: Mapped[int] = mapped_column(BigInteger)
+    replayed_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
 class IngestRejection(Base):
     """Counters of refused uplink messages, by the (unverified) topic they came on and the reason."""
 

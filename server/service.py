@@ -15,9 +15,24 @@ from typing import Self
 from server.db import is_unreachable
 
 
+class StartAbandoned(Exception):
+    """A stop was asked for (SIGTERM, SIGINT) while ``start`` was still waiting (for the
+    database): the service gives up starting."""
+
+
 class ThreadedService(abc.ABC):
     """A service whose ``start`` / ``stop`` run paho's and its own threads; usable ``with``,
     ``async with`` (start and stop off the event loop) or as a process's main loop."""
+
+    _stop_requested: threading.Event | None = None
+
+    @property
+    def stop_requested(self) -> threading.Event:
+        """Set by SIGTERM or SIGINT under ``run_forever``: a ``start`` still waiting for the
+        database waits on it and raises ``StartAbandoned`` when it is set."""
+        if self._stop_requested is None:
+            self._stop_requested = threading.Event()
+        return self._stop_requested
 
     @abc.abstractmethod
     def start(self) -> None: ...
@@ -27,10 +42,15 @@ class ThreadedService(abc.ABC):
 
     def run_forever(self) -> None:
         """For ``qaqpa server ingest`` / ``downlink``: run until SIGTERM or SIGINT."""
-        done = threading.Event()
+        done = self.stop_requested
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         signal.signal(signal.SIGINT, lambda *_: done.set())
-        self.start()
+        try:
+            self.start()
+        except StartAbandoned as err:
+            logging.getLogger(__name__).info("%s", err)
+            self.stop()  # what start had made
+            return
         done.wait()
         self.stop()
 

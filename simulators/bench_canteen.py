@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -25,6 +26,7 @@ import tempfile
 import time
 import zoneinfo
 from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ from protocol.messages import (
     TerminalKind,
 )
 from simulators.bench_support import peak_rss_mb, percentile
+from simulators.edge_school import midday_zone
 
 STUDENTS = 600
 TERMINALS = ("canteen-1", "canteen-2", "canteen-3")
@@ -69,13 +72,7 @@ MENU = [
 ]
 
 
-def _midday_zone() -> str:
-    """An Etc/GMT zone where it is now around noon: lunch is on whenever the bench runs."""
-    offset = max(-12, min(14, 12 - dt.datetime.now(dt.UTC).hour))
-    return "Etc/GMT" + (f"-{offset}" if offset > 0 else f"+{-offset}" if offset < 0 else "")
-
-
-def _school(zone: str, n: int) -> tuple[SyncSnapshot, SyncDelta]:
+def school_sync(zone: str, n: int) -> tuple[SyncSnapshot, SyncDelta]:
     consent = [
         ConsentRecord(kind=ConsentKind.DATA, granted=True, given_by="p", at_ms=0, document="d")
     ]
@@ -131,14 +128,72 @@ async def _store(path: Path, snap: SyncSnapshot, delta: SyncDelta) -> EdgeStore:
     return store
 
 
-def _tap(terminal: str, student: int) -> Tap:
+def canteen_tap(terminal: str, student: int) -> Tap:
     return Tap(
         at=utc_now(), terminal=terminal, kind=TerminalKind.CANTEEN, credential=f"EM:{student:010d}"
     )
 
 
+def canteen_actuations(
+    terminals: Iterable[str], pipeline: Pipeline, hub: KioskHub
+) -> dict[str, Actuation]:
+    """The daemon's canteen path of each terminal (decide, commit, then the kiosk screen)."""
+    return {
+        t: Actuation(
+            TerminalConfig(
+                id=t,
+                kind=TerminalKind.CANTEEN,
+                reader=PcscConfig(type="pcsc", reader_id=t, reader_name="bench"),
+            ),
+            pipeline,
+            utc_now,
+            kiosk=hub,
+        )
+        for t in terminals
+    }
+
+
+Screens = dict[str, asyncio.Queue[tuple[float, dict[str, Any]]]]
+
+
+@contextlib.asynccontextmanager
+async def kiosk_pages(port: int, cookie: str, terminals: Sequence[str]) -> AsyncIterator[Screens]:
+    """The terminals' kiosk pages reading their screens over SSE: each screen, with the time it
+    arrived, is put on its terminal's queue. Yields once every page has had its idle screen."""
+    received: Screens = {t: asyncio.Queue() for t in terminals}
+    streams = [ScreenStream("127.0.0.1", port, t, cookie) for t in terminals]
+
+    async def page(stream: ScreenStream) -> None:
+        while True:
+            screen = await stream.next()
+            received[stream.terminal].put_nowait((time.perf_counter(), screen))
+
+    async with asyncio.TaskGroup() as pages:
+        entered = [await s.__aenter__() for s in streams]
+        readers = [pages.create_task(page(s)) for s in entered]
+        try:
+            for t in terminals:  # each page starts with the idle screen
+                await received[t].get()
+            yield received
+        finally:
+            for task in readers:
+                task.cancel()
+            for s in entered:
+                await s.__aexit__(None, None, None)
+
+
+async def buy(http: httpx.AsyncClient, terminal: str, screen: dict[str, Any], i: int) -> None:
+    """The staff confirm one or two dishes for the student on the PAY screen."""
+    items = ["plov", "tea"] if i % 2 else ["soup"]
+    r = await http.post(
+        "/api/purchase",
+        json={"terminal": terminal, "tap_id": screen["tap_id"], "items": items},
+    )
+    r.raise_for_status()
+
+
 async def run_rush(root: Path, students: int = STUDENTS) -> dict[str, Any]:
-    snap, delta = _school(_midday_zone(), students)
+    snap, delta = school_sync(midday_zone(), students)
     kiosk_store = await _store(root / "kiosk.sqlite", snap, delta)
     bare_store = await _store(root / "bare.sqlite", snap, delta)
     queues = {t: list(range(n, students, len(TERMINALS))) for n, t in enumerate(TERMINALS)}
@@ -155,49 +210,20 @@ async def run_rush(root: Path, students: int = STUDENTS) -> dict[str, Any]:
                 httpx.AsyncClient(base_url=server.url) as http,
             ):
                 login = await sign_in(http, TOKEN)
-                received: dict[str, asyncio.Queue[tuple[float, dict[str, Any]]]] = {
-                    t: asyncio.Queue() for t in TERMINALS
-                }
-                streams = [
-                    ScreenStream("127.0.0.1", server.port, t, login.cookie) for t in TERMINALS
-                ]
-
-                async def page(stream: ScreenStream) -> None:
-                    while True:
-                        screen = await stream.next()
-                        received[stream.terminal].put_nowait((time.perf_counter(), screen))
-
-                acts = {
-                    t: Actuation(
-                        TerminalConfig(
-                            id=t,
-                            kind=TerminalKind.CANTEEN,
-                            reader=PcscConfig(type="pcsc", reader_id=t, reader_name="bench"),
-                        ),
-                        pipeline,
-                        utc_now,
-                        kiosk=hub,
-                    )
-                    for t in TERMINALS
-                }
+                acts = canteen_actuations(TERMINALS, pipeline, hub)
 
                 async def kiosk_terminal(terminal: str, students: list[int]) -> None:
                     inbox = received[terminal]
                     for i, student in enumerate(students):
                         t0 = time.perf_counter()
-                        await acts[terminal].tap(_tap(terminal, student))
+                        await acts[terminal].tap(canteen_tap(terminal, student))
                         t1, screen = await inbox.get()
                         to_screen.append(t1 - t0)
                         screens[screen["screen"]] += 1
                         if screen["screen"] != "pay":
                             continue
-                        items = ["plov", "tea"] if i % 2 else ["soup"]
                         t2 = time.perf_counter()
-                        r = await http.post(
-                            "/api/purchase",
-                            json={"terminal": terminal, "tap_id": screen["tap_id"], "items": items},
-                        )
-                        r.raise_for_status()
+                        await buy(http, terminal, screen, i)
                         t3, sold = await inbox.get()
                         purchase_to_screen.append(t3 - t2)
                         screens[sold["screen"]] += 1
@@ -205,14 +231,10 @@ async def run_rush(root: Path, students: int = STUDENTS) -> dict[str, Any]:
                 async def bare_terminal(terminal: str, students: list[int]) -> None:
                     for student in students:
                         t0 = time.perf_counter()
-                        await bare_pipeline.submit(_tap(terminal, student))
+                        await bare_pipeline.submit(canteen_tap(terminal, student))
                         bare.append(time.perf_counter() - t0)
 
-                async with asyncio.TaskGroup() as pages:
-                    entered = [await s.__aenter__() for s in streams]
-                    readers = [pages.create_task(page(s)) for s in entered]
-                    for t in TERMINALS:  # each page starts with the idle screen
-                        await received[t].get()
+                async with kiosk_pages(server.port, login.cookie, TERMINALS) as received:
                     for r in range(ROUNDS):
                         part = {
                             t: q[r * len(q) // ROUNDS : (r + 1) * len(q) // ROUNDS]
@@ -226,15 +248,11 @@ async def run_rush(root: Path, students: int = STUDENTS) -> dict[str, Any]:
                             for t, batch in part.items():
                                 tg.create_task(kiosk_terminal(t, batch))
                         t_kiosk += time.perf_counter() - started
-                    for task in readers:
-                        task.cancel()
-                    for s in entered:
-                        await s.__aexit__(None, None, None)
         policy = kiosk_store.policy
         assert policy is not None
         pure: list[float] = []
         for n in range(2_000):
-            tap = _tap("canteen-1", n % students)
+            tap = canteen_tap("canteen-1", n % students)
             t0 = time.perf_counter()
             decide(policy, bare_store.state, tap)
             pure.append(time.perf_counter() - t0)

@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import datetime as dt
 import json
 import os
 import random
@@ -48,52 +47,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SCHOOL = "S1"
-DEVICE = "edge-1"
-TERMINALS: dict[str, tuple[str, str | None]] = {
-    "gate-1": ("turnstile", "in"),
-    "canteen-1": ("canteen", None),
-    "canteen-2": ("canteen", None),
-    "lib-1": ("library", None),
-}
-
-
-def midday_zone() -> str:
-    """An Etc/GMT zone where it is now between 06:00 and 18:00: a run never crosses a day."""
-    offset = max(-12, min(14, 12 - dt.datetime.now(dt.UTC).hour))
-    return "Etc/GMT" + (f"-{offset}" if offset > 0 else f"+{-offset}" if offset < 0 else "")
-
-
-def card(i: int) -> str:
-    return f"EM:{4_000_000_000 + i:010d}"
-
+from simulators.edge_school import (
+    DEVICE,
+    ROOT,
+    SCHOOL,
+    EdgeSchool,
+    card,
+    spawn_daemon,
+)
 
 # ------------------------------------------------------------------------------------ school
 
 
 @dataclass
-class CrashSchool:
-    """A school's edge directory: roster, policy, edge.toml, reader FIFOs, gate file, key dir."""
-
-    root: Path
-    students: int = 300
-    device: str = DEVICE
-
-    @property
-    def config(self) -> Path:
-        return self.root / "edge.toml"
-
-    @property
-    def store(self) -> Path:
-        return self.root / "edge.sqlite"
-
-    @property
-    def actuations(self) -> Path:
-        return self.root / "actuations.log"
-
-    def fifo(self, terminal: str) -> Path:
-        return self.root / f"{terminal}.fifo"
+class CrashSchool(EdgeSchool):
+    """The school's edge directory (simulators/edge_school.py) with its roster imported."""
 
     def write(self, key_dir: Path | None) -> None:
         """Write the school's files and import the roster with this release's code."""
@@ -103,62 +71,6 @@ class CrashSchool:
         asyncio.run(
             import_roster(self.config, self.root / "roster.json", self.root / "policy.toml")
         )
-
-    def write_files(self, key_dir: Path | None) -> None:
-        """roster.json, policy.toml, edge.toml and the FIFOs (no store yet)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        roster = {
-            "school": SCHOOL,
-            "students": [
-                {
-                    "id": f"s{i}",
-                    "grade": 2 if i % 2 else 6,  # odd: a free meal; even: none
-                    "class": "2A" if i % 2 else "6A",
-                    "shift": 1,
-                    "cards": [card(i)],
-                    "consent": {"data": True},
-                    "categories": [],
-                }
-                for i in range(self.students)
-            ],
-            "staff": [],
-        }
-        (self.root / "roster.json").write_text(json.dumps(roster))
-        (self.root / "policy.toml").write_text(
-            f'timezone = "{midday_zone()}"\nfree_meal_grades = [1, 2, 3, 4]\n'
-            'anti_passback = "off"\n'
-            '[[shift]]\nnumber = 1\nentry_from = "00:00"\nentry_to = "23:59"\n'
-            '[[meal_period]]\nname = "lunch"\nshifts = [1]\nfrom = "00:00"\nto = "23:59"\n'
-        )
-        lines = [
-            f'school = "{SCHOOL}"',
-            f'device = "{self.device}"',
-            'store = "edge.sqlite"',
-            'policy = "policy.toml"',
-        ]
-        if key_dir is not None:
-            lines.append(f'sync_key_dir = "{key_dir}"')
-        for tid, (kind, direction) in TERMINALS.items():
-            if not self.fifo(tid).exists():
-                os.mkfifo(self.fifo(tid))
-            lines += [
-                "[[terminal]]",
-                f'id = "{tid}"',
-                f'kind = "{kind}"',
-                *([f'direction = "{direction}"'] if direction else []),
-                f'reader = {{ type = "line", path = "{self.fifo(tid)}" }}',
-                f'gate = {{ type = "log", path = "{self.actuations}" }}',
-            ]
-        self.config.write_text("\n".join(lines) + "\n")
-
-    def actuation_lines(self) -> list[tuple[str, int, str]]:
-        if not self.actuations.exists():
-            return []
-        out = []
-        for line in self.actuations.read_text().splitlines():
-            term, seq, verdict = line.split()
-            out.append((term, int(seq), verdict))
-        return out
 
     def journal_last_seq(self) -> int:
         db = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True)
@@ -299,13 +211,7 @@ class Zygote:
 
 def start_cold(config: Path, stderr: IO[bytes]) -> Daemon:
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qaqpa.cli", "run", "--config", str(config)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-    )
+    proc = spawn_daemon(config, stderr)
     return Daemon(proc.pid, proc, None, t0)
 
 
@@ -319,7 +225,7 @@ class Taps:
     def __init__(self, school: CrashSchool, rng: random.Random) -> None:
         self.school = school
         self.rng = rng
-        self.fds = {t: os.open(school.fifo(t), os.O_RDWR | os.O_NONBLOCK) for t in TERMINALS}
+        self.fds = {t: os.open(school.fifo(t), os.O_RDWR | os.O_NONBLOCK) for t in school.terminals}
         self.offered = 0
         self.pairs: set[tuple[str, str]] = set()  # (terminal, student) of every tap offered
 
@@ -330,7 +236,9 @@ class Taps:
             self.pairs.add((terminal, f"s{i}"))
 
     def random_tap(self) -> None:
-        self.tap(self.rng.choice(list(TERMINALS)), self.rng.randrange(self.school.students))
+        self.tap(
+            self.rng.choice(list(self.school.terminals)), self.rng.randrange(self.school.students)
+        )
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -531,33 +439,23 @@ def _centre(
 ) -> Iterator[tuple[str, Any, str]]:
     """A scratch database (unless given), the centre's key, an enrolled device, ingest workers.
     Yields (database url, device key, centre public key)."""
-    from protocol.signing import generate_key, public_key_raw
-    from server.centre_key import CentreSigner, temporary_key_file
-    from server.db import make_engine, session_factory
-    from server.devices import add_device, enrol
-    from server.settings import ServerSettings
+    from simulators.bench_drain import enrolled_edge
     from simulators.bench_ingest import scratch_database, worker_processes
 
     with contextlib.ExitStack() as stack:
         url = database_url or stack.enter_context(scratch_database())
-        settings = ServerSettings(
-            database_url=url,
-            mqtt_host="127.0.0.1",
-            mqtt_port=mqtt_port,
-            topic_prefix=prefix,
-            centre_key_file=stack.enter_context(temporary_key_file()),
+        edge = stack.enter_context(
+            enrolled_edge(
+                url,
+                school=SCHOOL,
+                device=DEVICE,
+                prefix=prefix,
+                mqtt_port=mqtt_port,
+            )
         )
-        key = generate_key()
-        engine = make_engine(url)
-        with session_factory(engine)() as session:
-            token = add_device(session, settings, SCHOOL, DEVICE)
-            enrol(session, settings, token, DEVICE, public_key_raw(key))
-            session.commit()
-        engine.dispose()
-        stack.enter_context(worker_processes(settings, workers))
-        centre = CentreSigner.from_settings(settings).public_b64
-        assert centre is not None
-        yield url, key, centre
+        stack.enter_context(worker_processes(edge.server, workers))
+        assert edge.sync.centre_key is not None
+        yield url, edge.key, edge.sync.centre_key
 
 
 def _store_open_s(school: CrashSchool) -> float:

@@ -13,6 +13,8 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,79 @@ async def _drain(
         return time.perf_counter() - t0, sync.batches_sent
 
 
+@dataclass(frozen=True)
+class EnrolledEdge:
+    """A device enrolled in the server's database: the server's settings, the edge's uplink
+    settings (the centre's key pinned) and the device's private key."""
+
+    server: ServerSettings
+    sync: SyncSettings
+    key: Any
+
+
+@contextlib.contextmanager
+def enrolled_edge(
+    database_url: str,
+    *,
+    school: str,
+    device: str,
+    prefix: str,
+    mqtt_port: int,
+    mqtt_host: str = "127.0.0.1",
+) -> Iterator[EnrolledEdge]:
+    """Enrol ``device`` of ``school`` (a temporary centre key) as ``qaqpa edge enrol`` would."""
+    with temporary_key_file() as centre_key_file:
+        settings = ServerSettings(
+            database_url=database_url,
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key_file=centre_key_file,
+        )
+        key = generate_key()
+        engine = make_engine(database_url)
+        with session_factory(engine)() as session:
+            token = add_device(session, settings, school, device)
+            enrol(session, settings, token, device, public_key_raw(key))
+            session.commit()
+        engine.dispose()
+        sync_settings = SyncSettings(
+            mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port,
+            topic_prefix=prefix,
+            centre_key=CentreSigner.from_settings(settings).public_b64,
+        )
+        yield EnrolledEdge(settings, sync_settings, key)
+
+
+@contextlib.contextmanager
+def bench_edge(
+    name: str,
+    school: str,
+    *,
+    mqtt_port: int,
+    mqtt_host: str = "127.0.0.1",
+    database_url: str | None = None,
+) -> Iterator[tuple[Path, EnrolledEdge]]:
+    """A scratch database (unless given), a temporary directory for the edge's store and an
+    edge enrolled on a topic prefix of its own: what a bench of the uplink starts from."""
+    with contextlib.ExitStack() as stack:
+        url = database_url if database_url is not None else stack.enter_context(scratch_database())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"qaqpa-{name}-")))
+        prefix = f"qaqpa-{name}/{uuid.uuid4().hex[:8]}/v1"
+        edge = stack.enter_context(
+            enrolled_edge(
+                url,
+                school=school,
+                device="edge",
+                prefix=prefix,
+                mqtt_host=mqtt_host,
+                mqtt_port=mqtt_port,
+            )
+        )
+        yield tmp, edge
+
+
 def bench_drain(
     *,
     events: int = 100_000,
@@ -70,30 +145,9 @@ def bench_drain(
     timeout_s: float = 300.0,
 ) -> dict[str, Any]:
     """Seconds for an edge to empty an ``events`` backlog after reconnecting."""
-    prefix = f"qaqpa-bench/{uuid.uuid4().hex[:8]}/v1"
-    with contextlib.ExitStack() as stack:
-        url = database_url if database_url is not None else stack.enter_context(scratch_database())
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qaqpa-drain-")))
-        settings = ServerSettings(
-            database_url=url,
-            mqtt_host=mqtt_host,
-            mqtt_port=mqtt_port,
-            topic_prefix=prefix,
-            centre_key_file=stack.enter_context(temporary_key_file()),
-        )
-        key = generate_key()
-        engine = make_engine(url)
-        with session_factory(engine)() as session:
-            token = add_device(session, settings, "D1", "edge")
-            enrol(session, settings, token, "edge", public_key_raw(key))
-            session.commit()
-        engine.dispose()
-        sync_settings = SyncSettings(
-            mqtt_host=mqtt_host,
-            mqtt_port=mqtt_port,
-            topic_prefix=prefix,
-            centre_key=CentreSigner.from_settings(settings).public_b64,
-        )
+    with bench_edge(
+        "drain", "D1", mqtt_port=mqtt_port, mqtt_host=mqtt_host, database_url=database_url
+    ) as (tmp, edge):
 
         async def run() -> tuple[float, int, int]:
             store = await EdgeStore.open(
@@ -102,12 +156,12 @@ def bench_drain(
             try:
                 await _journal(store, events, time.time_ns() // 1_000_000 - 7 * 86_400_000)
                 backlog = (await store.outbox_stats()).backlog
-                seconds, batches = await _drain(store, sync_settings, key, timeout_s)
+                seconds, batches = await _drain(store, edge.sync, edge.key, timeout_s)
                 return seconds, batches, backlog
             finally:
                 await store.close()
 
-        with worker_processes(settings, workers):
+        with worker_processes(edge.server, workers):
             seconds, batches, backlog = asyncio.run(run())
     return {
         "benchmark": "drain",

@@ -22,34 +22,34 @@ import gc
 import os
 import random
 import statistics
-import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from edge.config import TerminalConfig
 from edge.core.model import Tap
-from edge.daemon import Actuation
 from edge.kiosk.hub import KioskHub
 from edge.kiosk.server import KioskServer
-from edge.kiosk.sse import ScreenStream, sign_in
+from edge.kiosk.sse import sign_in
 from edge.pipeline import Pipeline, utc_now
 from edge.store import EdgeStore
 from edge.sync import EdgeSync, SyncSettings
-from hardware.config import PcscConfig
 from protocol.messages import Direction, TerminalKind
-from protocol.signing import generate_key, public_key_raw
-from server.centre_key import CentreSigner, temporary_key_file
-from server.db import make_engine, session_factory
-from server.devices import add_device, enrol
-from server.settings import ServerSettings
-from simulators.bench_canteen import MENU, TOKEN, _midday_zone, _school
-from simulators.bench_ingest import scratch_database, worker_processes
+from simulators.bench_canteen import (
+    MENU,
+    TOKEN,
+    buy,
+    canteen_actuations,
+    canteen_tap,
+    kiosk_pages,
+    school_sync,
+)
+from simulators.bench_drain import bench_edge
+from simulators.bench_ingest import worker_processes
 from simulators.bench_support import percentile
+from simulators.edge_school import midday_zone
 
 STUDENTS = 1200
 GATES = 12
@@ -87,7 +87,7 @@ def _rate(fraction: float) -> float:
 
 
 async def _day(root: Path, minutes: float, sync_settings: SyncSettings, key: Any) -> dict[str, Any]:
-    snap, delta = _school(_midday_zone(), STUDENTS)
+    snap, delta = school_sync(midday_zone(), STUDENTS)
     store = await EdgeStore.open(
         root / "edge.sqlite", school="S1", device="edge", outbox_capacity=1_000_000
     )
@@ -112,27 +112,7 @@ async def _day(root: Path, minutes: float, sync_settings: SyncSettings, key: Any
                 httpx.AsyncClient(base_url=server.url) as http,
             ):
                 login = await sign_in(http, TOKEN)
-                inbox: dict[str, asyncio.Queue[tuple[float, dict[str, Any]]]] = {
-                    t: asyncio.Queue() for t in CANTEENS
-                }
-                acts = {
-                    t: Actuation(
-                        TerminalConfig(
-                            id=t,
-                            kind=TerminalKind.CANTEEN,
-                            reader=PcscConfig(type="pcsc", reader_id=t, reader_name="bench"),
-                        ),
-                        pipeline,
-                        utc_now,
-                        kiosk=hub,
-                    )
-                    for t in CANTEENS
-                }
-
-                async def page(stream: ScreenStream) -> None:
-                    while True:
-                        screen = await stream.next()
-                        inbox[stream.terminal].put_nowait((time.perf_counter(), screen))
+                acts = canteen_actuations(CANTEENS, pipeline, hub)
 
                 async def gate_tap() -> None:
                     n = rng.randrange(STUDENTS)
@@ -164,41 +144,18 @@ async def _day(root: Path, minutes: float, sync_settings: SyncSettings, key: Any
                             continue
                         student = rng.randrange(STUDENTS)
                         t0 = time.perf_counter()
-                        await acts[terminal].tap(
-                            Tap(
-                                at=utc_now(),
-                                terminal=terminal,
-                                kind=TerminalKind.CANTEEN,
-                                credential=f"EM:{student:010d}",
-                            )
-                        )
+                        await acts[terminal].tap(canteen_tap(terminal, student))
                         t1, screen = await q.get()
                         kiosk_lat.append((t1, t1 - t0))
                         screens[screen["screen"]] += 1
                         if screen["screen"] == "pay":
-                            items = ["plov", "tea"] if i % 2 else ["soup"]
-                            r = await http.post(
-                                "/api/purchase",
-                                json={
-                                    "terminal": terminal,
-                                    "tap_id": screen["tap_id"],
-                                    "items": items,
-                                },
-                            )
-                            r.raise_for_status()
+                            await buy(http, terminal, screen, i)
                             _, sold = await q.get()
                             screens[sold["screen"]] += 1
                         i += 1
                         await asyncio.sleep(rng.uniform(0.1, 0.4))  # the next in the queue
 
-                streams = [
-                    ScreenStream("127.0.0.1", server.port, t, login.cookie) for t in CANTEENS
-                ]
-                async with asyncio.TaskGroup() as pages:
-                    entered = [await s.__aenter__() for s in streams]
-                    readers = [pages.create_task(page(s)) for s in entered]
-                    for t in CANTEENS:  # each page starts with the idle screen
-                        await inbox[t].get()
+                async with kiosk_pages(server.port, login.cookie, CANTEENS) as inbox:
                     async with asyncio.TaskGroup() as warm:  # warm-up, not measured
                         for _ in range(200):
                             warm.create_task(gate_tap())
@@ -220,10 +177,6 @@ async def _day(root: Path, minutes: float, sync_settings: SyncSettings, key: Any
                     day_elapsed = time.perf_counter() - t_start
                     gc.collect()
                     rss_end, fds_end = rss_mb(), open_fds()
-                    for task in readers:
-                        task.cancel()
-                    for s in entered:
-                        await s.__aexit__(None, None, None)
             backlog_at_end = (await sync.status()).backlog
             t_drain = time.perf_counter()
             with contextlib.suppress(TimeoutError):
@@ -296,32 +249,11 @@ async def _day(root: Path, minutes: float, sync_settings: SyncSettings, key: Any
 
 
 def bench_soak(*, minutes: float, mqtt_port: int = 1883, workers: int = 1) -> dict[str, Any]:
-    prefix = f"qaqpa-soak/{uuid.uuid4().hex[:8]}/v1"
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(scratch_database())
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qaqpa-soak-")))
-        settings = ServerSettings(
-            database_url=url,
-            mqtt_host="127.0.0.1",
-            mqtt_port=mqtt_port,
-            topic_prefix=prefix,
-            centre_key_file=stack.enter_context(temporary_key_file()),
-        )
-        key = generate_key()
-        engine = make_engine(url)
-        with session_factory(engine)() as session:
-            token = add_device(session, settings, "S1", "edge")
-            enrol(session, settings, token, "edge", public_key_raw(key))
-            session.commit()
-        engine.dispose()
-        sync_settings = SyncSettings(
-            mqtt_host="127.0.0.1",
-            mqtt_port=mqtt_port,
-            topic_prefix=prefix,
-            centre_key=CentreSigner.from_settings(settings).public_b64,
-        )
-        with worker_processes(settings, workers):
-            return asyncio.run(_day(tmp, minutes, sync_settings, key))
+    with (
+        bench_edge("soak", "S1", mqtt_port=mqtt_port) as (tmp, edge),
+        worker_processes(edge.server, workers),
+    ):
+        return asyncio.run(_day(tmp, minutes, edge.sync, edge.key))
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""A PostgreSQL primary and its streaming hot standby for the benches (``qaqpa bench fleet``);
-``pg_bin``, ``as_owner`` and ``run_pg`` are shared with the tests' pair.
+"""A PostgreSQL primary and its streaming hot standby: the recipe shared by the benches
+(``qaqpa bench fleet``) and the standby tests (tests/support/pg_pair.py).
 
-The same recipe as the tests' pair (tests/support/pg_pair.py: Debian's ``initdb``, then
-``pg_basebackup -R`` for the standby, the server programs run as ``postgres`` when we are root),
-but with a production-like configuration (fsync on, shared buffers for tens of millions of rows)
-and without the tests' service guard, so that the bench runs outside pytest. A pair already
-running on the ports is reused and left running; a pair made here is stopped and removed by
-``close()``.
+Debian's ``initdb`` makes the primary and ``pg_basebackup -R`` the standby; the server programs
+run as ``postgres`` when we are root (PostgreSQL refuses to run as root). ``Pair`` holds how a pair
+is made, watched and waited on; ``BenchPair`` is the bench's: a production-like configuration
+(fsync on, shared buffers for tens of millions of rows), no service guard (the bench runs outside
+pytest), a pair already running on the ports reused and left running, a pair made here stopped and
+removed by ``close()``. The tests' pair subclasses ``Pair`` with a small configuration and its own
+repairs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Self
 
 import psycopg
 
@@ -40,28 +43,41 @@ def run_pg(argv: list[str], *, check: bool = True) -> subprocess.CompletedProces
     return subprocess.run(as_owner(argv), capture_output=True, text=True, check=check, timeout=300)
 
 
-def _poll(cond: object, timeout: float, what: str) -> None:
+class NotReady(RuntimeError):
+    """A cluster or the pair did not reach the awaited state before the deadline."""
+
+
+def _poll(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if callable(cond) and cond():
+        if cond():
             return
         time.sleep(0.2)
-    raise RuntimeError(f"not in {timeout} s: {what}")
+    raise NotReady(f"not in {timeout} s: {what}")
 
 
 @dataclass
-class BenchCluster:
+class Cluster:
+    """One PostgreSQL cluster of ours in ``<prefix>-<port>`` (the bench's and the tests' apart)."""
+
     port: int
+    prefix: str = "/tmp/qaqpa-bench-pg"
     data: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.data = Path(f"/tmp/qaqpa-bench-pg-{self.port}")
+        self.data = Path(f"{self.prefix}-{self.port}")
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname} connect_timeout=3"
 
     def url(self, dbname: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def running(self) -> bool:
+        if not (self.data / "PG_VERSION").exists():
+            return False
+        status = run_pg([str(pg_bin() / "pg_ctl"), "status", "-D", str(self.data)], check=False)
+        return status.returncode == 0
 
     def accepts(self) -> bool:
         try:
@@ -70,6 +86,11 @@ class BenchCluster:
             return True
         except psycopg.Error:
             return False
+
+    def in_recovery(self) -> bool:
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            return bool(row and row[0])
 
     def postmaster_pid(self) -> int | None:
         try:
@@ -94,18 +115,17 @@ class BenchCluster:
         )
         _poll(self.accepts, 30, f"PostgreSQL on port {self.port} accepts connections")
 
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            run_pg(
-                [str(pg_bin() / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.data)],
-                check=False,
-            )
+    def stop(self, mode: str = "fast") -> None:
+        if self.running():
+            run_pg([str(pg_bin() / "pg_ctl"), "stop", "-w", "-m", mode, "-D", str(self.data)])
 
-    def remove(self) -> None:
-        self.stop()
+    def wipe(self) -> None:
+        """Stopped at once (its data is going) and removed."""
+        self.stop("immediate")
         shutil.rmtree(self.data, ignore_errors=True)
 
     def append_conf(self, text: str) -> None:
+        # as the owner: the file is postgres's
         subprocess.run(
             as_owner(["sh", "-c", f"cat >> {self.data}/postgresql.auto.conf"]),
             input=text,
@@ -135,24 +155,23 @@ log_min_messages = warning
 
 
 @dataclass
-class BenchPair:
-    """``primary`` streams to ``standby``; ``made``: this process made (and will remove) them."""
+class Pair:
+    """``primary`` streams to ``standby``: how a pair is made, watched and waited on. What to do
+    with a pair found on the ports (reuse, repair) and at the end is the subclass's."""
 
-    primary: BenchCluster
-    standby: BenchCluster
-    made: bool = False
+    primary: Cluster
+    standby: Cluster
+
+    PREFIX: ClassVar[str] = "/tmp/qaqpa-bench-pg"
+    CONF: ClassVar[str] = PRIMARY_CONF  # the primary's settings
 
     @classmethod
-    def on(cls, primary_port: int, standby_port: int) -> BenchPair:
-        return cls(BenchCluster(primary_port), BenchCluster(standby_port))
+    def on(cls, primary_port: int, standby_port: int) -> Self:
+        return cls(Cluster(primary_port, cls.PREFIX), Cluster(standby_port, cls.PREFIX))
 
-    def ensure(self) -> None:
-        p, s = self.primary, self.standby
-        if p.accepts() and s.accepts() and self.streaming():
-            return  # someone's pair: reused, left running
-        p.remove()
-        s.remove()
-        self.made = True
+    def make_primary(self) -> None:
+        """A new primary cluster (its directory gone or empty), configured and started."""
+        p = self.primary
         run_pg(
             [
                 str(pg_bin() / "initdb"),
@@ -166,8 +185,12 @@ class BenchPair:
                 "--locale=C.UTF-8",
             ]
         )
-        p.append_conf(PRIMARY_CONF.format(port=p.port, data=p.data))
+        p.append_conf(self.CONF.format(port=p.port, data=p.data))
         p.start()
+
+    def make_standby(self) -> None:
+        """A new standby (its directory gone) copied from the running primary, not started."""
+        p, s = self.primary, self.standby
         run_pg(
             [
                 str(pg_bin() / "pg_basebackup"),
@@ -187,8 +210,6 @@ class BenchPair:
             ]
         )
         s.append_conf(f"port = {s.port}\nunix_socket_directories = '{s.data}'\n")
-        s.start()
-        _poll(self.streaming, 60, "the standby streams from the primary")
 
     def streaming(self) -> bool:
         try:
@@ -199,6 +220,9 @@ class BenchPair:
                 return bool(row and row[0])
         except psycopg.Error:
             return False
+
+    def wait_streaming(self, timeout: float) -> None:
+        _poll(self.streaming, timeout, "the standby streams from the primary")
 
     def wait_replayed(self, timeout: float = 600) -> float:
         """Until the standby has replayed what the primary has written so far; the seconds."""
@@ -216,7 +240,25 @@ class BenchPair:
         _poll(replayed, timeout, f"the standby replays up to {lsn}")
         return time.monotonic() - t0
 
+
+@dataclass
+class BenchPair(Pair):
+    """The bench's pair; ``made``: this process made (and will remove) it."""
+
+    made: bool = False
+
+    def ensure(self) -> None:
+        if self.primary.accepts() and self.standby.accepts() and self.streaming():
+            return  # someone's pair: reused, left running
+        self.primary.wipe()
+        self.standby.wipe()
+        self.made = True
+        self.make_primary()
+        self.make_standby()
+        self.standby.start()
+        self.wait_streaming(60)
+
     def close(self) -> None:
         if self.made:
-            self.standby.remove()
-            self.primary.remove()
+            self.standby.wipe()
+            self.primary.wipe()

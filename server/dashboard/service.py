@@ -33,7 +33,6 @@ class SchoolDay:
     day: dt.date
     zone: str
     presence: calc.Presence | None = None
-    late_rows: list[DayRow] = field(default_factory=list)
     manual: list[tuple[DayRow, ManualPass]] = field(default_factory=list)
     meals: dict[str, int] | None = None
     status: reports.SchoolStatus | None = None
@@ -92,7 +91,6 @@ def school_day(
     if whole or class_pks:
         rows = reports.attendance_day_rows(db, sid, None if whole else class_pks, today)
         out.presence = calc.presence(rows)
-        out.late_rows = sorted((r for r in rows if r.late), key=lambda r: r.arrival_ms or 0)
         out.manual = sorted(
             ((r, m) for r in rows for m in r.manual_passes), key=lambda rm: rm[1].at_ms
         )

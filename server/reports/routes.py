@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from server.accounts.access import Principal
 from server.audit.service import audit
 from server.clock import Clock, ClockDep
-from server.console.params import FIRST_DAY, LAST_DAY, parse_day
 from server.console.scope import classes_in_scope, schools_in_scope
 from server.console.web import Db, ensure, nav_item, render, request_lang, require, tr
 from server.models import Region, School
@@ -36,6 +35,7 @@ from server.reports.export import (
     to_pdf,
     to_xlsx,
 )
+from server.reports.filters import BadInput, TextQ, bad_filter, day_filter, month_filter
 from server.reports.labels import N_, category_label, translator
 from server.reports.svg import day_chart
 
@@ -49,12 +49,7 @@ nav_item("status.view", "/status", "Status", 44)
 FORMATS = ("html", "xlsx", "pdf")
 SchoolQ = Annotated[str | None, Query(max_length=64)]
 ClassQ = Annotated[str | None, Query(alias="class", max_length=20)]
-TextQ = Annotated[str | None, Query(max_length=20)]
 FormatQ = Annotated[str, Query(max_length=8)]
-
-
-class BadInput(Exception):
-    """A filter value that cannot be read: shown to the user as a 400 with the field and reason."""
 
 
 # ----------------------------------------------------------------------------------- scope
@@ -119,15 +114,6 @@ def _scope(
     return Scope(schools, chosen, classes, picked, whole)
 
 
-def _day(value: str | None, today: dt.date) -> dt.date:
-    if not value:
-        return today
-    day = parse_day(value)
-    if day is None:
-        raise BadInput(f"day={value!r}: not a date YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}")
-    return day
-
-
 def _month_query(
     db: Session,
     who: Principal,
@@ -140,31 +126,13 @@ def _month_query(
 ) -> tuple[Scope, dt.date, str]:
     """The filters of a monthly report: scope, month and format (``BadInput`` if any is bad)."""
     sc = _scope(db, who, perm, school, klass)
-    return sc, _month(month, clock.school_today(sc.school)), _format(format)
-
-
-def _month(value: str | None, today: dt.date) -> dt.date:
-    if not value:
-        return today.replace(day=1)
-    try:
-        month = calc.parse_month(value)
-    except ValueError as err:
-        raise BadInput(f"month={value!r}: not a month YYYY-MM") from err
-    if not FIRST_DAY <= month <= LAST_DAY:
-        raise BadInput(f"month={value!r}: not a month from {FIRST_DAY:%Y-%m} to {LAST_DAY:%Y-%m}")
-    return month
+    return sc, month_filter(month, clock.school_today(sc.school)), _format(format)
 
 
 def _format(value: str) -> str:
     if value not in FORMATS:
         raise BadInput(f"format={value!r}: one of {', '.join(FORMATS)}")
     return value
-
-
-def _bad(request: Request, err: BadInput) -> Response:
-    # error.html escapes the message (it quotes what the user typed).
-    message = tr(request, "The filter could not be read") + f": {err}"
-    return render(request, "error.html", {"code": 400, "message": message}, 400)
 
 
 def _download(
@@ -219,10 +187,10 @@ def attendance_page(
 ) -> Response:
     try:
         sc = _scope(db, who, "reports.attendance", school, klass)
-        when = _day(day, clock.school_today(sc.school))
+        when = day_filter(day, clock.school_today(sc.school))
         fmt = _format(format)
     except BadInput as err:
-        return _bad(request, err)
+        return bad_filter(request, err)
     rows = service.attendance_day_rows(rdb, sc.school.id, sc.class_pks, when)
     zone = sc.school.timezone
     t = translator(_lang(request))
@@ -297,7 +265,7 @@ def attendance_month_page(
             db, who, "reports.attendance", school, klass, month, format, clock
         )
     except BadInput as err:
-        return _bad(request, err)
+        return bad_filter(request, err)
     data = service.attendance_month_rows(rdb, sc.school.id, sc.class_pks, m)
     t = translator(_lang(request))
     title = sc.school.name or sc.school.id
@@ -355,7 +323,7 @@ def meals_page(
     try:
         sc, m, fmt = _month_query(db, who, "reports.meals", school, None, month, format, clock)
     except BadInput as err:
-        return _bad(request, err)
+        return bad_filter(request, err)
     ensure(sc.whole)
     data = service.meal_month(rdb, sc.school.id, m)
     t = translator(_lang(request))
@@ -415,7 +383,7 @@ def meals_statement(
     try:
         sc, m, fmt = _month_query(db, who, "reports.meals", school, None, month, format, clock)
     except BadInput as err:
-        return _bad(request, err)
+        return bad_filter(request, err)
     ensure(sc.whole)
     data = service.meal_month(rdb, sc.school.id, m)
     t = translator(_lang(request))
@@ -457,7 +425,7 @@ def library_page(
     try:
         sc, m, fmt = _month_query(db, who, "reports.library", school, klass, month, format, clock)
     except BadInput as err:
-        return _bad(request, err)
+        return bad_filter(request, err)
     t = translator(_lang(request))
     title = sc.school.name or sc.school.id
     # The per-class summary covers every visible class; the per-student list only the chosen one.
@@ -511,7 +479,7 @@ def evacuation_page(
         sc = _scope(db, who, "reports.evacuation", school, None)
         fmt = _format(format)
     except BadInput as err:
-        return _bad(request, err)
+        return bad_filter(request, err)
     now = clock.now_ms()
     h = service.headcount(db, sc.school.id, now, None if sc.whole else [c.pk for c in sc.classes])
     when = calc.local_dt(now, sc.school.timezone).strftime("%Y-%m-%d %H:%M")

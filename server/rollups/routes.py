@@ -4,29 +4,22 @@ an operator every school, a school's admin their own. One grouped query over (sc
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from server.accounts.access import Principal
 from server.clock import ClockDep
-from server.console.params import FIRST_DAY, LAST_DAY
 from server.console.scope import schools_in_scope
-from server.console.web import Db, nav_item, render, require, tr
+from server.console.web import Db, nav_item, render, require
 from server.replica import ReadDb
 from server.reports import calc
+from server.reports.filters import BadInput, TextQ, bad_filter, day_filter, month_filter
 from server.rollups import service
 
 router = APIRouter()
 nav_item("reports.meals", "/reports/schools", "Schools: meals and attendance", 45)
-TextQ = Annotated[str | None, Query(max_length=20)]
-
-
-def _bad(request: Request, what: str) -> Response:
-    message = tr(request, "The filter could not be read") + f": {what}"
-    return render(request, "error.html", {"code": 400, "message": message}, 400)
 
 
 @router.get("/reports/schools")
@@ -46,12 +39,10 @@ def schools_page(
     ]
     today = clock.today_in(None)
     try:
-        m = calc.parse_month(month) if month else today.replace(day=1)
-        d = dt.date.fromisoformat(day) if day else today
-    except ValueError:
-        return _bad(request, f"month={month!r} day={day!r}")
-    if not (FIRST_DAY <= m <= LAST_DAY and FIRST_DAY <= d <= LAST_DAY):
-        return _bad(request, f"month={month!r} day={day!r}")
+        m = month_filter(month, today)
+        d = day_filter(day, today)
+    except BadInput as err:
+        return bad_filter(request, err)
     days = calc.month_days(m)
     ids = {s.id for s in schools}
     meals = {

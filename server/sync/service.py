@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +27,7 @@ from server.clock import now_ms
 from server.db import is_unreachable, make_engine, session_factory
 from server.models import Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
-from server.service import DatabasePacing, ThreadedService
+from server.service import DatabasePacing, StartAbandoned, ThreadedService
 from server.settings import ServerSettings
 from server.staffpins import service as staffpins
 from server.sync.cardmove import finish_move
@@ -278,9 +277,9 @@ class DownlinkService(ThreadedService):
     # ------------------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 10.0) -> None:
+        self._sent = self._first_heads()  # first: a stop while it waits leaves nothing running
         self._thread = threading.Thread(target=self._run, name="downlink", daemon=True)
         self._thread.start()
-        self._sent = self._first_heads()
         connect_and_wait(self._client, self._settings, self._connected, timeout)
         self._stop_watch.clear()
         self._watcher = threading.Thread(target=self._watch, name="downlink-watch", daemon=True)
@@ -288,7 +287,8 @@ class DownlinkService(ThreadedService):
 
     def _first_heads(self) -> dict[str, int]:
         """The schools' versions at start; started while the database is down, it waits for it
-        (a line when it is found away, one when it answers) instead of exiting."""
+        (a line when it is found away, one when it answers) instead of exiting, until it is asked
+        to stop (``StartAbandoned``)."""
         pacing = DatabasePacing("downlink", log)
         while True:
             try:
@@ -297,7 +297,10 @@ class DownlinkService(ThreadedService):
             except Exception as err:
                 if not is_unreachable(err):
                     raise
-                time.sleep(pacing.failed(err))
+                if self.stop_requested.wait(pacing.failed(err)):
+                    raise StartAbandoned(
+                        "downlink: stopped while waiting for the database; not started"
+                    ) from err
                 continue
             pacing.succeeded()
             return heads

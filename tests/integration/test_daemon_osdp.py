@@ -32,8 +32,8 @@ from protocol.messages import (
     StudentRecord,
     SyncSnapshot,
 )
+from simulators.edge_school import midday_zone
 from simulators.osdp_pd import PtyBus
-from tests.support.edge_harness import midday_zone
 from tests.support.wait import wait_until_async
 
 KEY = bytes.fromhex("7c3a5e1f9b2d4c6a8e0f1a2b3c4d5e6f")

@@ -10,28 +10,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from protocol import topics
-from protocol.codec import SCHEMA_VERSION, canonical, signed_bytes
 from protocol.messages import CardsBlockedEvent, EntryEvent, EventBatch
 from server.db import make_engine, session_factory
 from server.ingest import core
 from server.ingest.core import IngestOutcome, IngestStore, RejectReason
 from server.models import IngestRejection, ServerAlarm, StoredEvent
 from server.settings import ServerSettings
-from tests.support.sync import enrolled_device
+from tests.support.sync import enrolled_device, signed_raw
 
 NOW = 1_790_000_000_000
-
-
-def signed_raw(plain: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
-    """An event batch as a newer release would sign it: the body as given, not as this
-    release's models would write it."""
-    body = canonical(plain)
-    sig = key.sign(signed_bytes("event_batch", body))
-    return canonical({"v": SCHEMA_VERSION, "t": "event_batch", "b": body, "s": sig})
 
 
 def batch_of(*events: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from protocol.messages import (
     SyncDelta,
     SyncSnapshot,
 )
-from tests.support.edge_harness import midday_zone
+from simulators.edge_school import midday_zone
 
 ZONE_NAME = midday_zone()  # lunch "all day" never straddles midnight during a test
 ZONE = zoneinfo.ZoneInfo(ZONE_NAME)

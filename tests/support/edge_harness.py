@@ -1,102 +1,32 @@
-"""A school daemon in a child process, fed through FIFOs, for kill tests and benchmarks."""
+"""A school daemon in a child process, fed through FIFOs, for kill tests."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from edge.store import EdgeStore
 from protocol.messages import Event
+from simulators.edge_school import EdgeSchool, card, spawn_daemon
 from tests.support.wait import wait_until
 
 
-def midday_zone() -> str:
-    """An Etc/GMT zone where it is now between 06:00 and 18:00, far from the day's edges."""
-    utc_hour = dt.datetime.now(dt.UTC).hour
-    offset = 12 - utc_hour  # local = utc + offset
-    offset = max(-12, min(14, offset))
-    # Etc/GMT signs are inverted: Etc/GMT-5 is UTC+5
-    return "Etc/GMT" + (f"-{offset}" if offset > 0 else f"+{-offset}" if offset < 0 else "")
-
-
 @dataclass
-class School:
-    root: Path
+class School(EdgeSchool):
+    """The school's edge directory (simulators/edge_school.py), its roster imported by the real
+    command; a small school by default."""
+
     students: int = 40
-    terminals: dict[str, tuple[str, str | None]] = field(
-        default_factory=lambda: {
-            "gate-1": ("turnstile", "in"),
-            "canteen-1": ("canteen", None),
-            "canteen-2": ("canteen", None),
-            "lib-1": ("library", None),
-        }
-    )
-
-    @property
-    def config(self) -> Path:
-        return self.root / "edge.toml"
-
-    @property
-    def actuations(self) -> Path:
-        return self.root / "actuations.log"
-
-    def fifo(self, terminal: str) -> Path:
-        return self.root / f"{terminal}.fifo"
 
     def card(self, i: int) -> str:
-        return f"EM:{4_000_000_000 + i:010d}"
+        return card(i)
 
     def write(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        roster = {
-            "school": "S1",
-            "students": [
-                {
-                    "id": f"s{i}",
-                    "grade": 2 if i % 2 else 6,
-                    "class": "2A" if i % 2 else "6A",
-                    "shift": 1,
-                    "cards": [self.card(i)],
-                    "consent": {"data": True},
-                    "categories": [],
-                }
-                for i in range(self.students)
-            ],
-            "staff": [],
-        }
-        (self.root / "roster.json").write_text(json.dumps(roster))
-        (self.root / "policy.toml").write_text(
-            f'timezone = "{midday_zone()}"\nfree_meal_grades = [1, 2, 3, 4]\n'
-            'anti_passback = "off"\n'
-            '[[shift]]\nnumber = 1\nentry_from = "00:00"\nentry_to = "23:59"\n'
-            '[[meal_period]]\nname = "lunch"\nshifts = [1]\nfrom = "00:00"\nto = "23:59"\n'
-        )
-        lines = [
-            'school = "S1"',
-            'device = "edge-1"',
-            'store = "edge.sqlite"',
-            'policy = "policy.toml"',
-        ]
-        for tid, (kind, direction) in self.terminals.items():
-            fifo = self.fifo(tid)
-            if not fifo.exists():
-                os.mkfifo(fifo)
-            lines += [
-                "[[terminal]]",
-                f'id = "{tid}"',
-                f'kind = "{kind}"',
-                *([f'direction = "{direction}"'] if direction else []),
-                f'reader = {{ type = "line", path = "{fifo}" }}',
-                f'gate = {{ type = "log", path = "{self.actuations}" }}',
-            ]
-        self.config.write_text("\n".join(lines) + "\n")
+        self.write_files()
         subprocess.run(
             [
                 sys.executable,
@@ -118,22 +48,7 @@ class School:
         env.pop("QAQPA_CRASH_AT", None)
         if crash_at:
             env["QAQPA_CRASH_AT"] = crash_at
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qaqpa.cli", "run", "--config", str(self.config)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        return Daemon(self, proc)
-
-    def actuation_lines(self) -> list[tuple[str, int, str]]:
-        if not self.actuations.exists():
-            return []
-        out = []
-        for line in self.actuations.read_text().splitlines():
-            term, seq, verdict = line.split()
-            out.append((term, int(seq), verdict))
-        return out
+        return Daemon(self, spawn_daemon(self.config, subprocess.PIPE, env))
 
     def journal(self) -> list[Event]:
         async def read() -> list[Event]:

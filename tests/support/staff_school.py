@@ -36,7 +36,7 @@ from protocol.messages import (
     StudentRecord,
     SyncSnapshot,
 )
-from tests.support.edge_harness import midday_zone
+from simulators.edge_school import midday_zone
 from tests.support.wait import wait_until_async
 
 SCHOOL = "S1"

@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session
 
 from edge.sync import SyncSettings
+from protocol.codec import SCHEMA_VERSION, canonical, signed_bytes
 from protocol.messages import (
     CardBind,
     CardBinding,
@@ -44,6 +45,14 @@ def signed(school: str, device: str, key: Ed25519PrivateKey, first: int, n: int)
         school=school, device=device, sent_at_ms=1_700_000_000_000, events=entries(first, n)
     )
     return sign_batch(batch, key)
+
+
+def signed_raw(plain: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
+    """An event batch as a newer release would sign it: the body as given, not as this
+    release's models would write it."""
+    body = canonical(plain)
+    sig = key.sign(signed_bytes("event_batch", body))
+    return canonical({"v": SCHEMA_VERSION, "t": "event_batch", "b": body, "s": sig})
 
 
 def enrolled_device(

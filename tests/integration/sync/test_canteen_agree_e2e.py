@@ -45,8 +45,8 @@ from server.models import School
 from server.people.models import Student
 from server.settings import ServerSettings
 from server.sync import DownlinkService
+from simulators.edge_school import midday_zone
 from tests.support.console import Browser, World
-from tests.support.edge_harness import midday_zone
 from tests.support.services import SYSTEM_BROKER
 from tests.support.sync import enrolled_device, sync_settings
 

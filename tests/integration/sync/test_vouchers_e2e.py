@@ -51,9 +51,9 @@ from server.sync import DownlinkService
 from server.sync.changelog import append_changes
 from server.vouchers import service as vouchers
 from server.vouchers.rules import IssueForm
+from simulators.edge_school import midday_zone
 from tests.integration.sync.test_uplink import sync_settings
 from tests.support.console import World
-from tests.support.edge_harness import midday_zone
 from tests.support.services import SYSTEM_BROKER
 from tests.support.sync import Probe, enrolled_device
 

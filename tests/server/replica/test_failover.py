@@ -21,8 +21,9 @@ from server.models import IngestProgress, StoredEvent
 from server.people.service import add_school
 from server.replica import Replica
 from server.settings import ServerSettings
+from simulators.pg_pair import pg_bin, run_pg
 from tests.support.centre import centre_key_file
-from tests.support.pg_pair import PgPair, fresh_database, pg_bin, run_pg
+from tests.support.pg_pair import PgPair, fresh_database
 from tests.support.sync import enrolled_device
 
 pytestmark = pytest.mark.postgres
