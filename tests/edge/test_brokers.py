@@ -134,6 +134,7 @@ async def test_the_daemon_hands_the_node_list_to_its_sync(
     path.write_text(
         'school = "S1"\ndevice = "edge-1"\nstore = "edge.sqlite"\nsync_key_dir = "keys"\n'
         'mqtt_protocol = "3.1.1"\nmqtt_brokers = ["127.0.0.1:1891", "127.0.0.1:1892"]\n'
+        "failback_s = 20\n"
     )
     cfg = load_config(path)
     store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
@@ -141,6 +142,7 @@ async def test_the_daemon_hands_the_node_list_to_its_sync(
         sync = open_sync(path, cfg, store)
         assert sync.settings.brokers() == [("127.0.0.1", 1891), ("127.0.0.1", 1892)]
         assert sync.settings.mqtt_protocol == "3.1.1"
-        assert sync.broker in sync.settings.brokers()
+        assert sync.broker == sync.preferred_broker  # it starts on its own node
+        assert sync.settings.failback_s == 20
     finally:
         await store.close()
