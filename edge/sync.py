@@ -645,7 +645,22 @@ class EdgeSync:
             except TimeoutError:
                 pass
             host, port = rotation.preferred_node
-            if self._online and await asyncio.to_thread(self._probe, host, port):
+            # The probe may take up to connect_timeout_s (a node that does not answer at all):
+            # a drop of the current connection meanwhile is not kept waiting for it.
+            probe = asyncio.ensure_future(asyncio.to_thread(self._probe, host, port))
+            lost = asyncio.ensure_future(self._disconnected.wait())
+            try:
+                await asyncio.wait({probe, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost.cancel()
+                if not probe.done():  # left to finish in its thread; its result is not wanted
+                    probe.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if not probe.done():
+                return False
+            if probe.exception() is not None:
+                log.warning("probing the preferred broker node failed: %r", probe.exception())
+                continue
+            if probe.result() and self._online:
                 log.info("the preferred broker node %s:%d answers again: moving back", host, port)
                 return True
 
