@@ -260,8 +260,14 @@ class EdgeConfig(BaseSettings):
     mqtt_brokers: list[str] | None = Field(
         None,
         description='the nodes of a broker cluster ("mqtts://host:port", ...); the edge '
-        "starts at a random one and moves on when a connection fails; overrides the broker "
-        "recorded at enrolment",
+        "starts at its preferred one (a stable hash of school/device) and moves on when a "
+        "connection fails; overrides the broker recorded at enrolment",
+    )
+    failback_s: float | None = Field(
+        None,
+        ge=0,
+        description="on a cluster node other than its preferred one, probe the preferred node "
+        "about this often and move back once it answers (default 60; 0: stay put)",
     )
     mqtt_protocol: Literal["5", "3.1.1"] | None = Field(
         None,

@@ -423,6 +423,7 @@ def open_sync(config_path: Path, cfg: EdgeConfig, store: EdgeStore) -> EdgeSync:
         "mqtt_allow_plain": cfg.mqtt_allow_plain or None,
         "mqtt_brokers": cfg.mqtt_brokers,
         "mqtt_protocol": cfg.mqtt_protocol,
+        "failback_s": cfg.failback_s,
     }
     overrides = {name: value for name, value in link.items() if value is not None}
     from edge.staff.pins import PinKeyError, load_pin_key

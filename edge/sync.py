@@ -27,6 +27,7 @@ import json
 import logging
 import random
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from edge.brokers import BrokerRotation, parse_broker_url
+from edge.brokers import BrokerRotation, failback_delay, parse_broker_url
 from edge.centre import (
     CENTRE_FILE,
     CentreKeyError,
@@ -122,8 +123,15 @@ class SyncSettings(BaseSettings):
     mqtt_brokers: list[str] = Field(
         default_factory=list,
         description='The nodes of a broker cluster, e.g. ["mqtts://node1:8883", '
-        '"node2:8883"]; when set, mqtt_host/mqtt_port are not used: the edge starts at a '
-        "random node and moves to the next one whenever a connection fails or drops",
+        '"node2:8883"]; when set, mqtt_host/mqtt_port are not used: the edge starts at its '
+        "preferred node (a stable hash of school and device over the list) and moves to the "
+        "next one whenever a connection fails or drops",
+    )
+    failback_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="On a node other than its preferred one, the edge probes the preferred node "
+        "about this often (0.75-1.25x) and moves back once it accepts a login (0: stay put)",
     )
     mqtt_username: str | None = Field(default=None, description="This device's MQTT user")
     mqtt_password: str | None = Field(default=None, description="This device's MQTT password")
@@ -378,7 +386,9 @@ class EdgeSync:
         self.on_centre_time: Callable[[int], None] | None = None
         # connection attempts that did not end online (refused, unreachable, TLS failed)
         self.failed_connections = 0
-        self._rotation = BrokerRotation(settings.brokers(), random.random())
+        self._rotation = BrokerRotation(settings.brokers(), f"{self._school}/{self._device}")
+        # moves back to the preferred node once it answered a probe again
+        self.failbacks = 0
         # (node, seconds from losing the link to the next CONNACK) of each reconnection
         self.reconnections: list[tuple[str, float]] = []
         self._lost_at: float | None = None
@@ -511,10 +521,10 @@ class EdgeSync:
 
     # ---------------------------------------------------------------------- paho -> loop
 
-    def _make_client(self) -> mqtt.Client:
+    def _new_client(self, kind: str) -> mqtt.Client:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"qaqpa-edge-{self._school}-{self._device}-{uuid.uuid4().hex[:6]}",
+            client_id=f"qaqpa-{kind}-{self._school}-{self._device}-{uuid.uuid4().hex[:6]}",
             protocol=mqtt.MQTTv5 if self._settings.mqtt_protocol == "5" else mqtt.MQTTv311,
             reconnect_on_failure=False,
         )
@@ -523,8 +533,12 @@ class EdgeSync:
         tls = self._settings.tls_context()
         if tls is not None:
             client.tls_set_context(tls)
-        client.max_inflight_messages_set(100)
         client.connect_timeout = self._settings.connect_timeout_s
+        return client
+
+    def _make_client(self) -> mqtt.Client:
+        client = self._new_client("edge")
+        client.max_inflight_messages_set(100)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -582,13 +596,81 @@ class EdgeSync:
         """The node this edge is connected to, or will try next."""
         return self._rotation.current
 
+    @property
+    def preferred_broker(self) -> tuple[str, int]:
+        """The node this edge goes back to when it answers (a stable hash of its identity)."""
+        return self._rotation.preferred_node
+
+    def _probe(self, host: str, port: int) -> bool:
+        """In a worker thread: does ``host:port`` accept this device's login now? A separate,
+        short MQTT connection (its own client id, no will, no subscription), closed at once."""
+        answered = threading.Event()
+        accepted: list[bool] = []
+
+        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+            accepted.append(not reason_code.is_failure)
+            answered.set()
+
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, _rc: Any, _p: Any) -> None:
+            answered.set()
+
+        client = self._new_client("probe")
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        try:
+            client.connect(host, port, self._settings.keepalive_s)
+        except (OSError, ValueError):  # refused, unreachable, TLS failed
+            return False
+        client.loop_start()
+        try:
+            answered.wait(self._settings.connect_timeout_s)
+            return accepted == [True]
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    async def _hold(self) -> bool:
+        """While connected: wait for the link to drop (False), or, on a node other than the
+        preferred one, probe the preferred node now and then and return True once it answers
+        (the caller moves back to it)."""
+        rotation, interval = self._rotation, self._settings.failback_s
+        while True:
+            if rotation.on_preferred or interval <= 0:
+                await self._disconnected.wait()
+                return False
+            try:
+                async with asyncio.timeout(failback_delay(interval, random.random())):
+                    await self._disconnected.wait()
+                return False
+            except TimeoutError:
+                pass
+            host, port = rotation.preferred_node
+            # The probe may take up to connect_timeout_s (a node that does not answer at all):
+            # a drop of the current connection meanwhile is not kept waiting for it.
+            probe = asyncio.ensure_future(asyncio.to_thread(self._probe, host, port))
+            lost = asyncio.ensure_future(self._disconnected.wait())
+            try:
+                await asyncio.wait({probe, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost.cancel()
+                if not probe.done():  # left to finish in its thread; its result is not wanted
+                    probe.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if not probe.done():
+                return False
+            if probe.exception() is not None:
+                log.warning("probing the preferred broker node failed: %r", probe.exception())
+                continue
+            if probe.result() and self._online:
+                log.info("the preferred broker node %s:%d answers again: moving back", host, port)
+                return True
+
     async def _connection(self) -> None:
         s = self._settings
         attempt = 0
         first = True
         while True:
             self._link_changed.clear()
-            went_online = False
+            went_online = failback = False
             host, port = self._rotation.current
             if not first and len(self._rotation.nodes) > 1:
                 # A new client id for every connection to a cluster: RabbitMQ keeps a client
@@ -641,19 +723,28 @@ class EdgeSync:
                     except Exception:
                         log.exception("connection set-up failed; the uplink re-sends anyway")
                         self._window.rewind(time.monotonic())
-                    await self._disconnected.wait()
-                    self._lost_at = time.monotonic()
-                    log.warning(
-                        "lost the broker connection to %s:%d (%s)",
-                        host,
-                        port,
-                        self.disconnect_reason,
-                    )
+                    failback = await self._hold()
+                    if not failback:
+                        self._lost_at = time.monotonic()
+                        log.warning(
+                            "lost the broker connection to %s:%d (%s)",
+                            host,
+                            port,
+                            self.disconnect_reason,
+                        )
                 self._client.disconnect()
                 await asyncio.to_thread(self._client.loop_stop)
                 self._online = False
             if not went_online:
                 self.failed_connections += 1
+            if failback:
+                # A clean move: what was in flight is re-sent from the last ack on the preferred
+                # node (stored once by the idempotent insert), the downlink resumes from the
+                # applied version this edge reports there.
+                self.failbacks += 1
+                self._rotation.return_to_preferred()
+                attempt = 0
+                continue
             # a failed or dropped connection: the next node of a cluster (the same single broker)
             self._rotation.advance()
             # a connection that dropped is retried at once on the next node; a failed attempt

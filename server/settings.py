@@ -6,12 +6,13 @@ import ssl
 import zoneinfo
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from protocol.link import parse_broker_url, plain_refusal
-from server.tls import TlsSetupError, link_error, mqtt_tls_context
+from protocol.link import is_loopback, parse_broker_url, plain_refusal
+from server.tls import TlsSetupError, amqp_tls_context, link_error, mqtt_tls_context
 
 # A key shared with another party or signing what parents hold (HMAC): at least this long, and
 # neither a known default nor a trivial string.
@@ -108,7 +109,20 @@ class ServerSettings(BaseSettings):
     amqp_urls: list[str] = Field(
         default_factory=list,
         description="With ingest_source amqp: the AMQP URLs of the RabbitMQ nodes "
-        "(amqp://user:password@host:5672/%2F); ingest moves to the next one when a node fails",
+        "(amqps://user:password@host:5671/%2F with amqp_ca_file); ingest moves to the next one "
+        "when a node fails",
+    )
+    amqp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the RabbitMQ nodes' certificates, the only "
+        "CA trusted; set: every amqp_urls entry must be amqps:// (plain AMQP is refused), TLS 1.2 "
+        "or newer, certificate and host name checked. Required for a node off loopback unless "
+        "amqp_allow_plain (README, the broker cluster)",
+    )
+    amqp_allow_plain: bool = Field(
+        default=False,
+        description="Allow plain (unencrypted) AMQP to a RabbitMQ node off loopback: a private "
+        "network only. A loopback node may always be plain",
     )
     amqp_queue: str = Field(
         default="qaqpa.ingest",
@@ -242,6 +256,27 @@ class ServerSettings(BaseSettings):
                 raise link_error(str(err)) from err
         return self
 
+    @model_validator(mode="after")
+    def _amqp_link_is_safe(self) -> ServerSettings:
+        """AMQP over TLS exactly when amqp_ca_file is set; plain only on loopback (or allowed)."""
+        tls = self.amqp_ca_file is not None
+        for k, url in enumerate(self.amqp_urls):
+            refusal = amqp_url_refusal(url, tls=tls, allow_plain=self.amqp_allow_plain)
+            if refusal is not None:
+                raise link_error(f"amqp_urls.{k}: {refusal}")
+        if self.amqp_ca_file is not None:
+            try:
+                amqp_tls_context(self.amqp_ca_file)
+            except TlsSetupError as err:
+                raise link_error(str(err)) from err
+        return self
+
+    def amqp_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of ingest's AMQP connections; None for plain ones."""
+        if self.amqp_ca_file is None:
+            return None
+        return amqp_tls_context(self.amqp_ca_file)
+
     def mqtt_nodes(self) -> list[tuple[str, int]]:
         """(host, port) of each MQTT node: ``mqtt_brokers``, or ``mqtt_host:mqtt_port`` alone."""
         if not self.mqtt_brokers:
@@ -254,3 +289,35 @@ class ServerSettings(BaseSettings):
         if self.mqtt_ca_file is None:
             return None
         return mqtt_tls_context(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
+
+
+def amqp_url_refusal(url: str, *, tls: bool, allow_plain: bool) -> str | None:
+    """Why ingest must not use the AMQP URL ``url`` as configured, or None when it may. The
+    message names the node (host:port), never the URL (it holds the password)."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError as err:
+        return f"not an AMQP URL ({err})"
+    if parts.scheme not in ("amqp", "amqps"):
+        return "the scheme must be amqps:// (or amqp:// without amqp_ca_file)"
+    if not host:
+        return "no host"
+    node = f"{host}:{port or (5671 if parts.scheme == 'amqps' else 5672)}"
+    if tls and parts.scheme == "amqp":
+        return (
+            f"plain AMQP to {node} is refused: amqp_ca_file is set, so every node is reached "
+            "over TLS (amqps://)"
+        )
+    if not tls and parts.scheme == "amqps":
+        return (
+            f"amqps:// to {node} needs amqp_ca_file: the CA that signed the nodes' certificates "
+            "(README, the broker cluster)"
+        )
+    if not tls and not allow_plain and not is_loopback(host):
+        return (
+            f"a plain (unencrypted) AMQP connection to {node} is refused off loopback: give "
+            "amqps:// URLs and amqp_ca_file, or, on a private network only, amqp_allow_plain = "
+            "true (README, the broker cluster)"
+        )
+    return None

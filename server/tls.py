@@ -1,4 +1,5 @@
-"""The server's TLS context for MQTT: the broker's certificate checked against one pinned CA.
+"""The server's TLS contexts for MQTT and AMQP: the broker's certificate checked against one
+pinned CA.
 
 Kept apart from ``server.mqtt`` (paho) so the settings can check the files at start. The edge has
 the same few lines in ``edge/tls.py`` (edge and server share only ``protocol``, which does no
@@ -58,6 +59,20 @@ def mqtt_tls_context(
                 f"mqtt_cert_file / mqtt_key_file: {cert_file}, {key_file}: not a PEM certificate "
                 f"and its unencrypted key ({err.reason})"
             ) from err
+    return ctx
+
+
+def amqp_tls_context(ca_file: Path) -> ssl.SSLContext:
+    """Ingest's AMQP connections to RabbitMQ: the node's certificate checked against ``ca_file``
+    only (no system CAs), its host name checked, TLS 1.2 or newer."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
+    ctx.minimum_version = getattr(ssl.TLSVersion, MIN_TLS_VERSION)
+    try:
+        ctx.load_verify_locations(cafile=readable_file("amqp_ca_file", ca_file))
+    except ssl.SSLError as err:
+        raise TlsSetupError(
+            f"amqp_ca_file: {ca_file}: not a PEM CA certificate ({err.reason})"
+        ) from err
     return ctx
 
 

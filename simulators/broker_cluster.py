@@ -51,6 +51,8 @@ class Ports:
     mqtt: tuple[int, int, int]
     mqtt_tls: tuple[int, int, int]
     internal: tuple[int, int, int]  # Erlang distribution (RabbitMQ) or cluster routes (NATS)
+    # RabbitMQ with ``tls``: AMQP over TLS only, on these ports (None: AMQP stays plain)
+    amqp_tls: tuple[int, int, int] | None = None
 
 
 RABBIT_PORTS = Ports(
@@ -58,6 +60,7 @@ RABBIT_PORTS = Ports(
     mqtt=(1891, 1892, 1893),
     mqtt_tls=(8891, 8892, 8893),
     internal=(25681, 25682, 25683),
+    amqp_tls=(5691, 5692, 5693),
 )
 NATS_PORTS = Ports(
     native=(4231, 4232, 4233),
@@ -192,9 +195,20 @@ class RabbitCluster(_Cluster):
     def node(self, i: int) -> str:
         return f"qaqpa-c{i + 1}@localhost"
 
-    def amqp_url(self, i: int) -> str:
+    @property
+    def amqps(self) -> bool:
+        """AMQP over TLS only (with ``tls`` and ``ports.amqp_tls``), on the MQTT listeners' cert."""
+        return self.tls is not None and self.ports.amqp_tls is not None
+
+    def amqp_port(self, i: int) -> int:
         return (
-            f"amqp://{self.admin_user}:{self.admin_password}@127.0.0.1:{self.ports.native[i]}/%2F"
+            self.ports.amqp_tls[i] if self.ports.amqp_tls and self.amqps else self.ports.native[i]
+        )
+
+    def amqp_url(self, i: int) -> str:
+        scheme = "amqps" if self.amqps else "amqp"
+        return (
+            f"{scheme}://{self.admin_user}:{self.admin_password}@127.0.0.1:{self.amqp_port(i)}/%2F"
         )
 
     def amqp_urls(self) -> list[str]:
@@ -228,7 +242,11 @@ class RabbitCluster(_Cluster):
             "loopback_users = none",
             f"default_user = {self.admin_user}",
             f"default_pass = {self.admin_password}",
-            f"listeners.tcp.default = 127.0.0.1:{self.ports.native[i]}",
+            *(
+                ["listeners.tcp = none", f"listeners.ssl.default = 127.0.0.1:{self.amqp_port(i)}"]
+                if self.amqps
+                else [f"listeners.tcp.default = 127.0.0.1:{self.ports.native[i]}"]
+            ),
             "cluster_formation.peer_discovery_backend = classic_config",
             *(f"cluster_formation.classic_config.nodes.{k + 1} = {self.node(k)}" for k in range(3)),
             "cluster_partition_handling = pause_minority",
@@ -299,7 +317,7 @@ class RabbitCluster(_Cluster):
         while time.monotonic() < deadline:
             if not self.alive(i):
                 raise ClusterError(f"{self.node(i)} exited:\n{self.tail(i)}")
-            if listens(port) and listens(self.ports.native[i]):
+            if listens(port) and listens(self.amqp_port(i)):
                 return
             time.sleep(0.3)
         raise ClusterError(f"{self.node(i)} not up in {timeout:.0f} s:\n{self.tail(i)}")

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import threading
 import time
 from typing import Any
@@ -63,6 +64,40 @@ def declare(channel: BlockingChannel, settings: ServerSettings) -> None:
     )
 
 
+def connection_parameters(settings: ServerSettings) -> list[pika.URLParameters]:
+    """One node's connection parameters per ``amqp_urls`` entry; over TLS (``amqps://``, the
+    settings refuse plain AMQP then) with ``amqp_ca_file`` as the only CA trusted and the node's
+    host name checked against its certificate."""
+    ctx = settings.amqp_tls_context()
+    out = []
+    for url in settings.amqp_urls:
+        p = pika.URLParameters(url)
+        if ctx is not None:
+            p.ssl_options = pika.SSLOptions(ctx, server_hostname=p.host)
+        p.heartbeat = 10
+        p.blocked_connection_timeout = 30
+        p.connection_attempts = 1
+        p.socket_timeout = 5
+        out.append(p)
+    return out
+
+
+def tls_failure(err: BaseException) -> ssl.SSLError | None:
+    """The TLS error of a failed connection: raised as it is by the handshake, or wrapped in one
+    of pika's errors; None for any other failure."""
+    seen: set[int] = set()
+    todo: list[object] = [err]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLError):
+            return e
+        todo += [*e.args, e.__cause__, e.__context__]
+    return None
+
+
 class AmqpIngestWorker(ThreadedService):
     """Start with ``start()`` (or ``with``/``async with``); ``stop()`` finishes the batch in hand
     and closes. One thread owns the connection (pika is not thread-safe)."""
@@ -77,15 +112,11 @@ class AmqpIngestWorker(ThreadedService):
         self._store = IngestStore(
             self._engine, topic_prefix=settings.topic_prefix, after_commit=self._fault_hook
         )
-        self._params = [pika.URLParameters(u) for u in settings.amqp_urls]
-        for p in self._params:
-            p.heartbeat = 10
-            p.blocked_connection_timeout = 30
-            p.connection_attempts = 1
-            p.socket_timeout = 5
+        self._params = connection_parameters(settings)
         self._node = int.from_bytes(os.urandom(2), "big") % len(self._params)
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._failed: str | None = None  # why start() gives up before waiting its timeout
         self._thread: threading.Thread | None = None
         self._commits = 0
         self.events_inserted = 0
@@ -103,19 +134,37 @@ class AmqpIngestWorker(ThreadedService):
 
     def _run(self) -> None:
         delay = 0.2
+        tls_in_row = 0
         while not self._stop.is_set():
             params = self._params[self._node]
             try:
                 conn = pika.BlockingConnection(params)
-            except pika.exceptions.AMQPError as err:
-                log.warning(
-                    "ingest: RabbitMQ node %s:%s unreachable: %s", params.host, params.port, err
-                )
+            except (pika.exceptions.AMQPError, OSError) as err:  # ssl.SSLError is an OSError
+                tls = tls_failure(err)
+                if tls is None:
+                    tls_in_row = 0
+                    log.warning(
+                        "ingest: RabbitMQ node %s:%s unreachable: %s", params.host, params.port, err
+                    )
+                else:
+                    # A wrong CA or host name does not heal by retrying: said plainly, and
+                    # start() gives up once every node failed so in a row.
+                    tls_in_row += 1
+                    why = (
+                        f"TLS with RabbitMQ node {params.host}:{params.port} failed (check "
+                        f"amqp_ca_file and that the node's certificate names {params.host}): {tls}"
+                    )
+                    log.error("ingest: %s", why)
+                    if tls_in_row >= len(self._params) and not self._ready.is_set():
+                        self._failed = why
+                        self._ready.set()
+                        return
                 self._node = (self._node + 1) % len(self._params)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.2
+            tls_in_row = 0
             try:
                 self._consume(conn)
             except (pika.exceptions.AMQPError, OSError) as err:
@@ -185,6 +234,10 @@ class AmqpIngestWorker(ThreadedService):
         if not self._ready.wait(timeout):
             self.stop()
             raise ConnectionError(f"no RabbitMQ node took the connection within {timeout} s")
+        if self._failed is not None:
+            why = self._failed
+            self.stop()
+            raise ConnectionError(f"ingest cannot connect to RabbitMQ: {why}")
 
     def stop(self) -> None:
         self._stop.set()

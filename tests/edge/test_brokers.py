@@ -1,4 +1,5 @@
-"""The broker list of a cluster deployment: URLs parsed strictly, a random first node, rotation."""
+"""The broker list of a cluster deployment: URLs parsed strictly, a preferred first node (a
+stable hash of the device), rotation, and the spread of the failback probes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge.brokers import BrokerRotation, parse_broker_url
+from edge.brokers import BrokerRotation, failback_delay, parse_broker_url, preferred_index
 from edge.sync import SyncSettings
 
 
@@ -34,13 +35,34 @@ def test_a_wrong_url_is_refused_precisely(url: str, tls: bool, problem: str) -> 
         parse_broker_url(url, tls=tls)
 
 
-def test_rotation_starts_at_random_and_visits_every_node_in_turn() -> None:
+def test_each_device_prefers_its_own_node_and_a_fleet_spreads_over_them() -> None:
     nodes = [("a", 1), ("b", 2), ("c", 3)]
-    starts = {BrokerRotation(nodes, r).current for r in (0.0, 0.34, 0.99)}
-    assert starts == set(nodes)  # a fleet spreads over the nodes
-    rot = BrokerRotation(nodes, 0.5)
+    counts = [0, 0, 0]
+    for k in range(3000):
+        ident = f"S{k:04d}/gate"
+        rot = BrokerRotation(nodes, ident)
+        assert rot.current == rot.preferred_node and rot.on_preferred  # it starts there
+        assert BrokerRotation(nodes, ident).preferred == rot.preferred  # stable
+        counts[rot.preferred] += 1
+    assert min(counts) > 900  # about a third each
+    assert preferred_index("S1/gate", 1) == 0
+    # the known value: the same on every machine and start (not Python's salted hash)
+    assert [preferred_index(f"S{k}/gate", 3) for k in range(6)] == [2, 2, 2, 0, 2, 2]
+
+
+def test_rotation_visits_every_node_in_turn_and_returns_to_the_preferred_one() -> None:
+    nodes = [("a", 1), ("b", 2), ("c", 3)]
+    rot = BrokerRotation(nodes, "S1/gate")
     seen = [rot.current] + [rot.advance() for _ in range(3)]
     assert seen[0] == seen[3] and set(seen[:3]) == set(nodes)
+    rot.advance()
+    assert not rot.on_preferred and rot.current != rot.preferred_node
+    assert rot.return_to_preferred() == rot.preferred_node and rot.on_preferred
+
+
+def test_failback_probes_are_spread_around_the_interval() -> None:
+    assert failback_delay(60, 0.0) == 45 and failback_delay(60, 1.0) == 75
+    assert failback_delay(60, 0.5) == 60
 
 
 def test_settings_check_every_node_of_the_list(tmp_path: Path) -> None:
@@ -112,6 +134,7 @@ async def test_the_daemon_hands_the_node_list_to_its_sync(
     path.write_text(
         'school = "S1"\ndevice = "edge-1"\nstore = "edge.sqlite"\nsync_key_dir = "keys"\n'
         'mqtt_protocol = "3.1.1"\nmqtt_brokers = ["127.0.0.1:1891", "127.0.0.1:1892"]\n'
+        "failback_s = 20\n"
     )
     cfg = load_config(path)
     store = await EdgeStore.open(tmp_path / "edge.sqlite", school="S1", device="edge-1")
@@ -119,6 +142,7 @@ async def test_the_daemon_hands_the_node_list_to_its_sync(
         sync = open_sync(path, cfg, store)
         assert sync.settings.brokers() == [("127.0.0.1", 1891), ("127.0.0.1", 1892)]
         assert sync.settings.mqtt_protocol == "3.1.1"
-        assert sync.broker in sync.settings.brokers()
+        assert sync.broker == sync.preferred_broker  # it starts on its own node
+        assert sync.settings.failback_s == 20
     finally:
         await store.close()

@@ -67,12 +67,14 @@ class ClusterEnv:
         return self.cluster.mqtt_urls()
 
     def server_settings(self, base: ServerSettings) -> ServerSettings:
-        """``base`` pointed at the cluster: ingest from the quorum queue, the server's MQTT
-        clients (downlink) on node 1 over TLS as the admin user."""
+        """``base`` pointed at the cluster: ingest from the quorum queue over AMQPS (the
+        cluster's CA), the server's MQTT clients (downlink) on node 1 over TLS as the admin
+        user."""
         return base.model_copy(
             update={
                 "ingest_source": "amqp",
                 "amqp_urls": self.cluster.amqp_urls(),
+                "amqp_ca_file": self.ca_file,
                 "mqtt_port": self.cluster.mqtt_port(0),
                 "mqtt_protocol": "3.1.1",
                 "mqtt_username": self.cluster.admin_user,
@@ -119,7 +121,10 @@ class ClusterEnv:
 
 
 def start_cluster() -> ClusterEnv:
-    taken = [p for p in (*RABBIT_PORTS.mqtt_tls, *RABBIT_PORTS.native, AUTH_PORT) if listens(p)]
+    amqps = RABBIT_PORTS.amqp_tls or ()
+    taken = [
+        p for p in (*RABBIT_PORTS.mqtt_tls, *RABBIT_PORTS.native, *amqps, AUTH_PORT) if listens(p)
+    ]
     if taken:
         raise RuntimeError(f"ports {taken} are taken: another cluster test or bench runs here")
     directory = Path(tempfile.mkdtemp(prefix="qaqpa-cluster-"))

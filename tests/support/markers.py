@@ -34,7 +34,7 @@ SERVICE_FIXTURES: dict[str, frozenset[str]] = {
 SERVICE_PORTS = {
     1883: "mosquitto",
     35963: "pcscd",
-    **{port: "rabbitmq" for port in (8891, 8892, 8893, 5681, 5682, 5683)},
+    **{port: "rabbitmq" for port in (8891, 8892, 8893, 5681, 5682, 5683, 5691, 5692, 5693)},
 }
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 

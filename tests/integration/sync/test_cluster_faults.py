@@ -44,6 +44,7 @@ def worker_env(settings: ServerSettings, **extra: str) -> dict[str, str]:
         "QAQPA_SERVER_AMQP_URLS": json.dumps(settings.amqp_urls),
         "QAQPA_SERVER_TOPIC_PREFIX": settings.topic_prefix,
         "QAQPA_SERVER_CENTRE_KEY_FILE": str(settings.centre_key_file),
+        "QAQPA_SERVER_AMQP_CA_FILE": str(settings.amqp_ca_file),
         **extra,
     }
 
