@@ -21,6 +21,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -56,7 +57,6 @@ from protocol.messages import (
 )
 
 log = logging.getLogger(__name__)
-MAX_GROUP = 256
 CHECKPOINT_EVERY = 1.0  # seconds
 
 
@@ -179,13 +179,19 @@ def to_ms(at: dt.datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
-    """The event and side effects that record ``decision``."""
+def plan(
+    tap: Tap, decision: Decision, *, defer_presence: bool, seq: int = 1, doubt: bool = False
+) -> JournalEntry:
+    """The event and side effects that record ``decision``; ``seq`` and ``doubt``: the
+    number the store will give it and whether the clock is in doubt (the store copies the
+    event only if they turn out otherwise)."""
     at_ms = to_ms(tap.at)
+    flag: Literal[True] | None = True if doubt else None
     if not decision.granted:
         return JournalEntry(
             DeniedEvent(
-                seq=1,
+                seq=seq,
+                clock_in_doubt=flag,
                 at_ms=at_ms,
                 terminal=tap.terminal,
                 terminal_kind=tap.kind,
@@ -202,7 +208,8 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
     if tap.is_manual:
         assert decision.student_id and decision.authorised_by
         ev: Event = ManualPassEvent(
-            seq=1,
+            seq=seq,
+            clock_in_doubt=flag,
             at_ms=at_ms,
             terminal=tap.terminal,
             student_id=decision.student_id,
@@ -213,7 +220,8 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
     if tap.kind is TerminalKind.TURNSTILE:
         cls = ExitEvent if tap.direction is Direction.OUT else EntryEvent
         ev = cls(
-            seq=1,
+            seq=seq,
+            clock_in_doubt=flag,
             at_ms=at_ms,
             terminal=tap.terminal,
             student_id=decision.student_id,
@@ -226,7 +234,8 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
         assert decision.meal is not None and decision.meal_period is not None
         key = MealKey(decision.student_id, decision.local_date, decision.meal_period)
         ev = MealServedEvent(
-            seq=1,
+            seq=seq,
+            clock_in_doubt=flag,
             at_ms=at_ms,
             terminal=tap.terminal,
             student_id=decision.student_id,
@@ -236,7 +245,13 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
         )
         return JournalEntry(ev, meal=(key, decision.meal.value, 0))
     return JournalEntry(
-        LibraryVisitEvent(seq=1, at_ms=at_ms, terminal=tap.terminal, student_id=decision.student_id)
+        LibraryVisitEvent(
+            seq=seq,
+            clock_in_doubt=flag,
+            at_ms=at_ms,
+            terminal=tap.terminal,
+            student_id=decision.student_id,
+        )
     )
 
 
@@ -296,21 +311,15 @@ class _Work:
     future: asyncio.Future[Outcome | Sold]
 
 
-class _OpenGroup:
-    """Taps decided, not yet handed to the journal thread."""
+class _Group:
+    """The pipeline's record of one journal group: its taps, their decisions and effects."""
 
-    __slots__ = ("decisions", "entries", "layer", "work")
+    __slots__ = ("decisions", "layer", "work")
 
     def __init__(self, layer: _Layer) -> None:
         self.layer = layer
         self.work: list[_Work] = []
         self.decisions: list[Decision | PurchaseDecision] = []
-        self.entries: list[JournalEntry] = []
-
-    def add(self, work: _Work, decision: Decision | PurchaseDecision, entry: JournalEntry) -> None:
-        self.work.append(work)
-        self.decisions.append(decision)
-        self.entries.append(entry)
 
 
 class Pipeline:
@@ -323,9 +332,13 @@ class Pipeline:
         self._writer: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None]
         self._layers: list[_Layer] = []  # effects of groups decided, not yet committed
-        self._committing: set[asyncio.Task[PipelineError | None]] = set()
+        self._epoch = store.journal_epoch  # the layers rest on no failed group of this epoch
+        self._in_flight = 0  # groups handed to the journal thread, not yet reported back
+        self._drained = asyncio.Event()
+        self._drained.set()
         self.decisions = 0
         self.groups = 0
+        self.on_group: Callable[[int], None] | None = None  # a committed group's size (benches)
         # set while the store cannot write (a full disk); cleared by the next commit that works
         self.store_fault: StoreFault | None = None
 
@@ -340,6 +353,7 @@ class Pipeline:
         if self._writer is not None:
             self._writer.cancel()
             self._checkpointer.cancel()
+        await self._drained.wait()  # the groups handed over report back (their taps resolve)
         if self._tasks is not None:
             await self._tasks.__aexit__(None, None, None)
 
@@ -376,73 +390,30 @@ class Pipeline:
                 log.debug("WAL checkpoint postponed: %s", err)
 
     async def _write_loop(self) -> None:
-        """Decide taps in arrival order as they arrive, into an open group; hand the open group
-        to the journal thread (one hand-off) as soon as the group before it has committed.
-        So the next group is decided while the previous one's fsync runs, and a tap waits for
-        at most the commit under way and its own group's."""
-        assert self._tasks is not None
+        """Decide taps in arrival order, each as it arrives, and hand each to the store's open
+        group (``EdgeStore.append_entry``), which the journal thread takes itself the moment
+        its previous transaction returns. Deciding never waits for an fsync."""
         while True:
-            first = await self._queue.get()
-            group = _OpenGroup(self._new_layer())
-            rests_on = set(self._committing)  # decided on top of these groups' effects
-            await self._decide_into(group, first)
-            while True:
-                while len(group.work) < MAX_GROUP and not self._queue.empty():
-                    await self._decide_into(group, self._queue.get_nowait())
-                if not self._committing or len(group.work) >= MAX_GROUP:
-                    break
-                # the previous group is committing: keep deciding arrivals into this one
-                getter = asyncio.ensure_future(self._queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, *self._committing}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter in done:
-                    await self._decide_into(group, getter.result())
-                else:
-                    getter.cancel()
-                    if getter.done() and not getter.cancelled():  # raced: keep it
-                        await self._decide_into(group, getter.result())
-                    if not self._committing:
-                        break
-            if self._committing:
-                await asyncio.wait(self._committing)
-            failed = next((t.result() for t in rests_on if t.result() is not None), None)
-            if failed is not None:  # its decisions may rest on the failed group's effects
-                self._layers.remove(group.layer)
-                if failed.cannot_record:
-                    self._store_failed(len(group.work), failed)
-                for work in group.work:
-                    if not work.future.done():
-                        work.future.set_exception(
-                            PipelineError(str(failed), cannot_record=failed.cannot_record)
-                        )
-                continue
-            prep = self.store.prepare_journal(group.entries)  # the hand-off
-            crash_point("after_handoff")
-            task: asyncio.Task[PipelineError | None] = self._tasks.create_task(
-                self._finish_group(group.work, group.layer, group.decisions, prep),
-                name="pipeline-commit",
-            )
-            self._committing.add(task)
-            task.add_done_callback(self._committing.discard)
+            await self._decide(await self._queue.get())
 
-    def _new_layer(self) -> _Layer:
-        layer = _Layer()
-        self._layers.append(layer)
-        return layer
-
-    async def _decide_into(self, group: _OpenGroup, work: _Work) -> None:
+    async def _decide(self, work: _Work) -> None:
         await self.store.money_settled()  # a downlink credit is committing: wait for it
         store = self.store
         policy = store.policy
         assert policy is not None
-        layer = group.layer
+        if store.journal_epoch != self._epoch:
+            # A journal group failed: every group handed over before the store knew is refused
+            # (its numbers do not follow), so no decision may rest on their effects any more.
+            self._layers.clear()
+            self._epoch = store.journal_epoch
         view = _View(store.state, self._layers)
         tap = work.tap
+        decision: Decision | PurchaseDecision
         if isinstance(tap, Purchase):
-            sale = decide_purchase(policy, view, tap)
+            decision = sale = decide_purchase(policy, view, tap)
             crash_point("after_decide")
             entry = plan_purchase(tap, sale, view.menu(sale.local_date))
+            layer = self._hand_over(work, decision, entry)
             if entry.sale is not None and entry.meal is not None:
                 sid, amount = sale.student_id, sale.amount_tiyn
                 layer.debits[sid] = layer.debits.get(sid, 0) + sale.balance_paid_tiyn
@@ -454,52 +425,73 @@ class Pipeline:
                     layer.tokens.add(sale.token.token_id)
                 if view.served(entry.meal[0]) is None:
                     layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
-            group.add(work, sale, entry)
             return
         if not tap.is_manual:
             view.card(tap.credential or "")  # identify
         crash_point("after_identify")
         decision = decide(policy, view, tap)
         crash_point("after_decide")
-        entry = plan(tap, decision, defer_presence=work.defer_presence)
+        entry = plan(
+            tap,
+            decision,
+            defer_presence=work.defer_presence,
+            seq=store.next_seq,
+            doubt=store.clock_in_doubt(),
+        )
+        layer = self._hand_over(work, decision, entry)
         if entry.presence is not None:
             pid, day, state = entry.presence
             layer.presence_by_person[pid] = (day, state)
         if entry.meal is not None:
             layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
-        group.add(work, decision, entry)
 
-    async def _finish_group(
-        self,
-        group: list[_Work],
-        layer: _Layer,
-        decisions: list[Decision | PurchaseDecision],
-        prep: PreparedJournal,
-    ) -> PipelineError | None:
-        """Resolve the group's taps once committed; returns the error that refused them."""
-        try:
-            events = await self.store.commit_journal(prep)
-        except Exception as err:  # the store failed: no tap of this group is actuated
+    def _hand_over(
+        self, work: _Work, decision: Decision | PurchaseDecision, entry: JournalEntry
+    ) -> _Layer:
+        """The entry joins the store's open group (or opens one); returns that group's layer,
+        for the decision's effects."""
+        prep = self.store.append_entry(entry, self._group_done)
+        group = prep.tag
+        if group is None:
+            layer = _Layer()
+            self._layers.append(layer)
+            group = prep.tag = _Group(layer)
+            self._in_flight += 1
+            self._drained.clear()
+        group.work.append(work)
+        group.decisions.append(decision)
+        layer_: _Layer = group.layer
+        return layer_
+
+    def _group_done(self, prep: PreparedJournal, err: BaseException | None) -> None:
+        """On the loop, in commit order, once the store's memory follows the journal: resolve
+        the group's taps (or refuse them all: nothing of the group is actuated)."""
+        group: _Group = prep.tag
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._drained.set()
+        if group.layer in self._layers:
+            self._layers.remove(group.layer)  # committed: its effects are in the store's state
+        if err is not None:  # the store failed: no tap of this group is actuated
             full = store_cannot_write(err) or self.store_fault is not None
             if full:
-                self._store_failed(len(group), err)
+                self._store_failed(len(group.work), err)
             else:
-                log.exception("journal commit failed; %d taps refused", len(group))
-            refused = PipelineError(f"journal commit failed: {err}", cannot_record=full)
-            for work in group:
+                log.error("journal commit failed; %d taps refused: %s", len(group.work), err)
+            for work in group.work:
                 if not work.future.done():
                     work.future.set_exception(
                         PipelineError(f"journal commit failed: {err}", cannot_record=full)
                     )
-            return refused
-        finally:
-            self._layers.remove(layer)  # committed: its effects are in the store's state now
+            return
         crash_point("after_commit")
         if self.store_fault is not None:
             self._store_recovered()
-        self.decisions += len(group)
+        self.decisions += len(group.work)
         self.groups += 1
-        for work, d, e in zip(group, decisions, events[: len(group)], strict=True):
+        if self.on_group is not None:
+            self.on_group(len(group.work))
+        for work, d, e in zip(group.work, group.decisions, prep.events, strict=False):
             if work.future.done():
                 continue
             if isinstance(work.tap, Purchase):
@@ -508,7 +500,6 @@ class Pipeline:
             else:
                 assert isinstance(d, Decision)
                 work.future.set_result(Outcome(work.tap, d, e))
-        return None
 
     def _store_failed(self, taps: int, err: BaseException) -> None:
         fault = self.store_fault
