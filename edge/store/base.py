@@ -66,6 +66,8 @@ class StoreBase:
         self._writer_thread: JournalThread[Any] = JournalThread(self._run_group)
         self._loop = asyncio.get_running_loop()  # the thread reports each group's outcome here
         self._last_open: Any = None  # the pipeline's last open group (``append_entry``)
+        # benches: (first seq, next seq, began, ended) of each journal group, in the thread
+        self.group_probe: Callable[[int, int, float, float], None] | None = None
         self.school = school
         self.device = device
         self.capacity = capacity

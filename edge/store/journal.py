@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -321,6 +322,7 @@ class JournalMixin(StoreBase):
         if prep.on_done is not None:
             crash_point("after_handoff")  # the pipeline's group, taken by the thread
         err: BaseException | None = None
+        began = time.perf_counter()
         try:
             assert self._writer is not None, "store is closed"
             _in_transaction(self._writer, self._journal_rows_in_order, prep)
@@ -332,6 +334,9 @@ class JournalMixin(StoreBase):
                 crash_point("after_group_commit")  # committed; the loop has not heard yet
         except BaseException as e:
             err = e
+        probe = self.group_probe
+        if probe is not None:
+            probe(prep.first_seq, prep.next_seq, began, time.perf_counter())
         try:
             self._loop.call_soon_threadsafe(self._group_done, prep, err)
         except RuntimeError:  # the loop is closed: nobody is waiting any more

@@ -10,6 +10,7 @@ import datetime as dt
 import errno
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,20 @@ import pytest
 import edge.store.journal as store_journal
 from edge.core.model import Tap
 from edge.pipeline import Pipeline, PipelineError
-from edge.store import JournalEntry, PreparedJournal
+from edge.store import EdgeStore, JournalEntry, PreparedJournal
 from protocol.messages import LibraryVisitEvent, MealServedEvent, TerminalKind
 from tests.edge.test_store import MORNING, open_store, snapshot, tap
 
 LUNCH = MORNING.replace(hour=12, minute=10)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EdgeStore]:
+    opened = await open_store(tmp_path)
+    try:
+        yield opened
+    finally:
+        await opened.close()  # a failed test must not leave the store's threads behind
 
 
 def visit(n: int) -> JournalEntry:
@@ -39,11 +49,10 @@ def canteen(card: str, minute: int) -> Tap:
 
 
 async def test_the_thread_takes_the_next_group_without_the_event_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: EdgeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Entries join the open group while the group before commits; once that commit returns
     the thread starts the open group's own, even with the event loop stopped dead."""
-    store = await open_store(tmp_path)
     real = store_journal.write_group
     first_in, release_first, second_in = threading.Event(), threading.Event(), threading.Event()
     sizes: list[int] = []
@@ -79,16 +88,14 @@ async def test_the_thread_takes_the_next_group_without_the_event_loop(
     assert done == [(1, None), (2, None)] and sizes == [1, 2]
     assert store.last_seq == 3
     assert [e.seq for e in await store.journal_rows()] == [1, 2, 3]
-    await store.close()
 
 
 async def test_a_failed_group_takes_down_the_groups_handed_over_before_the_loop_knew(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: EdgeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first group fails (a full disk); the open group behind it, and one handed over
     after the thread refused that one but before the loop heard of any of it, are refused too
     (their numbers do not follow); the next entry takes seq 1 again and commits."""
-    store = await open_store(tmp_path)
     real = store_journal.write_group
     real_check = store._journal_rows_in_order
     first_in, release_first, second_refused = (
@@ -138,16 +145,14 @@ async def test_a_failed_group_takes_down_the_groups_handed_over_before_the_loop_
         await asyncio.sleep(0.01)
     assert done[3] == (1, "NoneType")
     assert [(e.seq, e.at_ms) for e in await store.journal_rows()] == [(1, 4)]
-    await store.close()
 
 
 async def test_taps_decided_on_a_failed_group_are_refused_and_memory_follows_the_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: EdgeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full disk under a student's lunch: the tap decided on top of it (the meal counted as
     served) is refused too, not journaled as a denial; nothing of either is in memory, and the
     next tap sees exactly what was committed (no meal): the student is served, at seq 1."""
-    store = await open_store(tmp_path)
     await store.apply_snapshot(snapshot())
     real = store_journal.write_group
     first_in, release_first = threading.Event(), threading.Event()
@@ -180,13 +185,11 @@ async def test_taps_decided_on_a_failed_group_are_refused_and_memory_follows_the
     assert [e.seq for e in journal] == list(range(1, len(journal) + 1))
     assert [e.seq for e in journal if isinstance(e, MealServedEvent)] == [1]
     assert len(await store.meal_ledger()) == 1
-    await store.close()
 
 
-async def test_the_pipeline_waits_for_its_groups_on_exit(tmp_path: Path) -> None:
+async def test_the_pipeline_waits_for_its_groups_on_exit(store: EdgeStore) -> None:
     """Leaving the pipeline, the groups handed over report back first: nothing is left
     half-known (committed on disk, not yet in memory)."""
-    store = await open_store(tmp_path)
     await store.apply_snapshot(snapshot())
     async with Pipeline(store) as pipeline:
         taps = [asyncio.ensure_future(pipeline.submit(tap("EM:0000000002"))) for _ in range(5)]
@@ -196,4 +199,3 @@ async def test_the_pipeline_waits_for_its_groups_on_exit(tmp_path: Path) -> None
     assert store.last_seq == len(await store.journal_rows())
     for t in taps:
         await asyncio.gather(t, return_exceptions=True)
-    await store.close()
