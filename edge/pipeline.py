@@ -1,14 +1,17 @@
 """read -> identify -> decide -> commit -> actuate.
 
-One writer task decides taps in arrival order, each as it arrives, into an open group, and
-hands the open group to the journal thread (the one hand-off each way: the group's transaction
-there, its result back) as soon as the group before it has committed. So the next group is
-decided while the previous one's fsync runs, on top of its (uncommitted) effects, deciding
-never waits for an fsync, and a tap waits for at most the commit under way and its own group's.
-A tap's future resolves only after the transaction holding its decision, event and side effects
-has committed, so nothing is actuated without a durable record (DESIGN invariant 1). A group
-decided on top of one that fails is refused too: its decisions may rest on the failed group's
-effects.
+One writer task decides taps in arrival order, each as it arrives, and hands each one, numbered
+and encoded, to the store's open journal group (``EdgeStore.append_entry``). The journal thread
+takes the open group itself the moment the transaction before it returns (no trip through the
+event loop between two group commits), so the next group is decided while the previous one's
+fsync runs, on top of its (uncommitted) effects, deciding never waits for an fsync, and a tap
+waits for at most the commit under way and its own group's. A tap's future resolves only after
+the transaction holding its decision, event and side effects has committed and the store's
+memory follows it, so nothing is actuated without a durable record (DESIGN invariant 1).
+
+A group that fails takes down every group handed over before the loop heard of it (their
+numbers no longer follow: the thread refuses them): their decisions may rest on the failed
+group's effects. From then on decisions see exactly what was committed.
 """
 
 from __future__ import annotations
