@@ -43,6 +43,7 @@ from edge.core.model import (
 from edge.core.money import PurchaseDecision, decide_purchase
 from edge.faults import crash_point
 from edge.store import EdgeStore, JournalEntry, PreparedJournal, Sale
+from edge.store.journal import Numbered
 from protocol.messages import (
     AlarmCode,
     DeniedEvent,
@@ -315,14 +316,19 @@ class _Work:
 
 
 class _Group:
-    """The pipeline's record of one journal group: its taps, their decisions and effects."""
+    """The pipeline's record of one journal group: its taps, their decisions, and the layers
+    of their effects (one per batch of taps decided together and handed over into it)."""
 
-    __slots__ = ("decisions", "layer", "work")
+    __slots__ = ("decisions", "layer", "layers", "work")
 
     def __init__(self, layer: _Layer) -> None:
-        self.layer = layer
+        self.layer = layer  # the first batch's (the one being decided, while it is one)
+        self.layers = [layer]
         self.work: list[_Work] = []
         self.decisions: list[Decision | PurchaseDecision] = []
+
+
+MAX_BATCH = 256  # taps decided together, then handed over at once
 
 
 class Pipeline:
@@ -393,30 +399,57 @@ class Pipeline:
                 log.debug("WAL checkpoint postponed: %s", err)
 
     async def _write_loop(self) -> None:
-        """Decide taps in arrival order, each as it arrives, and hand each to the store's open
-        group (``EdgeStore.append_entry``), which the journal thread takes itself the moment
-        its previous transaction returns. Deciding never waits for an fsync."""
+        """Decide taps in arrival order, as they arrive: every tap waiting is decided (each one
+        numbered and encoded as it is), then the batch is handed over at once to the store's
+        open group (``EdgeStore.hand_over``), which the journal thread takes itself the moment
+        its previous transaction returns. Deciding never waits for an fsync; the thread never
+        takes half of what the loop is deciding."""
+        store = self.store
         while True:
-            await self._decide(await self._queue.get())
+            work = await self._queue.get()
+            await store.money_settled()  # a downlink credit is committing: wait for it
+            if store.journal_epoch != self._epoch:
+                # A journal group failed: every group handed over before the store knew is
+                # refused (its numbers do not follow), so no decision may rest on their
+                # effects any more.
+                self._layers.clear()
+                self._epoch = store.journal_epoch
+            batch = _Group(_Layer())
+            self._layers.append(batch.layer)
+            numbered: list[Numbered] = []
+            self._decide(work, batch, numbered)
+            while (
+                len(batch.work) < MAX_BATCH and not self._queue.empty() and store.money_is_settled()
+            ):
+                self._decide(self._queue.get_nowait(), batch, numbered)
+            prep = store.hand_over(numbered, self._group_done)
+            group: _Group | None = prep.tag
+            if group is None:  # a new group
+                prep.tag = batch
+                self._in_flight += 1
+                self._drained.clear()
+            else:  # joined the open group
+                group.work += batch.work
+                group.decisions += batch.decisions
+                group.layers.append(batch.layer)
 
-    async def _decide(self, work: _Work) -> None:
-        await self.store.money_settled()  # a downlink credit is committing: wait for it
+    def _decide(self, work: _Work, batch: _Group, numbered: list[Numbered]) -> None:
+        """Decide one tap on the committed state and the effects of the groups and taps decided
+        before it (pure), plan its record, number it, and add its effects to the batch's."""
         store = self.store
         policy = store.policy
         assert policy is not None
-        if store.journal_epoch != self._epoch:
-            # A journal group failed: every group handed over before the store knew is refused
-            # (its numbers do not follow), so no decision may rest on their effects any more.
-            self._layers.clear()
-            self._epoch = store.journal_epoch
+        layer = batch.layer
         view = _View(store.state, self._layers)
         tap = work.tap
-        decision: Decision | PurchaseDecision
+        seq, doubt = store.next_seq, store.clock_in_doubt()
         if isinstance(tap, Purchase):
-            decision = sale = decide_purchase(policy, view, tap)
+            sale = decide_purchase(policy, view, tap)
             crash_point("after_decide")
             entry = plan_purchase(tap, sale, view.menu(sale.local_date))
-            layer = self._hand_over(work, decision, entry)
+            numbered.append(store.number_entry(entry))
+            batch.work.append(work)
+            batch.decisions.append(sale)
             if entry.sale is not None and entry.meal is not None:
                 sid, amount = sale.student_id, sale.amount_tiyn
                 layer.debits[sid] = layer.debits.get(sid, 0) + sale.balance_paid_tiyn
@@ -434,37 +467,15 @@ class Pipeline:
         crash_point("after_identify")
         decision = decide(policy, view, tap)
         crash_point("after_decide")
-        entry = plan(
-            tap,
-            decision,
-            defer_presence=work.defer_presence,
-            seq=store.next_seq,
-            doubt=store.clock_in_doubt(),
-        )
-        layer = self._hand_over(work, decision, entry)
+        entry = plan(tap, decision, defer_presence=work.defer_presence, seq=seq, doubt=doubt)
+        numbered.append(store.number_entry(entry))
+        batch.work.append(work)
+        batch.decisions.append(decision)
         if entry.presence is not None:
             pid, day, state = entry.presence
             layer.presence_by_person[pid] = (day, state)
         if entry.meal is not None:
             layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
-
-    def _hand_over(
-        self, work: _Work, decision: Decision | PurchaseDecision, entry: JournalEntry
-    ) -> _Layer:
-        """The entry joins the store's open group (or opens one); returns that group's layer,
-        for the decision's effects."""
-        prep = self.store.append_entry(entry, self._group_done)
-        group = prep.tag
-        if group is None:
-            layer = _Layer()
-            self._layers.append(layer)
-            group = prep.tag = _Group(layer)
-            self._in_flight += 1
-            self._drained.clear()
-        group.work.append(work)
-        group.decisions.append(decision)
-        layer_: _Layer = group.layer
-        return layer_
 
     def _group_done(self, prep: PreparedJournal, err: BaseException | None) -> None:
         """On the loop, in commit order, once the store's memory follows the journal: resolve
@@ -473,8 +484,9 @@ class Pipeline:
         self._in_flight -= 1
         if self._in_flight == 0:
             self._drained.set()
-        if group.layer in self._layers:
-            self._layers.remove(group.layer)  # committed: its effects are in the store's state
+        for layer in group.layers:  # committed: its effects are in the store's state now
+            if layer in self._layers:
+                self._layers.remove(layer)
         if err is not None:  # the store failed: no tap of this group is actuated
             full = store_cannot_write(err) or self.store_fault is not None
             if full:

@@ -110,6 +110,7 @@ class _Rows:
 
 
 GroupDone = Callable[["PreparedJournal", BaseException | None], None]
+Numbered = tuple[JournalEntry, Event, bytes]  # an entry, its numbered event, the event's bytes
 
 
 @dataclass(slots=True, eq=False)
@@ -180,30 +181,46 @@ class JournalMixin(StoreBase):
         self._writer_thread.add_group(prep, keep_open=False)
         return prep
 
-    def append_entry(self, entry: JournalEntry, on_done: GroupDone) -> PreparedJournal:
-        """Number one entry and add it to the open group, or queue a new open group with it
-        when the thread has taken the last one (the pipeline's hand-off: the thread takes the
-        open group the moment its previous transaction returns). ``on_done(group, error)`` is
-        called on the loop once a new group has committed (memory updated) or failed."""
+    def number_entry(self, entry: JournalEntry) -> Numbered:
+        """Give one entry the next seq and encode its event (CPU work on the loop, as the
+        entry is decided: it overlaps the commit under way); ``hand_over`` queues it."""
         ev = self._number(entry)
-        blob = _blob(ev)
+        return entry, ev, _blob(ev)
+
+    def hand_over(self, numbered: list[Numbered], on_done: GroupDone) -> PreparedJournal:
+        """Add entries numbered just before (``number_entry``, nothing handed in between) to
+        the open group, or queue a new open group with them when the thread has taken the last
+        one: the thread takes the open group itself the moment its previous transaction
+        returns (the pipeline's hand-off, one per batch of taps decided together).
+        ``on_done(group, error)`` is called on the loop once a new group has committed (memory
+        updated) or failed."""
+        assert numbered and numbered[-1][1].seq == self._reserved - 1, "numbered just before"
         last: PreparedJournal | None = self._last_open
+
+        def extend(group: PreparedJournal) -> None:
+            for entry, ev, blob in numbered:
+                self._add_entry(group, entry, ev, blob)
+
         if (
             last is not None
             and last.epoch == self._epoch
-            and len(last.entries) < MAX_GROUP
+            and len(last.entries) + len(numbered) <= MAX_GROUP
             and (self._alarm_high or self._reserved - 1 - self._acked < self.capacity * HIGH_WATER)
-            and self._writer_thread.extend_open(last, lambda g: self._add_entry(g, entry, ev, blob))
+            and self._writer_thread.extend_open(last, extend)
         ):
             return last
         assert self._writer is not None, "store is closed"
-        prep = self._new_group(ev.seq)
+        prep = self._new_group(numbered[0][1].seq)
         prep.on_done = on_done
-        self._add_entry(prep, entry, ev, blob)
+        extend(prep)
         self._high_water(prep)
         self._writer_thread.add_group(prep, keep_open=prep.alarm is None)
         self._last_open = prep
         return prep
+
+    def append_entry(self, entry: JournalEntry, on_done: GroupDone) -> PreparedJournal:
+        """``hand_over`` of one entry."""
+        return self.hand_over([self.number_entry(entry)], on_done)
 
     def _new_group(self, first: int) -> PreparedJournal:
         return PreparedJournal([], [], first, first, _Rows(), self._epoch)
