@@ -1,7 +1,8 @@
 """read -> identify -> decide -> commit -> actuate.
 
-One writer task decides taps in arrival order, each as it arrives, and hands each one, numbered
-and encoded, to the store's open journal group (``EdgeStore.append_entry``). The journal thread
+One writer task decides taps in arrival order, as they arrive (each numbered and encoded as it is
+decided), and hands every batch decided together to the store's open journal group at once
+(``EdgeStore.hand_over``). The journal thread
 takes the open group itself the moment the transaction before it returns (no trip through the
 event loop between two group commits), so the next group is decided while the previous one's
 fsync runs, on top of its (uncommitted) effects, deciding never waits for an fsync, and a tap
