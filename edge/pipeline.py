@@ -1,14 +1,18 @@
 """read -> identify -> decide -> commit -> actuate.
 
-One writer task decides taps in arrival order, each as it arrives, into an open group, and
-hands the open group to the journal thread (the one hand-off each way: the group's transaction
-there, its result back) as soon as the group before it has committed. So the next group is
-decided while the previous one's fsync runs, on top of its (uncommitted) effects, deciding
-never waits for an fsync, and a tap waits for at most the commit under way and its own group's.
-A tap's future resolves only after the transaction holding its decision, event and side effects
-has committed, so nothing is actuated without a durable record (DESIGN invariant 1). A group
-decided on top of one that fails is refused too: its decisions may rest on the failed group's
-effects.
+One writer task decides taps in arrival order, as they arrive (each numbered and encoded as it is
+decided), and hands every batch decided together to the store's open journal group at once
+(``EdgeStore.hand_over``). The journal thread
+takes the open group itself the moment the transaction before it returns (no trip through the
+event loop between two group commits), so the next group is decided while the previous one's
+fsync runs, on top of its (uncommitted) effects, deciding never waits for an fsync, and a tap
+waits for at most the commit under way and its own group's. A tap's future resolves only after
+the transaction holding its decision, event and side effects has committed and the store's
+memory follows it, so nothing is actuated without a durable record (DESIGN invariant 1).
+
+A group that fails takes down every group handed over before the loop heard of it (their
+numbers no longer follow: the thread refuses them): their decisions may rest on the failed
+group's effects. From then on decisions see exactly what was committed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -39,6 +44,7 @@ from edge.core.model import (
 from edge.core.money import PurchaseDecision, decide_purchase
 from edge.faults import crash_point
 from edge.store import EdgeStore, JournalEntry, PreparedJournal, Sale
+from edge.store.journal import Numbered
 from protocol.messages import (
     AlarmCode,
     DeniedEvent,
@@ -56,7 +62,6 @@ from protocol.messages import (
 )
 
 log = logging.getLogger(__name__)
-MAX_GROUP = 256
 CHECKPOINT_EVERY = 1.0  # seconds
 
 
@@ -179,13 +184,19 @@ def to_ms(at: dt.datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
-    """The event and side effects that record ``decision``."""
+def plan(
+    tap: Tap, decision: Decision, *, defer_presence: bool, seq: int = 1, doubt: bool = False
+) -> JournalEntry:
+    """The event and side effects that record ``decision``; ``seq`` and ``doubt``: the
+    number the store will give it and whether the clock is in doubt (the store copies the
+    event only if they turn out otherwise)."""
     at_ms = to_ms(tap.at)
+    flag: Literal[True] | None = True if doubt else None
     if not decision.granted:
         return JournalEntry(
             DeniedEvent(
-                seq=1,
+                seq=seq,
+                clock_in_doubt=flag,
                 at_ms=at_ms,
                 terminal=tap.terminal,
                 terminal_kind=tap.kind,
@@ -202,7 +213,8 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
     if tap.is_manual:
         assert decision.student_id and decision.authorised_by
         ev: Event = ManualPassEvent(
-            seq=1,
+            seq=seq,
+            clock_in_doubt=flag,
             at_ms=at_ms,
             terminal=tap.terminal,
             student_id=decision.student_id,
@@ -213,7 +225,8 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
     if tap.kind is TerminalKind.TURNSTILE:
         cls = ExitEvent if tap.direction is Direction.OUT else EntryEvent
         ev = cls(
-            seq=1,
+            seq=seq,
+            clock_in_doubt=flag,
             at_ms=at_ms,
             terminal=tap.terminal,
             student_id=decision.student_id,
@@ -226,7 +239,8 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
         assert decision.meal is not None and decision.meal_period is not None
         key = MealKey(decision.student_id, decision.local_date, decision.meal_period)
         ev = MealServedEvent(
-            seq=1,
+            seq=seq,
+            clock_in_doubt=flag,
             at_ms=at_ms,
             terminal=tap.terminal,
             student_id=decision.student_id,
@@ -236,7 +250,13 @@ def plan(tap: Tap, decision: Decision, *, defer_presence: bool) -> JournalEntry:
         )
         return JournalEntry(ev, meal=(key, decision.meal.value, 0))
     return JournalEntry(
-        LibraryVisitEvent(seq=1, at_ms=at_ms, terminal=tap.terminal, student_id=decision.student_id)
+        LibraryVisitEvent(
+            seq=seq,
+            clock_in_doubt=flag,
+            at_ms=at_ms,
+            terminal=tap.terminal,
+            student_id=decision.student_id,
+        )
     )
 
 
@@ -296,21 +316,20 @@ class _Work:
     future: asyncio.Future[Outcome | Sold]
 
 
-class _OpenGroup:
-    """Taps decided, not yet handed to the journal thread."""
+class _Group:
+    """The pipeline's record of one journal group: its taps, their decisions, and the layers
+    of their effects (one per batch of taps decided together and handed over into it)."""
 
-    __slots__ = ("decisions", "entries", "layer", "work")
+    __slots__ = ("decisions", "layer", "layers", "work")
 
     def __init__(self, layer: _Layer) -> None:
-        self.layer = layer
+        self.layer = layer  # the first batch's (the one being decided, while it is one)
+        self.layers = [layer]
         self.work: list[_Work] = []
         self.decisions: list[Decision | PurchaseDecision] = []
-        self.entries: list[JournalEntry] = []
 
-    def add(self, work: _Work, decision: Decision | PurchaseDecision, entry: JournalEntry) -> None:
-        self.work.append(work)
-        self.decisions.append(decision)
-        self.entries.append(entry)
+
+MAX_BATCH = 256  # taps decided together, then handed over at once
 
 
 class Pipeline:
@@ -323,9 +342,13 @@ class Pipeline:
         self._writer: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None]
         self._layers: list[_Layer] = []  # effects of groups decided, not yet committed
-        self._committing: set[asyncio.Task[PipelineError | None]] = set()
+        self._epoch = store.journal_epoch  # the layers rest on no failed group of this epoch
+        self._in_flight = 0  # groups handed to the journal thread, not yet reported back
+        self._drained = asyncio.Event()
+        self._drained.set()
         self.decisions = 0
         self.groups = 0
+        self.on_group: Callable[[int], None] | None = None  # a committed group's size (benches)
         # set while the store cannot write (a full disk); cleared by the next commit that works
         self.store_fault: StoreFault | None = None
 
@@ -340,6 +363,7 @@ class Pipeline:
         if self._writer is not None:
             self._writer.cancel()
             self._checkpointer.cancel()
+        await self._drained.wait()  # the groups handed over report back (their taps resolve)
         if self._tasks is not None:
             await self._tasks.__aexit__(None, None, None)
 
@@ -376,73 +400,57 @@ class Pipeline:
                 log.debug("WAL checkpoint postponed: %s", err)
 
     async def _write_loop(self) -> None:
-        """Decide taps in arrival order as they arrive, into an open group; hand the open group
-        to the journal thread (one hand-off) as soon as the group before it has committed.
-        So the next group is decided while the previous one's fsync runs, and a tap waits for
-        at most the commit under way and its own group's."""
-        assert self._tasks is not None
+        """Decide taps in arrival order, as they arrive: every tap waiting is decided (each one
+        numbered and encoded as it is), then the batch is handed over at once to the store's
+        open group (``EdgeStore.hand_over``), which the journal thread takes itself the moment
+        its previous transaction returns. Deciding never waits for an fsync; the thread never
+        takes half of what the loop is deciding."""
+        store = self.store
         while True:
-            first = await self._queue.get()
-            group = _OpenGroup(self._new_layer())
-            rests_on = set(self._committing)  # decided on top of these groups' effects
-            await self._decide_into(group, first)
-            while True:
-                while len(group.work) < MAX_GROUP and not self._queue.empty():
-                    await self._decide_into(group, self._queue.get_nowait())
-                if not self._committing or len(group.work) >= MAX_GROUP:
-                    break
-                # the previous group is committing: keep deciding arrivals into this one
-                getter = asyncio.ensure_future(self._queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, *self._committing}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter in done:
-                    await self._decide_into(group, getter.result())
-                else:
-                    getter.cancel()
-                    if getter.done() and not getter.cancelled():  # raced: keep it
-                        await self._decide_into(group, getter.result())
-                    if not self._committing:
-                        break
-            if self._committing:
-                await asyncio.wait(self._committing)
-            failed = next((t.result() for t in rests_on if t.result() is not None), None)
-            if failed is not None:  # its decisions may rest on the failed group's effects
-                self._layers.remove(group.layer)
-                if failed.cannot_record:
-                    self._store_failed(len(group.work), failed)
-                for work in group.work:
-                    if not work.future.done():
-                        work.future.set_exception(
-                            PipelineError(str(failed), cannot_record=failed.cannot_record)
-                        )
-                continue
-            prep = self.store.prepare_journal(group.entries)  # the hand-off
-            crash_point("after_handoff")
-            task: asyncio.Task[PipelineError | None] = self._tasks.create_task(
-                self._finish_group(group.work, group.layer, group.decisions, prep),
-                name="pipeline-commit",
-            )
-            self._committing.add(task)
-            task.add_done_callback(self._committing.discard)
+            work = await self._queue.get()
+            await store.money_settled()  # a downlink credit is committing: wait for it
+            if store.journal_epoch != self._epoch:
+                # A journal group failed: every group handed over before the store knew is
+                # refused (its numbers do not follow), so no decision may rest on their
+                # effects any more.
+                self._layers.clear()
+                self._epoch = store.journal_epoch
+            batch = _Group(_Layer())
+            self._layers.append(batch.layer)
+            numbered: list[Numbered] = []
+            self._decide(work, batch, numbered)
+            while (
+                len(batch.work) < MAX_BATCH and not self._queue.empty() and store.money_is_settled()
+            ):
+                self._decide(self._queue.get_nowait(), batch, numbered)
+            prep = store.hand_over(numbered, self._group_done)
+            group: _Group | None = prep.tag
+            if group is None:  # a new group
+                prep.tag = batch
+                self._in_flight += 1
+                self._drained.clear()
+            else:  # joined the open group
+                group.work += batch.work
+                group.decisions += batch.decisions
+                group.layers.append(batch.layer)
 
-    def _new_layer(self) -> _Layer:
-        layer = _Layer()
-        self._layers.append(layer)
-        return layer
-
-    async def _decide_into(self, group: _OpenGroup, work: _Work) -> None:
-        await self.store.money_settled()  # a downlink credit is committing: wait for it
+    def _decide(self, work: _Work, batch: _Group, numbered: list[Numbered]) -> None:
+        """Decide one tap on the committed state and the effects of the groups and taps decided
+        before it (pure), plan its record, number it, and add its effects to the batch's."""
         store = self.store
         policy = store.policy
         assert policy is not None
-        layer = group.layer
+        layer = batch.layer
         view = _View(store.state, self._layers)
         tap = work.tap
+        seq, doubt = store.next_seq, store.clock_in_doubt()
         if isinstance(tap, Purchase):
             sale = decide_purchase(policy, view, tap)
             crash_point("after_decide")
             entry = plan_purchase(tap, sale, view.menu(sale.local_date))
+            numbered.append(store.number_entry(entry))
+            batch.work.append(work)
+            batch.decisions.append(sale)
             if entry.sale is not None and entry.meal is not None:
                 sid, amount = sale.student_id, sale.amount_tiyn
                 layer.debits[sid] = layer.debits.get(sid, 0) + sale.balance_paid_tiyn
@@ -454,52 +462,52 @@ class Pipeline:
                     layer.tokens.add(sale.token.token_id)
                 if view.served(entry.meal[0]) is None:
                     layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
-            group.add(work, sale, entry)
             return
         if not tap.is_manual:
             view.card(tap.credential or "")  # identify
         crash_point("after_identify")
         decision = decide(policy, view, tap)
         crash_point("after_decide")
-        entry = plan(tap, decision, defer_presence=work.defer_presence)
+        entry = plan(tap, decision, defer_presence=work.defer_presence, seq=seq, doubt=doubt)
+        numbered.append(store.number_entry(entry))
+        batch.work.append(work)
+        batch.decisions.append(decision)
         if entry.presence is not None:
             pid, day, state = entry.presence
             layer.presence_by_person[pid] = (day, state)
         if entry.meal is not None:
             layer.meals[entry.meal[0]] = ServedMeal(tap.at, tap.terminal)
-        group.add(work, decision, entry)
 
-    async def _finish_group(
-        self,
-        group: list[_Work],
-        layer: _Layer,
-        decisions: list[Decision | PurchaseDecision],
-        prep: PreparedJournal,
-    ) -> PipelineError | None:
-        """Resolve the group's taps once committed; returns the error that refused them."""
-        try:
-            events = await self.store.commit_journal(prep)
-        except Exception as err:  # the store failed: no tap of this group is actuated
+    def _group_done(self, prep: PreparedJournal, err: BaseException | None) -> None:
+        """On the loop, in commit order, once the store's memory follows the journal: resolve
+        the group's taps (or refuse them all: nothing of the group is actuated)."""
+        group: _Group = prep.tag
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._drained.set()
+        for layer in group.layers:  # committed: its effects are in the store's state now
+            if layer in self._layers:
+                self._layers.remove(layer)
+        if err is not None:  # the store failed: no tap of this group is actuated
             full = store_cannot_write(err) or self.store_fault is not None
             if full:
-                self._store_failed(len(group), err)
+                self._store_failed(len(group.work), err)
             else:
-                log.exception("journal commit failed; %d taps refused", len(group))
-            refused = PipelineError(f"journal commit failed: {err}", cannot_record=full)
-            for work in group:
+                log.error("journal commit failed; %d taps refused: %s", len(group.work), err)
+            for work in group.work:
                 if not work.future.done():
                     work.future.set_exception(
                         PipelineError(f"journal commit failed: {err}", cannot_record=full)
                     )
-            return refused
-        finally:
-            self._layers.remove(layer)  # committed: its effects are in the store's state now
+            return
         crash_point("after_commit")
         if self.store_fault is not None:
             self._store_recovered()
-        self.decisions += len(group)
+        self.decisions += len(group.work)
         self.groups += 1
-        for work, d, e in zip(group, decisions, events[: len(group)], strict=True):
+        if self.on_group is not None:
+            self.on_group(len(group.work))
+        for work, d, e in zip(group.work, group.decisions, prep.events, strict=False):
             if work.future.done():
                 continue
             if isinstance(work.tap, Purchase):
@@ -508,7 +516,6 @@ class Pipeline:
             else:
                 assert isinstance(d, Decision)
                 work.future.set_result(Outcome(work.tap, d, e))
-        return None
 
     def _store_failed(self, taps: int, err: BaseException) -> None:
         fault = self.store_fault

@@ -11,6 +11,9 @@ Taps are offered as a rush: 12 terminals, 1,200 taps/s on average, each round op
 burst (the start of a shift: 1.75x the rate for the first 40 % of the round, then 0.5x). The
 run alternates pipeline rounds with the floors' rounds so that both see the same (noisy)
 machine. Then 12 terminals tap as fast as they can (closed loop) for the saturated rate.
+
+``handoff_gap_ms``: whenever a tap was waiting as a group's COMMIT returned, the time until the
+journal thread began the next group's transaction (the hand-off's own cost, apart from fsync).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
+import itertools
 import os
 import random
 import sqlite3
@@ -31,7 +35,7 @@ from typing import Any
 
 from edge.core.model import Tap
 from edge.pipeline import Pipeline
-from edge.store import EdgeStore, JournalEntry, PreparedJournal
+from edge.store import EdgeStore
 from protocol.messages import Direction, TerminalKind
 from simulators.bench_support import bench_snapshot, peak_rss_mb, percentile
 
@@ -86,6 +90,20 @@ def bare_group_commits(db: sqlite3.Connection, sizes: list[int]) -> list[float]:
     return out
 
 
+def handoff_gaps(
+    spans: list[tuple[int, int, float, float]], submitted: dict[int, float]
+) -> list[float]:
+    """For consecutive journal groups where the second had a tap submitted before the first's
+    COMMIT returned: the time from that return to the second's BEGIN (the hand-off's cost)."""
+    out = []
+    ordered = sorted(spans)
+    for (_, _, _, ended), (first, nxt, began, _) in itertools.pairwise(ordered):
+        waiting = [submitted[s] for s in range(first, nxt) if s in submitted]
+        if waiting and min(waiting) < ended:
+            out.append(began - ended)
+    return out
+
+
 def _due(elapsed: float, round_s: float, total: int) -> int:
     """Taps offered by ``elapsed`` seconds into a round of ``total`` taps (burst first)."""
     if elapsed >= round_s:
@@ -113,14 +131,11 @@ async def _edge(
         root = Path(tmp)
         store = await EdgeStore.open(root / "edge.sqlite", school="S1", device="bench")
         await store.apply_snapshot(bench_snapshot(students, cards))
-        group_sizes: list[int] = []
-        prepare = store.prepare_journal
-
-        def recording_prepare(entries: list[JournalEntry]) -> PreparedJournal:
-            group_sizes.append(len(entries))
-            return prepare(entries)
-
-        setattr(store, "prepare_journal", recording_prepare)  # noqa: B010  (the bench's probe)
+        group_sizes: list[int] = []  # the pipeline's committed groups, in commit order
+        # each journal transaction as the thread ran it: (first seq, next seq, began, ended)
+        spans: list[tuple[int, int, float, float]] = []
+        store.group_probe = lambda *span: spans.append(span)
+        submitted: dict[int, float] = {}  # seq -> when its tap was submitted (open loop)
         gc.collect()
         gc.freeze()  # as the daemon does once its roster is loaded
         bare: list[float] = []
@@ -144,11 +159,13 @@ async def _edge(
         rounds_raw: list[dict[str, Any]] = []
         saturated = 0  # closed loop: as fast as the terminals can go
         async with Pipeline(store) as pipeline:
+            pipeline.on_group = group_sizes.append
 
             async def one(terminal: int) -> None:
                 t_submit = time.perf_counter()
-                await pipeline.submit(make_tap(terminal))
+                outcome = await pipeline.submit(make_tap(terminal))
                 took = time.perf_counter() - t_submit
+                submitted[outcome.event.seq] = t_submit
                 latencies.append(took)
                 by_terminal[terminal].append(took)
 
@@ -187,6 +204,7 @@ async def _edge(
                 )
             bare_db.close()
             open_groups = list(group_sizes)
+            gaps = handoff_gaps(spans, submitted)
 
             stop_at = time.monotonic() + seconds / 2
 
@@ -229,6 +247,13 @@ async def _edge(
         "p99_ms_by_terminal": {
             f"t{t}": round(percentile(v, 99) * 1000, 3) for t, v in by_terminal.items() if v
         },
+        "handoff_gap_ms": {**_ms(gaps), "p90": round(percentile(gaps, 90) * 1000, 3)}
+        if gaps
+        else None,
+        "handoff_gap_note": (
+            f"{len(gaps)} times a group's tap was waiting when the transaction before it "
+            "returned: from that COMMIT returning to the next BEGIN, in the journal thread"
+        ),
         "bare_commit_ms": _ms(bare),
         "bare_group_commit_ms": _ms(bare_group),
         "p99_ratio_to_bare_commit": round(ratio_bare, 2),

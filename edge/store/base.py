@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -29,6 +28,7 @@ from edge.core.model import (
 )
 from edge.state import build_state
 from edge.store.errors import StoreError
+from edge.store.journal_thread import JournalThread
 from edge.store.migrations import migrate
 from protocol.messages import (
     CategoryMembership,
@@ -60,9 +60,14 @@ class StoreBase:
         # school's card key; the number itself only for a store opened without the key
         self.card_key_of: CardKeyOf = keyed(card_key) if card_key is not None else plain
         # The journal's transactions run whole in one dedicated thread on their own connection:
-        # one hop per group commit instead of one per statement (see ``journal``).
+        # one hop per group commit instead of one per statement (see ``journal``); the thread
+        # takes the pipeline's open group itself as soon as the transaction before returns.
         self._writer: sqlite3.Connection | None = None
-        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._writer_thread: JournalThread[Any] = JournalThread(self._run_group)
+        self._loop = asyncio.get_running_loop()  # the thread reports each group's outcome here
+        self._last_open: Any = None  # the pipeline's last open group (``append_entry``)
+        # benches: (first seq, next seq, began, ended) of each journal group, in the thread
+        self.group_probe: Callable[[int, int, float, float], None] | None = None
         self.school = school
         self.device = device
         self.capacity = capacity
@@ -171,6 +176,10 @@ class StoreBase:
 
     async def _in_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, fn, *args)
+
+    def _run_group(self, prep: Any) -> None:
+        """In the journal thread: commit one journal group (``JournalMixin``)."""
+        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         return self

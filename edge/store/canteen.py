@@ -39,6 +39,10 @@ class CanteenMixin(StoreBase):
         """Returns when no downlink credit is being applied (the pipeline waits here)."""
         await self._money_settled.wait()
 
+    def money_is_settled(self) -> bool:
+        """No downlink credit is being applied now (the pipeline decides on without waiting)."""
+        return self._money_settled.is_set()
+
     async def money_rows(self) -> dict[str, list[tuple[Any, ...]]]:
         """Balances, credits, debits and receipts as stored, for audits and tests."""
         out: dict[str, list[tuple[Any, ...]]] = {}

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 from edge.core.model import MealKey, Presence, ServedMeal
+from edge.faults import crash_point
 from edge.store import canteen
 from edge.store.base import StoreBase, _in_transaction
 from edge.store.canteen import Sale
@@ -28,6 +30,7 @@ from protocol.messages import AlarmCode, AlarmEvent, Event
 log = logging.getLogger(__name__)
 
 HIGH_WATER = 0.8
+MAX_GROUP = 256  # entries in one of the pipeline's open groups
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
@@ -66,34 +69,83 @@ class JournalEntry:
     lending: LendingWrite | None = None  # a library desk act: the item's new holder
 
 
-@dataclass(slots=True)
+class _Rows:
+    """The rows of one journal group, as ``write_group`` takes them."""
+
+    __slots__ = (
+        "alarm",
+        "cards",
+        "journal",
+        "lendings",
+        "meals",
+        "presence",
+        "sales",
+        "spends",
+        "tokens",
+    )
+
+    def __init__(self) -> None:
+        self.journal: list[tuple[Any, ...]] = []
+        self.meals: list[tuple[Any, ...]] = []
+        self.presence: list[tuple[Any, ...]] = []
+        self.alarm: tuple[Any, ...] | None = None
+        self.sales: list[tuple[Any, ...]] = []
+        self.spends: list[tuple[Any, ...]] = []
+        self.tokens: list[tuple[Any, ...]] = []
+        self.cards: list[tuple[int, CardWrite]] = []
+        self.lendings: list[tuple[int, LendingWrite]] = []
+
+    def args(self) -> tuple[Any, ...]:
+        return (
+            self.journal,
+            self.meals,
+            self.presence,
+            self.alarm,
+            self.sales,
+            self.spends,
+            self.tokens,
+            self.cards,
+            self.lendings,
+        )
+
+
+GroupDone = Callable[["PreparedJournal", BaseException | None], None]
+Numbered = tuple[JournalEntry, Event, bytes]  # an entry, its numbered event, the event's bytes
+
+
+@dataclass(slots=True, eq=False)
 class PreparedJournal:
-    """A group of journal entries with their sequence numbers, its transaction already queued
-    for the journal thread (so the thread sees groups in the order they were prepared)."""
+    """A group of journal entries with their sequence numbers and rows, queued for the journal
+    thread (so the thread sees groups in the order they were prepared). An *open* group (the
+    pipeline's) takes more entries until the thread takes it."""
 
     entries: list[JournalEntry]
     events: list[Event]
     first_seq: int
     next_seq: int
-    rows: tuple[
-        list[tuple[Any, ...]],
-        list[tuple[Any, ...]],
-        list[tuple[Any, ...]],
-        tuple[Any, ...] | None,
-        list[tuple[Any, ...]],
-        list[tuple[Any, ...]],
-        list[tuple[Any, ...]],
-        list[tuple[int, CardWrite]],
-        list[tuple[int, LendingWrite]],
-    ]
+    rows: _Rows
     epoch: int = 0  # the store's failure count when prepared
-    txn: asyncio.Future[None] | None = None
+    done: asyncio.Future[None] | None = None  # ``journal``'s groups: resolved once in memory
+    on_done: GroupDone | None = None  # the pipeline's groups: called once in memory
+    tag: Any = None  # the pipeline's own record of the group
+    alarm: AlarmEvent | None = None  # the outbox's high-water alarm, raised by this group
+    open: bool = False  # the thread has not taken it: entries may still join (under its lock)
 
 
 class JournalMixin(StoreBase):
     @property
     def last_seq(self) -> int:
         return self._next_seq - 1
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next entry handed in gets (``append_entry``, ``prepare_journal``)."""
+        return self._reserved
+
+    @property
+    def journal_epoch(self) -> int:
+        """Failed journal groups so far: a group prepared in an earlier epoch is refused."""
+        return self._epoch
 
     def add_append_listener(self, cb: Callable[[int], None]) -> None:
         self._append_listeners.append(cb)
@@ -111,167 +163,256 @@ class JournalMixin(StoreBase):
         return await self.commit_journal(self.prepare_journal(entries))
 
     def prepare_journal(self, entries: Sequence[JournalEntry]) -> PreparedJournal:
-        """Give the entries the next sequence numbers and build their rows (no I/O).
+        """Give the entries the next sequence numbers, build their rows and queue them for the
+        journal thread as one group (its own transaction).
 
         Several prepared groups may wait for the journal thread at once: they commit in the
         order they were prepared, and a group queued behind one that failed fails too (its
         decisions may rest on the failed group's effects).
         """
-        first = seq = self._reserved
-        events: list[Event] = []
-        rows: list[tuple[Any, ...]] = []
-        meals: list[tuple[Any, ...]] = []
-        presence: list[tuple[Any, ...]] = []
-        sales: list[tuple[Any, ...]] = []
-        cards: list[tuple[int, CardWrite]] = []
-        spends: list[tuple[Any, ...]] = []
-        tokens: list[tuple[Any, ...]] = []
-        lendings: list[tuple[int, LendingWrite]] = []
-        doubt = {"clock_in_doubt": True} if self.clock_in_doubt() else {}
+        prep = self._new_group(self._reserved)
         for entry in entries:
-            ev = entry.event.model_copy(update={"seq": seq, **doubt})
-            events.append(ev)
-            rows.append((seq, ev.at_ms, ev.kind, ev.terminal, _blob(ev), entry.credential))
-            if entry.meal is not None:
-                key, kind, amount = entry.meal
-                meals.append(
-                    (
-                        key.student_id,
-                        key.local_date.isoformat(),
-                        key.period,
-                        kind,
-                        amount,
-                        ev.terminal,
-                        ev.at_ms,
-                        seq,
-                    )
-                )
-            if entry.presence is not None:
-                pid, day, st = entry.presence
-                presence.append((pid, day.isoformat(), st.value, ev.at_ms, seq))
-            if entry.sale is not None and entry.meal is not None:
-                sale, key = entry.sale, entry.meal[0]
-                lines = json.dumps(
-                    [
-                        {"id": i, "name": n, "price_tiyn": p, "portions": k}
-                        for i, n, p, k in sale.lines
-                    ],
-                    ensure_ascii=False,
-                )
-                sales.append(
-                    (
-                        seq,
-                        sale.student_id,
-                        key.local_date.isoformat(),
-                        key.period,
-                        ev.terminal,
-                        ev.at_ms,
-                        lines,
-                        sale.amount_tiyn,
-                        sale.balance_after_tiyn,
-                    )
-                )
-                spends.extend((seq, vid, sale.student_id, t) for vid, t in sale.vouchers)
-                if sale.token is not None:
-                    tokens.append((sale.token[0], sale.token[1], sale.student_id, seq))
-            if entry.card is not None:
-                cards.append((seq, entry.card))
-            if entry.lending is not None:
-                lendings.append((seq, entry.lending))
-            seq += 1
-        backlog = seq - 1 - self._acked
-        alarm_row: tuple[Any, ...] | None = None
-        if not self._alarm_high and backlog >= self.capacity * HIGH_WATER:
-            alarm = AlarmEvent(
-                seq=seq,
-                at_ms=events[-1].at_ms if events else 0,
-                terminal=self.device,
-                code=AlarmCode.OUTBOX_HIGH_WATER,
-                active=True,
-                detail=f"outbox backlog {backlog} of capacity {self.capacity}",
-                clock_in_doubt=True if doubt else None,
-            )
-            alarm_row = (seq, alarm.at_ms, alarm.kind, alarm.terminal, _blob(alarm), None)
-            events.append(alarm)
-            seq += 1
-            self._alarm_high = True  # raised once, by the group that crossed the mark
-            log.warning("outbox at %d of %d events: alarm raised", backlog, self.capacity)
-        self._reserved = seq
+            ev = self._number(entry)
+            self._add_entry(prep, entry, ev, _blob(ev))
+        self._high_water(prep)
         self._journal_idle.clear()
-        prep = PreparedJournal(
-            list(entries),
-            events,
-            first,
-            seq,
-            (rows, meals, presence, alarm_row, sales, spends, tokens, cards, lendings),
-            self._epoch,
-        )
-        # Queued now, not when the caller gets round to awaiting it: another group prepared
-        # later (an alarm, a sale) must never reach the journal thread first.
+        prep.done = asyncio.get_running_loop().create_future()
         assert self._writer is not None, "store is closed"
-        prep.txn = asyncio.wrap_future(
-            self._writer_thread.submit(self._commit_in_order, self._writer, prep)
-        )
+        self._writer_thread.add_group(prep, keep_open=False)
         return prep
 
+    def number_entry(self, entry: JournalEntry) -> Numbered:
+        """Give one entry the next seq and encode its event (CPU work on the loop, as the
+        entry is decided: it overlaps the commit under way); ``hand_over`` queues it."""
+        ev = self._number(entry)
+        return entry, ev, _blob(ev)
+
+    def hand_over(self, numbered: list[Numbered], on_done: GroupDone) -> PreparedJournal:
+        """Add entries numbered just before (``number_entry``, nothing handed in between) to
+        the open group, or queue a new open group with them when the thread has taken the last
+        one: the thread takes the open group itself the moment its previous transaction
+        returns (the pipeline's hand-off, one per batch of taps decided together).
+        ``on_done(group, error)`` is called on the loop once a new group has committed (memory
+        updated) or failed."""
+        assert numbered and numbered[-1][1].seq == self._reserved - 1, "numbered just before"
+        last: PreparedJournal | None = self._last_open
+
+        def extend(group: PreparedJournal) -> None:
+            for entry, ev, blob in numbered:
+                self._add_entry(group, entry, ev, blob)
+
+        if (
+            last is not None
+            and last.epoch == self._epoch
+            and len(last.entries) + len(numbered) <= MAX_GROUP
+            and (self._alarm_high or self._reserved - 1 - self._acked < self.capacity * HIGH_WATER)
+            and self._writer_thread.extend_open(last, extend)
+        ):
+            return last
+        assert self._writer is not None, "store is closed"
+        prep = self._new_group(numbered[0][1].seq)
+        prep.on_done = on_done
+        extend(prep)
+        self._high_water(prep)
+        self._writer_thread.add_group(prep, keep_open=prep.alarm is None)
+        self._last_open = prep
+        return prep
+
+    def append_entry(self, entry: JournalEntry, on_done: GroupDone) -> PreparedJournal:
+        """``hand_over`` of one entry."""
+        return self.hand_over([self.number_entry(entry)], on_done)
+
+    def _new_group(self, first: int) -> PreparedJournal:
+        return PreparedJournal([], [], first, first, _Rows(), self._epoch)
+
+    def _number(self, entry: JournalEntry) -> Event:
+        """The entry's event with the next seq (CPU work on the loop, done as the entry is
+        decided: it overlaps the commit under way, so the hand-off only appends rows)."""
+        seq = self._reserved
+        self._reserved = seq + 1
+        self._journal_idle.clear()
+        ev = entry.event
+        doubt = self.clock_in_doubt()
+        if ev.seq == seq and (ev.clock_in_doubt or not doubt):
+            return ev  # planned with its number (the pipeline's): no copy
+        update: dict[str, Any] = {"seq": seq}
+        if doubt:
+            update["clock_in_doubt"] = True
+        return ev.model_copy(update=update)
+
+    def _high_water(self, prep: PreparedJournal) -> None:
+        """Raise the outbox's high-water alarm in ``prep`` (with the next seq) if the backlog
+        has crossed the mark; raised once, by the group that crossed it."""
+        backlog = self._reserved - 1 - self._acked
+        if self._alarm_high or backlog < self.capacity * HIGH_WATER:
+            return
+        seq = self._reserved
+        alarm = AlarmEvent(
+            seq=seq,
+            at_ms=prep.events[-1].at_ms if prep.events else 0,
+            terminal=self.device,
+            code=AlarmCode.OUTBOX_HIGH_WATER,
+            active=True,
+            detail=f"outbox backlog {backlog} of capacity {self.capacity}",
+            clock_in_doubt=True if self.clock_in_doubt() else None,
+        )
+        prep.rows.alarm = (seq, alarm.at_ms, alarm.kind, alarm.terminal, _blob(alarm), None)
+        prep.alarm = alarm
+        prep.next_seq = seq + 1
+        self._reserved = seq + 1
+        self._alarm_high = True
+        log.warning("outbox at %d of %d events: alarm raised", backlog, self.capacity)
+
+    @staticmethod
+    def _add_entry(prep: PreparedJournal, entry: JournalEntry, ev: Event, blob: bytes) -> None:
+        """The entry's rows join ``prep`` (for an open group: under the thread's lock, with the
+        event already encoded outside it)."""
+        seq = ev.seq
+        r = prep.rows
+        prep.entries.append(entry)
+        prep.events.append(ev)
+        r.journal.append((seq, ev.at_ms, ev.kind, ev.terminal, blob, entry.credential))
+        if entry.meal is not None:
+            key, kind, amount = entry.meal
+            r.meals.append(
+                (
+                    key.student_id,
+                    key.local_date.isoformat(),
+                    key.period,
+                    kind,
+                    amount,
+                    ev.terminal,
+                    ev.at_ms,
+                    seq,
+                )
+            )
+        if entry.presence is not None:
+            pid, day, st = entry.presence
+            r.presence.append((pid, day.isoformat(), st.value, ev.at_ms, seq))
+        if entry.sale is not None and entry.meal is not None:
+            sale, key = entry.sale, entry.meal[0]
+            lines = json.dumps(
+                [{"id": i, "name": n, "price_tiyn": p, "portions": k} for i, n, p, k in sale.lines],
+                ensure_ascii=False,
+            )
+            r.sales.append(
+                (
+                    seq,
+                    sale.student_id,
+                    key.local_date.isoformat(),
+                    key.period,
+                    ev.terminal,
+                    ev.at_ms,
+                    lines,
+                    sale.amount_tiyn,
+                    sale.balance_after_tiyn,
+                )
+            )
+            r.spends.extend((seq, vid, sale.student_id, t) for vid, t in sale.vouchers)
+            if sale.token is not None:
+                r.tokens.append((sale.token[0], sale.token[1], sale.student_id, seq))
+        if entry.card is not None:
+            r.cards.append((seq, entry.card))
+        if entry.lending is not None:
+            r.lendings.append((seq, entry.lending))
+        prep.next_seq = seq + 1
+
     async def commit_journal(self, prep: PreparedJournal) -> list[Event]:
-        """Commit a prepared group (in the journal thread); memory changes only after it."""
-        txn = prep.txn
-        assert txn is not None
-        interrupted: BaseException | None = None
+        """Wait for a prepared group's commit (in the journal thread); memory changes only
+        after it, whether the caller is still waiting or not (``_group_done``)."""
+        done = prep.done
+        assert done is not None
         try:
-            await asyncio.shield(txn)
-        except BaseException as err:
-            if not txn.done():  # our caller was cancelled: the thread finishes regardless
-                await asyncio.wait([txn])
-            if txn.cancelled() or txn.exception() is not None:
-                if prep.epoch == self._epoch:  # the first failure since this group was prepared
-                    self._epoch += 1
-                    self._reserved = self._next_seq  # give the numbers out again
-                if self._reserved == self._next_seq:
-                    self._journal_idle.set()
-                if any(ev.kind == "alarm" for ev in prep.events[len(prep.entries) :]):
-                    self._alarm_high = False
-                raise
-            # The group committed while our caller was being cancelled: memory follows the
-            # journal below, then the cancellation goes on (swallowed, it left a task group
-            # waiting for ever on a task that had been told to stop).
-            interrupted = err
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            if not done.done():  # our caller was cancelled: the thread finishes regardless
+                await asyncio.wait([done])
+            if not done.cancelled():
+                done.exception()  # retrieved: the cancellation is what goes on
+            # Committed or not, memory already follows the journal; the cancellation goes on
+            # (swallowed, it left a task group waiting for ever on a task told to stop).
+            raise
+        return prep.events if prep.alarm is None else [*prep.events, prep.alarm]
+
+    def _run_group(self, prep: PreparedJournal) -> None:
+        """In the journal thread: commit one group and tell the loop, at once."""
+        if prep.on_done is not None:
+            crash_point("after_handoff")  # the pipeline's group, taken by the thread
+        err: BaseException | None = None
+        began = time.perf_counter()
+        try:
+            assert self._writer is not None, "store is closed"
+            _in_transaction(self._writer, self._journal_rows_in_order, prep)
+            # The thread's next seq moves only once the COMMIT succeeded: a COMMIT that fails
+            # (a full disk: the WAL is written then) leaves it where it was, so the group
+            # re-numbered after the failure follows.
+            self._thread_next_seq = prep.next_seq
+            if prep.on_done is not None:
+                crash_point("after_group_commit")  # committed; the loop has not heard yet
+        except BaseException as e:
+            err = e
+        probe = self.group_probe
+        if probe is not None:
+            probe(prep.first_seq, prep.next_seq, began, time.perf_counter())
+        try:
+            self._loop.call_soon_threadsafe(self._group_done, prep, err)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            log.warning("journal group %d.. finished after its event loop closed", prep.first_seq)
+
+    def _group_done(self, prep: PreparedJournal, err: BaseException | None) -> None:
+        """On the loop, in commit order: memory follows the journal, then the group's waiters."""
+        if self._last_open is prep:
+            self._last_open = None
+        if err is not None:
+            if prep.epoch == self._epoch:  # the first failure since this group was prepared
+                self._epoch += 1
+                self._reserved = self._next_seq  # give the numbers out again
+                self._writer_thread.close_open()  # later entries never join a doomed group
+                self._last_open = None
+            if self._reserved == self._next_seq:
+                self._journal_idle.set()
+            if prep.alarm is not None:
+                self._alarm_high = False
+            self._notify(prep, err)
+            return
         self._next_seq = prep.next_seq
         if self._reserved == self._next_seq:
             self._journal_idle.set()
-        for entry, ev in zip(prep.entries, prep.events, strict=False):
+        state = self.state
+        for entry, ev in zip(prep.entries, prep.events, strict=True):
             if entry.meal is not None:
                 key = entry.meal[0]
-                at = dt.datetime.fromtimestamp(ev.at_ms / 1000, dt.UTC)
-                self.state.meals.setdefault(key, ServedMeal(at, ev.terminal))
+                if key not in state.meals:
+                    at = dt.datetime.fromtimestamp(ev.at_ms / 1000, dt.UTC)
+                    state.meals[key] = ServedMeal(at, ev.terminal)
             if entry.sale is not None and entry.meal is not None:
                 sale, day = entry.sale, entry.meal[0].local_date
-                balances, spending = self.state.balances, self.state.spending
+                balances, spending = state.balances, state.spending
                 paid = sale.balance_paid_tiyn
                 balances[sale.student_id] = balances.get(sale.student_id, 0) - paid
                 spent = spending.get((sale.student_id, day), 0)
                 spending[(sale.student_id, day)] = spent + sale.amount_tiyn
                 for vid, tiyn in sale.vouchers:
-                    used = self.state.voucher_spent
+                    used = state.voucher_spent
                     used[vid] = used.get(vid, 0) + tiyn
                 if sale.token is not None:
-                    self.state.redeemed_tokens.add(sale.token[0])
+                    state.redeemed_tokens.add(sale.token[0])
             if entry.presence is not None:
                 pid, day, st = entry.presence
-                self.state.presence_by_person[pid] = (day, st)
+                state.presence_by_person[pid] = (day, st)
         for cb in self._append_listeners:
             cb(self.last_seq)
-        if interrupted is not None:
-            raise interrupted
-        return prep.events
+        self._notify(prep, None)
 
-    def _commit_in_order(self, db: sqlite3.Connection, prep: PreparedJournal) -> None:
-        """In the journal thread: one group, one transaction. The thread's next seq moves only
-        once the COMMIT succeeded: a COMMIT that fails (a full disk: the WAL is written then)
-        leaves it where it was, so the group re-numbered after the failure follows."""
-        _in_transaction(db, self._journal_rows_in_order, prep)
-        self._thread_next_seq = prep.next_seq
+    @staticmethod
+    def _notify(prep: PreparedJournal, err: BaseException | None) -> None:
+        if prep.done is not None and not prep.done.done():
+            if err is None:
+                prep.done.set_result(None)
+            else:
+                prep.done.set_exception(err)
+        if prep.on_done is not None:
+            prep.on_done(prep, err)
 
     def _journal_rows_in_order(self, db: sqlite3.Connection, prep: PreparedJournal) -> None:
         """In the journal thread: refuse a group that does not follow the last committed one."""
@@ -281,7 +422,7 @@ class JournalMixin(StoreBase):
                 f"journal group starting at seq {prep.first_seq} does not follow seq "
                 f"{expected - 1}: an earlier group failed"
             )
-        write_group(db, *prep.rows)
+        write_group(db, *prep.rows.args())
 
     async def checkpoint(self) -> None:
         """Fold the WAL into the database without blocking the journal (PASSIVE)."""
