@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 from protocol import topics
 from protocol.codec import open_envelope
 from protocol.errors import ProtocolError
-from protocol.messages import Change, DeviceStatus, SyncAck, SyncDelta
+from protocol.messages import (
+    FEATURE_BALANCE_TOTALS,
+    Change,
+    DeviceStatus,
+    EdgeFeatures,
+    SyncAck,
+    SyncDelta,
+)
 from server.centre_key import CentreSigner
 from server.clock import now_ms
 from server.db import is_unreachable, make_engine, session_factory
@@ -32,7 +39,7 @@ from server.service import DatabasePacing, ThreadedService
 from server.settings import ServerSettings
 from server.staffpins import service as staffpins
 from server.sync.cardmove import finish_move
-from server.sync.changelog import append_changes, changes_after, load_state
+from server.sync.changelog import append_changes, changes_after, legacy_money, load_state
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +212,26 @@ class DownlinkService(ThreadedService):
             with self._sessions() as session:
                 if staffpins.record_receipts(session, school, device, env):
                     session.commit()
+        elif rest == "sync/ack" and env.type_name == "edge_features":
+            self._handle_features(school, device, env.message(EdgeFeatures))
         elif rest == "sync/ack":
             self._handle_sync_ack(school, device, env.message(SyncAck))
             self._send_pins(school, device, resend=True)
         elif rest == "status":
             self._handle_status(school, device, env.message(DeviceStatus))
+
+    def _handle_features(self, school: str, device: str, msg: EdgeFeatures) -> None:
+        """What the edge reads beyond the release before (sent ahead of its SyncAck)."""
+        if msg.school != school or msg.device != device:
+            log.warning("downlink: EdgeFeatures for another device on %s/%s", school, device)
+            return
+        with self._sessions() as session:
+            session.execute(
+                update(Device)
+                .where(Device.school_id == school, Device.device_id == device)
+                .values(downlink_features=sorted(set(msg.features)))
+            )
+            session.commit()
 
     def _handle_sync_ack(self, school: str, device: str, ack: SyncAck) -> None:
         if ack.school != school or ack.device != device:
@@ -222,6 +244,7 @@ class DownlinkService(ThreadedService):
             if row is None:
                 log.warning("downlink: SyncAck from unknown device %s/%s", school, device)
                 return
+            totals = FEATURE_BALANCE_TOTALS in (row.downlink_features or [])
             row.applied_version = ack.applied_version
             row.applied_at_ms = now_ms()
             session.flush()
@@ -238,10 +261,19 @@ class DownlinkService(ThreadedService):
             session.commit()
             behind = head - ack.applied_version
             if ack.need_snapshot or behind > self._settings.snapshot_threshold or behind < 0:
-                snap = load_state(session, school, head).snapshot(school, head)
+                # the money as one net per student, or, to an edge of the release before, as
+                # every credit and debit ever sent (the lists it reads)
+                legacy = None if totals else legacy_money(session, school, head)
+                snap = load_state(session, school, head).snapshot(school, head, legacy)
                 self._send(school, device, self._signer.sign(snap, school, device))
                 self.snapshots_sent += 1
-                log.info("downlink: snapshot v%d to %s/%s", head, school, device)
+                log.info(
+                    "downlink: snapshot v%d to %s/%s (money %s)",
+                    head,
+                    school,
+                    device,
+                    "as lists" if legacy is not None else "as nets",
+                )
             elif behind > 0:
                 delta = SyncDelta(
                     school=school,
