@@ -146,8 +146,16 @@ class SchoolState:
         self.money_ids.add(key)
         self.money[student_id] = self.money.get(student_id, 0) + amount
 
-    def balance_totals(self) -> list[BalanceTotal]:
-        return [BalanceTotal(student_id=s, net_tiyn=n) for s, n in sorted(self.money.items())]
+    def balance_totals(self, *, roster_only: bool = False) -> list[BalanceTotal]:
+        """The nets; ``roster_only``: of the students on the roster (a snapshot's: the edge
+        leaves a student it is not given as it is, so one who left, or was erased under a new
+        id, is neither credited again nor carried for ever; back on the roster, their net is
+        carried again, whole)."""
+        return [
+            BalanceTotal(student_id=s, net_tiyn=n)
+            for s, n in sorted(self.money.items())
+            if not roster_only or s in self.students
+        ]
 
     def _drop_cards(self, kind: OwnerKind, owner: str) -> None:
         for cred in [
@@ -178,8 +186,8 @@ class SchoolState:
         legacy_money: tuple[list[BalanceCredit], list[BalanceDebit]] | None = None,
     ) -> SyncSnapshot:
         """``menus``: the dated menus of the last ``SNAPSHOT_MENU_DAYS`` dates set. The money as
-        ``balance_totals`` (one net per student: its size follows the roster, not the canteen's
-        history), or, with ``legacy_money`` (every credit and debit ever sent, for an edge of
+        ``balance_totals`` (one net per student on the roster: its size follows the roster, not
+        the canteen's history), or, with ``legacy_money`` (every credit and debit ever sent, for an edge of
         the release before, ``legacy_money_of``), as those lists."""
         menu = self.menus[max(self.menus)] if self.menus else []
         credits, debits = legacy_money if legacy_money is not None else ([], [])
@@ -201,7 +209,9 @@ class SchoolState:
                 MenuSet(local_date=day, items=self.menus[day])
                 for day in sorted(self.menus)[-SNAPSHOT_MENU_DAYS:]
             ],
-            balance_totals=self.balance_totals() if legacy_money is None else None,
+            balance_totals=(
+                self.balance_totals(roster_only=True) if legacy_money is None else None
+            ),
             balance_credits=credits,
             parent_limits=list(self.limits.values()),
             balance_debits=debits,
