@@ -271,7 +271,7 @@ async def test_a_snapshot_of_the_money_log_equals_its_deltas(tmp_path: Path, leg
     """Invariant 4 for the new ops: the server's fold of credits, debits, vouchers and issuer
     keys, sent as a snapshot (money as nets, or as the lists sent to an edge of the release
     before), leaves an edge where the deltas 1..N leave another."""
-    from protocol.messages import BalanceCredit
+    from protocol.messages import BalanceCredit, StudentUpsert
     from server.sync.state import fold, legacy_money_of
 
     key_delta = voucher_delta(version=1, amount=9_000)
@@ -291,7 +291,8 @@ async def test_a_snapshot_of_the_money_log_equals_its_deltas(tmp_path: Path, leg
             await by_deltas.apply_delta(
                 SyncDelta(school=SCHOOL, version=v, base_version=v - 1, changes=changes)
             )
-        state = fold(c for changes in versions for c in changes)
+        roster = [StudentUpsert(student=s) for s in base.students]  # the nets: of the roster
+        state = fold([*roster, *(c for changes in versions for c in changes)])
         lists = legacy_money_of(c for changes in versions for c in changes) if legacy else None
         snap = state.snapshot(SCHOOL, len(versions), lists)
         await by_snapshot.apply_snapshot(
