@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, column, select, table, update
 from sqlalchemy.orm import Session
 
 from protocol import topics
@@ -35,6 +35,7 @@ from server.clock import now_ms
 from server.db import is_unreachable, make_engine, session_factory
 from server.models import Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
+from server.people.models import Student
 from server.service import DatabasePacing, ThreadedService
 from server.settings import ServerSettings
 from server.staffpins import service as staffpins
@@ -264,7 +265,9 @@ class DownlinkService(ThreadedService):
                 # the money as one net per student, or, to an edge of the release before, as
                 # every credit and debit ever sent (the lists it reads)
                 legacy = None if totals else legacy_money(session, school, head)
-                snap = load_state(session, school, head).snapshot(school, head, legacy)
+                snap = load_state(session, school, head).snapshot(
+                    school, head, legacy, leave_out=_erased(session, school)
+                )
                 self._send(school, device, self._signer.sign(snap, school, device))
                 self.snapshots_sent += 1
                 log.info(
@@ -347,3 +350,20 @@ class DownlinkService(ThreadedService):
             self._thread = None
         if self._own_engine:
             self._engine.dispose()
+
+
+# server.retention's table of erasures, by name (retention imports the sync side)
+_ERASURES = table("retention_erasures", column("student_pk"), column("school_id"))
+
+
+def _erased(session: Session, school: str) -> set[str]:
+    """The ids (tokens) of the school's erased students: the log renamed their money to them,
+    and the edge holds it under the old id, so a snapshot's nets leave them out (the edge then
+    leaves what it has)."""
+    return set(
+        session.scalars(
+            select(Student.ref)
+            .join(_ERASURES, _ERASURES.c.student_pk == Student.pk)
+            .where(_ERASURES.c.school_id == school)
+        )
+    )

@@ -6,7 +6,7 @@ equals applying deltas 1..N.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from protocol.messages import (
@@ -146,15 +146,13 @@ class SchoolState:
         self.money_ids.add(key)
         self.money[student_id] = self.money.get(student_id, 0) + amount
 
-    def balance_totals(self, *, roster_only: bool = False) -> list[BalanceTotal]:
-        """The nets; ``roster_only``: of the students on the roster (a snapshot's: the edge
-        leaves a student it is not given as it is, so one who left, or was erased under a new
-        id, is neither credited again nor carried for ever; back on the roster, their net is
-        carried again, whole)."""
+    def balance_totals(self, leave_out: Collection[str] = ()) -> list[BalanceTotal]:
+        """The nets, but those of ``leave_out`` (the edge leaves a student it is not given as
+        it is: a snapshot leaves out the ids of erased students, whose money the log renamed)."""
         return [
             BalanceTotal(student_id=s, net_tiyn=n)
             for s, n in sorted(self.money.items())
-            if not roster_only or s in self.students
+            if s not in leave_out
         ]
 
     def _drop_cards(self, kind: OwnerKind, owner: str) -> None:
@@ -184,10 +182,11 @@ class SchoolState:
         school: str,
         version: int,
         legacy_money: tuple[list[BalanceCredit], list[BalanceDebit]] | None = None,
+        leave_out: Collection[str] = (),
     ) -> SyncSnapshot:
         """``menus``: the dated menus of the last ``SNAPSHOT_MENU_DAYS`` dates set. The money as
-        ``balance_totals`` (one net per student on the roster: its size follows the roster, not
-        the canteen's history), or, with ``legacy_money`` (every credit and debit ever sent, for an edge of
+        ``balance_totals`` (one net per student, but those of ``leave_out``: its size follows the
+        students, not the canteen's history), or, with ``legacy_money`` (every credit and debit ever sent, for an edge of
         the release before, ``legacy_money_of``), as those lists."""
         menu = self.menus[max(self.menus)] if self.menus else []
         credits, debits = legacy_money if legacy_money is not None else ([], [])
@@ -209,9 +208,7 @@ class SchoolState:
                 MenuSet(local_date=day, items=self.menus[day])
                 for day in sorted(self.menus)[-SNAPSHOT_MENU_DAYS:]
             ],
-            balance_totals=(
-                self.balance_totals(roster_only=True) if legacy_money is None else None
-            ),
+            balance_totals=self.balance_totals(leave_out) if legacy_money is None else None,
             balance_credits=credits,
             parent_limits=list(self.limits.values()),
             balance_debits=debits,
