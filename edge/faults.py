@@ -10,6 +10,9 @@ _SPEC = os.environ.get("QAQPA_CRASH_AT", "")
 _POINT, _, _NTH = _SPEC.partition(":")
 _COUNT = {"n": 0}
 
+# The pipeline's points (tests/integration/test_kill.py kills the daemon at each). The store's
+# downlink has two more: ``downlink_writing`` (inside a transaction that moves money, before it
+# commits) and ``downlink_written`` (committed, memory not yet told).
 POINTS = ("after_read", "after_identify", "after_decide", "after_commit", "after_actuate")
 
 

@@ -66,10 +66,12 @@ from protocol.codec import Envelope, encode, open_envelope
 from protocol.errors import ProtocolError
 from protocol.link import plain_refusal
 from protocol.messages import (
+    FEATURE_BALANCE_TOTALS,
     AlarmCode,
     CentreKeyAnnounce,
     DeviceStatus,
     EdgeBoxKey,
+    EdgeFeatures,
     Event,
     EventAck,
     EventBatch,
@@ -762,6 +764,12 @@ class EdgeSync:
     async def _on_online(self) -> None:
         stats = await self._store.outbox_stats()
         self._publish(self._t_status, encode(self._device_status(True, stats)), retain=True)
+        # what this release reads, ahead of the ack that may bring a snapshot (a server of the
+        # release before logs it as unknown and sends the lists it has always sent)
+        features = EdgeFeatures(
+            school=self._school, device=self._device, features=[FEATURE_BALANCE_TOTALS]
+        )
+        self._publish(self._t_sync_ack, encode(features))
         await self._publish_sync_ack(need_snapshot=False)
         if self.box is not None:
             announce = EdgeBoxKey(

@@ -720,6 +720,26 @@ class BalanceDebit(Message):
     amount_tiyn: Annotated[int, Field(ge=1, le=10**9)]
 
 
+class BalanceTotal(Message):
+    """The net of every credit less every server debit the centre has sent for a student through
+    a version (its opening balance at the school before sales): the edge adds the difference
+    from what it has applied so far."""
+
+    student_id: Id
+    net_tiyn: Annotated[int, Field(ge=-(10**15), le=10**15)]
+
+
+class BalanceTotalsSet(Message):
+    """Per listed student, the net money the centre has sent through this version (credits less
+    server debits): the edge moves the balance by the difference from the net it has applied
+    and keeps that net; students not listed are untouched. What a snapshot's ``balance_totals``
+    carries, as a change (the server's compacted log holds it; an edge of the release before
+    does not know it, so it is never sent to one in a delta)."""
+
+    op: Literal["balance_totals"] = "balance_totals"
+    totals: Annotated[list[BalanceTotal], Field(max_length=200_000)]
+
+
 class VoucherGrant(Message):
     """A social-wallet voucher of a student, issued by ``issuer``: ``amount_tiyn`` to spend on
     meals of ``meal_periods`` (empty: any) from ``valid_from`` to ``valid_to`` inclusive. The
@@ -802,7 +822,8 @@ Change = Annotated[
     | BalanceDebit
     | VoucherGrant
     | VoucherIssuerKey
-    | LendingSet,
+    | LendingSet
+    | BalanceTotalsSet,
     Field(discriminator="op"),
 ]
 
@@ -854,13 +875,18 @@ class SyncSnapshot(_OmitsNewFields):
         for key in self.omit_when_empty:
             if out.get(key) in (None, [], ()):
                 out.pop(key, None)
-        for key in ("card_refs", "card_records", "lending"):
+        for key in ("card_refs", "card_records", "lending", "balance_totals"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out
 
-    # canteen money: every credit of the current accounts (the edge applies each ledger id once,
-    # so a snapshot never loses a credit of a delta it replaces, nor credits one twice) ...
+    # canteen money, to an edge that announced ``balance_totals`` (EdgeFeatures): per student,
+    # the net of every credit and server debit sent through ``version`` (None: not carried, left
+    # out of the bytes; the lists below carry the money instead) ...
+    balance_totals: list[BalanceTotal] | None = None
+    # ... or, to an edge of the release before: every credit ever sent (the edge applies each
+    # ledger id once, so a snapshot never loses a credit of a delta it replaces, nor credits one
+    # twice) ...
     balance_credits: list[BalanceCredit] = []
     # ... and every student's limits (None: not carried, the edge keeps what it has)
     parent_limits: list[ParentLimitsSet] | None = None
@@ -884,6 +910,20 @@ class SyncAck(Message):
     device: Id
     applied_version: Annotated[int, Field(ge=0)]
     need_snapshot: bool = False
+
+
+# What an edge of this release understands beyond the release before (EdgeFeatures).
+FEATURE_BALANCE_TOTALS = "balance_totals"  # snapshots carry balance_totals, not every credit
+
+
+class EdgeFeatures(Message):
+    """Edge -> server on its sync/ack topic, before its SyncAck at every connection: the
+    downlink features this edge understands, so the server sends it what it can read (a server
+    of the release before does not know this message and ignores it)."""
+
+    school: Id
+    device: Id
+    features: Annotated[list[Id], Field(max_length=50)]
 
 
 class CentreKeyAnnounce(Message):
@@ -959,5 +999,6 @@ ALL_MESSAGES: dict[str, type[Message]] = {
     "edge_box_key": EdgeBoxKey,
     "staff_pins": StaffPins,
     "staff_pins_ack": StaffPinsAck,
+    "edge_features": EdgeFeatures,
 }
 TYPE_NAMES: dict[type[Message], str] = {cls: name for name, cls in ALL_MESSAGES.items()}

@@ -147,6 +147,7 @@ def enrol(
     row.enrolled_at_ms = at
     row.revoked_at_ms = None  # a replacement of a revoked device starts afresh
     row.centre_key_pinned_ms = at if pins_centre_key else None
+    row.downlink_features = None  # a new install says again what it reads
     try:
         session.flush()
     except IntegrityError as err:

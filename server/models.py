@@ -82,6 +82,9 @@ class Device(Base):
     centre_key_pinned_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # When an operator revoked it (stolen, retired): no key, no MQTT login, no downlink.
     revoked_at_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The downlink features the edge announced at its last connection (EdgeFeatures; None: an
+    # edge of a release before them, sent what that release reads). Cleared at enrolment.
+    downlink_features: Mapped[list[str] | None] = mapped_column(Json, default=None)
 
 
 class IngestProgress(Base):

@@ -44,7 +44,8 @@ class CanteenMixin(StoreBase):
         return self._money_settled.is_set()
 
     async def money_rows(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Balances, credits, debits and receipts as stored, for audits and tests."""
+        """Balances, credits, debits, receipts and the snapshots' adjustments as stored, for
+        audits and tests."""
         out: dict[str, list[tuple[Any, ...]]] = {}
         for table, order in (
             ("balances", "student_id"),
@@ -55,6 +56,8 @@ class CanteenMixin(StoreBase):
             ("voucher_spends", "seq"),
             ("voucher_tokens", "token_id"),
             ("server_debits", "ledger_id"),
+            ("downlink_money", "student_id"),
+            ("balance_adjustments", "id"),
         ):
             async with self._db.execute(f"SELECT * FROM {table} ORDER BY {order}") as cur:
                 out[table] = [tuple(r) for r in await cur.fetchall()]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from edge.core.cardkey import CardKeyOf, plain
+from edge.faults import crash_point
 from edge.state import build_state
 from edge.store.base import StoreBase
 from edge.store.errors import StoreError, SyncGap
@@ -48,7 +49,7 @@ class DownlinkMixin(StoreBase):
         """Replace roster, cards, staff and policy wholesale, atomically; add the credits it
         carries (once per ledger id) and replace the parents' limits when it carries them."""
         async with self.write_lock:
-            money = bool(snap.balance_credits or snap.balance_debits)
+            money = bool(snap.balance_credits or snap.balance_debits or snap.balance_totals)
             await self._money_transaction(_replace_all, snap, money)
             self._after_downlink(snap.policy, snap.version)
         await self._reload_roster()
@@ -88,7 +89,9 @@ class DownlinkMixin(StoreBase):
     ) -> PolicyDoc | None:
         """The delta's transaction; a credit waits for the sales being committed and holds new
         ones until it is in memory (the balance a sale states is the one its debit leaves)."""
-        money = any(c.op in ("balance_credit", "balance_debit") for c in delta.changes)
+        money = any(
+            c.op in ("balance_credit", "balance_debit", "balance_totals") for c in delta.changes
+        )
         policy: PolicyDoc | None = await self._money_transaction(
             _apply_delta, delta, money, keep_version
         )
@@ -106,6 +109,8 @@ class DownlinkMixin(StoreBase):
             if money:
                 await self._journal_idle.wait()  # groups decided, not yet committed
             result = await self._write(fn, message, effects, *args)
+            if effects.credits:
+                crash_point("downlink_written")
             for sid, amount in effects.credits:
                 self.state.balances[sid] = self.state.balances.get(sid, 0) + amount
         finally:
@@ -299,14 +304,11 @@ def _apply_change(
             (change.ledger_id, change.student_id, change.amount_tiyn, version),
         )
         if cur.rowcount == 1:  # the same ledger entry again credits nothing
-            db.execute(
-                "INSERT INTO balances VALUES (?, ?) ON CONFLICT (student_id) DO UPDATE "
-                "SET balance_tiyn = balance_tiyn + excluded.balance_tiyn",
-                (change.student_id, change.amount_tiyn),
-            )
-            effects.credits.append((change.student_id, change.amount_tiyn))
+            _move_balance(db, effects, change.student_id, change.amount_tiyn)
     elif op == "balance_debit":
         _apply_debit(db, change, effects, version)
+    elif op == "balance_totals":
+        _true_up(db, effects, {t.student_id: t.net_tiyn for t in change.totals}, version)
     elif op == "voucher_grant":
         db.execute(  # once per voucher id: a replay or a snapshot never adds it twice
             "INSERT OR IGNORE INTO vouchers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -403,12 +405,49 @@ def _apply_debit(
         (change.ledger_id, change.student_id, change.amount_tiyn, after, version),
     )
     if cur.rowcount == 1:
+        _move_balance(db, effects, change.student_id, -change.amount_tiyn)
+
+
+def _move_balance(db: sqlite3.Connection, effects: _DownlinkEffects, sid: str, amount: int) -> None:
+    """Money from the downlink: the balance and the net applied move together (memory follows
+    once the transaction commits)."""
+    for table, column in (("balances", "balance_tiyn"), ("downlink_money", "net_tiyn")):
         db.execute(
-            "INSERT INTO balances VALUES (?, ?) ON CONFLICT (student_id) DO UPDATE "
-            "SET balance_tiyn = balance_tiyn + excluded.balance_tiyn",
-            (change.student_id, -change.amount_tiyn),
+            f"INSERT INTO {table} VALUES (?, ?) ON CONFLICT (student_id) DO UPDATE "
+            f"SET {column} = {column} + excluded.{column}",
+            (sid, amount),
         )
-        effects.credits.append((change.student_id, -change.amount_tiyn))
+    effects.credits.append((sid, amount))
+
+
+def _true_up(
+    db: sqlite3.Connection, effects: _DownlinkEffects, nets: dict[str, int], version: int
+) -> None:
+    """Each listed student's net money from the centre through ``version``: the balance moves by
+    the difference from the net applied here (0 for money already applied, by a delta or an
+    earlier snapshot; the credits and debits of the deltas this snapshot replaces otherwise),
+    recorded as an adjustment. Students not listed are untouched."""
+    applied = dict(db.execute("SELECT student_id, net_tiyn FROM downlink_money"))
+    for sid, net in nets.items():
+        diff = net - int(applied.get(sid, 0))
+        if diff != 0:
+            _move_balance(db, effects, sid, diff)
+            db.execute(
+                "INSERT INTO balance_adjustments (sync_version, student_id, amount_tiyn) "
+                "VALUES (?, ?, ?)",
+                (version, sid, diff),
+            )
+
+
+def _listed_nets(snap: SyncSnapshot) -> dict[str, int]:
+    """The net per student of a snapshot's lists (a server of the release before sends every
+    credit and debit ever sent, each ledger id once)."""
+    nets: dict[str, int] = {}
+    for c in {c.ledger_id: c for c in reversed(snap.balance_credits)}.values():
+        nets[c.student_id] = nets.get(c.student_id, 0) + c.amount_tiyn
+    for d in {d.ledger_id: d for d in reversed(snap.balance_debits)}.values():
+        nets[d.student_id] = nets.get(d.student_id, 0) - d.amount_tiyn
+    return nets
 
 
 def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkEffects) -> None:
@@ -430,6 +469,15 @@ def _replace_all(db: sqlite3.Connection, snap: SyncSnapshot, effects: _DownlinkE
         _apply_change(db, credit, effects, snap.version)
     for change in [*snap.balance_debits, *snap.vouchers, *snap.voucher_issuers, *snap.menus]:
         _apply_change(db, change, effects, snap.version)  # each id once, as in a delta
+    # The money: the nets it carries, or those of its lists (each list holds every credit and
+    # debit sent; after the ids above, a student's net is off only by money an earlier snapshot
+    # brought as a net, which the lists' ids then brought again)
+    if snap.balance_totals is not None:
+        _true_up(db, effects, {t.student_id: t.net_tiyn for t in snap.balance_totals}, snap.version)
+    elif snap.balance_credits or snap.balance_debits:
+        _true_up(db, effects, _listed_nets(snap), snap.version)
+    if effects.credits:
+        crash_point("downlink_writing")
     if snap.lending is not None:
         put_lending(db, snap.lending)
     if snap.parent_limits is not None:

@@ -175,6 +175,24 @@ CREATE TABLE lending_approvals (
 CREATE INDEX lending_approvals_student ON lending_approvals (student_id);
 """
 
+# Canteen money as nets (migration 7): per student, the net of the money the downlink has
+# applied (credits less server debits, each ledger id once, and the snapshots' adjustments), so a
+# snapshot can carry one net per student instead of every credit ever sent: the edge moves the
+# balance by the difference and records it in ``balance_adjustments`` (the audit of money that
+# came without a ledger id). Initialised from the credits and debits already applied (exact: each
+# applied one is a row).
+MONEY_NETS_SCHEMA = """
+CREATE TABLE downlink_money (student_id TEXT PRIMARY KEY, net_tiyn INTEGER NOT NULL);
+CREATE TABLE balance_adjustments (
+  id INTEGER PRIMARY KEY, sync_version INTEGER NOT NULL, student_id TEXT NOT NULL,
+  amount_tiyn INTEGER NOT NULL);
+INSERT INTO downlink_money (student_id, net_tiyn)
+  SELECT student_id, SUM(amount) FROM (
+    SELECT student_id, amount_tiyn AS amount FROM balance_credits
+    UNION ALL SELECT student_id, -amount_tiyn FROM server_debits)
+  GROUP BY student_id;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "roster, policy, journal and canteen money", SCHEMA + CANTEEN_SCHEMA),
     Migration(2, "staff sessions of the edge's web pages", WEB_SESSIONS_SCHEMA),
@@ -182,6 +200,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "cards by keyed hash and card record", CARD_RECORDS_SCHEMA),
     Migration(5, "social-wallet vouchers, QR redemptions, server debits", VOUCHERS_SCHEMA),
     Migration(6, "the library desk's items, approved lists and holders", LENDING_SCHEMA),
+    Migration(
+        7, "canteen money applied from the downlink, as a net per student", MONEY_NETS_SCHEMA
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version  # the version this code writes and reads
 

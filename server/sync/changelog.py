@@ -13,11 +13,11 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from protocol.messages import Change, SyncDelta
+from protocol.messages import BalanceCredit, BalanceDebit, Change, SyncDelta
 from server.clock import now_ms
 from server.devices import ensure_school
 from server.models import ChangeLogCheckpoint, ChangeLogEntry, School
-from server.sync.state import SchoolState, compacted, fold
+from server.sync.state import SchoolState, compacted, fold, legacy_money_of
 
 _CHANGES = TypeAdapter(list[Change])
 # A school's checkpoint is rewritten when the log has grown this many versions past it: reading
@@ -44,6 +44,24 @@ def changes_after(session: Session, school: str, version: int) -> list[Change]:
         .order_by(ChangeLogEntry.version)
     ).scalars()
     return load_changes(list(rows))
+
+
+def legacy_money(
+    session: Session, school: str, through: int
+) -> tuple[list[BalanceCredit], list[BalanceDebit]]:
+    """Every credit and server debit the school's log sent through ``through``: the money of a
+    snapshot to an edge of the release before (it reads those lists, not the nets). Reads the
+    whole log: only while such edges remain."""
+    rows = session.execute(
+        select(ChangeLogEntry.changes)
+        .where(ChangeLogEntry.school_id == school, ChangeLogEntry.version <= through)
+        .order_by(ChangeLogEntry.version)
+    ).scalars()
+    money = [
+        [c for c in payload if c.get("op") in ("balance_credit", "balance_debit")]
+        for payload in rows
+    ]
+    return legacy_money_of(load_changes([m for m in money if m]))
 
 
 def load_state(session: Session, school: str, through: int | None = None) -> SchoolState:

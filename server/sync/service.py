@@ -15,23 +15,31 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, column, select, table, update
 from sqlalchemy.orm import Session
 
 from protocol import topics
 from protocol.codec import open_envelope
 from protocol.errors import ProtocolError
-from protocol.messages import Change, DeviceStatus, SyncAck, SyncDelta
+from protocol.messages import (
+    FEATURE_BALANCE_TOTALS,
+    Change,
+    DeviceStatus,
+    EdgeFeatures,
+    SyncAck,
+    SyncDelta,
+)
 from server.centre_key import CentreSigner
 from server.clock import now_ms
 from server.db import is_unreachable, make_engine, session_factory
 from server.models import Device, School
 from server.mqtt import connect_and_wait, make_client, reason_failed, shared
+from server.people.models import Student
 from server.service import DatabasePacing, StartAbandoned, ThreadedService
 from server.settings import ServerSettings
 from server.staffpins import service as staffpins
 from server.sync.cardmove import finish_move
-from server.sync.changelog import append_changes, changes_after, load_state
+from server.sync.changelog import append_changes, changes_after, legacy_money, load_state
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +212,26 @@ class DownlinkService(ThreadedService):
             with self._sessions() as session:
                 if staffpins.record_receipts(session, school, device, env):
                     session.commit()
+        elif rest == "sync/ack" and env.type_name == "edge_features":
+            self._handle_features(school, device, env.message(EdgeFeatures))
         elif rest == "sync/ack":
             self._handle_sync_ack(school, device, env.message(SyncAck))
             self._send_pins(school, device, resend=True)
         elif rest == "status":
             self._handle_status(school, device, env.message(DeviceStatus))
+
+    def _handle_features(self, school: str, device: str, msg: EdgeFeatures) -> None:
+        """What the edge reads beyond the release before (sent ahead of its SyncAck)."""
+        if msg.school != school or msg.device != device:
+            log.warning("downlink: EdgeFeatures for another device on %s/%s", school, device)
+            return
+        with self._sessions() as session:
+            session.execute(
+                update(Device)
+                .where(Device.school_id == school, Device.device_id == device)
+                .values(downlink_features=sorted(set(msg.features)))
+            )
+            session.commit()
 
     def _handle_sync_ack(self, school: str, device: str, ack: SyncAck) -> None:
         if ack.school != school or ack.device != device:
@@ -221,6 +244,7 @@ class DownlinkService(ThreadedService):
             if row is None:
                 log.warning("downlink: SyncAck from unknown device %s/%s", school, device)
                 return
+            totals = FEATURE_BALANCE_TOTALS in (row.downlink_features or [])
             row.applied_version = ack.applied_version
             row.applied_at_ms = now_ms()
             session.flush()
@@ -237,10 +261,21 @@ class DownlinkService(ThreadedService):
             session.commit()
             behind = head - ack.applied_version
             if ack.need_snapshot or behind > self._settings.snapshot_threshold or behind < 0:
-                snap = load_state(session, school, head).snapshot(school, head)
+                # the money as one net per student, or, to an edge of the release before, as
+                # every credit and debit ever sent (the lists it reads)
+                legacy = None if totals else legacy_money(session, school, head)
+                snap = load_state(session, school, head).snapshot(
+                    school, head, legacy, leave_out=_erased(session, school)
+                )
                 self._send(school, device, self._signer.sign(snap, school, device))
                 self.snapshots_sent += 1
-                log.info("downlink: snapshot v%d to %s/%s", head, school, device)
+                log.info(
+                    "downlink: snapshot v%d to %s/%s (money %s)",
+                    head,
+                    school,
+                    device,
+                    "as lists" if legacy is not None else "as nets",
+                )
             elif behind > 0:
                 delta = SyncDelta(
                     school=school,
@@ -318,3 +353,20 @@ class DownlinkService(ThreadedService):
             self._thread = None
         if self._own_engine:
             self._engine.dispose()
+
+
+# server.retention's table of erasures, by name (retention imports the sync side)
+_ERASURES = table("retention_erasures", column("student_pk"), column("school_id"))
+
+
+def _erased(session: Session, school: str) -> set[str]:
+    """The ids (tokens) of the school's erased students: the log renamed their money to them,
+    and the edge holds it under the old id, so a snapshot's nets leave them out (the edge then
+    leaves what it has)."""
+    return set(
+        session.scalars(
+            select(Student.ref)
+            .join(_ERASURES, _ERASURES.c.student_pk == Student.pk)
+            .where(_ERASURES.c.school_id == school)
+        )
+    )

@@ -6,12 +6,14 @@ equals applying deltas 1..N.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from protocol.messages import (
     BalanceCredit,
     BalanceDebit,
+    BalanceTotal,
+    BalanceTotalsSet,
     CardBind,
     CardBinding,
     CardRecord,
@@ -55,12 +57,16 @@ class SchoolState:
     moved: bool = False  # the log holds the move (card_refs): snapshots carry records
     policy: PolicyDoc | None = None
     menus: dict[str, list[MenuItem]] = field(default_factory=dict)
-    # canteen money: every credit ever sent (the edge applies a ledger id once) and each
-    # student's current limits, so that a snapshot loses none of the deltas it replaces
-    credits: dict[str, BalanceCredit] = field(default_factory=dict)
+    # canteen money: per student, the net of every credit and server debit ever sent (each
+    # ledger id counted once, as the edge applies it once): a snapshot's opening balances ...
+    money: dict[str, int] = field(default_factory=dict)
+    # ... the ledger ids this fold has counted (only those folded since the checkpoint when it
+    # started from one: the checkpoint keeps the nets, not the ids; the canteen's ledger sends
+    # each id once, so a repeat can only come within the few versions a fold reads)
+    money_ids: set[str] = field(default_factory=set)
+    # ... each student's current limits, so that a snapshot loses none of the deltas it replaces
     limits: dict[str, ParentLimitsSet] = field(default_factory=dict)
-    # ... and every debit and voucher ever sent (applied once by id there), the issuers' keys
-    debits: dict[str, BalanceDebit] = field(default_factory=dict)
+    # ... every voucher ever sent (applied once by id there), the issuers' keys
     vouchers: dict[str, VoucherGrant] = field(default_factory=dict)
     issuers: dict[str, VoucherIssuerKey] = field(default_factory=dict)
     lending: LendingSet | None = None  # the library desk's items and approved lists
@@ -117,17 +123,37 @@ class SchoolState:
             case "menu_set":
                 self.menus[change.local_date] = change.items
             case "balance_credit":
-                self.credits.setdefault(change.ledger_id, change)
+                self._count(f"c:{change.ledger_id}", change.student_id, change.amount_tiyn)
             case "parent_limits_set":
                 self.limits[change.student_id] = change
             case "balance_debit":
-                self.debits.setdefault(change.ledger_id, change)
+                self._count(f"d:{change.ledger_id}", change.student_id, -change.amount_tiyn)
+            case "balance_totals":  # a compacted log's nets (the checkpoint)
+                for t in change.totals:
+                    self.money[t.student_id] = t.net_tiyn
             case "voucher_grant":
                 self.vouchers.setdefault(change.voucher_id, change)
             case "voucher_issuer_key":
                 self.issuers[change.issuer] = change
             case "lending_set":
                 self.lending = change
+
+    def _count(self, key: str, student_id: str, amount: int) -> None:
+        """A credit (key ``c:<ledger id>``) or debit (``d:...``) counted once, as the edge's
+        tables of applied credits and of server debits each take a ledger id once."""
+        if key in self.money_ids:
+            return
+        self.money_ids.add(key)
+        self.money[student_id] = self.money.get(student_id, 0) + amount
+
+    def balance_totals(self, leave_out: Collection[str] = ()) -> list[BalanceTotal]:
+        """The nets, but those of ``leave_out`` (the edge leaves a student it is not given as
+        it is: a snapshot leaves out the ids of erased students, whose money the log renamed)."""
+        return [
+            BalanceTotal(student_id=s, net_tiyn=n)
+            for s, n in sorted(self.money.items())
+            if s not in leave_out
+        ]
 
     def _drop_cards(self, kind: OwnerKind, owner: str) -> None:
         for cred in [
@@ -151,9 +177,19 @@ class SchoolState:
                     "who is not on this school's roster"
                 )
 
-    def snapshot(self, school: str, version: int) -> SyncSnapshot:
-        """``menus``: the dated menus of the last ``SNAPSHOT_MENU_DAYS`` dates set."""
+    def snapshot(
+        self,
+        school: str,
+        version: int,
+        legacy_money: tuple[list[BalanceCredit], list[BalanceDebit]] | None = None,
+        leave_out: Collection[str] = (),
+    ) -> SyncSnapshot:
+        """``menus``: the dated menus of the last ``SNAPSHOT_MENU_DAYS`` dates set. The money as
+        ``balance_totals`` (one net per student, but those of ``leave_out``: its size follows the
+        students, not the canteen's history), or, with ``legacy_money`` (every credit and debit ever sent, for an edge of
+        the release before, ``legacy_money_of``), as those lists."""
         menu = self.menus[max(self.menus)] if self.menus else []
+        credits, debits = legacy_money if legacy_money is not None else ([], [])
         return SyncSnapshot(
             school=school,
             version=version,
@@ -172,9 +208,10 @@ class SchoolState:
                 MenuSet(local_date=day, items=self.menus[day])
                 for day in sorted(self.menus)[-SNAPSHOT_MENU_DAYS:]
             ],
-            balance_credits=list(self.credits.values()),
+            balance_totals=self.balance_totals(leave_out) if legacy_money is None else None,
+            balance_credits=credits,
             parent_limits=list(self.limits.values()),
-            balance_debits=list(self.debits.values()),
+            balance_debits=debits,
             vouchers=list(self.vouchers.values()),
             voucher_issuers=list(self.issuers.values()),
             lending=self.lending,
@@ -184,9 +221,9 @@ class SchoolState:
 def compacted(state: SchoolState) -> list[Change]:
     """The fewest changes that fold to ``state`` as far as a snapshot carries it: one upsert per
     student and staff member, one binding per card, one record per card record, the policy,
-    the last ``SNAPSHOT_MENU_DAYS`` dated menus, the canteen's money changes (each applied once
-    by id at the edge) and limits, the issuers' keys, the desk's list. Its size follows the
-    school's roster (and money), not how many times anything changed."""
+    the last ``SNAPSHOT_MENU_DAYS`` dated menus, the canteen's net money per student (one
+    ``balance_totals``) and limits, the vouchers, the issuers' keys, the desk's list. Its size
+    follows the school's roster (and vouchers), not how many times anything changed."""
     out: list[Change] = [StudentUpsert(student=s) for s in state.students.values()]
     out.extend(StaffUpsert(staff=t) for t in state.staff.values())
     out.extend(CardBind(card=c) for c in state.cards.values())
@@ -203,14 +240,27 @@ def compacted(state: SchoolState) -> list[Change]:
         MenuSet(local_date=day, items=state.menus[day])
         for day in sorted(state.menus)[-SNAPSHOT_MENU_DAYS:]
     )
-    out.extend(state.credits.values())
+    if state.money:
+        out.append(BalanceTotalsSet(totals=state.balance_totals()))
     out.extend(state.limits.values())
-    out.extend(state.debits.values())
     out.extend(state.vouchers.values())
     out.extend(state.issuers.values())
     if state.lending is not None:
         out.append(state.lending)
     return out
+
+
+def legacy_money_of(changes: Iterable[Change]) -> tuple[list[BalanceCredit], list[BalanceDebit]]:
+    """Every credit and server debit of a school's whole log, each ledger id once: the money of
+    a snapshot to an edge of the release before (which reads lists, not ``balance_totals``)."""
+    credits: dict[str, BalanceCredit] = {}
+    debits: dict[str, BalanceDebit] = {}
+    for change in changes:
+        if change.op == "balance_credit":
+            credits.setdefault(change.ledger_id, change)
+        elif change.op == "balance_debit":
+            debits.setdefault(change.ledger_id, change)
+    return list(credits.values()), list(debits.values())
 
 
 def fold(changes: Iterable[Change], state: SchoolState | None = None) -> SchoolState:

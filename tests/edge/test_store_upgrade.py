@@ -112,7 +112,12 @@ async def test_release1_store_upgrades_with_nothing_lost_and_the_seq_continuing(
         new_tables = ("web_sessions", "staff_pins", "vouchers", "voucher_spends", "voucher_tokens")
         new_tables += ("voucher_issuers", "server_debits")  # migration 5: empty at first
         new_tables += ("lending_items", "lending_approvals")  # migration 6: empty at first
-        assert {t: r for t, r in after.items() if t not in before} == {t: [] for t in new_tables}
+        new_tables += ("balance_adjustments",)  # migration 7: empty at first, and the nets
+        nets = {"downlink_money": [("s0", 100_000), ("s2", 50_000)]}  # of the credits applied
+        assert {t: r for t, r in after.items() if t not in before} == {
+            **{t: [] for t in new_tables},
+            **nets,
+        }
         assert {k: v for k, v in meta(path).items() if k != "schema_version"} == {
             k: v for k, v in dict(before["meta"]).items() if k != "schema_version"
         }

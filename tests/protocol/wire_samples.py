@@ -17,6 +17,8 @@ from protocol.messages import (
     AntiPassback,
     BalanceCredit,
     BalanceDebit,
+    BalanceTotal,
+    BalanceTotalsSet,
     CardBind,
     CardBinding,
     CardBlock,
@@ -42,6 +44,7 @@ from protocol.messages import (
     DeviceStatus,
     Direction,
     EdgeBoxKey,
+    EdgeFeatures,
     EntryEvent,
     Event,
     EventAck,
@@ -236,6 +239,7 @@ NOT_IN_SAMPLE_DELTA = frozenset(
         "voucher_grant",
         "voucher_issuer_key",
         "lending_set",
+        "balance_totals",
     }
 )
 
@@ -376,7 +380,15 @@ def sample_changes() -> dict[str, Message]:
             issuer="social-wallet", public_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
         ),
         "lending_set": sample_lending(),
+        "balance_totals": BalanceTotalsSet(totals=sample_totals()),
     }
+
+
+def sample_totals() -> list[BalanceTotal]:
+    return [
+        BalanceTotal(student_id="s1", net_tiyn=1_250_000),
+        BalanceTotal(student_id="s5", net_tiyn=-7_000),  # a debit beyond what was credited
+    ]
 
 
 def sample_lending() -> LendingSet:
@@ -455,6 +467,7 @@ def sample_messages() -> dict[str, Message]:
         "centre_key": centre_key_announcement(),
         # fixed bytes, not real keys or ciphertexts: the vectors fix the wire format only
         "edge_box_key": EdgeBoxKey(school=SCHOOL, device=DEVICE, public_key="A" * 43 + "="),
+        "edge_features": EdgeFeatures(school=SCHOOL, device=DEVICE, features=["balance_totals"]),
         "staff_pins": StaffPins(
             school=SCHOOL,
             device=DEVICE,
@@ -579,6 +592,17 @@ def golden_samples() -> dict[str, Message]:
         staff=[sample_staff()],
         cards=[],
         lending=sample_lending(),
+    )
+    # the money as one net per student (to an edge that announced balance_totals)
+    out["sync_snapshot.balance_totals"] = SyncSnapshot(
+        school=SCHOOL,
+        version=11,
+        policy=sample_policy(),
+        students=[sample_student()],
+        staff=[sample_staff()],
+        cards=[],
+        balance_totals=sample_totals(),
+        parent_limits=[ParentLimitsSet(student_id="s1", allergen_blocks=["nuts"])],
     )
     # a staff member's card, issued and unbound at the desk
     out["event_batch.card_staff"] = EventBatch(

@@ -132,8 +132,9 @@ async def money_invariants(store: EdgeStore) -> dict[str, int]:
     """Counts that must agree after anything: every receipt has its meal event (same seq,
     student, price); the vouchers each sale spent are the event's; what the balance paid (the
     debit row) is the price less those vouchers; no voucher is spent beyond its amount; a QR
-    voucher is used by one sale only; each balance is its credits minus server debits minus
-    its sales' debits, on disk and in memory."""
+    voucher is used by one sale only; each balance is its credits minus server debits plus the
+    snapshots' adjustments (the net applied from the downlink) minus its sales' debits, on disk
+    and in memory."""
     from protocol.messages import MealServedEvent
 
     rows = await store.money_rows()
@@ -175,6 +176,10 @@ async def money_invariants(store: EdgeStore) -> dict[str, int]:
         credited[sid] = credited.get(sid, 0) + amount
     for _lid, sid, amount, _after, _v in rows["server_debits"]:
         credited[sid] = credited.get(sid, 0) - amount
+    for _id, _v, sid, amount in rows["balance_adjustments"]:  # snapshots' nets: no ledger id
+        credited[sid] = credited.get(sid, 0) + amount
+    nets = {sid: n for sid, n in rows["downlink_money"]}  # the net applied from the downlink
+    assert nets == {sid: n for sid, n in credited.items() if sid in nets or n != 0}, nets
     for sid, amount in debits.values():
         credited[sid] = credited.get(sid, 0) - amount
     stored = {sid: b for sid, b in rows["balances"]}

@@ -14,11 +14,24 @@ from sqlalchemy import select
 
 from edge.store import EdgeStore
 from edge.sync import EdgeSync
-from protocol.messages import CardBlock
+from protocol.codec import Envelope, encode, loads_plain, open_envelope
+from protocol.messages import (
+    FEATURE_BALANCE_TOTALS,
+    BalanceCredit,
+    BalanceDebit,
+    BalanceTotal,
+    CardBlock,
+    EdgeFeatures,
+    SyncAck,
+    SyncSnapshot,
+)
+from protocol.signing import generate_key, public_key_raw
 from server.db import make_engine, session_factory
+from server.devices import enrol, reissue_token
 from server.models import Device
 from server.settings import ServerSettings
 from server.sync import ChangeRejected, DownlinkService
+from tests.support.canteen_school import money_invariants
 from tests.support.services import SYSTEM_BROKER
 from tests.support.sync import Probe, bind, enrolled_device, student, sync_settings
 from tests.support.wait import wait_until, wait_until_async
@@ -167,4 +180,76 @@ async def test_card_block_latency_is_measured(
             result = await measure_card_block_latency(downlink, stores, [p[1] for p in pairs], 20)
     print(f"\ncard block latency: {result}")
     assert result["delivered"] == 5 * 20
+    engine.dispose()
+
+
+async def test_snapshot_money_in_the_form_the_edge_reads(
+    pg_url: str, make_settings: Callable[..., ServerSettings], prefix: str, tmp_path: Path
+) -> None:
+    """An edge of this release announces ``balance_totals`` and gets the money of a snapshot as
+    one net per student; a device that has not announced it (the release before) gets every
+    credit and debit as lists, as that release reads them (issue 19)."""
+    settings = make_settings(pg_url, snapshot_threshold=2)
+    engine = make_engine(pg_url)
+    with session_factory(engine)() as s:
+        key_a = enrolled_device(s, settings, "S1", "a")[0]
+        enrolled_device(s, settings, "S1", "old")
+    spy = Probe(SYSTEM_BROKER[1])
+    old_sync = f"{prefix}/school/S1/device/old/sync"
+    spy.subscribe(old_sync)
+    credits = [
+        BalanceCredit(ledger_id=f"L{i}", student_id="st1", amount_tiyn=1_000) for i in range(5)
+    ]
+    with DownlinkService(settings, engine) as downlink:
+        await asyncio.to_thread(downlink.publish_changes, "S1", [student("st1")])
+        async with edge(tmp_path, "S1", "a", key_a, prefix) as (sa, ya):
+            assert await wait_version(ya, 1)
+        for c in credits:  # a is away for more versions than the threshold
+            await asyncio.to_thread(downlink.publish_changes, "S1", [c])
+        await asyncio.to_thread(
+            downlink.publish_changes,
+            "S1",
+            [BalanceDebit(ledger_id="D1", student_id="st1", amount_tiyn=300)],
+        )
+        snaps = downlink.snapshots_sent
+        async with edge(tmp_path, "S1", "a", key_a, prefix) as (sa, ya):
+            assert await wait_version(ya, 7)
+            assert sa.state.balance("st1") == 5 * 1_000 - 300
+            await money_invariants(sa)
+        assert downlink.snapshots_sent > snaps
+        with session_factory(engine)() as s:
+            features = s.execute(
+                select(Device.downlink_features).where(Device.device_id == "a")
+            ).scalar_one()
+        assert features == [FEATURE_BALANCE_TOTALS]
+        # the same device, as an edge of this release says it and asks for a snapshot
+        ack = SyncAck(school="S1", device="old", applied_version=0, need_snapshot=True)
+        says = EdgeFeatures(school="S1", device="old", features=[FEATURE_BALANCE_TOTALS])
+        spy.publish(f"{prefix}/school/S1/device/old/sync/ack", encode(says))
+        spy.publish(f"{prefix}/school/S1/device/old/sync/ack", encode(ack))
+
+        def snapshots() -> list[Envelope]:  # the deltas of the school reach it too
+            envs = [open_envelope(p) for p in spy.received(old_sync)]
+            return [e for e in envs if e.type_name == "sync_snapshot"]
+
+        await asyncio.to_thread(wait_until, snapshots, 10)
+        snap = snapshots()[0].message(SyncSnapshot)
+        assert snap.balance_totals == [BalanceTotal(student_id="st1", net_tiyn=4_700)]
+        assert snap.balance_credits == [] and snap.balance_debits == []
+        # enrolled again (a new install, maybe of the release before): it must say it again
+        with session_factory(engine)() as s:
+            token = reissue_token(s, settings, "S1", "old")
+            enrol(s, settings, token, "old", public_key_raw(generate_key()))
+            s.commit()
+        with spy.lock:
+            spy.messages.clear()
+        spy.publish(f"{prefix}/school/S1/device/old/sync/ack", encode(ack))
+        await asyncio.to_thread(wait_until, snapshots, 10)
+        env = snapshots()[0]
+        body = loads_plain(env.body, context="test")
+        assert "balance_totals" not in body  # an old edge refuses a field it does not know
+        snap = env.message(SyncSnapshot)
+        assert sorted(c.ledger_id for c in snap.balance_credits) == [f"L{i}" for i in range(5)]
+        assert [d.ledger_id for d in snap.balance_debits] == ["D1"]
+    spy.close()
     engine.dispose()

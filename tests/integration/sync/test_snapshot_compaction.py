@@ -10,7 +10,11 @@ import random
 import pytest
 from sqlalchemy import func, select
 
+from protocol.codec import encode
 from protocol.messages import (
+    BalanceCredit,
+    BalanceDebit,
+    BalanceTotal,
     CardBind,
     CardBinding,
     CardBlock,
@@ -35,6 +39,7 @@ from server.sync.changelog import (
     CHECKPOINT_EVERY,
     append_changes,
     changes_after,
+    legacy_money,
     load_state,
     versions_read,
 )
@@ -139,5 +144,54 @@ def test_snapshot_reads_the_roster_not_the_history(pg_url: str) -> None:
             # and the state from the checkpoint is the fold of the whole log
             whole = fold(changes_after(db, "S1", 0))
             assert load_state(db, "S1").snapshot("S1", 600) == whole.snapshot("S1", 600)
+    finally:
+        engine.dispose()
+
+
+def test_snapshot_money_follows_the_pupils_not_the_top_ups(pg_url: str) -> None:
+    """One pupil topped up 10,000 times (100 versions of 100 top-ups, a correction now and
+    then): the snapshot and the checkpoint carry one net, as big after 10,000 top-ups as after
+    100; the lists sent to an edge of the release before grow with every top-up."""
+    engine = make_engine(pg_url)
+    try:
+        with session_factory(engine)() as db:
+            pupil = StudentRecord(id="st1", grade=5, class_name="5A", shift=1)
+            append_changes(db, "S1", [StudentUpsert(student=pupil)])
+            sizes: dict[int, tuple[int, int, int]] = {}
+            for v in range(1, 101):
+                money: list[Change] = [
+                    BalanceCredit(ledger_id=f"L{v}-{i}", student_id="st1", amount_tiyn=1_000)
+                    for i in range(100)
+                ]
+                if v % 10 == 0:
+                    money.append(BalanceDebit(ledger_id=f"D{v}", student_id="st1", amount_tiyn=500))
+                append_changes(db, "S1", money)
+                if v in (1, 100):
+                    db.flush()
+                    head = v + 1
+                    legacy = legacy_money(db, "S1", head)
+                    state = load_state(db, "S1")
+                    cp = db.get(ChangeLogCheckpoint, "S1")
+                    sizes[v] = (
+                        len(encode(state.snapshot("S1", head))),
+                        len(json.dumps(cp.changes)) if cp is not None else 0,
+                        len(encode(state.snapshot("S1", head, legacy))),
+                    )
+            db.commit()
+            snap_100, _cp, lists_100 = sizes[1]
+            snap_10k, cp_10k, lists_10k = sizes[100]
+            assert snap_10k <= snap_100 + 8  # the net's digits, nothing more
+            assert cp_10k < 2_000  # the pupil and one net, not 10,000 credits
+            assert lists_10k > 50 * lists_100  # before: every top-up in every snapshot
+            state = load_state(db, "S1")
+            assert state.balance_totals() == [
+                BalanceTotal(student_id="st1", net_tiyn=10_000 * 1_000 - 10 * 500)
+            ]
+            assert versions_read(db, "S1") < CHECKPOINT_EVERY
+            # the lists are every top-up and correction, once
+            credits, debits = legacy_money(db, "S1", 101)
+            assert (len(credits), len(debits)) == (10_000, 10)
+            whole = fold(changes_after(db, "S1", 0))
+            assert state.snapshot("S1", 101) == whole.snapshot("S1", 101)
     finally:
         engine.dispose()
