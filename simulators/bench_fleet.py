@@ -88,10 +88,26 @@ def enrol_fleet(settings: ServerSettings, n: int) -> tuple[list[Login], float]:
     return logins, time.monotonic() - t0
 
 
-def exactly_once(url: str, sent: dict[str, int]) -> dict[str, Any]:
-    """Stored events per school against the seqs each simulated school journaled (1..last)."""
+def exactly_once(
+    url: str, sent: dict[str, int], acked: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Stored events per school against the seqs each simulated school journaled (1..last).
+
+    ``acked``: the seq through which each school holds the server's ack. Events sent but not
+    stored at the end are a backlog while they are not acknowledged (the school still holds and
+    re-sends them); one acknowledged and not stored is a loss: ``acknowledged_not_stored``."""
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    acked = acked or {}
     with psycopg.connect(dsn) as conn:
+        schools = list(acked)
+        acked_stored = conn.execute(
+            "SELECT coalesce(sum(n), 0) FROM (SELECT count(DISTINCT e.seq) AS n"
+            " FROM unnest(%s::text[], %s::bigint[]) AS a(school, through)"
+            " JOIN devices d ON d.school_id = a.school"
+            " JOIN events e ON e.device_pk = d.pk AND e.seq BETWEEN 1 AND a.through"
+            " GROUP BY a.school) x",
+            (schools, [acked[k] for k in schools]),
+        ).fetchone()
         rows = conn.execute(
             "SELECT d.school_id, count(e.seq), count(DISTINCT e.seq), coalesce(max(e.seq), 0),"
             " coalesce(min(e.seq), 0)"
@@ -112,11 +128,16 @@ def exactly_once(url: str, sent: dict[str, int]) -> dict[str, Any]:
         unexpected += beyond
         missing += last - (distinct - beyond)
     total_sent = sum(sent.values())
+    total_acked = sum(acked.values())
     return {
         "events_sent": total_sent,
         "events_stored": stored,
         "duplicates": duplicates,
+        # sent, not stored: still in the schools' outboxes unless acknowledged (the next field)
         "missing": missing,
+        "events_acknowledged": total_acked,
+        # acknowledged to a school and not stored: a loss, must be 0
+        "acknowledged_not_stored": total_acked - int(acked_stored[0] if acked_stored else 0),
         "unexpected": unexpected,
         # re-sent batches the server had stored already: acked again, nothing stored twice
         "resent_batches_absorbed": int(by_reason.get(True, 0)),
@@ -295,7 +316,9 @@ async def _run_fleet(
     seconds: float,
     groups: Sequence[Group],
     workers: IngestWorkers,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int], dict[str, Any]]:
+) -> tuple[
+    list[dict[str, Any]], list[dict[str, Any]], dict[str, int], dict[str, int], dict[str, Any]
+]:
     signer = CentreSigner.from_settings(settings)
     assert signer.key is not None
     keys = {key_id(signer.key): signer.key.public_key()}
@@ -335,6 +358,7 @@ async def _run_fleet(
                 c /= 2
         drained = await fleet.drain(len(fleet.schools), within=300.0)
         sent = {s.school: s.last_seq for s in fleet.schools}
+        acked = {s.school: s.window.acked for s in fleet.schools}
         counters = {
             "connects": fleet.counters.connects,
             "disconnects": fleet.counters.disconnects,
@@ -345,7 +369,7 @@ async def _run_fleet(
         }
     finally:
         await fleet.close()
-    return stages, peaks, sent, counters
+    return stages, peaks, sent, acked, counters
 
 
 def run_target(
@@ -406,7 +430,7 @@ def run_target(
                     Group("ingest_workers", procs.pids),
                     Group("fleet_process", lambda: [os.getpid()]),
                 ]
-                stages, peaks, sent, counters = asyncio.run(
+                stages, peaks, sent, acked, counters = asyncio.run(
                     _run_fleet(
                         nodes,
                         settings,
@@ -431,7 +455,7 @@ def run_target(
                 "stages": stages,
                 "compression_stages": peaks,
                 "connections": counters,
-                "exactly_once": exactly_once(url, sent),
+                "exactly_once": exactly_once(url, sent, acked),
             }
         )
     result.update(_summary(stages, peaks, compression, idle_mb))

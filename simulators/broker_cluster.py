@@ -183,6 +183,8 @@ class _Cluster:
 class RabbitCluster(_Cluster):
     """Three RabbitMQ nodes ``qaqpa-c1..3@localhost`` with the MQTT plugin.
 
+    ``node_prefix``: the nodes' names without their number (another prefix, other ports and
+    another ``directory`` let a second cluster run beside the tests': the fleet bench's).
     ``http_auth_url``: the server's broker-auth endpoint (``rabbitmq_auth_backend_http``);
     without it the internal user database holds ``admin_user`` only.
     """
@@ -191,9 +193,10 @@ class RabbitCluster(_Cluster):
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     http_auth_url: str | None = None
     engine: str = "rabbitmq"
+    node_prefix: str = "qaqpa-c"
 
     def node(self, i: int) -> str:
-        return f"qaqpa-c{i + 1}@localhost"
+        return f"{self.node_prefix}{i + 1}@localhost"
 
     @property
     def amqps(self) -> bool:

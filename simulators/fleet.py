@@ -51,6 +51,7 @@ from simulators.fleet_brokers import Node
 
 TICK_S = 0.05
 MISC_S = 1.0
+YIELD_S = 0.05  # blocking connects at most this long before the event loop runs again
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,22 @@ class SimSchool:
         return self.window.acked >= self.last_seq
 
 
+async def _yield_now_and_then(since: float) -> float:
+    """Let the event loop run once ``YIELD_S`` has passed since ``since``; the new moment.
+
+    paho's ``connect`` is blocking up to the CONNECT packet (over TLS: the whole handshake), and
+    the packet itself is written by the event loop's writer callback. Connecting hundreds of
+    schools in a row against a slow broker (three RabbitMQ nodes under load: tens of ms a
+    handshake) held their CONNECTs unsent for longer than the broker's login timeout (10 s), so
+    it closed them, they all came back after their backoff and the fleet never connected. Every
+    ``YIELD_S`` of blocking work the loop writes what is queued and reads CONNACKs."""
+    now = time.monotonic()
+    if now - since < YIELD_S:
+        return since
+    await asyncio.sleep(0)
+    return time.monotonic()
+
+
 class Fleet:
     """The schools, the scheduler of taps, and the one event loop they all run on."""
 
@@ -326,11 +343,11 @@ class Fleet:
             s = SimSchool(self, login, node, self.nodes)
             self.schools.append(s)
             new.append(s)
-        for i, s in enumerate(new):
+        yielded = time.monotonic()
+        for s in new:
             s.connect()
-            if i % 100 == 99:
-                await asyncio.sleep(0)  # let CONNACKs in
-        deadline = time.monotonic() + within
+            yielded = await _yield_now_and_then(yielded)
+        deadline = t0 + within
         while not all(s.online for s in new):
             if time.monotonic() > deadline:
                 break
@@ -341,11 +358,13 @@ class Fleet:
         while True:
             await asyncio.sleep(MISC_S)
             now = time.monotonic()
+            yielded = now
             for s in self.schools:
                 if s.online or s.connecting:
                     s.client.loop_misc()
                 elif now >= s.next_attempt:
                     s.connect()
+                    yielded = await _yield_now_and_then(yielded)
                 if s.online and s.window.outstanding():
                     self._dirty.add(s)  # for the ack timeout
 

@@ -7,7 +7,8 @@ the pids whose CPU and memory are reported, and the MQTT version the schools and
 - ``mosquitto``: one Mosquitto of the bench's own, with the password and ACL files the server
   writes from the devices table (server/broker_auth.py, as deploy/mosquitto/ in production).
 - ``cluster``: the three-node RabbitMQ cluster of issue 19 (``simulators/broker_cluster.py``),
-  on this bench's own ports (18851-18893, its auth backend on 18810): logins and topics from the
+  on this bench's own ports (18851-18893, its auth backend on 18810) and node names
+  (``qaqpa-f1..3``, beside the tests' ``qaqpa-c1..3``): logins and topics from the
   devices table through the server's HTTP auth backend (``server/rabbit_auth``), ingest from the
   replicated quorum queue over AMQP.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -167,6 +169,7 @@ CLUSTER_PORTS = Ports(  # in this bench's range (18800-18899), apart from the te
     internal=(18891, 18892, 18893),
 )
 CLUSTER_AUTH_PORT = 18810
+CLUSTER_NODE_PREFIX = "qaqpa-f"  # the tests' cluster is qaqpa-c1..3: both can run at once
 
 
 @dataclass
@@ -192,13 +195,14 @@ class ClusterTarget:
         taken = [x for x in (*p.native, *p.mqtt, *p.mqtt_tls, CLUSTER_AUTH_PORT) if _listens(x)]
         if taken:
             raise TargetUnavailable(f"ports {taken} are taken: another cluster runs here")
-        # the nodes' names (qaqpa-c1..3@localhost) are fixed: a cluster of the tests running
-        # meanwhile makes ours fail with duplicate_node_name
+        # the nodes have names of their own (qaqpa-f1..3@localhost, not the tests' qaqpa-c1..3):
+        # only a second fleet bench running meanwhile would collide (duplicate_node_name)
         names = subprocess.run(["epmd", "-names"], capture_output=True, text=True, check=False)
-        if "qaqpa-c1" in names.stdout:
+        running = set(re.findall(r"^name (\S+) at port", names.stdout, re.MULTILINE))
+        ours = {f"{CLUSTER_NODE_PREFIX}{i}" for i in (1, 2, 3)}
+        if running & ours:
             raise TargetUnavailable(
-                "another qaqpa-c1..3 RabbitMQ cluster runs here (the cluster tests?): "
-                "its node names would collide with this bench's"
+                f"RabbitMQ nodes {sorted(running & ours)} already run here (another fleet bench?)"
             )
 
     def auth_settings(self) -> dict[str, Any]:
@@ -223,6 +227,7 @@ class ClusterTarget:
             self.workdir / "rabbit",
             CLUSTER_PORTS,
             tls=tls,
+            node_prefix=CLUSTER_NODE_PREFIX,
             http_auth_url=f"http://127.0.0.1:{CLUSTER_AUTH_PORT}/broker-auth/rabbitmq",
         )
         try:

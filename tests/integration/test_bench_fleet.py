@@ -68,6 +68,8 @@ def test_fleet_stores_every_event_once_and_times_the_statements(pair: PgPair) ->
     )
     assert once["events_stored"] == once["events_sent"]
     assert (once["duplicates"], once["missing"], once["unexpected"]) == (0, 0, 0)
+    assert once["events_acknowledged"] == once["events_sent"]
+    assert once["acknowledged_not_stored"] == 0
     assert once["batches_rejected"] == 0
     conn = mosq["connections"]
     assert conn["refused_logins"] == 0 and conn["acks_refused"] == 0
