@@ -539,7 +539,9 @@ def rebuild_sql(engine: Engine, since: dt.date | None = None) -> Rebuilt:
     transaction: for a bulk load that bypassed the ingest (COPY, a restore) where one school at
     a time through Python would take hours. The schools whose events hold payload values only
     the Python path reads the same way, or whose zone PostgreSQL does not know, are rebuilt by
-    ``rebuild``'s path afterwards. Another database than PostgreSQL: ``rebuild``."""
+    ``rebuild``'s path afterwards. Run it with the ingest stopped for those days (as
+    ``rebuild``: a batch stored meanwhile may be counted by both). Another database than
+    PostgreSQL: ``rebuild``."""
     if engine.dialect.name != "postgresql":
         return rebuild(engine, since)
     out = Rebuilt()
