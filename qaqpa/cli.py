@@ -191,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--load-minutes", type=float, default=0.0, help="stop loading days after this (0: never)"
     )
+    f.add_argument("--no-rollups", action="store_true", help="time the raw events only (load)")
+    f.add_argument(
+        "--rollup-refresh",
+        choices=["sql", "python"],
+        default="sql",
+        help="roll-ups after each COPY: rebuild_sql (set-based) or rebuild (per school)",
+    )
     b.add_argument("--cycles", type=int, default=300, help="daemon kills and restarts (crash)")
     b.add_argument(
         "--max-minutes", type=float, default=None, help="end the campaign after this long (crash)"

@@ -543,6 +543,7 @@ def bench_fleet(
     students: int = 4_000_000,
     rollups: bool = True,
     load_minutes: float = 0.0,
+    rollup_refresh: str = "sql",
     ingest_fault: int = 0,
     tls: bool = False,
 ) -> dict[str, Any]:
@@ -605,6 +606,7 @@ def bench_fleet(
                 students=students,
                 rollups=rollups,
                 budget_s=load_minutes * 60,
+                rollup_refresh=rollup_refresh,
             )
     finally:
         pair.close()
@@ -631,6 +633,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         load_schools=args.load_schools or args.schools,
         students=args.students,
         load_minutes=args.load_minutes,
+        rollups=not args.no_rollups,
+        rollup_refresh=args.rollup_refresh,
         ingest_fault=args.ingest_fault,
         tls=args.tls,
     )

@@ -18,11 +18,17 @@ What is timed, on the standby, at 1, 3 and ``days`` days loaded:
   existing console page an operator opens (devices, alarms, last event per school).
 - ``one_school_day``: ``server.reports.service.events`` of one large school's day (existing).
 
-"With roll-ups" is a mode: the daily roll-ups of issue 19 (branch ``partition``) were not merged
-when this was written. ``Rollups`` is the hook: once they land, ``available`` finds their table,
-``refresh`` brings them up to date after a COPY (if they are maintained by a follower, not at
-insert) and ``queries`` gives the two pages' SQL over the roll-ups; until then the JSON says
-"not available" and why.
+"With roll-ups" (``Rollups``): the COPY bypasses the ingest that keeps the daily roll-ups
+(server/rollups), so after each day's COPY ``refresh`` brings them up to date with the product's
+own rebuild from that day (``rebuild_sql``, the set-based path for bulk loads; ``--rollup-refresh
+python``: ``rebuild``, one school at a time), timed on the primary; then, on the standby:
+- ``region_meal_statement``: ``server.rollups.service.region_meals`` (meals per school of the
+  region over the month: free, paid, voucher, paid tiyn),
+- ``national_dashboard``: ``server.rollups.service.national_dashboard`` (per region: schools
+  reporting, pupils present, meals by kind; no last event: roll-ups keep no times),
+- ``presence_of_all_schools``: ``server.rollups.service.region_presence(None, day)`` (what
+  /reports/schools reads),
+and the dashboard's meals and pupils present per region are checked against the raw query's.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from server.db import make_read_engine, session_factory
+from server.db import make_engine, make_read_engine, session_factory
 from server.reports import service as reports
+from server.rollups import service as rollup_service
 from simulators.fleet_common import caveat, scratch_database
 from simulators.pg_pair import BenchPair
 
@@ -71,27 +78,59 @@ GROUP BY s.region_id ORDER BY 1
 
 
 class Rollups:
-    """The hook for the daily roll-ups (branch ``partition``); see the module's docstring."""
+    """The daily roll-ups (server/rollups), filled after each COPY and read on the standby."""
 
-    TABLE = "rollup_meals"  # server/rollups (merged from branch partition)
+    TABLES = ("rollup_meals", "rollup_presence", "rollup_attendance")
+    METHODS = ("sql", "python")
+
+    def __init__(self, method: str = "sql") -> None:
+        if method not in self.METHODS:
+            raise SystemExit(f"--rollup-refresh {method!r}: one of {', '.join(self.METHODS)}")
+        self.method = method
 
     def available(self, conn: psycopg.Connection[Any]) -> str | None:
         """None when the roll-ups can be timed; else why not."""
-        row = conn.execute("SELECT to_regclass(%s)", (self.TABLE,)).fetchone()
+        row = conn.execute("SELECT to_regclass(%s)", (self.TABLES[0],)).fetchone()
         if not row or row[0] is None:
             return "no daily roll-ups in this schema (server/rollups)"
-        return (
-            "the daily roll-ups (server/rollups: rollup_meals, rollup_presence, "
-            "rollup_attendance) are kept at ingest, which this COPY bypasses: filling them "
-            "after the load (refresh) and the two pages' SQL over them (queries) are still to "
-            "be written in simulators/fleet_load.py Rollups"
-        )
-
-    def refresh(self, conn: psycopg.Connection[Any]) -> None:
         return None
 
-    def queries(self) -> dict[str, str]:
-        return {}
+    def refresh(self, url: str, day: dt.date) -> dict[str, Any]:
+        """Recompute the roll-ups from ``day`` on (the day just COPYed) on the primary."""
+        engine = make_engine(url)
+        try:
+            t0 = time.perf_counter()
+            if self.method == "sql":
+                done = rollup_service.rebuild_sql(engine, since=day)
+            else:
+                done = rollup_service.rebuild(engine, since=day)
+            took = time.perf_counter() - t0
+        finally:
+            engine.dispose()
+        return {
+            "day": day.isoformat(),
+            "s": round(took, 1),
+            "events_read": done.events,
+            "meal_rows": done.meal_rows,
+            "presence_rows": done.presence_rows,
+        }
+
+    def size_gb(self, conn: psycopg.Connection[Any]) -> float:
+        row = conn.execute(
+            "SELECT sum(pg_total_relation_size(t))::bigint FROM unnest(%s::regclass[]) t",
+            (list(self.TABLES),),
+        ).fetchone()
+        return round(int(row[0] or 0) / 1e9, 3) if row else 0.0
+
+    def queries(
+        self, conn: Any, region: str, first: dt.date, last: dt.date, today: dt.date
+    ) -> dict[str, Callable[[], Any]]:
+        """The pages over the roll-ups, with the product's functions, on ``conn`` (standby)."""
+        return {
+            "region_meal_statement": lambda: rollup_service.region_meals(conn, region, first, last),
+            "national_dashboard": lambda: rollup_service.national_dashboard(conn, today),
+            "presence_of_all_schools": lambda: rollup_service.region_presence(conn, None, today),
+        }
 
 
 def _day_start_ms(day: dt.date) -> int:
@@ -231,13 +270,23 @@ def _time(fn: Callable[[], object], runs: int) -> dict[str, float]:
     }
 
 
-def _timings(
-    standby_dsn: str, standby_url: str, country: Country, days: list[dt.date], runs: int
-) -> dict[str, Any]:
-    region = max(
+def _biggest_region(country: Country) -> int:
+    return max(
         range(REGIONS),
         key=lambda r: sum(int(country.size[i]) for i, x in enumerate(country.region_of) if x == r),
     )
+
+
+def _timings(
+    standby_dsn: str,
+    standby_url: str,
+    country: Country,
+    days: list[dt.date],
+    runs: int,
+    raw_board: dict[str, Any],
+) -> dict[str, Any]:
+    """``raw_board``: the dashboard's rows are left there (to check the roll-ups against)."""
+    region = _biggest_region(country)
     month_start = _day_start_ms(days[0].replace(day=1))
     nxt = (days[0].replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     month_end = _day_start_ms(nxt)
@@ -253,10 +302,12 @@ def _timings(
             ).fetchall()
 
         def dashboard() -> object:
-            return conn.execute(
+            rows = conn.execute(
                 NATIONAL_DASHBOARD,
                 {"start": _day_start_ms(today), "end": _day_start_ms(today) + 86_400_000},
             ).fetchall()
+            raw_board["rows"] = rows
+            return rows
 
         out["region_meal_statement"] = {
             **_time(statement, runs),
@@ -289,6 +340,42 @@ def _timings(
     return out
 
 
+def _rollup_timings(
+    hook: Rollups,
+    standby_url: str,
+    country: Country,
+    days: list[dt.date],
+    runs: int,
+    raw_board: dict[str, Any],
+) -> dict[str, Any]:
+    """The pages over the roll-ups on the standby; the dashboard checked against the raw one's
+    rows (meals and pupils present per region)."""
+    region = country.regions[_biggest_region(country)]
+    first = days[0].replace(day=1)
+    last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    out: dict[str, Any] = {"available": True}
+    engine = make_read_engine(standby_url, connect_timeout_s=10)
+    try:
+        with engine.connect() as conn:
+            fns = hook.queries(conn, region, first, last, days[-1])
+            for name, fn in fns.items():
+                out[name] = {**_time(fn, runs), "function": f"server.rollups.service ({name})"}
+            board = {r.region_id: r for r in fns["national_dashboard"]()}
+            conn.rollback()
+    finally:
+        engine.dispose()
+    raw = {r[0]: (int(r[2]), int(r[3])) for r in raw_board.get("rows", [])}
+    got = {k: (v.present, v.free + v.paid + v.voucher) for k, v in board.items() if k in raw}
+    out["dashboard_agrees_with_raw_events"] = bool(raw) and got == raw
+    if not out["dashboard_agrees_with_raw_events"]:
+        out["dashboard_differs"] = {
+            str(k): {"raw": raw.get(k), "rollups": got.get(k)}
+            for k in sorted(set(raw) | set(got), key=str)
+            if raw.get(k) != got.get(k)
+        }
+    return out
+
+
 def load_and_time(
     pair: BenchPair,
     *,
@@ -300,9 +387,10 @@ def load_and_time(
     runs: int = 3,
     seed: int = 19,
     budget_s: float = 0.0,
+    rollup_refresh: str = "sql",
 ) -> dict[str, Any]:
     """``budget_s`` (0: none): stop adding days when the next would not fit; the last day loaded
-    is timed too."""
+    is timed too. ``rollup_refresh``: "sql" (``rebuild_sql``) or "python" (``rebuild``)."""
     need = days * events_per_day * BYTES_PER_EVENT_EST * 2
     with psycopg.connect(pair.primary.dsn(), autocommit=True) as conn:
         row = conn.execute("SHOW data_directory").fetchone()
@@ -318,13 +406,16 @@ def load_and_time(
         days = fit
     checkpoints = sorted({d for d in (1, 3, days) if d <= days})
     rng = np.random.default_rng(seed)
-    hook = Rollups()
+    hook = Rollups(rollup_refresh)
     out.update(
         {
             "schools": schools,
             "students": students,
             "days": days,
             "events_per_day": events_per_day,
+            "rollup_refresh": f"server.rollups.service.{'rebuild_sql' if rollup_refresh == 'sql' else 'rebuild'}"
+            " from the day COPYed, after each COPY (the COPY bypasses the ingest that keeps them)",
+            "rollup_refresh_per_day": [],
             "checkpoints": [],
         }
     )
@@ -339,6 +430,7 @@ def load_and_time(
             loaded = 0
             copy_s = 0.0
             timed: set[int] = set()
+            refresh_s = 0.0
 
             def checkpoint(n: int) -> None:
                 timed.add(n)
@@ -350,7 +442,10 @@ def load_and_time(
                     " FROM pg_partition_tree('events')"  # partitioned by month, or not
                 ).fetchone()
                 assert row is not None
+                rollup_gb = hook.size_gb(conn) if not no_rollups else None
+                conn.commit()
                 replay_s = pair.wait_replayed()
+                raw_board: dict[str, Any] = {}
                 with psycopg.connect(pair.standby.dsn(name)) as sconn:
                     on_standby = sconn.execute("SELECT count(*) FROM events").fetchone()
                 point: dict[str, Any] = {
@@ -359,6 +454,8 @@ def load_and_time(
                     "events_on_standby": int(on_standby[0]) if on_standby else 0,
                     "events_table_with_indexes_gb": round(row[0] / 1e9, 2),
                     "copy_events_per_s": round(loaded / copy_s),
+                    "rollup_tables_with_indexes_gb": rollup_gb,
+                    "rollup_refresh_s_total": round(refresh_s, 1) if not no_rollups else None,
                     "standby_caught_up_after_s": round(replay_s, 1),
                     "without_rollups": _timings(
                         pair.standby.dsn(name),
@@ -366,10 +463,13 @@ def load_and_time(
                         country,
                         school_days[:n],
                         runs,
+                        raw_board,
                     ),
                     "with_rollups": {"available": False, "reason": no_rollups}
                     if no_rollups
-                    else {"available": True},
+                    else _rollup_timings(
+                        hook, pair.standby.url(name), country, school_days[:n], runs, raw_board
+                    ),
                     "machine": caveat(),
                 }
                 out["checkpoints"].append(point)
@@ -399,6 +499,12 @@ def load_and_time(
                 n += 1
                 day_s = time.perf_counter() - t0
                 copy_s += day_s
+                if not no_rollups:
+                    done = hook.refresh(url, day)
+                    refresh_s += done["s"]
+                    day_s += done["s"]
+                    out["rollup_refresh_per_day"].append(done)
+                    print("fleet load: roll-ups", json.dumps(done), file=sys.stderr, flush=True)
                 loaded = sum(seqs)
                 if n in checkpoints:
                     checkpoint(n)
@@ -408,10 +514,29 @@ def load_and_time(
     return out
 
 
+def _slopes(
+    a: dict[str, Any], b: dict[str, Any], de: float, year_events: float, loaded: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for q, tb in b.items():
+        if not isinstance(tb, dict) or "median_ms" not in tb or q not in a:
+            continue
+        ta = a[q]["median_ms"]
+        slope = max(0.0, (tb["median_ms"] - ta) / de) if de else 0.0  # noise below 0: flat
+        out[q] = {
+            "ms_per_million_events": round(slope, 2),
+            "school_year_ms_if_linear": round(
+                tb["median_ms"] + slope * (year_events - loaded) / 1e6
+            ),
+        }
+    return out
+
+
 def _growth(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Milliseconds per million events loaded, from the first and the last checkpoint, and what
     that gives for a school year (about 180 school days at this day's volume), if it stays
-    linear."""
+    linear: over the raw events (the keys of the pages) and over the roll-ups
+    (``with_rollups``, with the refresh's seconds per day loaded)."""
     if len(points) < 2:
         return {}
     a, b = points[0], points[-1]
@@ -419,15 +544,24 @@ def _growth(points: list[dict[str, Any]]) -> dict[str, Any]:
     per_day = b["events_loaded"] / b["days_loaded"]
     year_events = per_day * 180
     out: dict[str, Any] = {"school_year_events_at_this_volume": int(year_events)}
-    for q, tb in b["without_rollups"].items():
-        ta = a["without_rollups"][q]["median_ms"]
-        slope = max(0.0, (tb["median_ms"] - ta) / de) if de else 0.0  # noise below 0: flat
-        out[q] = {
-            "ms_per_million_events": round(slope, 2),
-            "school_year_ms_if_linear": round(
-                tb["median_ms"] + slope * (year_events - b["events_loaded"]) / 1e6
-            ),
-        }
+    out.update(
+        _slopes(a["without_rollups"], b["without_rollups"], de, year_events, b["events_loaded"])
+    )
+    if a["with_rollups"].get("available") and b["with_rollups"].get("available"):
+        with_r = _slopes(a["with_rollups"], b["with_rollups"], de, year_events, b["events_loaded"])
+        if b.get("rollup_refresh_s_total") is not None:
+            with_r["refresh_s_per_day_loaded"] = round(
+                b["rollup_refresh_s_total"] / b["days_loaded"], 1
+            )
+        ga, gb = a.get("rollup_tables_with_indexes_gb"), b.get("rollup_tables_with_indexes_gb")
+        if ga is not None and gb is not None:
+            with_r["rollup_gb_per_day"] = round(
+                (gb - ga) / (b["days_loaded"] - a["days_loaded"]), 4
+            )
+            with_r["school_year_rollup_gb_if_linear"] = round(
+                gb + with_r["rollup_gb_per_day"] * (180 - b["days_loaded"]), 1
+            )
+        out["with_rollups"] = with_r
     out["machine"] = caveat()
     return out
 

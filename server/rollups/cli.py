@@ -1,4 +1,4 @@
-"""``qaqpa server rollups rebuild [--since DATE]`` and ``qaqpa server rollups meals``."""
+"""``qaqpa server rollups rebuild [--since DATE] [--sql]`` and ``qaqpa server rollups meals``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 def _rebuild(args: argparse.Namespace) -> int:
     from server.db import make_engine
-    from server.rollups.service import rebuild
+    from server.rollups.service import rebuild, rebuild_sql
 
     try:
         since = dt.date.fromisoformat(args.since) if args.since else None
@@ -25,7 +25,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         return 2
     engine = make_engine(args.settings_of(args).database_url)
     try:
-        out = rebuild(engine, since)
+        out = (rebuild_sql if args.sql else rebuild)(engine, since)
     finally:
         engine.dispose()
     print(
@@ -64,6 +64,11 @@ def add_commands(
     sub = top.add_subparsers(dest="rollups_command", required=True)
     p = sub.add_parser("rebuild", parents=[common], help="recompute the roll-ups from the events")
     p.add_argument("--since", default=None, help="YYYY-MM-DD: only the days from this one")
+    p.add_argument(
+        "--sql",
+        action="store_true",
+        help="set-based, in one transaction (after a bulk load or a restore; ingest stopped)",
+    )
     p.set_defaults(func=_rebuild, settings_of=settings_of)
     p = sub.add_parser("meals", parents=[common], help="a region's meals per school (JSON)")
     p.add_argument("--region", default=None, help="region id (default: the whole country)")

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from simulators.bench_fleet import bench_fleet
+from simulators.fleet_load import load_and_time
+from simulators.pg_pair import BenchPair
 from tests.support.pg_pair import PgPair
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
@@ -18,6 +20,7 @@ pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
 # a pair of this test's own (the standby tests' pair on 25441/25442 may be stopped by their
 # session meanwhile): in the bench's port range, apart from the bench's own 25451/25452
 PRIMARY_PORT, STANDBY_PORT = 18841, 18842
+LOAD_PORTS = (18843, 18844)  # the load-only test's own pair
 
 
 @pytest.fixture
@@ -25,6 +28,16 @@ def pair() -> Iterator[PgPair]:
     p = PgPair.on(PRIMARY_PORT, STANDBY_PORT)
     p.ensure()
     yield p
+    p.close()
+
+
+@pytest.fixture
+def load_pair() -> Iterator[BenchPair]:
+    p = PgPair.on(*LOAD_PORTS)
+    p.ensure()
+    bench = BenchPair.on(*LOAD_PORTS)
+    bench.ensure()  # the running pair, reused
+    yield bench
     p.close()
 
 
@@ -91,3 +104,29 @@ def test_fleet_stores_every_event_once_and_times_the_statements(pair: PgPair) ->
         assert rollups["available"] or "roll-ups" in rollups["reason"]
     # 3,000 a day shared out by school size: within rounding of one per school
     assert abs(points[-1]["events_loaded"] - 6_000) <= 2 * 12
+
+
+def test_the_load_fills_the_rollups_after_each_copy_and_times_both_modes(
+    load_pair: BenchPair,
+) -> None:
+    """The roll-ups, which the COPY bypasses, are rebuilt after each day; the pages over them
+    agree with the raw events' dashboard; the growth is read off both modes."""
+    out = load_and_time(load_pair, days=3, events_per_day=3_000, schools=12, students=2_000, runs=1)
+    assert [p["days_loaded"] for p in out["checkpoints"]] == [1, 3]
+    assert [r["day"] for r in out["rollup_refresh_per_day"]] == [
+        "2026-09-07",
+        "2026-09-08",
+        "2026-09-09",
+    ]
+    for r in out["rollup_refresh_per_day"]:
+        assert r["events_read"] > 0 and r["meal_rows"] > 0 and r["presence_rows"] > 0
+    for p in out["checkpoints"]:
+        with_r = p["with_rollups"]
+        assert with_r["available"] is True
+        assert with_r["dashboard_agrees_with_raw_events"] is True
+        for q in ("region_meal_statement", "national_dashboard", "presence_of_all_schools"):
+            assert with_r[q]["median_ms"] >= 0
+        assert p["rollup_tables_with_indexes_gb"] is not None
+    growth = out["growth"]["with_rollups"]
+    assert {"region_meal_statement", "national_dashboard"} <= set(growth)
+    assert "refresh_s_per_day_loaded" in growth

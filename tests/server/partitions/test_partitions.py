@@ -299,6 +299,7 @@ def test_the_commands(pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture
     assert "would retire 0 month(s)" in capsys.readouterr().out
     assert main(["rollups", "rebuild", "--since", "2031-02-30", *db]) == 2
     assert main(["rollups", "rebuild", *db]) == 0
+    assert main(["rollups", "rebuild", "--sql", "--since", "2031-02-01", *db]) == 0
     assert "0 event(s) read" in capsys.readouterr().out
 
 
