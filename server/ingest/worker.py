@@ -185,12 +185,15 @@ class IngestWorker(ThreadedService):
             if stop:
                 return
 
-    def _process(self, messages: list[_Message]) -> None:
-        """Store ``messages`` and acknowledge them, trying again while the database is away.
+    def _process(self, messages: list[_Message]) -> bool:
+        """Store ``messages`` and acknowledge them, trying again while the database is away;
+        False when they were given up unstored.
 
         An error that is not the database's absence (a message whose content the database
         refuses, a deadlock) is not let to hold back the others: the messages are then stored
-        one transaction each, so only the one at fault is left unstored."""
+        one transaction each, so only the one at fault is left unstored. Two given up in a row
+        (the work itself fails, whatever the message) give up the rest at once, as a whole
+        transaction would be: the edges send them again, nothing is lost."""
         batch = [(m.topic, m.payload) for m in messages]
         self._in_hand = len(messages)
         tries = 0
@@ -206,9 +209,17 @@ class IngestWorker(ThreadedService):
                         len(messages),
                         type(err).__name__,
                     )
-                    for m in messages:
-                        self._process([m])
-                    return
+                    given_up = 0
+                    for i, m in enumerate(messages):
+                        if self._stopping.is_set():
+                            return False  # the rest unacknowledged: sent again
+                        given_up = 0 if self._process([m]) else given_up + 1
+                        if given_up >= 2 and i + 1 < len(messages):
+                            rest = messages[i + 1 :]
+                            log.error("ingest: %d message(s) given up unstored", len(rest))
+                            self._ack(rest)
+                            return False
+                    return True
                 if not is_unreachable(err) and tries >= OTHER_ERROR_TRIES:
                     # Not the database's absence but the work itself: after a few tries the
                     # broker gets its PUBACK (so the message does not hold a slot of the window
@@ -217,14 +228,15 @@ class IngestWorker(ThreadedService):
                         "ingest: %d message(s) not stored after %d tries", len(messages), tries
                     )
                     self._ack(messages)
-                    return
+                    return False
                 if self._stopping.wait(self._pacing.failed(err)):
                     # Not acknowledged: the broker or the edges send them again.
                     log.warning("ingest: stopping; %d message(s) left unstored", len(messages))
-                    return
+                    return False
         self._pacing.succeeded()
         self._publish_acks(outcome)
         self._ack(messages)
+        return True
 
     def _ack(self, messages: list[_Message]) -> None:
         """PUBACK to the broker, on the connection each message came on (after a reconnect a

@@ -238,3 +238,27 @@ def test_progress_of_many_devices_is_one_statement(
     with engine.connect() as c:
         done = "SELECT count(*) FROM ingest_progress WHERE committed_through = 2 AND gaps = '[]'"
         assert c.execute(text(done)).scalar() == DEVICES
+
+
+def test_the_worker_gives_up_the_rest_when_every_message_fails() -> None:
+    """Two given up in a row: the work itself fails (not one message), the rest is given up at
+    once instead of three tries each (the edges send them again; nothing stored, nothing lost)."""
+    worker = IngestWorker(
+        ServerSettings(database_url="sqlite://", centre_key_file=centre_key_file())
+    )
+    log: list[str] = []
+
+    class Client:
+        def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+            log.append("signed-ack")
+
+        def ack(self, mid: int, qos: int) -> None:
+            log.append(f"puback {mid}")
+
+    store = SplitStore()
+    worker._client = Client()  # type: ignore[assignment]
+    worker._store = store  # type: ignore[assignment]
+    t = "qaqpa/v1/school/S1/device/{}/events"
+    worker._process([_Message(t.format(d), b"bad", mid, 1, 0) for mid, d in enumerate("abcd", 1)])
+    assert store.calls == [4, 1, 1, 1, 1, 1, 1]
+    assert log == ["puback 1", "puback 2", "puback 3", "puback 4"]
