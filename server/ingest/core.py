@@ -285,10 +285,10 @@ class KeyChanges:
             if self._conn is None:
                 self._conn = self._listen()
                 return None  # changes before LISTEN are unknown: the caller drops its cache
-            # A round trip first: the server sends every notification committed before it
-            # ahead of the answer (psycopg keeps them for ``notifies``), so a key revoked just
-            # before this batch is seen now, not a few milliseconds later.
-            self._conn.execute("SELECT 1")
+            # A round trip first (LISTEN again: a no-op): the server sends every notification
+            # committed before it ahead of the answer (psycopg keeps them for ``notifies``), so
+            # a key revoked just before this batch is seen now, not a few milliseconds later.
+            self._conn.execute(f"LISTEN {KEY_CHANNEL}")
             out: set[tuple[str, str]] = set()
             # Two looks: a connection the server ended shows as an error only on the read after
             # its last message (the FATAL notice), and then the cache must not be trusted.
