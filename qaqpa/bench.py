@@ -22,9 +22,11 @@ def _delegate(module: str, func: str = "bench") -> Bench:
 
 
 def ingest(args: argparse.Namespace) -> dict[str, Any]:
-    from simulators.bench_ingest import bench_ingest
+    from simulators.bench_ingest import bench_ingest, bench_ingest_small
 
-    return bench_ingest(workers=args.workers, mqtt_port=args.mqtt_port)
+    big = bench_ingest(workers=args.workers, mqtt_port=args.mqtt_port)
+    big["small_messages"] = bench_ingest_small(workers=args.workers, mqtt_port=args.mqtt_port)
+    return big
 
 
 def drain(args: argparse.Namespace) -> dict[str, Any]:

@@ -100,6 +100,14 @@ class ServerSettings(BaseSettings):
     ingest_max_messages_per_tx: int = Field(
         default=200, ge=1, description="MQTT messages written in one database transaction at most"
     )
+    ingest_batch_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="How long an ingest worker waits for more messages after the first one "
+        "before it writes them (at most ingest_max_messages_per_tx) in one transaction: at a "
+        "peak of single-event messages, one transaction for many costs far less than one each",
+    )
     ingest_source: Literal["mqtt", "amqp"] = Field(
         default="mqtt",
         description="Where ingest takes the edges' batches from: mqtt = a (shared) MQTT "
@@ -227,6 +235,12 @@ class ServerSettings(BaseSettings):
         ge=0,
         description="Fault injection for tests: SIGKILL the ingest worker after its Nth "
         "transaction commits and before the acks are published (0: off)",
+    )
+    fault_kill_before_commit: int = Field(
+        default=0,
+        ge=0,
+        description="Fault injection for tests: SIGKILL the ingest worker in its Nth "
+        "transaction, after the events are inserted and before the commit (0: off)",
     )
 
     @model_validator(mode="after")

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from protocol import topics
 from server.centre_key import CentreSigner
-from server.db import make_engine
+from server.db import is_unreachable, make_engine
 from server.ingest.core import IngestOutcome, IngestStore
 from server.service import ThreadedService
 from server.settings import ServerSettings
@@ -40,6 +40,9 @@ from server.settings import ServerSettings
 log = logging.getLogger(__name__)
 
 EXCHANGE = "amq.topic"  # where rabbitmq_mqtt publishes and delivers
+OTHER_ERROR_TRIES = (
+    3  # an error of the work itself (a refused message, a deadlock) is tried this often
+)
 _SWAP = str.maketrans({"/": ".", ".": "/"})
 
 
@@ -110,7 +113,10 @@ class AmqpIngestWorker(ThreadedService):
         self._engine = engine if engine is not None else make_engine(settings.database_url)
         self._own_engine = engine is None
         self._store = IngestStore(
-            self._engine, topic_prefix=settings.topic_prefix, after_commit=self._fault_hook
+            self._engine,
+            topic_prefix=settings.topic_prefix,
+            after_commit=self._fault_hook,
+            before_commit=self._fault_before_commit,
         )
         self._params = connection_parameters(settings)
         self._node = int.from_bytes(os.urandom(2), "big") % len(self._params)
@@ -130,6 +136,12 @@ class AmqpIngestWorker(ThreadedService):
         limit = self._settings.fault_kill_after_insert
         if limit and self._commits >= limit:
             log.error("fault injection: SIGKILL after commit %d, before the acks", self._commits)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _fault_before_commit(self) -> None:
+        limit = self._settings.fault_kill_before_commit
+        if limit and self._commits + 1 >= limit:
+            log.error("fault injection: SIGKILL before commit %d", self._commits + 1)
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _run(self) -> None:
@@ -204,7 +216,22 @@ class AmqpIngestWorker(ThreadedService):
         last_tag = batch[-1][0]
         try:
             outcome = self._store.ingest([(topic, body) for _tag, topic, body in batch])
-        except SQLAlchemyError:
+        except SQLAlchemyError as err:
+            if len(batch) > 1 and not is_unreachable(err):
+                # Not the database's absence: maybe one message the database refuses; it must
+                # not hold back the others, so each is stored in a transaction of its own.
+                log.warning(
+                    "ingest: a transaction of %d messages failed (%s); storing them one by one",
+                    len(batch),
+                    type(err).__name__,
+                )
+                for i, item in enumerate(batch):
+                    if not self._process_one(ch, item):
+                        time.sleep(1.0)
+                        ch.basic_nack(delivery_tag=last_tag, multiple=True, requeue=True)
+                        log.warning("ingest: %d message(s) returned to the queue", len(batch) - i)
+                        return
+                return
             # Back to the queue, in order, for the next try (after a pause: the database is
             # probably down); nothing was acknowledged to the edge either.
             log.exception("ingest: database error, %d message(s) returned to the queue", len(batch))
@@ -213,6 +240,28 @@ class AmqpIngestWorker(ThreadedService):
             return
         self._publish_acks(ch, outcome)
         ch.basic_ack(delivery_tag=last_tag, multiple=True)
+
+    def _process_one(self, ch: BlockingChannel, item: tuple[int, str, bytes]) -> bool:
+        """Store one message and acknowledge it; False when the database is unreachable (the
+        caller returns it to the queue). A message that fails otherwise, ``OTHER_ERROR_TRIES``
+        times, is acknowledged to the queue unstored: the edge, with no signed ack, sends it
+        again later, and the others go on meanwhile."""
+        tag, topic, body = item
+        for tries in range(1, OTHER_ERROR_TRIES + 1):
+            try:
+                outcome = self._store.ingest([(topic, body)])
+            except SQLAlchemyError as err:
+                if is_unreachable(err):
+                    return False
+                if tries == OTHER_ERROR_TRIES:
+                    log.error("ingest: a message not stored after %d tries: %s", tries, err)
+                    ch.basic_ack(delivery_tag=tag)
+                    return True
+                continue
+            self._publish_acks(ch, outcome)
+            ch.basic_ack(delivery_tag=tag)
+            return True
+        return True
 
     def _publish_acks(self, ch: BlockingChannel, outcome: IngestOutcome) -> None:
         self.events_inserted += outcome.events_inserted

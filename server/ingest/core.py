@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -247,6 +247,23 @@ def _record_lending(conn: Connection, rows: list[dict[str, Any]]) -> None:
         session.flush()
 
 
+def _advance(through: int, seqs: Iterable[int]) -> tuple[int, list[SeqRange]]:
+    """``through`` moved over the contiguous ``seqs`` (ascending, all above it, no repeats: the
+    seqs stored above it) and the gaps left above it."""
+    missing: list[SeqRange] = []
+    contiguous = True
+    expected = through + 1
+    for seq in seqs:
+        if seq == expected and contiguous:
+            through = seq
+        elif seq > expected:
+            contiguous = False
+            if len(missing) < MAX_MISSING_RANGES:
+                missing.append(SeqRange(first=expected, last=seq - 1))
+        expected = seq + 1
+    return through, missing
+
+
 class KeyChanges:
     """The devices whose key changed since the last look (``server.devices.KEY_CHANNEL``), from
     a LISTEN connection of its own: reading it is a poll of a socket, not a query. ``None``
@@ -269,6 +286,10 @@ class KeyChanges:
             if self._conn is None:
                 self._conn = self._listen()
                 return None  # changes before LISTEN are unknown: the caller drops its cache
+            # A round trip first (LISTEN again: a no-op): the server sends every notification
+            # committed before it ahead of the answer (psycopg keeps them for ``notifies``), so
+            # a key revoked just before this batch is seen now, not a few milliseconds later.
+            self._conn.execute(f"LISTEN {KEY_CHANNEL}")
             out: set[tuple[str, str]] = set()
             # Two looks: a connection the server ended shows as an error only on the read after
             # its last message (the FATAL notice), and then the cache must not be trusted.
@@ -298,11 +319,13 @@ class IngestStore:
         *,
         topic_prefix: str = topics.PREFIX,
         after_commit: Callable[[], None] | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._prefix = topic_prefix
         self._devices: dict[tuple[str, str], _KnownDevice] = {}
         self._after_commit = after_commit
+        self._before_commit = before_commit
         self._pg = engine.dialect.name == "postgresql"
         self._key_changes = KeyChanges(engine)
 
@@ -321,6 +344,31 @@ class IngestStore:
             self._devices.pop(key, None)
 
     # ------------------------------------------------------------------ verification
+
+    def _prefetch(self, conn: Connection, topic_names: Iterable[str]) -> None:
+        """Read the devices of these topics not in the cache (or stale) in one query."""
+        now = time.monotonic()
+        wanted: set[tuple[str, str]] = set()
+        for topic in topic_names:
+            try:
+                school, device, _rest = topics.parse_device_topic(topic, self._prefix)
+            except ProtocolError:
+                continue  # refused by ``_check``
+            cached = self._devices.get((school, device))
+            if cached is None or now - cached.fetched_at >= DEVICE_CACHE_TTL_S:
+                wanted.add((school, device))
+        if len(wanted) < 2:
+            return  # ``_device`` reads it
+        keys = sorted(wanted)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = select(Device.pk, Device.school_id, Device.device_id, Device.public_key).where(
+                tuple_(Device.school_id, Device.device_id).in_(chunk)
+            )
+            for row in conn.execute(q):
+                pub = load_public_key(row.public_key) if row.public_key else None
+                known = _KnownDevice(row.pk, row.school_id, pub, now)
+                self._devices[(row.school_id, row.device_id)] = known
 
     def _device(self, conn: Connection, school: str, device: str) -> _KnownDevice | None:
         key = (school, device)
@@ -426,6 +474,7 @@ class IngestStore:
         accepted: list[_Accepted] = []
         self._forget_changed_keys()
         with self._engine.connect() as conn:
+            self._prefetch(conn, [topic for topic, _payload in messages])
             for topic, payload in messages:
                 result = self._check(conn, topic, payload, received)
                 if isinstance(result, Rejection):
@@ -473,7 +522,11 @@ class IngestStore:
                 seen = _stored_keys(conn, lending)
                 fresh = {(r["device_pk"], r["seq"]): r for r in lending}  # a batch sent twice
                 lending = [r for k, r in fresh.items() if k not in seen]
-            inserted = self._insert(conn, rows, before)
+            # Per device, the highest seq stored before this transaction (PostgreSQL): with
+            # nothing stored above ``committed_through``, the progress follows from the rows
+            # inserted now, with no query (see ``_advance``).
+            top = self._top(conn, sorted(by_device)) if self._pg else None
+            inserted = self._insert(conn, rows, before, top)
             outcome.events_inserted = len(inserted)
             if parked:  # kept for a release that knows them: ``qaqpa server parked replay``
                 keep_parked(
@@ -487,7 +540,11 @@ class IngestStore:
                 _record_cards(conn, desk)
             if lending:  # the library desks' acts, in the same transaction
                 _record_lending(conn, lending)
-            for pk, accs in by_device.items():
+            new_seqs: dict[int, list[int]] = {}
+            for r in inserted:
+                new_seqs.setdefault(r["device_pk"], []).append(r["seq"])
+            progress: dict[int, tuple[int, list[SeqRange]]] = {}
+            for pk, accs in sorted(by_device.items()):
                 for acc in accs:
                     if acc.last_seq <= before[pk]:
                         outcome.rejections.append(
@@ -498,16 +555,11 @@ class IngestStore:
                                 f"seq {acc.first_seq}-{acc.last_seq} already stored",
                             )
                         )
-                through, missing = self._progress(conn, pk, before[pk])
-                conn.execute(
-                    update(IngestProgress)
-                    .where(IngestProgress.device_pk == pk)
-                    .values(
-                        committed_through=through,
-                        gaps=[[m.first, m.last] for m in missing],
-                        updated_at_ms=now_ms(),
-                    )
-                )
+                if top is not None and (top.get(pk) or 0) <= before[pk]:
+                    progress[pk] = _advance(before[pk], sorted(new_seqs.get(pk, ())))
+                else:
+                    progress[pk] = self._progress(conn, pk, before[pk])
+                through, missing = progress[pk]
                 acc0 = accs[0]
                 outcome.acks.append(
                     EventAck(
@@ -517,15 +569,66 @@ class IngestStore:
                         missing=missing,
                     )
                 )
+            self._save_progress(conn, progress)
+            if self._before_commit is not None:
+                self._before_commit()
+
+    def _save_progress(
+        self, conn: Connection, progress: dict[int, tuple[int, list[SeqRange]]]
+    ) -> None:
+        """Every device's new progress: one statement on PostgreSQL (locked rows, key order)."""
+        at = now_ms()
+        values = [
+            (pk, through, [[m.first, m.last] for m in missing])
+            for pk, (through, missing) in sorted(progress.items())
+        ]
+        if self._pg:
+            conn.execute(
+                text(
+                    "UPDATE ingest_progress p SET committed_through = v.through, "
+                    "gaps = v.gaps::jsonb, updated_at_ms = :at "
+                    "FROM unnest(CAST(:pks AS bigint[]), CAST(:throughs AS bigint[]), "
+                    "CAST(:gaps AS text[])) AS v(pk, through, gaps) WHERE p.device_pk = v.pk"
+                ),
+                {
+                    "pks": [v[0] for v in values],
+                    "throughs": [v[1] for v in values],
+                    "gaps": [_JSON(v[2]) for v in values],
+                    "at": at,
+                },
+            )
+            return
+        for pk, through, gaps in values:
+            conn.execute(
+                update(IngestProgress)
+                .where(IngestProgress.device_pk == pk)
+                .values(committed_through=through, gaps=gaps, updated_at_ms=at)
+            )
+
+    @staticmethod
+    def _top(conn: Connection, devices: list[int]) -> dict[int, int]:
+        """Per device, the highest seq stored (devices with none stored are left out)."""
+        return {
+            int(pk): int(mx)
+            for pk, mx in conn.execute(
+                select(StoredEvent.device_pk, func.max(StoredEvent.seq))
+                .where(StoredEvent.device_pk.in_(devices))
+                .group_by(StoredEvent.device_pk)
+            )
+        }
 
     def _insert(
-        self, conn: Connection, rows: list[dict[str, Any]], through: dict[int, int]
+        self,
+        conn: Connection,
+        rows: list[dict[str, Any]],
+        through: dict[int, int],
+        top: dict[int, int] | None,
     ) -> list[dict[str, Any]]:
         """Store the rows not stored yet; returns those stored now (each (device, seq) once).
 
         ``through``: per device, the ``committed_through`` read under its progress lock; every
         seq at or below it is stored already (or was, in a month since retired), so it is
-        never stored again."""
+        never stored again. ``top`` (PostgreSQL): per device, the highest seq stored."""
         rows = [r for r in rows if r["seq"] > through.get(r["device_pk"], 0)]
         if not rows:
             return []
@@ -548,14 +651,8 @@ class IngestStore:
         # no copy of its (device, seq) is stored in any partition. The primary key carries the
         # partition key at_ms, which a re-send keeps, so ON CONFLICT alone would catch every
         # honest re-send; the NOT EXISTS also refuses a second time for the same seq.
-        top: dict[int, int] = {
-            pk: mx
-            for pk, mx in conn.execute(
-                select(StoredEvent.device_pk, func.max(StoredEvent.seq))
-                .where(StoredEvent.device_pk.in_(devices))
-                .group_by(StoredEvent.device_pk)
-            )
-        }
+        if top is None:
+            top = self._top(conn, devices)
         fresh: dict[tuple[int, int], dict[str, Any]] = {}
         others: dict[tuple[int, int], dict[str, Any]] = {}
         for r in rows:
@@ -632,18 +729,7 @@ class IngestStore:
             .order_by(StoredEvent.seq)
             .limit(PROGRESS_SCAN_LIMIT)
         ).scalars()
-        missing: list[SeqRange] = []
-        contiguous = True
-        expected = through + 1
-        for seq in seqs:
-            if seq == expected and contiguous:
-                through = seq
-            elif seq > expected:
-                contiguous = False
-                if len(missing) < MAX_MISSING_RANGES:
-                    missing.append(SeqRange(first=expected, last=seq - 1))
-            expected = seq + 1
-        return through, missing
+        return _advance(through, seqs)
 
     # ------------------------------------------------------------------ rejections
 

@@ -18,6 +18,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
@@ -77,8 +78,12 @@ class IngestWorker(ThreadedService):
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        self._in_hand = 0  # messages in the transaction being written (for the fault log)
         self._store = IngestStore(
-            self._engine, topic_prefix=settings.topic_prefix, after_commit=self._fault_hook
+            self._engine,
+            topic_prefix=settings.topic_prefix,
+            after_commit=self._fault_hook,
+            before_commit=self._fault_before_commit,
         )
         self.events_inserted = 0
         self.batches_rejected = 0
@@ -132,22 +137,46 @@ class IngestWorker(ThreadedService):
         self._commits += 1
         limit = self._settings.fault_kill_after_insert
         if limit and self._commits >= limit:
-            log.error("fault injection: SIGKILL after commit %d, before the acks", self._commits)
+            log.error(
+                "fault injection: SIGKILL after commit %d (%d message(s)), before the acks",
+                self._commits,
+                self._in_hand,
+            )
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _fault_before_commit(self) -> None:
+        limit = self._settings.fault_kill_before_commit
+        if limit and self._commits + 1 >= limit:
+            log.error(
+                "fault injection: SIGKILL before commit %d (%d message(s))",
+                self._commits + 1,
+                self._in_hand,
+            )
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _run(self) -> None:
         limit = self._settings.ingest_max_messages_per_tx
+        wait_s = self._settings.ingest_batch_wait_ms / 1000
         while True:
             first = self._queue.get()
             if first is _STOP:
                 return
             messages = [first]
             stop = False
+            # What is waiting, and what comes within ``wait_s`` of the first: one transaction
+            # for them all (the acks go out after its commit, so waiting adds at most that).
+            deadline = time.monotonic() + wait_s
             while len(messages) < limit:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        item = self._queue.get(timeout=left)
+                    except queue.Empty:
+                        break
                 if item is _STOP:
                     stop = True
                     break
@@ -156,9 +185,17 @@ class IngestWorker(ThreadedService):
             if stop:
                 return
 
-    def _process(self, messages: list[_Message]) -> None:
-        """Store ``messages`` and acknowledge them, trying again while the database is away."""
+    def _process(self, messages: list[_Message]) -> bool:
+        """Store ``messages`` and acknowledge them, trying again while the database is away;
+        False when they were given up unstored.
+
+        An error that is not the database's absence (a message whose content the database
+        refuses, a deadlock) is not let to hold back the others: the messages are then stored
+        one transaction each, so only the one at fault is left unstored. Two given up in a row
+        (the work itself fails, whatever the message) give up the rest at once, as a whole
+        transaction would be: the edges send them again, nothing is lost."""
         batch = [(m.topic, m.payload) for m in messages]
+        self._in_hand = len(messages)
         tries = 0
         while True:
             tries += 1
@@ -166,6 +203,23 @@ class IngestWorker(ThreadedService):
                 outcome = self._store.ingest(batch)
                 break
             except Exception as err:  # the thread outlives any one batch
+                if not is_unreachable(err) and len(messages) > 1:
+                    log.warning(
+                        "ingest: a transaction of %d messages failed (%s); storing them one by one",
+                        len(messages),
+                        type(err).__name__,
+                    )
+                    given_up = 0
+                    for i, m in enumerate(messages):
+                        if self._stopping.is_set():
+                            return False  # the rest unacknowledged: sent again
+                        given_up = 0 if self._process([m]) else given_up + 1
+                        if given_up >= 2 and i + 1 < len(messages):
+                            rest = messages[i + 1 :]
+                            log.error("ingest: %d message(s) given up unstored", len(rest))
+                            self._ack(rest)
+                            return False
+                    return True
                 if not is_unreachable(err) and tries >= OTHER_ERROR_TRIES:
                     # Not the database's absence but the work itself: after a few tries the
                     # broker gets its PUBACK (so the message does not hold a slot of the window
@@ -174,14 +228,15 @@ class IngestWorker(ThreadedService):
                         "ingest: %d message(s) not stored after %d tries", len(messages), tries
                     )
                     self._ack(messages)
-                    return
+                    return False
                 if self._stopping.wait(self._pacing.failed(err)):
                     # Not acknowledged: the broker or the edges send them again.
                     log.warning("ingest: stopping; %d message(s) left unstored", len(messages))
-                    return
+                    return False
         self._pacing.succeeded()
         self._publish_acks(outcome)
         self._ack(messages)
+        return True
 
     def _ack(self, messages: list[_Message]) -> None:
         """PUBACK to the broker, on the connection each message came on (after a reconnect a

@@ -255,6 +255,25 @@ def _set_presence(
 def _add_attendance(conn: Connection, delta: Mapping[tuple[str, dt.date, int], int]) -> None:
     if not delta:
         return
+    if conn.dialect.name == "postgresql":  # one statement, compiled once (not per row count)
+        keys = sorted(delta)
+        conn.execute(
+            text(
+                "INSERT INTO rollup_attendance AS t (school_id, day, class_pk, present) "
+                "SELECT * FROM unnest(CAST(:schools AS text[]), CAST(:days AS date[]), "
+                "CAST(:classes AS bigint[]), CAST(:present AS bigint[])) "
+                "ORDER BY 1, 2, 3 "
+                "ON CONFLICT (school_id, day, class_pk) "
+                "DO UPDATE SET present = t.present + excluded.present"
+            ),
+            {
+                "schools": [k[0] for k in keys],
+                "days": [k[1] for k in keys],
+                "classes": [k[2] for k in keys],
+                "present": [delta[k] for k in keys],
+            },
+        )
+        return
     t = RollupAttendance.__table__
     ins = _insert(conn, t).values(
         [
@@ -287,8 +306,80 @@ def apply_rollups(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if r["kind"] in ARRIVAL_KINDS:
             zone = zones.get(r["school_id"], DEFAULT_ZONE)
             touched[(r["school_id"], calc.local_day(r["at_ms"], zone))].append(r)
+    # Passes above all their devices had stored (the peak's usual case): presence can only be
+    # added, for every (school, day) at once in one statement; the others one by one.
+    arrived: list[tuple[str, dt.date, str]] = []
     for (school, day), group in sorted(touched.items()):
-        _presence_of_day(conn, school, day, group, zones.get(school, DEFAULT_ZONE), pupils)
+        if _only_fresh(group):
+            arrived.extend((school, day, ref) for ref in _inward(group))
+        else:
+            _presence_of_day(conn, school, day, group, zones.get(school, DEFAULT_ZONE), pupils)
+    _add_presence(conn, arrived, pupils)
+
+
+def _only_fresh(group: Sequence[Mapping[str, Any]]) -> bool:
+    """No row of ``group`` needs its pupil's day counted again (see ``_presence_of_day``)."""
+    return all(r.get("fresh") and r["kind"] != "not_passed" for r in group)
+
+
+def _inward(group: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The pupils of ``group`` with a pass inwards, sorted."""
+    return sorted(
+        {
+            r["student_id"]
+            for r in group
+            if calc.direction(calc.Ev(r["at_ms"], r["kind"], payload=r["payload"] or {})) == "in"
+        }
+    )
+
+
+def _add_presence(
+    conn: Connection,
+    arrived: Sequence[tuple[str, dt.date, str]],
+    pupils: Mapping[tuple[str, str], Pupil],
+) -> None:
+    """Mark these (school, day, pupil) present, in key order, where not yet; move the class
+    counters by the rows added."""
+    if not arrived:
+        return
+    if conn.dialect.name == "postgresql":  # one statement, compiled once (not per row count)
+        keys = sorted(arrived)
+        added = conn.execute(
+            text(
+                "INSERT INTO rollup_presence (school_id, day, student_id, class_pk) "
+                "SELECT * FROM unnest(CAST(:schools AS text[]), CAST(:days AS date[]), "
+                "CAST(:refs AS text[]), CAST(:classes AS bigint[])) "
+                "ORDER BY 1, 2, 3 "
+                "ON CONFLICT (school_id, day, student_id) DO NOTHING "
+                "RETURNING school_id, day, class_pk"
+            ),
+            {
+                "schools": [k[0] for k in keys],
+                "days": [k[1] for k in keys],
+                "refs": [k[2] for k in keys],
+                "classes": [pupils.get((k[0], k[2]), UNKNOWN).class_pk for k in keys],
+            },
+        )
+        _add_attendance(conn, Counter((school, day, int(c)) for school, day, c in added))
+        return
+    ins = _insert(conn, RollupPresence.__table__).values(
+        [
+            {
+                "school_id": school,
+                "day": day,
+                "student_id": ref,
+                "class_pk": pupils.get((school, ref), UNKNOWN).class_pk,
+            }
+            for school, day, ref in sorted(arrived)
+        ]
+    )
+    added = conn.execute(
+        ins.on_conflict_do_nothing(index_elements=["school_id", "day", "student_id"]).returning(
+            RollupPresence.school_id, RollupPresence.day, RollupPresence.class_pk
+        )
+    )
+    delta = Counter((school, day, int(c)) for school, day, c in added)
+    _add_attendance(conn, delta)
 
 
 def _presence_of_day(
@@ -307,33 +398,7 @@ def _presence_of_day(
     refs = sorted({r["student_id"] for r in group})
     exact = {r["student_id"] for r in group if not r.get("fresh") or r["kind"] == "not_passed"}
     if not exact:  # only passes above all their devices had stored: presence can only be added
-        inward_only = sorted(
-            {
-                r["student_id"]
-                for r in group
-                if calc.direction(calc.Ev(r["at_ms"], r["kind"], payload=r["payload"] or {}))
-                == "in"
-            }
-        )
-        if inward_only:
-            ins = _insert(conn, RollupPresence.__table__).values(
-                [
-                    {
-                        "school_id": school,
-                        "day": day,
-                        "student_id": ref,
-                        "class_pk": pupils.get((school, ref), UNKNOWN).class_pk,
-                    }
-                    for ref in inward_only
-                ]
-            )
-            added = conn.execute(
-                ins.on_conflict_do_nothing(
-                    index_elements=["school_id", "day", "student_id"]
-                ).returning(RollupPresence.class_pk)
-            ).scalars()
-            delta = Counter(int(c) for c in added)
-            _add_attendance(conn, {(school, day, c): n for c, n in delta.items()})
+        _add_presence(conn, [(school, day, ref) for ref in _inward(group)], pupils)
         return
     have = {
         ref: int(cls)
