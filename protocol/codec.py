@@ -16,8 +16,9 @@ re-encoding is needed to verify it; ``"s"`` is present only on signed messages (
 
 from __future__ import annotations
 
+import enum
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import cbor2
@@ -36,6 +37,87 @@ M = TypeVar("M", bound=Message)
 def canonical(obj: Any) -> bytes:
     """Deterministic CBOR of plain data (dict / list / str / int / bytes / bool / None)."""
     return cbor2.dumps(obj, canonical=True)
+
+
+def canonical_model(msg: Message) -> bytes:
+    """``canonical(msg.model_dump(mode="json"))``, byte for byte, about five times faster for
+    messages of plain fields (the edge's hot path encodes every tap's event with it).
+
+    A canonical map's keys are sorted by their encoding (RFC 8949 section 4.2.1), which depends
+    on the key strings only: each message class's order is worked out once, and a map built in
+    that order is encoded as it is (integers are always shortest, lengths definite). A class
+    this cannot reproduce exactly (nested messages, aliases, serializers other than the
+    omission of new empty fields), or a value other than a string, integer, bool, None, enum or
+    list of strings, takes the slow path; ``tests/protocol/test_canonical_model.py`` compares
+    both on every event kind.
+    """
+    plan = _PLANS.get(type(msg))
+    if plan is None:
+        plan = _PLANS[type(msg)] = _plan(type(msg))
+    if plan is not _SLOW:
+        out: dict[str, Any] = {}
+        values = msg.__dict__
+        for key, omit in plan:
+            v = values[key]
+            if omit is not None and omit(v):
+                continue
+            t = type(v)
+            if t in _PLAIN:
+                out[key] = v
+            elif t in _ENUMS or _plain_enum(t):
+                out[key] = v._value_
+            elif t is list and all(type(x) is str for x in v):
+                out[key] = v
+            else:
+                break
+        else:
+            return cbor2.dumps(out)
+    return canonical(msg.model_dump(mode="json"))
+
+
+_PLAIN: frozenset[type] = frozenset({str, int, bool, type(None)})
+_ENUMS: set[type] = set()  # enum classes seen whose values are strings or integers
+
+
+def _plain_enum(t: type) -> bool:
+    if issubclass(t, enum.Enum) and all(type(m.value) in (str, int) for m in t):
+        _ENUMS.add(t)
+        return True
+    return False
+
+
+_Plan = tuple[tuple[str, Callable[[Any], bool] | None], ...]
+_SLOW: _Plan = ()
+_PLANS: dict[type[Message], _Plan] = {}
+
+
+def _omit_empty(v: Any) -> bool:
+    return v is None or v == [] or v == ()
+
+
+def _plan(cls: type[Message]) -> _Plan:
+    """The class's fields in canonical key order, each with its omission rule; ``_SLOW`` if the
+    class has an encoding this shortcut does not reproduce."""
+    decorators = cls.__pydantic_decorators__
+    omit_when_empty: tuple[str, ...] = getattr(cls, "omit_when_empty", ())
+    serializers = set(decorators.model_serializers)
+    if decorators.field_serializers or decorators.computed_fields or serializers - {"_omit_empty"}:
+        return _SLOW
+    if serializers and not omit_when_empty:
+        return _SLOW
+    fields = cls.model_fields
+    if any(f.alias or f.serialization_alias or f.exclude for f in fields.values()):
+        return _SLOW
+    order = list(loads_plain(canonical(dict.fromkeys(fields, 0)), context="canonical order"))
+    plan: list[tuple[str, Callable[[Any], bool] | None]] = []
+    for key in order:
+        rule = fields[key].exclude_if
+        if key in omit_when_empty:
+            if rule is not None:
+                return _SLOW
+            rule = _omit_empty
+        plan.append((key, rule))
+    return tuple(plan)
 
 
 def _refuse_tag(_decoder: Any, tag: Any) -> Any:

@@ -245,12 +245,14 @@ class MealServedEvent(_EventBase, _OmitsNewFields):
     amount_tiyn: Annotated[int, Field(ge=0)] = 0
     # a paid meal: the menu item ids bought (one entry per portion) and the student's balance
     # at the school right after the debit (negative only within the configured overdraft)
-    items: Annotated[list[Id], Field(max_length=50)] = []
+    items: Annotated[list[Id], Field(max_length=50)] = Field(default_factory=list)
     balance_after_tiyn: int | None = None
     # vouchers that paid part (or all) of ``amount_tiyn`` before the balance was touched; the
     # balance paid the rest. ``qr_token``: the single-use QR voucher redeemed (its id is also
     # in ``vouchers``). Both left out of the bytes when empty (older servers read them).
-    vouchers: Annotated[list[VoucherSpend], Field(max_length=10)] = []
+    # (``default_factory``: a literal ``[]`` default is deep-copied on every construction,
+    # and the canteen's terminals make one of these per meal)
+    vouchers: Annotated[list[VoucherSpend], Field(max_length=10)] = Field(default_factory=list)
     qr_token: Id | None = None
 
     @property

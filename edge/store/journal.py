@@ -24,7 +24,7 @@ from edge.store.base import StoreBase, _in_transaction
 from edge.store.canteen import Sale
 from edge.store.errors import StoreError
 from edge.store.lending import LendingWrite, write_lending
-from protocol.codec import canonical, loads_plain
+from protocol.codec import canonical_model, loads_plain
 from protocol.messages import AlarmCode, AlarmEvent, Event
 
 log = logging.getLogger(__name__)
@@ -580,7 +580,7 @@ def _set_acked(db: sqlite3.Connection, target: int, clear_alarm: bool) -> None:
 
 
 def _blob(ev: Event) -> bytes:
-    return canonical(ev.model_dump(mode="json"))
+    return canonical_model(ev)  # canonical(ev.model_dump(mode="json")), without pydantic
 
 
 def decode_events(blobs: list[bytes]) -> list[Event]:
