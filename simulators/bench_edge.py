@@ -1,16 +1,23 @@
 """``qaqpa bench edge``: the school daemon's tap-to-committed-record latency under a rush, against
-two floors measured in the same run on the same disk with exactly the journal's durability
-settings (WAL, ``synchronous=FULL``):
+floors measured in the same run on the same disk with exactly the journal's durability settings
+(WAL, ``synchronous=FULL``):
 
-* the bare one-row commit (``BEGIN IMMEDIATE; INSERT; COMMIT``), and
+* the bare one-row commit (``BEGIN IMMEDIATE; INSERT; COMMIT``), back to back, and
 * the bare group commit: the same sequence of group sizes the pipeline committed in that round,
-  replayed as bare transactions of that many rows (the physical floor of any design that
-  fsyncs); each row counts once, with its group's commit time, as each tap does.
+  replayed back to back as bare transactions of that many rows (the physical floor of any design
+  that fsyncs); each row counts once, with its group's commit time, as each tap does;
+* both again *paced*: each bare transaction started at the moment (from the round's start) the
+  pipeline's group began. This disk's fsync is slower after an idle gap than back to back, so
+  the back-to-back floors are below what any commit at the pipeline's pace can reach.
 
-Taps are offered as a rush: 12 terminals, 1,200 taps/s on average, each round opening with a
-burst (the start of a shift: 1.75x the rate for the first 40 % of the round, then 0.5x). The
-run alternates pipeline rounds with the floors' rounds so that both see the same (noisy)
-machine. Then 12 terminals tap as fast as they can (closed loop) for the saturated rate.
+Taps are offered as a real rush: 12 terminals, 1,200 taps/s on average, each round opening with
+a burst (the start of a shift: 1.75x the rate for the first 40 % of the round, then 0.5x). The
+taps arrive at random (Poisson) moments at random terminals, from a reader thread that hands
+each one to the event loop with ``call_soon_threadsafe`` as the daemon's readers do, and a tap's
+latency runs from that hand-over to its committed decision. (1,200 taps/s is a stress far above
+what 12 gates pass, about one person a second each, so taps are not queued per terminal.) The run alternates pipeline rounds with the floors'
+rounds so that both see the same (noisy) machine. Then 12 terminals tap as fast as they can
+(closed loop) for the saturated rate.
 
 ``handoff_gap_ms``: whenever a tap was waiting as a group's COMMIT returned, the time until the
 journal thread began the next group's transaction (the hand-off's own cost, apart from fsync).
@@ -75,12 +82,18 @@ def bare_commits(db: sqlite3.Connection, n: int) -> list[float]:
     return out
 
 
-def bare_group_commits(db: sqlite3.Connection, sizes: list[int]) -> list[float]:
-    """One fsync'd commit of ``k`` rows for each ``k`` in ``sizes``; its time once per row."""
+def bare_group_commits(
+    db: sqlite3.Connection, sizes: list[int], starts: list[float] | None = None
+) -> list[float]:
+    """One fsync'd commit of ``k`` rows for each ``k`` in ``sizes``; its time once per row.
+    ``starts``: begin the i-th no earlier than ``starts[i]`` seconds from now (paced)."""
     out: list[float] = []
     blob = os.urandom(120)
-    for k in sizes:
+    t_start = time.perf_counter()
+    for n, k in enumerate(sizes):
         rows = [(i, blob) for i in range(k)]
+        if starts is not None:
+            _sleep_until(t_start + starts[n])
         t0 = time.perf_counter()
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT INTO t (at_ms, payload) VALUES (?, ?)", rows)
@@ -104,16 +117,41 @@ def handoff_gaps(
     return out
 
 
-def _due(elapsed: float, round_s: float, total: int) -> int:
-    """Taps offered by ``elapsed`` seconds into a round of ``total`` taps (burst first)."""
-    if elapsed >= round_s:
-        return total
+def _sleep_until(t: float) -> None:
+    delay = t - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def arrivals(
+    rng: random.Random, total: int, round_s: float, terminals: int
+) -> list[tuple[float, int]]:
+    """A round's taps: Poisson arrival times (seconds from the round's start) at the burst's
+    rate for the first ``BURST_SHARE`` of the round and the rest's after, ``total`` on average,
+    each at a random terminal."""
     burst_s = round_s * BURST_SHARE
     burst_rate = total / round_s * BURST_FACTOR
-    if elapsed <= burst_s:
-        return int(elapsed * burst_rate)
     rest_rate = (total - burst_rate * burst_s) / (round_s - burst_s)
-    return int(burst_rate * burst_s + (elapsed - burst_s) * rest_rate)
+    out: list[tuple[float, int]] = []
+    t = 0.0
+    while True:
+        t += rng.expovariate(burst_rate if t < burst_s else rest_rate)
+        if t >= round_s:
+            return out
+        out.append((t, rng.randrange(terminals)))
+
+
+def feed_readers(
+    loop: asyncio.AbstractEventLoop,
+    schedule: list[tuple[float, int]],
+    deliver: Any,
+) -> None:
+    """The terminals' reader thread: each tap handed to the loop at its moment, with the time
+    it was handed over (the tap's latency starts there)."""
+    t0 = time.perf_counter()
+    for at, terminal in schedule:
+        _sleep_until(t0 + at)
+        loop.call_soon_threadsafe(deliver, terminal, time.perf_counter())
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -140,6 +178,8 @@ async def _edge(
         gc.freeze()  # as the daemon does once its roster is loaded
         bare: list[float] = []
         bare_group: list[float] = []
+        bare_paced: list[float] = []  # one row, at the pipeline's groups' moments
+        bare_group_paced: list[float] = []  # the pipeline's group sizes, at their moments
         bare_db = bare_commit_db(root)
         rng = random.Random(1)
         kinds = [TerminalKind.TURNSTILE, TerminalKind.CANTEEN, TerminalKind.LIBRARY]
@@ -161,37 +201,41 @@ async def _edge(
         async with Pipeline(store) as pipeline:
             pipeline.on_group = group_sizes.append
 
-            async def one(terminal: int) -> None:
-                t_submit = time.perf_counter()
+            async def one(terminal: int, handed: float) -> None:
                 outcome = await pipeline.submit(make_tap(terminal))
-                took = time.perf_counter() - t_submit
-                submitted[outcome.event.seq] = t_submit
+                took = time.perf_counter() - handed
+                submitted[outcome.event.seq] = handed
                 latencies.append(took)
                 by_terminal[terminal].append(took)
 
-            # Taps are released in 5 ms ticks (the loop's timers are millisecond-grained);
-            # latency runs from each tap's submission to its committed decision.
+            loop = asyncio.get_running_loop()
             rounds = 8
             per_round = int(rate * seconds) // rounds
             round_s = seconds / rounds
             open_time = 0.0
             for _ in range(rounds):
-                first_lat, first_group = len(latencies), len(group_sizes)
+                first_lat, first_group, first_span = len(latencies), len(group_sizes), len(spans)
+                schedule = arrivals(rng, per_round, round_s, terminals)
                 t_round = time.perf_counter()
-                sent = 0
                 async with asyncio.TaskGroup() as tg:
-                    while sent < per_round:
-                        due = _due(time.perf_counter() - t_round, round_s, per_round)
-                        for _ in range(sent, due):
-                            tg.create_task(one(rng.randrange(terminals)))
-                        sent = max(sent, due)
-                        await asyncio.sleep(0.005)
+
+                    def deliver(terminal: int, handed: float, tg: asyncio.TaskGroup = tg) -> None:
+                        tg.create_task(one(terminal, handed))
+
+                    await asyncio.to_thread(feed_readers, loop, schedule, deliver)
                 open_time += time.perf_counter() - t_round
                 sizes = group_sizes[first_group:]
+                starts = [began - t_round for _, _, began, _ in spans[first_span:]]
                 one_row = await asyncio.to_thread(bare_commits, bare_db, 250)
                 grouped = await asyncio.to_thread(bare_group_commits, bare_db, sizes)
+                paced_one = await asyncio.to_thread(
+                    bare_group_commits, bare_db, [1] * len(starts), starts
+                )
+                paced = await asyncio.to_thread(bare_group_commits, bare_db, sizes, starts)
                 bare += one_row
                 bare_group += grouped
+                bare_paced += paced_one
+                bare_group_paced += paced
                 mine = latencies[first_lat:]
                 rounds_raw.append(
                     {
@@ -200,6 +244,8 @@ async def _edge(
                         "p99_ms": round(percentile(mine, 99) * 1000, 3),
                         "bare_commit_p99_ms": round(percentile(one_row, 99) * 1000, 3),
                         "bare_group_commit_p99_ms": round(percentile(grouped, 99) * 1000, 3),
+                        "bare_commit_paced_p99_ms": round(percentile(paced_one, 99) * 1000, 3),
+                        "bare_group_commit_paced_p99_ms": round(percentile(paced, 99) * 1000, 3),
                     }
                 )
             bare_db.close()
@@ -224,8 +270,12 @@ async def _edge(
     p99 = percentile(latencies, 99)
     bare_p99, group_p99 = percentile(bare, 99), percentile(bare_group, 99)
     ratio_bare, ratio_group = p99 / bare_p99, p99 / group_p99
+    paced_p99, group_paced_p99 = percentile(bare_paced, 99), percentile(bare_group_paced, 99)
+    ratio_paced, ratio_group_paced = p99 / paced_p99, p99 / group_paced_p99
     sat_rate = saturated / closed_elapsed
     rss = peak_rss_mb()
+    one_max = TARGETS["p99_ratio_to_bare_commit_max"]
+    group_max = TARGETS["p99_ratio_to_bare_group_commit_max"]
     return {
         "bench": "edge",
         "students": students,
@@ -235,7 +285,9 @@ async def _edge(
         "offered_taps_per_s": rate,
         "offered_as": (
             f"{rounds} rounds, each opening with a shift-start burst "
-            f"({BURST_FACTOR}x for {int(BURST_SHARE * 100)} % of the round, then 0.5x)"
+            f"({BURST_FACTOR}x for {int(BURST_SHARE * 100)} % of the round, then 0.5x); "
+            "Poisson arrivals at random terminals from a reader thread (call_soon_threadsafe), "
+            "latency from the reader's hand-over"
         ),
         "decisions": len(latencies),
         "decisions_per_s": round(len(latencies) / open_time, 1),
@@ -256,16 +308,21 @@ async def _edge(
         ),
         "bare_commit_ms": _ms(bare),
         "bare_group_commit_ms": _ms(bare_group),
+        "bare_commit_paced_ms": _ms(bare_paced),
+        "bare_group_commit_paced_ms": _ms(bare_group_paced),
         "p99_ratio_to_bare_commit": round(ratio_bare, 2),
         "p99_ratio_to_bare_group_commit": round(ratio_group, 2),
+        "p99_ratio_to_bare_commit_paced": round(ratio_paced, 2),
+        "p99_ratio_to_bare_group_commit_paced": round(ratio_group_paced, 2),
         "durability": {"journal_mode": "wal", "synchronous": "FULL", "same_disk": True},
         "rounds": rounds_raw,
         "peak_rss_mb": round(rss, 1),
         "targets": TARGETS,
         "held": {
-            "p99_ratio_to_bare_commit": ratio_bare <= TARGETS["p99_ratio_to_bare_commit_max"],
-            "p99_ratio_to_bare_group_commit": ratio_group
-            <= TARGETS["p99_ratio_to_bare_group_commit_max"],
+            "p99_ratio_to_bare_commit": ratio_bare <= one_max,
+            "p99_ratio_to_bare_group_commit": ratio_group <= group_max,
+            "p99_ratio_to_bare_commit_paced": ratio_paced <= one_max,
+            "p99_ratio_to_bare_group_commit_paced": ratio_group_paced <= group_max,
             "saturated_decisions_per_s": sat_rate >= TARGETS["saturated_decisions_per_s_min"],
             "peak_rss_mb": rss <= TARGETS["peak_rss_mb_max"],
         },

@@ -34,7 +34,8 @@ async def test_the_journal_and_the_bench_floors_commit_alike(tmp_path: Path) -> 
         # the floors commit on that connection as it is: nothing relaxes it on the way
         bare_commits(bare, 3)
         bare_group_commits(bare, [2, 5])
+        bare_group_commits(bare, [1, 1], [0.0, 0.005])  # paced, as the pipeline's groups began
         assert _durability(bare) == journal
-        assert bare.execute("SELECT count(*) FROM t").fetchone()[0] == 10
+        assert bare.execute("SELECT count(*) FROM t").fetchone()[0] == 12
     finally:
         bare.close()

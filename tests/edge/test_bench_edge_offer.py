@@ -1,0 +1,42 @@
+"""The edge bench offers taps as a rush does: random (Poisson) moments, a burst at the start of
+each round, handed to the event loop from a reader thread the way the daemon's readers do. The
+bench's figures mean what its JSON says only if this holds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+
+from simulators.bench_edge import BURST_FACTOR, BURST_SHARE, arrivals, feed_readers
+
+
+def test_a_round_offers_the_rate_with_the_shift_start_burst_first() -> None:
+    rng = random.Random(7)
+    rounds = [arrivals(rng, 600, 0.5, 12) for _ in range(200)]
+    counts = [len(r) for r in rounds]
+    assert abs(statistics.fmean(counts) - 600) < 10  # 1,200 taps/s on average
+    assert statistics.pstdev(counts) > 5  # random moments, not a fixed tick
+    in_burst = sum(1 for r in rounds for at, _ in r if at < 0.5 * BURST_SHARE)
+    assert abs(in_burst / sum(counts) - BURST_SHARE * BURST_FACTOR) < 0.02
+    assert all(0 <= at < 0.5 for r in rounds for at, _ in r)
+    assert {t for r in rounds for _, t in r} == set(range(12))
+    for r in rounds:
+        assert [at for at, _ in r] == sorted(at for at, _ in r)
+
+
+async def test_the_reader_thread_hands_each_tap_to_the_loop_once_at_its_moment() -> None:
+    schedule = arrivals(random.Random(3), 200, 0.2, 12)
+    got: list[tuple[int, float, float]] = []
+
+    def deliver(terminal: int, handed: float) -> None:
+        got.append((terminal, handed, time.perf_counter()))
+
+    t0 = time.perf_counter()
+    await asyncio.to_thread(feed_readers, asyncio.get_running_loop(), schedule, deliver)
+    await asyncio.sleep(0)  # the last hand-over's callback
+    assert [t for t, _, _ in got] == [t for _, t in schedule]
+    for (at, _), (_, handed, seen) in zip(schedule, got, strict=True):
+        assert handed >= t0 + at  # never early
+        assert seen >= handed  # the latency starts at the hand-over, before the loop sees it
