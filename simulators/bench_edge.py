@@ -117,6 +117,24 @@ def handoff_gaps(
     return out
 
 
+def stages(
+    spans: list[tuple[int, int, float, float]],
+    submitted: dict[int, float],
+    resumed: dict[int, float],
+) -> dict[str, list[float]]:
+    """Each open-loop tap's latency cut at its group's BEGIN and COMMIT (see ``stages_note``)."""
+    out: dict[str, list[float]] = {"to_begin": [], "transaction": [], "back_to_tap": []}
+    for first, nxt, began, ended in spans:
+        for seq in range(first, nxt):
+            handed, done = submitted.get(seq), resumed.get(seq)
+            if handed is None or done is None:
+                continue  # the saturated phase's, or a high-water alarm's
+            out["to_begin"].append(began - handed)
+            out["transaction"].append(ended - began)
+            out["back_to_tap"].append(done - ended)
+    return out
+
+
 def _sleep_until(t: float) -> None:
     delay = t - time.perf_counter()
     if delay > 0:
@@ -173,7 +191,8 @@ async def _edge(
         # each journal transaction as the thread ran it: (first seq, next seq, began, ended)
         spans: list[tuple[int, int, float, float]] = []
         store.group_probe = lambda *span: spans.append(span)
-        submitted: dict[int, float] = {}  # seq -> when its tap was submitted (open loop)
+        submitted: dict[int, float] = {}  # seq -> when its tap was handed over (open loop)
+        resumed: dict[int, float] = {}  # seq -> when its tap had its committed decision
         gc.collect()
         gc.freeze()  # as the daemon does once its roster is loaded
         bare: list[float] = []
@@ -205,6 +224,7 @@ async def _edge(
                 outcome = await pipeline.submit(make_tap(terminal))
                 took = time.perf_counter() - handed
                 submitted[outcome.event.seq] = handed
+                resumed[outcome.event.seq] = handed + took
                 latencies.append(took)
                 by_terminal[terminal].append(took)
 
@@ -251,6 +271,7 @@ async def _edge(
             bare_db.close()
             open_groups = list(group_sizes)
             gaps = handoff_gaps(spans, submitted)
+            where = stages(spans, submitted, resumed)
 
             stop_at = time.monotonic() + seconds / 2
 
@@ -305,6 +326,13 @@ async def _edge(
         "handoff_gap_note": (
             f"{len(gaps)} times a group's tap was waiting when the transaction before it "
             "returned: from that COMMIT returning to the next BEGIN, in the journal thread"
+        ),
+        "stages_ms": {k: _ms(v) for k, v in where.items()},
+        "stages_note": (
+            "where a tap's time goes: from the reader's hand-over to the BEGIN of the "
+            "transaction that holds it (deciding, and waiting for the commit under way), that "
+            "transaction (BEGIN to COMMIT returned, in the journal thread), and from there to "
+            "the tap's coroutine resumed with its committed decision (back to the loop)"
         ),
         "bare_commit_ms": _ms(bare),
         "bare_group_commit_ms": _ms(bare_group),

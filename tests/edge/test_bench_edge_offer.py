@@ -40,3 +40,20 @@ async def test_the_reader_thread_hands_each_tap_to_the_loop_once_at_its_moment()
     for (at, _), (_, handed, seen) in zip(schedule, got, strict=True):
         assert handed >= t0 + at  # never early
         assert seen >= handed  # the latency starts at the hand-over, before the loop sees it
+
+
+def test_a_taps_latency_is_cut_at_its_groups_begin_and_commit() -> None:
+    from simulators.bench_edge import stages
+
+    # group 1..2 ran 1.0-1.5 s, group 3 ran 1.5-2.5 s; tap 4 is the saturated phase's
+    spans = [(1, 3, 1.0, 1.5), (3, 5, 1.5, 2.5)]
+    submitted = {1: 0.5, 2: 0.9, 3: 1.2}
+    resumed = {1: 1.6, 2: 1.7, 3: 2.75}
+    got = stages(spans, submitted, resumed)
+    assert [round(x, 6) for x in got["to_begin"]] == [0.5, 0.1, 0.3]
+    assert got["transaction"] == [0.5, 0.5, 1.0]
+    assert [round(x, 6) for x in got["back_to_tap"]] == [0.1, 0.2, 0.25]
+    for seq, handed in submitted.items():  # the three stages add up to the latency
+        i = list(submitted).index(seq)
+        total = got["to_begin"][i] + got["transaction"][i] + got["back_to_tap"][i]
+        assert abs(total - (resumed[seq] - handed)) < 1e-9
