@@ -3,6 +3,7 @@ that runs every write transaction, and loading the decision state from the datab
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import datetime as dt
@@ -43,7 +44,7 @@ from protocol.signing import load_public_key
 _T = TypeVar("_T")
 
 
-class StoreBase:
+class StoreBase(abc.ABC):
     """What every part of ``EdgeStore`` shares: the connections, the journal thread and the
     memory. The parts (journal, downlink, canteen) are mixins over it; there is one writer."""
 
@@ -177,9 +178,9 @@ class StoreBase:
     async def _in_writer(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._writer_thread, fn, *args)
 
+    @abc.abstractmethod
     def _run_group(self, prep: Any) -> None:
-        """In the journal thread: commit one journal group (``JournalMixin``)."""
-        raise NotImplementedError
+        """In the journal thread: commit one journal group (``JournalMixin._run_group``)."""
 
     async def __aenter__(self) -> Self:
         return self
