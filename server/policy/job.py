@@ -14,6 +14,7 @@ import logging
 import threading
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from server.db import make_engine, session_factory
 from server.policy.service import local_today, publish_due_policies
@@ -43,11 +44,25 @@ class DuePolicyJob(ThreadedService):
         return done
 
     def _loop(self) -> None:
+        away = False  # the database was unreachable last round: said once, not every round
         while True:
             try:
                 self.run_once()
+            except OperationalError as err:
+                if not away:
+                    first = str(err.orig if err.orig is not None else err).splitlines()[0]
+                    log.warning(
+                        "due policies: the database is unreachable (%s); trying again every %g s",
+                        first[:200],
+                        self._settings.policy_check_s,
+                    )
+                away = True
             except Exception:
                 log.exception("due policies: publishing failed; trying again later")
+            else:
+                if away:
+                    log.info("due policies: the database is back; publishing again")
+                away = False
             if self._stop.wait(self._settings.policy_check_s):
                 return
 

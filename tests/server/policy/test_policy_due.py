@@ -5,8 +5,10 @@ that morning)."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session
 
 from server.policy.job import DuePolicyJob
@@ -43,3 +45,26 @@ def test_a_future_policy_is_published_when_it_takes_effect(
     db.expire_all()
     state = load_state(db, "S1")
     assert state.policy is not None and state.policy.free_meal_grades == [1, 2, 3, 4, 5]
+
+
+def test_the_job_says_once_that_the_database_is_away_not_every_round(
+    settings: ServerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator's log is not a traceback every round while the database is down."""
+    import time
+
+    from sqlalchemy import create_engine
+
+    away = create_engine("postgresql+psycopg://qaqpa:x@127.0.0.1:1/none", pool_pre_ping=False)
+    job = DuePolicyJob(settings.model_copy(update={"policy_check_s": 0.02}), engine=away)
+    caplog.set_level(logging.INFO, logger="server.policy.job")
+    job.start()
+    try:
+        time.sleep(0.3)  # about a dozen rounds
+    finally:
+        job.stop()
+    records = [r for r in caplog.records if r.name == "server.policy.job"]
+    assert [r.levelname for r in records] == ["WARNING"]
+    assert "database is unreachable" in records[0].getMessage()
+    assert records[0].exc_info is None
+    assert "x@" not in records[0].getMessage()  # no password in the log
