@@ -164,6 +164,15 @@ class SyncSettings(BaseSettings):
     ack_timeout_s: float = Field(
         default=5.0, gt=0, description="Re-send from the last ack when no ack progress this long"
     )
+    small_batch_hold_ms: float = Field(
+        default=100.0,
+        ge=0,
+        le=5_000,
+        description="While a batch is unacknowledged, fewer new events than batch_events wait "
+        "up to this long (or for the ack, or a full batch), so that a school at its morning "
+        "rush sends few larger messages, not one per tap; with nothing unacknowledged an "
+        "event goes at once (0: always at once)",
+    )
     gap_grace_s: float = Field(
         default=1.0, ge=0, description="Re-send when the server reports a gap for this long"
     )
@@ -384,6 +393,9 @@ class EdgeSync:
         self._client = self._make_client()
         self.batches_sent = 0
         self.rewinds = 0
+        # the uplink's small-batch hold: since when events wait unsent, until when it holds
+        self._unsent_since: float | None = None
+        self._hold_until: float | None = None
         # told the centre's time (issued_at_ms) from each fresh signed ack
         self.on_centre_time: Callable[[int], None] | None = None
         # connection attempts that did not end online (refused, unreachable, TLS failed)
@@ -569,6 +581,8 @@ class EdgeSync:
         self._hop(self._inbox.put_nowait, (msg.topic, bytes(msg.payload)))
 
     def _on_append(self, _last_seq: int) -> None:
+        if self._unsent_since is None:
+            self._unsent_since = time.monotonic()
         self._wake.set()
 
     def _set_link(self, up: bool) -> None:
@@ -831,9 +845,13 @@ class EdgeSync:
             if sent:
                 continue
             w, s = self._window, self._settings
-            tick = min(s.ack_timeout_s, s.gap_grace_s if w.gap_since is not None else 1e9) / 2
+            tick = max(
+                min(s.ack_timeout_s, s.gap_grace_s if w.gap_since is not None else 1e9) / 2, 0.05
+            )
+            if self._hold_until is not None:  # a small batch held: send it when the hold ends
+                tick = min(tick, max(self._hold_until - time.monotonic(), 0.001))
             try:
-                async with asyncio.timeout(max(tick, 0.05)):
+                async with asyncio.timeout(tick):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -858,8 +876,12 @@ class EdgeSync:
         room = s.window_events - w.outstanding()
         if room <= 0:
             return False
+        self._hold_until = None
+        if self._holds_small_batch(now, min(s.batch_events, room)):
+            return False
         blobs = await self._store.outbox_blobs(w.sent_through, min(s.batch_events, room))
         if not blobs:
+            self._unsent_since = None
             return False
         # decoding and signing a large batch is CPU work: not on the loop that serves taps
         last_seq, payload = await asyncio.to_thread(self._decode_and_sign, blobs)
@@ -867,6 +889,23 @@ class EdgeSync:
             return False
         w.on_sent(last_seq, time.monotonic())
         self.batches_sent += 1
+        if last_seq >= self._store.last_seq:
+            self._unsent_since = None  # all sent; the next event starts the clock again
+        return True
+
+    def _holds_small_batch(self, now: float, full: int) -> bool:
+        """Nagle's rule for the uplink: while a batch is unacknowledged, a batch smaller than
+        ``full`` waits (for the ack, which wakes the uplink, for more events, or for
+        ``small_batch_hold_ms`` since its oldest event was journaled)."""
+        hold = self._settings.small_batch_hold_ms / 1000
+        since = self._unsent_since
+        if hold <= 0 or since is None or self._window.outstanding() == 0:
+            return False
+        if not 0 < self._store.last_seq - self._window.sent_through < full:
+            return False
+        if now - since >= hold:
+            return False
+        self._hold_until = since + hold
         return True
 
     # --------------------------------------------------------------------------- inbound
