@@ -51,8 +51,8 @@ class DownlinkMixin(StoreBase):
         async with self.write_lock:
             money = bool(snap.balance_credits or snap.balance_debits or snap.balance_totals)
             await self._money_transaction(_replace_all, snap, money)
+            await self._reload_roster()
             self._after_downlink(snap.policy, snap.version)
-        await self._reload_roster()
 
     async def apply_delta(self, delta: SyncDelta) -> bool:
         """Apply a delta atomically. False for a replay (nothing changes); SyncGap if ahead."""
@@ -65,8 +65,8 @@ class DownlinkMixin(StoreBase):
                     f"version {self._sync_version}"
                 )
             policy = await self._apply_changes(delta)
+            await self._reload_roster()
             self._after_downlink(policy, delta.version)
-        await self._reload_roster()
         return True
 
     async def apply_local(self, changes: Sequence[Change]) -> None:
@@ -172,6 +172,9 @@ class DownlinkMixin(StoreBase):
             self._set_policy(doc)
 
     def _after_downlink(self, policy: PolicyDoc | None, version: int) -> None:
+        """The version is applied once memory holds it (roster reloaded, under the write lock):
+        whoever reads ``sync_version()`` finds its cards in ``state``, and two applies never
+        leave an older roster in memory under a newer version."""
         self._sync_version = version
         if policy is not None:
             self._set_policy(policy)

@@ -77,6 +77,39 @@ async def open_store(path: Path, capacity: int = 100_000) -> EdgeStore:
     )
 
 
+async def test_a_version_is_reported_applied_only_once_memory_holds_it(tmp_path: Path) -> None:
+    """``sync_version()`` (the edge's status, the tests' "synced") never runs ahead of the
+    cards in memory: a console block seen as applied is in force (a race found by
+    ``test_cards_stay_at_school``: the version was set before the roster was reloaded)."""
+    import asyncio
+
+    store = await open_store(tmp_path)
+    await store.apply_snapshot(snapshot(version=1))
+    seen: list[str | None] = []
+
+    async def poll() -> None:
+        while await store.sync_version() < 2:
+            await asyncio.sleep(0)
+        card = store.state.card("EM:0000000001")
+        assert card is not None
+        seen.append(card.blocked_reason)
+
+    try:
+        watcher = asyncio.create_task(poll())
+        await asyncio.sleep(0)
+        block = SyncDelta(
+            school="S1",
+            version=2,
+            base_version=1,
+            changes=[CardBlock(credential="EM:0000000001", reason="lost")],
+        )
+        assert await store.apply_delta(block) is True
+        await asyncio.wait_for(watcher, 10)
+    finally:
+        await store.close()
+    assert seen == ["lost"]
+
+
 async def test_delta_applies_atomically_and_replay_changes_nothing(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     await store.apply_snapshot(snapshot(version=1))
