@@ -71,6 +71,16 @@ def tap(card: str, at: dt.datetime = MORNING, direction: Direction = Direction.I
     )
 
 
+def card_1_lost() -> SyncDelta:
+    """Version 2: the console blocks s1's card as lost."""
+    return SyncDelta(
+        school="S1",
+        version=2,
+        base_version=1,
+        changes=[CardBlock(credential="EM:0000000001", reason="lost")],
+    )
+
+
 async def open_store(path: Path, capacity: int = 100_000) -> EdgeStore:
     return await EdgeStore.open(
         path / "edge.sqlite", school="S1", device="d1", outbox_capacity=capacity
@@ -97,12 +107,7 @@ async def test_a_version_is_reported_applied_only_once_memory_holds_it(tmp_path:
     try:
         watcher = asyncio.create_task(poll())
         await asyncio.sleep(0)
-        block = SyncDelta(
-            school="S1",
-            version=2,
-            base_version=1,
-            changes=[CardBlock(credential="EM:0000000001", reason="lost")],
-        )
+        block = card_1_lost()
         assert await store.apply_delta(block) is True
         await asyncio.wait_for(watcher, 10)
     finally:
@@ -113,12 +118,7 @@ async def test_a_version_is_reported_applied_only_once_memory_holds_it(tmp_path:
 async def test_delta_applies_atomically_and_replay_changes_nothing(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     await store.apply_snapshot(snapshot(version=1))
-    block = SyncDelta(
-        school="S1",
-        version=2,
-        base_version=1,
-        changes=[CardBlock(credential="EM:0000000001", reason="lost")],
-    )
+    block = card_1_lost()
     assert await store.apply_delta(block) is True
     assert store.state.card("EM:0000000001").blocked_reason == "lost"  # type: ignore[union-attr]
     assert await store.apply_delta(block) is False  # a replay
