@@ -89,11 +89,10 @@ async def _rush_one_by_one(
     prefix: str,
     tmp_path: Path,
     hold_ms: float,
-) -> tuple[int, int, float]:
+) -> tuple[int, int]:
     """400 taps journaled one at a time, ~2 ms apart (a morning rush), through the real broker
-    and ingest; returns (events, batches sent, seconds for a lone tap after the rush)."""
+    and ingest, then a lone tap; returns (events of the rush, batches it took)."""
     import asyncio
-    import time
 
     settings = make_settings(pg_url)
     engine = make_engine(pg_url)
@@ -117,13 +116,13 @@ async def _rush_one_by_one(
 
         await wait_until_async(lambda: acked(last), 20, "the rush acked")
         batches = sync.batches_sent
-        t0 = time.monotonic()
-        lone = await journal_rush(store, 1)  # nothing unacknowledged: it goes at once
-        await wait_until_async(lambda: acked(lone), 10, "the lone tap acked")
-        lone_s = time.monotonic() - t0
+        # Nothing is unacknowledged now, so the lone tap is not held: it is acknowledged well
+        # before a hold of 5 s (the first run's) could end.
+        lone = await journal_rush(store, 1)
+        await wait_until_async(lambda: acked(lone), 2.5, "the lone tap acked, not held")
     await store.close()
     assert server_seqs(engine, "S1", device) == list(range(1, lone + 1))
-    return last, batches, lone_s
+    return last, batches
 
 
 async def _online(sync: EdgeSync) -> bool:
@@ -135,11 +134,9 @@ async def _online(sync: EdgeSync) -> bool:
 async def test_a_rush_of_single_taps_goes_up_in_few_messages_and_a_lone_tap_at_once(
     pg_url: str, make_settings: Callable[..., ServerSettings], prefix: str, tmp_path: Path
 ) -> None:
-    events, held, lone_s = await _rush_one_by_one(pg_url, make_settings, prefix, tmp_path, 1000)
-    _, at_once, _ = await _rush_one_by_one(pg_url, make_settings, prefix, tmp_path, 0)
+    events, held = await _rush_one_by_one(pg_url, make_settings, prefix, tmp_path, 5000)
+    _, at_once = await _rush_one_by_one(pg_url, make_settings, prefix, tmp_path, 0)
     # Without the hold every tap is a message of its own; with it, taps wait for the ack in
     # flight (or the hold) and go up together (measured: 38-50 messages against 391-399).
     assert held * 3 <= at_once, (held, at_once)
     assert held <= events / 4, (held, events)
-    # the hold (1 s here) only applies while a batch is unacknowledged: a lone tap is not held
-    assert lone_s < 0.8, lone_s
