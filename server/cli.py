@@ -168,8 +168,8 @@ def _downlink(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = _settings(args)
-    with DuePolicyJob(settings):  # its versions go out through the downlink's watcher
-        DownlinkService(settings).run_forever()
+    # the job's versions go out through the downlink's watcher
+    DownlinkService(settings).run_forever(alongside=DuePolicyJob(settings))
     return 0
 
 

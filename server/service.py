@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import random
 import signal
@@ -40,19 +41,24 @@ class ThreadedService(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None: ...
 
-    def run_forever(self) -> None:
-        """For ``qaqpa server ingest`` / ``downlink``: run until SIGTERM or SIGINT."""
+    def run_forever(self, alongside: ThreadedService | None = None) -> None:
+        """For ``qaqpa server ingest`` / ``downlink``: run until SIGTERM or SIGINT.
+
+        ``alongside`` (the downlink's due-policy job) is started after the signals are caught
+        and stopped after this service: a SIGTERM at any moment of start-up is a clean stop,
+        never the default death by signal."""
         done = self.stop_requested
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         signal.signal(signal.SIGINT, lambda *_: done.set())
-        try:
-            self.start()
-        except StartAbandoned as err:
-            logging.getLogger(__name__).info("%s", err)
-            self.stop()  # what start had made
-            return
-        done.wait()
-        self.stop()
+        with alongside if alongside is not None else contextlib.nullcontext():
+            try:
+                self.start()
+            except StartAbandoned as err:
+                logging.getLogger(__name__).info("%s", err)
+                self.stop()  # what start had made
+                return
+            done.wait()
+            self.stop()
 
     def __enter__(self) -> Self:
         self.start()
