@@ -5,12 +5,13 @@ settlement page reads what was collected."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server.clock import Clock
+from server.models import School
 from server.vouchers import service
 from server.vouchers.models import Voucher
 from server.vouchers.rules import IssueForm
@@ -30,7 +31,8 @@ def test_issue_by_the_social_pedagogue_and_the_parents_qr(
     social = make_browser("social1")
     page = social.get(f"/vouchers/student/{child}")
     assert page.status_code == 200 and "Social wallet" in page.text
-    today = dt.date.today().isoformat()
+    day = Clock().school_today(db.get(School, "S1"))  # the school's date, not UTC's
+    today = day.isoformat()
     form = {"issuer": "social-wallet", "amount": "600", "valid_from": today, "valid_to": today}
     bad = social.post(f"/vouchers/student/{child}/issue", {**form, "valid_to": "2001-01-01"})
     assert (
@@ -52,8 +54,8 @@ def test_issue_by_the_social_pedagogue_and_the_parents_qr(
         issuer_id="social-wallet",
         school_id="S1",
         student_ref="s1-3a-1",
-        form=IssueForm(50_000, dt.date.today(), dt.date.today()),
-        today=dt.date.today(),
+        form=IssueForm(50_000, day, day),
+        today=day,
     )
     db.commit()
     parent = make_browser("parent1")
