@@ -33,7 +33,8 @@ from server.settings import ServerSettings
 from server.sync.service import DownlinkService
 from simulators.serial_sim import EmMarineSim
 from tests.support.centre import CENTRE_PUBLIC_B64
-from tests.support.wait import wait_until
+from tests.support.readers_online import watching_readers
+from tests.support.wait import wait_until, wait_until_async
 
 
 class SimSchool:
@@ -222,6 +223,7 @@ class SimSchool:
                 Pipeline(store) as pipeline,
                 contextlib.AsyncExitStack() as stack,
             ):
+                readers_online = stack.enter_context(watching_readers())
                 readers, gates = None, None
                 if desk is not None:
                     self.staff = await stack.enter_async_context(
@@ -235,7 +237,17 @@ class SimSchool:
                     )
                     for t in ([term] if desk is None else [term, desk])
                 ]
-                await asyncio.sleep(0.5)  # the reader's port is open before the first card
+                terminal_ids = [t.id for t in ([term] if desk is None else [term, desk])]
+                await wait_until_async(  # a card before the port is open would be flushed
+                    lambda: (
+                        readers_online.online(*terminal_ids) or any(task.done() for task in tasks)
+                    ),
+                    30,
+                    "the readers' ports are open",
+                )
+                for task in tasks:
+                    if task.done():
+                        task.result()  # a terminal that failed to start: its error
                 self._ready.set()
                 await self._stop.wait()
                 for task in tasks:
