@@ -209,9 +209,12 @@ async def test_replayed_and_reordered_downlink_and_acks_change_nothing(
                 sign_for_device(huge, CENTRE_KEY, school="S1", device="d1", issued_at_ms=ahead),
             )
             await asyncio.to_thread(attacker.publish, ack_topic, encode(huge))
+            # replays: the two older deltas and the old ack. The newest delta sent again is a
+            # replay only if the centre's next message was accepted before it arrived; else it
+            # is a duplicate delivery (as QoS 1 may make), applied already: nothing changes.
             assert await until(
                 lambda: (
-                    sync.refused.get(Refusal.REPLAY, 0) >= 4
+                    sync.refused.get(Refusal.REPLAY, 0) >= 3
                     and sync.refused.get(Refusal.ACK_BEYOND_SENT, 0) >= 1
                     and sync.refused.get(Refusal.UNSIGNED, 0) >= 1
                 )
