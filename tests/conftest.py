@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from server.accounts import passwords
 from server.accounts.access import Grant, Role
 from server.accounts.service import create_user
 from server.api.app import create_app
@@ -37,16 +39,31 @@ from tests.support.canteen import SECRET, canteen_settings
 from tests.support.centre import centre_key_file
 from tests.support.clock import travel_from_env
 from tests.support.console import Browser, World, add_student, password_of
-from tests.support.markers import GUARD, install_socket_guard, mark_by_fixtures
+from tests.support.markers import (
+    GUARD,
+    install_socket_guard,
+    mark_by_fixtures,
+    mark_serial,
+)
 from tests.support.services import SYSTEM_BROKER, PrivateBroker, free_port, fresh_pg_database
+
+# argon2id at RFC 9106's parameters (the production hasher) costs ~0.2 s a hash here; the world
+# fixture makes seventeen users and most console tests sign in, several hundred times in all.
+# In this process the suite hashes with argon2id at the smallest cost: the same code paths, the
+# same format (a hash stores its parameters, so verification is unchanged). The production
+# parameters are asserted against PRODUCTION_HASHER (tests/server/accounts/test_accounts.py);
+# the processes a test starts (the demo, the CLI) hash at full cost.
+PRODUCTION_HASHER = passwords._hasher
 
 
 def pytest_configure(config: pytest.Config) -> None:
     install_socket_guard()
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_by_fixtures(items)
+    mark_serial(items)
 
 
 @pytest.hookimpl(hookwrapper=True)

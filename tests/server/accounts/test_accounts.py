@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from server.accounts import passwords
 from server.accounts.models import User
 from tests.support.console import Browser, World, password_of
 
@@ -110,3 +111,12 @@ def test_the_language_chosen_on_the_sign_in_page_stays_after_signing_in(
     again = make_browser()  # another day, another browser: the account remembers
     again.login("teacher1")
     assert "Sign out" in again.get("/").text
+
+
+def test_production_hashes_passwords_with_argon2id_at_rfc_9106_cost() -> None:
+    """The suite hashes cheaply (tests/conftest.py); the server's own hasher does not."""
+    from tests.conftest import PRODUCTION_HASHER
+
+    stored = PRODUCTION_HASHER.hash("a-long-pass-42")
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert passwords.verify_password(stored, "a-long-pass-42")  # the cheap one reads its cost
