@@ -46,8 +46,19 @@ lint: install-test
 types: install-test
 	$(VENV)/bin/mypy
 
+# The suite in two phases (tests/support/markers.py): the tests that share nothing on
+# TEST_WORKERS pytest-xdist workers, then the serial ones (integration, hardware, browser, fixed
+# ports) one at a time. Both phases always run; the target fails if either did.
+TEST_WORKERS ?= 3
+PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider
+
 test: services lint types
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	@start=$$(date +%s); \
+	$(PYTEST) -n $(TEST_WORKERS) -m "not serial"; parallel=$$?; \
+	echo "make test: parallel phase exit $$parallel after $$(( $$(date +%s) - start )) s"; \
+	$(PYTEST) -m serial; serial=$$?; \
+	echo "make test: serial phase exit $$serial, $$(( $$(date +%s) - start )) s in all"; \
+	test $$parallel -eq 0 -a $$serial -eq 0
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -41,6 +41,36 @@ def test_markers_follow_fixtures_and_the_browser_folder() -> None:
     assert [i.marks for i in items] == [["postgres"], ["mosquitto"], ["pcscd"], ["browser"], []]
 
 
+def test_serial_marks_timed_folders_and_machine_wide_resources() -> None:
+    """make test runs ``not serial`` on several workers: what keeps time against real processes
+    and what holds a machine-wide resource must be ``serial``; the rest must not be."""
+    from tests.support.markers import TESTS_DIR, mark_serial
+
+    class Item:
+        def __init__(self, path: Path, marks: list[str]) -> None:
+            self.path, self.marks = path, marks
+
+        def get_closest_marker(self, name: str) -> str | None:
+            return name if name in self.marks else None
+
+        def add_marker(self, mark: Any) -> None:
+            self.marks.append(mark.name)
+
+    items = [
+        Item(TESTS_DIR / "integration" / "sync" / "test_x.py", []),
+        Item(TESTS_DIR / "hardware" / "test_x.py", []),
+        Item(TESTS_DIR / "browser" / "test_x.py", ["browser"]),
+        Item(TESTS_DIR / "server" / "replica" / "test_x.py", ["postgres", "exclusive"]),
+        Item(TESTS_DIR / "edge" / "test_x.py", ["pcscd"]),
+        Item(TESTS_DIR / "server" / "test_x.py", ["rabbitmq"]),
+        Item(TESTS_DIR / "server" / "console" / "test_x.py", ["postgres"]),
+        Item(TESTS_DIR / "edge" / "test_x.py", ["mosquitto"]),
+        Item(TESTS_DIR / "protocol" / "test_x.py", []),
+    ]
+    mark_serial(items)  # type: ignore[arg-type]
+    assert ["serial" in i.marks for i in items] == [True] * 6 + [False] * 3
+
+
 def test_the_guard_catches_an_unmarked_use_of_a_service() -> None:
     with socket.socket() as s:
         s.settimeout(1)

@@ -15,7 +15,7 @@ from simulators.fleet_load import load_and_time
 from simulators.pg_pair import BenchPair
 from tests.support.pg_pair import PgPair
 
-pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
+pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres, pytest.mark.exclusive]
 
 # a pair of this test's own (the standby tests' pair on 25441/25442 may be stopped by their
 # session meanwhile): in the bench's port range, apart from the bench's own 25451/25452

@@ -24,6 +24,9 @@ def _ports(p: Ports) -> set[int]:
     return {*p.native, *p.mqtt, *p.mqtt_tls, *p.internal}
 
 
+pytestmark = pytest.mark.exclusive  # the fleet cluster's fixed names and ports
+
+
 def test_the_fleet_cluster_has_names_and_ports_of_its_own(tmp_path: Path) -> None:
     tests_cluster = RabbitCluster(tmp_path / "tests", RABBIT_PORTS)
     fleet_cluster = RabbitCluster(

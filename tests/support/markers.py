@@ -39,6 +39,29 @@ SERVICE_PORTS = {
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 
 
+# ``make test`` runs the suite in two phases: first every test not marked ``serial`` on several
+# pytest-xdist workers side by side (fresh databases, private topic prefixes and brokers, free
+# ports: nothing shared), then the ``serial`` ones one at a time. ``serial`` is added here to
+# what must not share the machine: the tests of real processes, devices and browsers that keep
+# time (tests/integration, tests/hardware, tests/browser: their deadlines are for a machine not
+# loaded by other tests), and what one machine has only one of: the vpcd reader pcscd serves,
+# the RabbitMQ test cluster, a test's own PostgreSQL on fixed ports (``pytest.mark.exclusive``).
+TESTS_DIR = Path(__file__).resolve().parents[1]
+SERIAL_DIRS = tuple(TESTS_DIR / d for d in ("integration", "hardware", "browser"))
+SERIAL_MARKERS = ("pcscd", "rabbitmq", "exclusive")
+
+
+def mark_serial(items: Iterable[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("serial") is not None:
+            continue
+        parents = Path(str(item.path)).parents
+        if any(d in parents for d in SERIAL_DIRS) or any(
+            item.get_closest_marker(m) is not None for m in SERIAL_MARKERS
+        ):
+            item.add_marker(pytest.mark.serial)
+
+
 def mark_by_fixtures(items: Iterable[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))

@@ -43,7 +43,7 @@ from tests.support.services import SYSTEM_BROKER, listens
 from tests.support.sync import Probe, enrolled_device, journal_rush, server_seqs, sync_settings
 from tests.support.wait import wait_until, wait_until_async
 
-pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres]
+pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres, pytest.mark.exclusive]  # port 25433
 
 ROOT = Path(__file__).resolve().parents[3]
 DEVICES = ("d1", "d2", "d3")

@@ -26,7 +26,7 @@ from tests.support.centre import centre_key_file
 from tests.support.pg_pair import PgPair, fresh_database
 from tests.support.sync import enrolled_device
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.exclusive]  # its own pair on fixed ports
 NOW = 1_788_000_000_000
 
 

@@ -26,7 +26,7 @@ from tests.support.event_rows import DAY, at, ingest_entries
 from tests.support.pg_pair import PgPair
 from tests.support.sync import enrolled_device
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.exclusive]  # its own pair on fixed ports
 
 KID = "s1-3a-1"
 
