@@ -28,17 +28,16 @@ class ReadersOnline(logging.Handler):
         super().__init__(logging.INFO)
         self._thread = threading.get_ident()
         self._online: set[str] = set()
-        self._changed = threading.Condition()
+        self._guard = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread != self._thread or not str(record.msg).startswith("reader %s online"):
             return
-        with self._changed:
+        with self._guard:
             self._online.add(str(record.args[0]) if record.args else "")  # type: ignore[index]
-            self._changed.notify_all()
 
     def online(self, *reader_ids: str) -> bool:
-        with self._changed:
+        with self._guard:
             return set(reader_ids) <= self._online
 
 

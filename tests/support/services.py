@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import getpass
 import hashlib
 import os
@@ -55,7 +56,9 @@ _TEMPLATE_LOCK = 0x51A9_7E57  # pg_advisory_lock key
 _template: str | None = None
 
 
+@functools.cache
 def _migrations_digest() -> str:
+    """Read once per process (the migrations do not change under a running suite)."""
     h = hashlib.sha256()
     for path in sorted(MIGRATIONS.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
