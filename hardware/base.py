@@ -28,6 +28,11 @@ class HardwareError(Exception):
     """A device could not be opened, read or driven."""
 
 
+class HeldFree(Exception):
+    """A release's wait for its passage ended by the fire alarm holding the gate free: whoever
+    goes through now cannot be told apart, so the release counts as not passed."""
+
+
 def normalise_credential(raw: str) -> str:
     """Canonical form of a credential string: trimmed, upper case."""
     return raw.strip().upper()

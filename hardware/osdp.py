@@ -72,6 +72,7 @@ from hardware import wiegand
 from hardware.base import (
     CredentialRead,
     HardwareError,
+    HeldFree,
     KeypadKeys,
     Misread,
     PassageResult,
@@ -755,6 +756,15 @@ class OsdpBus:
         if not accepted:
             raise HardwareError(f"reader {state.spec.reader_id} refused an OSDP command")
 
+    def end_passage_waits(self, address: int, input_no: int) -> None:
+        """The turnstile is held free: the releases waiting for its passage input end with
+        :class:`HeldFree` (a later pulse is anyone's passage, not theirs)."""
+        state = self._states[address]
+        for waited, waiter in state.input_waiters:
+            if waited == input_no and not waiter.done():
+                waiter.set_exception(HeldFree())
+        state.input_waiters = [(n, w) for n, w in state.input_waiters if not w.done()]
+
     def _input_waiter(self, address: int, input_no: int) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._states[address].input_waiters.append((input_no, future))
@@ -879,6 +889,10 @@ class OsdpGate:
         spec = self._bus.spec(self._address)
         if free:
             self._bus.held_open.add(self._address)
+            # A release waiting for its passage ends now, not passed: from here on anyone may
+            # walk through, and a passage can no longer be told apart (the person who tapped
+            # stays on the evacuation list).
+            self._bus.end_passage_waits(self._address, spec.passage_input_no)
         else:
             self._bus.held_open.discard(self._address)
         await self._bus.submit(
@@ -910,7 +924,7 @@ class OsdpGate:
                 async with asyncio.timeout(passage_timeout):
                     await passed
                 result = PassageResult.PASSED
-            except TimeoutError:
+            except (TimeoutError, HeldFree):
                 result = PassageResult.NOT_PASSED
         finally:
             passed.cancel()

@@ -99,6 +99,7 @@ class RelayGate:
         self._lock = asyncio.Lock()
         self._failed = False
         self.held = False  # held free by the fire alarm
+        self._held_free = asyncio.Event()
 
     async def __aenter__(self) -> RelayGate:
         # A board missing at start is reported once by _open; release() tries again.
@@ -165,6 +166,10 @@ class RelayGate:
         behind a release under way (it may wait seconds for a passage): a 4-byte frame of its
         own, and the release then leaves the contact as it is."""
         self.held = free
+        if free:
+            self._held_free.set()  # a release waiting for its passage ends, not passed
+        else:
+            self._held_free.clear()
         await self._send(lcus_command(self._channel, free))
 
     async def release(self, passage_timeout: float) -> PassageResult:
@@ -187,9 +192,18 @@ class RelayGate:
                         await asyncio.shield(self._send(lcus_command(self._channel, False)))
                 if passage is None:
                     return PassageResult.UNKNOWN
-                async with asyncio.timeout(passage_timeout + IO_TIMEOUT):
-                    passed = await passage
-                return PassageResult.PASSED if passed else PassageResult.NOT_PASSED
+                held = asyncio.ensure_future(self._held_free.wait())
+                try:
+                    async with asyncio.timeout(passage_timeout + IO_TIMEOUT):
+                        await asyncio.wait((passage, held), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    held.cancel()
+                if not passage.done():
+                    # Held free by the fire alarm before a passage: from here on anyone may
+                    # walk through, and a passage can no longer be told apart (the person who
+                    # tapped stays on the evacuation list).
+                    return PassageResult.NOT_PASSED
+                return PassageResult.PASSED if passage.result() else PassageResult.NOT_PASSED
             finally:
                 if passage is not None and not passage.done():
                     passage.cancel()

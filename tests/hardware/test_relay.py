@@ -35,6 +35,17 @@ class _Sensor:
         return False
 
 
+class _LateSensor:
+    """Someone walks through ``after`` seconds after the release (or later than asked)."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+
+    async def wait_passage(self, within: float) -> bool:
+        await asyncio.sleep(self.after)
+        return self.after <= within
+
+
 async def _switches(board: RelayBoardSim, count: int) -> list[tuple[float, int, bool]]:
     switches = await asyncio.to_thread(board.wait_switches, count, 3.0)
     assert len(switches) >= count, switches
@@ -111,5 +122,28 @@ async def test_the_fire_alarm_holds_the_contact_closed_through_a_release(tmp_pat
             await gate.hold_open(False)  # the panel is reset
             switches = await _switches(board, 3)
             assert [(ch, on) for _, ch, on in switches][-1] == (3, False)
+    finally:
+        board.close()
+
+
+async def test_a_release_waiting_for_its_passage_ends_not_passed_when_held_free(
+    tmp_path: Path,
+) -> None:
+    """The fire alarm comes while a child's exit release waits for the passage sensor: whoever
+    walks through the gate held free from then on is not that child, so the release ends at
+    once as not passed (the child stays on the evacuation list), and the contact stays closed."""
+    board = RelayBoardSim(tmp_path / "relay0")
+    board.plug()
+    try:
+        factory = serial_port_factory(str(board.path))
+        async with RelayGate("exit-1", factory, pulse_ms=50, sensor=_LateSensor(0.6)) as gate:
+            release = asyncio.create_task(gate.release(2.0))
+            await _switches(board, 2)  # the pulse is over: waiting for the passage
+            await gate.hold_open(True)
+            assert await asyncio.wait_for(release, 0.4) is PassageResult.NOT_PASSED
+            switches = await _switches(board, 3)
+            assert [(c, on) for _, c, on in switches][-1] == (1, True)
+        async with RelayGate("exit-1", factory, pulse_ms=50, sensor=_LateSensor(0.1)) as gate:
+            assert await gate.release(2.0) is PassageResult.PASSED  # not held: as before
     finally:
         board.close()
