@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import statistics
+import threading
 import time
+from pathlib import Path
 
 from simulators.bench_edge import BURST_FACTOR, BURST_SHARE, arrivals, feed_readers
 
@@ -57,3 +60,30 @@ def test_a_taps_latency_is_cut_at_its_groups_begin_and_commit() -> None:
         i = list(submitted).index(seq)
         total = got["to_begin"][i] + got["transaction"][i] + got["back_to_tap"][i]
         assert abs(total - (resumed[seq] - handed)) < 1e-9
+
+
+def test_the_ideal_pipeline_groups_the_taps_arriving_during_a_commit(tmp_path: Path) -> None:
+    """The bare pipeline floor commits every row once, in groups of the rows that arrived while
+    the commit before ran, and a row's latency includes that wait: a row arriving just after a
+    slow commit began waits for it (here a commit made slow by a lock held 50 ms)."""
+    from simulators.bench_edge import bare_commit_db, bare_pipeline
+
+    db = bare_commit_db(tmp_path)
+    blocker = sqlite3.connect(
+        tmp_path / "bare.sqlite", isolation_level=None, check_same_thread=False
+    )
+    try:
+        db.execute("PRAGMA busy_timeout=2000")
+        blocker.execute("BEGIN IMMEDIATE")  # the first commit waits for the lock: slow
+        threading.Timer(0.05, blocker.execute, ("COMMIT",)).start()
+        schedule = [0.0, 0.01, 0.02, 0.03, 0.2]  # three arrive during the first (slow) commit
+        latencies = bare_pipeline(db, schedule)
+        assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 5
+        assert len(latencies) == 5 and min(latencies) > 0
+        assert latencies[0] >= 0.045  # the row the slow commit held
+        # the three that came during it wait for it, then for their own (one) commit
+        assert all(lat >= 0.045 - at for lat, at in zip(latencies[1:4], schedule[1:4], strict=True))
+        assert latencies[4] < 0.045  # the last one finds the writer idle
+    finally:
+        blocker.close()
+        db.close()

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from edge.store import EdgeStore
-from simulators.bench_edge import bare_commit_db, bare_commits, bare_group_commits
+from simulators.bench_edge import bare_commit_db, bare_commits, bare_group_commits, bare_pipeline
 
 FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
 
@@ -35,7 +35,8 @@ async def test_the_journal_and_the_bench_floors_commit_alike(tmp_path: Path) -> 
         bare_commits(bare, 3)
         bare_group_commits(bare, [2, 5])
         bare_group_commits(bare, [1, 1], [0.0, 0.005])  # paced, as the pipeline's groups began
+        bare_pipeline(bare, [0.0, 0.001, 0.002])  # the ideal pipeline under the taps' arrivals
         assert _durability(bare) == journal
-        assert bare.execute("SELECT count(*) FROM t").fetchone()[0] == 12
+        assert bare.execute("SELECT count(*) FROM t").fetchone()[0] == 15
     finally:
         bare.close()
