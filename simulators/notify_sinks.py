@@ -44,6 +44,7 @@ class SmsSink:
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.requests: list[SmsRequest] = []
+        self.arrived = 0  # POSTs received, counted as they arrive (before a slow answer)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._fail = 0
@@ -106,6 +107,9 @@ class SmsSink:
             return [r for r in self.requests if not r.duplicate]
 
     def _receive(self, path: str, key: str | None, raw: bytes) -> int:
+        with self._cond:
+            self.arrived += 1
+            self._cond.notify_all()
         if self._delay_s:
             time.sleep(self._delay_s)
         at = time.time()

@@ -349,8 +349,11 @@ def test_notification_delivery_survives_the_database_dying(
         store(db, dev, "S1", "exit", CHILD)
         db.close()
         wait_until(lambda: statuses() == ["sent", "sending"], 20, "the second one being sent")
+        # The worker reads consent and the address after the claim, so the database dies only
+        # once the gateway holds the request (killed before, the row would wait for its lease).
+        wait_until(lambda: sms.arrived == 2, 20, "the gateway holds the second message")
         cluster.stop_immediate()  # while the gateway holds the request
-        wait_until(lambda: len(sms.requests) == 2, 10, "the gateway got the second message")
+        wait_until(lambda: len(sms.requests) == 2, 10, "the gateway answered the second message")
         time.sleep(2)  # the worker cannot record it; the planner cannot plan
         alive = [t.name for t in service._threads if t.is_alive()]
         assert len(alive) == 1 + nset.workers
