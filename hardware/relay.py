@@ -98,8 +98,12 @@ class RelayGate:
         self._transport: Transport | None = None
         self._lock = asyncio.Lock()
         self._failed = False
-        self.held = False  # held free by the fire alarm
-        self._held_free = asyncio.Event()
+        self._held_free = asyncio.Event()  # set while the fire alarm holds the gate free
+
+    @property
+    def held(self) -> bool:
+        """Held free by the fire alarm."""
+        return self._held_free.is_set()
 
     async def __aenter__(self) -> RelayGate:
         # A board missing at start is reported once by _open; release() tries again.
@@ -165,7 +169,6 @@ class RelayGate:
         """Hold the contact closed (turnstile free: the fire alarm) or open it again. Not
         behind a release under way (it may wait seconds for a passage): a 4-byte frame of its
         own, and the release then leaves the contact as it is."""
-        self.held = free
         if free:
             self._held_free.set()  # a release waiting for its passage ends, not passed
         else:

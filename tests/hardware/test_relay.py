@@ -136,11 +136,12 @@ async def test_a_release_waiting_for_its_passage_ends_not_passed_when_held_free(
     board.plug()
     try:
         factory = serial_port_factory(str(board.path))
-        async with RelayGate("exit-1", factory, pulse_ms=50, sensor=_LateSensor(0.6)) as gate:
-            release = asyncio.create_task(gate.release(2.0))
+        async with RelayGate("exit-1", factory, pulse_ms=50, sensor=_LateSensor(5.0)) as gate:
+            release = asyncio.create_task(gate.release(10.0))
             await _switches(board, 2)  # the pulse is over: waiting for the passage
             await gate.hold_open(True)
-            assert await asyncio.wait_for(release, 0.4) is PassageResult.NOT_PASSED
+            # it ends at the hold, not when the sensor fires 5 s later (it would say PASSED)
+            assert await asyncio.wait_for(release, 3.0) is PassageResult.NOT_PASSED
             switches = await _switches(board, 3)
             assert [(c, on) for _, c, on in switches][-1] == (1, True)
         async with RelayGate("exit-1", factory, pulse_ms=50, sensor=_LateSensor(0.1)) as gate:
